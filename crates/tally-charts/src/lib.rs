@@ -1,0 +1,1 @@
+//! tally-charts (skeleton; see ARCHITECTURE.md).

@@ -1,0 +1,1 @@
+//! tally-cli (skeleton; see ARCHITECTURE.md).

@@ -1,0 +1,1 @@
+//! tally-config (skeleton; see ARCHITECTURE.md).

@@ -1,0 +1,1 @@
+//! tally-counter (skeleton; see ARCHITECTURE.md).

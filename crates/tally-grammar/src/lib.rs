@@ -1,0 +1,1 @@
+//! tally-grammar (skeleton; see ARCHITECTURE.md).

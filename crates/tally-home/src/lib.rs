@@ -1,0 +1,1 @@
+//! tally-home (skeleton; see ARCHITECTURE.md).

@@ -1,0 +1,37 @@
+//! Wire formats shared by the tally client and `tally-server`.
+//!
+//! Two documents cross the network, and both are defined here so that the client and the
+//! collector cannot disagree about them:
+//!
+//! - [`config::UploadConfig`]: what a collector asks for (programs, versions, counters, rates),
+//!   signed with minisign by the collector and verified by the client (`tally-config`).
+//! - [`report::Report`]: one installation-week of counts, as the client keeps it locally and,
+//!   filtered by the config, as it uploads it.
+//!
+//! Their JSON Schemas live in `config-schema/` at the repository root; tests in this crate check
+//! that the schemas and these types cannot drift apart.
+//!
+//! This crate does no I/O. It promises: parsing never panics on any input, and every value a
+//! parser accepts satisfies the invariants documented on its type.
+
+pub mod config;
+pub mod day;
+pub mod report;
+pub mod version;
+
+pub use config::{CounterConfig, ProgramConfig, UploadConfig};
+pub use day::Day;
+pub use report::{ProgramReport, Report};
+
+/// Largest upload config body a client will download or verify (1 MiB).
+pub const MAX_CONFIG_BYTES: usize = 1024 * 1024;
+
+/// Largest report body a client sends and a server accepts (100 KiB).
+pub const MAX_REPORT_BYTES: usize = 100 * 1024;
+
+/// Reports whose week began more than this many days ago are never sent, and are refused by
+/// the server.
+pub const MAX_REPORT_AGE_DAYS: i64 = 21;
+
+/// Length of a tally week in days. Every report covers exactly one week.
+pub const WEEK_DAYS: i64 = 7;

@@ -1,0 +1,1 @@
+//! tally-report (skeleton; see ARCHITECTURE.md).

@@ -1,0 +1,1 @@
+//! tally-server (skeleton; see ARCHITECTURE.md).

@@ -1,0 +1,1 @@
+//! tally-upload (skeleton; see ARCHITECTURE.md).

@@ -1,0 +1,1 @@
+//! tally-wrapper (skeleton).
