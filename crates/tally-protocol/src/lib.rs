@@ -14,6 +14,7 @@
 //! This crate does no I/O. It promises: parsing never panics on any input, and every value a
 //! parser accepts satisfies the invariants documented on its type.
 
+pub mod aggregate;
 pub mod config;
 pub mod day;
 pub mod report;
