@@ -31,7 +31,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::Day;
 
-/// A collector's upload config. Construct with [`UploadConfig::parse`], which validates it.
+/// A collector's upload config, signed with minisign by the collector. In Rust, construct it
+/// with `UploadConfig::parse`, which also checks the rules this schema cannot express.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct UploadConfig {
@@ -41,6 +42,7 @@ pub struct UploadConfig {
     /// Last day on which the config may be used (freeze protection).
     pub expires: Day,
     /// Fraction of reports, in `[0, 1]`, that are uploaded at all.
+    #[cfg_attr(test, schemars(range(min = 0.0, max = 1.0)))]
     pub sample_rate: f64,
     /// Operating systems whose reports are wanted (Rust's `std::env::consts::OS` names).
     pub os: Vec<String>,
@@ -55,9 +57,10 @@ pub struct UploadConfig {
 #[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct ProgramConfig {
     /// Program name: `cargo`, `rustc`, `rustfmt`, `cargo-fmt`, `go` or `gofmt`.
+    #[cfg_attr(test, schemars(length(min = 1)))]
     pub name: String,
-    /// A semver range (`>=1.70.0`, `1.95.*`); see [`crate::version`] for how tool versions
-    /// are read.
+    /// A semver range (`>=1.70.0`, `1.95.*`). Tool versions match by their numeric
+    /// `major.minor.patch` (`go1.19.8` and `1.96.0-nightly` too); `unknown` matches nothing.
     pub versions: String,
     /// The counters wanted, each with its own rate.
     pub counters: Vec<CounterConfig>,
@@ -68,10 +71,17 @@ pub struct ProgramConfig {
 #[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct CounterConfig {
     /// A counter name, or a pattern `prefix:{a,b,c}`.
+    #[cfg_attr(test, schemars(regex(pattern = COUNTER_PATTERN_REGEX)))]
     pub name: String,
     /// Fraction in `[0, 1]`: the counter is kept in a report whose `x` is at most this.
+    #[cfg_attr(test, schemars(range(min = 0.0, max = 1.0)))]
     pub rate: f64,
 }
+
+/// The language [`expand_pattern`] accepts, as a regular expression, for the JSON Schema: a
+/// non-empty name without braces, or a brace-free prefix followed by `{alt,alt,...}` at the end
+/// with non-empty, brace-free alternatives.
+pub const COUNTER_PATTERN_REGEX: &str = r"^([^{}]+|[^{}]*\{[^{},]+(,[^{},]+)*\})$";
 
 /// Why a config body was refused before its contents were used.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -83,7 +93,13 @@ pub enum ConfigError {
     #[error("config field {field} is {value}, outside [0, 1]")]
     RateOutOfRange { field: String, value: f64 },
     #[error("program {program}: versions {versions:?} is not a semver range: {reason}")]
-    BadVersions { program: String, versions: String, reason: String },
+    BadVersions {
+        program: String,
+        versions: String,
+        reason: String,
+    },
+    #[error("a program entry has an empty name; every program needs one (e.g. \"cargo\")")]
+    EmptyProgramName,
     #[error("program {program}: counter pattern {pattern:?} is malformed")]
     BadPattern { program: String, pattern: String },
 }
@@ -104,13 +120,19 @@ impl UploadConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         check_rate("sample_rate", self.sample_rate)?;
         for program in &self.programs {
+            if program.name.is_empty() {
+                return Err(ConfigError::EmptyProgramName);
+            }
             VersionReq::parse(&program.versions).map_err(|e| ConfigError::BadVersions {
                 program: program.name.clone(),
                 versions: program.versions.clone(),
                 reason: e.to_string(),
             })?;
             for counter in &program.counters {
-                check_rate(&format!("{}: {}.rate", program.name, counter.name), counter.rate)?;
+                check_rate(
+                    &format!("{}: {}.rate", program.name, counter.name),
+                    counter.rate,
+                )?;
                 if expand_pattern(&counter.name).is_none() {
                     return Err(ConfigError::BadPattern {
                         program: program.name.clone(),
@@ -131,7 +153,9 @@ impl UploadConfig {
     pub fn allows(&self, program: &str, version: &str, os: &str, arch: &str) -> bool {
         self.os.iter().any(|o| o == os)
             && self.arch.iter().any(|a| a == arch)
-            && self.program(program).is_some_and(|p| p.allows_version(version))
+            && self
+                .program(program)
+                .is_some_and(|p| p.allows_version(version))
     }
 }
 
@@ -161,7 +185,10 @@ fn check_rate(field: &str, value: f64) -> Result<(), ConfigError> {
     if (0.0..=1.0).contains(&value) {
         Ok(())
     } else {
-        Err(ConfigError::RateOutOfRange { field: field.to_string(), value })
+        Err(ConfigError::RateOutOfRange {
+            field: field.to_string(),
+            value,
+        })
     }
 }
 
@@ -181,7 +208,10 @@ pub fn expand_pattern(pattern: &str) -> Option<Vec<String>> {
     if body.contains(['{', '}']) || prefix.contains('}') {
         return None;
     }
-    let names: Vec<String> = body.split(',').map(|alt| format!("{prefix}{alt}")).collect();
+    let names: Vec<String> = body
+        .split(',')
+        .map(|alt| format!("{prefix}{alt}"))
+        .collect();
     if body.split(',').any(str::is_empty) {
         return None;
     }
@@ -198,9 +228,16 @@ mod tests {
     fn expands_partitions() {
         assert_eq!(
             expand_pattern("rustc/edition:{2018,2021,2024}").unwrap(),
-            ["rustc/edition:2018", "rustc/edition:2021", "rustc/edition:2024"]
+            [
+                "rustc/edition:2018",
+                "rustc/edition:2021",
+                "rustc/edition:2024"
+            ]
         );
-        assert_eq!(expand_pattern("cargo/invocations").unwrap(), ["cargo/invocations"]);
+        assert_eq!(
+            expand_pattern("cargo/invocations").unwrap(),
+            ["cargo/invocations"]
+        );
         for bad in ["", "a:{", "a:{}", "a:{b,}", "a:{b}c", "a:{b{c}}", "a}"] {
             assert_eq!(expand_pattern(bad), None, "{bad}");
         }
@@ -220,7 +257,10 @@ mod tests {
     #[test]
     fn rejects_bad_configs() {
         let too_big = vec![b' '; crate::MAX_CONFIG_BYTES + 1];
-        assert!(matches!(UploadConfig::parse(&too_big), Err(ConfigError::TooLarge(_))));
+        assert!(matches!(
+            UploadConfig::parse(&too_big),
+            Err(ConfigError::TooLarge(_))
+        ));
         let rate = EXAMPLE.replacen("\"sample_rate\": 1.0", "\"sample_rate\": 1.5", 1);
         assert!(matches!(
             UploadConfig::parse(rate.as_bytes()),

@@ -84,7 +84,12 @@ impl schemars::JsonSchema for Day {
         "Day".into()
     }
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        schemars::json_schema!({ "type": "string", "format": "date" })
+        schemars::json_schema!({
+            "description": "A calendar day, YYYY-MM-DD.",
+            "type": "string",
+            "format": "date",
+            "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+        })
     }
 }
 
@@ -103,7 +108,14 @@ mod tests {
 
     #[test]
     fn rejects_non_days() {
-        for s in ["", "2026-13-01", "2026-02-30", "26-11-24", "2026-11-24T00:00", "+02026-11-24"] {
+        for s in [
+            "",
+            "2026-13-01",
+            "2026-02-30",
+            "26-11-24",
+            "2026-11-24T00:00",
+            "+02026-11-24",
+        ] {
             assert!(s.parse::<Day>().is_err(), "{s}");
         }
     }

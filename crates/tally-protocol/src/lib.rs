@@ -20,6 +20,9 @@ pub mod day;
 pub mod report;
 pub mod version;
 
+#[cfg(test)]
+mod schema_tests;
+
 pub use config::{CounterConfig, ProgramConfig, UploadConfig};
 pub use day::Day;
 pub use report::{ProgramReport, Report};

@@ -32,8 +32,9 @@ use crate::Day;
 pub struct Report {
     /// First day of the week the counts were made in (weeks are [`crate::WEEK_DAYS`] long).
     pub week: Day,
-    /// The report's random number, uniform in `[0, 1)`, drawn once per report. The server
-    /// requires it to be in `(0, 1)`.
+    /// The report's random number, uniform in `(0, 1)`, drawn once per report; the server
+    /// refuses any other value.
+    #[cfg_attr(test, schemars(extend("exclusiveMinimum" = 0, "exclusiveMaximum" = 1)))]
     pub x: f64,
     /// The version of the config the upload copy was filtered by; `None` in a local copy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -47,9 +48,13 @@ pub struct Report {
 #[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ProgramReport {
+    /// Program name (`cargo`, `rustc`, `rustfmt`, `cargo-fmt`, `go`, `gofmt`).
     pub program: String,
+    /// The tool's version as tally read it (`1.95.0`, `go1.19.8`, `unknown`).
     pub version: String,
+    /// Rust's `std::env::consts::OS` name.
     pub os: String,
+    /// Rust's `std::env::consts::ARCH` name.
     pub arch: String,
     /// Counter name to count. Names come from tally's fixed vocabulary (`tally-grammar`).
     pub counters: BTreeMap<String, u64>,
@@ -105,9 +110,15 @@ mod tests {
 
     #[test]
     fn rejects_bad_reports() {
-        assert!(matches!(Report::parse(&vec![b' '; 200 * 1024]), Err(ReportError::TooLarge(_))));
+        assert!(matches!(
+            Report::parse(&vec![b' '; 200 * 1024]),
+            Err(ReportError::TooLarge(_))
+        ));
         let bad_x = EXAMPLE.replacen("0.4231", "1.5", 1);
-        assert!(matches!(Report::parse(bad_x.as_bytes()), Err(ReportError::BadX(_))));
+        assert!(matches!(
+            Report::parse(bad_x.as_bytes()),
+            Err(ReportError::BadX(_))
+        ));
         let extra = EXAMPLE.replacen("{", "{\"hostname\": \"me\",", 1);
         assert!(Report::parse(extra.as_bytes()).is_err());
         let negative = EXAMPLE.replacen(": 12", ": -12", 1);

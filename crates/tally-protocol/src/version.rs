@@ -13,7 +13,9 @@ pub fn numeric_core(version: &str) -> Option<Version> {
     let v = version.trim();
     let v = v.strip_prefix("go").unwrap_or(v);
     let v = v.strip_prefix('v').unwrap_or(v);
-    let core_end = v.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(v.len());
+    let core_end = v
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(v.len());
     let core = &v[..core_end];
     let mut parts = core.split('.');
     let major = parts.next()?.parse().ok()?;
