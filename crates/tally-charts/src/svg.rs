@@ -1,0 +1,542 @@
+//! Chart primitives: a line chart with optional interval bands, a stacked column chart and a
+//! horizontal bar chart, each rendered as one `<figure>` holding an inline SVG and an HTML
+//! legend.
+//!
+//! The SVGs use a fixed `viewBox` and scale to the width of their container, so they work from a
+//! phone to a wide screen; the legend is HTML so it wraps instead of overflowing. Every drawn
+//! datum carries `data-*` attributes (`data-series`, `data-week`, `data-value`, …) so tests, in
+//! Rust or in a browser, can check what was drawn without parsing geometry. All names are
+//! escaped.
+
+use std::fmt::Write as _;
+
+use crate::html::escape;
+
+/// Width and height of every chart's coordinate system (the SVG scales it to fit).
+const WIDTH: f64 = 480.0;
+const HEIGHT: f64 = 220.0;
+const LEFT: f64 = 46.0;
+const RIGHT: f64 = 14.0;
+const TOP: f64 = 12.0;
+const BOTTOM: f64 = 28.0;
+/// At most this many x-axis labels are written, so dates never overlap.
+const MAX_X_LABELS: usize = 5;
+
+/// Tableau 10: distinguishable, and readable on white.
+const PALETTE: [&str; 10] = [
+    "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
+    "#9c755f", "#bab0ac",
+];
+
+/// The colour of the `index`th series of a chart.
+pub fn color(index: usize) -> &'static str {
+    PALETTE[index % PALETTE.len()]
+}
+
+/// What the y axis measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scale {
+    /// A proportion in `[0, 1]`, labelled as a percentage.
+    Share,
+    /// A non-negative count.
+    Count,
+}
+
+impl Scale {
+    fn format(self, value: f64) -> String {
+        match self {
+            Scale::Share => format_percent(value),
+            Scale::Count => format_count(value),
+        }
+    }
+}
+
+/// `0.1234` as `12.3%` (no trailing `.0`).
+pub fn format_percent(share: f64) -> String {
+    let percent = share * 100.0;
+    let text = format!("{percent:.1}");
+    let text = text.strip_suffix(".0").unwrap_or(&text);
+    format!("{text}%")
+}
+
+fn format_count(value: f64) -> String {
+    if (value - value.round()).abs() < 1e-9 {
+        format!("{}", value.round() as i64)
+    } else {
+        format!("{value:.2}")
+    }
+}
+
+/// Numbers written into SVG coordinates: two decimals are far below a pixel.
+fn coord(value: f64) -> String {
+    let text = format!("{value:.2}");
+    text.trim_end_matches('0').trim_end_matches('.').to_owned()
+}
+
+/// One datum of a line series.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Point {
+    pub value: f64,
+    /// The interval drawn around the value (the Wilson interval of a share).
+    pub band: Option<(f64, f64)>,
+    /// Extra words for the tooltip (e.g. "3 of 12 reports").
+    pub detail: String,
+}
+
+/// A named line: one optional point per x label (`None` draws a gap).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    /// The full name (a counter name), written to `data-series` and the tooltips.
+    pub name: String,
+    /// What the legend shows (a partition's bucket, or the name itself).
+    pub label: String,
+    pub points: Vec<Option<Point>>,
+}
+
+/// A line chart with one x position per label.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LineChart {
+    /// Goes into `data-chart`; says what kind of chart this is (`counter`, `partition`, …).
+    pub kind: &'static str,
+    pub title: String,
+    pub x_labels: Vec<String>,
+    pub series: Vec<Series>,
+    pub scale: Scale,
+}
+
+/// Smallest "round" number (1, 2, 2.5 or 5 times a power of ten) at or above `value`.
+fn nice_ceiling(value: f64) -> f64 {
+    if value.is_nan() || value <= 0.0 {
+        return 1.0;
+    }
+    let magnitude = 10f64.powf(value.log10().floor());
+    let fraction = value / magnitude;
+    let step = [1.0, 2.0, 2.5, 5.0, 10.0]
+        .into_iter()
+        .find(|step| fraction <= step * (1.0 + 1e-9))
+        .unwrap_or(10.0);
+    step * magnitude
+}
+
+/// The top of the y axis for data whose largest value is `max`.
+fn y_top(scale: Scale, max: f64) -> f64 {
+    match scale {
+        Scale::Share => nice_ceiling(max.max(0.01)).min(1.0),
+        Scale::Count => nice_ceiling(max.max(1.0)),
+    }
+}
+
+/// The x coordinate of position `index` of `count`.
+fn x_at(index: usize, count: usize) -> f64 {
+    let plot = WIDTH - LEFT - RIGHT;
+    if count <= 1 {
+        return LEFT + plot / 2.0;
+    }
+    let pad = (plot / count as f64 / 2.0).min(24.0);
+    LEFT + pad + (plot - 2.0 * pad) * index as f64 / (count - 1) as f64
+}
+
+fn y_at(value: f64, top: f64) -> f64 {
+    let plot = HEIGHT - TOP - BOTTOM;
+    let clamped = value.clamp(0.0, top);
+    TOP + plot * (1.0 - clamped / top)
+}
+
+fn open_svg(out: &mut String, kind: &str, title: &str) {
+    let _ = write!(
+        out,
+        "<svg class=\"chart\" data-chart=\"{kind}\" data-title=\"{title}\" viewBox=\"0 0 {WIDTH} {HEIGHT}\" \
+         xmlns=\"http://www.w3.org/2000/svg\" role=\"img\" aria-label=\"{title}\" preserveAspectRatio=\"xMidYMid meet\">",
+        kind = escape(kind),
+        title = escape(title),
+    );
+}
+
+/// Horizontal grid lines and y labels.
+fn y_axis(out: &mut String, scale: Scale, top: f64) {
+    for step in 0..=4 {
+        let value = top * f64::from(step) / 4.0;
+        let y = coord(y_at(value, top));
+        let _ = write!(
+            out,
+            "<line class=\"grid-line\" x1=\"{LEFT}\" x2=\"{x2}\" y1=\"{y}\" y2=\"{y}\"/>\
+             <text x=\"{tx}\" y=\"{y}\" dy=\"0.32em\" text-anchor=\"end\">{label}</text>",
+            x2 = WIDTH - RIGHT,
+            tx = LEFT - 5.0,
+            label = escape(&scale.format(value)),
+        );
+    }
+}
+
+/// The x labels, thinned to at most [`MAX_X_LABELS`], always keeping the last one.
+fn x_axis(out: &mut String, labels: &[String]) {
+    let count = labels.len();
+    let every = count.div_ceil(MAX_X_LABELS).max(1);
+    let baseline = HEIGHT - BOTTOM;
+    let _ = write!(
+        out,
+        "<line class=\"axis\" x1=\"{LEFT}\" x2=\"{x2}\" y1=\"{baseline}\" y2=\"{baseline}\"/>",
+        x2 = WIDTH - RIGHT
+    );
+    for (index, label) in labels.iter().enumerate() {
+        let is_last = index + 1 == count;
+        let shown = if is_last {
+            true
+        } else {
+            index % every == 0 && count - 1 - index >= every
+        };
+        if !shown {
+            continue;
+        }
+        let _ = write!(
+            out,
+            "<text x=\"{x}\" y=\"{y}\" text-anchor=\"middle\">{label}</text>",
+            x = coord(x_at(index, count)),
+            y = HEIGHT - 9.0,
+            label = escape(label),
+        );
+    }
+}
+
+fn legend(out: &mut String, names: &[&str]) {
+    out.push_str("<ul class=\"legend\">");
+    for (index, name) in names.iter().enumerate() {
+        let _ = write!(
+            out,
+            "<li><span class=\"swatch\" style=\"background:{color}\"></span>{name}</li>",
+            color = color(index),
+            name = escape(name),
+        );
+    }
+    out.push_str("</ul>");
+}
+
+/// Renders a line chart. Each run of consecutive points is joined by a line; where points have
+/// bands, the band is drawn as a translucent area plus a whisker at each point (so a single week
+/// still shows its interval).
+pub fn line_chart(chart: &LineChart) -> String {
+    let count = chart.x_labels.len();
+    let max = chart
+        .series
+        .iter()
+        .flat_map(|series| series.points.iter().flatten())
+        .map(|point| {
+            point
+                .band
+                .map_or(point.value, |(_, high)| high.max(point.value))
+        })
+        .fold(0.0, f64::max);
+    let top = y_top(chart.scale, max);
+
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        "<figure class=\"chart\" data-chart=\"{kind}\"><figcaption>{title}</figcaption>",
+        kind = escape(chart.kind),
+        title = escape(&chart.title)
+    );
+    open_svg(&mut out, chart.kind, &chart.title);
+    y_axis(&mut out, chart.scale, top);
+    x_axis(&mut out, &chart.x_labels);
+
+    for (index, series) in chart.series.iter().enumerate() {
+        let color = color(index);
+        let drawn = series.points.iter().take(count).flatten().count();
+        let _ = write!(
+            out,
+            "<g class=\"series\" data-series=\"{name}\" data-points=\"{drawn}\">",
+            name = escape(&series.name)
+        );
+        for run in runs(&series.points[..series.points.len().min(count)]) {
+            draw_band(&mut out, &run, count, top, color);
+            if run.len() >= 2 {
+                let points: Vec<String> = run
+                    .iter()
+                    .map(|(i, p)| {
+                        format!("{},{}", coord(x_at(*i, count)), coord(y_at(p.value, top)))
+                    })
+                    .collect();
+                let _ = write!(
+                    out,
+                    "<polyline class=\"line\" stroke=\"{color}\" points=\"{}\"/>",
+                    points.join(" ")
+                );
+            }
+        }
+        for (i, point) in series.points.iter().take(count).enumerate() {
+            let Some(point) = point else { continue };
+            let x = coord(x_at(i, count));
+            let mut tooltip = format!(
+                "{}, {}: {}",
+                series.name,
+                chart.x_labels[i],
+                chart.scale.format(point.value)
+            );
+            if let Some((low, high)) = point.band {
+                let _ = write!(
+                    out,
+                    "<line class=\"whisker\" stroke=\"{color}\" stroke-width=\"1.5\" x1=\"{x}\" x2=\"{x}\" y1=\"{y1}\" y2=\"{y2}\"/>",
+                    y1 = coord(y_at(low, top)),
+                    y2 = coord(y_at(high, top)),
+                );
+                let _ = write!(
+                    tooltip,
+                    " (95% interval {} to {})",
+                    chart.scale.format(low),
+                    chart.scale.format(high)
+                );
+            }
+            if !point.detail.is_empty() {
+                let _ = write!(tooltip, "; {}", point.detail);
+            }
+            let _ = write!(
+                out,
+                "<circle class=\"point\" fill=\"{color}\" cx=\"{x}\" cy=\"{y}\" r=\"3.5\" data-week=\"{week}\" data-value=\"{value}\"",
+                y = coord(y_at(point.value, top)),
+                week = escape(&chart.x_labels[i]),
+                value = point.value,
+            );
+            if let Some((low, high)) = point.band {
+                let _ = write!(out, " data-low=\"{low}\" data-high=\"{high}\"");
+            }
+            let _ = write!(out, "><title>{}</title></circle>", escape(&tooltip));
+        }
+        out.push_str("</g>");
+    }
+    out.push_str("</svg>");
+    let names: Vec<&str> = chart.series.iter().map(|s| s.label.as_str()).collect();
+    legend(&mut out, &names);
+    out.push_str("</figure>\n");
+    out
+}
+
+/// Consecutive present points, with their x index.
+fn runs(points: &[Option<Point>]) -> Vec<Vec<(usize, &Point)>> {
+    let mut runs = Vec::new();
+    let mut current = Vec::new();
+    for (index, point) in points.iter().enumerate() {
+        match point {
+            Some(point) => current.push((index, point)),
+            None if !current.is_empty() => runs.push(std::mem::take(&mut current)),
+            None => {}
+        }
+    }
+    if !current.is_empty() {
+        runs.push(current);
+    }
+    runs
+}
+
+fn draw_band(out: &mut String, run: &[(usize, &Point)], count: usize, top: f64, color: &str) {
+    if run.len() < 2 || run.iter().any(|(_, p)| p.band.is_none()) {
+        return;
+    }
+    let mut corners = Vec::with_capacity(run.len() * 2);
+    for (i, point) in run {
+        let (_, high) = point.band.unwrap_or((point.value, point.value));
+        corners.push(format!(
+            "{},{}",
+            coord(x_at(*i, count)),
+            coord(y_at(high, top))
+        ));
+    }
+    for (i, point) in run.iter().rev() {
+        let (low, _) = point.band.unwrap_or((point.value, point.value));
+        corners.push(format!(
+            "{},{}",
+            coord(x_at(*i, count)),
+            coord(y_at(low, top))
+        ));
+    }
+    let _ = write!(
+        out,
+        "<polygon class=\"band\" fill=\"{color}\" fill-opacity=\"0.18\" points=\"{}\"/>",
+        corners.join(" ")
+    );
+}
+
+/// A stacked column chart: one column per x label, one segment per named stack.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StackedColumns {
+    pub kind: &'static str,
+    pub title: String,
+    pub x_labels: Vec<String>,
+    /// (segment name, value per x label).
+    pub stacks: Vec<(String, Vec<u64>)>,
+}
+
+/// Renders a stacked column chart of counts.
+pub fn stacked_columns(chart: &StackedColumns) -> String {
+    let count = chart.x_labels.len();
+    let column_totals: Vec<u64> = (0..count)
+        .map(|i| {
+            chart
+                .stacks
+                .iter()
+                .map(|(_, values)| values.get(i).copied().unwrap_or(0))
+                .sum()
+        })
+        .collect();
+    let top = y_top(
+        Scale::Count,
+        column_totals.iter().copied().max().unwrap_or(0) as f64,
+    );
+    let plot = WIDTH - LEFT - RIGHT;
+    let bar = (plot / count.max(1) as f64 * 0.6).min(44.0);
+
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        "<figure class=\"chart\" data-chart=\"{kind}\"><figcaption>{title}</figcaption>",
+        kind = escape(chart.kind),
+        title = escape(&chart.title)
+    );
+    open_svg(&mut out, chart.kind, &chart.title);
+    y_axis(&mut out, Scale::Count, top);
+    x_axis(&mut out, &chart.x_labels);
+    for (index, (name, values)) in chart.stacks.iter().enumerate() {
+        let color = color(index);
+        let _ = write!(out, "<g class=\"series\" data-series=\"{}\">", escape(name));
+        for (i, value) in values.iter().take(count).enumerate() {
+            if *value == 0 {
+                continue;
+            }
+            let below: u64 = chart.stacks[..index]
+                .iter()
+                .map(|(_, v)| v.get(i).copied().unwrap_or(0))
+                .sum();
+            let y_high = y_at((below + value) as f64, top);
+            let y_low = y_at(below as f64, top);
+            let _ = write!(
+                out,
+                "<rect class=\"segment\" fill=\"{color}\" x=\"{x}\" y=\"{y}\" width=\"{w}\" height=\"{h}\" data-week=\"{week}\" data-value=\"{value}\"><title>{tip}</title></rect>",
+                x = coord(x_at(i, count) - bar / 2.0),
+                y = coord(y_high),
+                w = coord(bar),
+                h = coord((y_low - y_high).max(0.0)),
+                week = escape(&chart.x_labels[i]),
+                tip = escape(&format!("{name}, {}: {value}", chart.x_labels[i])),
+            );
+        }
+        out.push_str("</g>");
+    }
+    out.push_str("</svg>");
+    let names: Vec<&str> = chart.stacks.iter().map(|(n, _)| n.as_str()).collect();
+    legend(&mut out, &names);
+    out.push_str("</figure>\n");
+    out
+}
+
+/// A horizontal bar chart of named counts (one bar per row, longest label area on the left).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HorizontalBars {
+    pub kind: &'static str,
+    pub title: String,
+    pub rows: Vec<(String, u64)>,
+}
+
+/// Labels longer than this are shortened on the chart (the tooltip keeps the whole name).
+const MAX_BAR_LABEL_CHARS: usize = 34;
+
+/// Renders a horizontal bar chart; its height grows with the number of rows.
+pub fn horizontal_bars(chart: &HorizontalBars) -> String {
+    let row_height = 18.0;
+    let label_width = 200.0;
+    let value_width = 56.0;
+    let height = TOP + row_height * chart.rows.len().max(1) as f64 + 6.0;
+    let max = chart.rows.iter().map(|(_, v)| *v).max().unwrap_or(0).max(1) as f64;
+    let plot = WIDTH - label_width - value_width;
+
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        "<figure class=\"chart\" data-chart=\"{kind}\"><figcaption>{title}</figcaption>",
+        kind = escape(chart.kind),
+        title = escape(&chart.title)
+    );
+    let _ = write!(
+        out,
+        "<svg class=\"chart\" data-chart=\"{kind}\" data-title=\"{title}\" viewBox=\"0 0 {WIDTH} {height}\" \
+         xmlns=\"http://www.w3.org/2000/svg\" role=\"img\" aria-label=\"{title}\" preserveAspectRatio=\"xMidYMid meet\">",
+        kind = escape(chart.kind),
+        title = escape(&chart.title),
+        height = coord(height),
+    );
+    for (index, (name, value)) in chart.rows.iter().enumerate() {
+        let y = TOP + row_height * index as f64;
+        let shown: String = if name.chars().count() > MAX_BAR_LABEL_CHARS {
+            let mut short: String = name.chars().take(MAX_BAR_LABEL_CHARS - 1).collect();
+            short.push('…');
+            short
+        } else {
+            name.clone()
+        };
+        let width = (plot * *value as f64 / max).max(if *value > 0 { 1.0 } else { 0.0 });
+        let _ = write!(
+            out,
+            "<g class=\"series\" data-series=\"{name_attr}\">\
+             <text x=\"{lx}\" y=\"{ty}\" text-anchor=\"end\">{label}</text>\
+             <rect class=\"bar\" fill=\"{color}\" x=\"{label_width}\" y=\"{ry}\" width=\"{w}\" height=\"{h}\" data-value=\"{value}\"><title>{tip}</title></rect>\
+             <text x=\"{vx}\" y=\"{ty}\">{value}</text></g>",
+            name_attr = escape(name),
+            lx = label_width - 6.0,
+            ty = coord(y + row_height / 2.0 + 4.0),
+            label = escape(&shown),
+            color = color(0),
+            ry = coord(y + 3.0),
+            w = coord(width),
+            h = coord(row_height - 6.0),
+            tip = escape(&format!("{name}: {value}")),
+            vx = coord(label_width + width + 4.0),
+        );
+    }
+    out.push_str("</svg></figure>\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nice_ceilings() {
+        assert_eq!(nice_ceiling(0.0), 1.0);
+        assert_eq!(nice_ceiling(0.34), 0.5);
+        assert_eq!(nice_ceiling(0.2), 0.2);
+        assert_eq!(nice_ceiling(7.0), 10.0);
+        assert_eq!(nice_ceiling(120.0), 200.0);
+        assert_eq!(y_top(Scale::Share, 0.97), 1.0);
+        assert_eq!(y_top(Scale::Count, 0.0), 1.0);
+    }
+
+    #[test]
+    fn percent_formatting() {
+        assert_eq!(format_percent(0.25), "25%");
+        assert_eq!(format_percent(0.1234), "12.3%");
+        assert_eq!(format_percent(1.0), "100%");
+    }
+
+    #[test]
+    fn runs_split_at_gaps() {
+        let p = |v: f64| {
+            Some(Point {
+                value: v,
+                band: None,
+                detail: String::new(),
+            })
+        };
+        let points = vec![p(0.1), p(0.2), None, p(0.3)];
+        let lengths: Vec<usize> = runs(&points).iter().map(Vec::len).collect();
+        assert_eq!(lengths, vec![2, 1]);
+    }
+
+    #[test]
+    fn x_positions_stay_inside_the_plot() {
+        for count in 1..40 {
+            for i in 0..count {
+                let x = x_at(i, count);
+                assert!((LEFT..=WIDTH - RIGHT).contains(&x), "{i}/{count}: {x}");
+            }
+        }
+    }
+}

@@ -1,0 +1,294 @@
+//! Rendering tests: the pages hold the expected charts and series, every name is escaped
+//! (hostile names included, and random ones by property test), and the chart SVG is pinned by
+//! snapshots.
+
+mod support;
+
+use proptest::prelude::*;
+use support::fixtures::{self, WEEKS, cargo_weeks, day, section};
+use tally_charts::svg::{LineChart, Point, Scale, Series, line_chart};
+use tally_charts::{UserData, UserWeek, dashboard_index, program_page, user_view};
+
+fn count(haystack: &str, needle: &str) -> usize {
+    haystack.matches(needle).count()
+}
+
+#[test]
+fn program_page_draws_partitions_counters_and_splits() {
+    let page = program_page("cargo", &cargo_weeks());
+    // One chart for the whole cargo/subcommand partition, with one series per bucket.
+    assert_eq!(
+        count(&page, "<svg class=\"chart\" data-chart=\"partition\""),
+        2,
+        "subcommand and flag partitions"
+    );
+    for bucket in ["build", "test", "other"] {
+        assert!(
+            page.contains(&format!("data-series=\"cargo/subcommand:{bucket}\"")),
+            "{bucket}"
+        );
+    }
+    // cargo/invocations stands alone.
+    assert_eq!(
+        count(&page, "<svg class=\"chart\" data-chart=\"counter\""),
+        1
+    );
+    assert!(page.contains("data-series=\"cargo/invocations\" data-points=\"3\""));
+    // The withheld week leaves a gap: two points, no line across it.
+    assert!(page.contains("data-series=\"cargo/flag:--offline\" data-points=\"2\""));
+    // Each point carries its share and Wilson interval; the band is drawn.
+    assert!(page.contains("data-week=\"2026-11-16\" data-value=\"1\""));
+    assert!(page.contains("class=\"band\""));
+    for split in ["split-version", "split-os", "split-arch"] {
+        assert_eq!(
+            count(
+                &page,
+                &format!("<svg class=\"chart\" data-chart=\"{split}\"")
+            ),
+            1,
+            "{split}"
+        );
+    }
+    assert!(page.contains("data-series=\"1.95.0\""));
+    assert!(page.contains("data-series=\"aarch64\""));
+    assert!(
+        page.contains("data-week=\"2026-11-16\" data-value=\"8\""),
+        "aarch64 in the last week"
+    );
+}
+
+#[test]
+fn index_lists_programs_weeks_and_reports() {
+    let page = dashboard_index(&fixtures::index());
+    assert!(page.contains("href=\"programs/cargo\""));
+    assert!(page.contains("href=\"programs/rustc\""));
+    for (week, reports) in WEEKS.iter().zip([44, 59, 65]) {
+        assert!(page.contains(&format!("<tr data-week=\"{week}\"><td>{week}</td><td class=\"num\" data-reports=\"{reports}\">")), "{week}");
+    }
+    assert!(page.contains("data-series=\"all reports\" data-points=\"3\""));
+    assert!(page.contains("data-threshold=\"5\""));
+}
+
+#[test]
+fn empty_inputs_render_an_explanation() {
+    let empty = tally_protocol::aggregate::WeeksIndex {
+        threshold: 5,
+        weeks: vec![],
+    };
+    assert!(dashboard_index(&empty).contains("No published data yet"));
+    assert!(program_page("go", &[]).contains("No published data for this program"));
+    assert!(user_view(&UserData::default()).contains("Nothing counted yet"));
+}
+
+#[test]
+fn pages_are_self_contained() {
+    let pages = [
+        dashboard_index(&fixtures::index()),
+        program_page("cargo", &cargo_weeks()),
+        user_view(&user_data()),
+    ];
+    for page in pages {
+        assert!(page.starts_with("<!DOCTYPE html>"));
+        assert!(page.contains("Content-Security-Policy"));
+        assert!(!page.contains("<script"), "no script");
+        assert!(
+            !page.contains("http://")
+                || !page
+                    .replace("http://www.w3.org/2000/svg", "")
+                    .contains("http://"),
+            "no remote asset"
+        );
+        assert!(!page.contains("https://"), "no remote asset");
+        assert!(page.contains("name=\"viewport\""), "phone-width layout");
+    }
+}
+
+fn user_data() -> UserData {
+    UserData {
+        data_dir: "/home/u/.local/state/tally".to_owned(),
+        mode: "local".to_owned(),
+        weeks: vec![
+            UserWeek {
+                week: day("2026-11-12"),
+                in_progress: false,
+                programs: vec![
+                    section(
+                        "cargo",
+                        &[("cargo/invocations", 9), ("cargo/subcommand:build", 7)],
+                    ),
+                    section(
+                        "rustc",
+                        &[("rustc/invocations", 120), ("rustc/edition:2021", 118)],
+                    ),
+                ],
+            },
+            UserWeek {
+                week: day("2026-11-19"),
+                in_progress: true,
+                programs: vec![section(
+                    "cargo",
+                    &[("cargo/invocations", 3), ("cargo/subcommand:test", 3)],
+                )],
+            },
+        ],
+    }
+}
+
+#[test]
+fn user_view_shows_each_week_and_program() {
+    let page = user_view(&user_data());
+    assert_eq!(
+        count(&page, "data-chart=\"user-week\"><figcaption>"),
+        3,
+        "cargo twice, rustc once"
+    );
+    assert!(page.contains("cargo, week of 2026-11-19 (in progress)"));
+    assert!(page.contains("data-series=\"rustc/edition:2021\""));
+    assert!(page.contains("data-value=\"118\""));
+    // Trend chart across the two weeks, including a zero where a counter was absent.
+    assert!(page.contains("data-series=\"cargo/invocations\" data-points=\"2\""));
+    assert!(
+        page.contains("data-week=\"2026-11-19\" data-value=\"0\""),
+        "build absent in week 2"
+    );
+    // Table totals: cargo 16 then 6 events.
+    assert!(page.contains("<td class=\"num\">16</td>"));
+    assert!(page.contains("<td class=\"num\">6</td>"));
+}
+
+const HOSTILE: &str = "\"><script>alert('x')</script><img src=x onerror=alert(1)>&amp;";
+
+#[test]
+fn hostile_names_are_escaped_everywhere() {
+    let mut weeks = cargo_weeks();
+    for week in &mut weeks {
+        week.program = HOSTILE.to_owned();
+        week.counters.push(fixtures::counter(
+            &format!("evil:{HOSTILE}"),
+            9,
+            week.reports,
+            9,
+        ));
+        week.counters
+            .push(fixtures::counter(HOSTILE, 9, week.reports, 9));
+        week.versions.insert(HOSTILE.to_owned(), 9);
+        week.os.insert(format!("{HOSTILE}\u{0}"), 9);
+    }
+    let mut index = fixtures::index();
+    index.weeks[0].programs.insert(HOSTILE.to_owned(), 9);
+    let user = UserData {
+        data_dir: HOSTILE.to_owned(),
+        mode: HOSTILE.to_owned(),
+        weeks: vec![UserWeek {
+            week: day("2026-11-12"),
+            in_progress: false,
+            programs: vec![section(HOSTILE, &[(HOSTILE, 1), ("x:</svg>", 2)])],
+        }],
+    };
+    for page in [
+        program_page(HOSTILE, &weeks),
+        dashboard_index(&index),
+        user_view(&user),
+    ] {
+        assert!(!page.contains("<script"), "raw script tag");
+        assert!(!page.contains("<img"), "raw img tag");
+        assert!(!page.contains("'x'"), "raw quote");
+        assert!(!page.contains('\u{0}'), "raw NUL");
+        assert!(page.contains("&lt;script&gt;"), "escaped form present");
+        assert!(
+            !page.contains("href=\"programs/\"><"),
+            "link target encoded"
+        );
+    }
+    let index_page = dashboard_index(&index);
+    assert!(
+        index_page.contains("href=\"programs/%22%3E%3Cscript%3Ealert%28%27x%27%29%3C%2Fscript%3E")
+    );
+}
+
+/// The markup skeleton of a page: everything but text and attribute contents, which is what a
+/// name could corrupt if escaping failed.
+fn structure(page: &str) -> (usize, usize, usize) {
+    (count(page, "<"), count(page, ">"), count(page, "\""))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// Any program name and bucket name, however hostile, leaves the page's markup exactly as it
+    /// is with a plain name: same number of tags and attribute quotes.
+    #[test]
+    fn random_names_never_change_the_markup(program in "\\PC{0,24}", bucket in "\\PC{1,24}") {
+        let render = |program: &str, bucket: &str| {
+            let mut weeks = cargo_weeks();
+            for week in &mut weeks {
+                week.program = program.to_owned();
+                week.counters.push(fixtures::counter(&format!("cargo/zz:{bucket}"), 9, week.reports, 9));
+                week.os.insert(format!("os {bucket}"), 3);
+            }
+            let user = UserData {
+                data_dir: program.to_owned(),
+                mode: bucket.to_owned(),
+                weeks: vec![UserWeek {
+                    week: day("2026-11-12"),
+                    in_progress: true,
+                    programs: vec![section(program, &[(bucket, 4)])],
+                }],
+            };
+            (program_page(program, &weeks), user_view(&user))
+        };
+        let (plain_program, plain_user) = render("p", "b");
+        let (program_page, user_page) = render(&program, &bucket);
+        prop_assert_eq!(structure(&program_page), structure(&plain_program));
+        prop_assert_eq!(structure(&user_page), structure(&plain_user));
+    }
+}
+
+#[test]
+fn line_chart_svg_snapshot() {
+    let point = |value: f64, low: f64, high: f64| {
+        Some(Point {
+            value,
+            band: Some((low, high)),
+            detail: "3 of 12 reports".to_owned(),
+        })
+    };
+    let chart = LineChart {
+        kind: "partition",
+        title: "rustc/edition: share of reports per bucket".to_owned(),
+        x_labels: vec![
+            "2026-11-02".to_owned(),
+            "2026-11-09".to_owned(),
+            "2026-11-16".to_owned(),
+        ],
+        series: vec![
+            Series {
+                name: "rustc/edition:2021".to_owned(),
+                label: "2021".to_owned(),
+                points: vec![point(0.6, 0.5, 0.7), point(0.55, 0.45, 0.65), None],
+            },
+            Series {
+                name: "rustc/edition:2024".to_owned(),
+                label: "2024".to_owned(),
+                points: vec![
+                    point(0.3, 0.2, 0.4),
+                    point(0.4, 0.3, 0.5),
+                    point(0.5, 0.4, 0.6),
+                ],
+            },
+        ],
+        scale: Scale::Share,
+    };
+    insta::assert_snapshot!(line_chart(&chart).replace("><", ">\n<"));
+}
+
+#[test]
+fn split_chart_snapshot() {
+    let weeks = cargo_weeks();
+    let page = program_page("cargo", &weeks[..1]);
+    let start = page
+        .find("<figure class=\"chart\" data-chart=\"split-os\"")
+        .expect("os chart");
+    let end = start + page[start..].find("</figure>").expect("figure end") + "</figure>".len();
+    insta::assert_snapshot!(page[start..end].replace("><", ">\n<"));
+}

@@ -1,0 +1,3 @@
+//! Shared test support: seeded aggregates, and a small WebDriver client for headless Chromium.
+
+pub mod fixtures;
