@@ -1,0 +1,48 @@
+//! The dashboard: the seam between the server and `tally-charts`.
+//!
+//! `GET /` is the index (programs, latest weeks, reports per week) and
+//! `GET /programs/{program}` one program's charts over its latest [`PROGRAM_WEEKS`] weeks. Both
+//! are drawn from the same published aggregates as the JSON API (`AppState::weeks_index`,
+//! `AppState::program_week`), which are already thresholded: nothing withheld can reach a page.
+//! Pages are self-contained HTML (inline CSS and SVG, no script), so the dashboard needs no
+//! network and no asset routes.
+
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use tally_protocol::aggregate::{ProgramWeek, WeeksIndex};
+
+use crate::AppState;
+
+/// How many of a program's latest weeks its page charts.
+pub const PROGRAM_WEEKS: usize = 26;
+
+/// The index page. `latest` (the newest week's programs) is not needed: program details live on
+/// their own pages, with every week rather than one.
+pub fn page(index: &WeeksIndex, latest: &[ProgramWeek]) -> String {
+    let _ = latest;
+    tally_charts::dashboard_index(index)
+}
+
+/// `GET /programs/{program}`: the program's charts, or 404 when nothing about it is published.
+pub async fn program(State(state): State<AppState>, Path(program): Path<String>) -> Response {
+    let index = state.weeks_index();
+    let weeks: Vec<ProgramWeek> = tally_charts::weeks_with_program(&index, &program, PROGRAM_WEEKS)
+        .into_iter()
+        .filter_map(|week| state.program_week(week, &program))
+        .collect();
+    let status = if weeks.is_empty() { StatusCode::NOT_FOUND } else { StatusCode::OK };
+    html(status, tally_charts::program_page(&program, &weeks))
+}
+
+fn html(status: StatusCode, body: String) -> Response {
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CONTENT_SECURITY_POLICY, tally_charts::CONTENT_SECURITY_POLICY),
+        ],
+        body,
+    )
+        .into_response()
+}
