@@ -1,0 +1,368 @@
+//! Load generator for `tally-server` (loopback only, bounded in count and time).
+//!
+//! `run`: sends `--valid` valid and `--invalid` invalid uploads over `--concurrency` keep-alive
+//! connections, prints reports/s and latency percentiles, and writes every report answered 2xx
+//! to `--accepted`. With `--kill-pid P --kill-after-ms T` it sends SIGKILL to the server after T
+//! milliseconds (the crash test) and stops at the first failed request.
+//!
+//! `verify`: after a restart, checks that every report in `--accepted` is in the store, and that
+//! the server counts each stored report exactly once (`/api/weeks`).
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::{Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use tally_protocol::{Day, ProgramReport, Report};
+
+#[derive(Parser)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    Run {
+        #[arg(long)]
+        addr: SocketAddr,
+        /// Week of every report (must be ended and recent for the server's clock).
+        #[arg(long)]
+        week: Day,
+        #[arg(long, default_value_t = 1)]
+        config_version: u64,
+        #[arg(long, default_value_t = 20_000)]
+        valid: usize,
+        #[arg(long, default_value_t = 2_000)]
+        invalid: usize,
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        /// Stop sending after this many seconds whatever is left.
+        #[arg(long, default_value_t = 60)]
+        time_limit: u64,
+        #[arg(long)]
+        accepted: Option<PathBuf>,
+        #[arg(long)]
+        kill_pid: Option<i32>,
+        #[arg(long, default_value_t = 1000)]
+        kill_after_ms: u64,
+    },
+    Verify {
+        #[arg(long)]
+        addr: SocketAddr,
+        #[arg(long)]
+        store: PathBuf,
+        #[arg(long)]
+        accepted: PathBuf,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    match Cli::parse().command {
+        Command::Run {
+            addr,
+            week,
+            config_version,
+            valid,
+            invalid,
+            concurrency,
+            time_limit,
+            accepted,
+            kill_pid,
+            kill_after_ms,
+        } => runtime.block_on(run(RunArgs {
+            addr,
+            week,
+            config_version,
+            valid,
+            invalid,
+            concurrency: concurrency.max(1),
+            time_limit: Duration::from_secs(time_limit),
+            accepted,
+            kill: kill_pid.map(|pid| (pid, Duration::from_millis(kill_after_ms))),
+        })),
+        Command::Verify { addr, store, accepted } => runtime.block_on(verify(addr, store, accepted)),
+    }
+}
+
+struct RunArgs {
+    addr: SocketAddr,
+    week: Day,
+    config_version: u64,
+    valid: usize,
+    invalid: usize,
+    concurrency: usize,
+    time_limit: Duration,
+    accepted: Option<PathBuf>,
+    kill: Option<(i32, Duration)>,
+}
+
+/// One request to send, and whether it should be accepted.
+struct Job {
+    body: Bytes,
+    valid: bool,
+    key: String,
+}
+
+fn valid_report(week: Day, config_version: u64, x: f64) -> Report {
+    let n = (x * 1000.0) as u64;
+    let mut counters = std::collections::BTreeMap::new();
+    counters.insert("cargo/invocations".to_string(), 1 + n % 50);
+    counters.insert("cargo/subcommand:build".to_string(), n % 7);
+    if n % 3 == 0 {
+        counters.insert("cargo/subcommand:test".to_string(), 1 + n % 5);
+    }
+    Report {
+        week,
+        x,
+        config_version: Some(config_version),
+        programs: vec![ProgramReport {
+            program: "cargo".into(),
+            version: if n % 2 == 0 { "1.95.0".into() } else { "1.96.0".into() },
+            os: "linux".into(),
+            arch: if n % 4 == 0 { "aarch64".into() } else { "x86_64".into() },
+            counters,
+        }],
+    }
+}
+
+fn jobs(args: &RunArgs) -> Vec<Job> {
+    let mut rng = fastrand::Rng::new();
+    let mut seen = BTreeSet::new();
+    let mut jobs = Vec::with_capacity(args.valid + args.invalid);
+    while seen.len() < args.valid {
+        let x = rng.f64();
+        if x <= 0.0 || !seen.insert(x.to_bits()) {
+            continue;
+        }
+        let report = valid_report(args.week, args.config_version, x);
+        jobs.push(Job { body: report.to_canonical_json().into(), valid: true, key: format!("{} {x}", args.week) });
+    }
+    for i in 0..args.invalid {
+        let x = rng.f64().max(1e-9);
+        let mut report = valid_report(args.week, args.config_version, x);
+        let body: Vec<u8> = match i % 5 {
+            0 => {
+                report.programs[0].counters.insert("cargo/not-in-config".into(), 1);
+                report.to_canonical_json()
+            }
+            1 => b"{\"week\": \"2026-11-16\", \"x\": ".to_vec(),
+            2 => {
+                report.x = 1.5;
+                report.to_canonical_json()
+            }
+            3 => {
+                report.programs[0].os = "plan9".into();
+                report.to_canonical_json()
+            }
+            _ => vec![b' '; 101 * 1024],
+        };
+        jobs.push(Job { body: body.into(), valid: false, key: String::new() });
+    }
+    rng.shuffle(&mut jobs);
+    jobs
+}
+
+#[derive(Default)]
+struct WorkerResult {
+    latencies: Vec<Duration>,
+    accepted: Vec<String>,
+    valid_ok: usize,
+    invalid_refused: usize,
+    wrong: Vec<String>,
+    failed: usize,
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let jobs = Arc::new(jobs(&args));
+    let next = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let start = Instant::now();
+    let deadline = start + args.time_limit;
+    if let Some((pid, after)) = args.kill {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            eprintln!("loadgen: sent SIGKILL to {pid}");
+            stop.store(true, Ordering::SeqCst);
+        });
+    }
+    let mut workers = Vec::new();
+    for _ in 0..args.concurrency {
+        let (jobs, next, stop, addr, week) = (jobs.clone(), next.clone(), stop.clone(), args.addr, args.week);
+        workers.push(tokio::spawn(async move { worker(addr, week, &jobs, &next, &stop, deadline).await }));
+    }
+    let mut total = WorkerResult::default();
+    for worker in workers {
+        let r = worker.await?;
+        total.latencies.extend(r.latencies);
+        total.accepted.extend(r.accepted);
+        total.valid_ok += r.valid_ok;
+        total.invalid_refused += r.invalid_refused;
+        total.wrong.extend(r.wrong);
+        total.failed += r.failed;
+    }
+    let elapsed = start.elapsed();
+    total.latencies.sort();
+    let pct = |p: f64| -> f64 {
+        if total.latencies.is_empty() {
+            return 0.0;
+        }
+        let i = ((total.latencies.len() as f64 * p).ceil() as usize).clamp(1, total.latencies.len()) - 1;
+        total.latencies[i].as_secs_f64() * 1000.0
+    };
+    println!(
+        "requests {} in {:.3}s: valid accepted {} ({:.0} reports/s), invalid refused {}, failed {}, wrong answers {}",
+        total.latencies.len(),
+        elapsed.as_secs_f64(),
+        total.valid_ok,
+        total.valid_ok as f64 / elapsed.as_secs_f64(),
+        total.invalid_refused,
+        total.failed,
+        total.wrong.len()
+    );
+    println!("latency ms: p50 {:.2} p90 {:.2} p99 {:.2} max {:.2}", pct(0.5), pct(0.9), pct(0.99), pct(1.0));
+    for wrong in total.wrong.iter().take(5) {
+        println!("wrong: {wrong}");
+    }
+    if let Some(path) = &args.accepted {
+        let mut text = total.accepted.join("\n");
+        text.push('\n');
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    if !total.wrong.is_empty() {
+        bail!("{} requests got the wrong answer", total.wrong.len());
+    }
+    if args.kill.is_none() && total.failed > 0 {
+        bail!("{} requests failed", total.failed);
+    }
+    Ok(())
+}
+
+async fn worker(
+    addr: SocketAddr,
+    week: Day,
+    jobs: &[Job],
+    next: &AtomicUsize,
+    stop: &AtomicBool,
+    deadline: Instant,
+) -> WorkerResult {
+    let mut result = WorkerResult::default();
+    let mut sender = None;
+    while !stop.load(Ordering::SeqCst) && Instant::now() < deadline {
+        let i = next.fetch_add(1, Ordering::SeqCst);
+        let Some(job) = jobs.get(i) else { break };
+        if sender.is_none() {
+            sender = connect(addr).await.ok();
+        }
+        let Some(conn) = sender.as_mut() else {
+            result.failed += 1;
+            if stop.load(Ordering::SeqCst) {
+                break;
+            }
+            continue;
+        };
+        let request = Request::post(format!("/upload/{week}"))
+            .header(hyper::header::HOST, "127.0.0.1")
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(job.body.clone()))
+            .expect("a valid request");
+        let began = Instant::now();
+        let answer = async {
+            conn.ready().await?;
+            let response = conn.send_request(request).await?;
+            let status = response.status();
+            let body = response.into_body().collect().await?.to_bytes();
+            anyhow::Ok((status, body))
+        }
+        .await;
+        match answer {
+            Ok((status, body)) => {
+                result.latencies.push(began.elapsed());
+                match (job.valid, status) {
+                    (true, StatusCode::OK) => {
+                        result.valid_ok += 1;
+                        result.accepted.push(job.key.clone());
+                    }
+                    (false, StatusCode::BAD_REQUEST) => result.invalid_refused += 1,
+                    (_, status) => result.wrong.push(format!(
+                        "valid={} got {status}: {}",
+                        job.valid,
+                        String::from_utf8_lossy(&body).trim()
+                    )),
+                }
+                // The oversized body makes the server close the connection.
+                if !job.valid {
+                    sender = None;
+                }
+            }
+            Err(_) => {
+                result.failed += 1;
+                sender = None;
+            }
+        }
+    }
+    result
+}
+
+async fn connect(
+    addr: SocketAddr,
+) -> anyhow::Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>> {
+    let stream = tokio::net::TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(connection);
+    Ok(sender)
+}
+
+async fn verify(addr: SocketAddr, store: PathBuf, accepted: PathBuf) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(&accepted).with_context(|| format!("reading {}", accepted.display()))?;
+    let mut missing = 0;
+    let mut count = 0;
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        let (week, x) = line.split_once(' ').context("malformed accepted line")?;
+        let week: Day = week.parse()?;
+        let monday = tally_protocol::aggregate::bucket_week(week);
+        let path = store.join(format!("reports/{monday}/{week}_{x}.json"));
+        count += 1;
+        if !path.exists() {
+            missing += 1;
+            eprintln!("missing: {}", path.display());
+        }
+    }
+    let mut stored = 0;
+    let reports_dir = store.join("reports");
+    for dir in std::fs::read_dir(&reports_dir).with_context(|| format!("reading {}", reports_dir.display()))? {
+        for file in std::fs::read_dir(dir?.path())? {
+            if file?.file_name().to_string_lossy().ends_with(".json") {
+                stored += 1;
+            }
+        }
+    }
+    let mut conn = connect(addr).await?;
+    let request = Request::get("/api/weeks")
+        .header(hyper::header::HOST, "127.0.0.1")
+        .body(Full::new(Bytes::new()))?;
+    let response = conn.send_request(request).await?;
+    let body = response.into_body().collect().await?.to_bytes();
+    let index: tally_protocol::aggregate::WeeksIndex = serde_json::from_slice(&body)?;
+    let counted: u64 = index.weeks.iter().map(|w| w.reports).sum();
+    println!(
+        "accepted (2xx) {count}, missing from store {missing}, stored {stored}, counted by the server {counted}"
+    );
+    if missing > 0 || counted != stored as u64 || stored < count {
+        bail!("crash check failed");
+    }
+    println!("crash check passed: every 2xx report stored, every stored report counted once");
+    Ok(())
+}

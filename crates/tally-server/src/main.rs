@@ -1,0 +1,202 @@
+//! `tally-server`: the collector's command line (`serve`, `keygen`, `sign`, `plan`).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tally_server::clock::Clock;
+use tally_server::serve::Limits;
+use tally_server::signing::{self, PASSWORD_ENV};
+use tally_server::store::Store;
+use tally_server::{AppState, DEFAULT_THRESHOLD, Options};
+
+#[derive(Parser)]
+#[command(name = "tally-server", version, about = "The tally collector: serves the signed upload config, accepts and merges reports")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the signed config, accept uploads, publish aggregates.
+    Serve(ServeArgs),
+    /// Write a new minisign key pair (password from TALLY_SERVER_KEY_PASSWORD, or --no-password).
+    Keygen {
+        /// Where to write the public key (give it to clients to pin).
+        #[arg(long, short = 'p', default_value = "tally-server.pub")]
+        public_key: PathBuf,
+        /// Where to write the secret key (keep it off the server).
+        #[arg(long, short = 's', default_value = "tally-server.key")]
+        secret_key: PathBuf,
+        /// Write the secret key unencrypted (like `minisign -W`), for automated signing.
+        #[arg(long)]
+        no_password: bool,
+        /// Replace existing key files.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Sign an upload config, writing CONFIG.minisig beside it (prehashed minisign signature).
+    Sign {
+        /// The config to sign; it must be a valid upload config.
+        config: PathBuf,
+        /// The secret key (password from TALLY_SERVER_KEY_PASSWORD if it has one).
+        #[arg(long, short = 's', default_value = "tally-server.key")]
+        secret_key: PathBuf,
+    },
+    /// Compute the sample rate that gives a wanted margin of error.
+    Plan {
+        /// Wanted half-width of every share's interval, e.g. 0.02 for ±2 points.
+        #[arg(long)]
+        margin: f64,
+        /// Confidence level of that interval.
+        #[arg(long, default_value_t = 0.95)]
+        confidence: f64,
+        /// Reports per week you expect at sample rate 1 (opted-in installations).
+        #[arg(long)]
+        expected_reports: u64,
+    },
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    addr: SocketAddr,
+    /// Storage: a directory, or s3://bucket/prefix (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+    /// AWS_REGION, AWS_ENDPOINT_URL from the environment).
+    #[arg(long)]
+    store: String,
+    /// The signed upload config to serve; its signature is CONFIG.minisig beside it.
+    #[arg(long)]
+    config: PathBuf,
+    /// The collector's public key (a .pub file, or its base64 line): the config must verify.
+    #[arg(long)]
+    key: String,
+    /// Publication threshold: anything seen in fewer distinct reports is withheld.
+    #[arg(long, default_value_t = DEFAULT_THRESHOLD)]
+    threshold: u64,
+    /// Most connections open at once.
+    #[arg(long, default_value_t = 1024)]
+    max_connections: usize,
+    /// Seconds a client has to send request headers (also the keep-alive idle limit).
+    #[arg(long, default_value_t = 5.0)]
+    header_timeout: f64,
+    /// Seconds a client has to send an upload's body.
+    #[arg(long, default_value_t = 10.0)]
+    body_timeout: f64,
+    /// Milliseconds between writes of the merged aggregates.
+    #[arg(long, default_value_t = 1000)]
+    flush_ms: u64,
+    /// Seconds between re-reads of the store (reports written by other servers).
+    #[arg(long, default_value_t = 60)]
+    reconcile_secs: u64,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Keygen { public_key, secret_key, no_password, force } => {
+            keygen(&public_key, &secret_key, no_password, force)
+        }
+        Command::Sign { config, secret_key } => {
+            signing::sign_config(&config, &secret_key, password_from_env()).map(|sig| {
+                println!("signed {} -> {}", config.display(), sig.display());
+            })
+        }
+        Command::Plan { margin, confidence, expected_reports } => {
+            tally_server::plan::plan(margin, confidence, expected_reports).map(|plan| {
+                print!("{}", plan.explain());
+            })
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tally-server: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn password_from_env() -> Option<String> {
+    std::env::var(PASSWORD_ENV).ok().filter(|p| !p.is_empty())
+}
+
+fn keygen(public_key: &Path, secret_key: &Path, no_password: bool, force: bool) -> anyhow::Result<()> {
+    let password = match (password_from_env(), no_password) {
+        (Some(_), true) => anyhow::bail!("{PASSWORD_ENV} is set but --no-password was given; choose one"),
+        (None, false) => anyhow::bail!(
+            "set {PASSWORD_ENV} to encrypt the secret key, or pass --no-password to write it unencrypted"
+        ),
+        (password, _) => password,
+    };
+    let id = signing::keygen(public_key, secret_key, password, force)?;
+    println!("key id {id}");
+    println!("public key: {} (clients pin this)", public_key.display());
+    println!("secret key: {} (sign configs with it; keep it off the server)", secret_key.display());
+    Ok(())
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let clock = Clock::from_env()?;
+    let key_text = if Path::new(&args.key).exists() {
+        std::fs::read_to_string(&args.key).with_context(|| format!("cannot read the public key {}", args.key))?
+    } else {
+        args.key.clone()
+    };
+    let public_key = signing::parse_public_key(&key_text)?;
+    let json = std::fs::read(&args.config)
+        .with_context(|| format!("cannot read the config {}", args.config.display()))?;
+    let sig_path = signing::signature_path(&args.config);
+    let signature = std::fs::read(&sig_path).with_context(|| {
+        format!("cannot read the config signature {}; create it with `tally-server sign`", sig_path.display())
+    })?;
+    let options = Options {
+        threshold: args.threshold,
+        clock,
+        body_timeout: Duration::from_secs_f64(args.body_timeout.max(0.001)),
+    };
+    let limits = Limits {
+        max_connections: args.max_connections,
+        header_timeout: Duration::from_secs_f64(args.header_timeout.max(0.001)),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let store = Store::open(&args.store)?;
+        let state = AppState::open(store, json.into(), signature.into(), &public_key, options)
+            .await
+            .with_context(|| format!("refusing to serve {}", args.config.display()))?;
+        let listener = tokio::net::TcpListener::bind(args.addr)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.addr))?;
+        let port = listener.local_addr()?.port();
+        let background = tokio::spawn(
+            state.clone().run_background(Duration::from_millis(args.flush_ms.max(10)), Duration::from_secs(args.reconcile_secs.max(1))),
+        );
+        // The port only: the log never holds an IP address, so it can be checked for none.
+        println!("tally-server: listening on port {port}");
+        tally_server::serve::serve(listener, tally_server::app(state.clone()), limits, shutdown_signal(), Duration::from_secs(5))
+            .await;
+        background.abort();
+        state.flush().await?;
+        println!("tally-server: stopped");
+        anyhow::Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

@@ -1,0 +1,187 @@
+//! Deciding whether an uploaded report is accepted. Pure functions, no I/O, never panic.
+//!
+//! An upload is accepted only if every one of these holds; the first failure is the one-line
+//! reason sent back with the 400:
+//!
+//! 1. the body is at most [`MAX_REPORT_BYTES`] of JSON of the report's exact shape (unknown
+//!    fields refused, counts non-negative integers);
+//! 2. the URL's week is a real day and equals the report's `week`;
+//! 3. the week has ended (`week + 7 <= today`) and began at most [`MAX_REPORT_AGE_DAYS`] ago;
+//! 4. `x` is in `(0, 1)` and at most the config's `sample_rate` (the client never sends other
+//!    reports);
+//! 5. the report names a config version the server has served ([`check_against_config`]), and
+//!    every section's program, version, OS and arch is allowed by it, and every counter is named
+//!    by it with a rate at least `x`.
+
+use tally_protocol::{
+    Day, MAX_REPORT_AGE_DAYS, MAX_REPORT_BYTES, Report, UploadConfig, WEEK_DAYS,
+    report::ReportError,
+};
+
+/// Longest value echoed back in a refusal, so a reason stays one short line.
+const MAX_ECHO: usize = 64;
+
+/// Checks everything that needs no config (steps 1 to 3, and `x` in `(0, 1)`).
+pub fn parse_upload(url_week: &str, body: &[u8], today: Day) -> Result<Report, String> {
+    let Ok(url_day) = url_week.parse::<Day>() else {
+        return Err(format!("week {} in the URL is not a YYYY-MM-DD day", echo(url_week)));
+    };
+    let report = Report::parse(body).map_err(|e| match e {
+        ReportError::TooLarge(n) => format!("report is {n} bytes, over the {MAX_REPORT_BYTES} byte limit"),
+        ReportError::Json(why) => format!("report is not a valid report: {}", one_line(&why)),
+        ReportError::BadX(x) => format!("report x is {x}, not in (0, 1)"),
+    })?;
+    if report.week != url_day {
+        return Err(format!("report week {} does not match the URL week {url_day}", report.week));
+    }
+    let age = today.days_since(report.week);
+    if age < WEEK_DAYS {
+        return Err(format!(
+            "week {} has not ended yet (today is {today}; a week can be sent from its 8th day)",
+            report.week
+        ));
+    }
+    if age > MAX_REPORT_AGE_DAYS {
+        return Err(format!(
+            "week {} began {age} days ago, more than the {MAX_REPORT_AGE_DAYS} days accepted",
+            report.week
+        ));
+    }
+    if report.config_version.is_none() {
+        return Err("report names no config_version (only upload copies are accepted)".into());
+    }
+    Ok(report)
+}
+
+/// Checks a parsed report against the config version it names (step 5).
+pub fn check_against_config(report: &Report, config: &UploadConfig) -> Result<(), String> {
+    if report.x > config.sample_rate {
+        return Err(format!(
+            "report x {} is above config {}'s sample_rate {}; such reports are not collected",
+            report.x, config.version, config.sample_rate
+        ));
+    }
+    for section in &report.programs {
+        let Some(program) = config.program(&section.program) else {
+            return Err(format!(
+                "program {} is not collected by config {}",
+                echo(&section.program),
+                config.version
+            ));
+        };
+        if !config.allows(&section.program, &section.version, &section.os, &section.arch) {
+            return Err(format!(
+                "{} {} on {}/{} is not collected by config {}",
+                echo(&section.program),
+                echo(&section.version),
+                echo(&section.os),
+                echo(&section.arch),
+                config.version
+            ));
+        }
+        let rates = program.counter_rates();
+        for name in section.counters.keys() {
+            match rates.get(name) {
+                None => {
+                    return Err(format!(
+                        "counter {} is not collected for {} by config {}",
+                        echo(name),
+                        echo(&section.program),
+                        config.version
+                    ));
+                }
+                Some(rate) if report.x > *rate => {
+                    return Err(format!(
+                        "counter {} has rate {rate} in config {}, below the report's x {}",
+                        echo(name),
+                        config.version,
+                        report.x
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A client-supplied value, cut short and with control characters replaced, for a reason line.
+fn echo(value: &str) -> String {
+    let mut out: String =
+        value.chars().take(MAX_ECHO).map(|c| if c.is_control() { '?' } else { c }).collect();
+    if value.chars().count() > MAX_ECHO {
+        out.push('…');
+    }
+    format!("{out:?}")
+}
+
+fn one_line(text: &str) -> String {
+    text.chars().take(200).map(|c| if c.is_control() { ' ' } else { c }).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONFIG: &str = include_str!("../../../config-schema/example-config.json");
+    const REPORT: &str = include_str!("../../../config-schema/example-report.json");
+
+    fn today() -> Day {
+        "2026-11-24".parse().unwrap()
+    }
+
+    fn check(url_week: &str, body: &str) -> Result<Report, String> {
+        let config = UploadConfig::parse(CONFIG.as_bytes()).unwrap();
+        let report = parse_upload(url_week, body.as_bytes(), today())?;
+        check_against_config(&report, &config)?;
+        Ok(report)
+    }
+
+    #[test]
+    fn accepts_the_example() {
+        check("2026-11-16", REPORT).unwrap();
+    }
+
+    #[test]
+    fn refuses_each_violation_with_a_reason() {
+        let cases = [
+            ("2026-11-17", REPORT.to_string(), "does not match"),
+            ("2026-02-30", REPORT.to_string(), "not a YYYY-MM-DD"),
+            ("2026-11-18", REPORT.replace("2026-11-16", "2026-11-18"), "not ended"),
+            ("2026-11-02", REPORT.replace("2026-11-16", "2026-11-02"), "more than the 21"),
+            ("2026-11-16", REPORT.replace("0.4231", "0"), "not in (0, 1)"),
+            ("2026-11-16", REPORT.replace("\"cargo\"", "\"ghc\""), "program \"ghc\""),
+            ("2026-11-16", REPORT.replace("1.95.0", "1.60.0"), "not collected by config"),
+            ("2026-11-16", REPORT.replace("linux", "plan9"), "not collected by config"),
+            ("2026-11-16", REPORT.replace("cargo/subcommand:test", "cargo/subcommand:secret"), "counter"),
+            ("2026-11-16", REPORT.replace(": 12", ": -12"), "not a valid report"),
+            ("2026-11-16", REPORT.replace(": 12", ": 1.5"), "not a valid report"),
+            ("2026-11-16", REPORT.replace("\"config_version\": 1,", ""), "no config_version"),
+            ("2026-11-16", REPORT.replace("{", "{\"host\": \"me\","), "not a valid report"),
+        ];
+        for (week, body, want) in cases {
+            let err = check(week, &body).unwrap_err();
+            assert!(err.contains(want), "{week}: {err:?} should mention {want:?}");
+            assert!(!err.contains('\n'), "{err:?} is not one line");
+        }
+    }
+
+    #[test]
+    fn refuses_counters_whose_rate_is_below_x() {
+        // cargo/build/flag:* has rate 0.5 in the example config.
+        let body = REPORT
+            .replace("0.4231", "0.7")
+            .replace("\"cargo/subcommand:test\": 3", "\"cargo/build/flag:--release\": 1");
+        assert!(check("2026-11-16", &body).unwrap_err().contains("rate 0.5"));
+        let body = REPORT.replace("\"cargo/subcommand:test\": 3", "\"cargo/build/flag:--release\": 1");
+        check("2026-11-16", &body).unwrap();
+    }
+
+    #[test]
+    fn the_age_window_is_inclusive() {
+        let ok_old = REPORT.replace("2026-11-16", "2026-11-03");
+        check("2026-11-03", &ok_old).unwrap();
+        let just_ended = REPORT.replace("2026-11-16", "2026-11-17");
+        check("2026-11-17", &just_ended).unwrap();
+    }
+}
