@@ -34,7 +34,7 @@ use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tally_protocol::aggregate::{ProgramWeek, WeeksIndex, bucket_week};
 use tally_protocol::{Day, MAX_REPORT_AGE_DAYS, MAX_REPORT_BYTES, Report, UploadConfig};
@@ -370,6 +370,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/", get(dashboard_page))
         .route("/programs/{program}", get(dashboard::program))
+        .route("/programs/{program}", get(dashboard::program))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/config.json", get(config_json))
         .route("/config.json.minisig", get(config_signature))
@@ -446,12 +447,15 @@ async fn api_program_week(State(state): State<AppState>, Path((week, program)): 
     }
 }
 
-async fn dashboard_page(State(state): State<AppState>) -> Html<String> {
-    let index = state.weeks_index();
-    let latest: Vec<ProgramWeek> = index
-        .weeks
-        .first()
-        .map(|week| week.programs.keys().filter_map(|program| state.program_week(week.week, program)).collect())
-        .unwrap_or_default();
-    Html(dashboard::page(&index, &latest))
+async fn dashboard_page(State(state): State<AppState>) -> Response {
+    // Program details live on `/programs/{program}`; the index needs only the weeks.
+    let page = dashboard::page(&state.weeks_index(), &[]);
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CONTENT_SECURITY_POLICY, tally_charts::CONTENT_SECURITY_POLICY),
+        ],
+        page,
+    )
+        .into_response()
 }
