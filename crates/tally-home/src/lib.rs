@@ -1,1 +1,662 @@
-//! tally-home (skeleton; see ARCHITECTURE.md).
+//! Where tally keeps its data, and whether it counts at all.
+//!
+//! - [`env`]: the registry of every environment variable tally reads, and the per-process
+//!   snapshot [`Env`] (read once).
+//! - [`Home`]: the data directory (`$TALLY_DIR`, else `$XDG_STATE_HOME/tally`, else
+//!   `$HOME/.local/state/tally`) and its layout (see `ARCHITECTURE.md`).
+//! - [`Mode`] and [`effective_mode`]: `off`, `local` (the default), `on` with its consent date;
+//!   the environment can only lower the stored mode.
+//! - [`Home::week_of`]: the installation's week schedule, starting on a weekday chosen at random
+//!   once and stored race-free.
+//! - [`Store`]: the counter files of the data directory (naming, opening the current week's file,
+//!   quarantining invalid ones, listing).
+//! - [`count_invocation`]: the one call the shims make.
+//! - [`retention`]: deleting old weeks.
+//!
+//! Promises: in mode off (including `TALLY=off` and `DO_NOT_TRACK`), nothing here creates or
+//! writes anything, not even a directory. Files are created 0600 and directories 0700. Nothing
+//! here panics on bad files or environments; errors say what is wrong and how to fix it.
+
+pub mod env;
+pub mod retention;
+
+use std::fs::{self, DirBuilder, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+pub use env::Env;
+pub use tally_counter::{CounterFile, FileId, FileMeta, ReadError, Snapshot};
+pub use tally_protocol::Day;
+
+/// Errors of the data directory.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No data directory: none of TALLY_DIR, XDG_STATE_HOME, HOME is usable.
+    #[error(
+        "tally has no data directory: set TALLY_DIR or XDG_STATE_HOME to an absolute path, or HOME"
+    )]
+    NoHome,
+    /// A file system operation failed.
+    #[error("cannot {action} {}: {source}", path.display())]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// What was being done.
+        action: &'static str,
+        /// The cause.
+        source: io::Error,
+    },
+    /// The mode file holds something else than `off`, `local` or `on YYYY-MM-DD`.
+    #[error(
+        "mode file {} holds {content:?}, not `off`, `local` or `on YYYY-MM-DD`; run `tally off`, `tally local` or `tally on` to rewrite it",
+        path.display()
+    )]
+    BadModeFile {
+        /// The mode file.
+        path: PathBuf,
+        /// Its content (at most 64 characters).
+        content: String,
+    },
+    /// The weekday file holds something else than an English weekday name.
+    #[error(
+        "weekday file {} holds {content:?}, not a weekday name like `tuesday`; delete it and tally will choose a new week start",
+        path.display()
+    )]
+    BadWeekdayFile {
+        /// The weekday file.
+        path: PathBuf,
+        /// Its content (at most 64 characters).
+        content: String,
+    },
+    /// A day outside the supported calendar range.
+    #[error("day arithmetic out of range near {0}")]
+    DayOutOfRange(Day),
+    /// A counter file operation failed.
+    #[error(transparent)]
+    Counter(#[from] tally_counter::Error),
+}
+
+fn io_error<'a>(path: &'a Path, action: &'static str) -> impl FnOnce(io::Error) -> Error + 'a {
+    move |source| Error::Io {
+        path: path.to_path_buf(),
+        action,
+        source,
+    }
+}
+
+/// Whether tally counts and uploads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Nothing is counted, written or started.
+    Off,
+    /// Count on this machine; send nothing. The default.
+    Local,
+    /// Count, and upload weeks that began after `since` (the consent date).
+    On {
+        /// The day `tally on` was run.
+        since: Day,
+    },
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Mode::Off => f.write_str("off"),
+            Mode::Local => f.write_str("local"),
+            Mode::On { since } => write!(f, "on {since}"),
+        }
+    }
+}
+
+impl FromStr for Mode {
+    type Err = ();
+    /// Parses the mode file's content: `off`, `local` or `on YYYY-MM-DD` (surrounding
+    /// whitespace allowed).
+    fn from_str(s: &str) -> Result<Mode, ()> {
+        let s = s.trim();
+        match s {
+            "off" => Ok(Mode::Off),
+            "local" => Ok(Mode::Local),
+            _ => {
+                let day = s.strip_prefix("on ").ok_or(())?.trim();
+                day.parse().map(|since| Mode::On { since }).map_err(|_| ())
+            }
+        }
+    }
+}
+
+/// One week of the installation's schedule: `[start, end)`, seven days.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Week {
+    /// First day.
+    pub start: Day,
+    /// The day after the last day (exclusive): `start + 7`.
+    pub end: Day,
+}
+
+impl Week {
+    /// The week starting on weekday `start_weekday` that contains `day`.
+    pub fn containing(day: Day, start_weekday: time::Weekday) -> Result<Week, Error> {
+        let today = i64::from(day.0.weekday().number_days_from_monday());
+        let first = i64::from(start_weekday.number_days_from_monday());
+        let back = (today - first).rem_euclid(7);
+        let start = day.plus_days(-back).ok_or(Error::DayOutOfRange(day))?;
+        let end = start.plus_days(7).ok_or(Error::DayOutOfRange(day))?;
+        Ok(Week { start, end })
+    }
+}
+
+const WEEKDAYS: [time::Weekday; 7] = [
+    time::Weekday::Monday,
+    time::Weekday::Tuesday,
+    time::Weekday::Wednesday,
+    time::Weekday::Thursday,
+    time::Weekday::Friday,
+    time::Weekday::Saturday,
+    time::Weekday::Sunday,
+];
+
+fn weekday_name(w: time::Weekday) -> String {
+    w.to_string().to_ascii_lowercase()
+}
+
+fn parse_weekday(s: &str) -> Option<time::Weekday> {
+    let s = s.trim();
+    WEEKDAYS
+        .into_iter()
+        .find(|w| weekday_name(*w).eq_ignore_ascii_case(s))
+}
+
+fn snippet(s: &str) -> String {
+    s.chars().take(64).collect()
+}
+
+/// Creates a directory and its parents with mode 0700.
+pub(crate) fn make_dir(path: &Path) -> Result<(), Error> {
+    DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .map_err(io_error(path, "create directory"))
+}
+
+/// A unique temporary name beside `path`.
+fn temp_beside(path: &Path) -> PathBuf {
+    let base = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(
+        ".{base}.{}.{:016x}.tmp",
+        std::process::id(),
+        fastrand::u64(..)
+    ))
+}
+
+/// Writes `contents` to a temporary file beside `path` (0600, fsynced).
+fn write_temp(path: &Path, contents: &[u8]) -> Result<PathBuf, Error> {
+    let temp = temp_beside(path);
+    let result = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&temp)?;
+        f.write_all(contents)?;
+        f.sync_all()
+    })();
+    match result {
+        Ok(()) => Ok(temp),
+        Err(e) => {
+            let _ = fs::remove_file(&temp);
+            Err(io_error(path, "write")(e))
+        }
+    }
+}
+
+/// Replaces `path` atomically (temporary file, fsync, rename).
+pub(crate) fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), Error> {
+    let temp = write_temp(path, contents)?;
+    fs::rename(&temp, path).map_err(|e| {
+        let _ = fs::remove_file(&temp);
+        io_error(path, "replace")(e)
+    })
+}
+
+/// Creates `path` with `contents` unless it exists (hard link of a complete temporary file).
+/// Returns whether this call created it.
+fn create_exclusive(path: &Path, contents: &[u8]) -> Result<bool, Error> {
+    let temp = write_temp(path, contents)?;
+    let linked = fs::hard_link(&temp, path);
+    let _ = fs::remove_file(&temp);
+    match linked {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(io_error(path, "create")(e)),
+    }
+}
+
+/// tally's data directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Home {
+    root: PathBuf,
+}
+
+impl Home {
+    /// The data directory: `$TALLY_DIR`, else `$XDG_STATE_HOME/tally`, else
+    /// `$HOME/.local/state/tally`. Each must be an absolute path (a relative `XDG_STATE_HOME` is
+    /// ignored as the XDG spec says; a relative `TALLY_DIR` means no home at all, so tally never
+    /// writes into whatever directory a tool happens to run in). Creates nothing.
+    pub fn locate(env: &Env) -> Option<Home> {
+        let absolute = |name: &str| {
+            env.get(name)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+                .map(|p| p.is_absolute().then_some(p))
+        };
+        if let Some(dir) = absolute(env::TALLY_DIR) {
+            return dir.map(Home::at);
+        }
+        if let Some(Some(state)) = absolute(env::XDG_STATE_HOME) {
+            return Some(Home::at(state.join("tally")));
+        }
+        let home = absolute(env::HOME)??;
+        Some(Home::at(home.join(".local/state/tally")))
+    }
+
+    /// A data directory at `root` (which need not exist).
+    pub fn at(root: impl Into<PathBuf>) -> Home {
+        Home { root: root.into() }
+    }
+
+    /// The data directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `counters/`: counter files.
+    pub fn counters_dir(&self) -> PathBuf {
+        self.root.join("counters")
+    }
+
+    /// `quarantine/`: invalid files moved aside, each with a `.reason` file.
+    pub fn quarantine_dir(&self) -> PathBuf {
+        self.root.join("quarantine")
+    }
+
+    /// `reports/`: `local/`, `pending/`, `sent/`, `refused/`.
+    pub fn reports_dir(&self) -> PathBuf {
+        self.root.join("reports")
+    }
+
+    /// `config/`: endpoint, cached config and ratchet.
+    pub fn config_dir(&self) -> PathBuf {
+        self.root.join("config")
+    }
+
+    /// The mode file.
+    pub fn mode_path(&self) -> PathBuf {
+        self.root.join("mode")
+    }
+
+    /// The weekday file.
+    pub fn weekday_path(&self) -> PathBuf {
+        self.root.join("weekday")
+    }
+
+    /// The stored mode: a missing file (or data directory) means [`Mode::Local`]; a file that
+    /// cannot be read or parsed is an error saying how to fix it.
+    pub fn stored_mode(&self) -> Result<Mode, Error> {
+        let path = self.mode_path();
+        match fs::read(&path) {
+            Ok(bytes) => {
+                let text = String::from_utf8_lossy(&bytes);
+                text.parse().map_err(|()| Error::BadModeFile {
+                    content: snippet(&text),
+                    path,
+                })
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Mode::Local),
+            Err(e) => Err(io_error(&path, "read")(e)),
+        }
+    }
+
+    /// Stores the mode atomically (temporary file + rename), creating the data directory.
+    pub fn set_mode(&self, mode: Mode) -> Result<(), Error> {
+        make_dir(&self.root)?;
+        write_atomic(&self.mode_path(), format!("{mode}\n").as_bytes())
+    }
+
+    /// The stored week-start weekday, if one was chosen. Creates nothing.
+    pub fn stored_weekday(&self) -> Result<Option<time::Weekday>, Error> {
+        let path = self.weekday_path();
+        match fs::read_to_string(&path) {
+            Ok(text) => parse_weekday(&text)
+                .map(Some)
+                .ok_or_else(|| Error::BadWeekdayFile {
+                    content: snippet(&text),
+                    path,
+                }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => Err(Error::BadWeekdayFile {
+                content: "(not UTF-8)".into(),
+                path,
+            }),
+            Err(e) => Err(io_error(&path, "read")(e)),
+        }
+    }
+
+    /// The installation's week-start weekday, choosing one at random and storing it the first
+    /// time. Race-free: the file is written complete under a temporary name and hard-linked
+    /// into place, so when processes race exactly one choice wins and all of them read it.
+    pub fn weekday(&self) -> Result<time::Weekday, Error> {
+        if let Some(w) = self.stored_weekday()? {
+            return Ok(w);
+        }
+        make_dir(&self.root)?;
+        let choice = WEEKDAYS[fastrand::usize(..WEEKDAYS.len())];
+        create_exclusive(
+            &self.weekday_path(),
+            format!("{}\n", weekday_name(choice)).as_bytes(),
+        )?;
+        self.stored_weekday()?.ok_or_else(|| Error::Io {
+            path: self.weekday_path(),
+            action: "read back",
+            source: io::Error::new(io::ErrorKind::NotFound, "weekday file vanished"),
+        })
+    }
+
+    /// The week of this installation's schedule that contains `day`.
+    pub fn week_of(&self, day: Day) -> Result<Week, Error> {
+        Week::containing(day, self.weekday()?)
+    }
+
+    /// The counter files of this data directory.
+    pub fn counter_store(&self) -> Store {
+        Store { home: self.clone() }
+    }
+}
+
+/// The mode in force for this process: the stored mode, lowered (never raised) by the
+/// environment. No data directory, or a mode file that cannot be read, means [`Mode::Off`]:
+/// when in doubt, tally does nothing.
+pub fn effective_mode(env: &Env, home: Option<&Home>) -> Mode {
+    if env.forces_off() {
+        return Mode::Off;
+    }
+    let Some(home) = home else {
+        return Mode::Off;
+    };
+    match home.stored_mode() {
+        Ok(Mode::On { .. }) if env.lowers_to_local() => Mode::Local,
+        Ok(mode) => mode,
+        Err(_) => Mode::Off,
+    }
+}
+
+/// Replaces every byte outside `[A-Za-z0-9._+~]` with `_`, for file names.
+pub fn sanitize_component(s: &str) -> String {
+    let cleaned: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '+' | '~') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    // A leading dot would hide the file (and `..` must never be a component).
+    if cleaned.starts_with('.') {
+        format!("_{}", &cleaned[1..])
+    } else {
+        cleaned
+    }
+}
+
+/// The file name of a counter file: `<program>@<version>-<os>-<arch>-<weekstart>.v1.count`.
+pub fn counter_file_name(meta: &FileMeta) -> String {
+    format!(
+        "{}@{}-{}-{}-{}.v1.count",
+        sanitize_component(&meta.program),
+        sanitize_component(&meta.version),
+        sanitize_component(&meta.os),
+        sanitize_component(&meta.arch),
+        sanitize_component(&meta.week_start),
+    )
+}
+
+/// The counter files of one data directory.
+#[derive(Debug, Clone)]
+pub struct Store {
+    home: Home,
+}
+
+impl Store {
+    /// The data directory.
+    pub fn home(&self) -> &Home {
+        &self.home
+    }
+
+    /// The metadata of the counter file for `program`/`version` on this OS and arch in `week`.
+    pub fn meta_for(program: &str, version: &str, week: Week) -> FileMeta {
+        FileMeta {
+            program: program.to_string(),
+            version: version.to_string(),
+            os: std::env::consts::OS.to_string(),
+            arch: std::env::consts::ARCH.to_string(),
+            week_start: week.start.to_string(),
+            week_end: week.end.to_string(),
+        }
+    }
+
+    /// The hot-path entry: the counter file for this program/version/os/arch in the week
+    /// containing `today`, creating directories and the file as needed. A corrupt or
+    /// future-format file is quarantined and a fresh one started.
+    pub fn open_current(
+        &self,
+        program: &str,
+        version: &str,
+        today: Day,
+    ) -> Result<(CounterFile, bool), Error> {
+        let week = self.home.week_of(today)?;
+        let meta = Self::meta_for(program, version, week);
+        let dir = self.home.counters_dir();
+        let path = dir.join(counter_file_name(&meta));
+        let mut made_dir = false;
+        let mut quarantined = false;
+        loop {
+            match CounterFile::open_or_create(&path, &meta) {
+                Ok(opened) => return Ok(opened),
+                Err(tally_counter::Error::Io { source, .. })
+                    if source.kind() == io::ErrorKind::NotFound && !made_dir =>
+                {
+                    make_dir(&dir)?;
+                    made_dir = true;
+                }
+                Err(e) if e.needs_quarantine() && !quarantined => {
+                    self.quarantine_if_same(&path, e.file_id(), &e.to_string())?;
+                    quarantined = true;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Every counter file (`*.count` in `counters/`), sorted by path, each parsed. A missing
+    /// directory is an empty list. Invalid files come back as errors (see
+    /// [`ReadError::is_invalid_file`]); nothing is moved.
+    pub fn list(&self) -> Vec<(PathBuf, Result<Snapshot, ReadError>)> {
+        let mut paths = self.counter_paths();
+        paths.sort();
+        paths
+            .into_iter()
+            .map(|p| {
+                let r = tally_counter::read_file(&p);
+                (p, r)
+            })
+            .collect()
+    }
+
+    /// Paths of the counter files, unsorted.
+    pub(crate) fn counter_paths(&self) -> Vec<PathBuf> {
+        let Ok(entries) = fs::read_dir(self.home.counters_dir()) else {
+            return Vec::new();
+        };
+        entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| !n.starts_with('.') && n.ends_with(".count"))
+            })
+            .collect()
+    }
+
+    /// Moves `path` into `quarantine/` (never overwriting an earlier quarantined file) and
+    /// writes `<name>.reason` beside it. Returns the new path.
+    pub fn quarantine(&self, path: &Path, reason: &str) -> Result<PathBuf, Error> {
+        let qdir = self.home.quarantine_dir();
+        make_dir(&qdir)?;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "unnamed".into());
+        let mut target = None;
+        for i in 0..1000u32 {
+            let candidate = if i == 0 {
+                qdir.join(&name)
+            } else {
+                qdir.join(format!("{name}.{i}"))
+            };
+            // A hard link never replaces an existing file, unlike rename.
+            match fs::hard_link(path, &candidate) {
+                Ok(()) => {
+                    fs::remove_file(path)
+                        .or_else(|e| {
+                            if e.kind() == io::ErrorKind::NotFound {
+                                Ok(())
+                            } else {
+                                Err(e)
+                            }
+                        })
+                        .map_err(io_error(path, "remove"))?;
+                    target = Some(candidate);
+                    break;
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(_) if !candidate.exists() => {
+                    // No hard links here (another file system): rename instead.
+                    fs::rename(path, &candidate).map_err(io_error(path, "quarantine"))?;
+                    target = Some(candidate);
+                    break;
+                }
+                Err(e) => return Err(io_error(path, "quarantine")(e)),
+            }
+        }
+        let target = target.ok_or_else(|| Error::Io {
+            path: path.to_path_buf(),
+            action: "quarantine",
+            source: io::Error::other(
+                "1000 quarantined files of this name already exist; run `tally clean`",
+            ),
+        })?;
+        let mut reason_path = target.clone().into_os_string();
+        reason_path.push(".reason");
+        write_atomic(Path::new(&reason_path), format!("{reason}\n").as_bytes())?;
+        Ok(target)
+    }
+
+    /// Quarantines `path` only if it is still the file found invalid (identity `id`): another
+    /// process may already have moved it and started a fresh file there.
+    fn quarantine_if_same(
+        &self,
+        path: &Path,
+        id: Option<FileId>,
+        reason: &str,
+    ) -> Result<(), Error> {
+        match (id, FileId::of_path(path)) {
+            (Some(found), Ok(now)) if found != now => Ok(()),
+            (_, Err(e)) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            _ => self.quarantine(path, reason).map(|_| ()),
+        }
+    }
+}
+
+/// What [`count_invocation`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CountOutcome {
+    /// Mode off (or no data directory): nothing was touched.
+    Skipped,
+    /// The names were counted.
+    Counted {
+        /// Whether this call created the week's counter file.
+        created_file: bool,
+    },
+}
+
+/// The one call for the shims: if the effective mode is off, returns `Ok(Skipped)` having
+/// touched nothing (no directories). Otherwise opens the current week's file and adds 1 to each
+/// name. Errors are returned; the shim swallows them.
+pub fn count_invocation(
+    env: &Env,
+    program: &str,
+    version: &str,
+    names: &[&str],
+) -> Result<CountOutcome, Error> {
+    if env.forces_off() {
+        return Ok(CountOutcome::Skipped);
+    }
+    let Some(home) = Home::locate(env) else {
+        return Ok(CountOutcome::Skipped);
+    };
+    if effective_mode(env, Some(&home)) == Mode::Off {
+        return Ok(CountOutcome::Skipped);
+    }
+    let (file, created_file) = home
+        .counter_store()
+        .open_current(program, version, env.today())?;
+    for name in names {
+        file.add(name, 1)?;
+    }
+    Ok(CountOutcome::Counted { created_file })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes_round_trip() {
+        for text in ["off", "local", "on 2026-11-24"] {
+            let mode: Mode = text.parse().unwrap();
+            assert_eq!(mode.to_string(), text);
+        }
+        for bad in ["", "on", "on yesterday", "ON 2026-11-24", "maybe"] {
+            assert!(bad.parse::<Mode>().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn weeks_start_on_the_chosen_weekday() {
+        let day: Day = "2026-11-24".parse().unwrap(); // a Tuesday
+        let w = Week::containing(day, time::Weekday::Tuesday).unwrap();
+        assert_eq!(w.start, day);
+        let w = Week::containing(day, time::Weekday::Wednesday).unwrap();
+        assert_eq!(w.start.to_string(), "2026-11-18");
+        assert_eq!(w.end.to_string(), "2026-11-25");
+    }
+
+    #[test]
+    fn sanitizes_file_names() {
+        assert_eq!(
+            sanitize_component("1.82.0 (f6e511eec 2024)"),
+            "1.82.0__f6e511eec_2024_"
+        );
+        assert_eq!(sanitize_component("../etc"), "_._etc");
+        assert_eq!(sanitize_component("a/b"), "a_b");
+    }
+}

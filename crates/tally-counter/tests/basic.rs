@@ -1,0 +1,49 @@
+//! Single-process behaviour: create, count, read back, caps, growth.
+
+use tally_counter::{CounterFile, FileMeta, MAX_COUNTERS, MAX_NAME_LEN, read_file};
+
+fn meta() -> FileMeta {
+    FileMeta {
+        program: "rustc".into(),
+        version: "1.82.0".into(),
+        os: "linux".into(),
+        arch: "x86_64".into(),
+        week_start: "2026-11-24".into(),
+        week_end: "2026-12-01".into(),
+    }
+}
+
+#[test]
+fn counts_round_trip_through_the_parser() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("f.count");
+    let (file, created) = CounterFile::open_or_create(&path, &meta()).unwrap();
+    assert!(created);
+    file.add("rustc/edition:2021", 1).unwrap();
+    file.add("rustc/edition:2021", 2).unwrap();
+    file.add("rustc/opt-level:3", 5).unwrap();
+    let (again, created) = CounterFile::open_or_create(&path, &meta()).unwrap();
+    assert!(!created);
+    again.add("rustc/opt-level:3", 1).unwrap();
+    let snap = read_file(&path).unwrap();
+    assert_eq!(snap.meta, meta());
+    assert_eq!(snap.counters["rustc/edition:2021"], 3);
+    assert_eq!(snap.counters["rustc/opt-level:3"], 6);
+    assert_eq!(snap.dropped, 0);
+    assert_eq!(file.snapshot().unwrap(), snap);
+}
+
+#[test]
+fn grows_to_the_counter_cap_then_drops() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("f.count");
+    let (file, _) = CounterFile::open_or_create(&path, &meta()).unwrap();
+    for i in 0..MAX_COUNTERS + 10 {
+        file.add(&format!("counter-{i}"), 1).unwrap();
+    }
+    file.add(&"x".repeat(MAX_NAME_LEN + 1), 7).unwrap();
+    let snap = read_file(&path).unwrap();
+    assert_eq!(snap.counters.len(), MAX_COUNTERS);
+    assert_eq!(snap.dropped, 10 + 7);
+    assert!(std::fs::metadata(&path).unwrap().len() > 16 * 1024);
+}

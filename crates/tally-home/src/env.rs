@@ -1,0 +1,319 @@
+//! The single registry of every environment variable tally reads, and the per-process snapshot
+//! of them.
+//!
+//! Every variable any part of tally reads is declared in [`VARS`] (name, meaning, who reads it);
+//! `tally status --help` and the docs list this table. Code reads variables only through
+//! [`Env`], which is filled once per process, so one process sees one consistent environment.
+
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
+
+use tally_protocol::Day;
+
+/// One environment variable tally reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EnvVar {
+    /// The variable's name.
+    pub name: &'static str,
+    /// What it means.
+    pub meaning: &'static str,
+    /// Which part of tally reads it.
+    pub read_by: &'static str,
+}
+
+/// `TALLY`: `off` or `local` lowers the mode for this process.
+pub const TALLY: &str = "TALLY";
+/// `DO_NOT_TRACK`: any value but empty, `0` or `false` means off.
+pub const DO_NOT_TRACK: &str = "DO_NOT_TRACK";
+/// `TALLY_DIR`: the data directory.
+pub const TALLY_DIR: &str = "TALLY_DIR";
+/// `XDG_STATE_HOME`: the state directory (data under `tally/`).
+pub const XDG_STATE_HOME: &str = "XDG_STATE_HOME";
+/// `HOME`: the home directory (data under `.local/state/tally`).
+pub const HOME: &str = "HOME";
+/// `TALLY_NOW`: clock override.
+pub const TALLY_NOW: &str = "TALLY_NOW";
+/// `TALLY_FORCE_ARG0`: which tool the shim pretends to be.
+pub const TALLY_FORCE_ARG0: &str = "TALLY_FORCE_ARG0";
+/// `TALLY_DEBUG_UPLOAD`: print what would be uploaded and send nothing.
+pub const TALLY_DEBUG_UPLOAD: &str = "TALLY_DEBUG_UPLOAD";
+/// `TALLY_ALLOW_CI_UPLOAD`: allow uploads from CI.
+pub const TALLY_ALLOW_CI_UPLOAD: &str = "TALLY_ALLOW_CI_UPLOAD";
+/// `CI`: generic CI marker.
+pub const CI: &str = "CI";
+/// `TALLY_NEXT_WRAPPER`: the user's own `RUSTC_WRAPPER`, kept by the cargo shim.
+pub const TALLY_NEXT_WRAPPER: &str = "TALLY_NEXT_WRAPPER";
+/// `TALLY_SHIM_GUARD`: loop guard set by the shims.
+pub const TALLY_SHIM_GUARD: &str = "TALLY_SHIM_GUARD";
+/// `TALLY_REQUIRE_GO`: tests fail instead of skipping without Go.
+pub const TALLY_REQUIRE_GO: &str = "TALLY_REQUIRE_GO";
+/// `TALLY_REQUIRE_CHROMIUM`: tests fail instead of skipping without Chromium.
+pub const TALLY_REQUIRE_CHROMIUM: &str = "TALLY_REQUIRE_CHROMIUM";
+/// `TALLY_REQUIRE_S3`: tests fail instead of skipping without the S3 server.
+pub const TALLY_REQUIRE_S3: &str = "TALLY_REQUIRE_S3";
+
+/// CI vendors' own markers (any non-empty value means "running in CI").
+pub const CI_VENDOR_VARS: &[&str] = &[
+    "GITHUB_ACTIONS",
+    "GITLAB_CI",
+    "TF_BUILD",
+    "BUILDKITE",
+    "CIRCLECI",
+    "TRAVIS",
+    "JENKINS_URL",
+    "TEAMCITY_VERSION",
+    "APPVEYOR",
+    "BITBUCKET_BUILD_NUMBER",
+    "CODEBUILD_BUILD_ID",
+    "DRONE",
+    "SEMAPHORE",
+    "BUILDKITE_BUILD_ID",
+    "CF_BUILD_ID",
+    "WOODPECKER",
+];
+
+/// Every environment variable tally reads.
+pub const VARS: &[EnvVar] = &[
+    EnvVar {
+        name: TALLY,
+        meaning: "`off` stops all counting and writing for this process; `local` keeps counting but uploads nothing. It can only lower the stored mode: turning uploads on takes `tally on`.",
+        read_by: "shims, wrapper, cli",
+    },
+    EnvVar {
+        name: DO_NOT_TRACK,
+        meaning: "Any value other than empty, `0` or `false` means off (consoledonottrack.com).",
+        read_by: "shims, wrapper, cli",
+    },
+    EnvVar {
+        name: TALLY_DIR,
+        meaning: "Data directory (absolute path). Default: $XDG_STATE_HOME/tally, else $HOME/.local/state/tally. A relative path means no data directory: nothing is counted.",
+        read_by: "shims, wrapper, cli",
+    },
+    EnvVar {
+        name: XDG_STATE_HOME,
+        meaning: "State directory; tally keeps its data in its `tally/` subdirectory. Ignored unless absolute.",
+        read_by: "shims, wrapper, cli",
+    },
+    EnvVar {
+        name: HOME,
+        meaning: "Home directory; data defaults to $HOME/.local/state/tally. Unset and no other directory: tally counts nothing.",
+        read_by: "shims, wrapper, cli",
+    },
+    EnvVar {
+        name: TALLY_NOW,
+        meaning: "Clock override for tests and demos: YYYY-MM-DD or an RFC 3339 time (taken in UTC).",
+        read_by: "shims, wrapper, cli",
+    },
+    EnvVar {
+        name: TALLY_FORCE_ARG0,
+        meaning: "Makes the binary act as the shim of this tool name, whatever argv[0] is (tests).",
+        read_by: "shims",
+    },
+    EnvVar {
+        name: TALLY_DEBUG_UPLOAD,
+        meaning: "Print what an upload would send, and send nothing.",
+        read_by: "cli (upload)",
+    },
+    EnvVar {
+        name: TALLY_ALLOW_CI_UPLOAD,
+        meaning: "Allow uploading from a CI environment (by default CI machines never upload).",
+        read_by: "cli (upload)",
+    },
+    EnvVar {
+        name: CI,
+        meaning: "Set to anything but empty, `0` or `false` on CI machines; with the vendor variables (GITHUB_ACTIONS, GITLAB_CI, TF_BUILD, ...) it marks a CI run.",
+        read_by: "shims (upload trigger), cli (upload)",
+    },
+    EnvVar {
+        name: TALLY_NEXT_WRAPPER,
+        meaning: "Marker set by the cargo shim: the user's own RUSTC_WRAPPER, which the wrapper runs next. Removed before the real tool runs.",
+        read_by: "wrapper",
+    },
+    EnvVar {
+        name: TALLY_SHIM_GUARD,
+        meaning: "Marker set by the shims to detect a shim finding itself on PATH (loop guard). Removed before the real tool runs.",
+        read_by: "shims",
+    },
+    EnvVar {
+        name: TALLY_REQUIRE_GO,
+        meaning: "Tests only: `1` makes tests that need Go fail instead of skipping when `go` is missing.",
+        read_by: "tests",
+    },
+    EnvVar {
+        name: TALLY_REQUIRE_CHROMIUM,
+        meaning: "Tests only: `1` makes tests that need Chromium fail instead of skipping.",
+        read_by: "tests",
+    },
+    EnvVar {
+        name: TALLY_REQUIRE_S3,
+        meaning: "Tests only: `1` makes tests that need the S3-compatible server fail instead of skipping.",
+        read_by: "tests",
+    },
+];
+
+/// True for the values that mean "set": anything but empty, `0` or `false` (any case).
+pub fn is_truthy(value: &OsStr) -> bool {
+    let v = value.to_string_lossy();
+    let v = v.trim();
+    !(v.is_empty() || v == "0" || v.eq_ignore_ascii_case("false"))
+}
+
+/// A snapshot of the environment variables tally reads, taken once per process.
+#[derive(Debug, Clone, Default)]
+pub struct Env {
+    vars: HashMap<OsString, OsString>,
+}
+
+impl Env {
+    /// Reads every registered variable (and the CI vendor markers) from the process environment.
+    pub fn from_process() -> Env {
+        let mut vars = HashMap::new();
+        let names = VARS
+            .iter()
+            .map(|v| v.name)
+            .chain(CI_VENDOR_VARS.iter().copied());
+        for name in names {
+            if let Some(value) = std::env::var_os(name) {
+                vars.insert(OsString::from(name), value);
+            }
+        }
+        Env { vars }
+    }
+
+    /// An environment made of exactly these pairs (tests, and callers that build one).
+    pub fn from_pairs<I: IntoIterator<Item = (OsString, OsString)>>(pairs: I) -> Env {
+        Env {
+            vars: pairs.into_iter().collect(),
+        }
+    }
+
+    /// The value of `name`, if set.
+    pub fn get(&self, name: &str) -> Option<&OsStr> {
+        self.vars.get(OsStr::new(name)).map(OsString::as_os_str)
+    }
+
+    /// The value of `name` when set and not empty.
+    fn non_empty(&self, name: &str) -> Option<&OsStr> {
+        self.get(name).filter(|v| !v.is_empty())
+    }
+
+    fn tally_is(&self, word: &str) -> bool {
+        self.get(TALLY)
+            .is_some_and(|v| v.to_string_lossy().trim().eq_ignore_ascii_case(word))
+    }
+
+    /// `TALLY=off`, or `DO_NOT_TRACK` set to anything but empty, `0` or `false`.
+    pub fn forces_off(&self) -> bool {
+        self.tally_is("off") || self.get(DO_NOT_TRACK).is_some_and(is_truthy)
+    }
+
+    /// `TALLY=local`: count, but never upload, whatever the stored mode.
+    pub fn lowers_to_local(&self) -> bool {
+        self.tally_is("local")
+    }
+
+    /// Today (UTC): from `TALLY_NOW` when it is set and valid, else from the system clock.
+    pub fn today(&self) -> Day {
+        match self.clock_override() {
+            Some(Ok(day)) => day,
+            _ => system_today(),
+        }
+    }
+
+    /// The `TALLY_NOW` override: `None` when unset or empty, `Some(Err)` with a message saying
+    /// how to fix it when it is not a day or an RFC 3339 time.
+    pub fn clock_override(&self) -> Option<Result<Day, String>> {
+        let raw = self.non_empty(TALLY_NOW)?;
+        let text = raw.to_string_lossy();
+        let text = text.trim();
+        if let Ok(day) = text.parse::<Day>() {
+            return Some(Ok(day));
+        }
+        let parsed =
+            time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339);
+        Some(match parsed {
+            Ok(t) => Ok(Day(t.to_offset(time::UtcOffset::UTC).date())),
+            Err(_) => Err(format!(
+                "TALLY_NOW={text:?} is neither YYYY-MM-DD nor an RFC 3339 time (like 2026-11-24T10:00:00Z); the system clock is used instead"
+            )),
+        })
+    }
+
+    /// True on a CI machine: `CI` is truthy or a CI vendor's marker is set.
+    pub fn is_ci(&self) -> bool {
+        self.get(CI).is_some_and(is_truthy)
+            || CI_VENDOR_VARS
+                .iter()
+                .any(|name| self.non_empty(name).is_some())
+    }
+}
+
+/// Today in UTC from the system clock.
+pub fn system_today() -> Day {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    Day::from_unix_days((secs / 86_400) as i64)
+        .unwrap_or_else(|| Day::from_unix_days(0).expect("1970-01-01 is a valid day"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Env {
+        Env::from_pairs(
+            pairs
+                .iter()
+                .map(|(k, v)| (OsString::from(k), OsString::from(v))),
+        )
+    }
+
+    #[test]
+    fn do_not_track_values() {
+        for v in ["1", "true", "yes", "anything"] {
+            assert!(env(&[(DO_NOT_TRACK, v)]).forces_off(), "{v}");
+        }
+        for v in ["", "0", "false", "FALSE", " 0 "] {
+            assert!(!env(&[(DO_NOT_TRACK, v)]).forces_off(), "{v:?}");
+        }
+        assert!(env(&[(TALLY, "off")]).forces_off());
+        assert!(env(&[(TALLY, "OFF")]).forces_off());
+        assert!(!env(&[(TALLY, "on")]).forces_off());
+        assert!(env(&[(TALLY, "local")]).lowers_to_local());
+    }
+
+    #[test]
+    fn clock_override_forms() {
+        assert_eq!(
+            env(&[(TALLY_NOW, "2026-11-24")]).today().to_string(),
+            "2026-11-24"
+        );
+        assert_eq!(
+            env(&[(TALLY_NOW, "2026-11-24T23:30:00-02:00")])
+                .today()
+                .to_string(),
+            "2026-11-25"
+        );
+        let bad = env(&[(TALLY_NOW, "yesterday")]);
+        assert!(bad.clock_override().unwrap().is_err());
+        assert_eq!(bad.today(), system_today());
+    }
+
+    #[test]
+    fn ci_detection() {
+        assert!(env(&[(CI, "true")]).is_ci());
+        assert!(!env(&[(CI, "false")]).is_ci());
+        assert!(env(&[("GITHUB_ACTIONS", "true")]).is_ci());
+        assert!(!env(&[]).is_ci());
+    }
+
+    #[test]
+    fn registry_names_are_unique() {
+        let mut names: Vec<_> = VARS.iter().map(|v| v.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), VARS.len());
+    }
+}
