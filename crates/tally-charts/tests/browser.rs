@@ -1,0 +1,201 @@
+//! The rendered pages in a real headless Chromium: they load without console errors or refused
+//! loads, the charts hold the expected series and points, the layout fits a phone-width
+//! screen, and a screenshot of a seeded program page is written to
+//! `docs/screenshots/program-page.png`.
+//!
+//! Skips (with a message) when Chromium is missing, unless `TALLY_REQUIRE_CHROMIUM=1`.
+
+mod support;
+
+use serde_json::json;
+use support::fixtures::{self, cargo_weeks, day, section};
+use support::webdriver::{Browser, repo_root};
+use tally_charts::{UserData, UserWeek, dashboard_index, program_page, user_view};
+
+/// The series drawn in each chart, as `{chart kind: [[series, points drawn], …]}` per chart.
+const SERIES_SCRIPT: &str = r#"
+return Array.from(document.querySelectorAll('svg.chart')).map(svg => ({
+  kind: svg.dataset.chart,
+  title: svg.dataset.title,
+  width: svg.getBoundingClientRect().width,
+  series: Array.from(svg.querySelectorAll('g.series')).map(g => ({
+    name: g.dataset.series,
+    points: g.querySelectorAll('circle.point, rect.segment, rect.bar').length,
+    bands: g.querySelectorAll('polygon.band, line.whisker').length,
+  })),
+}));
+"#;
+
+const OVERFLOW_SCRIPT: &str =
+    "return document.documentElement.scrollWidth - document.documentElement.clientWidth;";
+
+fn write_page(dir: &std::path::Path, name: &str, html: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, html).expect("write page");
+    format!("file://{}", path.display())
+}
+
+#[test]
+fn pages_render_in_headless_chromium() {
+    let Some(browser) = Browser::start(1280, 900) else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+
+    // Program page: partitions, counters, splits, bands.
+    let url = write_page(
+        dir.path(),
+        "cargo.html",
+        &program_page("cargo", &cargo_weeks()),
+    );
+    browser.goto(&url);
+    let problems = browser.console_problems();
+    assert!(
+        problems.is_empty(),
+        "console problems on the program page: {problems:?}"
+    );
+    let charts = browser.eval(SERIES_SCRIPT, json!([]));
+    let charts = charts.as_array().expect("charts");
+    let find = |title_start: &str| {
+        charts
+            .iter()
+            .find(|c| {
+                c["title"]
+                    .as_str()
+                    .is_some_and(|t| t.starts_with(title_start))
+            })
+            .unwrap_or_else(|| panic!("no chart titled {title_start}…: {charts:?}"))
+    };
+    let subcommands = find("cargo/subcommand:");
+    assert_eq!(subcommands["kind"], "partition");
+    let names: Vec<&str> = subcommands["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "cargo/subcommand:build",
+            "cargo/subcommand:other",
+            "cargo/subcommand:test"
+        ]
+    );
+    for series in subcommands["series"].as_array().unwrap() {
+        assert_eq!(series["points"], 3, "{series}");
+        assert_eq!(series["bands"], 4, "one band and three whiskers: {series}");
+    }
+    let offline = find("cargo/flag:");
+    assert_eq!(
+        offline["series"][0]["points"], 2,
+        "the withheld week is a gap"
+    );
+    let invocations = find("cargo/invocations");
+    assert_eq!(invocations["kind"], "counter");
+    let os = find("Reports by os");
+    assert_eq!(os["series"].as_array().unwrap().len(), 2);
+    assert!(
+        charts.iter().all(|c| c["width"].as_f64().unwrap() > 100.0),
+        "every chart is drawn with a width"
+    );
+    browser.screenshot(
+        &repo_root(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots/program-page.png"),
+        1100,
+    );
+
+    // Phone width: no horizontal scrolling, charts shrink to fit.
+    browser.resize(390, 844);
+    browser.goto(&url);
+    assert_eq!(
+        browser.eval(OVERFLOW_SCRIPT, json!([])),
+        json!(0),
+        "the program page fits 390 px"
+    );
+
+    // Index page.
+    browser.resize(1280, 900);
+    let url = write_page(
+        dir.path(),
+        "index.html",
+        &dashboard_index(&fixtures::index()),
+    );
+    browser.goto(&url);
+    assert!(browser.console_problems().is_empty());
+    let charts = browser.eval(SERIES_SCRIPT, json!([]));
+    let series: Vec<&str> = charts[0]["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(series, ["all reports", "cargo", "rustc"]);
+    let rows = browser.eval(
+        "return document.querySelectorAll('table.weeks tbody tr').length;",
+        json!([]),
+    );
+    assert_eq!(rows, json!(3));
+
+    // User view.
+    let data = UserData {
+        data_dir: "/tmp/tally".to_owned(),
+        mode: "local".to_owned(),
+        weeks: vec![
+            UserWeek {
+                week: day("2026-11-12"),
+                in_progress: false,
+                programs: vec![section(
+                    "cargo",
+                    &[("cargo/invocations", 9), ("cargo/subcommand:build", 7)],
+                )],
+            },
+            UserWeek {
+                week: day("2026-11-19"),
+                in_progress: true,
+                programs: vec![section("cargo", &[("cargo/invocations", 3)])],
+            },
+        ],
+    };
+    let url = write_page(dir.path(), "view.html", &user_view(&data));
+    browser.goto(&url);
+    assert!(browser.console_problems().is_empty());
+    let bars = browser.eval(
+        "return Array.from(document.querySelectorAll('svg[data-chart=\"user-week\"] rect.bar')).map(r => [r.parentNode.dataset.series, Number(r.dataset.value)]);",
+        json!([]),
+    );
+    assert_eq!(
+        bars,
+        json!([
+            ["cargo/invocations", 3],
+            ["cargo/invocations", 9],
+            ["cargo/subcommand:build", 7]
+        ])
+    );
+    browser.resize(390, 844);
+    browser.goto(&url);
+    assert_eq!(
+        browser.eval(OVERFLOW_SCRIPT, json!([])),
+        json!(0),
+        "the user view fits 390 px"
+    );
+}
+
+/// A page whose markup tried to load something from the network would be caught: this checks
+/// that the console check itself works, so the "no console errors" assertions above can fail.
+#[test]
+fn console_check_sees_a_blocked_load() {
+    let Some(browser) = Browser::start(800, 600) else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let page = program_page("cargo", &cargo_weeks())
+        .replace("</body>", "<img src=\"http://127.0.0.1:9/x.png\"></body>");
+    browser.goto(&write_page(dir.path(), "bad.html", &page));
+    let problems = browser.console_problems();
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("Content Security Policy") || p.contains("x.png")),
+        "a blocked image shows in the console: {problems:?}"
+    );
+}
