@@ -142,22 +142,23 @@ impl AppState {
         let current = &self.0.current;
         let version = current.config.version;
         let (json_key, sig_key) = config_keys(version);
+        let (served, _) = self.0.store.list_dir("configs").await?;
+        let highest = served
+            .iter()
+            .filter_map(|key| key.filename()?.strip_suffix(".json")?.parse::<u64>().ok())
+            .max();
+        if let Some(highest) = highest.filter(|h| *h > version) {
+            bail!(
+                "config version {version} is lower than version {highest} already served from this store; clients refuse rollbacks, so give it a version above {highest}"
+            );
+        }
         match self.0.store.get(&json_key).await? {
             Some(existing) if existing != current.json => bail!(
                 "config version {version} was already served from this store with different contents; give the new config a higher version and sign it again"
             ),
+            // Re-signing the same bytes is fine: keep the first signature served beside them.
             Some(_) => {}
             None => {
-                let (served, _) = self.0.store.list_dir("configs").await?;
-                let highest = served
-                    .iter()
-                    .filter_map(|key| key.filename()?.strip_suffix(".json")?.parse::<u64>().ok())
-                    .max();
-                if let Some(highest) = highest.filter(|h| *h > version) {
-                    bail!(
-                        "config version {version} is lower than version {highest} already served from this store; clients refuse rollbacks, so give it a version above {highest}"
-                    );
-                }
                 // Signature first: a config key that exists always has its signature beside it.
                 self.0.store.put(&sig_key, current.signature.clone()).await?;
                 self.0.store.put(&json_key, current.json.clone()).await?;
@@ -369,7 +370,6 @@ fn storage_error(e: anyhow::Error) -> (StatusCode, String) {
 pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/", get(dashboard_page))
-        .route("/programs/{program}", get(dashboard::program))
         .route("/programs/{program}", get(dashboard::program))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/config.json", get(config_json))
