@@ -11,12 +11,18 @@
 //! ever remove.
 
 use std::ffi::OsString;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
+mod config;
 pub mod demo;
+mod modes;
+mod preview;
+mod show;
+mod status;
+mod upload;
 pub mod view;
 
 /// Opt-in, privacy-preserving usage counting for go, gofmt, cargo, rustc and rustfmt.
@@ -130,47 +136,86 @@ pub enum ConfigCommand {
     },
 }
 
+/// Where a command writes, and what it may ask.
+pub struct Io<'a> {
+    /// The command's output (stdout).
+    pub out: &'a mut dyn Write,
+    /// Progress, warnings and errors (stderr).
+    pub err: &'a mut dyn Write,
+    /// Whether stdin is a terminal a person can answer questions on.
+    pub interactive: bool,
+}
+
 /// Runs the CLI on `args` (argv including the program name) and returns the exit status.
 pub fn run(args: Vec<OsString>) -> ExitCode {
-    let cli = match Cli::try_parse_from(args) {
+    let env = tally_home::Env::from_process();
+    let mut out = std::io::stdout().lock();
+    let mut err = std::io::stderr();
+    let mut io = Io {
+        out: &mut out,
+        err: &mut err,
+        interactive: std::io::stdin().is_terminal(),
+    };
+    run_with(args, &env, &mut io)
+}
+
+/// [`run`] with an explicit environment and output: what tests drive.
+pub fn run_with(args: Vec<OsString>, env: &tally_home::Env, io: &mut Io<'_>) -> ExitCode {
+    let parsed = command_line()
+        .try_get_matches_from(args)
+        .and_then(|matches| Cli::from_arg_matches(&matches));
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(err) => {
-            // clap prints help/version to stdout and usage errors to stderr, with its own code.
-            let _ = err.print();
+            // Help and version go to stdout with status 0; usage errors to stderr with 2.
+            let text = err.render().to_string();
+            let target: &mut dyn Write = if err.use_stderr() { io.err } else { io.out };
+            let _ = target.write_all(text.as_bytes());
             return ExitCode::from(u8::try_from(err.exit_code()).unwrap_or(2));
         }
     };
-    let env = tally_home::Env::from_process();
-    match dispatch(&cli.command, &env) {
+    match dispatch(&cli.command, env, io) {
         Ok(code) => code,
         Err(err) => {
-            let _ = writeln!(std::io::stderr(), "tally: error: {err:#}");
+            let _ = writeln!(io.err, "tally: error: {err:#}");
             ExitCode::FAILURE
         }
     }
 }
 
-fn dispatch(command: &Command, env: &tally_home::Env) -> anyhow::Result<ExitCode> {
-    match command {
-        Command::View(args) => view::run(args, env)?,
-        Command::Demo(args) => demo::run(args)?,
-        other => anyhow::bail!("`tally {}` is not built yet", name_of(other)),
+fn dispatch(command: &Command, env: &tally_home::Env, io: &mut Io<'_>) -> anyhow::Result<ExitCode> {
+    if let Some(Err(message)) = env.clock_override() {
+        writeln!(io.err, "tally: warning: {message}")?;
     }
-    Ok(ExitCode::SUCCESS)
+    match command {
+        Command::Status(args) => status::run(args, env, io),
+        Command::On(args) => modes::on(args, env, io),
+        Command::Local => modes::local(env, io),
+        Command::Off => modes::off(env, io),
+        Command::Clean(args) => modes::clean(args, env, io),
+        Command::Show(args) => show::run(args, env, io),
+        Command::Preview => preview::run(env, io),
+        Command::Upload(args) => upload::run(args, env, io),
+        Command::Config(args) => config::run(args, env, io),
+        Command::View(args) => view::run(args, env).map(|()| ExitCode::SUCCESS),
+        Command::Demo(args) => demo::run(args).map(|()| ExitCode::SUCCESS),
+    }
 }
 
-fn name_of(command: &Command) -> &'static str {
-    match command {
-        Command::Status(_) => "status",
-        Command::On(_) => "on",
-        Command::Local => "local",
-        Command::Off => "off",
-        Command::Clean(_) => "clean",
-        Command::Show(_) => "show",
-        Command::Preview => "preview",
-        Command::Upload(_) => "upload",
-        Command::Config(_) => "config",
-        Command::View(_) => "view",
-        Command::Demo(_) => "demo",
+/// The clap command, with `tally status --help` listing every environment variable tally reads
+/// (from the registry in `tally_home::env`, so the list cannot go stale).
+pub fn command_line() -> clap::Command {
+    let mut vars = String::from("Environment variables tally reads:\n");
+    for var in tally_home::env::VARS {
+        vars.push_str(&format!(
+            "  {:<24} {} (read by {})\n",
+            var.name, var.meaning, var.read_by
+        ));
     }
+    Cli::command().mut_subcommand("status", |status| status.after_long_help(vars))
+}
+
+/// The data directory, or an error saying how to give tally one.
+pub(crate) fn locate_home(env: &tally_home::Env) -> anyhow::Result<tally_home::Home> {
+    tally_home::Home::locate(env).ok_or_else(|| anyhow::anyhow!(tally_home::Error::NoHome))
 }
