@@ -144,8 +144,10 @@ fn jobs(args: &RunArgs) -> Vec<Job> {
         if x <= 0.0 || !seen.insert(x.to_bits()) {
             continue;
         }
-        let report = valid_report(args.week, args.config_version, x);
-        jobs.push(Job { body: report.to_canonical_json().into(), valid: true, key: format!("{} {x}", args.week) });
+        let body = valid_report(args.week, args.config_version, x).to_canonical_json();
+        // The server keys by the x it parses, which may differ from `x` in the last bit.
+        let parsed = Report::parse(&body).expect("a valid report parses");
+        jobs.push(Job { body: body.into(), valid: true, key: format!("{} {}", args.week, parsed.x) });
     }
     for i in 0..args.invalid {
         let x = rng.f64().max(1e-9);

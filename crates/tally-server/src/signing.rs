@@ -76,19 +76,8 @@ pub fn sign_config(
     })?;
     let secret_text = fs::read_to_string(secret_path)
         .with_context(|| format!("cannot read the secret key {}", secret_path.display()))?;
-    let has_password = password.is_some();
-    let secret =
-        minisign::SecretKey::from_box(secret_text.into(), Some(password.unwrap_or_default()))
-            .map_err(|e| {
-                if has_password {
-                    anyhow::anyhow!("cannot open the secret key {}: {e}", secret_path.display())
-                } else {
-                    anyhow::anyhow!(
-                        "cannot open the secret key {} ({e}); if it is password-protected, set {PASSWORD_ENV}",
-                        secret_path.display()
-                    )
-                }
-            })?;
+    let secret = open_secret_key(&secret_text, password)
+        .with_context(|| format!("cannot open the secret key {}", secret_path.display()))?;
     let file_name = config_path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
     let trusted = format!("tally upload config version {} file:{file_name}", parsed.version);
     let signature = minisign::sign(None, &secret, &config[..], Some(&trusted), None)
@@ -96,6 +85,32 @@ pub fn sign_config(
     let sig_path = signature_path(config_path);
     write_file(&sig_path, signature.to_string().as_bytes(), 0o644)?;
     Ok(sig_path)
+}
+
+/// Opens a minisign secret key box: unencrypted (KDF algorithm zero, as `minisign -W` and
+/// `keygen --no-password` write it) or scrypt-encrypted with `password`.
+fn open_secret_key(text: &str, password: Option<String>) -> anyhow::Result<minisign::SecretKey> {
+    use base64::Engine;
+    let encoded = text
+        .lines()
+        .map(str::trim)
+        .find(|line| !line.is_empty() && !line.starts_with("untrusted comment:"))
+        .context("it holds no key line; pass a secret key written by `tally-server keygen` or `minisign -G`")?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .map_err(|_| anyhow::anyhow!("its key line is not base64; pass a minisign secret key"))?;
+    if bytes.get(KDF_ALG_OFFSET..KDF_ALG_OFFSET + 2) == Some(&[0, 0]) {
+        // Unencrypted. `minisign -W` leaves the checksum zero, so the crate's checksum test
+        // (meant for password typos) cannot be used; a damaged key makes signatures that
+        // `serve --key` refuses at startup.
+        return minisign::SecretKey::from_bytes(&bytes)
+            .map_err(|e| anyhow::anyhow!("it is not a minisign secret key: {e}"));
+    }
+    let Some(password) = password else {
+        bail!("it is password-protected; set {PASSWORD_ENV} to its password");
+    };
+    minisign::SecretKey::from_box(text.to_string().into(), Some(password))
+        .map_err(|e| anyhow::anyhow!("{e} (is {PASSWORD_ENV} right?)"))
 }
 
 /// `FILE.minisig` beside `FILE`.

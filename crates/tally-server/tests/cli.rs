@@ -1,0 +1,319 @@
+//! The `tally-server` binary: keygen, sign, plan, and serve, including interop with Debian's
+//! `minisign` CLI and a SIGKILL crash in the middle of concurrent uploads.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_tally-server");
+
+fn tally_server(args: &[&str]) -> std::process::Output {
+    Command::new(BIN).args(args).env_remove(tally_server::signing::PASSWORD_ENV).output().unwrap()
+}
+
+/// `minisign`, or `None` (with a message) when it is not installed.
+fn minisign() -> Option<&'static str> {
+    if Command::new("minisign").arg("-v").output().is_ok() {
+        Some("minisign")
+    } else {
+        println!("skipping: the minisign CLI is not installed");
+        None
+    }
+}
+
+#[test]
+fn keygen_refuses_to_guess_about_passwords_and_overwrites() {
+    let dir = tempfile::tempdir().unwrap();
+    let (p, s) = (dir.path().join("k.pub"), dir.path().join("k.key"));
+    let out = tally_server(&["keygen", "-p", p.to_str().unwrap(), "-s", s.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--no-password"));
+    let out = tally_server(&["keygen", "--no-password", "-p", p.to_str().unwrap(), "-s", s.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    let out = tally_server(&["keygen", "--no-password", "-p", p.to_str().unwrap(), "-s", s.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--force"));
+}
+
+#[test]
+fn minisign_cli_verifies_what_tally_server_signs_and_the_other_way_round() {
+    let Some(minisign) = minisign() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.json");
+    std::fs::write(&config, EXAMPLE_CONFIG).unwrap();
+
+    for password in [None, Some("correct horse")] {
+        let (p, s) = (dir.path().join("ts.pub"), dir.path().join("ts.key"));
+        let mut keygen = Command::new(BIN);
+        keygen.args(["keygen", "--force", "-p", p.to_str().unwrap(), "-s", s.to_str().unwrap()]);
+        let mut sign = Command::new(BIN);
+        sign.args(["sign", config.to_str().unwrap(), "-s", s.to_str().unwrap()]);
+        match password {
+            Some(pw) => {
+                keygen.env(tally_server::signing::PASSWORD_ENV, pw);
+                sign.env(tally_server::signing::PASSWORD_ENV, pw);
+            }
+            None => {
+                keygen.arg("--no-password").env_remove(tally_server::signing::PASSWORD_ENV);
+                sign.env_remove(tally_server::signing::PASSWORD_ENV);
+            }
+        }
+        assert!(keygen.output().unwrap().status.success());
+        let signed = sign.output().unwrap();
+        assert!(signed.status.success(), "{signed:?}");
+        // Debian's minisign verifies tally-server's prehashed signature.
+        let verify = Command::new(minisign)
+            .args(["-V", "-p", p.to_str().unwrap(), "-m", config.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(verify.status.success(), "minisign -V: {verify:?}");
+        // And the CLI can sign with tally-server's key (unencrypted, or with the password).
+        let cli_sig = dir.path().join("cli.minisig");
+        let mut cli = Command::new(minisign)
+            .args(["-S", "-s", s.to_str().unwrap(), "-m", config.to_str().unwrap(), "-x", cli_sig.to_str().unwrap()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        if let Some(pw) = password {
+            use std::io::Write;
+            writeln!(cli.stdin.take().unwrap(), "{pw}").unwrap();
+        } else {
+            drop(cli.stdin.take());
+        }
+        let out = cli.wait_with_output().unwrap();
+        assert!(out.status.success(), "minisign -S with a tally-server key: {out:?}");
+        // What the CLI signed verifies in the server and in the client (tally-config).
+        let sig_text = std::fs::read_to_string(&cli_sig).unwrap();
+        let pk = tally_server::signing::parse_public_key(&std::fs::read_to_string(&p).unwrap()).unwrap();
+        tally_server::signing::verify_config(EXAMPLE_CONFIG.as_bytes(), &sig_text, &pk).unwrap();
+        let pinned = tally_config::keys::PinnedKey::parse(&std::fs::read_to_string(&p).unwrap()).unwrap();
+        tally_config::verify::verify_config(EXAMPLE_CONFIG.as_bytes(), sig_text.as_bytes(), &[pinned], today()).unwrap();
+    }
+
+    // A key made by the CLI (`-W`: no password) signs a config the client verifies.
+    let (p, s) = (dir.path().join("cli.pub"), dir.path().join("cli.key"));
+    let out = Command::new(minisign)
+        .args(["-G", "-W", "-f", "-p", p.to_str().unwrap(), "-s", s.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let out = Command::new(minisign).args(["-S", "-s", s.to_str().unwrap(), "-m", config.to_str().unwrap()]).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let sig_text = std::fs::read_to_string(dir.path().join("config.json.minisig")).unwrap();
+    let pinned = tally_config::keys::PinnedKey::parse(&std::fs::read_to_string(&p).unwrap()).unwrap();
+    tally_config::verify::verify_config(EXAMPLE_CONFIG.as_bytes(), sig_text.as_bytes(), &[pinned], today()).unwrap();
+    // tally-server signs with the CLI's key too.
+    let out = tally_server(&["sign", config.to_str().unwrap(), "-s", s.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    let out = Command::new(minisign).args(["-V", "-p", p.to_str().unwrap(), "-m", config.to_str().unwrap()]).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+}
+
+#[test]
+fn sign_refuses_an_invalid_config_and_a_locked_key_without_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let (p, s) = (dir.path().join("k.pub"), dir.path().join("k.key"));
+    let out = Command::new(BIN)
+        .args(["keygen", "-p", p.to_str().unwrap(), "-s", s.to_str().unwrap()])
+        .env(tally_server::signing::PASSWORD_ENV, "pw")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let config = dir.path().join("config.json");
+    std::fs::write(&config, EXAMPLE_CONFIG).unwrap();
+    let out = tally_server(&["sign", config.to_str().unwrap(), "-s", s.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains(tally_server::signing::PASSWORD_ENV), "{out:?}");
+    std::fs::write(&config, b"{\"version\": 1}").unwrap();
+    let out = Command::new(BIN)
+        .args(["sign", config.to_str().unwrap(), "-s", s.to_str().unwrap()])
+        .env(tally_server::signing::PASSWORD_ENV, "pw")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a valid upload config"), "{out:?}");
+    assert!(!dir.path().join("config.json.minisig").exists());
+}
+
+#[test]
+fn plan_prints_the_rate_and_its_reasoning() {
+    let out = tally_server(&["plan", "--margin", "0.02", "--confidence", "0.95", "--expected-reports", "100000"]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    // n = 1.96² × 0.25 / 0.02² = 2400.9 → 2401; rate = 2401 / 100000.
+    assert!(text.contains("2401 reports"), "{text}");
+    assert!(text.contains("0.024010"), "{text}");
+    assert!(text.contains("z = 1.9600"), "{text}");
+    let out = tally_server(&["plan", "--margin", "2", "--expected-reports", "10"]);
+    assert!(!out.status.success());
+}
+
+/// A running `tally-server serve`, its captured output, and its port.
+struct Server {
+    child: Child,
+    port: u16,
+    output: Arc<Mutex<String>>,
+}
+
+fn spawn_server(collector: &Collector, store: &Path, key: &Path) -> Server {
+    let mut child = Command::new(BIN)
+        .args([
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--store",
+            store.to_str().unwrap(),
+            "--config",
+            collector.config.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+            "--threshold",
+            "1",
+            "--flush-ms",
+            "50",
+        ])
+        .env("TALLY_NOW", TODAY)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let output = Arc::new(Mutex::new(String::new()));
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    output.lock().unwrap().push_str(&first);
+    let Some(port) = first.trim().strip_prefix("tally-server: listening on port ") else {
+        let mut err = String::new();
+        let _ = child.stderr.take().unwrap().read_to_string(&mut err);
+        panic!("server did not start: {first:?} {err}");
+    };
+    let port = port.parse().unwrap();
+    for (stream, sink) in [(Box::new(stdout) as Box<dyn Read + Send>, output.clone()), (Box::new(child.stderr.take().unwrap()), output.clone())] {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = BufReader::new(stream).read_to_string(&mut text);
+            sink.lock().unwrap().push_str(&text);
+        });
+    }
+    Server { child, port, output }
+}
+
+#[test]
+fn serve_refuses_a_mis_signed_config_with_a_clear_error() {
+    let collector = Collector::new();
+    let other = Collector::new();
+    let store = tempfile::tempdir().unwrap();
+    let out = tally_server(&[
+        "serve",
+        "--addr",
+        "127.0.0.1:0",
+        "--store",
+        store.path().to_str().unwrap(),
+        "--config",
+        collector.config.to_str().unwrap(),
+        "--key",
+        other.public_key.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("does not verify") && err.contains("re-sign"), "{err}");
+}
+
+#[test]
+fn every_2xx_report_survives_sigkill_and_is_counted_once() {
+    let collector = Collector::new();
+    let store = tempfile::tempdir().unwrap();
+    let mut server = spawn_server(&collector, store.path(), &collector.public_key);
+    let base = format!("http://127.0.0.1:{}", server.port);
+    let accepted = Arc::new(Mutex::new(Vec::<String>::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(5)))
+        .build()
+        .into();
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let (agent, base, accepted, stop) = (agent.clone(), base.clone(), accepted.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut rng = fastrand::Rng::with_seed(t);
+                // Bounded: at most 400 uploads per thread, stopping at the first failure.
+                for i in 0..400 {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let x = rng.f64().max(1e-6);
+                    let mut r = report(x, "1.95.0", &[("cargo/invocations", 1 + i % 3)]);
+                    let invalid = i % 4 == 3;
+                    if invalid {
+                        r.programs[0].os = "plan9".into();
+                    }
+                    match agent.post(&format!("{base}/upload/{WEEK}")).send(&body(&r)[..]) {
+                        Ok(response) if response.status() == 200 => {
+                            assert!(!invalid);
+                            // The server keys by the x it parsed (JSON float parsing may differ
+                            // from the sender's f64 in the last bit).
+                            let parsed = tally_protocol::Report::parse(&body(&r)).unwrap();
+                            accepted.lock().unwrap().push(format!("{}_{}.json", r.week, parsed.x));
+                        }
+                        Ok(response) => assert!(invalid && response.status() == 400, "{}", response.status()),
+                        Err(_) => break,
+                    }
+                }
+            })
+        })
+        .collect();
+    // Kill once a good number of reports are in, while uploads are still flowing.
+    let began = Instant::now();
+    while accepted.lock().unwrap().len() < 300 && began.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    server.child.kill().unwrap(); // SIGKILL
+    server.child.wait().unwrap();
+    stop.store(true, Ordering::SeqCst);
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    let accepted = accepted.lock().unwrap().clone();
+    assert!(accepted.len() >= 300, "only {} uploads were accepted", accepted.len());
+    let mut logs = server.output.lock().unwrap().clone();
+
+    let stored: Vec<String> = stored_reports(store.path())
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    for name in &accepted {
+        assert!(stored.contains(name), "report {name} was answered 200 but is not stored");
+    }
+    // Restart: every stored report is counted exactly once.
+    let restarted = spawn_server(&collector, store.path(), &collector.public_key);
+    let index: tally_protocol::aggregate::WeeksIndex = agent
+        .get(&format!("http://127.0.0.1:{}/api/weeks", restarted.port))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_json()
+        .unwrap();
+    assert_eq!(index.weeks.len(), 1);
+    assert_eq!(index.weeks[0].reports, stored.len() as u64);
+    let mut restarted = restarted;
+    restarted.child.kill().unwrap();
+    restarted.child.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    logs.push_str(&restarted.output.lock().unwrap());
+    // No client address anywhere: not in the logs, not in the store.
+    assert!(!logs.contains("127.0.0.1"), "the server logged an address: {logs}");
+    for file in files_under(store.path()) {
+        let text = String::from_utf8_lossy(&std::fs::read(&file).unwrap()).into_owned();
+        assert!(!text.contains("127.0.0.1"), "{} holds an address", file.display());
+    }
+}
