@@ -1,0 +1,368 @@
+//! Turning ended weeks of counter files into reports on disk.
+//!
+//! Two steps, each safe to interrupt at any point and to run again:
+//!
+//! A. For every week whose counter files have all ended (`week_end <= today`): merge them into
+//!    one local report (a fresh `x`), write `reports/local/<week>.json`, and only then remove
+//!    the counter files. The local report is created exclusively (never overwritten): if it
+//!    already exists, the week was done by an earlier or concurrent run and its remaining
+//!    counter files are leftovers already counted, so they are removed.
+//! B. For every local report without an upload copy (in `pending/`, `sent/` or `refused/`):
+//!    derive one with [`upload_copy`] from the report as stored and, if allowed, create
+//!    `reports/pending/<week>.json` exclusively. Deriving from the stored local report keeps
+//!    the two copies' `x` identical; re-deciding on every run lets a config that arrives later
+//!    apply to a week that has already ended (with the same `x`).
+//!
+//! Counter files that are not valid counter files are quarantined (with the reason) and
+//! reported; a file that can't be read at all holds its week back until it can.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{self, Write as _};
+use std::path::{Path, PathBuf};
+
+use tally_home::{Home, Mode, Snapshot};
+use tally_protocol::{Day, ProgramReport, Report};
+
+use crate::filter::{Withheld, upload_copy};
+
+/// The folders under `reports/`.
+pub const LOCAL: &str = "local";
+pub const PENDING: &str = "pending";
+pub const SENT: &str = "sent";
+pub const REFUSED: &str = "refused";
+
+/// What one run of [`build_due_reports`] did.
+#[derive(Debug, Default)]
+pub struct BuildSummary {
+    /// Weeks turned into local reports in this run.
+    pub built: Vec<BuiltWeek>,
+    /// Upload copies written to `pending/` in this run.
+    pub pending_written: Vec<(Day, PathBuf)>,
+    /// Local reports without an upload copy, and why.
+    pub withheld: Vec<(Day, Withheld)>,
+    /// Invalid counter files moved to quarantine: (new path, reason).
+    pub quarantined: Vec<(PathBuf, String)>,
+    /// Problems that held something back; each message says what and how to fix it.
+    pub problems: Vec<String>,
+}
+
+/// One week turned into a local report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BuiltWeek {
+    pub week: Day,
+    pub local_path: PathBuf,
+    /// Counter files merged into it (and then removed).
+    pub files: usize,
+}
+
+/// Why a run could not proceed at all.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(
+        "cannot write the report {path}: {source}; check that the data directory is writable and the disk not full (the counter files were kept)"
+    )]
+    Write { path: PathBuf, source: io::Error },
+}
+
+/// Builds every due report for `home` on `today`. In mode `off` it does nothing at all. The
+/// config is the cached one, re-verified now ([`tally_config::current`]); fetch it first
+/// (`tally_config::refresh`) to upload under the newest config.
+pub fn build_due_reports(home: &Home, mode: Mode, today: Day) -> Result<BuildSummary, BuildError> {
+    build_due_reports_with(home, mode, today, &mut fresh_x)
+}
+
+/// A uniformly random `x` in `(0, 1)`.
+pub fn fresh_x() -> f64 {
+    loop {
+        let x = fastrand::f64();
+        if x > 0.0 {
+            return x;
+        }
+    }
+}
+
+/// [`build_due_reports`] with the source of `x` given (tests fix it).
+pub fn build_due_reports_with(
+    home: &Home,
+    mode: Mode,
+    today: Day,
+    draw_x: &mut dyn FnMut() -> f64,
+) -> Result<BuildSummary, BuildError> {
+    let mut summary = BuildSummary::default();
+    if mode == Mode::Off {
+        return Ok(summary);
+    }
+    consume_ended_weeks(home, today, draw_x, &mut summary)?;
+    write_upload_copies(home, mode, today, &mut summary)?;
+    Ok(summary)
+}
+
+struct EndedFile {
+    path: PathBuf,
+    snapshot: Snapshot,
+}
+
+fn consume_ended_weeks(
+    home: &Home,
+    today: Day,
+    draw_x: &mut dyn FnMut() -> f64,
+    summary: &mut BuildSummary,
+) -> Result<(), BuildError> {
+    let store = home.counter_store();
+    let mut weeks: BTreeMap<Day, Vec<EndedFile>> = BTreeMap::new();
+    let mut held_back: Vec<Day> = Vec::new();
+    for (path, read) in store.list() {
+        let snapshot = match read {
+            Ok(snapshot) => snapshot,
+            Err(e) if e.is_invalid_file() => {
+                quarantine(home, &path, &e.to_string(), summary);
+                continue;
+            }
+            Err(e) => {
+                // Can't read it now (permissions, I/O): keep its week back so that it isn't
+                // reported without this file's counts.
+                if let Some(week) = week_from_file_name(&path) {
+                    held_back.push(week);
+                }
+                summary.problems.push(format!(
+                    "{e}; its week is not reported until the file can be read (fix its \
+                     permissions, or delete it)"
+                ));
+                continue;
+            }
+        };
+        let days = (
+            snapshot.meta.week_start.parse::<Day>(),
+            snapshot.meta.week_end.parse::<Day>(),
+        );
+        let (Ok(start), Ok(end)) = days else {
+            let reason = format!(
+                "its header's week {:?}..{:?} is not a pair of YYYY-MM-DD days",
+                snapshot.meta.week_start, snapshot.meta.week_end
+            );
+            quarantine(home, &path, &reason, summary);
+            continue;
+        };
+        if end <= today {
+            weeks
+                .entry(start)
+                .or_default()
+                .push(EndedFile { path, snapshot });
+        }
+    }
+    let local_dir = home.reports_dir().join(LOCAL);
+    for (week, files) in weeks {
+        if held_back.contains(&week) {
+            continue;
+        }
+        let local_path = local_dir.join(format!("{week}.json"));
+        if !local_path.exists() {
+            let report = merge(week, draw_x(), &files);
+            match create_new(&local_path, &report.to_canonical_json()) {
+                Ok(true) => summary.built.push(BuiltWeek {
+                    week,
+                    local_path: local_path.clone(),
+                    files: files.len(),
+                }),
+                // A concurrent run wrote it first: these files are in its report.
+                Ok(false) => {}
+                Err(source) => {
+                    return Err(BuildError::Write {
+                        path: local_path,
+                        source,
+                    });
+                }
+            }
+        }
+        // The local report is on disk (fsynced): the counter files are now redundant.
+        for file in &files {
+            if let Err(e) = fs::remove_file(&file.path)
+                && e.kind() != io::ErrorKind::NotFound
+            {
+                summary.problems.push(format!(
+                    "cannot remove {} after reporting it: {e}; delete it by hand (its counts are \
+                     already in {})",
+                    file.path.display(),
+                    local_path.display()
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn quarantine(home: &Home, path: &Path, reason: &str, summary: &mut BuildSummary) {
+    match home.counter_store().quarantine(path, reason) {
+        Ok(moved) => summary.quarantined.push((moved, reason.to_string())),
+        Err(e) => summary.problems.push(format!(
+            "{} is not a valid counter file ({reason}) and could not be quarantined: {e}; \
+             delete it by hand",
+            path.display()
+        )),
+    }
+}
+
+/// `<program>@<version>-<os>-<arch>-<YYYY-MM-DD>.v1.count` → the week.
+fn week_from_file_name(path: &Path) -> Option<Day> {
+    let name = path.file_name()?.to_str()?;
+    let stem = name.strip_suffix(".count")?;
+    let stem = &stem[..stem.rfind('.')?];
+    stem.get(stem.len().checked_sub(10)?..)?.parse().ok()
+}
+
+/// One report from a week's counter files: one section per (program, version, os, arch), in
+/// that order, counts of files with the same key summed.
+pub fn merge(week: Day, x: f64, files: &[impl AsSnapshot]) -> Report {
+    let mut sections: BTreeMap<(&str, &str, &str, &str), BTreeMap<String, u64>> = BTreeMap::new();
+    for file in files {
+        let s = file.snapshot();
+        let key = (
+            &*s.meta.program,
+            &*s.meta.version,
+            &*s.meta.os,
+            &*s.meta.arch,
+        );
+        let counters = sections.entry(key).or_default();
+        for (name, count) in &s.counters {
+            let total = counters.entry(name.clone()).or_insert(0);
+            *total = total.saturating_add(*count);
+        }
+    }
+    let programs = sections
+        .into_iter()
+        .map(|((program, version, os, arch), counters)| ProgramReport {
+            program: program.to_string(),
+            version: version.to_string(),
+            os: os.to_string(),
+            arch: arch.to_string(),
+            counters,
+        })
+        .collect();
+    Report {
+        week,
+        x,
+        config_version: None,
+        programs,
+    }
+}
+
+/// Anything holding a counter file snapshot.
+pub trait AsSnapshot {
+    fn snapshot(&self) -> &Snapshot;
+}
+
+impl AsSnapshot for Snapshot {
+    fn snapshot(&self) -> &Snapshot {
+        self
+    }
+}
+
+impl AsSnapshot for EndedFile {
+    fn snapshot(&self) -> &Snapshot {
+        &self.snapshot
+    }
+}
+
+/// The weeks of the reports in `reports/<folder>/` (files named `<YYYY-MM-DD>.json`).
+pub fn report_weeks(home: &Home, folder: &str) -> Vec<Day> {
+    let Ok(entries) = fs::read_dir(home.reports_dir().join(folder)) else {
+        return Vec::new();
+    };
+    let mut weeks: Vec<Day> = entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.strip_suffix(".json")?.parse().ok())
+        .collect();
+    weeks.sort();
+    weeks
+}
+
+/// Whether the week already has an upload copy (waiting, sent or refused).
+pub fn has_upload_copy(home: &Home, week: Day) -> bool {
+    [PENDING, SENT, REFUSED].iter().any(|folder| {
+        home.reports_dir()
+            .join(folder)
+            .join(format!("{week}.json"))
+            .exists()
+    })
+}
+
+/// Reads a stored local report.
+pub fn read_local(home: &Home, week: Day) -> Result<Report, String> {
+    let path = home.reports_dir().join(LOCAL).join(format!("{week}.json"));
+    let bytes = fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    Report::parse(&bytes).map_err(|e| {
+        format!(
+            "{} is not a valid report ({e}); delete it to drop that week",
+            path.display()
+        )
+    })
+}
+
+/// The verified config's contents, or the reason there is none, for [`upload_copy`].
+pub(crate) fn config_for(
+    home: &Home,
+    mode: Mode,
+    today: Day,
+) -> Result<tally_config::Verified, String> {
+    if !matches!(mode, Mode::On { .. }) {
+        return Err("the mode is not on".into());
+    }
+    tally_config::current(&home.config_dir(), today).map_err(|e| e.to_string())
+}
+
+fn write_upload_copies(
+    home: &Home,
+    mode: Mode,
+    today: Day,
+    summary: &mut BuildSummary,
+) -> Result<(), BuildError> {
+    let config = config_for(home, mode, today);
+    let pending_dir = home.reports_dir().join(PENDING);
+    for week in report_weeks(home, LOCAL) {
+        if has_upload_copy(home, week) {
+            continue;
+        }
+        let local = match read_local(home, week) {
+            Ok(local) => local,
+            Err(problem) => {
+                summary.problems.push(problem);
+                continue;
+            }
+        };
+        let config = config.as_ref().map(|v| &v.config).map_err(String::as_str);
+        match upload_copy(&local, mode, config, today) {
+            Ok(upload) => {
+                let path = pending_dir.join(format!("{week}.json"));
+                match create_new(&path, &upload.to_canonical_json()) {
+                    Ok(true) => summary.pending_written.push((week, path)),
+                    Ok(false) => {}
+                    Err(source) => return Err(BuildError::Write { path, source }),
+                }
+            }
+            Err(why) => summary.withheld.push((week, why)),
+        }
+    }
+    Ok(())
+}
+
+/// Creates `path` with `bytes`, atomically and only if it doesn't exist yet: a temporary file
+/// in the same directory is written and fsynced, then hard-linked to `path` (which fails if
+/// `path` exists, unlike rename), then the directory is fsynced. `Ok(false)` if `path` existed.
+pub fn create_new(path: &Path, bytes: &[u8]) -> io::Result<bool> {
+    let dir = path
+        .parent()
+        .ok_or_else(|| io::Error::other("a report path has a directory"))?;
+    fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    let created = match fs::hard_link(tmp.path(), path) {
+        Ok(()) => true,
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
+        Err(e) => return Err(e),
+    };
+    drop(tmp); // removes the temporary name
+    fs::File::open(dir)?.sync_all()?;
+    Ok(created)
+}
