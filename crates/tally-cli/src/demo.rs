@@ -1,6 +1,33 @@
 //! `tally demo`: a whole collector and client on this machine, in temporary directories.
 //!
-//! Owned by helper "charts"; this is the seam the CLI calls.
+//! The loop, end to end, with real programs: a freshly generated minisign key
+//! (`tally-server keygen`), a config naming every counter tally knows, signed
+//! (`tally-server sign`), `tally-server serve` on 127.0.0.1 with a temporary local store, a
+//! temporary tally home (`TALLY_DIR`, never the user's own) turned `on` against that server,
+//! a sample cargo project (and a Go one when `go` is installed) built through the shims and the
+//! wrapper, the clock override (`TALLY_NOW`) moved past the week, and `tally upload`. Then it
+//! prints where the dashboard is and what to look at.
+//!
+//! Timeline (days relative to today): consent at -21, builds at -10 (in a week that began after
+//! the consent day and has ended by today), upload today. The server runs with `TALLY_NOW` set
+//! to today as well, so it accepts the ended week.
+//!
+//! Promises: nothing outside one temporary directory is written by tally (the user's real
+//! data directory is never touched; the sample builds use their own target dir, `GOCACHE` and
+//! `GOPATH` in it too); the server listens on loopback only; on exit (`--exit`, Ctrl-C, or
+//! stdin closed) the server is stopped and the directory removed unless `--keep`.
+
+use std::ffi::OsString;
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader, IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use nix::sys::signal::{SigSet, Signal};
+use tally_home::Day;
+use tally_protocol::aggregate::{ProgramWeek, WeeksIndex};
 
 /// Options of `tally demo`.
 #[derive(Debug, Clone, clap::Args)]
@@ -16,8 +43,612 @@ pub struct DemoArgs {
     pub exit: bool,
 }
 
+/// The cargo commands the demo runs on its sample project, in order (arguments after `cargo`).
+pub const CARGO_STEPS: &[&[&str]] = &[&["build"], &["build", "--release"], &["check"], &["test"]];
+
+/// The Go commands the demo runs on its sample module when `go` is installed.
+pub const GO_STEPS: &[&[&str]] = &[&["build", "./..."], &["vet", "./..."], &["test", "./..."]];
+
+/// The gofmt commands the demo runs when `go` is installed.
+pub const GOFMT_STEPS: &[&[&str]] = &[&["-l", "."]];
+
+/// Days before today: when `tally on` is recorded, and when the sample builds run.
+const CONSENT_DAYS_AGO: i64 = 21;
+const BUILD_DAYS_AGO: i64 = 10;
+/// The sample config stays valid this long.
+const CONFIG_VALID_DAYS: i64 = 90;
+/// Longest wait for the server to start answering.
+const SERVER_START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The line the demo prints with the dashboard's address; tests look for it.
+pub const DASHBOARD_LINE_PREFIX: &str = "dashboard: ";
+/// The line the demo prints with the temporary tally home; tests look for it.
+pub const HOME_LINE_PREFIX: &str = "demo tally home: ";
+
 /// Runs `tally demo`.
 pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
-    let _ = args;
-    anyhow::bail!("`tally demo` is not built yet")
+    let env = tally_home::Env::from_process();
+    let today = env.today();
+    let day = |offset: i64| {
+        today
+            .plus_days(offset)
+            .context("the demo's dates are out of range; check TALLY_NOW")
+    };
+    let consent = day(-CONSENT_DAYS_AGO)?;
+    let build_day = day(-BUILD_DAYS_AGO)?;
+    let expires = day(CONFIG_VALID_DAYS)?;
+
+    let tally = std::env::current_exe().context("cannot find the running tally executable")?;
+    let server_bin = find_server(&tally)?;
+    let root = tempfile::Builder::new()
+        .prefix("tally-demo-")
+        .tempdir()
+        .context("cannot create a temporary directory for the demo; check TMPDIR")?;
+    let dirs = Dirs::new(root.path())?;
+    let mut demo = Demo {
+        dirs,
+        tally: tally.clone(),
+        server_bin,
+        server: None,
+    };
+    say(&format!("tally demo: working in {}", root.path().display()));
+    if std::env::var_os("DO_NOT_TRACK").is_some() || std::env::var_os("TALLY").is_some() {
+        say(
+            "  (TALLY and DO_NOT_TRACK are ignored inside the demo: it uses its own temporary home and a collector on this machine, so nothing leaves it)",
+        );
+    }
+
+    let result = demo.run_loop(today, consent, build_day, expires);
+    let outcome = match result {
+        Ok(url) => {
+            if !args.exit {
+                if !args.no_browser && std::io::stdout().is_terminal() {
+                    open_browser(&url);
+                }
+                say("Press Ctrl-C (or close stdin) to stop the server and clean up.");
+                wait_for_stop();
+            }
+            Ok(())
+        }
+        Err(e) => Err(e),
+    };
+    demo.stop_server();
+    if args.keep {
+        let kept = root.keep();
+        say(&format!("tally demo: kept {}", kept.display()));
+    } else {
+        let path = root.path().to_path_buf();
+        root.close()
+            .with_context(|| format!("could not remove {}", path.display()))?;
+        say("tally demo: stopped the server and removed its temporary directory");
+    }
+    outcome
+}
+
+fn say(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+/// The temporary layout.
+struct Dirs {
+    root: PathBuf,
+    keys: PathBuf,
+    store: PathBuf,
+    home: PathBuf,
+    shims: PathBuf,
+    rust_project: PathBuf,
+    go_project: PathBuf,
+    caches: PathBuf,
+}
+
+impl Dirs {
+    fn new(root: &Path) -> anyhow::Result<Dirs> {
+        let dirs = Dirs {
+            root: root.to_path_buf(),
+            keys: root.join("collector"),
+            store: root.join("collector/store"),
+            home: root.join("tally-home"),
+            shims: root.join("shims"),
+            rust_project: root.join("sample-rust"),
+            go_project: root.join("sample-go"),
+            caches: root.join("caches"),
+        };
+        for dir in [&dirs.keys, &dirs.store, &dirs.shims, &dirs.caches] {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        Ok(dirs)
+    }
+}
+
+struct Demo {
+    dirs: Dirs,
+    tally: PathBuf,
+    server_bin: PathBuf,
+    server: Option<Child>,
+}
+
+impl Demo {
+    /// Everything up to the printed dashboard address; returns that address.
+    fn run_loop(
+        &mut self,
+        today: Day,
+        consent: Day,
+        build_day: Day,
+        expires: Day,
+    ) -> anyhow::Result<String> {
+        // 1. The collector: key, config, signature, server.
+        say("\n1. A collector: a fresh minisign key, a signed config, tally-server on 127.0.0.1");
+        let public_key = self.dirs.keys.join("demo.pub");
+        let secret_key = self.dirs.keys.join("demo.key");
+        let mut keygen = Command::new(&self.server_bin);
+        keygen
+            .arg("keygen")
+            .arg("--public-key")
+            .arg(&public_key)
+            .arg("--secret-key")
+            .arg(&secret_key)
+            .arg("--no-password")
+            .env_remove("TALLY_SERVER_KEY_PASSWORD");
+        run_quiet(&mut keygen, "tally-server keygen")?;
+        let config_path = self.dirs.keys.join("config.json");
+        std::fs::write(&config_path, demo_config(expires)?)
+            .with_context(|| format!("cannot write {}", config_path.display()))?;
+        let mut sign = Command::new(&self.server_bin);
+        sign.arg("sign")
+            .arg(&config_path)
+            .arg("--secret-key")
+            .arg(&secret_key)
+            .env_remove("TALLY_SERVER_KEY_PASSWORD");
+        run_quiet(&mut sign, "tally-server sign")?;
+        let key_line = read_public_key(&public_key)?;
+
+        let port = self.start_server(&config_path, &public_key, today)?;
+        let base = format!("http://127.0.0.1:{port}");
+        wait_healthy(&base)?;
+        say(&format!(
+            "   tally-server is serving on {base} with publication threshold 1 (a real collector keeps \
+             the default of 5 or more: with one user, 1 is the only way to see anything)"
+        ));
+
+        // 2. The client: a temporary home, turned on against that collector.
+        say(&format!(
+            "\n2. A temporary tally home, turned on {consent} (TALLY_NOW moves the clock)"
+        ));
+        say(&format!("{HOME_LINE_PREFIX}{}", self.dirs.home.display()));
+        let mut on = self.command(&self.tally, consent);
+        on.arg("on")
+            .arg("--endpoint")
+            .arg(&base)
+            .arg("--key")
+            .arg(&key_line);
+        self.run_shown(&mut on, "tally on")?;
+
+        // 3. Builds through the shims and the wrapper.
+        self.make_shims()?;
+        say(&format!(
+            "\n3. Building sample projects on {build_day} through the shims in {}",
+            self.dirs.shims.display()
+        ));
+        write_rust_project(&self.dirs.rust_project)?;
+        for step in CARGO_STEPS {
+            let mut cargo = self.command(&self.dirs.shims.join("cargo"), build_day);
+            cargo.args(*step).current_dir(&self.dirs.rust_project);
+            self.run_shown(&mut cargo, &format!("cargo {}", step.join(" ")))?;
+        }
+        if find_on_path("go", &original_path()).is_some() {
+            write_go_project(&self.dirs.go_project)?;
+            for (tool, steps) in [("go", GO_STEPS), ("gofmt", GOFMT_STEPS)] {
+                for step in steps {
+                    let mut command = self.command(&self.dirs.shims.join(tool), build_day);
+                    command.args(*step).current_dir(&self.dirs.go_project);
+                    self.run_shown(&mut command, &format!("{tool} {}", step.join(" ")))?;
+                }
+            }
+        } else {
+            say("   (go is not installed: skipping the Go sample)");
+        }
+
+        // 4. The week ends; upload.
+        say(&format!(
+            "\n4. Moving the clock to {today}, past the end of that week, and uploading"
+        ));
+        let mut upload = self.command(&self.tally, today);
+        upload.arg("upload");
+        self.run_shown(&mut upload, "tally upload")?;
+
+        // 5. What the collector now publishes.
+        let index: WeeksIndex = get_json(&format!("{base}/api/weeks"))?;
+        let Some(week) = index.weeks.first() else {
+            bail!(
+                "the upload finished but the collector publishes no week; see `tally upload` above and \
+                 {}/collector/store for what arrived",
+                self.dirs.root.display()
+            );
+        };
+        let mut summary = String::new();
+        for program in week.programs.keys() {
+            let published: ProgramWeek =
+                get_json(&format!("{base}/api/weeks/{}/{program}", week.week))?;
+            let invocations = published
+                .counters
+                .iter()
+                .find(|c| c.name == format!("{program}/invocations"))
+                .map_or(0, |c| c.total);
+            let _ = writeln!(
+                summary,
+                "   {program}: {invocations} invocations, {} counters  →  {base}/programs/{program}",
+                published.counters.len()
+            );
+        }
+        say(&format!(
+            "\n5. The collector now publishes the week of {} ({} report):\n{summary}",
+            week.week, week.reports
+        ));
+        say(&format!("{DASHBOARD_LINE_PREFIX}{base}/"));
+        say(&format!(
+            "   Look at: the index (reports per week), each program's page (share of reports per \
+             counter with its 95% interval; partitions like cargo/subcommand as one chart; splits by \
+             version, OS and arch), and the JSON at {base}/api/weeks."
+        ));
+        say(&format!(
+            "   Your own view of the same data: TALLY_DIR={} {} view",
+            self.dirs.home.display(),
+            self.tally.display()
+        ));
+        Ok(format!("{base}/"))
+    }
+
+    /// `program` (tally itself, or a shim) run against the demo home on `day`, with PATH
+    /// starting at the shims and the builds' caches inside the demo directory.
+    fn command(&self, program: &Path, day: Day) -> Command {
+        let mut command = Command::new(program);
+        for (name, _) in std::env::vars_os() {
+            let name_text = name.to_string_lossy();
+            if name_text.starts_with("TALLY") || name_text == "DO_NOT_TRACK" {
+                command.env_remove(&name);
+            }
+        }
+        let mut path = vec![self.dirs.shims.clone()];
+        path.extend(std::env::split_paths(&original_path()));
+        command
+            .env(
+                "PATH",
+                std::env::join_paths(path).unwrap_or_else(|_| original_path()),
+            )
+            .env("TALLY_DIR", &self.dirs.home)
+            .env("TALLY_NOW", day.to_string())
+            .env("CARGO_TARGET_DIR", self.dirs.caches.join("cargo-target"))
+            .env("GOCACHE", self.dirs.caches.join("go-build"))
+            .env("GOPATH", self.dirs.caches.join("gopath"))
+            .env("GOFLAGS", "-mod=mod")
+            .env("GOTOOLCHAIN", "local")
+            .env_remove("RUSTC_WRAPPER")
+            .env_remove("CARGO_BUILD_RUSTC_WRAPPER")
+            .stdin(Stdio::null());
+        command
+    }
+
+    fn make_shims(&self) -> anyhow::Result<()> {
+        for tool in tally_grammar::Tool::ALL {
+            let link = self.dirs.shims.join(tool.name());
+            std::os::unix::fs::symlink(&self.tally, &link).with_context(|| {
+                format!(
+                    "cannot create the shim {} -> {}",
+                    link.display(),
+                    self.tally.display()
+                )
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Runs `command`, printing its name, indenting its output, failing with it on error.
+    fn run_shown(&self, command: &mut Command, label: &str) -> anyhow::Result<()> {
+        say(&format!("   $ {label}"));
+        let output = command
+            .output()
+            .with_context(|| format!("could not run {label}"))?;
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            say(&format!("     {line}"));
+        }
+        check_status(output.status, label)
+    }
+
+    /// Starts `tally-server serve` on a free loopback port; returns the port.
+    fn start_server(
+        &mut self,
+        config: &Path,
+        public_key: &Path,
+        today: Day,
+    ) -> anyhow::Result<u16> {
+        let log_path = self.dirs.keys.join("server.log");
+        let log = std::fs::File::create(&log_path)
+            .with_context(|| format!("cannot create {}", log_path.display()))?;
+        let mut child = Command::new(&self.server_bin)
+            .arg("serve")
+            .arg("--addr")
+            .arg("127.0.0.1:0")
+            .arg("--store")
+            .arg(&self.dirs.store)
+            .arg("--config")
+            .arg(config)
+            .arg("--key")
+            .arg(public_key)
+            .arg("--threshold")
+            .arg("1")
+            .arg("--flush-ms")
+            .arg("50")
+            .env("TALLY_NOW", today.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("could not start {}", self.server_bin.display()))?;
+        let stdout = child.stdout.take().context("the server's stdout")?;
+        self.server = Some(child);
+        let mut lines = BufReader::new(stdout);
+        let mut first = String::new();
+        lines
+            .read_line(&mut first)
+            .context("could not read the server's first line")?;
+        let port = first
+            .trim()
+            .strip_prefix("tally-server: listening on port ")
+            .and_then(|p| p.parse::<u16>().ok());
+        let Some(port) = port else {
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            bail!("tally-server did not start: {first:?}\n{log}");
+        };
+        // Keep draining the server's stdout so it never blocks on a full pipe.
+        std::thread::spawn(move || {
+            // Ctrl-C must reach the main thread's sigwait (see `wait_for_stop`), never this one.
+            let _ = stop_signals().thread_block();
+            let mut sink = Vec::new();
+            let _ = lines.read_to_end(&mut sink);
+        });
+        Ok(port)
+    }
+
+    /// Stops the server (SIGTERM, so it flushes; SIGKILL if it does not stop within 10 s).
+    fn stop_server(&mut self) {
+        let Some(mut child) = self.server.take() else {
+            return;
+        };
+        if let Ok(pid) = i32::try_from(child.id()) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        self.stop_server();
+    }
+}
+
+fn check_status(status: ExitStatus, label: &str) -> anyhow::Result<()> {
+    if status.success() {
+        Ok(())
+    } else {
+        bail!("{label} failed ({status}); its output is above")
+    }
+}
+
+fn run_quiet(command: &mut Command, label: &str) -> anyhow::Result<()> {
+    let output = command
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("could not run {label}"))?;
+    if !output.status.success() {
+        bail!(
+            "{label} failed ({}): {}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// `tally-server` next to the running `tally`, else on PATH.
+fn find_server(tally: &Path) -> anyhow::Result<PathBuf> {
+    if let Some(dir) = tally.parent() {
+        let sibling = dir.join("tally-server");
+        if sibling.is_file() {
+            return Ok(sibling);
+        }
+    }
+    find_on_path("tally-server", &original_path()).context(
+        "tally demo needs the tally-server binary, next to tally or on PATH; build it with \
+         `cargo build --release --bin tally-server` or run ./install.sh",
+    )
+}
+
+fn original_path() -> OsString {
+    std::env::var_os("PATH").unwrap_or_default()
+}
+
+fn find_on_path(name: &str, path: &OsString) -> Option<PathBuf> {
+    std::env::split_paths(path)
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+}
+
+/// The public key's base64 line (the second line of a minisign `.pub` file).
+fn read_public_key(path: &Path) -> anyhow::Result<String> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    text.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with("untrusted comment:"))
+        .map(str::to_owned)
+        .with_context(|| format!("{} holds no public key", path.display()))
+}
+
+/// A config asking for every counter tally knows, from every version, OS and arch, at rate 1.
+fn demo_config(expires: Day) -> anyhow::Result<String> {
+    let programs: Vec<serde_json::Value> = tally_grammar::Tool::ALL
+        .iter()
+        .map(|tool| {
+            let counters: Vec<serde_json::Value> = tally_grammar::vocabulary(*tool)
+                .into_iter()
+                .map(|name| serde_json::json!({ "name": name, "rate": 1.0 }))
+                .collect();
+            serde_json::json!({ "name": tool.name(), "versions": ">=0.0.0", "counters": counters })
+        })
+        .collect();
+    let config = serde_json::json!({
+        "version": 1,
+        "expires": expires.to_string(),
+        "sample_rate": 1.0,
+        "os": [std::env::consts::OS],
+        "arch": [std::env::consts::ARCH],
+        "programs": programs,
+    });
+    let text = serde_json::to_string_pretty(&config).context("serializing the demo config")?;
+    tally_protocol::UploadConfig::parse(text.as_bytes())
+        .context("the demo config does not validate (a bug in tally demo)")?;
+    Ok(text)
+}
+
+fn write_rust_project(dir: &Path) -> anyhow::Result<()> {
+    let files = [
+        (
+            "Cargo.toml",
+            "[package]\nname = \"tally-demo-sample\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\n",
+        ),
+        (
+            "src/lib.rs",
+            "/// Adds two numbers.\npub fn add(a: u64, b: u64) -> u64 {\n    a + b\n}\n\n#[cfg(test)]\nmod tests {\n    #[test]\n    fn adds() {\n        assert_eq!(super::add(2, 2), 4);\n    }\n}\n",
+        ),
+        (
+            "src/main.rs",
+            "fn main() {\n    println!(\"2 + 2 = {}\", tally_demo_sample::add(2, 2));\n}\n",
+        ),
+    ];
+    write_files(dir, &files)
+}
+
+fn write_go_project(dir: &Path) -> anyhow::Result<()> {
+    let files = [
+        ("go.mod", "module example.com/tallydemo\n\ngo 1.19\n"),
+        (
+            "main.go",
+            "package main\n\nimport \"fmt\"\n\nfunc add(a, b int) int { return a + b }\n\nfunc main() {\n\tfmt.Println(\"2 + 2 =\", add(2, 2))\n}\n",
+        ),
+        (
+            "main_test.go",
+            "package main\n\nimport \"testing\"\n\nfunc TestAdd(t *testing.T) {\n\tif add(2, 2) != 4 {\n\t\tt.Fatal(\"add\")\n\t}\n}\n",
+        ),
+    ];
+    write_files(dir, &files)
+}
+
+fn write_files(dir: &Path, files: &[(&str, &str)]) -> anyhow::Result<()> {
+    for (name, content) in files {
+        let path = dir.join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create {}", parent.display()))?;
+        }
+        std::fs::write(&path, content)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Waits until `GET {base}/healthz` answers, bounded by [`SERVER_START_TIMEOUT`].
+fn wait_healthy(base: &str) -> anyhow::Result<()> {
+    let agent = agent();
+    let deadline = Instant::now() + SERVER_START_TIMEOUT;
+    loop {
+        if agent
+            .get(format!("{base}/healthz"))
+            .call()
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("tally-server did not answer {base}/healthz within {SERVER_START_TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into()
+}
+
+fn get_json<T: serde::de::DeserializeOwned>(url: &str) -> anyhow::Result<T> {
+    agent()
+        .get(url)
+        .call()
+        .with_context(|| format!("GET {url} failed"))?
+        .body_mut()
+        .read_json()
+        .with_context(|| format!("GET {url}: not the expected JSON"))
+}
+
+fn open_browser(url: &str) {
+    let opener = if cfg!(target_os = "macos") {
+        "open"
+    } else {
+        "xdg-open"
+    };
+    let _ = Command::new(opener)
+        .arg(url)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+}
+
+/// Blocks until Ctrl-C (SIGINT), SIGTERM, or the end of stdin. Called after every child has
+/// been started: the blocked signal mask set here is inherited by children spawned later.
+fn wait_for_stop() {
+    let signals = stop_signals();
+    if signals.thread_block().is_err() {
+        // Without a blocked mask sigwait could race the default handlers; fall back to stdin.
+        let _ = std::io::stdin().read_to_end(&mut Vec::new());
+        return;
+    }
+    // End of stdin wakes the waiter through SIGUSR1 (blocked in this thread too, as it is
+    // spawned after the mask is set).
+    std::thread::spawn(|| {
+        let mut sink = [0u8; 4096];
+        let mut stdin = std::io::stdin();
+        while matches!(stdin.read(&mut sink), Ok(n) if n > 0) {}
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::this(), Signal::SIGUSR1);
+    });
+    let _ = signals.wait();
+}
+
+/// The signals that end the demo's wait: Ctrl-C, SIGTERM, and SIGUSR1 (sent on end of stdin).
+fn stop_signals() -> SigSet {
+    let mut signals = SigSet::empty();
+    signals.add(Signal::SIGINT);
+    signals.add(Signal::SIGTERM);
+    signals.add(Signal::SIGUSR1);
+    signals
 }

@@ -1,8 +1,25 @@
-//! `tally view`: the user's own counts as charts, served on 127.0.0.1 or written to one file.
+//! `tally view`: the user's own counts as charts, served on loopback or written to one file.
 //!
-//! Owned by helper "charts"; this is the seam the CLI calls.
+//! The data is what tally holds on this machine: the local copies of ended weeks
+//! (`reports/local/*.json`) and the counter files of weeks still running (`counters/`). It is
+//! read afresh for every page request, so reloading the page shows new counts. The page is one
+//! self-contained HTML document (`tally_charts::user_view`): no script, no network asset.
+//!
+//! Promises: the server listens only on a loopback address and answers only `GET`/`HEAD /`;
+//! `--out` writes the file atomically (temp file and rename) and touches nothing else. Reading
+//! never modifies tally's data: an unreadable counter file or report is skipped with a warning
+//! on stderr, never moved or deleted (that is the job of the commands that own those files).
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use tally_charts::{UserData, UserWeek};
+use tally_home::{Day, Home};
+use tally_protocol::{ProgramReport, Report};
 
 /// Options of `tally view`.
 #[derive(Debug, Clone, clap::Args)]
@@ -15,8 +32,259 @@ pub struct ViewArgs {
     pub addr: Option<String>,
 }
 
+/// A local report larger than this is not a report tally wrote; it is skipped.
+const MAX_LOCAL_REPORT_BYTES: u64 = 16 * 1024 * 1024;
+/// Longest request head a browser sends for `/`.
+const MAX_REQUEST_HEAD_BYTES: u64 = 16 * 1024;
+/// A client that sends its request slower than this is dropped.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Runs `tally view`.
 pub fn run(args: &ViewArgs, env: &tally_home::Env) -> anyhow::Result<()> {
-    let _ = (args, env);
-    anyhow::bail!("`tally view` is not built yet")
+    let home = Home::locate(env).context(
+        "tally has no data directory: set TALLY_DIR to an absolute path, or HOME, and run `tally view` again",
+    )?;
+    if let Some(out) = &args.out {
+        let page = tally_charts::user_view(&collect(&home, env, &mut warn_once()));
+        write_atomically(out, page.as_bytes())?;
+        println!("tally view: wrote {}", out.display());
+        return Ok(());
+    }
+    let addr = parse_loopback(args.addr.as_deref().unwrap_or("127.0.0.1:0"))?;
+    let listener = TcpListener::bind(addr).with_context(|| {
+        format!("could not listen on {addr}; pick another port with --addr 127.0.0.1:PORT")
+    })?;
+    let local = listener
+        .local_addr()
+        .context("the listening socket has no address")?;
+    println!("tally view: your charts are at http://{local}/ (Ctrl-C to stop)");
+    std::io::stdout().flush().ok();
+    serve(&listener, &home, env)
+}
+
+/// The address to listen on, which must be loopback: these are the user's own counts, for the
+/// user's own browser only.
+fn parse_loopback(text: &str) -> anyhow::Result<SocketAddr> {
+    let addr: SocketAddr = text.parse().with_context(|| {
+        format!("--addr {text:?} is not HOST:PORT with an IP address, like 127.0.0.1:8737")
+    })?;
+    let loopback = match addr.ip() {
+        IpAddr::V4(ip) => ip.is_loopback(),
+        IpAddr::V6(ip) => ip.is_loopback(),
+    };
+    if !loopback {
+        bail!("tally view serves only on a loopback address (127.0.0.1 or [::1]), not {addr}");
+    }
+    Ok(addr)
+}
+
+fn serve(listener: &TcpListener, home: &Home, env: &tally_home::Env) -> anyhow::Result<()> {
+    let mut warn = warn_once();
+    for stream in listener.incoming() {
+        let Ok(stream) = stream else { continue };
+        // One request at a time is plenty for one user's browser; the timeouts keep a stuck
+        // client from blocking the next one.
+        if let Err(e) = answer(stream, home, env, &mut warn) {
+            eprintln!("tally view: a request failed: {e:#}");
+        }
+    }
+    Ok(())
+}
+
+fn answer(
+    stream: TcpStream,
+    home: &Home,
+    env: &tally_home::Env,
+    warn: &mut impl FnMut(String),
+) -> anyhow::Result<()> {
+    stream.set_read_timeout(Some(REQUEST_TIMEOUT))?;
+    stream.set_write_timeout(Some(REQUEST_TIMEOUT))?;
+    let mut reader = BufReader::new((&stream).take(MAX_REQUEST_HEAD_BYTES));
+    let mut request_line = String::new();
+    reader.read_line(&mut request_line)?;
+    // Read (and ignore) the headers up to the blank line.
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 || line == "\r\n" || line == "\n" {
+            break;
+        }
+    }
+    let mut parts = request_line.split_whitespace();
+    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let path = target.split('?').next().unwrap_or("");
+    let (status, body) = match (method, path) {
+        ("GET" | "HEAD", "/") => ("200 OK", tally_charts::user_view(&collect(home, env, warn))),
+        ("GET" | "HEAD", _) => (
+            "404 Not Found",
+            "not found: tally view serves only /\n".to_owned(),
+        ),
+        _ => (
+            "405 Method Not Allowed",
+            "tally view answers only GET\n".to_owned(),
+        ),
+    };
+    let content_type = if status.starts_with("200") {
+        "text/html; charset=utf-8"
+    } else {
+        "text/plain; charset=utf-8"
+    };
+    let mut out = &stream;
+    write!(
+        out,
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
+         Content-Security-Policy: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
+        body.len(),
+        tally_charts::CONTENT_SECURITY_POLICY,
+    )?;
+    if method != "HEAD" {
+        out.write_all(body.as_bytes())?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// Prints each distinct warning once per process.
+fn warn_once() -> impl FnMut(String) {
+    let mut seen = std::collections::BTreeSet::new();
+    move |message: String| {
+        if seen.insert(message.clone()) {
+            eprintln!("tally view: warning: {message}");
+        }
+    }
+}
+
+/// Everything tally holds about the user, as chart data: ended weeks from the local reports,
+/// running weeks from the counter files.
+pub fn collect(home: &Home, env: &tally_home::Env, warn: &mut impl FnMut(String)) -> UserData {
+    let today = env.today();
+    let mut weeks: BTreeMap<Day, UserWeek> = BTreeMap::new();
+
+    for report in local_reports(home, warn) {
+        let week = weeks.entry(report.week).or_insert_with(|| UserWeek {
+            week: report.week,
+            in_progress: false,
+            programs: Vec::new(),
+        });
+        week.programs.extend(report.programs);
+    }
+
+    for (path, snapshot) in home.counter_store().list() {
+        let snapshot = match snapshot {
+            Ok(snapshot) => snapshot,
+            Err(e) => {
+                warn(format!("skipped {}: {e}", path.display()));
+                continue;
+            }
+        };
+        let (Ok(start), Ok(end)) = (
+            snapshot.meta.week_start.parse::<Day>(),
+            snapshot.meta.week_end.parse::<Day>(),
+        ) else {
+            warn(format!(
+                "skipped {}: its week is not YYYY-MM-DD",
+                path.display()
+            ));
+            continue;
+        };
+        let week = weeks.entry(start).or_insert_with(|| UserWeek {
+            week: start,
+            in_progress: false,
+            programs: Vec::new(),
+        });
+        week.in_progress |= today < end;
+        week.programs.push(ProgramReport {
+            program: snapshot.meta.program,
+            version: snapshot.meta.version,
+            os: snapshot.meta.os,
+            arch: snapshot.meta.arch,
+            counters: snapshot.counters,
+        });
+    }
+
+    let mode = match home.stored_mode() {
+        Ok(mode) => {
+            let effective = tally_home::effective_mode(env, Some(home));
+            if effective == mode {
+                mode.to_string()
+            } else {
+                format!("{effective} (stored: {mode}; the environment overrides it)")
+            }
+        }
+        Err(e) => format!("unreadable ({e})"),
+    };
+    UserData {
+        data_dir: home.root().display().to_string(),
+        mode,
+        weeks: weeks.into_values().collect(),
+    }
+}
+
+/// The local copies of ended weeks, each parsed; unreadable ones are skipped with a warning.
+fn local_reports(home: &Home, warn: &mut impl FnMut(String)) -> Vec<Report> {
+    let dir = home.reports_dir().join("local");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    paths.sort();
+    let mut reports = Vec::new();
+    for path in paths {
+        match read_report(&path) {
+            Ok(report) => reports.push(report),
+            Err(e) => warn(format!("skipped {}: {e:#}", path.display())),
+        }
+    }
+    reports
+}
+
+fn read_report(path: &Path) -> anyhow::Result<Report> {
+    let file = std::fs::File::open(path).context("could not open it")?;
+    let mut bytes = Vec::new();
+    file.take(MAX_LOCAL_REPORT_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .context("could not read it")?;
+    if bytes.len() as u64 > MAX_LOCAL_REPORT_BYTES {
+        bail!("it is over {MAX_LOCAL_REPORT_BYTES} bytes, so not a report tally wrote");
+    }
+    serde_json::from_slice(&bytes).context("it is not a tally report")
+}
+
+/// Writes `bytes` to `path` through a temp file in the same directory and a rename, so a reader
+/// never sees half a page.
+fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let mut temp = tempfile::NamedTempFile::new_in(dir).with_context(|| {
+        format!(
+            "could not create a file in {}; check that the directory exists and is writable",
+            dir.display()
+        )
+    })?;
+    temp.write_all(bytes)
+        .and_then(|()| temp.as_file().sync_all())
+        .with_context(|| format!("could not write {}", path.display()))?;
+    temp.persist(path)
+        .map_err(|e| e.error)
+        .with_context(|| format!("could not write {}", path.display()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_addresses_are_served() {
+        assert!(parse_loopback("127.0.0.1:0").is_ok());
+        assert!(parse_loopback("[::1]:8080").is_ok());
+        let err = parse_loopback("0.0.0.0:8080").unwrap_err().to_string();
+        assert!(err.contains("loopback"), "{err}");
+        assert!(parse_loopback("localhost:80").is_err());
+    }
 }

@@ -1,0 +1,403 @@
+//! End to end: `tally demo` with the real `tally` and `tally-server` binaries, real cargo (and
+//! go when installed), real HTTP on loopback; then the numbers the dashboard's JSON publishes
+//! are checked against the invocations made, the dashboard and `tally view` are loaded in
+//! headless Chromium, and screenshots are written to `docs/screenshots/`.
+//!
+//! Binaries: the test runs `cargo build -p tally -p tally-server` (the `CARGO` that runs the
+//! test, same profile, same target dir) and uses `<target>/<profile>/tally`. Building from the
+//! test keeps the binaries in step with the source without depending on the order in which
+//! cargo builds test targets; cargo releases its target-dir lock before running tests, so the
+//! nested build does not wait on the outer one.
+//!
+//! The browser part skips with a message when Chromium is missing unless
+//! `TALLY_REQUIRE_CHROMIUM=1`; the rest always runs (it needs cargo, which runs the test).
+
+#[path = "../../tally-charts/tests/support/webdriver.rs"]
+mod webdriver;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::json;
+use tally_cli::demo::{
+    CARGO_STEPS, DASHBOARD_LINE_PREFIX, GO_STEPS, GOFMT_STEPS, HOME_LINE_PREFIX,
+};
+use tally_protocol::Report;
+use tally_protocol::aggregate::{ProgramWeek, WeeksIndex};
+use webdriver::{Browser, repo_root};
+
+/// The whole demo (builds included) must print its dashboard line within this time.
+const DEMO_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// `<target>/<profile>`, from the test executable's own path (`<target>/<profile>/deps/…`).
+fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("the test runs from <target>/<profile>/deps")
+        .to_path_buf()
+}
+
+fn build_binaries() -> (PathBuf, PathBuf) {
+    let dir = profile_dir();
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let root = repo_root(env!("CARGO_MANIFEST_DIR"));
+    let mut build = Command::new(cargo);
+    build
+        .current_dir(&root)
+        .args([
+            "build",
+            "-p",
+            "tally",
+            "-p",
+            "tally-server",
+            "--bin",
+            "tally",
+            "--bin",
+            "tally-server",
+        ])
+        .env("CARGO_TARGET_DIR", dir.parent().expect("target dir"));
+    if dir.file_name().is_some_and(|n| n == "release") {
+        build.arg("--release");
+    }
+    let status = build.status().expect("run cargo build");
+    assert!(
+        status.success(),
+        "cargo build of tally and tally-server failed"
+    );
+    (dir.join("tally"), dir.join("tally-server"))
+}
+
+/// Reads lines from `child`'s stdout on a thread, so waits can be bounded.
+fn line_reader(child: &mut Child) -> mpsc::Receiver<String> {
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+fn get_json<T: serde::de::DeserializeOwned>(url: &str) -> T {
+    ureq::get(url)
+        .call()
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+        .body_mut()
+        .read_json()
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+}
+
+fn has_go() -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("go").is_file()))
+}
+
+struct RunningDemo {
+    child: Child,
+    stdin: Option<ChildStdin>,
+}
+
+impl Drop for RunningDemo {
+    fn drop(&mut self) {
+        drop(self.stdin.take());
+        // Bounded: if closing stdin did not stop it within 20 s, kill it.
+        for _ in 0..200 {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn demo_publishes_exactly_the_invocations_made() {
+    let (tally, server) = build_binaries();
+    assert!(server.is_file(), "tally-server was built next to tally");
+
+    let mut child = Command::new(&tally)
+        .args(["demo", "--no-browser"])
+        .env_remove("TALLY_DIR")
+        .env_remove("TALLY_NOW")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start tally demo");
+    let lines = line_reader(&mut child);
+    let stdin = child.stdin.take();
+    let mut demo = RunningDemo { child, stdin };
+
+    let mut output = Vec::new();
+    let mut home = None;
+    let dashboard = loop {
+        let line = lines.recv_timeout(DEMO_TIMEOUT).unwrap_or_else(|_| {
+            panic!(
+                "tally demo printed no dashboard line; output so far:\n{}",
+                output.join("\n")
+            )
+        });
+        println!("demo| {line}");
+        if let Some(path) = line.strip_prefix(HOME_LINE_PREFIX) {
+            home = Some(PathBuf::from(path));
+        }
+        if let Some(url) = line.strip_prefix(DASHBOARD_LINE_PREFIX) {
+            break url.trim_end_matches('/').to_owned();
+        }
+        output.push(line);
+    };
+    let home = home.expect("the demo printed its tally home");
+    let demo_root = home
+        .parent()
+        .expect("home is inside the demo dir")
+        .to_path_buf();
+    assert!(dashboard.starts_with("http://127.0.0.1:"), "{dashboard}");
+    assert!(
+        !home.starts_with(std::env::var("HOME").unwrap_or_default())
+            || home.starts_with(std::env::temp_dir())
+    );
+
+    // The collector publishes exactly one week with one report.
+    let index: WeeksIndex = get_json(&format!("{dashboard}/api/weeks"));
+    assert_eq!(index.threshold, 1);
+    assert_eq!(index.weeks.len(), 1, "{index:?}");
+    let week = &index.weeks[0];
+    assert_eq!(week.reports, 1);
+    assert!(
+        week.programs.contains_key("cargo") && week.programs.contains_key("rustc"),
+        "{week:?}"
+    );
+    let fetch = |program: &str| -> ProgramWeek {
+        get_json(&format!("{dashboard}/api/weeks/{}/{program}", week.week))
+    };
+    let totals = |published: &ProgramWeek| -> BTreeMap<String, u64> {
+        published
+            .counters
+            .iter()
+            .map(|c| (c.name.clone(), c.total))
+            .collect()
+    };
+
+    // cargo: one invocation per step, subcommands as run.
+    let cargo = fetch("cargo");
+    assert_eq!(cargo.reports, 1);
+    let cargo_totals = totals(&cargo);
+    assert_eq!(
+        cargo_totals.get("cargo/invocations"),
+        Some(&(CARGO_STEPS.len() as u64)),
+        "{cargo_totals:?}"
+    );
+    let mut by_subcommand: BTreeMap<String, u64> = BTreeMap::new();
+    for step in CARGO_STEPS {
+        *by_subcommand
+            .entry(format!("cargo/subcommand:{}", step[0]))
+            .or_default() += 1;
+    }
+    for (name, count) in &by_subcommand {
+        assert_eq!(
+            cargo_totals.get(name),
+            Some(count),
+            "{name} in {cargo_totals:?}"
+        );
+    }
+    for counter in &cargo.counters {
+        assert_eq!(
+            (counter.reports_with, counter.share),
+            (1, 1.0),
+            "{counter:?}"
+        );
+    }
+
+    // rustc: compiles under cargo were counted through the wrapper.
+    let rustc = totals(&fetch("rustc"));
+    assert!(
+        rustc.get("rustc/invocations").is_some_and(|n| *n > 0),
+        "{rustc:?}"
+    );
+
+    if has_go() {
+        let go = totals(&fetch("go"));
+        assert_eq!(
+            go.get("go/invocations"),
+            Some(&(GO_STEPS.len() as u64)),
+            "{go:?}"
+        );
+        let gofmt = totals(&fetch("gofmt"));
+        assert_eq!(
+            gofmt.get("gofmt/invocations"),
+            Some(&(GOFMT_STEPS.len() as u64)),
+            "{gofmt:?}"
+        );
+    } else {
+        println!("go is not installed: the Go half of the demo was skipped");
+    }
+
+    // Every count the user's local report holds is what the collector publishes (the demo's
+    // config asks for every counter at rate 1).
+    let local_dir = home.join("reports/local");
+    let local: Vec<Report> = std::fs::read_dir(&local_dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", local_dir.display()))
+        .map(|e| serde_json::from_slice(&std::fs::read(e.unwrap().path()).unwrap()).unwrap())
+        .collect();
+    assert_eq!(local.len(), 1, "one ended week");
+    for section in &local[0].programs {
+        let published = totals(&fetch(&section.program));
+        for (name, count) in &section.counters {
+            assert_eq!(
+                published.get(name),
+                Some(count),
+                "{}: {name}",
+                section.program
+            );
+        }
+    }
+
+    browser_checks(&dashboard, &tally, &home);
+
+    // Closing stdin stops the demo, which stops the server and removes its directory.
+    drop(demo.stdin.take());
+    let status = (0..300)
+        .find_map(|_| {
+            let status = demo.child.try_wait().ok().flatten();
+            if status.is_none() {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            status
+        })
+        .expect("tally demo stopped within 30 s of stdin closing");
+    assert!(status.success(), "{status}");
+    assert!(
+        !demo_root.exists(),
+        "the demo removed {}",
+        demo_root.display()
+    );
+    assert!(
+        ureq::get(&format!("{dashboard}/healthz")).call().is_err(),
+        "the server is stopped"
+    );
+}
+
+const SERIES_SCRIPT: &str = "return Array.from(document.querySelectorAll('svg.chart')).map(s => ({kind: s.dataset.chart, title: s.dataset.title, series: Array.from(s.querySelectorAll('g.series')).map(g => g.dataset.series)}));";
+
+fn browser_checks(dashboard: &str, tally: &Path, home: &Path) {
+    let Some(browser) = Browser::start(1280, 900) else {
+        return;
+    };
+    let shots = repo_root(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots");
+
+    browser.goto(&format!("{dashboard}/"));
+    let problems = browser.console_problems();
+    assert!(
+        problems.is_empty(),
+        "console problems on the dashboard: {problems:?}"
+    );
+    let charts = browser.eval(SERIES_SCRIPT, json!([]));
+    assert_eq!(charts[0]["kind"], "reports", "{charts}");
+    let series = charts[0]["series"].as_array().expect("series");
+    assert!(
+        series.contains(&json!("all reports")) && series.contains(&json!("cargo")),
+        "{charts}"
+    );
+    browser.screenshot(&shots.join("dashboard.png"), 1100);
+
+    browser.resize(1280, 900);
+    browser.goto(&format!("{dashboard}/programs/cargo"));
+    let problems = browser.console_problems();
+    assert!(
+        problems.is_empty(),
+        "console problems on the cargo page: {problems:?}"
+    );
+    let charts = browser.eval(SERIES_SCRIPT, json!([]));
+    let subcommands = charts
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| {
+            c["title"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("cargo/subcommand"))
+        })
+        .unwrap_or_else(|| panic!("no cargo/subcommand chart: {charts}"));
+    assert_eq!(subcommands["kind"], "partition");
+    for step in CARGO_STEPS {
+        assert!(
+            subcommands["series"]
+                .as_array()
+                .unwrap()
+                .contains(&json!(format!("cargo/subcommand:{}", step[0]))),
+            "{subcommands}"
+        );
+    }
+    browser.screenshot(&shots.join("dashboard-cargo.png"), 1100);
+
+    // `tally view` on the demo's home, served on loopback.
+    let mut view = Command::new(tally)
+        .args(["view", "--addr", "127.0.0.1:0"])
+        .env("TALLY_DIR", home)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start tally view");
+    let lines = line_reader(&mut view);
+    let first = lines
+        .recv_timeout(Duration::from_secs(30))
+        .expect("tally view printed its address");
+    let url = first
+        .split_whitespace()
+        .find(|w| w.starts_with("http://127.0.0.1:"))
+        .unwrap_or_else(|| panic!("no address in {first:?}"))
+        .to_owned();
+    browser.resize(1280, 900);
+    browser.goto(&url);
+    let problems = browser.console_problems();
+    let bars = browser.eval(
+        "return Array.from(document.querySelectorAll('svg[data-chart=\"user-week\"] g.series')).map(g => [g.dataset.series, Number(g.querySelector('rect.bar').dataset.value)]);",
+        json!([]),
+    );
+    browser.screenshot(&shots.join("tally-view.png"), 1100);
+    let _ = view.kill();
+    let _ = view.wait();
+    assert!(
+        problems.is_empty(),
+        "console problems on tally view: {problems:?}"
+    );
+    let bars: BTreeMap<String, u64> = bars
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| (b[0].as_str().unwrap().to_owned(), b[1].as_u64().unwrap()))
+        .collect();
+    assert_eq!(
+        bars.get("cargo/invocations"),
+        Some(&(CARGO_STEPS.len() as u64)),
+        "{bars:?}"
+    );
+
+    // `tally view --out` writes the same page to one file.
+    let out = tempfile::tempdir().unwrap();
+    let file = out.path().join("report.html");
+    let status = Command::new(tally)
+        .args(["view", "--out"])
+        .arg(&file)
+        .env("TALLY_DIR", home)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let html = std::fs::read_to_string(&file).unwrap();
+    assert!(html.contains("data-series=\"cargo/invocations\""));
+    browser.goto(&format!("file://{}", file.display()));
+    assert!(browser.console_problems().is_empty());
+    let _ = std::io::stdout().flush();
+}
