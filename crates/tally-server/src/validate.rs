@@ -11,7 +11,10 @@
 //!    reports);
 //! 5. the report names a config version the server has served ([`check_against_config`]), and
 //!    every section's program, version, OS and arch is allowed by it, and every counter is named
-//!    by it with a rate at least `x`.
+//!    by it with a rate at least `x`;
+//! 6. every version is canonical (`MAJOR.MINOR.PATCH`, optionally `-nightly`, `-beta`,
+//!    `-beta.N` or `-dev`), as the client writes upload copies: lenient range matching ignores
+//!    pre-release tags, so without this a version could smuggle free text into the store.
 
 use tally_protocol::{
     Day, MAX_REPORT_AGE_DAYS, MAX_REPORT_BYTES, Report, UploadConfig, WEEK_DAYS,
@@ -69,6 +72,12 @@ pub fn check_against_config(report: &Report, config: &UploadConfig) -> Result<()
                 config.version
             ));
         };
+        if !is_canonical_version(&section.version) {
+            return Err(format!(
+                "version {} is not MAJOR.MINOR.PATCH with an optional -nightly, -beta[.N] or -dev",
+                echo(&section.version)
+            ));
+        }
         if !config.allows(&section.program, &section.version, &section.os, &section.arch) {
             return Err(format!(
                 "{} {} on {}/{} is not collected by config {}",
@@ -103,6 +112,17 @@ pub fn check_against_config(report: &Report, config: &UploadConfig) -> Result<()
         }
     }
     Ok(())
+}
+
+/// Whether `version` is in the canonical form upload copies use.
+pub fn is_canonical_version(version: &str) -> bool {
+    let (core, channel) = version.split_once('-').unwrap_or((version, ""));
+    let numeric = |part: &str| (1..=5).contains(&part.len()) && part.bytes().all(|b| b.is_ascii_digit());
+    let parts: Vec<&str> = core.split('.').collect();
+    parts.len() == 3
+        && parts.iter().all(|p| numeric(p))
+        && (matches!(channel, "" | "nightly" | "beta" | "dev")
+            || channel.strip_prefix("beta.").is_some_and(|n| n.len() <= 3 && numeric(n)))
 }
 
 /// A client-supplied value, cut short and with control characters replaced, for a reason line.
@@ -152,6 +172,8 @@ mod tests {
             ("2026-11-16", REPORT.replace("0.4231", "0"), "not in (0, 1)"),
             ("2026-11-16", REPORT.replace("\"cargo\"", "\"ghc\""), "program \"ghc\""),
             ("2026-11-16", REPORT.replace("1.95.0", "1.60.0"), "not collected by config"),
+            ("2026-11-16", REPORT.replace("1.95.0", "1.95.0-secret"), "not MAJOR.MINOR.PATCH"),
+            ("2026-11-16", REPORT.replace("1.95.0", "1.95"), "not MAJOR.MINOR.PATCH"),
             ("2026-11-16", REPORT.replace("linux", "plan9"), "not collected by config"),
             ("2026-11-16", REPORT.replace("cargo/subcommand:test", "cargo/subcommand:secret"), "counter"),
             ("2026-11-16", REPORT.replace(": 12", ": -12"), "not a valid report"),
@@ -175,6 +197,16 @@ mod tests {
         assert!(check("2026-11-16", &body).unwrap_err().contains("rate 0.5"));
         let body = REPORT.replace("\"cargo/subcommand:test\": 3", "\"cargo/build/flag:--release\": 1");
         check("2026-11-16", &body).unwrap();
+    }
+
+    #[test]
+    fn knows_canonical_versions() {
+        for ok in ["1.95.0", "1.96.0-nightly", "1.96.0-beta", "1.96.0-beta.2", "1.19.8-dev"] {
+            assert!(is_canonical_version(ok), "{ok}");
+        }
+        for bad in ["", "1.95", "go1.19.8", "1.95.0-nightly (abc 2026-01-01)", "1.95.0-x", "1.95.0-beta.1234", "1..0"] {
+            assert!(!is_canonical_version(bad), "{bad}");
+        }
     }
 
     #[test]
