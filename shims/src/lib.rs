@@ -1,1 +1,177 @@
-//! tally-shims (skeleton).
+//! The PATH shims: tally's hot path. Linked as `cargo`, `rustc`, `rustfmt`, `cargo-fmt`, `go`
+//! and `gofmt` in a directory first on `PATH`, the binary counts the invocation and `exec`s the
+//! real tool.
+//!
+//! Promises:
+//! - **The tool behaves exactly as without tally**: it is `exec`ed (same PID, signals, exit
+//!   status, terminal, inherited descriptors such as cargo's jobserver) with the same argument
+//!   bytes, working directory and environment, minus tally's markers (`TALLY_FORCE_ARG0` is
+//!   removed; `TALLY_SHIM_GUARD` holds only a PID; the cargo shim adds `RUSTC_WRAPPER` and
+//!   `TALLY_NEXT_WRAPPER`, see [`arrange`]). argv[0] keeps the tool's name, which rustup's
+//!   proxies dispatch on.
+//! - **Any failure inside tally is swallowed**: counting runs under `catch_unwind` with a
+//!   silent panic hook, and every error is ignored; only "no real tool" (exit 127, one line)
+//!   and a failed `exec` (126/127, one line) are reported, as a shell would.
+//! - **Cheap**: no argument parser, no config file, no async runtime; the mode file, one
+//!   counter file and, once per real binary, a version query.
+//! - **Mode off writes nothing**: `TALLY=off`, `DO_NOT_TRACK`, or `tally off` → nothing is
+//!   created, not even a directory, and the tool is simply `exec`ed.
+//!
+//! Modules: [`lookup`] (the real tool by file identity), [`identity`], [`version`] (cache),
+//! [`rustup`] (toolchain resolution), [`arrange`] (`RUSTC_WRAPPER` for cargo),
+//! [`background`] (daily upload trigger), [`notice`] (first-run notice), [`report`] (for
+//! `tally status`).
+
+use std::ffi::{OsStr, OsString};
+use std::os::unix::process::CommandExt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::Path;
+use std::process::Command;
+
+use tally_grammar::{Context, RustcCaller, Tool, caller_from_env, counter_names};
+use tally_home::env::{TALLY_FORCE_ARG0, TALLY_NEXT_WRAPPER, TALLY_SHIM_GUARD};
+use tally_home::{CountOutcome, Env, Home, Mode, count_invocation, effective_mode};
+
+pub mod arrange;
+pub mod background;
+pub mod identity;
+pub mod lookup;
+pub mod notice;
+pub mod report;
+pub mod rustup;
+pub mod version;
+
+pub use report::{ShimReport, shim_report};
+
+/// The tool a shim invocation stands for: `TALLY_FORCE_ARG0` if set, else argv[0]'s file stem.
+pub fn tool_from_argv0(argv0: Option<&OsStr>) -> Option<Tool> {
+    match std::env::var_os(TALLY_FORCE_ARG0).filter(|v| !v.is_empty()) {
+        Some(forced) => identity::stem_of(&forced).and_then(Tool::from_name),
+        None => argv0.and_then(identity::stem_of).and_then(Tool::from_name),
+    }
+}
+
+/// Environment changes for the `exec`.
+#[derive(Debug, Default)]
+pub struct EnvChanges {
+    pub set: Vec<(OsString, OsString)>,
+    pub remove: Vec<OsString>,
+}
+
+/// Runs as the shim of `tool`; `argv` is the whole argument vector. Returns only if the real
+/// tool could not be run, with the exit status to use.
+pub fn run_shim(tool: Tool, argv: Vec<OsString>) -> i32 {
+    silence_panics();
+    let name = tool.name();
+    let this = identity::self_identity();
+    let pid = std::process::id().to_string();
+    if std::env::var_os(TALLY_SHIM_GUARD).is_some_and(|g| g == pid.as_str()) {
+        eprintln!(
+            "tally: the `{name}` shim was started again by the program it handed over to \
+             (PATH: {}): another shim manager on PATH runs tally's shims in a loop. Put tally's \
+             shims directory before the other manager's on PATH, or remove one of them.",
+            std::env::var_os("PATH")
+                .unwrap_or_default()
+                .to_string_lossy()
+        );
+        return 127;
+    }
+    let path_var = std::env::var_os("PATH");
+    let found = match lookup::find_real(name, path_var.as_deref(), this) {
+        Ok(found) => found,
+        Err(not_found) => {
+            eprintln!("{}", not_found.message(name));
+            return 127;
+        }
+    };
+    let args = argv.get(1..).unwrap_or(&[]);
+    let mut changes = EnvChanges::default();
+    let _ = catch_unwind(AssertUnwindSafe(|| {
+        count_and_arrange(tool, &found, args, &mut changes);
+    }));
+    changes.remove.push(TALLY_FORCE_ARG0.into());
+    changes.set.push((TALLY_SHIM_GUARD.into(), pid.into()));
+    // Keep the name the tool was called by (rustup's proxies dispatch on it).
+    let argv0 = match argv.first() {
+        Some(a0) if identity::stem_of(a0) == Some(name) => a0.clone(),
+        _ => OsString::from(name),
+    };
+    exec(&found.path, &argv0, args, &changes)
+}
+
+/// The counting part of a shim run; every failure is ignored by design (the tool must run).
+fn count_and_arrange(
+    tool: Tool,
+    found: &lookup::Found,
+    args: &[OsString],
+    changes: &mut EnvChanges,
+) {
+    let env = Env::from_process();
+    let Some(home) = Home::locate(&env) else {
+        return;
+    };
+    let mode = effective_mode(&env, Some(&home));
+    if mode == Mode::Off {
+        return;
+    }
+    let caller = caller_from_env(&|k| std::env::var_os(k).is_some(), RustcCaller::Direct);
+    let ctx = Context {
+        rustc_caller: caller,
+        ..Context::default()
+    };
+    let names = counter_names(tool, args, &ctx);
+    let version = version::versioned_binary(tool, &found.path, &found.meta, args)
+        .map(|(bin, meta)| version::version_of(tool, &bin, &meta, &home.root().join("versions")))
+        .unwrap_or_else(|| version::UNKNOWN.to_string());
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    if let Ok(CountOutcome::Counted { created_file: true }) =
+        count_invocation(&env, tool.name(), &version, &refs)
+    {
+        notice::maybe_show(&env, home.root());
+    }
+    let tally = identity::tally_exe();
+    background::maybe_start(&env, mode, home.root(), tally.as_deref());
+    if tool == Tool::Cargo
+        && let Some(tally) = tally
+    {
+        let cwd = std::env::current_dir().unwrap_or_default();
+        match arrange::arrange(&tally, &arrange::CargoEnv::from_process(), &cwd) {
+            arrange::Arrangement::AlreadyTally => {}
+            arrange::Arrangement::Wrap { next } => {
+                changes
+                    .set
+                    .push(("RUSTC_WRAPPER".into(), tally.into_os_string()));
+                match next {
+                    Some(next) => changes.set.push((TALLY_NEXT_WRAPPER.into(), next)),
+                    None => changes.remove.push(TALLY_NEXT_WRAPPER.into()),
+                }
+            }
+        }
+    }
+}
+
+/// Replaces this process with `program` (argv[0] `argv0`, then `args`), applying `changes` to
+/// the environment. Returns only on failure, with a shell's status (127 not found, 126 other).
+pub fn exec(program: &Path, argv0: &OsStr, args: &[OsString], changes: &EnvChanges) -> i32 {
+    let mut cmd = Command::new(program);
+    cmd.arg0(argv0).args(args);
+    for key in &changes.remove {
+        cmd.env_remove(key);
+    }
+    for (key, value) in &changes.set {
+        cmd.env(key, value);
+    }
+    let err = cmd.exec();
+    eprintln!("tally: cannot run {}: {err}", program.display());
+    if err.kind() == std::io::ErrorKind::NotFound {
+        127
+    } else {
+        126
+    }
+}
+
+/// A panic inside tally must not print anything: the tool's stderr must be what it would be
+/// without tally. The panic is caught and the tool runs.
+pub fn silence_panics() {
+    std::panic::set_hook(Box::new(|_| {}));
+}

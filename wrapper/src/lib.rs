@@ -1,1 +1,234 @@
-//! tally-wrapper (skeleton).
+//! `RUSTC_WRAPPER` mode: cargo runs `tally /abs/path/to/rustc args…`; tally counts the compile
+//! and `exec`s the compiler, or the user's own wrapper first when the cargo shim kept one in
+//! `TALLY_NEXT_WRAPPER` (`sccache /abs/rustc args…`). tally is outermost on purpose: a cache hit
+//! inside sccache runs nothing after it.
+//!
+//! Argument layouts (argv[0] is tally):
+//! - `tally /abs/rustc args…`: the usual case.
+//! - `tally clippy-driver args…` or `tally /abs/clippy-driver /abs/rustc args…`: `cargo
+//!   clippy` (clippy-driver as compiler, or as `RUSTC_WORKSPACE_WRAPPER` in front of rustc).
+//! - `tally other-wrapper /abs/rustc args…`: some other workspace wrapper before rustc.
+//!
+//! Promises: the same as the shims' (see `tally_shims`): argument bytes, environment minus
+//! tally's markers (`TALLY_NEXT_WRAPPER` is removed, and `RUSTC_WRAPPER` is given back the
+//! user's wrapper or removed when it named tally), descriptors and exit status are kept; every
+//! failure inside tally is swallowed. If argv[1] is tally itself (cargo found tally's `rustc`
+//! shim on PATH), the real rustc is found on PATH and run instead, so a compile is counted once
+//! and tally never wraps itself.
+
+use std::ffi::{OsStr, OsString};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+
+use tally_grammar::{Context, RustcCaller, Tool, caller_from_env, counter_names};
+use tally_home::env::{TALLY_FORCE_ARG0, TALLY_NEXT_WRAPPER};
+use tally_home::{Env, Home, Mode, count_invocation, effective_mode};
+use tally_shims::identity::{FileIdentity, self_identity, stem_of};
+use tally_shims::{EnvChanges, exec, lookup, version};
+
+/// Whether `tally <argv1> …` is a `RUSTC_WRAPPER` call rather than a CLI subcommand: argv[1]
+/// is a path, or names a rustc-like compiler. CLI subcommands are plain words.
+pub fn is_wrapper_invocation(argv1: &OsStr) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    argv1.as_bytes().contains(&b'/') || matches!(stem_of(argv1), Some("rustc" | "clippy-driver"))
+}
+
+/// Where the compiler is in argv, and whether clippy drives it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Layout {
+    /// Index in argv of the compiler whose arguments follow it.
+    pub compiler: usize,
+    /// clippy-driver is the compiler or the workspace wrapper.
+    pub clippy: bool,
+}
+
+/// Reads the layout of `argv` (argv[0] is tally, argv[1] exists).
+pub fn layout(argv: &[OsString]) -> Layout {
+    let stem1 = argv.get(1).and_then(|a| stem_of(a));
+    let stem2 = argv.get(2).and_then(|a| stem_of(a));
+    let clippy = stem1 == Some("clippy-driver");
+    // `tally <workspace-wrapper> /abs/rustc args…`: cargo puts the workspace wrapper first.
+    if stem1 != Some("rustc") && stem2 == Some("rustc") && Path::new(&argv[2]).is_absolute() {
+        Layout {
+            compiler: 2,
+            clippy,
+        }
+    } else {
+        Layout {
+            compiler: 1,
+            clippy,
+        }
+    }
+}
+
+/// Runs as `RUSTC_WRAPPER`. Returns only if nothing could be run, with the exit status.
+pub fn run_wrapper(argv: Vec<OsString>) -> i32 {
+    tally_shims::silence_panics();
+    let Some(program) = argv.get(1).cloned() else {
+        eprintln!(
+            "tally: RUSTC_WRAPPER mode needs the compiler to run: tally /path/to/rustc ARGS…"
+        );
+        return 2;
+    };
+    let this = self_identity();
+    let layout = layout(&argv);
+    let mut run_argv: Vec<OsString> = argv[1..].to_vec();
+    // argv[1] is tally's own rustc shim: run the real rustc instead (counted here, once).
+    let compiler_index = layout.compiler - 1;
+    let compiler = resolve(&run_argv[compiler_index]);
+    if compiler.as_deref().and_then(FileIdentity::of_path) == this && this.is_some() {
+        match lookup::find_real("rustc", std::env::var_os("PATH").as_deref(), this) {
+            Ok(found) => run_argv[compiler_index] = found.path.into_os_string(),
+            Err(not_found) => {
+                eprintln!("{}", not_found.message("rustc"));
+                return 127;
+            }
+        }
+    }
+    let _ = catch_unwind(AssertUnwindSafe(|| count(&run_argv, &layout)));
+
+    let mut changes = EnvChanges::default();
+    changes.remove.push(TALLY_FORCE_ARG0.into());
+    changes.remove.push(TALLY_NEXT_WRAPPER.into());
+    let next = std::env::var_os(TALLY_NEXT_WRAPPER)
+        .filter(|n| !n.is_empty() && !tally_shims::arrange::is_tally(n, this));
+    let rustc_wrapper_is_tally = std::env::var_os("RUSTC_WRAPPER")
+        .is_some_and(|w| !w.is_empty() && tally_shims::arrange::is_tally(&w, this));
+    if rustc_wrapper_is_tally {
+        // Give the user's wrapper back its own variable; otherwise as if tally were absent.
+        match &next {
+            Some(next) => changes.set.push(("RUSTC_WRAPPER".into(), next.clone())),
+            None => changes.remove.push("RUSTC_WRAPPER".into()),
+        }
+    }
+    let _ = program;
+    match next {
+        Some(next) => exec(Path::new(&next), &next, &run_argv, &changes),
+        None => {
+            let program = PathBuf::from(&run_argv[0]);
+            exec(&program, &run_argv[0], &run_argv[1..], &changes)
+        }
+    }
+}
+
+/// The file a program argument names: a path as is, a bare name through PATH.
+fn resolve(program: &OsStr) -> Option<PathBuf> {
+    let path = Path::new(program);
+    if path.components().count() > 1 {
+        return Some(path.to_path_buf());
+    }
+    let path_var = std::env::var_os("PATH")?;
+    std::env::split_paths(&path_var)
+        .map(|d| d.join(path))
+        .find(|c| lookup::executable(c).is_some())
+}
+
+/// Counts one compiler run. `run_argv` is what will be run: `[compiler, args…]` or
+/// `[workspace-wrapper, compiler, args…]`.
+fn count(run_argv: &[OsString], layout: &Layout) {
+    let env = Env::from_process();
+    let Some(home) = Home::locate(&env) else {
+        return;
+    };
+    if effective_mode(&env, Some(&home)) == Mode::Off {
+        return;
+    }
+    let compiler = &run_argv[layout.compiler - 1];
+    let args = &run_argv[layout.compiler..];
+    let caller = caller_from_env(&|k| std::env::var_os(k).is_some(), RustcCaller::Cargo);
+    let ctx = Context {
+        rustc_caller: caller,
+        clippy_driver: layout.clippy,
+        ..Context::default()
+    };
+    let names = counter_names(Tool::Rustc, args, &ctx);
+    // clippy-driver as the compiler reports clippy's version; rustc's is what matters, and a
+    // rustc sits beside it in the toolchain.
+    let binary = resolve(compiler).map(|p| {
+        if stem_of(p.as_os_str()) == Some("clippy-driver") {
+            p.with_file_name("rustc")
+        } else {
+            p
+        }
+    });
+    let version = binary
+        .and_then(|bin| {
+            let meta = lookup::executable(&bin)?;
+            let (bin, meta) = version::versioned_binary(Tool::Rustc, &bin, &meta, args)?;
+            Some(version::version_of(
+                Tool::Rustc,
+                &bin,
+                &meta,
+                &home.root().join("versions"),
+            ))
+        })
+        .unwrap_or_else(|| version::UNKNOWN.to_string());
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    if let Ok(tally_home::CountOutcome::Counted { created_file: true }) =
+        count_invocation(&env, "rustc", &version, &refs)
+    {
+        tally_shims::notice::maybe_show(&env, home.root());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(words: &[&str]) -> Vec<OsString> {
+        words.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn recognises_wrapper_calls() {
+        for yes in [
+            "/usr/bin/rustc",
+            "rustc",
+            "clippy-driver",
+            "./x",
+            "/opt/sccache",
+        ] {
+            assert!(is_wrapper_invocation(OsStr::new(yes)), "{yes}");
+        }
+        for no in ["status", "show", "upload", "demo", "--help"] {
+            assert!(!is_wrapper_invocation(OsStr::new(no)), "{no}");
+        }
+    }
+
+    #[test]
+    fn layouts() {
+        assert_eq!(
+            layout(&argv(&["tally", "/t/bin/rustc", "-vV"])),
+            Layout {
+                compiler: 1,
+                clippy: false
+            }
+        );
+        assert_eq!(
+            layout(&argv(&[
+                "tally",
+                "/t/bin/clippy-driver",
+                "/t/bin/rustc",
+                "src/lib.rs"
+            ])),
+            Layout {
+                compiler: 2,
+                clippy: true
+            }
+        );
+        assert_eq!(
+            layout(&argv(&["tally", "clippy-driver", "src/lib.rs"])),
+            Layout {
+                compiler: 1,
+                clippy: true
+            }
+        );
+        assert_eq!(
+            layout(&argv(&["tally", "/opt/ws-wrap", "/t/bin/rustc", "x.rs"])),
+            Layout {
+                compiler: 2,
+                clippy: false
+            }
+        );
+    }
+}

@@ -1,0 +1,145 @@
+//! Starting the daily upload from the hot path, at most once a day, never blocking the tool.
+//!
+//! In mode `on` only (not in CI unless `TALLY_ALLOW_CI_UPLOAD` is set, never with
+//! `TALLY_DEBUG_UPLOAD`), one `stat` of `<data>/upload.token` decides: missing or older than
+//! 24 h means a run is due. The token is touched first, so parallel compiles do not all start
+//! one (`tally upload` also holds a lock, so two never send at once). The run is
+//! `<tally> upload --background`, started through `sh -c '… &'`, which returns at once: the
+//! uploader is reparented to init, is never a child of the tool tally hands over to (a stray
+//! child could confuse tools that wait for any child), and has no stdio. `tally upload
+//! --background` calls `setsid` itself.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, SystemTime};
+
+use tally_home::{Env, Mode};
+
+/// At most one run per this interval.
+pub const INTERVAL: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Whether the environment allows a background upload in `mode`.
+pub fn allowed(env: &Env, mode: Mode) -> bool {
+    use tally_home::env::{TALLY_ALLOW_CI_UPLOAD, TALLY_DEBUG_UPLOAD, is_truthy};
+    matches!(mode, Mode::On { .. })
+        && env.get(TALLY_DEBUG_UPLOAD).is_none()
+        && (!env.is_ci() || env.get(TALLY_ALLOW_CI_UPLOAD).is_some_and(is_truthy))
+}
+
+/// Whether a run is due by the token's mtime (missing or unreadable: due).
+pub fn due(token: &Path, now: SystemTime) -> bool {
+    match std::fs::metadata(token).and_then(|m| m.modified()) {
+        Ok(mtime) => now
+            .duration_since(mtime)
+            .map(|age| age >= INTERVAL)
+            .unwrap_or(false),
+        Err(_) => true,
+    }
+}
+
+/// Checks and, if due, touches the token and starts the upload. Returns whether one was
+/// started. Every failure means "not started".
+pub fn maybe_start(env: &Env, mode: Mode, data_dir: &Path, tally: Option<&Path>) -> bool {
+    if !allowed(env, mode) {
+        return false;
+    }
+    let token = data_dir.join("upload.token");
+    if !due(&token, SystemTime::now()) {
+        return false;
+    }
+    let Some(tally) = tally else { return false };
+    if touch(&token).is_err() {
+        return false;
+    }
+    Command::new("/bin/sh")
+        .arg("-c")
+        .arg("\"$0\" upload --background </dev/null >/dev/null 2>&1 &")
+        .arg(tally)
+        .env_remove(tally_home::env::TALLY_FORCE_ARG0)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn touch(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(path)?;
+    file.set_modified(SystemTime::now())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsString;
+
+    fn env(pairs: &[(&str, &str)]) -> Env {
+        Env::from_pairs(
+            pairs
+                .iter()
+                .map(|(k, v)| (OsString::from(k), OsString::from(v))),
+        )
+    }
+
+    #[test]
+    fn only_in_mode_on_and_never_in_ci_or_debug() {
+        let on = Mode::On {
+            since: "2026-11-01".parse().unwrap(),
+        };
+        assert!(allowed(&env(&[]), on));
+        assert!(!allowed(&env(&[]), Mode::Local));
+        assert!(!allowed(&env(&[]), Mode::Off));
+        assert!(!allowed(&env(&[("CI", "true")]), on));
+        assert!(allowed(
+            &env(&[("CI", "true"), ("TALLY_ALLOW_CI_UPLOAD", "1")]),
+            on
+        ));
+        assert!(!allowed(&env(&[("TALLY_DEBUG_UPLOAD", "1")]), on));
+    }
+
+    #[test]
+    fn due_once_a_day_by_token_mtime() {
+        let tmp = tempfile::tempdir().unwrap();
+        let token = tmp.path().join("upload.token");
+        let now = SystemTime::now();
+        assert!(due(&token, now));
+        touch(&token).unwrap();
+        assert!(!due(&token, now));
+        assert!(due(&token, now + INTERVAL + Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn starts_detached_and_touches_the_token() {
+        let tmp = tempfile::tempdir().unwrap();
+        let marker = tmp.path().join("ran");
+        let fake = tmp.path().join("tally");
+        std::fs::write(
+            &fake,
+            format!("#!/bin/sh\necho \"$@\" > {}\n", marker.display()),
+        )
+        .unwrap();
+        std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let on = Mode::On {
+            since: "2026-11-01".parse().unwrap(),
+        };
+        assert!(maybe_start(&env(&[]), on, tmp.path(), Some(&fake)));
+        assert!(tmp.path().join("upload.token").exists());
+        // Not again the same day.
+        assert!(!maybe_start(&env(&[]), on, tmp.path(), Some(&fake)));
+        // The detached child runs on its own; wait for it, bounded.
+        for _ in 0..500 {
+            if std::fs::read_to_string(&marker).is_ok_and(|s| s.contains("upload --background")) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("the background upload never ran");
+    }
+}

@@ -1,0 +1,243 @@
+//! The real tool's version, for the counter file's name, without slowing the hot path.
+//!
+//! A cache under `<data>/versions/`, one small file per real binary, named by a hash of the
+//! binary's (path, size, mtime) so that an upgrade in place is a new entry, and holding only
+//! the version (never the path). On a miss the tool is asked once (`--version`, `go version`)
+//! with `TALLY=off` in its environment (so a shim in front of it does not count the question)
+//! and a timeout. Anything that goes wrong gives `unknown`.
+
+use std::ffi::OsString;
+use std::fs::Metadata;
+use std::io::{Read, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tally_grammar::Tool;
+
+/// What a version is when it cannot be learned.
+pub const UNKNOWN: &str = "unknown";
+
+/// How long a version query may take before it is abandoned (a cold rustup proxy can be slow).
+const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The version of `binary` (the file that really runs, e.g. a toolchain's rustc, not a rustup
+/// proxy), cached under `versions_dir`.
+pub fn version_of(tool: Tool, binary: &Path, meta: &Metadata, versions_dir: &Path) -> String {
+    let key = cache_key(tool, binary, meta);
+    let entry = versions_dir.join(&key);
+    if let Ok(text) = std::fs::read_to_string(&entry) {
+        let v = text.trim();
+        if is_clean(v) {
+            return v.to_string();
+        }
+    }
+    let Some(version) = query(tool, binary) else {
+        return UNKNOWN.to_string();
+    };
+    // Caching is best effort: a read-only data directory just means asking again next time.
+    let _ = store(versions_dir, &key, &version);
+    version
+}
+
+fn cache_key(tool: Tool, binary: &Path, meta: &Metadata) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    // FNV-1a 64: stable across builds and platforms (std's hasher is not).
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut feed = |bytes: &[u8]| {
+        for b in bytes {
+            hash ^= u64::from(*b);
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        hash ^= 0xff;
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    };
+    feed(tool.name().as_bytes());
+    feed(binary.as_os_str().as_bytes());
+    feed(&meta.size().to_le_bytes());
+    feed(&meta.mtime().to_le_bytes());
+    feed(&meta.mtime_nsec().to_le_bytes());
+    format!("{}-{hash:016x}", tool.name())
+}
+
+fn store(dir: &Path, key: &str, version: &str) -> std::io::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let tmp = dir.join(format!(".{key}.{}.tmp", std::process::id()));
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    file.write_all(format!("{version}\n").as_bytes())?;
+    drop(file);
+    std::fs::rename(&tmp, dir.join(key)).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
+}
+
+/// Asks the tool. gofmt has no version flag: it is asked of the `go` beside it.
+fn query(tool: Tool, binary: &Path) -> Option<String> {
+    let (program, args): (PathBuf, &[&str]) = match tool {
+        Tool::Go => (binary.to_path_buf(), &["version"]),
+        Tool::Gofmt => {
+            let dir = std::fs::canonicalize(binary).ok()?.parent()?.to_path_buf();
+            (dir.join("go"), &["version"])
+        }
+        _ => (binary.to_path_buf(), &["--version"]),
+    };
+    let out = run_with_timeout(&program, args)?;
+    parse_version(tool, &out)
+}
+
+fn run_with_timeout(program: &Path, args: &[&str]) -> Option<String> {
+    let mut child = Command::new(program)
+        .args(args)
+        .env("TALLY", "off")
+        .env_remove(tally_home::env::TALLY_FORCE_ARG0)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let start = Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) if status.success() => break,
+            Ok(Some(_)) | Err(_) => return None,
+            Ok(None) if start.elapsed() > QUERY_TIMEOUT => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(2)),
+        }
+    }
+    let mut text = String::new();
+    child
+        .stdout
+        .take()?
+        .take(4096)
+        .read_to_string(&mut text)
+        .ok()?;
+    Some(text)
+}
+
+/// `cargo 1.95.0 (f2d3ce0bd 2026-03-21)` → `1.95.0`; `rustfmt 1.8.0-stable (…)` →
+/// `1.8.0-stable`; `go version go1.19.8 linux/amd64` → `go1.19.8`.
+pub fn parse_version(tool: Tool, output: &str) -> Option<String> {
+    let line = output.lines().next()?;
+    let mut words = line.split_whitespace();
+    let version = match tool {
+        Tool::Go | Tool::Gofmt => words.find(|w| w.starts_with("go1") || w.starts_with("go2"))?,
+        _ => words.nth(1)?,
+    };
+    is_clean(version).then(|| version.to_string())
+}
+
+/// Versions are short and plain; anything else is not trusted into a file name or report.
+fn is_clean(v: &str) -> bool {
+    !v.is_empty()
+        && v.len() <= 40
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'+' | b'_'))
+        && v.bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_digit() || b == b'g')
+}
+
+/// The file whose version matters: behind a rustup proxy, the toolchain's own binary.
+pub fn versioned_binary(
+    tool: Tool,
+    real: &Path,
+    real_meta: &Metadata,
+    args: &[OsString],
+) -> Option<(PathBuf, Metadata)> {
+    let is_rust = matches!(
+        tool,
+        Tool::Cargo | Tool::Rustc | Tool::Rustfmt | Tool::CargoFmt
+    );
+    if is_rust && crate::rustup::is_rustup_proxy(real) {
+        let cwd = std::env::current_dir().ok()?;
+        let bin = crate::rustup::toolchain_binary(
+            tool.name(),
+            args,
+            &cwd,
+            &crate::rustup::RustupEnv::from_process(),
+        )?;
+        let meta = std::fs::metadata(&bin).ok()?;
+        return Some((bin, meta));
+    }
+    Some((real.to_path_buf(), real_meta.clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_real_outputs() {
+        assert_eq!(
+            parse_version(Tool::Cargo, "cargo 1.95.0 (f2d3ce0bd 2026-03-21)\n").as_deref(),
+            Some("1.95.0")
+        );
+        assert_eq!(
+            parse_version(Tool::Rustc, "rustc 1.97.0-nightly (abc 2026-05-01)").as_deref(),
+            Some("1.97.0-nightly")
+        );
+        assert_eq!(
+            parse_version(Tool::Rustfmt, "rustfmt 1.8.0-stable (5980761 2026-04-14)").as_deref(),
+            Some("1.8.0-stable")
+        );
+        assert_eq!(
+            parse_version(Tool::Go, "go version go1.19.8 linux/amd64\n").as_deref(),
+            Some("go1.19.8")
+        );
+        assert_eq!(parse_version(Tool::Rustc, "rustc /home/secret/path"), None);
+        assert_eq!(parse_version(Tool::Rustc, ""), None);
+    }
+
+    #[test]
+    fn caches_by_identity_and_never_stores_the_path() {
+        let tmp = tempfile::tempdir().unwrap();
+        let bin = tmp.path().join("secretdir-rustc");
+        std::fs::write(&bin, "#!/bin/sh\necho \"rustc 1.2.3 (x y)\"\n").unwrap();
+        std::fs::set_permissions(&bin, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let versions = tmp.path().join("data/versions");
+        let meta = std::fs::metadata(&bin).unwrap();
+        assert_eq!(version_of(Tool::Rustc, &bin, &meta, &versions), "1.2.3");
+        let entries: Vec<_> = std::fs::read_dir(&versions)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(entries.len(), 1);
+        let name = entries[0]
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        assert!(!name.contains("secretdir"));
+        assert_eq!(std::fs::read_to_string(&entries[0]).unwrap(), "1.2.3\n");
+        // A cached answer is used without running the tool again.
+        std::fs::write(&entries[0], "9.9.9\n").unwrap();
+        assert_eq!(version_of(Tool::Rustc, &bin, &meta, &versions), "9.9.9");
+    }
+
+    #[test]
+    fn a_hanging_or_failing_tool_is_unknown() {
+        let tmp = tempfile::tempdir().unwrap();
+        let bin = tmp.path().join("rustc");
+        std::fs::write(&bin, "#!/bin/sh\nexit 3\n").unwrap();
+        std::fs::set_permissions(&bin, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let meta = std::fs::metadata(&bin).unwrap();
+        assert_eq!(
+            version_of(Tool::Rustc, &bin, &meta, &tmp.path().join("v")),
+            UNKNOWN
+        );
+    }
+}
