@@ -66,7 +66,9 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     match Cli::parse().command {
         Command::Run {
             addr,
@@ -90,7 +92,11 @@ fn main() -> anyhow::Result<()> {
             accepted,
             kill: kill_pid.map(|pid| (pid, Duration::from_millis(kill_after_ms))),
         })),
-        Command::Verify { addr, store, accepted } => runtime.block_on(verify(addr, store, accepted)),
+        Command::Verify {
+            addr,
+            store,
+            accepted,
+        } => runtime.block_on(verify(addr, store, accepted)),
     }
 }
 
@@ -127,9 +133,17 @@ fn valid_report(week: Day, config_version: u64, x: f64) -> Report {
         config_version: Some(config_version),
         programs: vec![ProgramReport {
             program: "cargo".into(),
-            version: if n % 2 == 0 { "1.95.0".into() } else { "1.96.0".into() },
+            version: if n % 2 == 0 {
+                "1.95.0".into()
+            } else {
+                "1.96.0".into()
+            },
             os: "linux".into(),
-            arch: if n % 4 == 0 { "aarch64".into() } else { "x86_64".into() },
+            arch: if n % 4 == 0 {
+                "aarch64".into()
+            } else {
+                "x86_64".into()
+            },
             counters,
         }],
     }
@@ -147,14 +161,20 @@ fn jobs(args: &RunArgs) -> Vec<Job> {
         let body = valid_report(args.week, args.config_version, x).to_canonical_json();
         // The server keys by the x it parses, which may differ from `x` in the last bit.
         let parsed = Report::parse(&body).expect("a valid report parses");
-        jobs.push(Job { body: body.into(), valid: true, key: format!("{} {}", args.week, parsed.x) });
+        jobs.push(Job {
+            body: body.into(),
+            valid: true,
+            key: format!("{} {}", args.week, parsed.x),
+        });
     }
     for i in 0..args.invalid {
         let x = rng.f64().max(1e-9);
         let mut report = valid_report(args.week, args.config_version, x);
         let body: Vec<u8> = match i % 5 {
             0 => {
-                report.programs[0].counters.insert("cargo/not-in-config".into(), 1);
+                report.programs[0]
+                    .counters
+                    .insert("cargo/not-in-config".into(), 1);
                 report.to_canonical_json()
             }
             1 => b"{\"week\": \"2026-11-16\", \"x\": ".to_vec(),
@@ -168,7 +188,11 @@ fn jobs(args: &RunArgs) -> Vec<Job> {
             }
             _ => vec![b' '; 101 * 1024],
         };
-        jobs.push(Job { body: body.into(), valid: false, key: String::new() });
+        jobs.push(Job {
+            body: body.into(),
+            valid: false,
+            key: String::new(),
+        });
     }
     rng.shuffle(&mut jobs);
     jobs
@@ -194,15 +218,26 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         let stop = stop.clone();
         tokio::spawn(async move {
             tokio::time::sleep(after).await;
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
             eprintln!("loadgen: sent SIGKILL to {pid}");
             stop.store(true, Ordering::SeqCst);
         });
     }
     let mut workers = Vec::new();
     for _ in 0..args.concurrency {
-        let (jobs, next, stop, addr, week) = (jobs.clone(), next.clone(), stop.clone(), args.addr, args.week);
-        workers.push(tokio::spawn(async move { worker(addr, week, &jobs, &next, &stop, deadline).await }));
+        let (jobs, next, stop, addr, week) = (
+            jobs.clone(),
+            next.clone(),
+            stop.clone(),
+            args.addr,
+            args.week,
+        );
+        workers.push(tokio::spawn(async move {
+            worker(addr, week, &jobs, &next, &stop, deadline).await
+        }));
     }
     let mut total = WorkerResult::default();
     for worker in workers {
@@ -220,7 +255,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         if total.latencies.is_empty() {
             return 0.0;
         }
-        let i = ((total.latencies.len() as f64 * p).ceil() as usize).clamp(1, total.latencies.len()) - 1;
+        let i = ((total.latencies.len() as f64 * p).ceil() as usize)
+            .clamp(1, total.latencies.len())
+            - 1;
         total.latencies[i].as_secs_f64() * 1000.0
     };
     println!(
@@ -233,7 +270,13 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         total.failed,
         total.wrong.len()
     );
-    println!("latency ms: p50 {:.2} p90 {:.2} p99 {:.2} max {:.2}", pct(0.5), pct(0.9), pct(0.99), pct(1.0));
+    println!(
+        "latency ms: p50 {:.2} p90 {:.2} p99 {:.2} max {:.2}",
+        pct(0.5),
+        pct(0.9),
+        pct(0.99),
+        pct(1.0)
+    );
     for wrong in total.wrong.iter().take(5) {
         println!("wrong: {wrong}");
     }
@@ -328,7 +371,8 @@ async fn connect(
 }
 
 async fn verify(addr: SocketAddr, store: PathBuf, accepted: PathBuf) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(&accepted).with_context(|| format!("reading {}", accepted.display()))?;
+    let text = std::fs::read_to_string(&accepted)
+        .with_context(|| format!("reading {}", accepted.display()))?;
     let mut missing = 0;
     let mut count = 0;
     for line in text.lines().filter(|l| !l.is_empty()) {
@@ -344,7 +388,9 @@ async fn verify(addr: SocketAddr, store: PathBuf, accepted: PathBuf) -> anyhow::
     }
     let mut stored = 0;
     let reports_dir = store.join("reports");
-    for dir in std::fs::read_dir(&reports_dir).with_context(|| format!("reading {}", reports_dir.display()))? {
+    for dir in std::fs::read_dir(&reports_dir)
+        .with_context(|| format!("reading {}", reports_dir.display()))?
+    {
         for file in std::fs::read_dir(dir?.path())? {
             if file?.file_name().to_string_lossy().ends_with(".json") {
                 stored += 1;

@@ -45,7 +45,9 @@ pub fn parse_now(value: &str) -> anyhow::Result<Day> {
         return Ok(day);
     }
     let Ok(at) = OffsetDateTime::parse(value, &Rfc3339) else {
-        bail!("{NOW_ENV}={value:?} is neither YYYY-MM-DD nor an RFC 3339 timestamp; fix or unset it");
+        bail!(
+            "{NOW_ENV}={value:?} is neither YYYY-MM-DD nor an RFC 3339 timestamp; fix or unset it"
+        );
     };
     let utc = at.to_offset(time::UtcOffset::UTC);
     Ok(Day(utc.date()))
@@ -58,7 +60,10 @@ mod tests {
     #[test]
     fn reads_days_and_timestamps() {
         assert_eq!(parse_now("2026-11-24").unwrap().to_string(), "2026-11-24");
-        assert_eq!(parse_now("2026-11-24T23:30:00-02:00").unwrap().to_string(), "2026-11-25");
+        assert_eq!(
+            parse_now("2026-11-24T23:30:00-02:00").unwrap().to_string(),
+            "2026-11-25"
+        );
         assert!(parse_now("yesterday").is_err());
     }
 }

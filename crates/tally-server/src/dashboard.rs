@@ -31,7 +31,11 @@ pub async fn program(State(state): State<AppState>, Path(program): Path<String>)
         .into_iter()
         .filter_map(|week| state.program_week(week, &program))
         .collect();
-    let status = if weeks.is_empty() { StatusCode::NOT_FOUND } else { StatusCode::OK };
+    let status = if weeks.is_empty() {
+        StatusCode::NOT_FOUND
+    } else {
+        StatusCode::OK
+    };
     html(status, tally_charts::program_page(&program, &weeks))
 }
 
@@ -40,7 +44,10 @@ fn html(status: StatusCode, body: String) -> Response {
         status,
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-            (header::CONTENT_SECURITY_POLICY, tally_charts::CONTENT_SECURITY_POLICY),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                tally_charts::CONTENT_SECURITY_POLICY,
+            ),
         ],
         body,
     )

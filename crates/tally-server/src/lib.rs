@@ -112,10 +112,19 @@ impl AppState {
         if options.threshold == 0 {
             bail!("--threshold must be at least 1");
         }
-        let signature_text = std::str::from_utf8(&signature)
-            .context("the config signature is not text; pass the .minisig written by `tally-server sign`")?;
-        let config = Arc::new(signing::verify_config(&config_json, signature_text, public_key)?);
-        let current = SignedConfig { json: config_json, signature, config };
+        let signature_text = std::str::from_utf8(&signature).context(
+            "the config signature is not text; pass the .minisig written by `tally-server sign`",
+        )?;
+        let config = Arc::new(signing::verify_config(
+            &config_json,
+            signature_text,
+            public_key,
+        )?);
+        let current = SignedConfig {
+            json: config_json,
+            signature,
+            config,
+        };
         let state = AppState(Arc::new(Inner {
             store,
             current,
@@ -160,18 +169,31 @@ impl AppState {
             Some(_) => {}
             None => {
                 // Signature first: a config key that exists always has its signature beside it.
-                self.0.store.put(&sig_key, current.signature.clone()).await?;
+                self.0
+                    .store
+                    .put(&sig_key, current.signature.clone())
+                    .await?;
                 self.0.store.put(&json_key, current.json.clone()).await?;
             }
         }
-        self.0.configs.write().unwrap_or_else(|e| e.into_inner()).insert(version, current.config.clone());
+        self.0
+            .configs
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(version, current.config.clone());
         Ok(())
     }
 
     /// The config of `version`, from memory or from the store (another server sharing the
     /// store may have served it). `Ok(None)` if it was never served.
     async fn config(&self, version: u64) -> anyhow::Result<Option<Arc<UploadConfig>>> {
-        if let Some(config) = self.0.configs.read().unwrap_or_else(|e| e.into_inner()).get(&version) {
+        if let Some(config) = self
+            .0
+            .configs
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&version)
+        {
             return Ok(Some(config.clone()));
         }
         let (json_key, _) = config_keys(version);
@@ -179,14 +201,25 @@ impl AppState {
             return Ok(None);
         };
         let config = Arc::new(
-            UploadConfig::parse(&bytes).with_context(|| format!("stored config {json_key} does not parse"))?,
+            UploadConfig::parse(&bytes)
+                .with_context(|| format!("stored config {json_key} does not parse"))?,
         );
-        self.0.configs.write().unwrap_or_else(|e| e.into_inner()).insert(version, config.clone());
+        self.0
+            .configs
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(version, config.clone());
         Ok(Some(config))
     }
 
     fn slot(&self, monday: Day) -> Arc<WeekSlot> {
-        if let Some(slot) = self.0.weeks.read().unwrap_or_else(|e| e.into_inner()).get(&monday) {
+        if let Some(slot) = self
+            .0
+            .weeks
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&monday)
+        {
             return slot.clone();
         }
         let mut weeks = self.0.weeks.write().unwrap_or_else(|e| e.into_inner());
@@ -204,13 +237,21 @@ impl AppState {
 
     /// Validates and stores one upload. `Ok(true)` if stored now, `Ok(false)` if it was
     /// already stored; `Err((status, reason))` otherwise.
-    pub async fn accept_upload(&self, url_week: &str, body: &[u8]) -> Result<bool, (StatusCode, String)> {
+    pub async fn accept_upload(
+        &self,
+        url_week: &str,
+        body: &[u8],
+    ) -> Result<bool, (StatusCode, String)> {
         let today = self.0.options.clock.today();
         let report = validate::parse_upload(url_week, body, today).map_err(bad_request)?;
         let version = report.config_version.unwrap_or_default();
         let config = match self.config(version).await {
             Ok(Some(config)) => config,
-            Ok(None) => return Err(bad_request(format!("config version {version} was never served here"))),
+            Ok(None) => {
+                return Err(bad_request(format!(
+                    "config version {version} was never served here"
+                )));
+            }
             Err(e) => return Err(storage_error(e)),
         };
         validate::check_against_config(&report, &config).map_err(bad_request)?;
@@ -219,9 +260,17 @@ impl AppState {
         let _gate = slot.gate.read().await;
         // Stored canonical: only what validation saw, in a fixed form, is ever written.
         let canonical = Bytes::from(report.to_canonical_json());
-        match self.0.store.create(&report_key(report.week, report.x), canonical).await {
+        match self
+            .0
+            .store
+            .create(&report_key(report.week, report.x), canonical)
+            .await
+        {
             Ok(Created::New) => {
-                slot.merged.lock().unwrap_or_else(|e| e.into_inner()).add(&report);
+                slot.merged
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .add(&report);
                 slot.dirty.store(true, Ordering::Release);
                 Ok(true)
             }
@@ -250,9 +299,18 @@ impl AppState {
         let slot = self.slot(monday);
         let _gate = slot.gate.write().await;
         let (keys, _) = self.0.store.list_dir(&format!("reports/{monday}")).await?;
-        let keys: Vec<_> = keys.into_iter().filter(|k| k.as_ref().ends_with(".json")).collect();
+        let keys: Vec<_> = keys
+            .into_iter()
+            .filter(|k| k.as_ref().ends_with(".json"))
+            .collect();
         let stored = keys.len() as u64;
-        if slot.merged.lock().unwrap_or_else(|e| e.into_inner()).reports == stored {
+        if slot
+            .merged
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .reports
+            == stored
+        {
             return Ok(());
         }
         if let Some(bytes) = self.0.store.get(&merged_key(monday)).await?
@@ -271,7 +329,9 @@ impl AppState {
             tasks.spawn(async move {
                 let mut reports = Vec::with_capacity(chunk.len());
                 for key in chunk {
-                    let Some(bytes) = store.get(&key).await? else { continue };
+                    let Some(bytes) = store.get(&key).await? else {
+                        continue;
+                    };
                     match Report::parse(&bytes) {
                         Ok(report) if bucket_week(report.week) == monday => reports.push(report),
                         _ => eprintln!("tally-server: skipping unreadable stored report {key}"),
@@ -292,7 +352,14 @@ impl AppState {
 
     /// Writes every changed week's merge to `merged/<monday>.json`. Returns how many.
     pub async fn flush(&self) -> anyhow::Result<usize> {
-        let slots: Vec<_> = self.0.weeks.read().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
+        let slots: Vec<_> = self
+            .0
+            .weeks
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
         let mut written = 0;
         for slot in slots {
             if !slot.dirty.swap(false, Ordering::AcqRel) {
@@ -300,9 +367,17 @@ impl AppState {
             }
             let (monday, bytes) = {
                 let merged = slot.merged.lock().unwrap_or_else(|e| e.into_inner());
-                (merged.week, serde_json::to_vec(&*merged).context("serializing a merged week")?)
+                (
+                    merged.week,
+                    serde_json::to_vec(&*merged).context("serializing a merged week")?,
+                )
             };
-            if let Err(e) = self.0.store.put(&merged_key(monday), Bytes::from(bytes)).await {
+            if let Err(e) = self
+                .0
+                .store
+                .put(&merged_key(monday), Bytes::from(bytes))
+                .await
+            {
                 slot.dirty.store(true, Ordering::Release);
                 return Err(e);
             }
@@ -339,10 +414,22 @@ impl AppState {
     /// `GET /api/weeks`: every week with published data, newest first.
     pub fn weeks_index(&self) -> WeeksIndex {
         let threshold = self.threshold();
-        let slots: Vec<_> = self.0.weeks.read().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
+        let slots: Vec<_> = self
+            .0
+            .weeks
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
         let mut weeks: Vec<_> = slots
             .iter()
-            .filter_map(|slot| slot.merged.lock().unwrap_or_else(|e| e.into_inner()).summary(threshold))
+            .filter_map(|slot| {
+                slot.merged
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .summary(threshold)
+            })
             .collect();
         weeks.sort_by(|a, b| b.week.cmp(&a.week));
         WeeksIndex { threshold, weeks }
@@ -350,7 +437,13 @@ impl AppState {
 
     /// `GET /api/weeks/{week}/{program}`: `None` when nothing is published for it.
     pub fn program_week(&self, week: Day, program: &str) -> Option<ProgramWeek> {
-        let slot = self.0.weeks.read().unwrap_or_else(|e| e.into_inner()).get(&bucket_week(week))?.clone();
+        let slot = self
+            .0
+            .weeks
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&bucket_week(week))?
+            .clone();
         let merged = slot.merged.lock().unwrap_or_else(|e| e.into_inner());
         merged.publish(program, self.threshold())
     }
@@ -362,7 +455,10 @@ fn bad_request(reason: String) -> (StatusCode, String) {
 
 fn storage_error(e: anyhow::Error) -> (StatusCode, String) {
     eprintln!("tally-server: storage error: {e:#}");
-    (StatusCode::SERVICE_UNAVAILABLE, "the store is unavailable; retry later".to_string())
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the store is unavailable; retry later".to_string(),
+    )
 }
 
 /// The HTTP surface. Applies the body limit and body read timeout itself; connection limits
@@ -381,14 +477,27 @@ pub fn app(state: AppState) -> Router {
 }
 
 async fn config_json(State(state): State<AppState>) -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], state.0.current.json.clone()).into_response()
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        state.0.current.json.clone(),
+    )
+        .into_response()
 }
 
 async fn config_signature(State(state): State<AppState>) -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], state.0.current.signature.clone()).into_response()
+    (
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        state.0.current.signature.clone(),
+    )
+        .into_response()
 }
 
-async fn upload(State(state): State<AppState>, Path(week): Path<String>, headers: HeaderMap, body: Body) -> Response {
+async fn upload(
+    State(state): State<AppState>,
+    Path(week): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -400,11 +509,16 @@ async fn upload(State(state): State<AppState>, Path(week): Path<String>, headers
         );
     }
     let timeout = state.0.options.body_timeout;
-    let bytes = match tokio::time::timeout(timeout, axum::body::to_bytes(body, MAX_REPORT_BYTES)).await {
+    let bytes = match tokio::time::timeout(timeout, axum::body::to_bytes(body, MAX_REPORT_BYTES))
+        .await
+    {
         Err(_) => {
             return reason(
                 StatusCode::REQUEST_TIMEOUT,
-                format!("the report body did not arrive within {} seconds", timeout.as_secs_f64()),
+                format!(
+                    "the report body did not arrive within {} seconds",
+                    timeout.as_secs_f64()
+                ),
             );
         }
         Ok(Err(_)) => {
@@ -423,16 +537,27 @@ async fn upload(State(state): State<AppState>, Path(week): Path<String>, headers
 }
 
 fn reason(status: StatusCode, text: String) -> Response {
-    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], format!("{text}\n")).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        format!("{text}\n"),
+    )
+        .into_response()
 }
 
 async fn api_weeks(State(state): State<AppState>) -> Response {
     axum::Json(state.weeks_index()).into_response()
 }
 
-async fn api_program_week(State(state): State<AppState>, Path((week, program)): Path<(String, String)>) -> Response {
+async fn api_program_week(
+    State(state): State<AppState>,
+    Path((week, program)): Path<(String, String)>,
+) -> Response {
     let Ok(day) = week.parse::<Day>() else {
-        return reason(StatusCode::BAD_REQUEST, "week is not a YYYY-MM-DD day".into());
+        return reason(
+            StatusCode::BAD_REQUEST,
+            "week is not a YYYY-MM-DD day".into(),
+        );
     };
     match state.program_week(day, &program) {
         Some(published) => axum::Json(published).into_response(),
@@ -453,7 +578,10 @@ async fn dashboard_page(State(state): State<AppState>) -> Response {
     (
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-            (header::CONTENT_SECURITY_POLICY, tally_charts::CONTENT_SECURITY_POLICY),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                tally_charts::CONTENT_SECURITY_POLICY,
+            ),
         ],
         page,
     )

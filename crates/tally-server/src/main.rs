@@ -14,7 +14,11 @@ use tally_server::store::Store;
 use tally_server::{AppState, DEFAULT_THRESHOLD, Options};
 
 #[derive(Parser)]
-#[command(name = "tally-server", version, about = "The tally collector: serves the signed upload config, accepts and merges reports")]
+#[command(
+    name = "tally-server",
+    version,
+    about = "The tally collector: serves the signed upload config, accepts and merges reports"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -100,19 +104,24 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve(args),
-        Command::Keygen { public_key, secret_key, no_password, force } => {
-            keygen(&public_key, &secret_key, no_password, force)
-        }
+        Command::Keygen {
+            public_key,
+            secret_key,
+            no_password,
+            force,
+        } => keygen(&public_key, &secret_key, no_password, force),
         Command::Sign { config, secret_key } => {
             signing::sign_config(&config, &secret_key, password_from_env()).map(|sig| {
                 println!("signed {} -> {}", config.display(), sig.display());
             })
         }
-        Command::Plan { margin, confidence, expected_reports } => {
-            tally_server::plan::plan(margin, confidence, expected_reports).map(|plan| {
-                print!("{}", plan.explain());
-            })
-        }
+        Command::Plan {
+            margin,
+            confidence,
+            expected_reports,
+        } => tally_server::plan::plan(margin, confidence, expected_reports).map(|plan| {
+            print!("{}", plan.explain());
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -127,9 +136,16 @@ fn password_from_env() -> Option<String> {
     std::env::var(PASSWORD_ENV).ok().filter(|p| !p.is_empty())
 }
 
-fn keygen(public_key: &Path, secret_key: &Path, no_password: bool, force: bool) -> anyhow::Result<()> {
+fn keygen(
+    public_key: &Path,
+    secret_key: &Path,
+    no_password: bool,
+    force: bool,
+) -> anyhow::Result<()> {
     let password = match (password_from_env(), no_password) {
-        (Some(_), true) => anyhow::bail!("{PASSWORD_ENV} is set but --no-password was given; choose one"),
+        (Some(_), true) => {
+            anyhow::bail!("{PASSWORD_ENV} is set but --no-password was given; choose one")
+        }
         (None, false) => anyhow::bail!(
             "set {PASSWORD_ENV} to encrypt the secret key, or pass --no-password to write it unencrypted"
         ),
@@ -138,14 +154,18 @@ fn keygen(public_key: &Path, secret_key: &Path, no_password: bool, force: bool) 
     let id = signing::keygen(public_key, secret_key, password, force)?;
     println!("key id {id}");
     println!("public key: {} (clients pin this)", public_key.display());
-    println!("secret key: {} (sign configs with it; keep it off the server)", secret_key.display());
+    println!(
+        "secret key: {} (sign configs with it; keep it off the server)",
+        secret_key.display()
+    );
     Ok(())
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let clock = Clock::from_env()?;
     let key_text = if Path::new(&args.key).exists() {
-        std::fs::read_to_string(&args.key).with_context(|| format!("cannot read the public key {}", args.key))?
+        std::fs::read_to_string(&args.key)
+            .with_context(|| format!("cannot read the public key {}", args.key))?
     } else {
         args.key.clone()
     };
@@ -154,7 +174,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot read the config {}", args.config.display()))?;
     let sig_path = signing::signature_path(&args.config);
     let signature = std::fs::read(&sig_path).with_context(|| {
-        format!("cannot read the config signature {}; create it with `tally-server sign`", sig_path.display())
+        format!(
+            "cannot read the config signature {}; create it with `tally-server sign`",
+            sig_path.display()
+        )
     })?;
     let options = Options {
         threshold: args.threshold,
@@ -165,7 +188,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_connections: args.max_connections,
         header_timeout: Duration::from_secs_f64(args.header_timeout.max(0.001)),
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async move {
         let store = Store::open(&args.store)?;
         let state = AppState::open(store, json.into(), signature.into(), &public_key, options)
@@ -175,13 +200,20 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen on {}", args.addr))?;
         let port = listener.local_addr()?.port();
-        let background = tokio::spawn(
-            state.clone().run_background(Duration::from_millis(args.flush_ms.max(10)), Duration::from_secs(args.reconcile_secs.max(1))),
-        );
+        let background = tokio::spawn(state.clone().run_background(
+            Duration::from_millis(args.flush_ms.max(10)),
+            Duration::from_secs(args.reconcile_secs.max(1)),
+        ));
         // The port only: the log never holds an IP address, so it can be checked for none.
         println!("tally-server: listening on port {port}");
-        tally_server::serve::serve(listener, tally_server::app(state.clone()), limits, shutdown_signal(), Duration::from_secs(5))
-            .await;
+        tally_server::serve::serve(
+            listener,
+            tally_server::app(state.clone()),
+            limits,
+            shutdown_signal(),
+            Duration::from_secs(5),
+        )
+        .await;
         background.abort();
         state.flush().await?;
         println!("tally-server: stopped");

@@ -54,7 +54,11 @@ pub struct MergedCounter {
 impl MergedWeek {
     /// An empty merge for the calendar week starting on `monday`.
     pub fn new(monday: Day) -> MergedWeek {
-        MergedWeek { week: monday, reports: 0, programs: BTreeMap::new() }
+        MergedWeek {
+            week: monday,
+            reports: 0,
+            programs: BTreeMap::new(),
+        }
     }
 
     /// Adds one report. The caller guarantees the report belongs to this calendar week and
@@ -77,9 +81,11 @@ impl MergedWeek {
         for (program, seen) in per_program {
             let merged = self.programs.entry(program.to_string()).or_default();
             merged.reports += 1;
-            for (bucket, values) in
-                [(&mut merged.versions, seen.versions), (&mut merged.os, seen.os), (&mut merged.arch, seen.arch)]
-            {
+            for (bucket, values) in [
+                (&mut merged.versions, seen.versions),
+                (&mut merged.os, seen.os),
+                (&mut merged.arch, seen.arch),
+            ] {
                 for value in values {
                     *bucket.entry(value.to_string()).or_insert(0) += 1;
                 }
@@ -106,7 +112,11 @@ impl MergedWeek {
             .filter(|(_, p)| p.reports >= threshold)
             .map(|(name, p)| (name.clone(), p.reports))
             .collect();
-        Some(WeekSummary { week: self.week, reports: self.reports, programs })
+        Some(WeekSummary {
+            week: self.week,
+            reports: self.reports,
+            programs,
+        })
     }
 
     /// The public aggregate of `program`, or `None` if it has fewer than `threshold` reports
@@ -134,7 +144,11 @@ impl MergedWeek {
             })
             .collect();
         let keep = |bucket: &BTreeMap<String, u64>| -> BTreeMap<String, u64> {
-            bucket.iter().filter(|(_, n)| **n >= threshold).map(|(k, n)| (k.clone(), *n)).collect()
+            bucket
+                .iter()
+                .filter(|(_, n)| **n >= threshold)
+                .map(|(k, n)| (k.clone(), *n))
+                .collect()
         };
         Some(ProgramWeek {
             week: self.week,
@@ -173,7 +187,12 @@ mod tests {
     }
 
     fn report(x: f64, programs: Vec<ProgramReport>) -> Report {
-        Report { week: "2026-11-11".parse().unwrap(), x, config_version: Some(1), programs }
+        Report {
+            week: "2026-11-11".parse().unwrap(),
+            x,
+            config_version: Some(1),
+            programs,
+        }
     }
 
     #[test]
@@ -182,19 +201,40 @@ mod tests {
         week.add(&report(
             0.1,
             vec![
-                section("1.95.0", &[("cargo/invocations", 2), ("cargo/subcommand:build", 0)]),
-                section("1.96.0", &[("cargo/invocations", 1), ("cargo/subcommand:build", 3)]),
+                section(
+                    "1.95.0",
+                    &[("cargo/invocations", 2), ("cargo/subcommand:build", 0)],
+                ),
+                section(
+                    "1.96.0",
+                    &[("cargo/invocations", 1), ("cargo/subcommand:build", 3)],
+                ),
             ],
         ));
-        week.add(&report(0.2, vec![section("1.95.0", &[("cargo/subcommand:build", 0)])]));
+        week.add(&report(
+            0.2,
+            vec![section("1.95.0", &[("cargo/subcommand:build", 0)])],
+        ));
         let cargo = &week.programs["cargo"];
         assert_eq!(week.reports, 2);
         assert_eq!(cargo.reports, 2);
         assert_eq!(cargo.versions["1.95.0"], 2);
         assert_eq!(cargo.versions["1.96.0"], 1);
         assert_eq!(cargo.os["linux"], 2);
-        assert_eq!(cargo.counters["cargo/invocations"], MergedCounter { reports_with: 1, total: 3 });
-        assert_eq!(cargo.counters["cargo/subcommand:build"], MergedCounter { reports_with: 1, total: 3 });
+        assert_eq!(
+            cargo.counters["cargo/invocations"],
+            MergedCounter {
+                reports_with: 1,
+                total: 3
+            }
+        );
+        assert_eq!(
+            cargo.counters["cargo/subcommand:build"],
+            MergedCounter {
+                reports_with: 1,
+                total: 3
+            }
+        );
     }
 
     #[test]
@@ -205,7 +245,10 @@ mod tests {
             let version = if i == 0 { "1.96.0" } else { "1.95.0" };
             week.add(&report(
                 0.1 + i as f64 / 10.0,
-                vec![section(version, &[("cargo/invocations", 1), ("cargo/subcommand:doc", rare)])],
+                vec![section(
+                    version,
+                    &[("cargo/invocations", 1), ("cargo/subcommand:doc", rare)],
+                )],
             ));
         }
         let published = week.publish("cargo", 5).unwrap();

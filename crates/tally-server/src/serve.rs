@@ -26,7 +26,10 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_connections: 1024, header_timeout: Duration::from_secs(5) }
+        Limits {
+            max_connections: 1024,
+            header_timeout: Duration::from_secs(5),
+        }
     }
 }
 
@@ -41,7 +44,9 @@ pub async fn serve(
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout).keep_alive(true);
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .keep_alive(true);
     tokio::pin!(shutdown);
     loop {
         let slot = tokio::select! {

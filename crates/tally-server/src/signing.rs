@@ -34,7 +34,10 @@ pub fn keygen(
 ) -> anyhow::Result<String> {
     for path in [public_path, secret_path] {
         if path.exists() && !force {
-            bail!("{} already exists; pass --force to replace it", path.display());
+            bail!(
+                "{} already exists; pass --force to replace it",
+                path.display()
+            );
         }
     }
     let encrypted = password.is_some();
@@ -72,14 +75,23 @@ pub fn sign_config(
     let config = fs::read(config_path)
         .with_context(|| format!("cannot read the config {}", config_path.display()))?;
     let parsed = UploadConfig::parse(&config).with_context(|| {
-        format!("{} is not a valid upload config; fix it before signing", config_path.display())
+        format!(
+            "{} is not a valid upload config; fix it before signing",
+            config_path.display()
+        )
     })?;
     let secret_text = fs::read_to_string(secret_path)
         .with_context(|| format!("cannot read the secret key {}", secret_path.display()))?;
     let secret = open_secret_key(&secret_text, password)
         .with_context(|| format!("cannot open the secret key {}", secret_path.display()))?;
-    let file_name = config_path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
-    let trusted = format!("tally upload config version {} file:{file_name}", parsed.version);
+    let file_name = config_path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    let trusted = format!(
+        "tally upload config version {} file:{file_name}",
+        parsed.version
+    );
     let signature = minisign::sign(None, &secret, &config[..], Some(&trusted), None)
         .map_err(|e| anyhow::anyhow!("signing failed: {e}"))?;
     let sig_path = signature_path(config_path);
@@ -169,7 +181,9 @@ fn write_file(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
         .mode(mode)
         .open(path)
         .with_context(|| format!("cannot write {}", path.display()))?;
-    file.write_all(bytes).with_context(|| format!("cannot write {}", path.display()))?;
-    file.sync_all().with_context(|| format!("cannot sync {}", path.display()))?;
+    file.write_all(bytes)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    file.sync_all()
+        .with_context(|| format!("cannot sync {}", path.display()))?;
     Ok(())
 }

@@ -60,12 +60,16 @@ impl Store {
             if bucket.is_empty() {
                 bail!("--store {spec:?} names no bucket; use s3://bucket/prefix");
             }
-            let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket).with_allow_http(true);
+            let mut builder = AmazonS3Builder::from_env()
+                .with_bucket_name(bucket)
+                .with_allow_http(true);
             // `from_env` reads AWS_ENDPOINT; the AWS SDKs' name is AWS_ENDPOINT_URL.
             if let Ok(endpoint) = std::env::var("AWS_ENDPOINT_URL") {
                 builder = builder.with_endpoint(endpoint);
             }
-            if std::env::var_os("AWS_REGION").is_none() && std::env::var_os("AWS_DEFAULT_REGION").is_none() {
+            if std::env::var_os("AWS_REGION").is_none()
+                && std::env::var_os("AWS_DEFAULT_REGION").is_none()
+            {
                 builder = builder.with_region("us-east-1");
             }
             let s3 = builder.build().with_context(|| {
@@ -77,7 +81,11 @@ impl Store {
             } else {
                 Arc::new(PrefixStore::new(s3, prefix))
             };
-            return Ok(Store { objects, sync: None, description: format!("s3://{rest}") });
+            return Ok(Store {
+                objects,
+                sync: None,
+                description: format!("s3://{rest}"),
+            });
         }
         let dir = PathBuf::from(spec);
         std::fs::create_dir_all(&dir)
@@ -97,8 +105,15 @@ impl Store {
 
     /// Writes `bytes` at `key` unless something is there already; durable when it returns.
     pub async fn create(&self, key: &Path, bytes: Bytes) -> anyhow::Result<Created> {
-        let options = PutOptions { mode: PutMode::Create, ..Default::default() };
-        let created = match self.objects.put_opts(key, PutPayload::from(bytes.clone()), options).await {
+        let options = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        let created = match self
+            .objects
+            .put_opts(key, PutPayload::from(bytes.clone()), options)
+            .await
+        {
             Ok(_) => Created::New,
             Err(object_store::Error::AlreadyExists { .. }) => Created::AlreadyThere,
             // A store without conditional writes: check, then write. Racing writers of one key
@@ -108,7 +123,10 @@ impl Store {
                 if self.get(key).await?.is_some() {
                     Created::AlreadyThere
                 } else {
-                    self.objects.put(key, PutPayload::from(bytes)).await.with_context(|| format!("writing {key}"))?;
+                    self.objects
+                        .put(key, PutPayload::from(bytes))
+                        .await
+                        .with_context(|| format!("writing {key}"))?;
                     Created::New
                 }
             }
@@ -121,14 +139,22 @@ impl Store {
 
     /// Writes (or replaces) `key`; durable when it returns.
     pub async fn put(&self, key: &Path, bytes: Bytes) -> anyhow::Result<()> {
-        self.objects.put(key, PutPayload::from(bytes)).await.with_context(|| format!("writing {key}"))?;
+        self.objects
+            .put(key, PutPayload::from(bytes))
+            .await
+            .with_context(|| format!("writing {key}"))?;
         self.make_durable().await
     }
 
     /// Reads `key`, `None` if it does not exist.
     pub async fn get(&self, key: &Path) -> anyhow::Result<Option<Bytes>> {
         match self.objects.get(key).await {
-            Ok(result) => Ok(Some(result.bytes().await.with_context(|| format!("reading {key}"))?)),
+            Ok(result) => Ok(Some(
+                result
+                    .bytes()
+                    .await
+                    .with_context(|| format!("reading {key}"))?,
+            )),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(e).with_context(|| format!("reading {key}")),
         }
@@ -142,7 +168,11 @@ impl Store {
             .list_with_delimiter(Some(&prefix))
             .await
             .with_context(|| format!("listing {prefix}"))?;
-        let objects = listing.objects.into_iter().map(|meta| meta.location).collect();
+        let objects = listing
+            .objects
+            .into_iter()
+            .map(|meta| meta.location)
+            .collect();
         Ok((objects, listing.common_prefixes))
     }
 
@@ -168,7 +198,10 @@ pub fn merged_key(monday: Day) -> Path {
 
 /// Keys of a served config version and its signature.
 pub fn config_keys(version: u64) -> (Path, Path) {
-    (Path::from(format!("configs/{version}.json")), Path::from(format!("configs/{version}.json.minisig")))
+    (
+        Path::from(format!("configs/{version}.json")),
+        Path::from(format!("configs/{version}.json.minisig")),
+    )
 }
 
 /// Group commit for the local store: every caller's write is on disk when `sync` returns, and
@@ -181,8 +214,13 @@ struct GroupSync {
 
 impl GroupSync {
     fn open(dir: &FsPath) -> anyhow::Result<GroupSync> {
-        let dir = std::fs::File::open(dir).with_context(|| format!("cannot open {}", dir.display()))?;
-        Ok(GroupSync { dir, tickets: AtomicU64::new(0), synced_through: tokio::sync::Mutex::new(0) })
+        let dir =
+            std::fs::File::open(dir).with_context(|| format!("cannot open {}", dir.display()))?;
+        Ok(GroupSync {
+            dir,
+            tickets: AtomicU64::new(0),
+            synced_through: tokio::sync::Mutex::new(0),
+        })
     }
 
     async fn sync(self: &Arc<Self>) -> anyhow::Result<()> {

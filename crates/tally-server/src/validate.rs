@@ -27,15 +27,23 @@ const MAX_ECHO: usize = 64;
 /// Checks everything that needs no config (steps 1 to 3, and `x` in `(0, 1)`).
 pub fn parse_upload(url_week: &str, body: &[u8], today: Day) -> Result<Report, String> {
     let Ok(url_day) = url_week.parse::<Day>() else {
-        return Err(format!("week {} in the URL is not a YYYY-MM-DD day", echo(url_week)));
+        return Err(format!(
+            "week {} in the URL is not a YYYY-MM-DD day",
+            echo(url_week)
+        ));
     };
     let report = Report::parse(body).map_err(|e| match e {
-        ReportError::TooLarge(n) => format!("report is {n} bytes, over the {MAX_REPORT_BYTES} byte limit"),
+        ReportError::TooLarge(n) => {
+            format!("report is {n} bytes, over the {MAX_REPORT_BYTES} byte limit")
+        }
         ReportError::Json(why) => format!("report is not a valid report: {}", one_line(&why)),
         ReportError::BadX(x) => format!("report x is {x}, not in (0, 1)"),
     })?;
     if report.week != url_day {
-        return Err(format!("report week {} does not match the URL week {url_day}", report.week));
+        return Err(format!(
+            "report week {} does not match the URL week {url_day}",
+            report.week
+        ));
     }
     let age = today.days_since(report.week);
     if age < WEEK_DAYS {
@@ -78,7 +86,12 @@ pub fn check_against_config(report: &Report, config: &UploadConfig) -> Result<()
                 echo(&section.version)
             ));
         }
-        if !config.allows(&section.program, &section.version, &section.os, &section.arch) {
+        if !config.allows(
+            &section.program,
+            &section.version,
+            &section.os,
+            &section.arch,
+        ) {
             return Err(format!(
                 "{} {} on {}/{} is not collected by config {}",
                 echo(&section.program),
@@ -117,18 +130,24 @@ pub fn check_against_config(report: &Report, config: &UploadConfig) -> Result<()
 /// Whether `version` is in the canonical form upload copies use.
 pub fn is_canonical_version(version: &str) -> bool {
     let (core, channel) = version.split_once('-').unwrap_or((version, ""));
-    let numeric = |part: &str| (1..=5).contains(&part.len()) && part.bytes().all(|b| b.is_ascii_digit());
+    let numeric =
+        |part: &str| (1..=5).contains(&part.len()) && part.bytes().all(|b| b.is_ascii_digit());
     let parts: Vec<&str> = core.split('.').collect();
     parts.len() == 3
         && parts.iter().all(|p| numeric(p))
         && (matches!(channel, "" | "nightly" | "beta" | "dev")
-            || channel.strip_prefix("beta.").is_some_and(|n| n.len() <= 3 && numeric(n)))
+            || channel
+                .strip_prefix("beta.")
+                .is_some_and(|n| n.len() <= 3 && numeric(n)))
 }
 
 /// A client-supplied value, cut short and with control characters replaced, for a reason line.
 fn echo(value: &str) -> String {
-    let mut out: String =
-        value.chars().take(MAX_ECHO).map(|c| if c.is_control() { '?' } else { c }).collect();
+    let mut out: String = value
+        .chars()
+        .take(MAX_ECHO)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
     if value.chars().count() > MAX_ECHO {
         out.push('…');
     }
@@ -136,7 +155,10 @@ fn echo(value: &str) -> String {
 }
 
 fn one_line(text: &str) -> String {
-    text.chars().take(200).map(|c| if c.is_control() { ' ' } else { c }).collect()
+    text.chars()
+        .take(200)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
 }
 
 #[cfg(test)]
@@ -167,23 +189,74 @@ mod tests {
         let cases = [
             ("2026-11-17", REPORT.to_string(), "does not match"),
             ("2026-02-30", REPORT.to_string(), "not a YYYY-MM-DD"),
-            ("2026-11-18", REPORT.replace("2026-11-16", "2026-11-18"), "not ended"),
-            ("2026-11-02", REPORT.replace("2026-11-16", "2026-11-02"), "more than the 21"),
+            (
+                "2026-11-18",
+                REPORT.replace("2026-11-16", "2026-11-18"),
+                "not ended",
+            ),
+            (
+                "2026-11-02",
+                REPORT.replace("2026-11-16", "2026-11-02"),
+                "more than the 21",
+            ),
             ("2026-11-16", REPORT.replace("0.4231", "0"), "not in (0, 1)"),
-            ("2026-11-16", REPORT.replace("\"cargo\"", "\"ghc\""), "program \"ghc\""),
-            ("2026-11-16", REPORT.replace("1.95.0", "1.60.0"), "not collected by config"),
-            ("2026-11-16", REPORT.replace("1.95.0", "1.95.0-secret"), "not MAJOR.MINOR.PATCH"),
-            ("2026-11-16", REPORT.replace("1.95.0", "1.95"), "not MAJOR.MINOR.PATCH"),
-            ("2026-11-16", REPORT.replace("linux", "plan9"), "not collected by config"),
-            ("2026-11-16", REPORT.replace("cargo/subcommand:test", "cargo/subcommand:secret"), "counter"),
-            ("2026-11-16", REPORT.replace(": 12", ": -12"), "not a valid report"),
-            ("2026-11-16", REPORT.replace(": 12", ": 1.5"), "not a valid report"),
-            ("2026-11-16", REPORT.replace("\"config_version\": 1,", ""), "no config_version"),
-            ("2026-11-16", REPORT.replace("{", "{\"host\": \"me\","), "not a valid report"),
+            (
+                "2026-11-16",
+                REPORT.replace("\"cargo\"", "\"ghc\""),
+                "program \"ghc\"",
+            ),
+            (
+                "2026-11-16",
+                REPORT.replace("1.95.0", "1.60.0"),
+                "not collected by config",
+            ),
+            (
+                "2026-11-16",
+                REPORT.replace("1.95.0", "1.95.0-secret"),
+                "not MAJOR.MINOR.PATCH",
+            ),
+            (
+                "2026-11-16",
+                REPORT.replace("1.95.0", "1.95"),
+                "not MAJOR.MINOR.PATCH",
+            ),
+            (
+                "2026-11-16",
+                REPORT.replace("linux", "plan9"),
+                "not collected by config",
+            ),
+            (
+                "2026-11-16",
+                REPORT.replace("cargo/subcommand:test", "cargo/subcommand:secret"),
+                "counter",
+            ),
+            (
+                "2026-11-16",
+                REPORT.replace(": 12", ": -12"),
+                "not a valid report",
+            ),
+            (
+                "2026-11-16",
+                REPORT.replace(": 12", ": 1.5"),
+                "not a valid report",
+            ),
+            (
+                "2026-11-16",
+                REPORT.replace("\"config_version\": 1,", ""),
+                "no config_version",
+            ),
+            (
+                "2026-11-16",
+                REPORT.replace("{", "{\"host\": \"me\","),
+                "not a valid report",
+            ),
         ];
         for (week, body, want) in cases {
             let err = check(week, &body).unwrap_err();
-            assert!(err.contains(want), "{week}: {err:?} should mention {want:?}");
+            assert!(
+                err.contains(want),
+                "{week}: {err:?} should mention {want:?}"
+            );
             assert!(!err.contains('\n'), "{err:?} is not one line");
         }
     }
@@ -191,20 +264,38 @@ mod tests {
     #[test]
     fn refuses_counters_whose_rate_is_below_x() {
         // cargo/build/flag:* has rate 0.5 in the example config.
-        let body = REPORT
-            .replace("0.4231", "0.7")
-            .replace("\"cargo/subcommand:test\": 3", "\"cargo/build/flag:--release\": 1");
+        let body = REPORT.replace("0.4231", "0.7").replace(
+            "\"cargo/subcommand:test\": 3",
+            "\"cargo/build/flag:--release\": 1",
+        );
         assert!(check("2026-11-16", &body).unwrap_err().contains("rate 0.5"));
-        let body = REPORT.replace("\"cargo/subcommand:test\": 3", "\"cargo/build/flag:--release\": 1");
+        let body = REPORT.replace(
+            "\"cargo/subcommand:test\": 3",
+            "\"cargo/build/flag:--release\": 1",
+        );
         check("2026-11-16", &body).unwrap();
     }
 
     #[test]
     fn knows_canonical_versions() {
-        for ok in ["1.95.0", "1.96.0-nightly", "1.96.0-beta", "1.96.0-beta.2", "1.19.8-dev"] {
+        for ok in [
+            "1.95.0",
+            "1.96.0-nightly",
+            "1.96.0-beta",
+            "1.96.0-beta.2",
+            "1.19.8-dev",
+        ] {
             assert!(is_canonical_version(ok), "{ok}");
         }
-        for bad in ["", "1.95", "go1.19.8", "1.95.0-nightly (abc 2026-01-01)", "1.95.0-x", "1.95.0-beta.1234", "1..0"] {
+        for bad in [
+            "",
+            "1.95",
+            "go1.19.8",
+            "1.95.0-nightly (abc 2026-01-01)",
+            "1.95.0-x",
+            "1.95.0-beta.1234",
+            "1..0",
+        ] {
             assert!(!is_canonical_version(bad), "{bad}");
         }
     }

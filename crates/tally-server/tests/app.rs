@@ -12,12 +12,27 @@ async fn serves_the_signed_config_byte_for_byte() {
     let store = tempfile::tempdir().unwrap();
     let state = collector.state(store.path(), 5).await.unwrap();
     let (json, sig) = collector.config_bytes();
-    assert_eq!(call(&state, "GET", "/config.json", vec![]).await, (StatusCode::OK, json.to_vec()));
-    assert_eq!(call(&state, "GET", "/config.json.minisig", vec![]).await, (StatusCode::OK, sig.to_vec()));
-    assert_eq!(call(&state, "GET", "/healthz", vec![]).await.0, StatusCode::OK);
+    assert_eq!(
+        call(&state, "GET", "/config.json", vec![]).await,
+        (StatusCode::OK, json.to_vec())
+    );
+    assert_eq!(
+        call(&state, "GET", "/config.json.minisig", vec![]).await,
+        (StatusCode::OK, sig.to_vec())
+    );
+    assert_eq!(
+        call(&state, "GET", "/healthz", vec![]).await.0,
+        StatusCode::OK
+    );
     // Every served version is kept in the store.
-    assert_eq!(std::fs::read(store.path().join("configs/1.json")).unwrap(), json.to_vec());
-    assert_eq!(std::fs::read(store.path().join("configs/1.json.minisig")).unwrap(), sig.to_vec());
+    assert_eq!(
+        std::fs::read(store.path().join("configs/1.json")).unwrap(),
+        json.to_vec()
+    );
+    assert_eq!(
+        std::fs::read(store.path().join("configs/1.json.minisig")).unwrap(),
+        sig.to_vec()
+    );
 }
 
 #[tokio::test]
@@ -35,13 +50,21 @@ async fn refuses_to_serve_a_config_signed_by_another_key() {
     assert!(format!("{err:#}").contains("does not verify"), "{err:#}");
     // A tampered config with its original signature is refused too.
     let (json, sig) = collector.config_bytes();
-    let tampered = String::from_utf8(json.to_vec()).unwrap().replace("\"sample_rate\": 1.0", "\"sample_rate\": 0.9");
+    let tampered = String::from_utf8(json.to_vec())
+        .unwrap()
+        .replace("\"sample_rate\": 1.0", "\"sample_rate\": 0.9");
     let store_handle = tally_server::store::Store::open(store.path().to_str().unwrap()).unwrap();
     let options = tally_server::Options::default();
     assert!(
-        tally_server::AppState::open(store_handle, tampered.into(), sig, &collector.public_key(), options)
-            .await
-            .is_err()
+        tally_server::AppState::open(
+            store_handle,
+            tampered.into(),
+            sig,
+            &collector.public_key(),
+            options
+        )
+        .await
+        .is_err()
     );
 }
 
@@ -51,8 +74,14 @@ async fn stores_a_valid_report_once() {
     let store = tempfile::tempdir().unwrap();
     let state = collector.state(store.path(), 1).await.unwrap();
     let r = report(0.25, "1.95.0", &[("cargo/invocations", 3)]);
-    assert_eq!(upload(&state, &r).await, (StatusCode::OK, "stored\n".into()));
-    assert_eq!(upload(&state, &r).await, (StatusCode::OK, "already stored\n".into()));
+    assert_eq!(
+        upload(&state, &r).await,
+        (StatusCode::OK, "stored\n".into())
+    );
+    assert_eq!(
+        upload(&state, &r).await,
+        (StatusCode::OK, "already stored\n".into())
+    );
     // Same week and x, different counts: still the first one, counted once.
     let changed = report(0.25, "1.95.0", &[("cargo/invocations", 99)]);
     assert_eq!(upload(&state, &changed).await.0, StatusCode::OK);
@@ -80,12 +109,38 @@ async fn refuses_invalid_uploads_and_stores_nothing() {
     let mut unknown_version = good.clone();
     unknown_version.config_version = Some(7);
     let cases: Vec<(String, Vec<u8>, &str)> = vec![
-        (WEEK.into(), good_text.replace("cargo/invocations", "cargo/secret-flag").into_bytes(), "counter"),
-        (WEEK.into(), good_text.replace("linux", "plan9").into_bytes(), "not collected"),
-        (WEEK.into(), good_text.replace("\"cargo\"", "\"ghc\"").into_bytes(), "program"),
-        (WEEK.into(), good_text.replace("1.95.0", "0.9.0").into_bytes(), "not collected"),
-        (WEEK.into(), good_text.replace("0.5", "1.0").into_bytes(), "not in (0, 1)"),
-        (WEEK.into(), good_text.replace(": 1\n", ": -1\n").into_bytes(), "not a valid report"),
+        (
+            WEEK.into(),
+            good_text
+                .replace("cargo/invocations", "cargo/secret-flag")
+                .into_bytes(),
+            "counter",
+        ),
+        (
+            WEEK.into(),
+            good_text.replace("linux", "plan9").into_bytes(),
+            "not collected",
+        ),
+        (
+            WEEK.into(),
+            good_text.replace("\"cargo\"", "\"ghc\"").into_bytes(),
+            "program",
+        ),
+        (
+            WEEK.into(),
+            good_text.replace("1.95.0", "0.9.0").into_bytes(),
+            "not collected",
+        ),
+        (
+            WEEK.into(),
+            good_text.replace("0.5", "1.0").into_bytes(),
+            "not in (0, 1)",
+        ),
+        (
+            WEEK.into(),
+            good_text.replace(": 1\n", ": -1\n").into_bytes(),
+            "not a valid report",
+        ),
         (WEEK.into(), body(&unknown_version), "never served"),
         ("2026-11-17".into(), body(&good), "does not match"),
         ("not-a-day".into(), body(&good), "not a YYYY-MM-DD"),
@@ -106,7 +161,12 @@ async fn refuses_invalid_uploads_and_stores_nothing() {
     assert!(upload(&state, &current).await.1.contains("not ended"));
     let mut old = good.clone();
     old.week = "2026-10-26".parse().unwrap();
-    assert!(upload(&state, &old).await.1.contains("more than the 21 days"));
+    assert!(
+        upload(&state, &old)
+            .await
+            .1
+            .contains("more than the 21 days")
+    );
     assert!(stored_reports(store.path()).is_empty());
     assert_eq!(state.weeks_index().weeks.len(), 0);
 }
@@ -118,20 +178,36 @@ async fn withholds_everything_under_the_threshold_from_every_public_output() {
     let state = collector.state(store.path(), 5).await.unwrap();
     // Four reports: nothing about the week may be published.
     for i in 0..4 {
-        let r = report(0.1 + i as f64 / 100.0, "1.95.0", &[("cargo/invocations", 1)]);
+        let r = report(
+            0.1 + i as f64 / 100.0,
+            "1.95.0",
+            &[("cargo/invocations", 1)],
+        );
         assert_eq!(upload(&state, &r).await.0, StatusCode::OK);
     }
     let (_, weeks) = call(&state, "GET", "/api/weeks", vec![]).await;
     let index: WeeksIndex = serde_json::from_slice(&weeks).unwrap();
     assert!(index.weeks.is_empty(), "{index:?}");
-    assert_eq!(call(&state, "GET", &format!("/api/weeks/{WEEK}/cargo"), vec![]).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        call(&state, "GET", &format!("/api/weeks/{WEEK}/cargo"), vec![])
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
     let (_, page) = call(&state, "GET", "/", vec![]).await;
     assert!(!String::from_utf8_lossy(&page).contains("cargo/invocations"));
-    assert_eq!(call(&state, "GET", "/programs/cargo", vec![]).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        call(&state, "GET", "/programs/cargo", vec![]).await.0,
+        StatusCode::NOT_FOUND
+    );
 
     // The fifth report publishes the program and the counter all five have, but not the rare
     // counter (1 report) nor the rare version (1 report).
-    let rare = report(0.9, "1.96.0", &[("cargo/invocations", 1), ("cargo/subcommand:doc", 1)]);
+    let rare = report(
+        0.9,
+        "1.96.0",
+        &[("cargo/invocations", 1), ("cargo/subcommand:doc", 1)],
+    );
     assert_eq!(upload(&state, &rare).await.0, StatusCode::OK);
     let (status, bytes) = call(&state, "GET", &format!("/api/weeks/{WEEK}/cargo"), vec![]).await;
     assert_eq!(status, StatusCode::OK);
@@ -150,11 +226,20 @@ async fn withholds_everything_under_the_threshold_from_every_public_output() {
         let (status, bytes) = call(&state, "GET", &path, vec![]).await;
         assert_eq!(status, StatusCode::OK, "{what}");
         let text = String::from_utf8_lossy(&bytes);
-        assert!(!text.contains("subcommand:doc"), "{what} leaks a counter seen in 1 report");
-        assert!(!text.contains("1.96.0"), "{what} leaks a version seen in 1 report");
+        assert!(
+            !text.contains("subcommand:doc"),
+            "{what} leaks a counter seen in 1 report"
+        );
+        assert!(
+            !text.contains("1.96.0"),
+            "{what} leaks a version seen in 1 report"
+        );
     }
     let (_, page) = call(&state, "GET", "/programs/cargo", vec![]).await;
-    assert!(String::from_utf8_lossy(&page).contains("cargo/invocations") || String::from_utf8_lossy(&page).contains("invocations"));
+    assert!(
+        String::from_utf8_lossy(&page).contains("cargo/invocations")
+            || String::from_utf8_lossy(&page).contains("invocations")
+    );
 }
 
 #[tokio::test]
@@ -181,7 +266,9 @@ async fn merged_results_survive_a_restart_and_are_rebuilt_when_stale() {
     drop(again);
     let restarted = collector.state(store.path(), 1).await.unwrap();
     assert_eq!(restarted.weeks_index().weeks[0].reports, 7);
-    let cargo = restarted.program_week(WEEK.parse().unwrap(), "cargo").unwrap();
+    let cargo = restarted
+        .program_week(WEEK.parse().unwrap(), "cargo")
+        .unwrap();
     assert_eq!(cargo.counters[0].total, 14);
     // A corrupt merge is rebuilt too.
     std::fs::write(&merged_path, b"garbage").unwrap();
@@ -200,9 +287,16 @@ async fn keeps_every_config_version_and_refuses_rollbacks() {
     let v2 = EXAMPLE_CONFIG.replacen("\"version\": 1", "\"version\": 2", 1);
     collector.write_config(&v2);
     let state = collector.state(store.path(), 1).await.unwrap();
-    assert!(store.path().join("configs/1.json").exists() && store.path().join("configs/2.json").exists());
+    assert!(
+        store.path().join("configs/1.json").exists()
+            && store.path().join("configs/2.json").exists()
+    );
     let mut r = report(0.3, "1.95.0", &[("cargo/invocations", 1)]);
-    assert_eq!(upload(&state, &r).await.0, StatusCode::OK, "version 1 is still accepted");
+    assert_eq!(
+        upload(&state, &r).await.0,
+        StatusCode::OK,
+        "version 1 is still accepted"
+    );
     r.config_version = Some(2);
     r.x = 0.31;
     assert_eq!(upload(&state, &r).await.0, StatusCode::OK);
@@ -210,7 +304,10 @@ async fn keeps_every_config_version_and_refuses_rollbacks() {
     // Going back to version 1 is refused, and so is a changed version 2.
     collector.write_config(EXAMPLE_CONFIG);
     let err = collector.state(store.path(), 1).await.err().unwrap();
-    assert!(format!("{err:#}").contains("lower than version 2"), "{err:#}");
+    assert!(
+        format!("{err:#}").contains("lower than version 2"),
+        "{err:#}"
+    );
     let changed = v2.replace("\"sample_rate\": 1.0", "\"sample_rate\": 0.5");
     collector.write_config(&changed);
     let err = collector.state(store.path(), 1).await.err().unwrap();
@@ -223,10 +320,16 @@ async fn refuses_reports_above_the_sample_rate() {
     let collector = Collector::with_config(&config);
     let store = tempfile::tempdir().unwrap();
     let state = collector.state(store.path(), 1).await.unwrap();
-    let (status, reason) = upload(&state, &report(0.5, "1.95.0", &[("cargo/invocations", 1)])).await;
+    let (status, reason) =
+        upload(&state, &report(0.5, "1.95.0", &[("cargo/invocations", 1)])).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(reason.contains("sample_rate"), "{reason}");
-    assert_eq!(upload(&state, &report(0.1, "1.95.0", &[("cargo/invocations", 1)])).await.0, StatusCode::OK);
+    assert_eq!(
+        upload(&state, &report(0.1, "1.95.0", &[("cargo/invocations", 1)]))
+            .await
+            .0,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
@@ -250,5 +353,8 @@ async fn a_report_spanning_programs_is_one_report() {
     assert_eq!(status, StatusCode::OK);
     let rustc: ProgramWeek = serde_json::from_slice(&bytes).unwrap();
     assert_eq!(rustc.counters[0].name, "rustc/edition:2021");
-    assert_eq!(call(&state, "GET", "/api/weeks/bad/rustc", vec![]).await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        call(&state, "GET", "/api/weeks/bad/rustc", vec![]).await.0,
+        StatusCode::BAD_REQUEST
+    );
 }

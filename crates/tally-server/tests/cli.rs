@@ -15,7 +15,11 @@ use common::*;
 const BIN: &str = env!("CARGO_BIN_EXE_tally-server");
 
 fn tally_server(args: &[&str]) -> std::process::Output {
-    Command::new(BIN).args(args).env_remove(tally_server::signing::PASSWORD_ENV).output().unwrap()
+    Command::new(BIN)
+        .args(args)
+        .env_remove(tally_server::signing::PASSWORD_ENV)
+        .output()
+        .unwrap()
 }
 
 /// `minisign`, or `None` (with a message) when it is not installed.
@@ -32,12 +36,32 @@ fn minisign() -> Option<&'static str> {
 fn keygen_refuses_to_guess_about_passwords_and_overwrites() {
     let dir = tempfile::tempdir().unwrap();
     let (p, s) = (dir.path().join("k.pub"), dir.path().join("k.key"));
-    let out = tally_server(&["keygen", "-p", p.to_str().unwrap(), "-s", s.to_str().unwrap()]);
+    let out = tally_server(&[
+        "keygen",
+        "-p",
+        p.to_str().unwrap(),
+        "-s",
+        s.to_str().unwrap(),
+    ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--no-password"));
-    let out = tally_server(&["keygen", "--no-password", "-p", p.to_str().unwrap(), "-s", s.to_str().unwrap()]);
+    let out = tally_server(&[
+        "keygen",
+        "--no-password",
+        "-p",
+        p.to_str().unwrap(),
+        "-s",
+        s.to_str().unwrap(),
+    ]);
     assert!(out.status.success(), "{out:?}");
-    let out = tally_server(&["keygen", "--no-password", "-p", p.to_str().unwrap(), "-s", s.to_str().unwrap()]);
+    let out = tally_server(&[
+        "keygen",
+        "--no-password",
+        "-p",
+        p.to_str().unwrap(),
+        "-s",
+        s.to_str().unwrap(),
+    ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--force"));
 }
@@ -52,7 +76,14 @@ fn minisign_cli_verifies_what_tally_server_signs_and_the_other_way_round() {
     for password in [None, Some("correct horse")] {
         let (p, s) = (dir.path().join("ts.pub"), dir.path().join("ts.key"));
         let mut keygen = Command::new(BIN);
-        keygen.args(["keygen", "--force", "-p", p.to_str().unwrap(), "-s", s.to_str().unwrap()]);
+        keygen.args([
+            "keygen",
+            "--force",
+            "-p",
+            p.to_str().unwrap(),
+            "-s",
+            s.to_str().unwrap(),
+        ]);
         let mut sign = Command::new(BIN);
         sign.args(["sign", config.to_str().unwrap(), "-s", s.to_str().unwrap()]);
         match password {
@@ -61,7 +92,9 @@ fn minisign_cli_verifies_what_tally_server_signs_and_the_other_way_round() {
                 sign.env(tally_server::signing::PASSWORD_ENV, pw);
             }
             None => {
-                keygen.arg("--no-password").env_remove(tally_server::signing::PASSWORD_ENV);
+                keygen
+                    .arg("--no-password")
+                    .env_remove(tally_server::signing::PASSWORD_ENV);
                 sign.env_remove(tally_server::signing::PASSWORD_ENV);
             }
         }
@@ -70,14 +103,28 @@ fn minisign_cli_verifies_what_tally_server_signs_and_the_other_way_round() {
         assert!(signed.status.success(), "{signed:?}");
         // Debian's minisign verifies tally-server's prehashed signature.
         let verify = Command::new(minisign)
-            .args(["-V", "-p", p.to_str().unwrap(), "-m", config.to_str().unwrap()])
+            .args([
+                "-V",
+                "-p",
+                p.to_str().unwrap(),
+                "-m",
+                config.to_str().unwrap(),
+            ])
             .output()
             .unwrap();
         assert!(verify.status.success(), "minisign -V: {verify:?}");
         // And the CLI can sign with tally-server's key (unencrypted, or with the password).
         let cli_sig = dir.path().join("cli.minisig");
         let mut cli = Command::new(minisign)
-            .args(["-S", "-s", s.to_str().unwrap(), "-m", config.to_str().unwrap(), "-x", cli_sig.to_str().unwrap()])
+            .args([
+                "-S",
+                "-s",
+                s.to_str().unwrap(),
+                "-m",
+                config.to_str().unwrap(),
+                "-x",
+                cli_sig.to_str().unwrap(),
+            ])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -90,31 +137,75 @@ fn minisign_cli_verifies_what_tally_server_signs_and_the_other_way_round() {
             drop(cli.stdin.take());
         }
         let out = cli.wait_with_output().unwrap();
-        assert!(out.status.success(), "minisign -S with a tally-server key: {out:?}");
+        assert!(
+            out.status.success(),
+            "minisign -S with a tally-server key: {out:?}"
+        );
         // What the CLI signed verifies in the server and in the client (tally-config).
         let sig_text = std::fs::read_to_string(&cli_sig).unwrap();
-        let pk = tally_server::signing::parse_public_key(&std::fs::read_to_string(&p).unwrap()).unwrap();
+        let pk =
+            tally_server::signing::parse_public_key(&std::fs::read_to_string(&p).unwrap()).unwrap();
         tally_server::signing::verify_config(EXAMPLE_CONFIG.as_bytes(), &sig_text, &pk).unwrap();
-        let pinned = tally_config::keys::PinnedKey::parse(&std::fs::read_to_string(&p).unwrap()).unwrap();
-        tally_config::verify::verify_config(EXAMPLE_CONFIG.as_bytes(), sig_text.as_bytes(), &[pinned], today()).unwrap();
+        let pinned =
+            tally_config::keys::PinnedKey::parse(&std::fs::read_to_string(&p).unwrap()).unwrap();
+        tally_config::verify::verify_config(
+            EXAMPLE_CONFIG.as_bytes(),
+            sig_text.as_bytes(),
+            &[pinned],
+            today(),
+        )
+        .unwrap();
     }
 
     // A key made by the CLI (`-W`: no password) signs a config the client verifies.
     let (p, s) = (dir.path().join("cli.pub"), dir.path().join("cli.key"));
     let out = Command::new(minisign)
-        .args(["-G", "-W", "-f", "-p", p.to_str().unwrap(), "-s", s.to_str().unwrap()])
+        .args([
+            "-G",
+            "-W",
+            "-f",
+            "-p",
+            p.to_str().unwrap(),
+            "-s",
+            s.to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
-    let out = Command::new(minisign).args(["-S", "-s", s.to_str().unwrap(), "-m", config.to_str().unwrap()]).output().unwrap();
+    let out = Command::new(minisign)
+        .args([
+            "-S",
+            "-s",
+            s.to_str().unwrap(),
+            "-m",
+            config.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{out:?}");
     let sig_text = std::fs::read_to_string(dir.path().join("config.json.minisig")).unwrap();
-    let pinned = tally_config::keys::PinnedKey::parse(&std::fs::read_to_string(&p).unwrap()).unwrap();
-    tally_config::verify::verify_config(EXAMPLE_CONFIG.as_bytes(), sig_text.as_bytes(), &[pinned], today()).unwrap();
+    let pinned =
+        tally_config::keys::PinnedKey::parse(&std::fs::read_to_string(&p).unwrap()).unwrap();
+    tally_config::verify::verify_config(
+        EXAMPLE_CONFIG.as_bytes(),
+        sig_text.as_bytes(),
+        &[pinned],
+        today(),
+    )
+    .unwrap();
     // tally-server signs with the CLI's key too.
     let out = tally_server(&["sign", config.to_str().unwrap(), "-s", s.to_str().unwrap()]);
     assert!(out.status.success(), "{out:?}");
-    let out = Command::new(minisign).args(["-V", "-p", p.to_str().unwrap(), "-m", config.to_str().unwrap()]).output().unwrap();
+    let out = Command::new(minisign)
+        .args([
+            "-V",
+            "-p",
+            p.to_str().unwrap(),
+            "-m",
+            config.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{out:?}");
 }
 
@@ -123,7 +214,13 @@ fn sign_refuses_an_invalid_config_and_a_locked_key_without_password() {
     let dir = tempfile::tempdir().unwrap();
     let (p, s) = (dir.path().join("k.pub"), dir.path().join("k.key"));
     let out = Command::new(BIN)
-        .args(["keygen", "-p", p.to_str().unwrap(), "-s", s.to_str().unwrap()])
+        .args([
+            "keygen",
+            "-p",
+            p.to_str().unwrap(),
+            "-s",
+            s.to_str().unwrap(),
+        ])
         .env(tally_server::signing::PASSWORD_ENV, "pw")
         .output()
         .unwrap();
@@ -132,7 +229,10 @@ fn sign_refuses_an_invalid_config_and_a_locked_key_without_password() {
     std::fs::write(&config, EXAMPLE_CONFIG).unwrap();
     let out = tally_server(&["sign", config.to_str().unwrap(), "-s", s.to_str().unwrap()]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains(tally_server::signing::PASSWORD_ENV), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(tally_server::signing::PASSWORD_ENV),
+        "{out:?}"
+    );
     std::fs::write(&config, b"{\"version\": 1}").unwrap();
     let out = Command::new(BIN)
         .args(["sign", config.to_str().unwrap(), "-s", s.to_str().unwrap()])
@@ -140,13 +240,24 @@ fn sign_refuses_an_invalid_config_and_a_locked_key_without_password() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not a valid upload config"), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not a valid upload config"),
+        "{out:?}"
+    );
     assert!(!dir.path().join("config.json.minisig").exists());
 }
 
 #[test]
 fn plan_prints_the_rate_and_its_reasoning() {
-    let out = tally_server(&["plan", "--margin", "0.02", "--confidence", "0.95", "--expected-reports", "100000"]);
+    let out = tally_server(&[
+        "plan",
+        "--margin",
+        "0.02",
+        "--confidence",
+        "0.95",
+        "--expected-reports",
+        "100000",
+    ]);
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
     // n = 1.96² × 0.25 / 0.02² = 2400.9 → 2401; rate = 2401 / 100000.
@@ -191,20 +302,30 @@ fn spawn_server(collector: &Collector, store: &Path, key: &Path) -> Server {
     let mut first = String::new();
     stdout.read_line(&mut first).unwrap();
     output.lock().unwrap().push_str(&first);
-    let Some(port) = first.trim().strip_prefix("tally-server: listening on port ") else {
+    let Some(port) = first
+        .trim()
+        .strip_prefix("tally-server: listening on port ")
+    else {
         let mut err = String::new();
         let _ = child.stderr.take().unwrap().read_to_string(&mut err);
         panic!("server did not start: {first:?} {err}");
     };
     let port = port.parse().unwrap();
-    for (stream, sink) in [(Box::new(stdout) as Box<dyn Read + Send>, output.clone()), (Box::new(child.stderr.take().unwrap()), output.clone())] {
+    for (stream, sink) in [
+        (Box::new(stdout) as Box<dyn Read + Send>, output.clone()),
+        (Box::new(child.stderr.take().unwrap()), output.clone()),
+    ] {
         std::thread::spawn(move || {
             let mut text = String::new();
             let _ = BufReader::new(stream).read_to_string(&mut text);
             sink.lock().unwrap().push_str(&text);
         });
     }
-    Server { child, port, output }
+    Server {
+        child,
+        port,
+        output,
+    }
 }
 
 #[test]
@@ -225,7 +346,10 @@ fn serve_refuses_a_mis_signed_config_with_a_clear_error() {
     ]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("does not verify") && err.contains("re-sign"), "{err}");
+    assert!(
+        err.contains("does not verify") && err.contains("re-sign"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -243,7 +367,8 @@ fn every_2xx_report_survives_sigkill_and_is_counted_once() {
         .into();
     let threads: Vec<_> = (0..8)
         .map(|t| {
-            let (agent, base, accepted, stop) = (agent.clone(), base.clone(), accepted.clone(), stop.clone());
+            let (agent, base, accepted, stop) =
+                (agent.clone(), base.clone(), accepted.clone(), stop.clone());
             std::thread::spawn(move || {
                 let mut rng = fastrand::Rng::with_seed(t);
                 // Bounded: at most 400 uploads per thread, stopping at the first failure.
@@ -257,15 +382,23 @@ fn every_2xx_report_survives_sigkill_and_is_counted_once() {
                     if invalid {
                         r.programs[0].os = "plan9".into();
                     }
-                    match agent.post(&format!("{base}/upload/{WEEK}")).send(&body(&r)[..]) {
+                    match agent
+                        .post(&format!("{base}/upload/{WEEK}"))
+                        .send(&body(&r)[..])
+                    {
                         Ok(response) if response.status() == 200 => {
                             assert!(!invalid);
                             // The server keys by the x it parsed (JSON float parsing may differ
                             // from the sender's f64 in the last bit).
                             let parsed = tally_protocol::Report::parse(&body(&r)).unwrap();
-                            accepted.lock().unwrap().push(format!("{}_{}.json", r.week, parsed.x));
+                            accepted
+                                .lock()
+                                .unwrap()
+                                .push(format!("{}_{}.json", r.week, parsed.x));
                         }
-                        Ok(response) => assert!(invalid && response.status() == 400, "{}", response.status()),
+                        Ok(response) => {
+                            assert!(invalid && response.status() == 400, "{}", response.status())
+                        }
                         Err(_) => break,
                     }
                 }
@@ -284,7 +417,11 @@ fn every_2xx_report_survives_sigkill_and_is_counted_once() {
         thread.join().unwrap();
     }
     let accepted = accepted.lock().unwrap().clone();
-    assert!(accepted.len() >= 300, "only {} uploads were accepted", accepted.len());
+    assert!(
+        accepted.len() >= 300,
+        "only {} uploads were accepted",
+        accepted.len()
+    );
     let mut logs = server.output.lock().unwrap().clone();
 
     let stored: Vec<String> = stored_reports(store.path())
@@ -292,7 +429,10 @@ fn every_2xx_report_survives_sigkill_and_is_counted_once() {
         .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
         .collect();
     for name in &accepted {
-        assert!(stored.contains(name), "report {name} was answered 200 but is not stored");
+        assert!(
+            stored.contains(name),
+            "report {name} was answered 200 but is not stored"
+        );
     }
     // Restart: every stored report is counted exactly once.
     let restarted = spawn_server(&collector, store.path(), &collector.public_key);
@@ -311,9 +451,16 @@ fn every_2xx_report_survives_sigkill_and_is_counted_once() {
     std::thread::sleep(Duration::from_millis(100));
     logs.push_str(&restarted.output.lock().unwrap());
     // No client address anywhere: not in the logs, not in the store.
-    assert!(!logs.contains("127.0.0.1"), "the server logged an address: {logs}");
+    assert!(
+        !logs.contains("127.0.0.1"),
+        "the server logged an address: {logs}"
+    );
     for file in files_under(store.path()) {
         let text = String::from_utf8_lossy(&std::fs::read(&file).unwrap()).into_owned();
-        assert!(!text.contains("127.0.0.1"), "{} holds an address", file.display());
+        assert!(
+            !text.contains("127.0.0.1"),
+            "{} holds an address",
+            file.display()
+        );
     }
 }

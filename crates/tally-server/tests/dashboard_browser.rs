@@ -38,7 +38,14 @@ impl Drop for Server {
 fn start_server(collector: &Collector, store: &std::path::Path) -> (Server, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tally-server"))
         .arg("serve")
-        .args(["--addr", "127.0.0.1:0", "--threshold", &THRESHOLD.to_string(), "--flush-ms", "50"])
+        .args([
+            "--addr",
+            "127.0.0.1:0",
+            "--threshold",
+            &THRESHOLD.to_string(),
+            "--flush-ms",
+            "50",
+        ])
         .arg("--store")
         .arg(store)
         .arg("--config")
@@ -52,15 +59,26 @@ fn start_server(collector: &Collector, store: &std::path::Path) -> (Server, Stri
         .spawn()
         .expect("start tally-server");
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let port = line.trim().rsplit(' ').next().unwrap().parse::<u16>().unwrap_or_else(|_| panic!("{line:?}"));
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = line
+        .trim()
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .parse::<u16>()
+        .unwrap_or_else(|_| panic!("{line:?}"));
     (Server(child), format!("http://127.0.0.1:{port}"))
 }
 
 /// The `i`th report of a week: every report counts invocations and builds; some test, some
 /// build with --release; the first three use --locked (withheld).
 fn seeded_report(week: &str, i: u64) -> Report {
-    let mut counters = vec![("cargo/invocations".to_owned(), 3 + i % 5), ("cargo/subcommand:build".to_owned(), 1 + i % 3)];
+    let mut counters = vec![
+        ("cargo/invocations".to_owned(), 3 + i % 5),
+        ("cargo/subcommand:build".to_owned(), 1 + i % 3),
+    ];
     if i % 2 == 0 {
         counters.push(("cargo/subcommand:test".to_owned(), 2));
     }
@@ -77,9 +95,17 @@ fn seeded_report(week: &str, i: u64) -> Report {
         config_version: Some(1),
         programs: vec![ProgramReport {
             program: "cargo".into(),
-            version: if i % 4 == 0 { "1.94.0".into() } else { "1.95.0".into() },
+            version: if i % 4 == 0 {
+                "1.94.0".into()
+            } else {
+                "1.95.0".into()
+            },
             os: "linux".into(),
-            arch: if i % 5 == 0 { "aarch64".into() } else { "x86_64".into() },
+            arch: if i % 5 == 0 {
+                "aarch64".into()
+            } else {
+                "x86_64".into()
+            },
             counters: counters.into_iter().collect(),
         }],
     }
@@ -98,7 +124,9 @@ return Array.from(document.querySelectorAll('svg.chart')).map(svg => ({
 
 #[test]
 fn dashboard_shows_the_published_aggregates_in_chromium() {
-    let Some(browser) = Browser::start(1280, 900) else { return };
+    let Some(browser) = Browser::start(1280, 900) else {
+        return;
+    };
     let collector = Collector::new();
     let store = tempfile::tempdir().unwrap();
     let (_server, base) = start_server(&collector, store.path());
@@ -108,7 +136,11 @@ fn dashboard_shows_the_published_aggregates_in_chromium() {
             let mut response = ureq::post(&format!("{base}/upload/{week}"))
                 .send(&report.to_canonical_json()[..])
                 .unwrap_or_else(|e| panic!("upload {week}/{i}: {e}"));
-            assert!(response.status().is_success(), "{}", response.body_mut().read_to_string().unwrap());
+            assert!(
+                response.status().is_success(),
+                "{}",
+                response.body_mut().read_to_string().unwrap()
+            );
         }
     }
     let shots = repo_root(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots");
@@ -120,16 +152,25 @@ fn dashboard_shows_the_published_aggregates_in_chromium() {
     let charts = browser.eval(SERIES_SCRIPT, json!([]));
     let all = &charts[0]["series"][0];
     assert_eq!(all["name"], "all reports");
-    assert_eq!(all["values"], json!([["2026-11-02", 9], ["2026-11-09", 14], ["2026-11-16", 21]]));
+    assert_eq!(
+        all["values"],
+        json!([["2026-11-02", 9], ["2026-11-09", 14], ["2026-11-16", 21]])
+    );
     browser.screenshot(&shots.join("dashboard.png"), 1000);
 
     // The cargo page: the chart values are the API's values.
     browser.resize(1280, 900);
     browser.goto(&format!("{base}/programs/cargo"));
     let problems = browser.console_problems();
-    assert!(problems.is_empty(), "console problems on /programs/cargo: {problems:?}");
+    assert!(
+        problems.is_empty(),
+        "console problems on /programs/cargo: {problems:?}"
+    );
     let html = browser.eval("return document.documentElement.outerHTML;", json!([]));
-    assert!(!html.as_str().unwrap().contains("--locked"), "a counter under the threshold reached the page");
+    assert!(
+        !html.as_str().unwrap().contains("--locked"),
+        "a counter under the threshold reached the page"
+    );
     let charts = browser.eval(SERIES_SCRIPT, json!([]));
     let charts = charts.as_array().unwrap();
     let chart = |title: &str| {
@@ -140,24 +181,50 @@ fn dashboard_shows_the_published_aggregates_in_chromium() {
     };
     let subcommands = chart("cargo/subcommand:");
     assert_eq!(subcommands["kind"], "partition");
-    let names: Vec<&str> = subcommands["series"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = subcommands["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["cargo/subcommand:build", "cargo/subcommand:test"]);
     let flags = chart("cargo/build/flag:");
-    let names: Vec<&str> = flags["series"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["cargo/build/flag:--release"], "only the flag above the threshold");
+    let names: Vec<&str> = flags["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["cargo/build/flag:--release"],
+        "only the flag above the threshold"
+    );
     for (week, _) in SEEDED {
-        let published: ProgramWeek = ureq::get(&format!("{base}/api/weeks/{week}/cargo")).call().unwrap().body_mut().read_json().unwrap();
+        let published: ProgramWeek = ureq::get(&format!("{base}/api/weeks/{week}/cargo"))
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_json()
+            .unwrap();
         let monday = published.week.to_string();
         for counter in &published.counters {
             let (group, _) = counter.name.split_once(':').unwrap_or((&counter.name, ""));
             let series = charts
                 .iter()
-                .filter(|c| c["title"].as_str().is_some_and(|t| t.starts_with(&format!("{group}:"))))
+                .filter(|c| {
+                    c["title"]
+                        .as_str()
+                        .is_some_and(|t| t.starts_with(&format!("{group}:")))
+                })
                 .flat_map(|c| c["series"].as_array().unwrap())
                 .find(|s| s["name"] == json!(counter.name))
                 .unwrap_or_else(|| panic!("{} is not charted", counter.name));
             assert!(
-                series["values"].as_array().unwrap().contains(&json!([monday, counter.share])),
+                series["values"]
+                    .as_array()
+                    .unwrap()
+                    .contains(&json!([monday, counter.share])),
                 "{} in week {monday}: chart {series} vs share {}",
                 counter.name,
                 counter.share
@@ -165,8 +232,19 @@ fn dashboard_shows_the_published_aggregates_in_chromium() {
         }
         let by_arch = chart("Reports by arch");
         for (arch, n) in &published.arch {
-            let series = by_arch["series"].as_array().unwrap().iter().find(|s| s["name"] == json!(arch)).unwrap();
-            assert!(series["values"].as_array().unwrap().contains(&json!([monday, n])), "{arch} {monday}");
+            let series = by_arch["series"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|s| s["name"] == json!(arch))
+                .unwrap();
+            assert!(
+                series["values"]
+                    .as_array()
+                    .unwrap()
+                    .contains(&json!([monday, n])),
+                "{arch} {monday}"
+            );
         }
     }
     browser.screenshot(&shots.join("dashboard-cargo.png"), 1000);
@@ -174,10 +252,18 @@ fn dashboard_shows_the_published_aggregates_in_chromium() {
     // Phone width: nothing scrolls sideways.
     browser.resize(390, 844);
     browser.goto(&format!("{base}/programs/cargo"));
-    let overflow = browser.eval("return document.documentElement.scrollWidth - document.documentElement.clientWidth;", json!([]));
+    let overflow = browser.eval(
+        "return document.documentElement.scrollWidth - document.documentElement.clientWidth;",
+        json!([]),
+    );
     assert_eq!(overflow, json!(0), "the cargo page fits a 390 px screen");
 
     // An unknown program is a 404 page, not an error in the browser.
-    let response = ureq::get(&format!("{base}/programs/%3Cscript%3E")).config().http_status_as_error(false).build().call().unwrap();
+    let response = ureq::get(&format!("{base}/programs/%3Cscript%3E"))
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .call()
+        .unwrap();
     assert_eq!(response.status().as_u16(), 404);
 }

@@ -16,15 +16,18 @@ fn config() -> UploadConfig {
 /// Bytes that are often almost a report: the example with random splices.
 fn near_report() -> impl Strategy<Value = Vec<u8>> {
     let base = body(&report(0.5, "1.95.0", &[("cargo/invocations", 3)]));
-    (0..base.len(), 0..base.len(), proptest::collection::vec(any::<u8>(), 0..16)).prop_map(
-        move |(a, b, insert)| {
+    (
+        0..base.len(),
+        0..base.len(),
+        proptest::collection::vec(any::<u8>(), 0..16),
+    )
+        .prop_map(move |(a, b, insert)| {
             let (lo, hi) = (a.min(b), a.max(b));
             let mut out = base[..lo].to_vec();
             out.extend(insert);
             out.extend(&base[hi..]);
             out
-        },
-    )
+        })
 }
 
 proptest! {

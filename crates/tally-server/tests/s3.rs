@@ -26,34 +26,58 @@ impl Drop for Reaped {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn start_moto() -> Option<(Reaped, String)> {
     let required = std::env::var("TALLY_REQUIRE_S3").is_ok_and(|v| v == "1");
-    let probe = Command::new("python3").args(["-c", "import moto.server"]).output();
+    let probe = Command::new("python3")
+        .args(["-c", "import moto.server"])
+        .output();
     if !probe.is_ok_and(|out| out.status.success()) {
-        assert!(!required, "TALLY_REQUIRE_S3=1 but moto is not installed (python3 -m pip install 'moto[server]')");
-        println!("skipping: moto is not installed (python3 -m pip install 'moto[server]'); set TALLY_REQUIRE_S3=1 to fail instead");
+        assert!(
+            !required,
+            "TALLY_REQUIRE_S3=1 but moto is not installed (python3 -m pip install 'moto[server]')"
+        );
+        println!(
+            "skipping: moto is not installed (python3 -m pip install 'moto[server]'); set TALLY_REQUIRE_S3=1 to fail instead"
+        );
         return None;
     }
     let port = free_port();
     let child = Command::new("python3")
-        .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+        .args([
+            "-m",
+            "moto.server",
+            "-H",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("starting moto");
     let moto = Reaped(child);
     let endpoint = format!("http://127.0.0.1:{port}");
-    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
     let began = Instant::now();
     loop {
         if let Ok(response) = agent.put(&format!("{endpoint}/{BUCKET}")).send_empty() {
             assert_eq!(response.status(), 200, "creating the bucket");
             break;
         }
-        assert!(began.elapsed() < Duration::from_secs(30), "moto did not start within 30 s");
+        assert!(
+            began.elapsed() < Duration::from_secs(30),
+            "moto did not start within 30 s"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     Some((moto, endpoint))
@@ -85,14 +109,23 @@ fn serve_on_s3(collector: &Collector, endpoint: &str) -> (Reaped, u16) {
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let port = line.trim().strip_prefix("tally-server: listening on port ").expect("server started").parse().unwrap();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = line
+        .trim()
+        .strip_prefix("tally-server: listening on port ")
+        .expect("server started")
+        .parse()
+        .unwrap();
     (Reaped(child), port)
 }
 
 #[test]
 fn stores_counts_and_survives_restarts_on_s3() {
-    let Some((_moto, endpoint)) = start_moto() else { return };
+    let Some((_moto, endpoint)) = start_moto() else {
+        return;
+    };
     let collector = Collector::new();
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
@@ -102,31 +135,59 @@ fn stores_counts_and_survives_restarts_on_s3() {
     let (server, port) = serve_on_s3(&collector, &endpoint);
     let base = format!("http://127.0.0.1:{port}");
     let mut config = agent.get(&format!("{base}/config.json")).call().unwrap();
-    assert_eq!(config.body_mut().read_to_vec().unwrap(), collector.config_bytes().0.to_vec());
+    assert_eq!(
+        config.body_mut().read_to_vec().unwrap(),
+        collector.config_bytes().0.to_vec()
+    );
 
     for i in 0..3 {
         let r = report(0.2 + i as f64 / 10.0, "1.95.0", &[("cargo/invocations", 2)]);
-        let mut response = agent.post(&format!("{base}/upload/{WEEK}")).send(&body(&r)[..]).unwrap();
+        let mut response = agent
+            .post(&format!("{base}/upload/{WEEK}"))
+            .send(&body(&r)[..])
+            .unwrap();
         assert_eq!(response.status(), 200);
         assert_eq!(response.body_mut().read_to_string().unwrap(), "stored\n");
     }
     let again = report(0.2, "1.95.0", &[("cargo/invocations", 2)]);
-    let mut response = agent.post(&format!("{base}/upload/{WEEK}")).send(&body(&again)[..]).unwrap();
+    let mut response = agent
+        .post(&format!("{base}/upload/{WEEK}"))
+        .send(&body(&again)[..])
+        .unwrap();
     assert_eq!(response.status(), 200);
-    assert_eq!(response.body_mut().read_to_string().unwrap(), "already stored\n");
+    assert_eq!(
+        response.body_mut().read_to_string().unwrap(),
+        "already stored\n"
+    );
     let bad = report(0.7, "1.95.0", &[("cargo/not-collected", 2)]);
-    assert_eq!(agent.post(&format!("{base}/upload/{WEEK}")).send(&body(&bad)[..]).unwrap().status(), 400);
+    assert_eq!(
+        agent
+            .post(&format!("{base}/upload/{WEEK}"))
+            .send(&body(&bad)[..])
+            .unwrap()
+            .status(),
+        400
+    );
 
     // The objects are in the bucket under the prefix.
     let listing = agent
-        .get(&format!("{endpoint}/{BUCKET}?list-type=2&prefix=collector/one/"))
+        .get(&format!(
+            "{endpoint}/{BUCKET}?list-type=2&prefix=collector/one/"
+        ))
         .call()
         .unwrap()
         .body_mut()
         .read_to_string()
         .unwrap();
-    assert_eq!(listing.matches("collector/one/reports/2026-11-16/").count(), 3, "{listing}");
-    assert!(listing.contains("collector/one/configs/1.json"), "{listing}");
+    assert_eq!(
+        listing.matches("collector/one/reports/2026-11-16/").count(),
+        3,
+        "{listing}"
+    );
+    assert!(
+        listing.contains("collector/one/configs/1.json"),
+        "{listing}"
+    );
     drop(server); // SIGKILL: the merged aggregate may not be written; the restart rebuilds it.
 
     let (_server, port) = serve_on_s3(&collector, &endpoint);

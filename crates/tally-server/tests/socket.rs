@@ -11,8 +11,17 @@ use common::*;
 use tally_server::serve::{Limits, serve};
 
 /// Starts the server on 127.0.0.1 in a background runtime; returns its address.
-fn start(collector: &Collector, store: &std::path::Path, limits: Limits, body_timeout: Duration) -> (SocketAddr, tokio::runtime::Runtime) {
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+fn start(
+    collector: &Collector,
+    store: &std::path::Path,
+    limits: Limits,
+    body_timeout: Duration,
+) -> (SocketAddr, tokio::runtime::Runtime) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let (json, sig) = collector.config_bytes();
     let key = collector.public_key();
     let store = store.to_path_buf();
@@ -23,10 +32,18 @@ fn start(collector: &Collector, store: &std::path::Path, limits: Limits, body_ti
             body_timeout,
         };
         let store = tally_server::store::Store::open(store.to_str().unwrap()).unwrap();
-        let state = tally_server::AppState::open(store, json, sig, &key, options).await.unwrap();
+        let state = tally_server::AppState::open(store, json, sig, &key, options)
+            .await
+            .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        tokio::spawn(serve(listener, tally_server::app(state), limits, std::future::pending(), Duration::ZERO));
+        tokio::spawn(serve(
+            listener,
+            tally_server::app(state),
+            limits,
+            std::future::pending(),
+            Duration::ZERO,
+        ));
         addr
     });
     (addr, runtime)
@@ -44,28 +61,51 @@ fn agent() -> ureq::Agent {
 fn uploads_over_loopback_and_the_client_fetches_the_config() {
     let collector = Collector::new();
     let store = tempfile::tempdir().unwrap();
-    let (addr, _runtime) = start(&collector, store.path(), Limits::default(), Duration::from_secs(5));
+    let (addr, _runtime) = start(
+        &collector,
+        store.path(),
+        Limits::default(),
+        Duration::from_secs(5),
+    );
     let base = format!("http://{addr}");
     let agent = agent();
     let r = report(0.42, "1.95.0", &[("cargo/invocations", 5)]);
-    let mut response = agent.post(&format!("{base}/upload/{WEEK}")).send(&body(&r)[..]).unwrap();
+    let mut response = agent
+        .post(&format!("{base}/upload/{WEEK}"))
+        .send(&body(&r)[..])
+        .unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(response.body_mut().read_to_string().unwrap(), "stored\n");
-    let mut refused = agent.post(&format!("{base}/upload/{WEEK}")).send(&b"{}"[..]).unwrap();
+    let mut refused = agent
+        .post(&format!("{base}/upload/{WEEK}"))
+        .send(&b"{}"[..])
+        .unwrap();
     assert_eq!(refused.status(), 400);
-    assert!(refused.body_mut().read_to_string().unwrap().starts_with("report is not a valid report"));
+    assert!(
+        refused
+            .body_mut()
+            .read_to_string()
+            .unwrap()
+            .starts_with("report is not a valid report")
+    );
 
     // The real client (tally-config) fetches and verifies the served config.
     let client_dir = tempfile::tempdir().unwrap();
     let key_text = std::fs::read_to_string(&collector.public_key).unwrap();
     let endpoint = tally_config::endpoint::Endpoint::new(&base, &[key_text]).unwrap();
-    let verified = tally_config::fetch::fetch(&endpoint, client_dir.path(), today(), &Default::default()).unwrap();
+    let verified =
+        tally_config::fetch::fetch(&endpoint, client_dir.path(), today(), &Default::default())
+            .unwrap();
     assert_eq!(verified.config.version, 1);
 
     // The store never holds the client's address.
     for file in files_under(store.path()) {
         let bytes = std::fs::read(&file).unwrap();
-        assert!(!String::from_utf8_lossy(&bytes).contains("127.0.0.1"), "{} holds a client address", file.display());
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains("127.0.0.1"),
+            "{} holds a client address",
+            file.display()
+        );
     }
 }
 
@@ -73,7 +113,10 @@ fn uploads_over_loopback_and_the_client_fetches_the_config() {
 fn cuts_off_clients_that_trickle_headers_or_bodies() {
     let collector = Collector::new();
     let store = tempfile::tempdir().unwrap();
-    let limits = Limits { max_connections: 16, header_timeout: Duration::from_millis(300) };
+    let limits = Limits {
+        max_connections: 16,
+        header_timeout: Duration::from_millis(300),
+    };
     let (addr, _runtime) = start(&collector, store.path(), limits, Duration::from_millis(300));
 
     // Headers one byte at a time, never finished: the connection is closed.
@@ -96,13 +139,20 @@ fn cuts_off_clients_that_trickle_headers_or_bodies() {
         // The server closes: read returns (0 bytes, or a 408 and then EOF), well before 5 s.
         let _ = slow.read_to_end(&mut rest);
     }
-    assert!(began.elapsed() < Duration::from_secs(4), "a trickling client was not cut off");
+    assert!(
+        began.elapsed() < Duration::from_secs(4),
+        "a trickling client was not cut off"
+    );
 
     // A body that never arrives: 408 after the body timeout.
     let mut stalled = TcpStream::connect(addr).unwrap();
-    stalled.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     stalled
-        .write_all(b"POST /upload/2026-11-16 HTTP/1.1\r\nHost: x\r\nContent-Length: 500\r\n\r\n{\"week\"")
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stalled
+        .write_all(
+            b"POST /upload/2026-11-16 HTTP/1.1\r\nHost: x\r\nContent-Length: 500\r\n\r\n{\"week\"",
+        )
         .unwrap();
     let began = Instant::now();
     let mut answer = Vec::new();
@@ -117,21 +167,33 @@ fn cuts_off_clients_that_trickle_headers_or_bodies() {
 fn bounds_concurrent_connections() {
     let collector = Collector::new();
     let store = tempfile::tempdir().unwrap();
-    let limits = Limits { max_connections: 2, header_timeout: Duration::from_secs(30) };
+    let limits = Limits {
+        max_connections: 2,
+        header_timeout: Duration::from_secs(30),
+    };
     let (addr, _runtime) = start(&collector, store.path(), limits, Duration::from_secs(5));
     // Two idle connections take both slots.
     let first = TcpStream::connect(addr).unwrap();
     let second = TcpStream::connect(addr).unwrap();
     std::thread::sleep(Duration::from_millis(200));
     let mut third = TcpStream::connect(addr).unwrap(); // queued in the backlog, not served
-    third.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
-    third.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    third
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    third
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
     let mut buf = [0u8; 64];
     let waited = third.read(&mut buf);
-    assert!(waited.is_err(), "a third connection was served beyond the limit of two");
+    assert!(
+        waited.is_err(),
+        "a third connection was served beyond the limit of two"
+    );
     // Freeing a slot lets it through.
     drop(first);
-    third.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    third
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
     let mut answer = String::new();
     third.read_to_string(&mut answer).unwrap();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");

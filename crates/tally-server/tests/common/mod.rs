@@ -42,7 +42,12 @@ impl Collector {
         let public_key = dir.path().join("collector.pub");
         let secret_key = dir.path().join("collector.key");
         signing::keygen(&public_key, &secret_key, None, false).unwrap();
-        let collector = Collector { public_key, secret_key, config: dir.path().join("config.json"), dir };
+        let collector = Collector {
+            public_key,
+            secret_key,
+            config: dir.path().join("config.json"),
+            dir,
+        };
         collector.write_config(config);
         collector
     }
@@ -66,8 +71,19 @@ impl Collector {
     /// Opens server state on `store_dir` with threshold `k`.
     pub async fn state(&self, store_dir: &Path, k: u64) -> anyhow::Result<AppState> {
         let (json, sig) = self.config_bytes();
-        let options = Options { threshold: k, clock: Clock::Fixed(today()), ..Options::default() };
-        AppState::open(Store::open(store_dir.to_str().unwrap())?, json, sig, &self.public_key(), options).await
+        let options = Options {
+            threshold: k,
+            clock: Clock::Fixed(today()),
+            ..Options::default()
+        };
+        AppState::open(
+            Store::open(store_dir.to_str().unwrap())?,
+            json,
+            sig,
+            &self.public_key(),
+            options,
+        )
+        .await
     }
 }
 
@@ -92,23 +108,49 @@ pub fn body(report: &Report) -> Vec<u8> {
 }
 
 /// Sends one request to the app without a socket.
-pub async fn call(state: &AppState, method: &str, uri: &str, body: Vec<u8>) -> (StatusCode, Vec<u8>) {
-    let request = Request::builder().method(method).uri(uri).body(Body::from(body)).unwrap();
-    let response = tally_server::app(state.clone()).oneshot(request).await.unwrap();
+pub async fn call(
+    state: &AppState,
+    method: &str,
+    uri: &str,
+    body: Vec<u8>,
+) -> (StatusCode, Vec<u8>) {
+    let request = Request::builder()
+        .method(method)
+        .uri(uri)
+        .body(Body::from(body))
+        .unwrap();
+    let response = tally_server::app(state.clone())
+        .oneshot(request)
+        .await
+        .unwrap();
     let status = response.status();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes().to_vec();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes()
+        .to_vec();
     (status, bytes)
 }
 
 pub async fn upload(state: &AppState, report: &Report) -> (StatusCode, String) {
-    let (status, bytes) = call(state, "POST", &format!("/upload/{}", report.week), body(report)).await;
+    let (status, bytes) = call(
+        state,
+        "POST",
+        &format!("/upload/{}", report.week),
+        body(report),
+    )
+    .await;
     (status, String::from_utf8(bytes).unwrap())
 }
 
 /// Every file under `dir`, recursively.
 pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else { return out };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
     for entry in entries.flatten() {
         let path = entry.path();
         if path.is_dir() {
@@ -122,5 +164,8 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
 
 /// Stored report files.
 pub fn stored_reports(store: &Path) -> Vec<PathBuf> {
-    files_under(&store.join("reports")).into_iter().filter(|p| p.extension().is_some_and(|e| e == "json")).collect()
+    files_under(&store.join("reports"))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect()
 }

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Load test of tally-server on loopback, then a SIGKILL crash check.
+#
+#   bench/server/run.sh [VALID] [INVALID] [CONCURRENCY]
+#
+# 1. builds tally-server and the loadgen example (release);
+# 2. makes a key, signs config-schema/example-config.json, starts `tally-server serve` on
+#    127.0.0.1 with a local store (TALLY_NOW pins the clock);
+# 3. throughput: VALID valid + INVALID invalid uploads over CONCURRENCY keep-alive connections;
+# 4. crash: uploads again and SIGKILLs the server mid-stream;
+# 5. restarts it on the same store and checks every report answered 2xx is stored and counted once.
+# Bounded: fixed counts, a 60 s time limit per phase, loopback only; everything under a temp dir.
+set -euo pipefail
+
+VALID=${1:-20000}
+INVALID=${2:-2000}
+CONCURRENCY=${3:-64}
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+export TALLY_NOW=2026-11-24
+WEEK=2026-11-16
+
+cargo build --quiet --release --manifest-path "$ROOT/Cargo.toml" -p tally-server --bin tally-server --example loadgen
+SERVER=$CARGO_TARGET_DIR/release/tally-server
+LOADGEN=$CARGO_TARGET_DIR/release/examples/loadgen
+
+WORK=$(mktemp -d)
+SERVER_PID=
+cleanup() {
+    if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; fi
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+"$SERVER" keygen --no-password -p "$WORK/key.pub" -s "$WORK/key.sec" >/dev/null
+cp "$ROOT/config-schema/example-config.json" "$WORK/config.json"
+"$SERVER" sign "$WORK/config.json" -s "$WORK/key.sec" >/dev/null
+
+start_server() {
+    "$SERVER" serve --addr 127.0.0.1:0 --store "$WORK/store" --config "$WORK/config.json" \
+        --key "$WORK/key.pub" >"$WORK/server.log" 2>&1 &
+    SERVER_PID=$!
+    for _ in $(seq 1 100); do
+        PORT=$(sed -n 's/^tally-server: listening on port //p' "$WORK/server.log")
+        if [ -n "$PORT" ]; then return; fi
+        sleep 0.05
+    done
+    echo "server did not start:" >&2
+    cat "$WORK/server.log" >&2
+    exit 1
+}
+
+start_server
+echo "== throughput: $VALID valid + $INVALID invalid uploads, $CONCURRENCY connections, local store"
+"$LOADGEN" run --addr "127.0.0.1:$PORT" --week "$WEEK" --valid "$VALID" --invalid "$INVALID" \
+    --concurrency "$CONCURRENCY" --time-limit 60 --accepted "$WORK/accepted-1"
+
+echo "== crash: uploading again, SIGKILL after 1.5 s"
+"$LOADGEN" run --addr "127.0.0.1:$PORT" --week "$WEEK" --valid "$VALID" --invalid "$INVALID" \
+    --concurrency "$CONCURRENCY" --time-limit 60 --accepted "$WORK/accepted-2" \
+    --kill-pid "$SERVER_PID" --kill-after-ms 1500
+wait "$SERVER_PID" 2>/dev/null || true
+SERVER_PID=
+
+echo "== restart and verify"
+start_server
+cat "$WORK/accepted-1" "$WORK/accepted-2" | grep -v '^$' >"$WORK/accepted"
+"$LOADGEN" verify --addr "127.0.0.1:$PORT" --store "$WORK/store" --accepted "$WORK/accepted"
+if grep -q '127\.0\.0\.1' "$WORK/server.log"; then
+    echo "the server log holds an address" >&2
+    exit 1
+fi
