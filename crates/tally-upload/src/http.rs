@@ -25,11 +25,6 @@ pub enum PostOutcome {
     Retry { reason: String },
 }
 
-/// The URL a report for `week` is posted to: `{endpoint}/upload/{week}`.
-pub fn upload_url(endpoint: &str, week: &str) -> String {
-    format!("{}/upload/{week}", endpoint.trim_end_matches('/'))
-}
-
 /// An HTTP agent with tally's timeouts, proxy handling and no redirects.
 pub fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
@@ -105,22 +100,6 @@ pub fn printable_line(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn builds_upload_urls() {
-        assert_eq!(
-            upload_url("http://h:1", "2026-11-16"),
-            "http://h:1/upload/2026-11-16"
-        );
-        assert_eq!(
-            upload_url("http://h:1/", "2026-11-16"),
-            "http://h:1/upload/2026-11-16"
-        );
-        assert_eq!(
-            upload_url("https://h/t/", "2026-11-16"),
-            "https://h/t/upload/2026-11-16"
-        );
-    }
 
     #[test]
     fn answers_become_one_printable_line() {

@@ -14,4 +14,7 @@
 pub mod http;
 pub mod lock;
 pub mod outbox;
+pub mod run;
 pub mod state;
+
+pub use run::{Options, RunError, Summary, debug_upload, run};
