@@ -106,23 +106,34 @@ pub struct LineChart {
 
 /// Smallest "round" number (1, 2, 2.5 or 5 times a power of ten) at or above `value`.
 fn nice_ceiling(value: f64) -> f64 {
+    round_up(value, &[1.0, 2.0, 2.5, 5.0, 10.0])
+}
+
+/// Smallest multiple of a power of ten by one of `steps` (ascending, ending at 10) at or above
+/// `value`; 1 for zero, negative or NaN input.
+fn round_up(value: f64, steps: &[f64]) -> f64 {
     if value.is_nan() || value <= 0.0 {
         return 1.0;
     }
     let magnitude = 10f64.powf(value.log10().floor());
     let fraction = value / magnitude;
-    let step = [1.0, 2.0, 2.5, 5.0, 10.0]
-        .into_iter()
+    let step = steps
+        .iter()
+        .copied()
         .find(|step| fraction <= step * (1.0 + 1e-9))
         .unwrap_or(10.0);
     step * magnitude
 }
 
-/// The top of the y axis for data whose largest value is `max`.
+/// The top of the y axis for data whose largest value is `max`. Counts get a whole-number
+/// gridline step (the axis has four steps), so no label reads "18.75".
 fn y_top(scale: Scale, max: f64) -> f64 {
     match scale {
         Scale::Share => nice_ceiling(max.max(0.01)).min(1.0),
-        Scale::Count => nice_ceiling(max.max(1.0)),
+        Scale::Count => {
+            let step = round_up(max / 4.0, &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0]).max(1.0);
+            4.0 * step
+        }
     }
 }
 
@@ -506,7 +517,10 @@ mod tests {
         assert_eq!(nice_ceiling(7.0), 10.0);
         assert_eq!(nice_ceiling(120.0), 200.0);
         assert_eq!(y_top(Scale::Share, 0.97), 1.0);
-        assert_eq!(y_top(Scale::Count, 0.0), 1.0);
+        assert_eq!(y_top(Scale::Count, 0.0), 4.0);
+        assert_eq!(y_top(Scale::Count, 21.0), 24.0);
+        assert_eq!(y_top(Scale::Count, 61.0), 80.0);
+        assert_eq!(y_top(Scale::Count, 4.0), 4.0);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The rendered pages in a real headless Chromium: they load without console errors or refused
 //! loads, the charts hold the expected series and points, the layout fits a phone-width
-//! screen, and a screenshot of a seeded program page is written to
-//! `docs/screenshots/program-page.png`.
+//! screen, and a screenshot of a seeded program page is written to the test's temporary
+//! directory (`CARGO_TARGET_TMPDIR/program-page.png`; the committed screenshots come from the
+//! real server and `tally view`).
 //!
 //! Skips (with a message) when Chromium is missing, unless `TALLY_REQUIRE_CHROMIUM=1`.
 
@@ -9,7 +10,7 @@ mod support;
 
 use serde_json::json;
 use support::fixtures::{self, cargo_weeks, day, section};
-use support::webdriver::{Browser, repo_root};
+use support::webdriver::Browser;
 use tally_charts::{UserData, UserWeek, dashboard_index, program_page, user_view};
 
 /// The series drawn in each chart, as `{chart kind: [[series, points drawn], …]}` per chart.
@@ -100,7 +101,7 @@ fn pages_render_in_headless_chromium() {
         "every chart is drawn with a width"
     );
     browser.screenshot(
-        &repo_root(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots/program-page.png"),
+        &std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("program-page.png"),
         1100,
     );
 
