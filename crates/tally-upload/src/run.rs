@@ -146,6 +146,7 @@ pub fn run(
     }
 
     let config_dir = home.config_dir();
+    let mut refused_download = false;
     let endpoint = if matches!(mode, Mode::On { .. }) {
         match Endpoint::load(&config_dir) {
             Ok(Some(endpoint)) => {
@@ -155,7 +156,13 @@ pub fn run(
                         "config version {} from {} verified (key {})",
                         verified.config.version, endpoint.url, verified.key_id
                     )),
-                    Err(err) => summary.config_problem = Some(err.to_string()),
+                    Err(err) => {
+                        // A download that arrived but was refused (tampered, unknown key,
+                        // rolled back, expired) stops this run, even if an older cached config
+                        // still verifies: the collector's current word is in doubt.
+                        refused_download = !err.is_transport();
+                        summary.config_problem = Some(err.to_string());
+                    }
                 }
                 Some(endpoint)
             }
@@ -204,6 +211,11 @@ pub fn run(
         summary.nothing_sent_because = summary.config_problem.clone();
         return Ok(summary);
     };
+    if refused_download {
+        let why = summary.config_problem.clone().unwrap_or_default();
+        summary.nothing_sent_because = Some(format!("the collector's config was refused: {why}"));
+        return Ok(summary);
+    }
     // Whatever the fetch said, only a config that verifies now lets anything leave.
     if let Err(why) = tally_config::current_for(&endpoint, &config_dir, today) {
         let why = summary

@@ -1,0 +1,6 @@
+//! The tally CLI alone, without the shims' dispatch: what this crate's tests run as a real
+//! process (the `tally` binary itself belongs to the root package).
+
+fn main() -> std::process::ExitCode {
+    tally_cli::run(std::env::args_os().collect())
+}
