@@ -64,12 +64,13 @@ pub fn run_shim(tool: Tool, argv: Vec<OsString>) -> i32 {
     silence_panics();
     let name = tool.name();
     let this = identity::self_identity();
-    let pid = std::process::id().to_string();
-    if std::env::var_os(TALLY_SHIM_GUARD).is_some_and(|g| g == pid.as_str()) {
+    let guard = Guard::read(std::env::var_os(TALLY_SHIM_GUARD).as_deref());
+    if guard.reentries >= MAX_REENTRIES {
         eprintln!(
-            "tally: the `{name}` shim was started again by the program it handed over to \
-             (PATH: {}): another shim manager on PATH runs tally's shims in a loop. Put tally's \
-             shims directory before the other manager's on PATH, or remove one of them.",
+            "tally: the `{name}` shim was started again by the program it handed over to, \
+             {MAX_REENTRIES} times in one process (PATH: {}): another shim manager on PATH runs \
+             tally's shims in a loop. Put tally's shims directory before the other manager's on \
+             PATH, or remove one of them.",
             std::env::var_os("PATH")
                 .unwrap_or_default()
                 .to_string_lossy()
@@ -86,17 +87,76 @@ pub fn run_shim(tool: Tool, argv: Vec<OsString>) -> i32 {
     };
     let args = argv.get(1..).unwrap_or(&[]);
     let mut changes = EnvChanges::default();
-    let _ = catch_unwind(AssertUnwindSafe(|| {
-        count_and_arrange(tool, &found, args, &mut changes);
-    }));
+    // The same tool again in the same process was counted on the first pass.
+    if !guard.same_tool(name) {
+        let _ = catch_unwind(AssertUnwindSafe(|| {
+            count_and_arrange(tool, &found, args, &mut changes);
+        }));
+    }
     changes.remove.push(TALLY_FORCE_ARG0.into());
-    changes.set.push((TALLY_SHIM_GUARD.into(), pid.into()));
+    changes
+        .set
+        .push((TALLY_SHIM_GUARD.into(), guard.next(name).into()));
     // Keep the name the tool was called by (rustup's proxies dispatch on it).
     let argv0 = match argv.first() {
         Some(a0) if identity::stem_of(a0) == Some(name) => a0.clone(),
         _ => OsString::from(name),
     };
     exec(&found.path, &argv0, args, &changes)
+}
+
+/// How many times shims may run again within one process (through `exec`) before it is called
+/// a loop. Legitimate chains are short (`cargo` execs `cargo-fmt`); a loop is endless.
+pub const MAX_REENTRIES: u32 = 8;
+
+/// The loop guard carried in `TALLY_SHIM_GUARD` as `<pid>:<tool>:<re-entries>`. A process ID
+/// is all it holds: the tool ignores it, and a tool started as a new process (a build script
+/// running cargo) starts afresh. Only `exec` keeps the PID, so only a chain of `exec`s within
+/// one process (which is what a loop between shim managers is) is ever counted.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Guard {
+    /// The tool the last shim in this process stood for, if the guard is this process's.
+    pub tool: Option<String>,
+    /// Shim runs in this process before this one.
+    pub reentries: u32,
+}
+
+impl Guard {
+    /// Reads the inherited guard; one from another process (or malformed) is no guard.
+    pub fn read(value: Option<&OsStr>) -> Guard {
+        Self::read_for(value, std::process::id())
+    }
+
+    fn read_for(value: Option<&OsStr>, pid: u32) -> Guard {
+        let none = Guard {
+            tool: None,
+            reentries: 0,
+        };
+        let Some(text) = value.and_then(OsStr::to_str) else {
+            return none;
+        };
+        let mut parts = text.splitn(3, ':');
+        let (Some(p), Some(tool), Some(n)) = (parts.next(), parts.next(), parts.next()) else {
+            return none;
+        };
+        match (p.parse::<u32>(), n.parse::<u32>()) {
+            (Ok(p), Ok(n)) if p == pid => Guard {
+                tool: Some(tool.to_string()),
+                reentries: n + 1,
+            },
+            _ => none,
+        }
+    }
+
+    /// Whether the previous shim in this process was the same tool.
+    pub fn same_tool(&self, tool: &str) -> bool {
+        self.tool.as_deref() == Some(tool)
+    }
+
+    /// The value to hand on.
+    pub fn next(&self, tool: &str) -> String {
+        format!("{}:{tool}:{}", std::process::id(), self.reentries)
+    }
 }
 
 /// The counting part of a shim run; every failure is ignored by design (the tool must run).
@@ -174,4 +234,52 @@ pub fn exec(program: &Path, argv0: &OsStr, args: &[OsString], changes: &EnvChang
 /// without tally. The panic is caught and the tool runs.
 pub fn silence_panics() {
     std::panic::set_hook(Box::new(|_| {}));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guard_counts_only_within_one_process() {
+        let me = 4242;
+        let read = |v: &str| Guard::read_for(Some(OsStr::new(v)), me);
+        assert_eq!(
+            read("4242:cargo:0"),
+            Guard {
+                tool: Some("cargo".into()),
+                reentries: 1
+            }
+        );
+        assert_eq!(
+            read("4242:cargo-fmt:3"),
+            Guard {
+                tool: Some("cargo-fmt".into()),
+                reentries: 4
+            }
+        );
+        assert_eq!(
+            read("17:cargo:5"),
+            Guard {
+                tool: None,
+                reentries: 0
+            }
+        );
+        assert_eq!(
+            read("garbage"),
+            Guard {
+                tool: None,
+                reentries: 0
+            }
+        );
+        assert_eq!(
+            Guard::read_for(None, me),
+            Guard {
+                tool: None,
+                reentries: 0
+            }
+        );
+        assert!(read("4242:cargo:0").same_tool("cargo"));
+        assert!(!read("4242:cargo:0").same_tool("cargo-fmt"));
+    }
 }

@@ -48,7 +48,8 @@ pub fn layout(argv: &[OsString]) -> Layout {
     let stem2 = argv.get(2).and_then(|a| stem_of(a));
     let clippy = stem1 == Some("clippy-driver");
     // `tally <workspace-wrapper> /abs/rustc args…`: cargo puts the workspace wrapper first.
-    if stem1 != Some("rustc") && stem2 == Some("rustc") && Path::new(&argv[2]).is_absolute() {
+    // The compiler may come as a bare `rustc` when cargo found it on PATH.
+    if stem1 != Some("rustc") && stem2 == Some("rustc") {
         Layout {
             compiler: 2,
             clippy,

@@ -359,7 +359,6 @@ pub fn caller_from_env(is_set: &dyn Fn(&str) -> bool, fallback: RustcCaller) -> 
 struct Seen {
     version: bool,
     print: bool,
-    help: bool,
     stdin_input: bool,
     file_input: bool,
 }
@@ -408,17 +407,33 @@ pub(crate) fn count(args: &[Option<&str>], ctx: &Context<'_>, names: &mut Names)
     }
     scan(&expanded, &mut seen, &mut flags);
 
-    if seen.version {
-        names.push("probe:version");
+    // A probe counts as a probe and by what it printed; its other flags (cargo's probe passes
+    // every crate type) would only blur the counts of real compiles.
+    let probe = if seen.version {
+        Some("probe:version")
     } else if seen.print && !seen.file_input {
-        names.push("probe:print");
-    } else if seen.file_input || seen.stdin_input {
-        names.push("compiles");
+        Some("probe:print")
+    } else {
+        None
+    };
+    match probe {
+        Some(probe) => {
+            names.push(probe);
+            for name in flags
+                .names
+                .iter()
+                .filter(|n| n.starts_with("rustc/print:") || n.starts_with("rustc/argfile:"))
+            {
+                names.names.push(name.clone());
+            }
+        }
+        None => {
+            if seen.file_input || seen.stdin_input {
+                names.push("compiles");
+            }
+            names.names.extend(flags.names);
+        }
     }
-    for name in flags.names {
-        names.names.push(name);
-    }
-    let _ = seen.help;
 }
 
 fn scan(args: &[Option<&str>], seen: &mut Seen, out: &mut Names) {
@@ -484,10 +499,8 @@ fn scan(args: &[Option<&str>], seen: &mut Seen, out: &mut Names) {
 fn record(flag: &str, kind: Kind, value: Option<&str>, seen: &mut Seen, out: &mut Names) {
     match kind {
         Kind::Switch | Kind::Open => {
-            match flag {
-                "--version" => seen.version = true,
-                "--help" => seen.help = true,
-                _ => {}
+            if flag == "--version" {
+                seen.version = true;
             }
             out.push(&format!("flag:{flag}"));
         }

@@ -173,8 +173,24 @@ fn rustc_probes_are_not_compiles() {
             "--print=sysroot",
         ],
     );
-    assert!(has(&n, "rustc/probe:print") && !has(&n, "rustc/compiles"));
-    assert!(has(&n, "rustc/print:file-names") && has(&n, "rustc/print:sysroot"));
+    assert_eq!(
+        n,
+        [
+            "rustc/invocations",
+            "rustc/caller:direct",
+            "rustc/probe:print",
+            "rustc/print:file-names",
+            "rustc/print:sysroot"
+        ]
+    );
+    assert_eq!(
+        names(Tool::Rustc, &["-vV"]),
+        [
+            "rustc/invocations",
+            "rustc/caller:direct",
+            "rustc/probe:version"
+        ]
+    );
     // A real compile that also prints is a compile.
     let n = names(
         Tool::Rustc,

@@ -1,0 +1,11 @@
+//! Integration tests of the built `tally` binary in front of the real cargo, rustc, rustfmt,
+//! go and gofmt. Each test builds its own world (see `util`): a shims directory of symlinks, a
+//! temporary HOME and data directory, a fixed environment.
+
+mod cargo;
+mod faults;
+mod fidelity;
+mod go;
+mod privacy;
+mod rustc;
+mod util;
