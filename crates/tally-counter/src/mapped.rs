@@ -305,7 +305,7 @@ impl CounterFile {
 
     /// The atomic u32 at `offset`, which the caller has checked lies in the file.
     fn u32_cell(&self, offset: u64) -> &AtomicU32 {
-        assert!(offset % 4 == 0 && offset + 4 <= MAX_FILE_SIZE);
+        assert!(offset.is_multiple_of(4) && offset + 4 <= MAX_FILE_SIZE);
         // SAFETY: the mapping is MAX_FILE_SIZE bytes long and page-aligned, so `offset` (a
         // multiple of 4, in bounds, asserted above) gives an aligned pointer inside it. Callers
         // check the file covers it, so the page is backed. The memory is shared with other
@@ -316,7 +316,7 @@ impl CounterFile {
 
     /// The atomic u64 at `offset`, checked to lie in the file.
     fn u64_cell(&self, offset: u64) -> Result<&AtomicU64, Error> {
-        if offset % 8 != 0 || offset + 8 > MAX_FILE_SIZE || !self.covered(offset + 8) {
+        if !offset.is_multiple_of(8) || offset + 8 > MAX_FILE_SIZE || !self.covered(offset + 8) {
             return Err(self.corrupt(format!("counter at {offset} is outside the file")));
         }
         // SAFETY: as in `u32_cell`: aligned (multiple of 8 in a page-aligned mapping), inside
@@ -342,7 +342,8 @@ impl CounterFile {
     /// Checks that a record offset read from the file is a plausible record that lies in the
     /// file, and returns its name length.
     fn check_record(&self, offset: u64) -> Result<usize, Error> {
-        if offset % 32 != 0 || offset < self.records_start || offset + 16 > MAX_FILE_SIZE {
+        if !offset.is_multiple_of(32) || offset < self.records_start || offset + 16 > MAX_FILE_SIZE
+        {
             return Err(self.corrupt(format!("record offset {offset} is not a record position")));
         }
         if !self.covered(offset + 16) {

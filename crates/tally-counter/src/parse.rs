@@ -19,13 +19,17 @@ pub fn parse(bytes: &[u8]) -> Result<Snapshot, ParseError> {
     let file_len = bytes.len() as u64;
     let header = parse_header(bytes, file_len)?;
     let mut counters = BTreeMap::new();
-    let mut visited = 0usize;
+    let mut visited = std::collections::HashSet::new();
     for bucket in 0..BUCKETS {
         let head_at = header.table as usize + 4 * bucket as usize;
         let mut offset = u64::from(u32_at(bytes, head_at));
         while offset != 0 {
-            visited += 1;
-            if visited > MAX_COUNTERS {
+            if !visited.insert(offset) {
+                return Err(corrupt(format!(
+                    "a hash chain has a cycle: the record at {offset} is reached twice"
+                )));
+            }
+            if visited.len() > MAX_COUNTERS {
                 return Err(corrupt(format!(
                     "more than {MAX_COUNTERS} records are reachable: a chain has a cycle or the file is overfull"
                 )));

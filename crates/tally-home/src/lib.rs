@@ -409,10 +409,9 @@ pub fn sanitize_component(s: &str) -> String {
         })
         .collect();
     // A leading dot would hide the file (and `..` must never be a component).
-    if cleaned.starts_with('.') {
-        format!("_{}", &cleaned[1..])
-    } else {
-        cleaned
+    match cleaned.strip_prefix('.') {
+        Some(rest) => format!("_{rest}"),
+        None => cleaned,
     }
 }
 
