@@ -447,13 +447,13 @@ pub struct HorizontalBars {
 }
 
 /// Labels longer than this are shortened on the chart (the tooltip keeps the whole name).
-const MAX_BAR_LABEL_CHARS: usize = 34;
+const MAX_BAR_LABEL_CHARS: usize = 36;
 
 /// Renders a horizontal bar chart; its height grows with the number of rows.
 pub fn horizontal_bars(chart: &HorizontalBars) -> String {
     let row_height = 18.0;
-    let label_width = 200.0;
-    let value_width = 56.0;
+    let label_width = 236.0;
+    let value_width = 50.0;
     let height = TOP + row_height * chart.rows.len().max(1) as f64 + 6.0;
     let max = chart.rows.iter().map(|(_, v)| *v).max().unwrap_or(0).max(1) as f64;
     let plot = WIDTH - label_width - value_width;

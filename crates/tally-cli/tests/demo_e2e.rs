@@ -309,7 +309,7 @@ fn browser_checks(dashboard: &str, tally: &Path, home: &Path) {
         series.contains(&json!("all reports")) && series.contains(&json!("cargo")),
         "{charts}"
     );
-    browser.screenshot(&shots.join("dashboard.png"), 1100);
+    browser.screenshot(&shots.join("demo-dashboard.png"), 1100);
 
     browser.resize(1280, 900);
     browser.goto(&format!("{dashboard}/programs/cargo"));
@@ -339,7 +339,7 @@ fn browser_checks(dashboard: &str, tally: &Path, home: &Path) {
             "{subcommands}"
         );
     }
-    browser.screenshot(&shots.join("dashboard-cargo.png"), 1100);
+    browser.screenshot(&shots.join("demo-cargo.png"), 1100);
 
     // `tally view` on the demo's home, served on loopback.
     let mut view = Command::new(tally)
