@@ -6,6 +6,7 @@ mod cargo;
 mod faults;
 mod fidelity;
 mod go;
+mod install;
 mod privacy;
 mod rustc;
 mod util;

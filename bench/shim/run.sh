@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Shim benchmarks (bench/README.md, "Shims"). Side by side in one hyperfine run each:
+#  1. `rustc --version`: direct (the toolchain's rustc), through a static C program that only
+#     execv()s it, through tally's shim (counting into a scratch data dir, mode local), and
+#     through the rustup proxy.
+#  2. A generated multi-crate workspace, `cargo build` from clean, with and without
+#     RUSTC_WRAPPER=tally.
+# Usage: bench/shim/run.sh [--quick]   (--quick: fewer runs, for a smoke test)
+# Needs: hyperfine, gcc with static glibc, rustup, python3. Writes bench/out/shim/.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+repo=$PWD
+out=$repo/bench/out/shim
+mkdir -p "$out"
+runs=300
+build_runs=5
+crates=30
+if [[ ${1:-} == --quick ]]; then runs=30; build_runs=2; crates=8; fi
+
+target=$(rustc -vV | sed -n 's/^host: //p')
+echo "== building tally (release, static: -C target-feature=+crt-static --target $target)"
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$repo/target}
+RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --target "$target" -p tally -q
+tally=$CARGO_TARGET_DIR/$target/release/tally
+
+scratch=$(mktemp -d /tmp/tally-bench-shim.XXXXXX)
+trap 'rm -rf "$scratch"' EXIT
+real_rustc=$(rustc --print sysroot)/bin/rustc
+toolchain_bin=$(dirname "$real_rustc")
+proxy=$(command -v rustc)
+
+echo "== building the static C execv baseline"
+mkdir -p "$scratch/c" "$scratch/shims"
+gcc -O2 -static -DREAL_TOOL="\"$real_rustc\"" -o "$scratch/c/rustc" bench/shim/execv.c
+ln -s "$tally" "$scratch/shims/rustc"
+
+export TALLY_DIR=$scratch/data
+unset TALLY DO_NOT_TRACK RUSTC_WRAPPER
+# The shim finds the real rustc on PATH after itself; the toolchain's bin first, so the shim
+# hands over to the same binary `direct` runs.
+export PATH=$scratch/shims:$toolchain_bin:$PATH
+
+echo "== rustc --version (runs: $runs)"
+hyperfine -N --warmup 20 --runs "$runs" \
+    -n direct "$real_rustc --version" \
+    -n c-execv "$scratch/c/rustc --version" \
+    -n tally-shim "$scratch/shims/rustc --version" \
+    -n rustup-proxy "$proxy --version" \
+    --export-json "$out/rustc-version.json" --export-markdown "$out/rustc-version.md"
+
+python3 - "$out/rustc-version.json" <<'PY'
+import json, statistics, sys
+res = {r["command"]: r for r in json.load(open(sys.argv[1]))["results"]}
+med = {k: statistics.median(v["times"]) * 1e3 for k, v in res.items()}
+d = med["direct"]
+for k in med:
+    print(f"  {k:13s} median {med[k]:7.3f} ms   added {med[k]-d:+7.3f} ms")
+c_added = med["c-execv"] - d
+t_added = med["tally-shim"] - d
+print(f"  tally added / C added = {t_added / c_added:.2f}x (target <= 1.2x)" if c_added > 0 else "  C added no measurable time")
+PY
+echo "  counters written: $(ls "$TALLY_DIR/counters" | wc -l) file(s)"
+
+echo "== generated workspace: $crates crates, cargo build from clean (runs: $build_runs)"
+ws=$scratch/ws
+mkdir -p "$ws"
+members=""
+for i in $(seq 1 "$crates"); do
+    name=c$i
+    members+="\"$name\","
+    mkdir -p "$ws/$name/src"
+    deps=""
+    # A chain with some fan-in: each crate depends on up to two earlier ones.
+    if ((i > 1)); then deps+="c$((i - 1)) = { path = \"../c$((i - 1))\" }"$'\n'; fi
+    if ((i > 3)); then deps+="c$((i / 2)) = { path = \"../c$((i / 2))\" }"$'\n'; fi
+    printf '[package]\nname = "%s"\nversion = "0.1.0"\nedition = "2021"\n\n[dependencies]\n%s' "$name" "$deps" > "$ws/$name/Cargo.toml"
+    {
+        echo "pub fn value_$i(x: u64) -> u64 {"
+        echo "    let mut acc = x;"
+        for j in $(seq 1 40); do echo "    acc = acc.wrapping_mul($j).rotate_left($((j % 13))) ^ $((i * j));"; done
+        echo "    acc"
+        echo "}"
+        for j in $(seq 1 20); do
+            echo "pub struct S$j { pub a: u64, pub b: String }"
+            echo "impl S$j { pub fn f(&self) -> String { format!(\"{}{}\", self.a, self.b) } }"
+        done
+        if ((i > 1)); then echo "pub fn chained(x: u64) -> u64 { c$((i - 1))::value_$((i - 1))(x) }"; fi
+    } > "$ws/$name/src/lib.rs"
+done
+printf '[workspace]\nresolver = "2"\nmembers = [%s]\n' "${members%,}" > "$ws/Cargo.toml"
+export CARGO_TARGET_DIR=$ws/target
+# Plain cargo (not tally's shim) in both, so the only difference is the wrapper.
+cargo_bin=$(command -v cargo)
+hyperfine --warmup 1 --runs "$build_runs" \
+    --prepare "rm -rf $ws/target" \
+    -n without-wrapper "cd $ws && RUSTC_WRAPPER= $cargo_bin build -q" \
+    -n rustc-wrapper-tally "cd $ws && RUSTC_WRAPPER=$tally $cargo_bin build -q" \
+    --export-json "$out/cargo-build.json" --export-markdown "$out/cargo-build.md"
+python3 - "$out/cargo-build.json" <<'PY'
+import json, statistics, sys
+res = {r["command"]: r for r in json.load(open(sys.argv[1]))["results"]}
+a = statistics.median(res["without-wrapper"]["times"])
+b = statistics.median(res["rustc-wrapper-tally"]["times"])
+print(f"  without {a:.3f} s, with RUSTC_WRAPPER=tally {b:.3f} s: {100*(b-a)/a:+.2f}% (target within 1%)")
+PY
