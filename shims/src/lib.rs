@@ -189,7 +189,13 @@ fn count_and_arrange(
     {
         notice::maybe_show(&env, home.root());
     }
-    let tally = identity::tally_exe();
+    // Finding tally's own path costs a readlink: only when it can be needed.
+    let needs_tally = tool == Tool::Cargo || background::allowed(&env, mode);
+    let tally = if needs_tally {
+        identity::tally_exe()
+    } else {
+        None
+    };
     background::maybe_start(&env, mode, home.root(), tally.as_deref());
     if tool == Tool::Cargo
         && let Some(tally) = tally

@@ -5,6 +5,7 @@
 mod cargo;
 mod faults;
 mod fidelity;
+mod firstrun;
 mod go;
 mod install;
 mod privacy;
