@@ -27,7 +27,9 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 pub use env::Env;
-pub use tally_counter::{CounterFile, FileId, FileMeta, ReadError, Snapshot};
+pub use tally_counter::{
+    CounterFile, FileId, FileMeta, ReadError, Snapshot, parse as parse_counter_file,
+};
 pub use tally_protocol::Day;
 
 /// Errors of the data directory.
@@ -415,15 +417,23 @@ pub fn sanitize_component(s: &str) -> String {
     }
 }
 
-/// The file name of a counter file: `<program>@<version>-<os>-<arch>-<weekstart>.v1.count`.
+/// The file name of a counter file: `<program>@<version>-<os>-<arch>-<weekstart>.v1.count`,
+/// e.g. `rustc@1.91.0-linux-x86_64-2026-11-24.v1.count`. Program, version, OS and arch are
+/// sanitized to `[A-Za-z0-9._+~]` (anything else becomes `_`, so they contain no `-`); the week
+/// start keeps its `YYYY-MM-DD` dashes when it is a valid day (it is the fixed-length last
+/// component) and is sanitized like the rest otherwise. Readers trust the file's header, never
+/// its name.
 pub fn counter_file_name(meta: &FileMeta) -> String {
+    let week_start = match meta.week_start.parse::<Day>() {
+        Ok(day) => day.to_string(),
+        Err(_) => sanitize_component(&meta.week_start),
+    };
     format!(
-        "{}@{}-{}-{}-{}.v1.count",
+        "{}@{}-{}-{}-{week_start}.v1.count",
         sanitize_component(&meta.program),
         sanitize_component(&meta.version),
         sanitize_component(&meta.os),
         sanitize_component(&meta.arch),
-        sanitize_component(&meta.week_start),
     )
 }
 
@@ -476,12 +486,40 @@ impl Store {
                     made_dir = true;
                 }
                 Err(e) if e.needs_quarantine() && !quarantined => {
-                    self.quarantine_if_same(&path, e.file_id(), &e.to_string())?;
+                    self.quarantine_if_same(&path, e.file_id(), &quarantine_reason(&e))?;
                     quarantined = true;
                 }
                 Err(e) => return Err(e.into()),
             }
         }
+    }
+
+    /// Adds 1 to each of `names` in the current file (see [`Store::open_current`]). Corruption
+    /// that only shows while walking the file (a chain cycle, a pointer past the end) is handled
+    /// like corruption found at open: the file is quarantined, a fresh one started, and all the
+    /// names counted there. Returns whether a file was created.
+    pub fn count_names(
+        &self,
+        program: &str,
+        version: &str,
+        today: Day,
+        names: &[&str],
+    ) -> Result<bool, Error> {
+        let (file, created) = self.open_current(program, version, today)?;
+        let Err(e) = names.iter().try_for_each(|name| file.add(name, 1)) else {
+            return Ok(created);
+        };
+        if !e.needs_quarantine() {
+            return Err(e.into());
+        }
+        let path = file.path().to_path_buf();
+        drop(file);
+        self.quarantine_if_same(&path, e.file_id(), &quarantine_reason(&e))?;
+        let (file, created) = self.open_current(program, version, today)?;
+        for name in names {
+            file.add(name, 1)?;
+        }
+        Ok(created)
     }
 
     /// Every counter file (`*.count` in `counters/`), sorted by path, each parsed. A missing
@@ -585,6 +623,33 @@ impl Store {
     }
 }
 
+/// Why a counter file was moved aside, in words that name no path (a `.reason` file is a file
+/// tally writes, and paths never appear in those).
+pub fn quarantine_reason(error: &tally_counter::Error) -> String {
+    match error {
+        tally_counter::Error::Corrupt { reason, .. } => {
+            format!("not a valid tally counter file: {reason}")
+        }
+        tally_counter::Error::FutureVersion { found, .. } => format!(
+            "counter file format version {found} is newer than this tally understands (version {}); upgrade tally to read it",
+            tally_counter::FORMAT_VERSION
+        ),
+        _ => "the file cannot be used as a counter file".to_string(),
+    }
+}
+
+/// Why a file that [`tally_counter::read_file`] rejected is invalid, without its path.
+pub fn read_error_reason(error: &ReadError) -> String {
+    match error {
+        ReadError::Parse { source, .. } => source.to_string(),
+        ReadError::TooLarge { size, .. } => format!(
+            "the file is {size} bytes, more than the {} byte cap of the format",
+            tally_counter::MAX_FILE_SIZE
+        ),
+        ReadError::Io { source, .. } => format!("cannot be read: {source}"),
+    }
+}
+
 /// What [`count_invocation`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CountOutcome {
@@ -598,7 +663,8 @@ pub enum CountOutcome {
 }
 
 /// The one call for the shims: if the effective mode is off, returns `Ok(Skipped)` having
-/// touched nothing (no directories). Otherwise opens the current week's file and adds 1 to each
+/// touched nothing (no directories); a mode file that cannot be read is an error, also with
+/// nothing touched. Otherwise opens the current week's file and adds 1 to each
 /// name. Errors are returned; the shim swallows them.
 pub fn count_invocation(
     env: &Env,
@@ -612,15 +678,14 @@ pub fn count_invocation(
     let Some(home) = Home::locate(env) else {
         return Ok(CountOutcome::Skipped);
     };
-    if effective_mode(env, Some(&home)) == Mode::Off {
+    // A mode file that cannot be read or parsed counts as off (see `effective_mode`); the
+    // error is still returned so that the caller can tell why nothing was counted.
+    if home.stored_mode()? == Mode::Off {
         return Ok(CountOutcome::Skipped);
     }
-    let (file, created_file) = home
+    let created_file = home
         .counter_store()
-        .open_current(program, version, env.today())?;
-    for name in names {
-        file.add(name, 1)?;
-    }
+        .count_names(program, version, env.today(), names)?;
     Ok(CountOutcome::Counted { created_file })
 }
 

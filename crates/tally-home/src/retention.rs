@@ -85,10 +85,12 @@ pub fn sweep(home: &Home, today: Day) -> Result<SweepSummary, Error> {
                     );
                 }
             }
-            Err(e) if e.is_invalid_file() => match store.quarantine(&path, &e.to_string()) {
-                Ok(q) => summary.quarantined.push(q),
-                Err(e) => summary.failures.push(e.to_string()),
-            },
+            Err(e) if e.is_invalid_file() => {
+                match store.quarantine(&path, &crate::read_error_reason(&e)) {
+                    Ok(q) => summary.quarantined.push(q),
+                    Err(e) => summary.failures.push(e.to_string()),
+                }
+            }
             Err(_) => {}
         }
     }

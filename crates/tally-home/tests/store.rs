@@ -1,0 +1,410 @@
+//! The counter store against corrupt files, unwritable and full disks: every failure is an
+//! error returned to the caller, never a panic, and never a half-written file that breaks a
+//! later reader.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use tally_home::{CounterFile, Day, Env, Home, Store, count_invocation, counter_file_name};
+
+fn today() -> Day {
+    "2026-11-24".parse().unwrap()
+}
+
+/// The path `open_current` uses for rustc 1.91.0 today, with its directory created.
+fn current_path(home: &Home) -> PathBuf {
+    let week = home.week_of(today()).unwrap();
+    let meta = Store::meta_for("rustc", "1.91.0", week);
+    std::fs::create_dir_all(home.counters_dir()).unwrap();
+    home.counters_dir().join(counter_file_name(&meta))
+}
+
+fn valid_bytes(home: &Home) -> Vec<u8> {
+    let path = current_path(home);
+    let (file, _) = CounterFile::open_or_create(
+        &path,
+        &Store::meta_for("rustc", "1.91.0", home.week_of(today()).unwrap()),
+    )
+    .unwrap();
+    file.add("rustc/edition:2021", 4).unwrap();
+    file.add("rustc/crate-type:lib", 1).unwrap();
+    drop(file);
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    bytes
+}
+
+fn u32_at(b: &[u8], off: usize) -> u32 {
+    u32::from_le_bytes(b[off..off + 4].try_into().unwrap())
+}
+
+fn put_u32(b: &mut [u8], off: usize, v: u32) {
+    b[off..off + 4].copy_from_slice(&v.to_le_bytes());
+}
+
+fn first_head(b: &[u8]) -> usize {
+    let table = u32_at(b, 12) as usize;
+    (0..512)
+        .map(|i| table + 4 * i)
+        .find(|&at| u32_at(b, at) != 0)
+        .unwrap()
+}
+
+/// Every kind of bad file, with a word its quarantine reason must contain.
+fn corruptions(valid: &[u8]) -> Vec<(&'static str, Vec<u8>, &'static str)> {
+    let mut cases = vec![
+        ("zero-length", Vec::new(), "zero length"),
+        ("truncated", valid[..200].to_vec(), "truncated"),
+    ];
+    let mut b = valid.to_vec();
+    b[..8].copy_from_slice(b"NOTTALLY");
+    cases.push(("wrong magic", b, "wrong magic"));
+    let mut b = valid.to_vec();
+    put_u32(&mut b, 32, 0x7fff_ffff);
+    cases.push(("huge header length", b, "metadata length"));
+    let mut b = valid.to_vec();
+    let rec = u32_at(&b, first_head(&b));
+    put_u32(&mut b, rec as usize + 12, rec);
+    cases.push(("chain cycle", b, "cycle"));
+    let mut b = valid.to_vec();
+    let head = first_head(&b);
+    put_u32(&mut b, head, 0x000f_ffe0);
+    cases.push(("pointer past end", b, "past the end"));
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let random: Vec<u8> = (0..16384)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    cases.push(("random bytes", random, "wrong magic"));
+    let mut b = valid.to_vec();
+    put_u32(&mut b, 8, 7);
+    cases.push(("future version", b, "version 7"));
+    cases
+}
+
+#[test]
+fn each_corrupt_file_is_quarantined_with_a_reason_and_a_fresh_file_started() {
+    let kinds = 8;
+    for kind in 0..kinds {
+        let tmp = tempfile::tempdir().unwrap();
+        let home = Home::at(tmp.path());
+        let mut cases = corruptions(&valid_bytes(&home));
+        assert_eq!(cases.len(), kinds);
+        let (what, bytes, expect) = cases.swap_remove(kind);
+        let path = current_path(&home);
+        std::fs::write(&path, &bytes).unwrap();
+
+        // Readers skip it with a clear message, and move nothing.
+        let listed = home.counter_store().list();
+        assert_eq!(listed.len(), 1, "{what}");
+        let err = listed[0].1.as_ref().unwrap_err();
+        assert!(err.is_invalid_file(), "{what}: {err}");
+        assert!(err.to_string().contains(expect), "{what}: {err}");
+        assert!(path.exists());
+
+        // The hot path moves it aside and starts afresh.
+        // Enough names to walk every hash chain, so corruption deep in the file is met too.
+        let names: Vec<String> = (0..3000).map(|i| format!("rustc/n{i}")).collect();
+        let mut names: Vec<&str> = names.iter().map(String::as_str).collect();
+        names.push("rustc/after");
+        let created = home
+            .counter_store()
+            .count_names("rustc", "1.91.0", today(), &names)
+            .unwrap();
+        assert!(created, "{what}");
+        let quarantined = home.quarantine_dir().join(path.file_name().unwrap());
+        // Kept: byte for byte when the damage showed at open; when it only showed while
+        // walking a chain, counting had begun, and the file still shows the same damage.
+        let kept = std::fs::read(&quarantined).unwrap();
+        let same_damage = tally_home::parse_counter_file(&kept)
+            .err()
+            .is_some_and(|e| e.to_string().contains(expect));
+        assert!(
+            kept == bytes || same_damage,
+            "{what}: quarantined file not kept"
+        );
+        let reason = std::fs::read_to_string(format!("{}.reason", quarantined.display())).unwrap();
+        assert!(reason.contains(expect), "{what}: {reason}");
+        assert!(
+            !reason.contains(tmp.path().to_str().unwrap()),
+            "no paths in reasons"
+        );
+        let listed = home.counter_store().list();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(
+            listed[0].1.as_ref().unwrap().counters["rustc/after"],
+            1,
+            "{what}"
+        );
+    }
+}
+
+#[test]
+fn quarantine_never_overwrites_an_earlier_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = Home::at(tmp.path());
+    let store = home.counter_store();
+    let path = current_path(&home);
+    for i in 0..3u8 {
+        std::fs::write(&path, [i; 10]).unwrap();
+        store.quarantine(&path, "test").unwrap();
+    }
+    let mut names: Vec<_> = std::fs::read_dir(home.quarantine_dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| !n.ends_with(".reason"))
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 3);
+    assert!(!path.exists());
+}
+
+#[test]
+fn a_file_for_something_else_is_not_counted_into() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = Home::at(tmp.path());
+    let week = home.week_of(today()).unwrap();
+    // "a b" and "a_b" share a file name; the header tells them apart.
+    let path = home.counters_dir();
+    std::fs::create_dir_all(&path).unwrap();
+    let store = home.counter_store();
+    store.open_current("a b", "1", today()).unwrap();
+    let err = store.open_current("a_b", "1", today()).unwrap_err();
+    assert!(err.to_string().contains("not the expected"), "{err}");
+    let _ = week;
+}
+
+const ROLE: &str = "TALLY_HOME_STORE_ROLE";
+
+fn rlimited_child(test: &str, role: &str, root: &Path, blocks: u32) -> std::process::Output {
+    // The shell ignores SIGXFSZ (inherited across exec) and caps the file size, so writes past
+    // the cap fail with EFBIG like a full disk instead of killing the process.
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "trap '' XFSZ; ulimit -f {blocks} && exec \"$0\" \"$@\""
+        ))
+        .arg(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env(ROLE, role)
+        .env("TALLY_DIR", root)
+        .env("TALLY_NOW", "2026-11-24")
+        .output()
+        .unwrap()
+}
+
+/// Child side of the full-disk tests.
+#[test]
+fn full_disk_worker() {
+    let Ok(role) = std::env::var(ROLE) else {
+        return;
+    };
+    let env = Env::from_process();
+    match role.as_str() {
+        "grow" => {
+            let home = Home::locate(&env).unwrap();
+            let (file, _) = home
+                .counter_store()
+                .open_current("rustc", "1.91.0", env.today())
+                .unwrap();
+            let mut added = 0u32;
+            let err = loop {
+                // Long names so the cap is reached after a few pages.
+                match file.add(&format!("rustc/n{added}-{}", "y".repeat(150)), 1) {
+                    Ok(()) => added += 1,
+                    Err(e) => break e,
+                }
+                assert!(added < 100_000, "the size limit was never hit");
+            };
+            println!("\nadded={added}\nerror={err}");
+        }
+        "create" => {
+            let err = count_invocation(&env, "rustc", "1.91.0", &["rustc/x"]).unwrap_err();
+            println!("\nerror={err}");
+        }
+        other => panic!("unknown role {other}"),
+    }
+}
+
+fn stdout_value(out: &std::process::Output, key: &str) -> String {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")).map(str::to_string))
+        .unwrap_or_else(|| panic!("no {key} in {out:?}"))
+}
+
+#[test]
+fn full_disk_while_growing_returns_an_error_and_keeps_the_file_readable() {
+    let tmp = tempfile::tempdir().unwrap();
+    // 64 blocks: 32 KiB (dash) or 64 KiB (bash), more than a fresh file's 16 KiB.
+    let out = rlimited_child("full_disk_worker", "grow", tmp.path(), 64);
+    assert!(out.status.success(), "{out:?}");
+    let added: usize = stdout_value(&out, "added").parse().unwrap();
+    let error = stdout_value(&out, "error");
+    assert!(error.contains("cannot extend"), "{error}");
+    assert!(added > 10);
+    let listed = Home::at(tmp.path()).counter_store().list();
+    assert_eq!(listed.len(), 1);
+    let snap = listed[0].1.as_ref().unwrap();
+    assert_eq!(
+        snap.counters.len(),
+        added,
+        "every name that was added is there"
+    );
+    assert!(snap.counters.values().all(|&c| c == 1));
+}
+
+#[test]
+fn full_disk_at_creation_leaves_no_file_behind() {
+    let tmp = tempfile::tempdir().unwrap();
+    // 8 blocks: 4 or 8 KiB, less than a fresh file.
+    let out = rlimited_child("full_disk_worker", "create", tmp.path(), 8);
+    assert!(out.status.success(), "{out:?}");
+    let error = stdout_value(&out, "error");
+    assert!(
+        error.contains("File too large") || error.contains("too large"),
+        "{error}"
+    );
+    let home = Home::at(tmp.path());
+    assert!(home.counter_store().list().is_empty());
+    let leftovers: Vec<_> = std::fs::read_dir(home.counters_dir())
+        .map(|d| d.map(|e| e.unwrap().file_name()).collect())
+        .unwrap_or_default();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+/// Runs `count_invocation` in a child process as an unprivileged user when the tests run as
+/// root (root ignores permission bits), and returns its output.
+fn count_as_unprivileged(root: &Path) -> Option<std::process::Output> {
+    let exe = std::env::current_exe().unwrap();
+    let mut cmd = if nix_is_root() {
+        if which("setpriv").is_none() {
+            eprintln!("skipping: running as root and setpriv is missing");
+            return None;
+        }
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(exe);
+        c
+    } else {
+        Command::new(exe)
+    };
+    Some(
+        cmd.args([
+            "--exact",
+            "readonly_worker",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(ROLE, "readonly")
+        .env("TALLY_DIR", root)
+        .env("TALLY_NOW", "2026-11-24")
+        .output()
+        .unwrap(),
+    )
+}
+
+fn nix_is_root() -> bool {
+    // The owner of a file we just created is our effective user.
+    use std::os::unix::fs::MetadataExt;
+    let f = tempfile::NamedTempFile::new().unwrap();
+    f.as_file().metadata().unwrap().uid() == 0
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join(name))
+            .find(|c| c.is_file())
+    })
+}
+
+/// Child side of the read-only tests.
+#[test]
+fn readonly_worker() {
+    if std::env::var(ROLE).as_deref() != Ok("readonly") {
+        return;
+    }
+    let env = Env::from_process();
+    match count_invocation(&env, "rustc", "1.91.0", &["rustc/x"]) {
+        Ok(outcome) => println!("\noutcome={outcome:?}"),
+        Err(e) => println!("\nerror={e}"),
+    }
+}
+
+fn make_readonly_tree(tmp: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    // The unprivileged child must be able to reach the directory, not write in it.
+    std::fs::set_permissions(tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
+    tmp.join("home")
+}
+
+#[test]
+fn read_only_data_directory_returns_an_error() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = make_readonly_tree(tmp.path());
+    std::fs::create_dir(&root).unwrap();
+    std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o555)).unwrap();
+    let Some(out) = count_as_unprivileged(&root) else {
+        return;
+    };
+    assert!(out.status.success(), "{out:?}");
+    let error = stdout_value(&out, "error");
+    assert!(error.contains("Permission denied"), "{error}");
+    assert_eq!(
+        std::fs::read_dir(&root).unwrap().count(),
+        0,
+        "nothing written"
+    );
+}
+
+#[test]
+fn read_only_counter_file_returns_an_error_and_stays_intact() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = make_readonly_tree(tmp.path());
+    let home = Home::at(&root);
+    let (file, _) = home
+        .counter_store()
+        .open_current("rustc", "1.91.0", today())
+        .unwrap();
+    file.add("rustc/x", 5).unwrap();
+    let path = file.path().to_path_buf();
+    drop(file);
+    for dir in [root.clone(), home.counters_dir()] {
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o555)).unwrap();
+    }
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o444)).unwrap();
+    let before = std::fs::read(&path).unwrap();
+    let Some(out) = count_as_unprivileged(&root) else {
+        return;
+    };
+    assert!(out.status.success(), "{out:?}");
+    let error = stdout_value(&out, "error");
+    assert!(error.contains("Permission denied"), "{error}");
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+    let _ = std::io::stdout().flush();
+}
+
+#[test]
+fn unusable_tally_dir_is_an_error_not_a_panic() {
+    let tmp = tempfile::tempdir().unwrap();
+    let not_a_dir = tmp.path().join("file");
+    std::fs::write(&not_a_dir, "x").unwrap();
+    let env = Env::from_pairs([
+        (
+            OsString::from("TALLY_DIR"),
+            not_a_dir.join("tally").into_os_string(),
+        ),
+        (OsString::from("TALLY_NOW"), OsString::from("2026-11-24")),
+    ]);
+    let err = count_invocation(&env, "go", "go1.19", &["go/build"]).unwrap_err();
+    assert!(err.to_string().contains("Not a directory"), "{err}");
+}
