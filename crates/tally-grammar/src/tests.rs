@@ -482,3 +482,15 @@ proptest! {
         }
     }
 }
+
+/// The whole vocabulary, one file per tool under `src/snapshots/`: the reviewable list of every
+/// counter name tally can ever write. A grammar change shows up here as a diff.
+#[test]
+fn vocabulary_snapshots() {
+    for tool in Tool::ALL {
+        insta::assert_snapshot!(
+            format!("vocabulary_{}", tool.name()),
+            vocabulary(tool).join("\n")
+        );
+    }
+}
