@@ -131,8 +131,54 @@ pub const VARS: &[EnvVar] = &[
     },
     EnvVar {
         name: TALLY_SHIM_GUARD,
-        meaning: "Marker set by the shims to detect a shim finding itself on PATH (loop guard). Removed before the real tool runs.",
+        meaning: "Marker set by the shims: `<pid>:<tool>:<n>`, counting shim runs exec'd within one process, to stop a loop through another shim manager (exit 127). Holds only a process ID, which tools ignore.",
         read_by: "shims",
+    },
+    // Other programs' variables the shims and the wrapper read (never write to any file).
+    EnvVar {
+        name: "PATH",
+        meaning: "Where the shims look for the real tool (the first one that is not tally itself).",
+        read_by: "shims, wrapper, cli (status)",
+    },
+    EnvVar {
+        name: "RUSTC_WRAPPER",
+        meaning: "The user's rustc wrapper: kept by the cargo shim (in TALLY_NEXT_WRAPPER) and run after tally; empty means none.",
+        read_by: "shims (cargo), wrapper, cli (status)",
+    },
+    EnvVar {
+        name: "CARGO_BUILD_RUSTC_WRAPPER",
+        meaning: "cargo's config variable for the rustc wrapper; kept like RUSTC_WRAPPER.",
+        read_by: "shims (cargo)",
+    },
+    EnvVar {
+        name: "CARGO_HOME",
+        meaning: "Where cargo's own config.toml is (for `build.rustc-wrapper`); default ~/.cargo.",
+        read_by: "shims (cargo)",
+    },
+    EnvVar {
+        name: "RUSTUP_TOOLCHAIN",
+        meaning: "The toolchain a rustup proxy runs; tally reads it to record that toolchain's version.",
+        read_by: "shims, wrapper",
+    },
+    EnvVar {
+        name: "RUSTUP_HOME",
+        meaning: "Where rustup keeps toolchains and settings.toml; default ~/.rustup.",
+        read_by: "shims, wrapper",
+    },
+    EnvVar {
+        name: "CARGO_CRATE_NAME",
+        meaning: "Only whether it is set: cargo sets it for the rustc runs that compile a crate (rustc/caller:cargo).",
+        read_by: "shims (rustc), wrapper",
+    },
+    EnvVar {
+        name: "CARGO_CFG_TARGET_ARCH",
+        meaning: "Only whether it is set: cargo sets CARGO_CFG_* for build scripts only (rustc/caller:build-script).",
+        read_by: "shims (rustc), wrapper",
+    },
+    EnvVar {
+        name: "CARGO",
+        meaning: "Only whether it is set: cargo sets it for what it runs (rustc/caller:cargo).",
+        read_by: "shims (rustc), wrapper",
     },
     EnvVar {
         name: TALLY_REQUIRE_GO,
