@@ -277,18 +277,19 @@ fn write_text(
             Source::Counters => "ended, report not built yet; counter files".to_string(),
         };
         writeln!(out, "Week {} to {last} ({state})", week.week)?;
+        let width = week
+            .programs
+            .iter()
+            .flat_map(|s| s.counters.keys())
+            .map(|k| k.chars().count())
+            .max()
+            .unwrap_or(0);
         for section in &week.programs {
             writeln!(
                 out,
                 "  {} {} ({} {})",
                 section.program, section.version, section.os, section.arch
             )?;
-            let width = section
-                .counters
-                .keys()
-                .map(|k| k.chars().count())
-                .max()
-                .unwrap_or(0);
             for (name, count) in &section.counters {
                 writeln!(out, "    {name:<width$}  {count:>8}")?;
             }

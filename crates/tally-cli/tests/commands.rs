@@ -1,0 +1,647 @@
+//! The commands' behaviour and output: `on`, `local`, `off`, `clean`, `show`, `status`,
+//! `preview`, `config`. Output is pinned with insta snapshots, with the temporary data
+//! directory, the loopback port, key ids and random numbers filtered out. Time moves only
+//! through `TALLY_NOW`.
+
+mod support;
+
+use support::{Collector, Fixture, Server};
+
+const CONSENT: &str = "2026-11-04";
+
+/// Filters for everything that differs between runs.
+fn filters(fx: &Fixture, server: Option<&Server>) -> Vec<(String, String)> {
+    let mut filters = vec![
+        (
+            regex_escape(&fx.root().display().to_string()),
+            "[DATA]".to_string(),
+        ),
+        (r#""x": 0\.\d+"#.to_string(), r#""x": [X]"#.to_string()),
+        (r"\b[0-9A-F]{16}\b".to_string(), "[KEYID]".to_string()),
+        (
+            r"these \d+ bytes".to_string(),
+            "these [N] bytes".to_string(),
+        ),
+        (r"RW[A-Za-z0-9+/=]{54}".to_string(), "[PUBKEY]".to_string()),
+        // The shims block depends on this machine's PATH.
+        (
+            r"(?m)^Shims:.*\n(  .*\n)*".to_string(),
+            "[SHIMS]\n".to_string(),
+        ),
+        (
+            r"(?m)^Under cargo:.*$".to_string(),
+            "[UNDER CARGO]".to_string(),
+        ),
+    ];
+    if let Some(server) = server {
+        filters.insert(0, (regex_escape(&server.url), "[COLLECTOR]".to_string()));
+    }
+    filters
+}
+
+fn regex_escape(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            if "\\.+*?()|[]{}^$#&-~".contains(c) {
+                vec!['\\', c]
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
+}
+
+macro_rules! snapshot {
+    ($filters:expr, $name:expr, $text:expr) => {{
+        let filters: Vec<(String, String)> = $filters;
+        let refs: Vec<(&str, &str)> = filters.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+        insta::with_settings!({ filters => refs, prepend_module_to_snapshot => false }, {
+            insta::assert_snapshot!($name, $text);
+        });
+    }};
+}
+
+/// A data directory with counts in two weeks: 2026-11-09 (ended by 2026-11-17, turned into a
+/// local report by an upload run) and 2026-11-16 (in progress).
+fn counted() -> Fixture {
+    let fx = Fixture::new();
+    fx.count(
+        "2026-11-10",
+        "cargo",
+        "1.95.0",
+        &[("cargo/invocations", 5), ("cargo/subcommand:build", 4)],
+    );
+    fx.count(
+        "2026-11-11",
+        "rustc",
+        "1.95.0",
+        &[("rustc/invocations", 40), ("rustc/edition:2021", 40)],
+    );
+    let run = fx.run("2026-11-17", &[], &["upload"]);
+    assert!(run.ok(), "{run:?}");
+    fx.count(
+        "2026-11-17",
+        "cargo",
+        "1.95.0",
+        &[("cargo/invocations", 2), ("cargo/subcommand:test", 2)],
+    );
+    fx.count(
+        "2026-11-18",
+        "go",
+        "go1.19.8",
+        &[("go/invocations", 1), ("go/subcommand:build", 1)],
+    );
+    fx
+}
+
+#[test]
+fn show_prints_every_counter_per_week_and_program() {
+    let fx = counted();
+    let text = fx.run("2026-11-18", &[], &["show"]);
+    assert!(text.ok() && text.stderr.is_empty(), "{text:?}");
+    snapshot!(filters(&fx, None), "show_text", text.stdout);
+
+    let json = fx.run("2026-11-18", &[], &["show", "--json"]);
+    snapshot!(filters(&fx, None), "show_json", json.stdout);
+    let parsed: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(parsed["weeks"].as_array().unwrap().len(), 2);
+
+    let csv = fx.run("2026-11-18", &[], &["show", "--csv"]);
+    snapshot!(filters(&fx, None), "show_csv", csv.stdout);
+
+    let week = fx.run("2026-11-18", &[], &["show", "--week", "2026-11-12"]);
+    assert!(
+        week.stdout
+            .contains("Week 2026-11-09 to 2026-11-15 (ended; local report)")
+    );
+    assert!(!week.stdout.contains("2026-11-16"), "{}", week.stdout);
+    let empty = fx.run("2026-11-18", &[], &["show", "--week", "2026-10-01"]);
+    assert_eq!(
+        empty.stdout,
+        "tally holds no counts for the week of 2026-10-01.\n"
+    );
+    let bad = fx.run("2026-11-18", &[], &["show", "--week", "last week"]);
+    assert!(!bad.ok());
+    assert!(
+        bad.stderr.contains("give a day as YYYY-MM-DD"),
+        "{}",
+        bad.stderr
+    );
+}
+
+#[test]
+fn show_skips_and_quarantines_a_corrupt_counter_file() {
+    let fx = counted();
+    let corrupt = fx
+        .home
+        .counters_dir()
+        .join("cargo@1.95.0-linux-x86_64-2026-11-16.v1.count.bad.count");
+    std::fs::write(&corrupt, b"# not a counter file\x00\xff").unwrap();
+    let out = fx.run("2026-11-18", &[], &["show"]);
+    assert!(out.ok(), "{out:?}");
+    assert!(out.stderr.contains("tally: skipped"), "{}", out.stderr);
+    assert!(out.stderr.contains("it was moved to"), "{}", out.stderr);
+    assert!(!corrupt.exists());
+    assert!(
+        out.stdout.contains("cargo/subcommand:test"),
+        "the good files are still shown"
+    );
+    let quarantined: Vec<_> = std::fs::read_dir(fx.home.quarantine_dir())
+        .unwrap()
+        .collect();
+    assert_eq!(quarantined.len(), 2, "the file and its .reason");
+
+    // In mode off nothing is moved: the message alone.
+    std::fs::write(&corrupt, b"garbage").unwrap();
+    let off = fx.run("2026-11-18", &[("TALLY", "off")], &["show"]);
+    assert!(off.ok());
+    assert!(off.stderr.contains("tally: skipped"), "{}", off.stderr);
+    assert!(corrupt.exists());
+}
+
+#[test]
+fn status_says_where_everything_stands() {
+    let server = Server::start();
+    let collector = Collector::new();
+    let config = collector.config(7, "2027-01-01", 1.0, &[("cargo/invocations", 1.0)]);
+    server.set_config(&config, &collector.sign(&config));
+    let fx = counted();
+    let before = fx.run("2026-11-17", &[], &["status"]);
+    snapshot!(filters(&fx, None), "status_local", before.stdout);
+
+    let on = fx.run(
+        CONSENT,
+        &[],
+        &[
+            "on",
+            "--endpoint",
+            &server.url,
+            "--key",
+            &collector.key.public_base64,
+        ],
+    );
+    assert!(on.ok(), "{on:?}");
+    let upload = fx.run("2026-11-18", &[], &["upload"]);
+    assert!(upload.ok(), "{upload:?}");
+    let status = fx.run("2026-11-18", &[], &["status"]);
+    assert!(status.ok(), "{status:?}");
+    snapshot!(filters(&fx, Some(&server)), "status_on", status.stdout);
+
+    let json = fx.run("2026-11-18", &[], &["status", "--json"]);
+    let parsed: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(parsed["mode"], "on");
+    assert_eq!(parsed["since"], CONSENT);
+    assert_eq!(parsed["config"]["verified"], true);
+    assert_eq!(parsed["config"]["version"], 7);
+    assert_eq!(parsed["this_week"]["counts"], 6);
+    assert_eq!(parsed["last_upload"]["day"], "2026-11-18");
+
+    // The environment lowering the mode is said plainly.
+    let lowered = fx.run("2026-11-18", &[("TALLY", "local")], &["status"]);
+    assert!(
+        lowered
+            .stdout
+            .contains("but TALLY=local in this environment"),
+        "{}",
+        lowered.stdout
+    );
+    let forced = fx.run("2026-11-18", &[("DO_NOT_TRACK", "1")], &["status"]);
+    assert!(
+        forced.stdout.contains("Mode:         off"),
+        "{}",
+        forced.stdout
+    );
+
+    // A tampered cache is reported, not trusted.
+    let cached = fx.home.config_dir().join("config.json");
+    let body = std::fs::read_to_string(&cached).unwrap();
+    std::fs::write(
+        &cached,
+        body.replacen("\"version\": 7", "\"version\": 8", 1),
+    )
+    .unwrap();
+    let tampered = fx.run("2026-11-18", &[], &["status"]);
+    assert!(
+        tampered
+            .stdout
+            .contains("Config:       not usable, nothing is uploaded"),
+        "{}",
+        tampered.stdout
+    );
+}
+
+#[test]
+fn status_never_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("never-created");
+    let env = tally_home::Env::from_pairs([
+        ("TALLY_DIR".into(), root.clone().into()),
+        ("TALLY_NOW".into(), "2026-11-18".into()),
+    ]);
+    let out = support::run_in_process(&env, &["status"]);
+    assert!(out.ok(), "{out:?}");
+    assert!(
+        out.stdout.contains("This week:    nothing counted yet"),
+        "{}",
+        out.stdout
+    );
+    assert!(!root.exists(), "status created the data directory");
+}
+
+#[test]
+fn preview_shows_the_exact_bytes_or_why_nothing() {
+    let server = Server::start();
+    let collector = Collector::new();
+    let config = collector.config(3, "2027-01-01", 1.0, &[("cargo/invocations", 1.0)]);
+    server.set_config(&config, &collector.sign(&config));
+    let fx = Fixture::new();
+    let local = fx.run("2026-11-10", &[], &["preview"]);
+    snapshot!(filters(&fx, None), "preview_nothing_counted", local.stdout);
+
+    let on = fx.run(
+        CONSENT,
+        &[],
+        &[
+            "on",
+            "--endpoint",
+            &server.url,
+            "--key",
+            &collector.key.public_base64,
+        ],
+    );
+    assert!(on.ok(), "{on:?}");
+    fx.count("2026-11-05", "cargo", "1.95.0", &[("cargo/invocations", 3)]);
+    fx.count(
+        "2026-11-10",
+        "cargo",
+        "1.95.0",
+        &[("cargo/invocations", 5), ("cargo/subcommand:build", 4)],
+    );
+    // Fetch the config without anything being due yet.
+    let fetch = fx.run("2026-11-08", &[], &["upload"]);
+    assert!(fetch.ok(), "{fetch:?}");
+
+    let preview = fx.run("2026-11-17", &[], &["preview"]);
+    assert!(preview.ok(), "{preview:?}");
+    snapshot!(filters(&fx, Some(&server)), "preview_on", preview.stdout);
+    // The bytes shown are the bytes that will be sent.
+    let pending =
+        std::fs::read_to_string(fx.home.reports_dir().join("pending/2026-11-09.json")).unwrap();
+    assert!(preview.stdout.contains(&pending));
+    let upload = fx.run("2026-11-17", &[], &["upload"]);
+    assert!(upload.ok(), "{upload:?}");
+    assert_eq!(server.uploads()[0].body, pending.as_bytes());
+    assert!(server.uploads().len() == 1);
+
+    let forced = fx.run("2026-11-17", &[("DO_NOT_TRACK", "true")], &["preview"]);
+    assert!(
+        forced
+            .stdout
+            .starts_with("Nothing would be sent: TALLY=off or DO_NOT_TRACK"),
+        "{}",
+        forced.stdout
+    );
+}
+
+#[test]
+fn on_needs_a_collector_and_says_what_will_be_sent() {
+    let fx = Fixture::new();
+    let collector = Collector::new();
+    let missing = fx.run(CONSENT, &[], &["on"]);
+    assert!(!missing.ok());
+    assert!(
+        missing
+            .stderr
+            .contains("tally on --endpoint https://tally.example.org --key RW"),
+        "{}",
+        missing.stderr
+    );
+    let bad_key = fx.run(
+        CONSENT,
+        &[],
+        &["on", "--endpoint", "https://c.example", "--key", "hunter2"],
+    );
+    assert!(!bad_key.ok());
+    assert!(
+        bad_key.stderr.contains("is not a minisign public key"),
+        "{}",
+        bad_key.stderr
+    );
+    let bad_url = fx.run(
+        CONSENT,
+        &[],
+        &[
+            "on",
+            "--endpoint",
+            "c.example",
+            "--key",
+            &collector.key.public_base64,
+        ],
+    );
+    assert!(
+        bad_url.stderr.contains("is not a collector URL"),
+        "{}",
+        bad_url.stderr
+    );
+    assert!(
+        !fx.root().join("mode").exists(),
+        "a failed `on` changes nothing"
+    );
+
+    let on = fx.run(
+        CONSENT,
+        &[],
+        &[
+            "on",
+            "--endpoint",
+            "https://c.example/",
+            "--key",
+            &collector.key.public_base64,
+        ],
+    );
+    assert!(on.ok(), "{on:?}");
+    snapshot!(filters(&fx, None), "on", on.stdout);
+    assert_eq!(
+        std::fs::read_to_string(fx.root().join("mode")).unwrap(),
+        "on 2026-11-04\n"
+    );
+
+    // Again later, same collector: the first consent date stands.
+    let again = fx.run("2026-11-20", &[], &["on"]);
+    assert!(
+        again.stdout.contains("tally is on (since 2026-11-04)"),
+        "{}",
+        again.stdout
+    );
+    assert_eq!(
+        std::fs::read_to_string(fx.root().join("mode")).unwrap(),
+        "on 2026-11-04\n"
+    );
+    // Another collector is new consent.
+    let other = fx.run(
+        "2026-11-20",
+        &[],
+        &[
+            "on",
+            "--endpoint",
+            "https://d.example",
+            "--key",
+            &collector.key.public_base64,
+        ],
+    );
+    assert!(other.ok(), "{other:?}");
+    assert_eq!(
+        std::fs::read_to_string(fx.root().join("mode")).unwrap(),
+        "on 2026-11-20\n"
+    );
+    let insecure = fx.run(
+        "2026-11-20",
+        &[],
+        &[
+            "on",
+            "--endpoint",
+            "http://d.example",
+            "--key",
+            &collector.key.public_base64,
+        ],
+    );
+    assert!(
+        insecure.stderr.contains("unencrypted"),
+        "{}",
+        insecure.stderr
+    );
+}
+
+#[test]
+fn modes_are_refused_or_skipped_when_the_environment_forces_off() {
+    let fx = Fixture::new();
+    let collector = Collector::new();
+    let before = fx.all_files();
+    for (name, value) in [("DO_NOT_TRACK", "1"), ("TALLY", "off")] {
+        let on = fx.run(
+            CONSENT,
+            &[(name, value)],
+            &[
+                "on",
+                "--endpoint",
+                "https://c.example",
+                "--key",
+                &collector.key.public_base64,
+            ],
+        );
+        assert!(!on.ok());
+        assert!(
+            on.stderr.contains("run the command again without them"),
+            "{}",
+            on.stderr
+        );
+        let local = fx.run(CONSENT, &[(name, value)], &["local"]);
+        assert!(!local.ok());
+        let off = fx.run(CONSENT, &[(name, value)], &["off"]);
+        assert!(off.ok());
+        assert!(
+            off.stdout.contains("already off in this environment"),
+            "{}",
+            off.stdout
+        );
+    }
+    assert_eq!(fx.all_files(), before);
+
+    let off = fx.run(CONSENT, &[], &["off"]);
+    assert!(off.ok());
+    assert_eq!(
+        std::fs::read_to_string(fx.root().join("mode")).unwrap(),
+        "off\n"
+    );
+    let local = fx.run(CONSENT, &[], &["local"]);
+    assert!(local.ok());
+    assert_eq!(
+        std::fs::read_to_string(fx.root().join("mode")).unwrap(),
+        "local\n"
+    );
+}
+
+#[test]
+fn clean_asks_and_removes_only_tally_files() {
+    let fx = counted();
+    let foreign = fx.root().join("my-notes.txt");
+    std::fs::write(&foreign, "not tally's").unwrap();
+
+    let refused = fx.run("2026-11-18", &[], &["clean"]);
+    assert!(!refused.ok());
+    assert!(
+        refused.stderr.contains("run `tally clean --yes`"),
+        "{}",
+        refused.stderr
+    );
+    assert!(fx.home.counters_dir().exists());
+
+    let off = fx.run("2026-11-18", &[], &["off"]);
+    assert!(off.ok());
+    let clean = fx.run("2026-11-18", &[], &["clean", "--yes"]);
+    assert!(clean.ok(), "{clean:?}");
+    assert!(clean.stdout.contains("tally stays off"), "{}", clean.stdout);
+    assert_eq!(fx.all_files(), ["mode", "my-notes.txt"]);
+    let show = fx.run("2026-11-18", &[], &["show"]);
+    assert!(
+        show.stdout.starts_with("tally holds no counts yet"),
+        "{}",
+        show.stdout
+    );
+
+    let local = fx.run("2026-11-18", &[], &["local"]);
+    assert!(local.ok());
+    let clean = fx.run("2026-11-18", &[], &["clean", "-y"]);
+    assert!(
+        clean.stdout.contains("back to the default mode, local"),
+        "{}",
+        clean.stdout
+    );
+    assert_eq!(fx.all_files(), ["my-notes.txt"]);
+}
+
+#[test]
+fn config_verify_checks_any_file() {
+    let fx = Fixture::new();
+    let collector = Collector::new();
+    let dir = tempfile::tempdir().unwrap();
+    let config = collector.config(
+        4,
+        "2027-01-01",
+        0.5,
+        &[("cargo/subcommand:{build,test}", 1.0)],
+    );
+    let file = dir.path().join("config.json");
+    let sig = dir.path().join("config.json.minisig");
+    std::fs::write(&file, &config).unwrap();
+    std::fs::write(&sig, collector.sign(&config)).unwrap();
+    let (file_arg, sig_arg) = (file.to_str().unwrap(), sig.to_str().unwrap());
+
+    let ok = fx.run(
+        CONSENT,
+        &[],
+        &[
+            "config",
+            "verify",
+            file_arg,
+            sig_arg,
+            "--key",
+            &collector.key.public_base64,
+        ],
+    );
+    assert!(ok.ok(), "{ok:?}");
+    assert!(
+        ok.stdout
+            .contains("the signature verifies and the config is valid"),
+        "{}",
+        ok.stdout
+    );
+    assert!(
+        ok.stdout.contains("Program:   cargo >=1.0.0 (2 counters)"),
+        "{}",
+        ok.stdout
+    );
+
+    let none_pinned = fx.run(CONSENT, &[], &["config", "verify", file_arg, sig_arg]);
+    assert!(!none_pinned.ok());
+    assert!(
+        none_pinned.stderr.contains("give a key with --key KEY"),
+        "{}",
+        none_pinned.stderr
+    );
+
+    let other = Collector::new();
+    let wrong_key = fx.run(
+        CONSENT,
+        &[],
+        &[
+            "config",
+            "verify",
+            file_arg,
+            sig_arg,
+            "--key",
+            &other.key.public_base64,
+        ],
+    );
+    assert!(!wrong_key.ok());
+    assert!(
+        wrong_key.stderr.contains("which is not pinned"),
+        "{}",
+        wrong_key.stderr
+    );
+
+    std::fs::write(&file, config.replacen("0.5", "0.6", 1)).unwrap();
+    let on = fx.run(
+        CONSENT,
+        &[],
+        &[
+            "on",
+            "--endpoint",
+            "https://c.example",
+            "--key",
+            &collector.key.public_base64,
+        ],
+    );
+    assert!(on.ok());
+    let tampered = fx.run(CONSENT, &[], &["config", "verify", file_arg, sig_arg]);
+    assert!(!tampered.ok());
+    assert!(
+        tampered.stderr.contains("does not match the config"),
+        "{}",
+        tampered.stderr
+    );
+
+    let expired = fx.run("2027-01-02", &[], &["config", "verify", file_arg, sig_arg]);
+    assert!(!expired.ok());
+
+    let missing = fx.run(
+        CONSENT,
+        &[],
+        &["config", "verify", "/nonexistent/c.json", sig_arg],
+    );
+    assert!(
+        missing
+            .stderr
+            .contains("cannot open /nonexistent/c.json; check the path"),
+        "{}",
+        missing.stderr
+    );
+
+    let show = fx.run(CONSENT, &[], &["config"]);
+    assert!(show.ok());
+    assert!(
+        show.stdout.contains("Endpoint:  https://c.example"),
+        "{}",
+        show.stdout
+    );
+    assert!(
+        show.stdout
+            .contains("Verified:  no: no config has been fetched"),
+        "{}",
+        show.stdout
+    );
+}
+
+#[test]
+fn help_lists_the_environment_and_usage_errors_exit_2() {
+    let fx = Fixture::new();
+    let help = fx.run(CONSENT, &[], &["status", "--help"]);
+    assert!(help.ok());
+    for var in tally_home::env::VARS {
+        assert!(
+            help.stdout.contains(var.name),
+            "{} missing from:\n{}",
+            var.name,
+            help.stdout
+        );
+    }
+    let usage = fx.run(CONSENT, &[], &["show", "--json", "--csv"]);
+    assert_eq!(usage.code, std::process::ExitCode::from(2));
+    assert!(
+        usage.stderr.contains("cannot be used with"),
+        "{}",
+        usage.stderr
+    );
+    let unknown = fx.run(CONSENT, &[], &["frobnicate"]);
+    assert_eq!(unknown.code, std::process::ExitCode::from(2));
+}
