@@ -1,1 +1,125 @@
-fn main() {}
+//! Building the weekly report from 1,000 counter files (target: under 50 ms).
+//!
+//! Each iteration starts from a fresh copy of a data directory holding 1,000 counter files of
+//! one ended week (6 programs x 167 versions, 24 counters each) and a signed config, and runs
+//! the whole weekly step: read and parse every file, merge, verify the cached config, write the
+//! local and the upload report (fsync), remove the counter files. Copying the directory is
+//! setup, not measured.
+//!
+//! Run: `cargo bench -p tally-report --bench report`
+
+use std::path::Path;
+
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use tally_config::Endpoint;
+use tally_config::signing::TestKeyPair;
+use tally_counter::{CounterFile, FileMeta};
+use tally_home::{Home, Mode, counter_file_name};
+use tally_protocol::Day;
+
+const FILES: usize = 1000;
+const PROGRAMS: [&str; 6] = ["cargo", "rustc", "rustfmt", "cargo-fmt", "go", "gofmt"];
+
+const CONFIG: &str = r#"{
+  "version": 1, "expires": "2030-01-01", "sample_rate": 1.0,
+  "os": ["linux", "macos"], "arch": ["x86_64", "aarch64"],
+  "programs": [
+    { "name": "cargo", "versions": ">=1.0.0", "counters": [ { "name": "cargo/n:{0,1,2,3,4,5,6,7,8,9}", "rate": 1.0 } ] },
+    { "name": "rustc", "versions": ">=1.0.0", "counters": [ { "name": "rustc/n:{0,1,2,3,4,5,6,7,8,9}", "rate": 1.0 } ] },
+    { "name": "go", "versions": ">=1.0.0", "counters": [ { "name": "go/n:{0,1,2,3,4,5,6,7,8,9}", "rate": 1.0 } ] }
+  ]
+}"#;
+
+fn populate(root: &Path) {
+    let home = Home::at(root);
+    std::fs::create_dir_all(home.counters_dir()).unwrap();
+    for i in 0..FILES {
+        let program = PROGRAMS[i % PROGRAMS.len()];
+        let meta = FileMeta {
+            program: program.into(),
+            version: format!("1.{}.0", i / PROGRAMS.len()),
+            os: "linux".into(),
+            arch: "x86_64".into(),
+            week_start: "2026-11-09".into(),
+            week_end: "2026-11-16".into(),
+        };
+        let path = home.counters_dir().join(counter_file_name(&meta));
+        let (file, _) = CounterFile::open_or_create(&path, &meta).unwrap();
+        for n in 0..24 {
+            file.add(&format!("{program}/n:{n}"), (i * 31 + n) as u64 % 97 + 1)
+                .unwrap();
+        }
+    }
+    let key = TestKeyPair::generate();
+    let endpoint =
+        Endpoint::new("https://collector.example", &[key.public_base64.clone()]).unwrap();
+    endpoint.save(&home.config_dir()).unwrap();
+    let sig = key.sign(CONFIG.as_bytes(), "bench");
+    tally_config::cache::accept_and_store(
+        &endpoint,
+        &home.config_dir(),
+        CONFIG.as_bytes(),
+        sig.as_bytes(),
+        "2026-11-17".parse().unwrap(),
+    )
+    .unwrap();
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let template = tempfile::tempdir().unwrap();
+    populate(template.path());
+    let today: Day = "2026-11-17".parse().unwrap();
+    let on = Mode::On {
+        since: "2026-11-01".parse().unwrap(),
+    };
+    let mut group = c.benchmark_group("weekly report");
+    group.sample_size(20);
+    for (name, mode) in [
+        ("1000 files, mode on", on),
+        ("1000 files, mode local", Mode::Local),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter_batched(
+                || {
+                    let dir = tempfile::tempdir().unwrap();
+                    copy_dir(template.path(), dir.path());
+                    dir
+                },
+                |dir| {
+                    let home = Home::at(dir.path());
+                    let summary = tally_report::build_due_reports(&home, mode, today).unwrap();
+                    assert_eq!(summary.built[0].files, FILES);
+                    assert_eq!(
+                        summary.pending_written.len(),
+                        usize::from(mode != Mode::Local)
+                    );
+                    assert!(summary.problems.is_empty(), "{:?}", summary.problems);
+                    dir // dropped (deleted) outside the measurement
+                },
+                BatchSize::PerIteration,
+            )
+        });
+    }
+    // The read-and-parse part alone, for comparison (non-destructive, no setup needed).
+    group.bench_function("1000 files, read and parse only", |b| {
+        let home = Home::at(template.path());
+        b.iter(|| assert_eq!(home.counter_store().list().len(), FILES))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -98,11 +98,6 @@ pub fn build_due_reports_with(
     Ok(summary)
 }
 
-struct EndedFile {
-    path: PathBuf,
-    snapshot: Snapshot,
-}
-
 fn consume_ended_weeks(
     home: &Home,
     today: Day,
@@ -110,7 +105,7 @@ fn consume_ended_weeks(
     summary: &mut BuildSummary,
 ) -> Result<(), BuildError> {
     let store = home.counter_store();
-    let mut weeks: BTreeMap<Day, Vec<EndedFile>> = BTreeMap::new();
+    let mut weeks: BTreeMap<Day, Vec<(PathBuf, Snapshot)>> = BTreeMap::new();
     let mut held_back: Vec<Day> = Vec::new();
     for (path, read) in store.list() {
         let snapshot = match read {
@@ -145,10 +140,7 @@ fn consume_ended_weeks(
             continue;
         };
         if end <= today {
-            weeks
-                .entry(start)
-                .or_default()
-                .push(EndedFile { path, snapshot });
+            weeks.entry(start).or_default().push((path, snapshot));
         }
     }
     let local_dir = home.reports_dir().join(LOCAL);
@@ -157,13 +149,14 @@ fn consume_ended_weeks(
             continue;
         }
         let local_path = local_dir.join(format!("{week}.json"));
+        let (paths, snapshots): (Vec<PathBuf>, Vec<Snapshot>) = files.into_iter().unzip();
         if !local_path.exists() {
-            let report = merge(week, draw_x(), &files);
+            let report = merge(week, draw_x(), snapshots);
             match create_new(&local_path, &report.to_canonical_json()) {
                 Ok(true) => summary.built.push(BuiltWeek {
                     week,
                     local_path: local_path.clone(),
-                    files: files.len(),
+                    files: paths.len(),
                 }),
                 // A concurrent run wrote it first: these files are in its report.
                 Ok(false) => {}
@@ -176,14 +169,14 @@ fn consume_ended_weeks(
             }
         }
         // The local report is on disk (fsynced): the counter files are now redundant.
-        for file in &files {
-            if let Err(e) = fs::remove_file(&file.path)
+        for path in &paths {
+            if let Err(e) = fs::remove_file(path)
                 && e.kind() != io::ErrorKind::NotFound
             {
                 summary.problems.push(format!(
                     "cannot remove {} after reporting it: {e}; delete it by hand (its counts are \
                      already in {})",
-                    file.path.display(),
+                    path.display(),
                     local_path.display()
                 ));
             }
@@ -213,29 +206,31 @@ fn week_from_file_name(path: &Path) -> Option<Day> {
 
 /// One report from a week's counter files: one section per (program, version, os, arch), in
 /// that order, counts of files with the same key summed.
-pub fn merge(week: Day, x: f64, files: &[impl AsSnapshot]) -> Report {
-    let mut sections: BTreeMap<(&str, &str, &str, &str), BTreeMap<String, u64>> = BTreeMap::new();
-    for file in files {
-        let s = file.snapshot();
-        let key = (
-            &*s.meta.program,
-            &*s.meta.version,
-            &*s.meta.os,
-            &*s.meta.arch,
-        );
-        let counters = sections.entry(key).or_default();
-        for (name, count) in &s.counters {
-            let total = counters.entry(name.clone()).or_insert(0);
-            *total = total.saturating_add(*count);
+pub fn merge(week: Day, x: f64, snapshots: impl IntoIterator<Item = Snapshot>) -> Report {
+    let mut sections: BTreeMap<(String, String, String, String), BTreeMap<String, u64>> =
+        BTreeMap::new();
+    for s in snapshots {
+        let key = (s.meta.program, s.meta.version, s.meta.os, s.meta.arch);
+        match sections.entry(key) {
+            // The usual case, one file per key: take its map as it is.
+            std::collections::btree_map::Entry::Vacant(slot) => {
+                slot.insert(s.counters);
+            }
+            std::collections::btree_map::Entry::Occupied(mut slot) => {
+                for (name, count) in s.counters {
+                    let total = slot.get_mut().entry(name).or_insert(0);
+                    *total = total.saturating_add(count);
+                }
+            }
         }
     }
     let programs = sections
         .into_iter()
         .map(|((program, version, os, arch), counters)| ProgramReport {
-            program: program.to_string(),
-            version: version.to_string(),
-            os: os.to_string(),
-            arch: arch.to_string(),
+            program,
+            version,
+            os,
+            arch,
             counters,
         })
         .collect();
@@ -244,23 +239,6 @@ pub fn merge(week: Day, x: f64, files: &[impl AsSnapshot]) -> Report {
         x,
         config_version: None,
         programs,
-    }
-}
-
-/// Anything holding a counter file snapshot.
-pub trait AsSnapshot {
-    fn snapshot(&self) -> &Snapshot;
-}
-
-impl AsSnapshot for Snapshot {
-    fn snapshot(&self) -> &Snapshot {
-        self
-    }
-}
-
-impl AsSnapshot for EndedFile {
-    fn snapshot(&self) -> &Snapshot {
-        &self.snapshot
     }
 }
 
@@ -287,19 +265,38 @@ pub fn has_upload_copy(home: &Home, week: Day) -> bool {
     })
 }
 
+/// Largest local report read back (a week of 1,000 full counter files is about 1 MiB). Local
+/// copies are not bound by the upload limit: they hold everything.
+pub const MAX_LOCAL_REPORT_BYTES: u64 = 64 * 1024 * 1024;
+
 /// Reads a stored local report.
 pub fn read_local(home: &Home, week: Day) -> Result<Report, String> {
+    use std::io::Read as _;
     let path = home.reports_dir().join(LOCAL).join(format!("{week}.json"));
-    let bytes = fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    Report::parse(&bytes).map_err(|e| {
+    let invalid = |why: String| {
         format!(
-            "{} is not a valid report ({e}); delete it to drop that week",
+            "{} is not a valid report ({why}); delete it to drop that week",
             path.display()
         )
-    })
+    };
+    let mut bytes = Vec::new();
+    fs::File::open(&path)
+        .and_then(|f| f.take(MAX_LOCAL_REPORT_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if bytes.len() as u64 > MAX_LOCAL_REPORT_BYTES {
+        return Err(invalid(format!("over {MAX_LOCAL_REPORT_BYTES} bytes")));
+    }
+    let report: Report = serde_json::from_slice(&bytes).map_err(|e| invalid(e.to_string()))?;
+    if !(report.x > 0.0 && report.x < 1.0) {
+        return Err(invalid(format!("x is {}, not in (0, 1)", report.x)));
+    }
+    if report.week != week {
+        return Err(invalid(format!("it holds week {}", report.week)));
+    }
+    Ok(report)
 }
 
-/// The verified config's contents, or the reason there is none, for [`upload_copy`].
+/// The verified config, or the reason there is none, for [`upload_copy`].
 pub(crate) fn config_for(
     home: &Home,
     mode: Mode,

@@ -508,3 +508,26 @@ fn preview_names_the_sampling_numbers() {
         "{text}"
     );
 }
+
+#[test]
+fn a_local_report_over_the_upload_limit_still_yields_an_upload_copy() {
+    let (_d, home) = setup();
+    let today = day("2026-11-17");
+    let many: Vec<(String, u64)> = (0..4000)
+        .map(|i| (format!("cargo/flag:--some-long-flag-name-{i:05}"), 1))
+        .collect();
+    let many: Vec<(&str, u64)> = many.iter().map(|(n, c)| (n.as_str(), *c)).collect();
+    counter_file(&home, "cargo", "1.95.0", WEEK, &many);
+    counter_file(&home, "cargo", "1.95.0", WEEK, &[("cargo/invocations", 2)]);
+    install_config(&home, CONFIG, today);
+    let summary =
+        build_due_reports_with(&home, on_since("2026-11-01"), today, &mut || 0.2).unwrap();
+    assert!(summary.problems.is_empty(), "{:?}", summary.problems);
+    let local_len = std::fs::metadata(local_path(&home, WEEK)).unwrap().len();
+    assert!(
+        local_len > tally_protocol::MAX_REPORT_BYTES as u64,
+        "{local_len}"
+    );
+    let upload = read_report(&pending_path(&home, WEEK));
+    assert_eq!(upload.programs[0].counters["cargo/invocations"], 2);
+}
