@@ -252,6 +252,7 @@ pub fn line_chart(chart: &LineChart) -> String {
 
     for (index, series) in chart.series.iter().enumerate() {
         let color = color(index);
+        let shift = dodge(index, chart.series.len());
         let drawn = series.points.iter().take(count).flatten().count();
         let _ = write!(
             out,
@@ -259,12 +260,16 @@ pub fn line_chart(chart: &LineChart) -> String {
             name = escape(&series.name)
         );
         for run in runs(&series.points[..series.points.len().min(count)]) {
-            draw_band(&mut out, &run, count, top, color);
+            draw_band(&mut out, &run, count, shift, top, color);
             if run.len() >= 2 {
                 let points: Vec<String> = run
                     .iter()
                     .map(|(i, p)| {
-                        format!("{},{}", coord(x_at(*i, count)), coord(y_at(p.value, top)))
+                        format!(
+                            "{},{}",
+                            coord(x_at(*i, count) + shift),
+                            coord(y_at(p.value, top))
+                        )
                     })
                     .collect();
                 let _ = write!(
@@ -276,7 +281,7 @@ pub fn line_chart(chart: &LineChart) -> String {
         }
         for (i, point) in series.points.iter().take(count).enumerate() {
             let Some(point) = point else { continue };
-            let x = coord(x_at(i, count));
+            let x = coord(x_at(i, count) + shift);
             let mut tooltip = format!(
                 "{}, {}: {}",
                 series.name,
@@ -338,7 +343,25 @@ fn runs(points: &[Option<Point>]) -> Vec<Vec<(usize, &Point)>> {
     runs
 }
 
-fn draw_band(out: &mut String, run: &[(usize, &Point)], count: usize, top: f64, color: &str) {
+/// How far series `index` of `series` is moved sideways, so that series with equal values
+/// (every bucket of a partition at 100% in a one-report week) stay visible side by side
+/// instead of hiding each other.
+fn dodge(index: usize, series: usize) -> f64 {
+    if series < 2 {
+        return 0.0;
+    }
+    let step = (24.0 / series as f64).min(5.0);
+    (index as f64 - (series - 1) as f64 / 2.0) * step
+}
+
+fn draw_band(
+    out: &mut String,
+    run: &[(usize, &Point)],
+    count: usize,
+    shift: f64,
+    top: f64,
+    color: &str,
+) {
     if run.len() < 2 || run.iter().any(|(_, p)| p.band.is_none()) {
         return;
     }
@@ -347,7 +370,7 @@ fn draw_band(out: &mut String, run: &[(usize, &Point)], count: usize, top: f64, 
         let (_, high) = point.band.unwrap_or((point.value, point.value));
         corners.push(format!(
             "{},{}",
-            coord(x_at(*i, count)),
+            coord(x_at(*i, count) + shift),
             coord(y_at(high, top))
         ));
     }
@@ -355,7 +378,7 @@ fn draw_band(out: &mut String, run: &[(usize, &Point)], count: usize, top: f64, 
         let (low, _) = point.band.unwrap_or((point.value, point.value));
         corners.push(format!(
             "{},{}",
-            coord(x_at(*i, count)),
+            coord(x_at(*i, count) + shift),
             coord(y_at(low, top))
         ));
     }
@@ -542,6 +565,14 @@ mod tests {
         let points = vec![p(0.1), p(0.2), None, p(0.3)];
         let lengths: Vec<usize> = runs(&points).iter().map(Vec::len).collect();
         assert_eq!(lengths, vec![2, 1]);
+    }
+
+    #[test]
+    fn dodging_is_symmetric_and_small() {
+        assert_eq!(dodge(0, 1), 0.0);
+        assert_eq!(dodge(0, 2), -dodge(1, 2));
+        assert_eq!(dodge(1, 3), 0.0);
+        assert!((0..40).all(|i| dodge(i, 40).abs() <= 12.0));
     }
 
     #[test]

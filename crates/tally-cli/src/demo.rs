@@ -652,3 +652,44 @@ fn stop_signals() -> SigSet {
     signals.add(Signal::SIGUSR1);
     signals
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn demo_config_asks_for_every_counter_of_every_tool() {
+        let expires: Day = "2027-01-01".parse().unwrap();
+        let text = demo_config(expires).unwrap();
+        let config = tally_protocol::UploadConfig::parse(text.as_bytes()).unwrap();
+        assert_eq!(config.sample_rate, 1.0);
+        for tool in tally_grammar::Tool::ALL {
+            let program = config.program(tool.name()).expect("every tool");
+            let rates = program.counter_rates();
+            for name in tally_grammar::vocabulary(tool) {
+                assert_eq!(rates.get(&name), Some(&1.0), "{name}");
+            }
+            assert!(program.allows_version("1.95.0") && program.allows_version("go1.19.8"));
+        }
+        assert!(config.allows(
+            "cargo",
+            "1.95.0",
+            std::env::consts::OS,
+            std::env::consts::ARCH
+        ));
+    }
+
+    #[test]
+    fn reads_the_key_line_of_a_pub_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.pub");
+        std::fs::write(
+            &path,
+            "untrusted comment: minisign public key ABC\nRWQfake\n",
+        )
+        .unwrap();
+        assert_eq!(read_public_key(&path).unwrap(), "RWQfake");
+        std::fs::write(&path, "untrusted comment: only\n").unwrap();
+        assert!(read_public_key(&path).is_err());
+    }
+}

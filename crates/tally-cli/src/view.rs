@@ -278,6 +278,133 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::ffi::OsString;
+
+    fn env_at(home: &Path, today: &str) -> tally_home::Env {
+        tally_home::Env::from_pairs([
+            (OsString::from("TALLY_DIR"), home.as_os_str().to_owned()),
+            (OsString::from("TALLY_NOW"), OsString::from(today)),
+        ])
+    }
+
+    /// A home with one ended week as a local report, one running week as a counter file, and
+    /// one corrupt counter file (skipped with a warning, not moved).
+    fn seeded_home() -> (tempfile::TempDir, Home) {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::at(dir.path());
+        let local = home.reports_dir().join("local");
+        std::fs::create_dir_all(&local).unwrap();
+        let report = Report {
+            week: "2026-11-09".parse().unwrap(),
+            x: 0.5,
+            config_version: None,
+            programs: vec![ProgramReport {
+                program: "cargo".into(),
+                version: "1.95.0".into(),
+                os: "linux".into(),
+                arch: "x86_64".into(),
+                counters: [("cargo/invocations".to_owned(), 7)].into_iter().collect(),
+            }],
+        };
+        std::fs::write(local.join("2026-11-09.json"), report.to_canonical_json()).unwrap();
+        std::fs::write(local.join("broken.json"), b"{not json").unwrap();
+        let today: Day = "2026-11-24".parse().unwrap();
+        let (file, _) = home
+            .counter_store()
+            .open_current("rustc", "1.95.0", today)
+            .unwrap();
+        file.add("rustc/edition:2021", 3).unwrap();
+        std::fs::write(home.counters_dir().join("zz-corrupt.v1.count"), b"garbage").unwrap();
+        (dir, home)
+    }
+
+    #[test]
+    fn collects_ended_and_running_weeks_and_skips_bad_files() {
+        let (dir, home) = seeded_home();
+        let env = env_at(dir.path(), "2026-11-24");
+        let mut warnings = Vec::new();
+        let data = collect(&home, &env, &mut |w| warnings.push(w));
+        assert_eq!(data.weeks.len(), 2, "{data:?}");
+        let ended = &data.weeks[0];
+        assert_eq!(
+            (ended.week.to_string().as_str(), ended.in_progress),
+            ("2026-11-09", false)
+        );
+        assert_eq!(ended.programs[0].counters["cargo/invocations"], 7);
+        let running = &data.weeks[1];
+        assert!(running.in_progress);
+        assert_eq!(running.programs[0].counters["rustc/edition:2021"], 3);
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings.iter().any(|w| w.contains("broken.json")));
+        assert!(warnings.iter().any(|w| w.contains("zz-corrupt")));
+        // Reading moved nothing.
+        assert!(home.counters_dir().join("zz-corrupt.v1.count").exists());
+        assert!(home.reports_dir().join("local/broken.json").exists());
+        assert_eq!(data.mode, "local");
+    }
+
+    #[test]
+    fn writes_one_page_with_out() {
+        let (dir, _home) = seeded_home();
+        let env = env_at(dir.path(), "2026-11-24");
+        let out = dir.path().join("report.html");
+        run(
+            &ViewArgs {
+                out: Some(out.clone()),
+                addr: None,
+            },
+            &env,
+        )
+        .unwrap();
+        let page = std::fs::read_to_string(&out).unwrap();
+        assert!(page.starts_with("<!DOCTYPE html>"));
+        assert!(page.contains("data-series=\"cargo/invocations\""));
+        assert!(page.contains("data-series=\"rustc/edition:2021\""));
+        let missing_dir = dir.path().join("no/such/dir/report.html");
+        let err = run(
+            &ViewArgs {
+                out: Some(missing_dir),
+                addr: None,
+            },
+            &env,
+        )
+        .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("check that the directory exists"),
+            "{err:#}"
+        );
+    }
+
+    /// One request to `answer` over a real loopback connection; returns the raw response.
+    fn request(home: &Home, env: &tally_home::Env, raw: &str) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        client.write_all(raw.as_bytes()).unwrap();
+        let (server_side, _) = listener.accept().unwrap();
+        answer(server_side, home, env, &mut |_| {}).unwrap();
+        let mut response = String::new();
+        client.read_to_string(&mut response).unwrap();
+        response
+    }
+
+    #[test]
+    fn serves_the_page_and_nothing_else() {
+        let (dir, home) = seeded_home();
+        let env = env_at(dir.path(), "2026-11-24");
+        let page = request(&home, &env, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(page.starts_with("HTTP/1.1 200 OK\r\n"), "{page}");
+        assert!(page.contains("Content-Security-Policy: default-src 'none'"));
+        assert!(page.contains("data-series=\"cargo/invocations\""));
+        let head = request(&home, &env, "HEAD / HTTP/1.1\r\n\r\n");
+        assert!(
+            head.starts_with("HTTP/1.1 200 OK\r\n") && head.ends_with("\r\n\r\n"),
+            "{head}"
+        );
+        let other = request(&home, &env, "GET /../../etc/passwd HTTP/1.1\r\n\r\n");
+        assert!(other.starts_with("HTTP/1.1 404"), "{other}");
+        let post = request(&home, &env, "POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n");
+        assert!(post.starts_with("HTTP/1.1 405"), "{post}");
+    }
 
     #[test]
     fn only_loopback_addresses_are_served() {
