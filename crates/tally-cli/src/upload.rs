@@ -40,7 +40,13 @@ pub(crate) fn run(args: &UploadArgs, env: &Env, io: &mut Io<'_>) -> anyhow::Resu
     if let Some(problem) = &summary.config_problem {
         writeln!(io.err, "tally: config: {problem}")?;
     }
-    for (week, why) in &summary.build.withheld {
+    // In mode local or off the summary line says why once; no need to repeat it per week.
+    let withheld = summary
+        .build
+        .withheld
+        .iter()
+        .filter(|(_, why)| !matches!(why, tally_report::Withheld::ModeNotOn(_)));
+    for (week, why) in withheld {
         writeln!(out, "Week of {week}: not uploaded: {why}.")?;
     }
     if !summary.would_send.is_empty() || debug || args.dry_run {

@@ -196,6 +196,19 @@ fn status_says_where_everything_stands() {
     assert_eq!(parsed["this_week"]["counts"], 6);
     assert_eq!(parsed["last_upload"]["day"], "2026-11-18");
 
+    let config = fx.run("2026-11-18", &[], &["config"]);
+    assert!(config.ok(), "{config:?}");
+    assert!(
+        config.stdout.contains("Verified:  yes, signed by key"),
+        "{}",
+        config.stdout
+    );
+    assert!(config.stdout.contains("Version:   7"), "{}", config.stdout);
+    assert!(
+        config.stdout.contains("\"cargo/invocations\""),
+        "the config itself is shown"
+    );
+
     // The environment lowering the mode is said plainly.
     let lowered = fx.run("2026-11-18", &[("TALLY", "local")], &["status"]);
     assert!(
