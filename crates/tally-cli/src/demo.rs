@@ -22,10 +22,12 @@ use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signal::Signal;
 use tally_home::Day;
 use tally_protocol::aggregate::{ProgramWeek, WeeksIndex};
 
@@ -67,6 +69,7 @@ pub const HOME_LINE_PREFIX: &str = "demo tally home: ";
 
 /// Runs `tally demo`.
 pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
+    let stop = stop_flag()?;
     let env = tally_home::Env::from_process();
     let today = env.today();
     let day = |offset: i64| {
@@ -90,6 +93,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         tally: tally.clone(),
         server_bin,
         server: None,
+        stop: Arc::clone(&stop),
     };
     say(&format!("tally demo: working in {}", root.path().display()));
     if std::env::var_os("DO_NOT_TRACK").is_some() || std::env::var_os("TALLY").is_some() {
@@ -106,7 +110,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
                     open_browser(&url);
                 }
                 say("Press Ctrl-C (or close stdin) to stop the server and clean up.");
-                wait_for_stop();
+                wait_for_stop(&stop);
             }
             Ok(())
         }
@@ -168,6 +172,8 @@ struct Demo {
     tally: PathBuf,
     server_bin: PathBuf,
     server: Option<Child>,
+    /// Set by Ctrl-C or SIGTERM.
+    stop: Arc<AtomicBool>,
 }
 
 impl Demo {
@@ -359,6 +365,9 @@ impl Demo {
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
             say(&format!("     {line}"));
         }
+        if self.stop.load(Ordering::SeqCst) {
+            bail!("the demo was interrupted during {label}");
+        }
         check_status(output.status, label)
     }
 
@@ -409,8 +418,6 @@ impl Demo {
         };
         // Keep draining the server's stdout so it never blocks on a full pipe.
         std::thread::spawn(move || {
-            // Ctrl-C must reach the main thread's sigwait (see `wait_for_stop`), never this one.
-            let _ = stop_signals().thread_block();
             let mut sink = Vec::new();
             let _ = lines.read_to_end(&mut sink);
         });
@@ -624,33 +631,33 @@ fn open_browser(url: &str) {
         .spawn();
 }
 
-/// Blocks until Ctrl-C (SIGINT), SIGTERM, or the end of stdin. Called after every child has
-/// been started: the blocked signal mask set here is inherited by children spawned later.
-fn wait_for_stop() {
-    let signals = stop_signals();
-    if signals.thread_block().is_err() {
-        // Without a blocked mask sigwait could race the default handlers; fall back to stdin.
-        let _ = std::io::stdin().read_to_end(&mut Vec::new());
-        return;
+/// A flag that Ctrl-C (SIGINT) and SIGTERM set instead of killing the demo, so it can stop
+/// the server and remove its directory whatever it was doing. A second signal while the flag
+/// is set ends the process at once (exit status 1), as an impatient user expects. The handlers
+/// do not reach child processes (exec resets them), so Ctrl-C still stops a running cargo.
+fn stop_flag() -> anyhow::Result<Arc<AtomicBool>> {
+    let flag = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(signal, 1, Arc::clone(&flag))
+            .and_then(|_| signal_hook::flag::register(signal, Arc::clone(&flag)))
+            .context("cannot install the demo's Ctrl-C handler")?;
     }
-    // End of stdin wakes the waiter through SIGUSR1 (blocked in this thread too, as it is
-    // spawned after the mask is set).
-    std::thread::spawn(|| {
+    Ok(flag)
+}
+
+/// Blocks until Ctrl-C, SIGTERM, or the end of stdin (how scripts and tests stop the demo).
+fn wait_for_stop(stop: &AtomicBool) {
+    let stdin_closed = Arc::new(AtomicBool::new(false));
+    let closed = Arc::clone(&stdin_closed);
+    std::thread::spawn(move || {
         let mut sink = [0u8; 4096];
         let mut stdin = std::io::stdin();
         while matches!(stdin.read(&mut sink), Ok(n) if n > 0) {}
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::this(), Signal::SIGUSR1);
+        closed.store(true, Ordering::SeqCst);
     });
-    let _ = signals.wait();
-}
-
-/// The signals that end the demo's wait: Ctrl-C, SIGTERM, and SIGUSR1 (sent on end of stdin).
-fn stop_signals() -> SigSet {
-    let mut signals = SigSet::empty();
-    signals.add(Signal::SIGINT);
-    signals.add(Signal::SIGTERM);
-    signals.add(Signal::SIGUSR1);
-    signals
+    while !stop.load(Ordering::SeqCst) && !stdin_closed.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 #[cfg(test)]
