@@ -7,8 +7,8 @@
 //!
 //! Promises: an error is one paragraph on stderr that says what went wrong and how to fix it,
 //! and exits with status 1 (usage errors: 2). No command writes anything when the environment
-//! forces tally off (`TALLY=off`, `DO_NOT_TRACK=1`), except `off` and `clean`, which only
-//! ever remove.
+//! forces tally off (`TALLY=off`, `DO_NOT_TRACK=1`), except `clean`, which only removes.
+//! Output cut short by a closed pipe (`tally show | head`) is not an error.
 
 use std::ffi::OsString;
 use std::io::{IsTerminal, Write};
@@ -176,6 +176,13 @@ pub fn run_with(args: Vec<OsString>, env: &tally_home::Env, io: &mut Io<'_>) -> 
     };
     match dispatch(&cli.command, env, io) {
         Ok(code) => code,
+        Err(err)
+            if err
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(err) => {
             let _ = writeln!(io.err, "tally: error: {err:#}");
             ExitCode::FAILURE
