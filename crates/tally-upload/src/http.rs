@@ -27,9 +27,14 @@ pub enum PostOutcome {
 
 /// An HTTP agent with tally's timeouts, proxy handling and no redirects.
 pub fn agent() -> ureq::Agent {
+    agent_with_timeout(TOTAL_TIMEOUT)
+}
+
+/// [`agent`] with another total timeout per request (tests use a short one).
+pub fn agent_with_timeout(total: Duration) -> ureq::Agent {
     ureq::Agent::config_builder()
-        .timeout_connect(Some(CONNECT_TIMEOUT))
-        .timeout_global(Some(TOTAL_TIMEOUT))
+        .timeout_connect(Some(CONNECT_TIMEOUT.min(total)))
+        .timeout_global(Some(total))
         .http_status_as_error(false)
         .max_redirects(0)
         .user_agent(concat!("tally/", env!("CARGO_PKG_VERSION")))
@@ -99,7 +104,113 @@ pub fn printable_line(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+
     use super::*;
+
+    /// Serves one connection: reads the request, then answers with `answer` (or nothing).
+    fn one_shot(answer: Option<&'static str>) -> (String, std::thread::JoinHandle<Vec<u8>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!(
+            "http://{}/upload/2026-11-16",
+            listener.local_addr().unwrap()
+        );
+        let thread = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_millis(500)))
+                .unwrap();
+            let mut request = Vec::new();
+            let mut buf = [0u8; 4096];
+            // Until the body has arrived (the client sends it at once) or the read times out.
+            while let Ok(n) = stream.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                request.extend_from_slice(&buf[..n]);
+                if request.ends_with(b"}") {
+                    break;
+                }
+            }
+            match answer {
+                Some(answer) => stream.write_all(answer.as_bytes()).unwrap(),
+                None => std::thread::sleep(Duration::from_secs(3)),
+            }
+            request
+        });
+        (url, thread)
+    }
+
+    fn answer(status: &str, body: &str) -> &'static str {
+        format!(
+            "HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .leak()
+    }
+
+    #[test]
+    fn classifies_answers() {
+        let cases = [
+            (answer("200 OK", "stored"), "accepted"),
+            (answer("400 Bad Request", "counter\nnot wanted"), "refused"),
+            (answer("503 Unavailable", "later"), "retry"),
+            (answer("302 Found", ""), "retry"),
+        ];
+        for (reply, expected) in cases {
+            let (url, server) = one_shot(Some(reply));
+            let outcome = post_report(&agent(), &url, b"{\"week\":1}");
+            let request = String::from_utf8(server.join().unwrap()).unwrap();
+            assert!(
+                request.starts_with("POST /upload/2026-11-16 HTTP/1.1"),
+                "{request}"
+            );
+            assert!(
+                request.ends_with("{\"week\":1}"),
+                "the exact body: {request}"
+            );
+            let got = match &outcome {
+                PostOutcome::Accepted { status: 200 } => "accepted",
+                PostOutcome::Refused {
+                    status: 400,
+                    reason,
+                } => {
+                    assert_eq!(reason, "HTTP 400: counter not wanted");
+                    "refused"
+                }
+                PostOutcome::Retry { .. } => "retry",
+                other => panic!("{other:?}"),
+            };
+            assert_eq!(got, expected, "{reply:?}: {outcome:?}");
+        }
+    }
+
+    #[test]
+    fn a_collector_that_never_answers_does_not_hang_the_run() {
+        let (url, server) = one_shot(None);
+        let started = std::time::Instant::now();
+        let outcome = post_report(&agent_with_timeout(Duration::from_secs(1)), &url, b"{}");
+        assert!(matches!(outcome, PostOutcome::Retry { .. }), "{outcome:?}");
+        assert!(started.elapsed() < Duration::from_secs(3));
+        server.join().unwrap();
+    }
+
+    #[test]
+    fn nobody_listening_means_retry() {
+        let url = {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            format!(
+                "http://{}/upload/2026-11-16",
+                listener.local_addr().unwrap()
+            )
+        };
+        let outcome = post_report(&agent(), &url, b"{}");
+        assert!(
+            matches!(&outcome, PostOutcome::Retry { reason } if reason.starts_with("no answer from")),
+            "{outcome:?}"
+        );
+    }
 
     #[test]
     fn answers_become_one_printable_line() {
