@@ -540,3 +540,63 @@ fn withdrawing_consent_deletes_waiting_reports() {
     assert!(out.ok(), "{out:?}");
     assert!(server.uploads().is_empty());
 }
+
+/// The session id of a running process, from `/proc/<pid>/stat` (Linux).
+fn session_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // `pid (comm) state ppid pgrp session …`; comm may hold spaces, so skip past its `)`.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(3)?.parse().ok()
+}
+
+#[test]
+fn the_background_run_leaves_the_callers_session_first() {
+    if !std::path::Path::new("/proc/self/stat").exists() {
+        eprintln!("skipped: no /proc to read session ids from");
+        return;
+    }
+    // A collector that accepts connections and never answers keeps the run busy.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", silent.local_addr().unwrap());
+    let collector = Collector::new();
+    let fx = Fixture::new();
+    let on = fx.run(
+        CONSENT,
+        &[],
+        &[
+            "on",
+            "--endpoint",
+            &url,
+            "--key",
+            &collector.key.public_base64,
+        ],
+    );
+    assert!(on.ok(), "{on:?}");
+    let mut child = Command::new(cli_exe())
+        .args(["upload", "--background"])
+        .env_clear()
+        .env("TALLY_DIR", fx.root())
+        .env("TALLY_NOW", UPLOAD_DAY)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let mut own_session = false;
+    // Bounded wait: the child calls setsid before anything else.
+    for _ in 0..100 {
+        if session_of(pid) == Some(pid) {
+            own_session = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        own_session,
+        "the background run did not start its own session"
+    );
+    assert_ne!(session_of(std::process::id()), Some(pid));
+}
