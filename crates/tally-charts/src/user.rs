@@ -98,15 +98,20 @@ pub fn user_view(data: &UserData) -> String {
             "<tr data-week=\"{w}\"><td>{w}</td><td>{status}</td>",
             w = week.week
         );
-        for by_week in merged.values() {
-            let events: u64 = by_week
+        for (program, by_week) in &merged {
+            let invocations = by_week
                 .get(&week.week)
-                .map_or(0, |c| c.values().fold(0u64, |a, b| a.saturating_add(*b)));
-            let _ = write!(body, "<td class=\"num\">{events}</td>");
+                .and_then(|c| c.get(format!("{program}/invocations").as_str()));
+            match invocations {
+                Some(n) => {
+                    let _ = write!(body, "<td class=\"num\">{n}</td>");
+                }
+                None => body.push_str("<td class=\"num muted\">–</td>"),
+            }
         }
         body.push_str("</tr>");
     }
-    body.push_str("</tbody></table></div><p class=\"note\">Numbers in the table are all counter events of the program that week.</p>\n");
+    body.push_str("</tbody></table></div><p class=\"note\">Numbers in the table are how many times each program ran that week.</p>\n");
 
     let x_labels: Vec<String> = weeks.iter().map(|w| w.week.to_string()).collect();
     for (program, by_week) in &merged {

@@ -151,9 +151,13 @@ fn user_view_shows_each_week_and_program() {
         page.contains("data-week=\"2026-11-19\" data-value=\"0\""),
         "build absent in week 2"
     );
-    // Table totals: cargo 16 then 6 events.
-    assert!(page.contains("<td class=\"num\">16</td>"));
-    assert!(page.contains("<td class=\"num\">6</td>"));
+    // The weeks table: each program's invocations, a dash where it did not run.
+    assert!(page.contains(
+        "<tr data-week=\"2026-11-19\"><td>2026-11-19</td><td>in progress</td><td class=\"num\">3</td><td class=\"num muted\">–</td></tr>"
+    ));
+    assert!(page.contains(
+        "<tr data-week=\"2026-11-12\"><td>2026-11-12</td><td>ended</td><td class=\"num\">9</td><td class=\"num\">120</td></tr>"
+    ));
 }
 
 const HOSTILE: &str = "\"><script>alert('x')</script><img src=x onerror=alert(1)>&amp;";

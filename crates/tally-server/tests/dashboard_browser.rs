@@ -157,6 +157,13 @@ fn dashboard_shows_the_published_aggregates_in_chromium() {
         json!([["2026-11-02", 9], ["2026-11-09", 14], ["2026-11-16", 21]])
     );
     browser.screenshot(&shots.join("dashboard.png"), 1000);
+    browser.resize(390, 844);
+    browser.goto(&format!("{base}/"));
+    let overflow = browser.eval(
+        "return document.documentElement.scrollWidth - document.documentElement.clientWidth;",
+        json!([]),
+    );
+    assert_eq!(overflow, json!(0), "the index fits a 390 px screen");
 
     // The cargo page: the chart values are the API's values.
     browser.resize(1280, 900);
