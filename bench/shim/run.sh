@@ -57,7 +57,14 @@ for k in med:
     print(f"  {k:13s} median {med[k]:7.3f} ms   added {med[k]-d:+7.3f} ms")
 c_added = med["c-execv"] - d
 t_added = med["tally-shim"] - d
-print(f"  tally added / C added = {t_added / c_added:.2f}x (target <= 1.2x)" if c_added > 0 else "  C added no measurable time")
+print(f"  wall: tally added / C added = {t_added / c_added:.2f}x (target <= 1.2x)" if c_added > 0 else "  wall: C added no measurable time")
+# CPU time (user + system) is steadier than wall time on a shared, loaded machine.
+cpu = {k: (v["user"] + v["system"]) * 1e3 for k, v in res.items()}
+for k in cpu:
+    print(f"  {k:13s} cpu (user+sys, mean) {cpu[k]:7.3f} ms   added {cpu[k]-cpu['direct']:+7.3f} ms")
+c_cpu = cpu["c-execv"] - cpu["direct"]
+t_cpu = cpu["tally-shim"] - cpu["direct"]
+print(f"  cpu: tally added / C added = {t_cpu / c_cpu:.2f}x" if c_cpu > 0 else "  cpu: C added no measurable time")
 PY
 echo "  counters written: $(ls "$TALLY_DIR/counters" | wc -l) file(s)"
 

@@ -9,12 +9,25 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-/// Whether `real` (the tool found on PATH) is a rustup proxy: a link to a binary named `rustup`.
+/// Whether `real` (the tool found on PATH) is a rustup proxy: a symbolic link that resolves to
+/// a binary named `rustup`, or a hard link to the `rustup` beside it (both are how rustup
+/// installs its proxies). Costs one `lstat` for a plain binary such as a toolchain's rustc.
 pub fn is_rustup_proxy(real: &Path) -> bool {
-    std::fs::canonicalize(real)
-        .ok()
-        .and_then(|p| p.file_name().map(|n| n == "rustup" || n == "rustup-init"))
-        .unwrap_or(false)
+    let Ok(meta) = std::fs::symlink_metadata(real) else {
+        return false;
+    };
+    if meta.file_type().is_symlink() {
+        return std::fs::canonicalize(real)
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n == "rustup" || n == "rustup-init"))
+            .unwrap_or(false);
+    }
+    use std::os::unix::fs::MetadataExt;
+    meta.nlink() > 1
+        && real.parent().is_some_and(|dir| {
+            std::fs::metadata(dir.join("rustup"))
+                .is_ok_and(|r| r.dev() == meta.dev() && r.ino() == meta.ino())
+        })
 }
 
 /// Environment lookups this module needs (not tally's own variables).
@@ -192,6 +205,20 @@ mod tests {
             .unwrap()
             .to_string_lossy()
             .into_owned()
+    }
+
+    #[test]
+    fn recognises_proxies_by_link() {
+        let tmp = tempfile::tempdir().unwrap();
+        let bin = tmp.path();
+        std::fs::write(bin.join("rustup"), "").unwrap();
+        std::os::unix::fs::symlink(bin.join("rustup"), bin.join("cargo")).unwrap();
+        std::fs::hard_link(bin.join("rustup"), bin.join("rustc")).unwrap();
+        std::fs::write(bin.join("rustfmt"), "").unwrap();
+        assert!(is_rustup_proxy(&bin.join("cargo")));
+        assert!(is_rustup_proxy(&bin.join("rustc")));
+        assert!(!is_rustup_proxy(&bin.join("rustfmt")));
+        assert!(!is_rustup_proxy(&bin.join("missing")));
     }
 
     #[test]
