@@ -600,3 +600,24 @@ fn the_background_run_leaves_the_callers_session_first() {
     );
     assert_ne!(session_of(std::process::id()), Some(pid));
 }
+
+#[test]
+fn the_upload_run_deletes_weeks_past_retention() {
+    let fx = Fixture::new();
+    fx.count("2026-09-01", "cargo", "1.95.0", &[("cargo/invocations", 1)]);
+    let old = fx.run("2026-09-08", &[], &["upload"]);
+    assert!(old.ok(), "{old:?}");
+    assert_eq!(fx.reports("local"), ["2026-08-31.json"]);
+    fx.count("2026-11-10", "cargo", "1.95.0", &[("cargo/invocations", 2)]);
+
+    // Eight weeks after its end, the old week goes; the recent one stays.
+    let out = fx.run(UPLOAD_DAY, &[], &["upload"]);
+    assert!(out.ok(), "{out:?}");
+    assert!(
+        out.stderr
+            .contains("deleted 1 file(s) of weeks older than 8 weeks"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(fx.reports("local"), ["2026-11-09.json"]);
+}

@@ -2,10 +2,10 @@
 //!
 //! In order: refuse when the environment forces tally off (nothing is written); take the run
 //! lock; in mode `on`, touch the daily token and fetch the config if it is stale; build the
-//! due reports; then, in mode `on` with a config that verifies now, send each pending report
-//! (oldest first) and file it as sent, refused or still pending. Each pending report passes
-//! the same gates again right before it is sent (mode, consent before its week, age), because
-//! any of them may have changed since it was written.
+//! due reports; delete weeks past retention; then, in mode `on` with a config that verifies
+//! now, send each pending report (oldest first) and file it as sent, refused or still pending.
+//! Each pending report passes the same gates again right before it is sent (mode, consent
+//! before its week, age), because any of them may have changed since it was written.
 
 use std::path::Path;
 
@@ -42,6 +42,8 @@ pub struct Summary {
     pub config_problem: Option<String>,
     /// What building the due reports did.
     pub build: BuildSummary,
+    /// What the retention sweep deleted (weeks past `tally_home::retention::RETAIN_WEEKS`).
+    pub retention: tally_home::retention::SweepSummary,
     /// Reports the collector accepted.
     pub sent: Vec<Day>,
     /// Reports the collector refused, with its reason.
@@ -188,6 +190,27 @@ pub fn run(
             "built the report of the week of {} from {} counter file(s)",
             built.week, built.files
         ));
+    }
+
+    // The daily run is also what keeps the data directory bounded.
+    match tally_home::retention::sweep(&home, today) {
+        Ok(swept) => {
+            let deleted = swept.deleted_counter_files.len()
+                + swept.deleted_reports.len()
+                + swept.deleted_quarantined.len();
+            if deleted > 0 {
+                progress(&format!(
+                    "deleted {deleted} file(s) of weeks older than {} weeks",
+                    tally_home::retention::RETAIN_WEEKS
+                ));
+            }
+            summary
+                .build
+                .problems
+                .extend(swept.failures.iter().cloned());
+            summary.retention = swept;
+        }
+        Err(err) => summary.build.problems.push(format!("retention: {err}")),
     }
 
     let since = match mode {
