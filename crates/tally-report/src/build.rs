@@ -93,8 +93,8 @@ pub fn build_due_reports_with(
     if mode == Mode::Off {
         return Ok(summary);
     }
-    consume_ended_weeks(home, today, draw_x, &mut summary)?;
-    write_upload_copies(home, mode, today, &mut summary)?;
+    let mut just_built = consume_ended_weeks(home, today, draw_x, &mut summary)?;
+    write_upload_copies(home, mode, today, &mut just_built, &mut summary)?;
     Ok(summary)
 }
 
@@ -103,7 +103,9 @@ fn consume_ended_weeks(
     today: Day,
     draw_x: &mut dyn FnMut() -> f64,
     summary: &mut BuildSummary,
-) -> Result<(), BuildError> {
+) -> Result<BTreeMap<Day, Report>, BuildError> {
+    // Reports written by this run, so that step B need not read them back.
+    let mut just_built = BTreeMap::new();
     let store = home.counter_store();
     let mut weeks: BTreeMap<Day, Vec<(PathBuf, Snapshot)>> = BTreeMap::new();
     let mut held_back: Vec<Day> = Vec::new();
@@ -153,11 +155,14 @@ fn consume_ended_weeks(
         if !local_path.exists() {
             let report = merge(week, draw_x(), snapshots);
             match create_new(&local_path, &report.to_canonical_json()) {
-                Ok(true) => summary.built.push(BuiltWeek {
-                    week,
-                    local_path: local_path.clone(),
-                    files: paths.len(),
-                }),
+                Ok(true) => {
+                    summary.built.push(BuiltWeek {
+                        week,
+                        local_path: local_path.clone(),
+                        files: paths.len(),
+                    });
+                    just_built.insert(week, report);
+                }
                 // A concurrent run wrote it first: these files are in its report.
                 Ok(false) => {}
                 Err(source) => {
@@ -182,7 +187,7 @@ fn consume_ended_weeks(
             }
         }
     }
-    Ok(())
+    Ok(just_built)
 }
 
 fn quarantine(home: &Home, path: &Path, reason: &str, summary: &mut BuildSummary) {
@@ -312,6 +317,7 @@ fn write_upload_copies(
     home: &Home,
     mode: Mode,
     today: Day,
+    just_built: &mut BTreeMap<Day, Report>,
     summary: &mut BuildSummary,
 ) -> Result<(), BuildError> {
     let config = config_for(home, mode, today);
@@ -320,7 +326,10 @@ fn write_upload_copies(
         if has_upload_copy(home, week) {
             continue;
         }
-        let local = match read_local(home, week) {
+        let local = match just_built
+            .remove(&week)
+            .map_or_else(|| read_local(home, week), Ok)
+        {
             Ok(local) => local,
             Err(problem) => {
                 summary.problems.push(problem);
