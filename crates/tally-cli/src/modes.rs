@@ -117,7 +117,7 @@ pub(crate) fn on(args: &OnArgs, env: &Env, io: &mut Io<'_>) -> anyhow::Result<Ex
     writeln!(out)?;
     writeln!(
         out,
-        "Data stays in {} until it is sent.",
+        "Counts are kept in {}; every report sent is kept there too, in reports/sent/.",
         home.root().display()
     )?;
     writeln!(

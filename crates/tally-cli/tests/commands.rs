@@ -32,6 +32,12 @@ fn filters(fx: &Fixture, server: Option<&Server>) -> Vec<(String, String)> {
             r"(?m)^Under cargo:.*$".to_string(),
             "[UNDER CARGO]".to_string(),
         ),
+        // Counter files record the platform they were made on.
+        (format!(r"\b{}\b", std::env::consts::OS), "[OS]".to_string()),
+        (
+            format!(r"\b{}\b", std::env::consts::ARCH),
+            "[ARCH]".to_string(),
+        ),
     ];
     if let Some(server) = server {
         filters.insert(0, (regex_escape(&server.url), "[COLLECTOR]".to_string()));
