@@ -664,3 +664,55 @@ fn help_lists_the_environment_and_usage_errors_exit_2() {
     let unknown = fx.run(CONSENT, &[], &["frobnicate"]);
     assert_eq!(unknown.code, std::process::ExitCode::from(2));
 }
+
+/// Runs the real CLI on a pseudo-terminal (util-linux `script`), typing `input`.
+fn on_a_terminal(fx: &Fixture, args: &str, input: &str) -> Option<String> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipped: util-linux `script` is needed to give the CLI a terminal");
+        return None;
+    }
+    let mut child = Command::new("script")
+        .args([
+            "-qec",
+            &format!("{} {args}", support::cli_exe().display()),
+            "/dev/null",
+        ])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("TALLY_DIR", fx.root())
+        .env("TALLY_NOW", CONSENT)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[test]
+fn clean_on_a_terminal_asks_first() {
+    let fx = counted();
+    let Some(declined) = on_a_terminal(&fx, "clean", "n\n") else {
+        return;
+    };
+    assert!(
+        declined.contains("Delete everything tally holds in"),
+        "{declined}"
+    );
+    assert!(declined.contains("Nothing deleted."), "{declined}");
+    assert!(fx.home.counters_dir().exists());
+
+    let accepted = on_a_terminal(&fx, "clean", "y\n").unwrap();
+    assert!(accepted.contains("Deleted"), "{accepted}");
+    assert!(fx.all_files().is_empty(), "{:?}", fx.all_files());
+}
