@@ -32,9 +32,8 @@ pub fn dashboard_index(index: &WeeksIndex) -> String {
     body.push_str("<header><h1>tally: what people use</h1>");
     let _ = writeln!(
         body,
-        "<p class=\"note\">Reports are one installation-week each. Anything seen in fewer than \
-         <span data-threshold=\"{t}\">{t}</span> reports is withheld from every page.</p></header>",
-        t = index.threshold
+        "<p class=\"note\">Reports are one installation-week each. {}</p></header>",
+        threshold_note(index.threshold)
     );
     if weeks.is_empty() {
         body.push_str("<p class=\"empty\">No published data yet: no week has reports above the publication threshold.</p>\n");
@@ -143,8 +142,8 @@ pub fn program_page(program: &str, weeks: &[ProgramWeek]) -> String {
     let _ = writeln!(
         body,
         "<p class=\"note\">Each chart shows the share of this program's reports in which a counter \
-         was above zero, with its 95% Wilson interval as a band. Counters and splits seen in fewer \
-         than {threshold} reports are withheld.</p></header>"
+         was above zero, with its 95% Wilson interval as a band. {}</p></header>",
+        threshold_note(threshold)
     );
     if weeks.is_empty() {
         body.push_str("<p class=\"empty\">No published data for this program.</p>\n");
@@ -247,6 +246,22 @@ fn split_kind(split: &str) -> &'static str {
         "version" => "split-version",
         "os" => "split-os",
         _ => "split-arch",
+    }
+}
+
+/// What the publication threshold means, in words, with the number in a `data-threshold`
+/// attribute for tests.
+fn threshold_note(threshold: u64) -> String {
+    if threshold <= 1 {
+        format!(
+            "Publication threshold <span data-threshold=\"{threshold}\">{threshold}</span>: \
+             everything is shown, even what a single report holds (fit for a demo, not for real users)."
+        )
+    } else {
+        format!(
+            "Anything seen in fewer than <span data-threshold=\"{threshold}\">{threshold}</span> \
+             reports is withheld from every page."
+        )
     }
 }
 
