@@ -345,6 +345,13 @@ fn a_tampered_config_sends_nothing() {
         "{}",
         status.stdout
     );
+    assert!(
+        status
+            .stdout
+            .contains("Last upload:  2026-11-17: nothing sent: the collector's config was refused"),
+        "{}",
+        status.stdout
+    );
 }
 
 #[test]

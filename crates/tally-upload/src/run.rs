@@ -147,6 +147,45 @@ pub fn run(
             .map_err(io_error("cannot touch the upload token in", home.root()))?;
     }
 
+    let result = build_and_send(
+        &home,
+        env,
+        mode,
+        options,
+        sending_allowed,
+        &mut summary,
+        progress,
+    );
+    // In mode on, every real run is recorded for `tally status`, including one that sent
+    // nothing and why.
+    if sending_allowed && matches!(mode, Mode::On { .. }) {
+        let last = LastUpload {
+            day: today,
+            sent: count(summary.sent.len()),
+            refused: count(summary.refused.len()),
+            retry: count(summary.retry.len()),
+            result: match &result {
+                Ok(()) => summary.one_line(),
+                Err(err) => format!("failed: {err}"),
+            },
+        };
+        state::write_last(home.root(), &last)
+            .map_err(io_error("cannot record the upload in", home.root()))?;
+    }
+    result.map(|()| summary)
+}
+
+/// Everything after the lock: config, reports, retention, sending. Fills `summary`.
+fn build_and_send(
+    home: &Home,
+    env: &Env,
+    mode: Mode,
+    options: &Options,
+    sending_allowed: bool,
+    summary: &mut Summary,
+    progress: &mut dyn FnMut(&str),
+) -> Result<(), RunError> {
+    let today = env.today();
     let config_dir = home.config_dir();
     let mut refused_download = false;
     let endpoint = if matches!(mode, Mode::On { .. }) {
@@ -184,7 +223,7 @@ pub fn run(
         None
     };
 
-    summary.build = tally_report::build_due_reports(&home, mode, today)?;
+    summary.build = tally_report::build_due_reports(home, mode, today)?;
     for built in &summary.build.built {
         progress(&format!(
             "built the report of the week of {} from {} counter file(s)",
@@ -193,7 +232,7 @@ pub fn run(
     }
 
     // The daily run is also what keeps the data directory bounded.
-    match tally_home::retention::sweep(&home, today) {
+    match tally_home::retention::sweep(home, today) {
         Ok(swept) => {
             let deleted = swept.deleted_counter_files.len()
                 + swept.deleted_reports.len()
@@ -227,17 +266,17 @@ pub fn run(
                 )
             };
             summary.nothing_sent_because = Some(why);
-            return Ok(summary);
+            return Ok(());
         }
     };
     let Some(endpoint) = endpoint else {
         summary.nothing_sent_because = summary.config_problem.clone();
-        return Ok(summary);
+        return Ok(());
     };
     if refused_download {
         let why = summary.config_problem.clone().unwrap_or_default();
         summary.nothing_sent_because = Some(format!("the collector's config was refused: {why}"));
-        return Ok(summary);
+        return Ok(());
     }
     // Whatever the fetch said, only a config that verifies now lets anything leave.
     if let Err(why) = tally_config::current_for(&endpoint, &config_dir, today) {
@@ -246,7 +285,7 @@ pub fn run(
             .clone()
             .unwrap_or_else(|| why.to_string());
         summary.nothing_sent_because = Some(format!("no verified upload config: {why}"));
-        return Ok(summary);
+        return Ok(());
     }
 
     let reports_dir = home.reports_dir();
@@ -309,18 +348,7 @@ pub fn run(
         }
     }
 
-    if sending_allowed {
-        let last = LastUpload {
-            day: today,
-            sent: count(summary.sent.len()),
-            refused: count(summary.refused.len()),
-            retry: count(summary.retry.len()),
-            result: summary.one_line(),
-        };
-        state::write_last(home.root(), &last)
-            .map_err(io_error("cannot record the upload in", home.root()))?;
-    }
-    Ok(summary)
+    Ok(())
 }
 
 fn count(n: usize) -> u32 {
