@@ -238,13 +238,25 @@ impl Demo {
             "\n3. Building sample projects on {build_day} through the shims in {}",
             self.dirs.shims.display()
         ));
-        write_rust_project(&self.dirs.rust_project)?;
-        for step in CARGO_STEPS {
-            let mut cargo = self.command(&self.dirs.shims.join("cargo"), build_day);
-            cargo.args(*step).current_dir(&self.dirs.rust_project);
-            self.run_shown(&mut cargo, &format!("cargo {}", step.join(" ")))?;
+        let has_cargo = find_on_path("cargo", &original_path()).is_some();
+        let has_go = find_on_path("go", &original_path()).is_some();
+        if !has_cargo && !has_go {
+            bail!(
+                "neither cargo nor go is on PATH, so the demo has nothing to build; install Rust \
+                 (https://rustup.rs) or Go and run `tally demo` again"
+            );
         }
-        if find_on_path("go", &original_path()).is_some() {
+        if has_cargo {
+            write_rust_project(&self.dirs.rust_project)?;
+            for step in CARGO_STEPS {
+                let mut cargo = self.command(&self.dirs.shims.join("cargo"), build_day);
+                cargo.args(*step).current_dir(&self.dirs.rust_project);
+                self.run_shown(&mut cargo, &format!("cargo {}", step.join(" ")))?;
+            }
+        } else {
+            say("   (cargo is not installed: skipping the Rust sample)");
+        }
+        if has_go {
             write_go_project(&self.dirs.go_project)?;
             for (tool, steps) in [("go", GO_STEPS), ("gofmt", GOFMT_STEPS)] {
                 for step in steps {
