@@ -194,7 +194,7 @@ fn build_and_send(
                 summary.endpoint = Some(endpoint.url.clone());
                 match tally_config::refresh(&endpoint, &config_dir, today, &options.fetch) {
                     Ok(verified) => progress(&format!(
-                        "config version {} from {} verified (key {})",
+                        "using config version {} of {}, signature verified (key {})",
                         verified.config.version, endpoint.url, verified.key_id
                     )),
                     Err(err) => {
