@@ -28,6 +28,9 @@ pub const PAGE_SIZE: u64 = 16 * 1024;
 
 /// Longest metadata text, in bytes.
 pub const MAX_META_LEN: usize = 1024;
+/// Longest header (fixed part, metadata and padding): everything before the hash table.
+pub(crate) const MAX_HEADER_LEN: usize = align32((FIXED_HEADER_LEN + MAX_META_LEN) as u64) as usize;
+
 /// Longest metadata value, in bytes.
 pub const MAX_META_FIELD_LEN: usize = 128;
 
@@ -214,8 +217,8 @@ fn corrupt(msg: impl Into<String>) -> ParseError {
     ParseError::Corrupt(msg.into())
 }
 
-/// Validates the header. `bytes` holds the start of the file (at least up to the end of the
-/// hash table when the file is that long); `file_len` is the whole file's length.
+/// Validates the header. `bytes` holds the start of the file (at least up to the hash table
+/// when the file is that long); `file_len` is the whole file's length.
 pub(crate) fn parse_header(bytes: &[u8], file_len: u64) -> Result<Header, ParseError> {
     if file_len == 0 {
         return Err(corrupt("the file is empty (zero length)"));
@@ -277,7 +280,7 @@ pub(crate) fn parse_header(bytes: &[u8], file_len: u64) -> Result<Header, ParseE
         return Err(corrupt("reserved header field is not zero"));
     }
     let records_start = header_len + u64::from(TABLE_LEN);
-    if file_len < records_start || (bytes.len() as u64) < records_start {
+    if file_len < records_start || (bytes.len() as u64) < header_len {
         return Err(corrupt(format!(
             "truncated: {file_len} bytes, shorter than the header and hash table ({records_start} bytes)"
         )));

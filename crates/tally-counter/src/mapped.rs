@@ -19,9 +19,9 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use memmap2::{MmapOptions, MmapRaw};
 
 use crate::layout::{
-    BUCKETS, DEAD, FIXED_HEADER_LEN, MAX_META_LEN, OFF_ALLOC_LIMIT, OFF_DROPPED, OFF_RECORD_COUNT,
-    REC_NAME_LEN, REC_NEXT, TABLE_LEN, bucket_of, initial_image, name_fits, parse_header,
-    place_record, record_len, within_one_page,
+    BUCKETS, DEAD, MAX_HEADER_LEN, OFF_ALLOC_LIMIT, OFF_DROPPED, OFF_RECORD_COUNT, REC_NAME_LEN,
+    REC_NEXT, bucket_of, initial_image, name_fits, parse_header, place_record, record_len,
+    within_one_page,
 };
 use crate::{Error, FileMeta, MAX_COUNTERS, MAX_FILE_SIZE, ParseError};
 
@@ -141,10 +141,12 @@ impl CounterFile {
     /// of this format; the caller should quarantine it. `Err(Error::MetaMismatch)`: the file
     /// describes something else than `meta`.
     pub fn open_or_create(path: &Path, meta: &FileMeta) -> Result<(CounterFile, bool), Error> {
-        let image = initial_image(meta).map_err(Error::InvalidMeta)?;
         let (file, created) = match OpenOptions::new().read(true).write(true).open(path) {
             Ok(file) => (file, false),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => create_by_link(path, &image)?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let image = initial_image(meta).map_err(Error::InvalidMeta)?;
+                create_by_link(path, &image)?
+            }
             Err(source) => {
                 return Err(Error::Io {
                     path: path.to_path_buf(),
@@ -190,22 +192,25 @@ impl CounterFile {
             dev: metadata.dev(),
             ino: metadata.ino(),
         });
-        // The header and hash table are at most this long; read them with one pread rather than
-        // through the mapping, so validation never touches bytes past the end of the file.
-        let want = (FIXED_HEADER_LEN + MAX_META_LEN + 32 + TABLE_LEN as usize)
-            .min(usize::try_from(file_len).unwrap_or(usize::MAX));
-        let mut head = vec![0u8; want];
-        let mut filled = 0;
-        while filled < want {
-            match file.read_at(&mut head[filled..], filled as u64) {
-                Ok(0) => break,
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(io_err("read", e)),
-            }
+        let map = MmapOptions::new()
+            .len(MAX_FILE_SIZE as usize)
+            .map_raw(&file)
+            .map_err(|e| io_err("map", e))?;
+        // Copy the header out of the mapping (no extra system call), touching only bytes that
+        // the file has.
+        let mut head = [0u8; MAX_HEADER_LEN];
+        let available = usize::try_from(file_len)
+            .unwrap_or(usize::MAX)
+            .min(MAX_HEADER_LEN);
+        for (i, byte) in head[..available].iter_mut().enumerate() {
+            // SAFETY: `i < available <= file_len`, so the byte is inside both the mapping
+            // (MAX_FILE_SIZE >= MAX_HEADER_LEN) and the file. A volatile read of one byte is
+            // sound even while another process updates the header's atomic fields; validation
+            // only relies on fields that never change after creation.
+            *byte = unsafe { map.as_ptr().add(i).read_volatile() };
         }
-        head.truncate(filled);
-        let header = parse_header(&head, file_len).map_err(|e| match e {
+        let head = &head[..available];
+        let header = parse_header(head, file_len).map_err(|e| match e {
             ParseError::Corrupt(reason) => Error::Corrupt {
                 path: path.to_path_buf(),
                 reason,
@@ -217,10 +222,6 @@ impl CounterFile {
                 file_id,
             },
         })?;
-        let map = MmapOptions::new()
-            .len(MAX_FILE_SIZE as usize)
-            .map_raw(&file)
-            .map_err(|e| io_err("map", e))?;
         Ok(CounterFile {
             map,
             file,
