@@ -37,10 +37,13 @@ cp "$ROOT/config-schema/example-config.json" "$WORK/config.json"
 "$SERVER" sign "$WORK/config.json" -s "$WORK/key.sec" >/dev/null
 
 start_server() {
+    : >"$WORK/server.log.new"
+    if [ -f "$WORK/server.log" ]; then cat "$WORK/server.log" >>"$WORK/server.log.all"; fi
+    mv "$WORK/server.log.new" "$WORK/server.log"
     "$SERVER" serve --addr 127.0.0.1:0 --store "$WORK/store" --config "$WORK/config.json" \
         --key "$WORK/key.pub" >"$WORK/server.log" 2>&1 &
     SERVER_PID=$!
-    for _ in $(seq 1 100); do
+    for _ in $(seq 1 600); do
         PORT=$(sed -n 's/^tally-server: listening on port //p' "$WORK/server.log")
         if [ -n "$PORT" ]; then return; fi
         sleep 0.05
@@ -66,7 +69,8 @@ echo "== restart and verify"
 start_server
 cat "$WORK/accepted-1" "$WORK/accepted-2" | grep -v '^$' >"$WORK/accepted"
 "$LOADGEN" verify --addr "127.0.0.1:$PORT" --store "$WORK/store" --accepted "$WORK/accepted"
-if grep -q '127\.0\.0\.1' "$WORK/server.log"; then
+cat "$WORK/server.log" >>"$WORK/server.log.all"
+if grep -q '127\.0\.0\.1' "$WORK/server.log.all"; then
     echo "the server log holds an address" >&2
     exit 1
 fi
