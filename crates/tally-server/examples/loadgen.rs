@@ -124,7 +124,7 @@ fn valid_report(week: Day, config_version: u64, x: f64) -> Report {
     let mut counters = std::collections::BTreeMap::new();
     counters.insert("cargo/invocations".to_string(), 1 + n % 50);
     counters.insert("cargo/subcommand:build".to_string(), n % 7);
-    if n % 3 == 0 {
+    if n.is_multiple_of(3) {
         counters.insert("cargo/subcommand:test".to_string(), 1 + n % 5);
     }
     Report {
@@ -133,13 +133,13 @@ fn valid_report(week: Day, config_version: u64, x: f64) -> Report {
         config_version: Some(config_version),
         programs: vec![ProgramReport {
             program: "cargo".into(),
-            version: if n % 2 == 0 {
+            version: if n.is_multiple_of(2) {
                 "1.95.0".into()
             } else {
                 "1.96.0".into()
             },
             os: "linux".into(),
-            arch: if n % 4 == 0 {
+            arch: if n.is_multiple_of(4) {
                 "aarch64".into()
             } else {
                 "x86_64".into()

@@ -431,7 +431,7 @@ impl AppState {
                     .summary(threshold)
             })
             .collect();
-        weeks.sort_by(|a, b| b.week.cmp(&a.week));
+        weeks.sort_by_key(|summary| std::cmp::Reverse(summary.week));
         WeeksIndex { threshold, weeks }
     }
 

@@ -79,7 +79,7 @@ fn seeded_report(week: &str, i: u64) -> Report {
         ("cargo/invocations".to_owned(), 3 + i % 5),
         ("cargo/subcommand:build".to_owned(), 1 + i % 3),
     ];
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         counters.push(("cargo/subcommand:test".to_owned(), 2));
     }
     if i % 3 != 1 {
@@ -95,13 +95,13 @@ fn seeded_report(week: &str, i: u64) -> Report {
         config_version: Some(1),
         programs: vec![ProgramReport {
             program: "cargo".into(),
-            version: if i % 4 == 0 {
+            version: if i.is_multiple_of(4) {
                 "1.94.0".into()
             } else {
                 "1.95.0".into()
             },
             os: "linux".into(),
-            arch: if i % 5 == 0 {
+            arch: if i.is_multiple_of(5) {
                 "aarch64".into()
             } else {
                 "x86_64".into()
