@@ -601,6 +601,10 @@ impl Store {
                 "1000 quarantined files of this name already exist; run `tally clean`",
             ),
         })?;
+        // A hard link keeps the old modification time; retention counts from the move.
+        if let Ok(f) = OpenOptions::new().write(true).open(&target) {
+            let _ = f.set_modified(std::time::SystemTime::now());
+        }
         let mut reason_path = target.clone().into_os_string();
         reason_path.push(".reason");
         write_atomic(Path::new(&reason_path), format!("{reason}\n").as_bytes())?;
