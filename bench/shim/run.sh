@@ -68,6 +68,29 @@ print(f"  cpu: tally added / C added = {t_cpu / c_cpu:.2f}x" if c_cpu > 0 else "
 PY
 echo "  counters written: $(ls "$TALLY_DIR/counters" | wc -l) file(s)"
 
+# The same comparison in front of a static no-op "rustc": the tool itself costs almost nothing,
+# so what each layer adds stands out of this machine's noise.
+echo "== the added time alone: in front of a static no-op tool (runs: $((runs * 2)))"
+mkdir -p "$scratch/noop" "$scratch/c-noop"
+printf 'int main(void) { return 0; }\n' >"$scratch/noop.c"
+gcc -O2 -static -o "$scratch/noop/rustc" "$scratch/noop.c"
+gcc -O2 -static -DREAL_TOOL="\"$scratch/noop/rustc\"" -o "$scratch/c-noop/rustc" bench/shim/execv.c
+PATH=$scratch/shims:$scratch/noop:$PATH hyperfine -N --warmup 50 --runs "$((runs * 2))" \
+    -n noop-direct "$scratch/noop/rustc --version" \
+    -n noop-c-execv "$scratch/c-noop/rustc --version" \
+    -n noop-tally-shim "$scratch/shims/rustc --version" \
+    --export-json "$out/noop.json" --export-markdown "$out/noop.md"
+python3 - "$out/noop.json" <<'PY'
+import json, statistics, sys
+res = {r["command"]: r for r in json.load(open(sys.argv[1]))["results"]}
+med = {k: statistics.median(v["times"]) * 1e3 for k, v in res.items()}
+d = med["noop-direct"]
+for k in med:
+    print(f"  {k:16s} median {med[k]:7.3f} ms   added {med[k]-d:+7.3f} ms")
+c_added, t_added = med["noop-c-execv"] - d, med["noop-tally-shim"] - d
+print(f"  wall: tally added / C added = {t_added / c_added:.2f}x (target <= 1.2x)")
+PY
+
 echo "== generated workspace: $crates crates, cargo build from clean (runs: $build_runs)"
 ws=$scratch/ws
 mkdir -p "$ws"

@@ -29,16 +29,28 @@ pub fn version_of(tool: Tool, binary: &Path, meta: &Metadata, versions_dir: &Pat
     let entry = versions_dir.join(&key);
     if let Ok(text) = std::fs::read_to_string(&entry) {
         let v = text.trim();
-        if is_clean(v) {
+        if is_clean(v) || v == UNKNOWN {
             return v.to_string();
         }
     }
-    let Some(version) = query(tool, binary) else {
-        return UNKNOWN.to_string();
+    let version = match query(tool, binary) {
+        Answer::Version(v) => v,
+        // A tool that answers but not with a version will not change its mind: remember that,
+        // or every run would ask again.
+        Answer::NoVersion => UNKNOWN.to_string(),
+        // Timed out, or could not run: maybe a cold cache or a busy machine; ask next time.
+        Answer::Failed => return UNKNOWN.to_string(),
     };
     // Caching is best effort: a read-only data directory just means asking again next time.
     let _ = store(versions_dir, &key, &version);
     version
+}
+
+/// What asking a tool for its version gave.
+enum Answer {
+    Version(String),
+    NoVersion,
+    Failed,
 }
 
 fn cache_key(tool: Tool, binary: &Path, meta: &Metadata) -> String {
@@ -80,20 +92,30 @@ fn store(dir: &Path, key: &str, version: &str) -> std::io::Result<()> {
 }
 
 /// Asks the tool. gofmt has no version flag: it is asked of the `go` beside it.
-fn query(tool: Tool, binary: &Path) -> Option<String> {
+fn query(tool: Tool, binary: &Path) -> Answer {
     let (program, args): (PathBuf, &[&str]) = match tool {
         Tool::Go => (binary.to_path_buf(), &["version"]),
         Tool::Gofmt => {
-            let dir = std::fs::canonicalize(binary).ok()?.parent()?.to_path_buf();
+            let dir = std::fs::canonicalize(binary)
+                .ok()
+                .and_then(|p| p.parent().map(Path::to_path_buf));
+            let Some(dir) = dir else {
+                return Answer::NoVersion;
+            };
             (dir.join("go"), &["version"])
         }
         _ => (binary.to_path_buf(), &["--version"]),
     };
-    let out = run_with_timeout(&program, args)?;
-    parse_version(tool, &out)
+    match run_with_timeout(&program, args) {
+        Some(Ok(out)) => parse_version(tool, &out).map_or(Answer::NoVersion, Answer::Version),
+        Some(Err(())) => Answer::NoVersion,
+        None => Answer::Failed,
+    }
 }
 
-fn run_with_timeout(program: &Path, args: &[&str]) -> Option<String> {
+/// The tool's stdout if it exited successfully, `Some(Err)` if it ran and failed, `None` if it
+/// could not be started or timed out.
+fn run_with_timeout(program: &Path, args: &[&str]) -> Option<Result<String, ()>> {
     let mut child = Command::new(program)
         .args(args)
         .env("TALLY", "off")
@@ -107,7 +129,8 @@ fn run_with_timeout(program: &Path, args: &[&str]) -> Option<String> {
     loop {
         match child.try_wait() {
             Ok(Some(status)) if status.success() => break,
-            Ok(Some(_)) | Err(_) => return None,
+            Ok(Some(_)) => return Some(Err(())),
+            Err(_) => return None,
             Ok(None) if start.elapsed() > QUERY_TIMEOUT => {
                 let _ = child.kill();
                 let _ = child.wait();
@@ -117,13 +140,14 @@ fn run_with_timeout(program: &Path, args: &[&str]) -> Option<String> {
         }
     }
     let mut text = String::new();
-    child
+    match child
         .stdout
-        .take()?
-        .take(4096)
-        .read_to_string(&mut text)
-        .ok()?;
-    Some(text)
+        .take()
+        .map(|out| out.take(4096).read_to_string(&mut text))
+    {
+        Some(Ok(_)) => Some(Ok(text)),
+        _ => Some(Err(())),
+    }
 }
 
 /// `cargo 1.95.0 (f2d3ce0bd 2026-03-21)` → `1.95.0`; `rustfmt 1.8.0-stable (…)` →
@@ -235,9 +259,16 @@ mod tests {
         std::fs::set_permissions(&bin, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .unwrap();
         let meta = std::fs::metadata(&bin).unwrap();
+        let versions = tmp.path().join("v");
+        assert_eq!(version_of(Tool::Rustc, &bin, &meta, &versions), UNKNOWN);
+        // Remembered, so the tool is not asked on every run.
+        assert_eq!(std::fs::read_dir(&versions).unwrap().count(), 1);
+        // A tool that cannot even start is not remembered (it may be fixed in place).
+        let missing = tmp.path().join("gone/rustc");
         assert_eq!(
-            version_of(Tool::Rustc, &bin, &meta, &tmp.path().join("v")),
+            version_of(Tool::Rustc, &missing, &meta, &tmp.path().join("w")),
             UNKNOWN
         );
+        assert!(!tmp.path().join("w").exists());
     }
 }
