@@ -47,3 +47,38 @@ fn grows_to_the_counter_cap_then_drops() {
     assert_eq!(snap.dropped, 10 + 7);
     assert!(std::fs::metadata(&path).unwrap().len() > 16 * 1024);
 }
+
+/// The process that maps a counter file is about to `exec` the real tool: the descriptor must
+/// not leak into it.
+#[cfg(target_os = "linux")]
+#[test]
+fn descriptors_are_close_on_exec() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cloexec.count");
+    for _ in 0..2 {
+        // First iteration creates the file, second opens the existing one.
+        let (file, _) = CounterFile::open_or_create(&path, &meta()).unwrap();
+        let mut checked = 0;
+        use std::os::unix::fs::MetadataExt;
+        let wanted = std::fs::metadata(&path).unwrap();
+        for entry in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
+            // Compare by inode: a created file is held through its temporary name.
+            let Ok(target) = std::fs::metadata(entry.path()) else {
+                continue;
+            };
+            if target.ino() == wanted.ino() && target.dev() == wanted.dev() {
+                let fd = entry.file_name().into_string().unwrap();
+                let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).unwrap();
+                let flags = info
+                    .lines()
+                    .find_map(|l| l.strip_prefix("flags:"))
+                    .map(|f| u32::from_str_radix(f.trim(), 8).unwrap())
+                    .unwrap();
+                assert_ne!(flags & 0o2000000, 0, "fd {fd} lacks O_CLOEXEC");
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, 1, "exactly one descriptor is held while mapped");
+        drop(file);
+    }
+}

@@ -17,6 +17,8 @@
 //! writes anything, not even a directory. Files are created 0600 and directories 0700. Nothing
 //! here panics on bad files or environments; errors say what is wrong and how to fix it.
 
+#![forbid(unsafe_code)]
+
 pub mod env;
 pub mod retention;
 
