@@ -10,7 +10,8 @@
 //! nested build does not wait on the outer one.
 //!
 //! The browser part skips with a message when Chromium is missing unless
-//! `TALLY_REQUIRE_CHROMIUM=1`; the rest always runs (it needs cargo, which runs the test).
+//! `TALLY_REQUIRE_CHROMIUM=1`; the Go checks skip when `go` is missing unless
+//! `TALLY_REQUIRE_GO=1`; the rest always runs (it needs cargo, which runs the test).
 
 #[path = "../../tally-charts/tests/support/webdriver.rs"]
 mod webdriver;
@@ -240,6 +241,10 @@ fn demo_publishes_exactly_the_invocations_made() {
             "{gofmt:?}"
         );
     } else {
+        assert!(
+            std::env::var("TALLY_REQUIRE_GO").map_or(true, |v| v != "1"),
+            "TALLY_REQUIRE_GO=1 but go is not on PATH"
+        );
         println!("go is not installed: the Go half of the demo was skipped");
     }
 
