@@ -94,6 +94,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         server_bin,
         server: None,
         stop: Arc::clone(&stop),
+        home_outlives_summary: !args.exit || args.keep,
     };
     say(&format!("tally demo: working in {}", root.path().display()));
     if std::env::var_os("DO_NOT_TRACK").is_some() || std::env::var_os("TALLY").is_some() {
@@ -174,6 +175,9 @@ struct Demo {
     server: Option<Child>,
     /// Set by Ctrl-C or SIGTERM.
     stop: Arc<AtomicBool>,
+    /// The temporary home outlives the printed summary (no `--exit`, or `--keep`), so the
+    /// `tally view` hint can be followed.
+    home_outlives_summary: bool,
 }
 
 impl Demo {
@@ -311,11 +315,13 @@ impl Demo {
              counter with its 95% interval; partitions like cargo/subcommand as one chart; splits by \
              version, OS and arch), and the JSON at {base}/api/weeks."
         ));
-        say(&format!(
-            "   Your own view of the same data: TALLY_DIR={} {} view",
-            self.dirs.home.display(),
-            self.tally.display()
-        ));
+        if self.home_outlives_summary {
+            say(&format!(
+                "   Your own view of the same data: TALLY_DIR={} {} view",
+                self.dirs.home.display(),
+                self.tally.display()
+            ));
+        }
         Ok(format!("{base}/"))
     }
 
