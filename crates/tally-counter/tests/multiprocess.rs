@@ -90,8 +90,12 @@ fn worker() {
         "forever" => {
             println!("ready");
             std::io::stdout().flush().unwrap();
-            // Bounded: the parent kills us long before this ends.
+            // Bounded in count and time: the parent kills us long before either ends.
+            let started = std::time::Instant::now();
             for round in 0..200_000_000u64 {
+                if round % 1_000_000 == 0 && started.elapsed().as_secs() > 120 {
+                    break;
+                }
                 file.add("always", 1).unwrap();
                 if round % 1024 == 0 {
                     file.add(&format!("w{index}-{}", round / 1024), 1).unwrap();
