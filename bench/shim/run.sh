@@ -110,9 +110,12 @@ for i in $(seq 1 "$crates"); do
         for j in $(seq 1 40); do echo "    acc = acc.wrapping_mul($j).rotate_left($((j % 13))) ^ $((i * j));"; done
         echo "    acc"
         echo "}"
-        for j in $(seq 1 20); do
-            echo "pub struct S$j { pub a: u64, pub b: String }"
-            echo "impl S$j { pub fn f(&self) -> String { format!(\"{}{}\", self.a, self.b) } }"
+        # Enough code that each crate takes a realistic fraction of a second to compile.
+        for j in $(seq 1 60); do
+            echo "#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]"
+            echo "pub struct S$j { pub a: u64, pub b: String, pub c: Vec<u32>, pub d: Option<Box<S$j>> }"
+            echo "impl S$j { pub fn f(&self) -> String { format!(\"{}{}{:?}\", self.a, self.b, self.c) } }"
+            echo "pub fn g$j<T: std::fmt::Debug + Clone>(x: &[T]) -> Vec<String> { x.iter().cloned().map(|v| format!(\"{v:?}\")).collect() }"
         done
         if ((i > 1)); then echo "pub fn chained(x: u64) -> u64 { c$((i - 1))::value_$((i - 1))(x) }"; fi
     } > "$ws/$name/src/lib.rs"

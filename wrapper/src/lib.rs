@@ -86,6 +86,14 @@ pub fn run_wrapper(argv: Vec<OsString>) -> i32 {
             }
         }
     }
+    // A rustup proxy as the compiler (cargo passes one when tally's shims are on PATH): run the
+    // toolchain's own binary, as cargo itself does without a wrapper (cargo#11917), instead of
+    // paying the proxy's start-up on every compile. Unresolvable: the proxy runs, as given.
+    if let Ok(Some(direct)) = catch_unwind(AssertUnwindSafe(|| {
+        toolchain_binary_behind(&run_argv[compiler_index])
+    })) {
+        run_argv[compiler_index] = direct.into_os_string();
+    }
     let _ = catch_unwind(AssertUnwindSafe(|| count(&run_argv, &layout)));
 
     let mut changes = EnvChanges::default();
@@ -110,6 +118,22 @@ pub fn run_wrapper(argv: Vec<OsString>) -> i32 {
             exec(&program, &run_argv[0], &run_argv[1..], &changes)
         }
     }
+}
+
+/// The toolchain binary a rustup proxy named `program` would run, if `program` is one.
+fn toolchain_binary_behind(program: &OsStr) -> Option<PathBuf> {
+    let path = resolve(program)?;
+    if !tally_shims::rustup::is_rustup_proxy(&path) {
+        return None;
+    }
+    let tool = stem_of(path.as_os_str())?;
+    let cwd = std::env::current_dir().ok()?;
+    tally_shims::rustup::toolchain_binary(
+        tool,
+        &[],
+        &cwd,
+        &tally_shims::rustup::RustupEnv::from_process(),
+    )
 }
 
 /// The file a program argument names: a path as is, a bare name through PATH.
