@@ -2,6 +2,7 @@
 # Load test of tally-server on loopback, then a SIGKILL crash check.
 #
 #   bench/server/run.sh [VALID] [INVALID] [CONCURRENCY]
+#   DURABILITY=process-crash bench/server/run.sh ...   (default: disk)
 #
 # 1. builds tally-server and the loadgen example (release);
 # 2. makes a key, signs config-schema/example-config.json, starts `tally-server serve` on
@@ -41,7 +42,7 @@ start_server() {
     if [ -f "$WORK/server.log" ]; then cat "$WORK/server.log" >>"$WORK/server.log.all"; fi
     mv "$WORK/server.log.new" "$WORK/server.log"
     "$SERVER" serve --addr 127.0.0.1:0 --store "$WORK/store" --config "$WORK/config.json" \
-        --key "$WORK/key.pub" >"$WORK/server.log" 2>&1 &
+        --key "$WORK/key.pub" --durability "${DURABILITY:-disk}" >"$WORK/server.log" 2>&1 &
     SERVER_PID=$!
     for _ in $(seq 1 600); do
         PORT=$(sed -n 's/^tally-server: listening on port //p' "$WORK/server.log")
@@ -54,7 +55,7 @@ start_server() {
 }
 
 start_server
-echo "== throughput: $VALID valid + $INVALID invalid uploads, $CONCURRENCY connections, local store"
+echo "== throughput: $VALID valid + $INVALID invalid uploads, $CONCURRENCY connections, local store, durability ${DURABILITY:-disk}"
 "$LOADGEN" run --addr "127.0.0.1:$PORT" --week "$WEEK" --valid "$VALID" --invalid "$INVALID" \
     --concurrency "$CONCURRENCY" --time-limit 60 --accepted "$WORK/accepted-1"
 

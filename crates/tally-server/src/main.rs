@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use tally_server::clock::Clock;
 use tally_server::serve::Limits;
 use tally_server::signing::{self, PASSWORD_ENV};
-use tally_server::store::Store;
+use tally_server::store::{Durability, Store};
 use tally_server::{AppState, DEFAULT_THRESHOLD, Options};
 
 #[derive(Parser)]
@@ -95,9 +95,19 @@ struct ServeArgs {
     /// Milliseconds between writes of the merged aggregates.
     #[arg(long, default_value_t = 1000)]
     flush_ms: u64,
+    /// Local store only: answer uploads once on disk (`disk`, survives power loss) or once in the
+    /// page cache (`process-crash`, survives a killed server, not a power cut).
+    #[arg(long, value_enum, default_value_t = DurabilityArg::Disk)]
+    durability: DurabilityArg,
     /// Seconds between re-reads of the store (reports written by other servers).
     #[arg(long, default_value_t = 60)]
     reconcile_secs: u64,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum DurabilityArg {
+    Disk,
+    ProcessCrash,
 }
 
 fn main() -> ExitCode {
@@ -192,7 +202,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let store = Store::open(&args.store)?;
+        let durability = match args.durability {
+            DurabilityArg::Disk => Durability::Disk,
+            DurabilityArg::ProcessCrash => Durability::ProcessCrash,
+        };
+        let store = Store::open_with(&args.store, durability)?;
         let state = AppState::open(store, json.into(), signature.into(), &public_key, options)
             .await
             .with_context(|| format!("refusing to serve {}", args.config.display()))?;

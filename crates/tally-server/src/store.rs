@@ -35,6 +35,17 @@ pub enum Created {
     AlreadyThere,
 }
 
+/// How durable a local write is when the upload is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// On stable storage: survives power loss (group `syncfs` before answering). The default.
+    #[default]
+    Disk,
+    /// In the kernel's page cache: survives the server being killed, not the machine losing
+    /// power. Faster on a busy disk.
+    ProcessCrash,
+}
+
 /// The collector's object store.
 #[derive(Clone)]
 pub struct Store {
@@ -55,6 +66,12 @@ impl Store {
     /// `AWS_*` variables; plain http allowed for a local S3-compatible server) or a directory,
     /// created if missing.
     pub fn open(spec: &str) -> anyhow::Result<Store> {
+        Store::open_with(spec, Durability::Disk)
+    }
+
+    /// [`Store::open`] with a chosen durability for the local store (S3 ignores it: a PUT that
+    /// returned is the store's own promise).
+    pub fn open_with(spec: &str, durability: Durability) -> anyhow::Result<Store> {
         if let Some(rest) = spec.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
             if bucket.is_empty() {
@@ -95,10 +112,13 @@ impl Store {
             .with_context(|| format!("cannot resolve the store directory {}", dir.display()))?;
         let local = LocalFileSystem::new_with_prefix(&dir)
             .with_context(|| format!("cannot use {} as a store", dir.display()))?;
-        let sync = GroupSync::open(&dir)?;
+        let sync = match durability {
+            Durability::Disk => Some(Arc::new(GroupSync::open(&dir)?)),
+            Durability::ProcessCrash => None,
+        };
         Ok(Store {
             objects: Arc::new(local),
-            sync: Some(Arc::new(sync)),
+            sync,
             description: dir.display().to_string(),
         })
     }
