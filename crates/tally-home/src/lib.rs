@@ -689,9 +689,17 @@ pub fn count_invocation(
     if home.stored_mode()? == Mode::Off {
         return Ok(CountOutcome::Skipped);
     }
+    let today = env.today();
     let created_file = home
         .counter_store()
-        .count_names(program, version, env.today(), names)?;
+        .count_names(program, version, today, names)?;
+    if created_file {
+        // A new file means a new week (or a new program version): the one moment, at most
+        // weekly per program, when the hot path pays for retention. This keeps the footprint
+        // bounded in mode `local`, where no daily upload run ever sweeps. Failures are the
+        // sweep's own business; counting already succeeded.
+        let _ = retention::sweep(&home, today);
+    }
     Ok(CountOutcome::Counted { created_file })
 }
 

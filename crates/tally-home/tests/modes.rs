@@ -310,3 +310,28 @@ fn bad_weekday_file_is_a_clear_error() {
         "{err}"
     );
 }
+
+#[test]
+fn a_new_weeks_file_sweeps_expired_weeks_in_mode_local() {
+    // Mode local never runs the daily uploader, so the hot path itself must keep the footprint
+    // bounded: creating a new week's file sweeps weeks past retention.
+    let tmp = tempfile::tempdir().unwrap();
+    let old = dir_env(tmp.path(), &[("TALLY_NOW", "2026-01-05")]);
+    count_invocation(&old, "cargo", "1.91.0", &["cargo/build"]).unwrap();
+    let home = Home::at(tmp.path());
+    assert_eq!(home.counter_store().list().len(), 1);
+
+    let later = 2 + tally_home::retention::RETAIN_WEEKS * 7;
+    let today = "2026-01-05"
+        .parse::<Day>()
+        .unwrap()
+        .plus_days(later)
+        .unwrap();
+    let new = dir_env(tmp.path(), &[("TALLY_NOW", &today.to_string())]);
+    let outcome = count_invocation(&new, "cargo", "1.91.0", &["cargo/build"]).unwrap();
+    assert_eq!(outcome, CountOutcome::Counted { created_file: true });
+    let left: Vec<_> = home.counter_store().list();
+    assert_eq!(left.len(), 1, "the expired week is gone, the new one stays");
+    let snapshot = left[0].1.as_ref().unwrap();
+    assert!(snapshot.meta.week_end.parse::<Day>().unwrap() > today);
+}
