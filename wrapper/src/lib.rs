@@ -65,12 +65,12 @@ pub fn layout(argv: &[OsString]) -> Layout {
 /// Runs as `RUSTC_WRAPPER`. Returns only if nothing could be run, with the exit status.
 pub fn run_wrapper(argv: Vec<OsString>) -> i32 {
     tally_shims::silence_panics();
-    let Some(program) = argv.get(1).cloned() else {
+    if argv.len() < 2 {
         eprintln!(
             "tally: RUSTC_WRAPPER mode needs the compiler to run: tally /path/to/rustc ARGS…"
         );
         return 2;
-    };
+    }
     let this = self_identity();
     let layout = layout(&argv);
     let mut run_argv: Vec<OsString> = argv[1..].to_vec();
@@ -110,7 +110,6 @@ pub fn run_wrapper(argv: Vec<OsString>) -> i32 {
             None => changes.remove.push("RUSTC_WRAPPER".into()),
         }
     }
-    let _ = program;
     match next {
         Some(next) => exec(Path::new(&next), &next, &run_argv, &changes),
         None => {
