@@ -9,21 +9,22 @@ use std::fmt;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
-/// A minisign key id: eight bytes, shown as minisign shows it (16 upper-case hex digits of the
-/// little-endian number), e.g. `5B1C0A2B3D4E5F60`.
+/// A minisign key id: eight bytes, shown as minisign shows it (the little-endian number in
+/// upper-case hex, without leading zeros), e.g. `5B1C0A2B3D4E5F60`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct KeyId(pub [u8; 8]);
 
 impl fmt::Display for KeyId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:016X}", u64::from_le_bytes(self.0))
+        // minisign prints `%PRIX64`: no zero padding, so a key id can have fewer than 16 digits.
+        write!(f, "{:X}", u64::from_le_bytes(self.0))
     }
 }
 
 impl KeyId {
     /// Parses the 16-hex-digit form [`KeyId`] displays as.
     pub fn from_hex(hex: &str) -> Option<KeyId> {
-        if hex.len() != 16 {
+        if hex.is_empty() || hex.len() > 16 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
             return None;
         }
         u64::from_str_radix(hex, 16)
@@ -127,6 +128,11 @@ mod tests {
         assert_eq!(bare.key_id, from_file.key_id);
         assert_eq!(bare.key_id.to_string(), "E7620F1842B4E81F");
         assert_eq!(KeyId::from_hex("E7620F1842B4E81F"), Some(bare.key_id));
+        // minisign does not pad: a key id below 2^60 prints with fewer than 16 digits.
+        let small = KeyId(0x0ABC_u64.to_le_bytes());
+        assert_eq!(small.to_string(), "ABC");
+        assert_eq!(KeyId::from_hex("ABC"), Some(small));
+        assert_eq!(KeyId::from_hex("+ABC"), None);
     }
 
     #[test]
