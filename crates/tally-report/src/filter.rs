@@ -39,6 +39,8 @@ pub enum Withheld {
     NothingAllowed { config_version: u64 },
     /// The filtered report would exceed the upload size limit.
     TooLarge { bytes: usize },
+    /// The week's stored report can't be read (the message says which file and what to do).
+    Unreadable(String),
 }
 
 impl fmt::Display for Withheld {
@@ -75,6 +77,7 @@ impl fmt::Display for Withheld {
                 "the filtered report would be {bytes} bytes, over the {MAX_REPORT_BYTES} byte \
                  upload limit"
             ),
+            Withheld::Unreadable(problem) => f.write_str(problem),
         }
     }
 }

@@ -123,7 +123,7 @@ pub fn preview(home: &Home, mode: Mode, today: Day) -> Result<Preview, BuildErro
                 Ok(local) => {
                     upload_copy(&local, mode, config_ref, today).map(|r| r.to_canonical_json())
                 }
-                Err(problem) => Err(Withheld::NoConfig(problem)),
+                Err(problem) => Err(Withheld::Unreadable(problem)),
             },
         };
         previews.push(WeekPreview { week, outcome });
@@ -151,8 +151,11 @@ fn sendable(
     config: Result<&tally_protocol::UploadConfig, &str>,
     today: Day,
 ) -> Result<(), Withheld> {
-    let report = Report::parse(bytes)
-        .map_err(|e| Withheld::NoConfig(format!("the pending report is invalid: {e}")))?;
+    let report = Report::parse(bytes).map_err(|e| {
+        Withheld::Unreadable(format!(
+            "the pending report is invalid ({e}); delete it from reports/pending/"
+        ))
+    })?;
     let Mode::On { since } = mode else {
         return Err(Withheld::ModeNotOn(mode));
     };
