@@ -13,7 +13,7 @@ repo=$PWD
 out=$repo/bench/out/shim
 mkdir -p "$out"
 runs=300
-build_runs=5
+build_runs=8
 crates=30
 if [[ ${1:-} == --quick ]]; then runs=30; build_runs=2; crates=8; fi
 
@@ -122,17 +122,32 @@ for i in $(seq 1 "$crates"); do
 done
 printf '[workspace]\nresolver = "2"\nmembers = [%s]\n' "${members%,}" > "$ws/Cargo.toml"
 export CARGO_TARGET_DIR=$ws/target
-# Plain cargo (not tally's shim) in both, so the only difference is the wrapper.
+# Plain cargo (not tally's shim) in both, so the only difference is the wrapper. The two
+# variants alternate (plain, tally, plain, tally, ...) so that load from other work on this
+# shared machine falls on both alike; hyperfine would run all of one, then all of the other.
 cargo_bin=$(command -v cargo)
-hyperfine --warmup 1 --runs "$build_runs" \
-    --prepare "rm -rf $ws/target" \
-    -n without-wrapper "cd $ws && RUSTC_WRAPPER= $cargo_bin build -q" \
-    -n rustc-wrapper-tally "cd $ws && RUSTC_WRAPPER=$tally $cargo_bin build -q" \
-    --export-json "$out/cargo-build.json" --export-markdown "$out/cargo-build.md"
-python3 - "$out/cargo-build.json" <<'PY'
-import json, statistics, sys
-res = {r["command"]: r for r in json.load(open(sys.argv[1]))["results"]}
-a = statistics.median(res["without-wrapper"]["times"])
-b = statistics.median(res["rustc-wrapper-tally"]["times"])
-print(f"  without {a:.3f} s, with RUSTC_WRAPPER=tally {b:.3f} s: {100*(b-a)/a:+.2f}% (target within 1%)")
+(cd "$ws" && $cargo_bin build -q && rm -rf "$ws/target") # warm the OS caches
+python3 - "$ws" "$cargo_bin" "$tally" "$build_runs" "$out/cargo-build.json" <<'PY'
+import json, os, resource, shutil, statistics, subprocess, sys, time
+ws, cargo, tally, runs, out = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
+variants = {"without-wrapper": "", "rustc-wrapper-tally": tally}
+results = {k: {"wall": [], "cpu": []} for k in variants}
+for i in range(runs):
+    for name, wrapper in variants.items():
+        shutil.rmtree(os.path.join(ws, "target"), ignore_errors=True)
+        env = dict(os.environ, RUSTC_WRAPPER=wrapper)
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        t0 = time.perf_counter()
+        subprocess.run([cargo, "build", "-q"], cwd=ws, env=env, check=True)
+        wall = time.perf_counter() - t0
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        results[name]["wall"].append(wall)
+        results[name]["cpu"].append(cpu)
+        print(f"  run {i + 1}: {name:20s} wall {wall:7.3f} s  cpu {cpu:7.3f} s", flush=True)
+json.dump(results, open(out, "w"), indent=1)
+a, b = (statistics.median(results[k]["wall"]) for k in variants)
+ca, cb = (statistics.median(results[k]["cpu"]) for k in variants)
+print(f"  wall median: without {a:.3f} s, with RUSTC_WRAPPER=tally {b:.3f} s: {100 * (b - a) / a:+.2f}% (target within 1%)")
+print(f"  cpu  median: without {ca:.3f} s, with RUSTC_WRAPPER=tally {cb:.3f} s: {100 * (cb - ca) / ca:+.2f}%")
 PY
