@@ -14,11 +14,10 @@
 # ~/.local/state/tally). Running it again is harmless: every step replaces what it made.
 #
 # The binary is built with `cargo build --release`, statically linked against the C library
-# and not position-independent (-C target-feature=+crt-static -C relocation-model=static, with
-# an explicit --target): the shim runs on every compile, and such a binary starts fastest (no
-# dynamic loader, no start-up relocations; see bench/README.md "Shims"). The price is no
-# address randomisation for tally's own code. If a static build is not possible here, a
-# normal one is used. --binary PATH installs an already built tally instead (packagers, tests).
+# (-C target-feature=+crt-static, with an explicit --target): the shim runs on every compile,
+# and a static binary skips the dynamic loader (see bench/README.md "Shims"). If a static
+# build is not possible here, a normal one is used. --binary PATH installs an already built
+# tally instead (packagers, tests).
 set -euo pipefail
 
 tools=(cargo rustc rustfmt cargo-fmt go gofmt)
@@ -110,7 +109,7 @@ if [[ -z $binary ]]; then
     target=$(rustc -vV | sed -n 's/^host: //p')
     export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
     say "building tally (release, static, --target $target)"
-    if RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static -C relocation-model=static" \
+    if RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" \
         cargo build --release --locked --target "$target" -p tally; then
         binary=$CARGO_TARGET_DIR/$target/release/tally
     else

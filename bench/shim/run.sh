@@ -18,9 +18,9 @@ crates=30
 if [[ ${1:-} == --quick ]]; then runs=30; build_runs=2; crates=8; fi
 
 target=$(rustc -vV | sed -n 's/^host: //p')
-echo "== building tally (release, static, non-PIE: -C target-feature=+crt-static -C relocation-model=static --target $target)"
+echo "== building tally (release, static: -C target-feature=+crt-static --target $target)"
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$repo/target}
-RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static" cargo build --release --target "$target" -p tally -q
+RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --target "$target" -p tally -q
 tally=$CARGO_TARGET_DIR/$target/release/tally
 
 scratch=$(mktemp -d /tmp/tally-bench-shim.XXXXXX)
