@@ -190,9 +190,14 @@ fn a_previous_rustc_wrapper_still_runs_after_tally() {
     // Not rustup's proxy either: cargo without a wrapper skips it, so tally does too.
     let cargo_home_bin = std::env::var_os("CARGO_HOME")
         .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| std::path::PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cargo"))
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cargo")
+        })
         .join("bin/rustc ");
-    assert!(!logged.contains(cargo_home_bin.to_str().unwrap()), "{logged}");
+    assert!(
+        !logged.contains(cargo_home_bin.to_str().unwrap()),
+        "{logged}"
+    );
     let rustc = w.program("rustc");
     assert_eq!(rustc.get("rustc/compiles"), Some(&1), "{rustc:#?}");
     let wrapped = logged.lines().filter(|l| l.starts_with("WRAPPED")).count() as u64;

@@ -70,7 +70,11 @@ fn rustc_argfile_is_counted_and_passed_unchanged() {
 
 #[test]
 fn rustc_plus_toolchain_goes_through_rustup() {
-    if std::process::Command::new("rustup").arg("--version").output().is_err() {
+    if std::process::Command::new("rustup")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
         eprintln!("skipping: rustc is not managed by rustup here, so `+toolchain` means nothing");
         return;
     }
