@@ -287,3 +287,25 @@ fn jobserver_survives_cargo_build_j2() {
     assert_eq!(w.program("rustc").get("rustc/compiles"), Some(&4));
     assert_eq!(w.program("cargo").get("cargo/build/flag:--jobs"), Some(&1));
 }
+
+#[test]
+fn hard_linked_shims_find_a_sibling_tally_for_rustc_wrapper() {
+    let w = World::new();
+    // Shims as hard links to a copy of tally in their own directory (no symlink to resolve).
+    let dir = w.tmp.path().join("hardlinks");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::copy(crate::util::TALLY, dir.join("tally")).unwrap();
+    for tool in crate::util::TOOLS {
+        std::fs::hard_link(dir.join("tally"), dir.join(tool)).unwrap();
+    }
+    let mut path = vec![dir.clone()];
+    path.extend(std::env::split_paths(&w.real_path));
+    let project = w.fixture("cargo-hello");
+    ok(w.cmd("cargo")
+        .arg("build")
+        .env("PATH", std::env::join_paths(path).unwrap())
+        .current_dir(&project));
+    assert_eq!(w.program("cargo").get("cargo/subcommand:build"), Some(&1));
+    // Compiles were counted: cargo ran the sibling `tally` as RUSTC_WRAPPER.
+    assert_eq!(w.program("rustc").get("rustc/compiles"), Some(&1));
+}
