@@ -159,3 +159,28 @@ fn force_arg0_makes_tally_a_shim() {
         ])
     );
 }
+
+#[test]
+fn mode_off_arranges_no_rustc_wrapper() {
+    let w = World::new();
+    let project = w.fixture("cargo-hello");
+    // `cargo build -v` prints each rustc command, wrapper first.
+    let on = ok(w.cmd("cargo").args(["build", "-v"]).current_dir(&project));
+    assert!(
+        String::from_utf8_lossy(&on.stderr).contains(TALLY),
+        "the cargo shim sets RUSTC_WRAPPER"
+    );
+    let w = World::new();
+    let project = w.fixture("cargo-hello");
+    let off = ok(w
+        .cmd("cargo")
+        .args(["build", "-v"])
+        .env("TALLY", "off")
+        .current_dir(&project));
+    let stderr = String::from_utf8_lossy(&off.stderr);
+    assert!(stderr.contains("Running `"), "{stderr}");
+    assert!(
+        !stderr.contains(TALLY),
+        "mode off must leave RUSTC_WRAPPER alone: {stderr}"
+    );
+}
