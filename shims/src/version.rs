@@ -4,7 +4,8 @@
 //! binary's (path, size, mtime) so that an upgrade in place is a new entry, and holding only
 //! the version (never the path). On a miss the tool is asked once (`--version`, `go version`)
 //! with `TALLY=off` in its environment (so a shim in front of it does not count the question)
-//! and a timeout. Anything that goes wrong gives `unknown`.
+//! and a timeout. Anything that goes wrong gives `unknown`. At most [`MAX_ENTRIES`] entries are
+//! kept (the oldest go on a miss), so the cache stays small however many toolchains come and go.
 
 use std::ffi::OsString;
 use std::fs::Metadata;
@@ -73,11 +74,15 @@ fn cache_key(tool: Tool, binary: &Path, meta: &Metadata) -> String {
     format!("{}-{hash:016x}", tool.name())
 }
 
+/// At most this many cached versions; the oldest go first (each toolchain update adds one).
+pub const MAX_ENTRIES: usize = 64;
+
 fn store(dir: &Path, key: &str, version: &str) -> std::io::Result<()> {
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)?;
+    prune(dir, MAX_ENTRIES - 1);
     let tmp = dir.join(format!(".{key}.{}.tmp", std::process::id()));
     let mut file = std::fs::OpenOptions::new()
         .write(true)
@@ -89,6 +94,25 @@ fn store(dir: &Path, key: &str, version: &str) -> std::io::Result<()> {
     std::fs::rename(&tmp, dir.join(key)).inspect_err(|_| {
         let _ = std::fs::remove_file(&tmp);
     })
+}
+
+/// Keeps at most `keep` entries in the cache, deleting the least recently written. Only runs on
+/// a cache miss, which is rare.
+fn prune(dir: &Path, keep: usize) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut files: Vec<(std::time::SystemTime, PathBuf)> = entries
+        .filter_map(Result::ok)
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
+    if files.len() <= keep {
+        return;
+    }
+    files.sort();
+    for (_, path) in &files[..files.len() - keep] {
+        let _ = std::fs::remove_file(path);
+    }
 }
 
 /// Asks the tool. gofmt has no version flag: it is asked of the `go` beside it.
@@ -249,6 +273,18 @@ mod tests {
         // A cached answer is used without running the tool again.
         std::fs::write(&entries[0], "9.9.9\n").unwrap();
         assert_eq!(version_of(Tool::Rustc, &bin, &meta, &versions), "9.9.9");
+    }
+
+    #[test]
+    fn the_cache_is_bounded() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("versions");
+        for i in 0..MAX_ENTRIES + 10 {
+            store(&dir, &format!("rustc-{i:016x}"), "1.2.3").unwrap();
+        }
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), MAX_ENTRIES);
+        // The newest is kept.
+        assert!(dir.join(format!("rustc-{:016x}", MAX_ENTRIES + 9)).exists());
     }
 
     #[test]
