@@ -3,9 +3,9 @@
 //!
 //! Dispatch, before anything else runs (no argument parser, config or runtime on the first
 //! two paths):
-//! 1. argv[0]'s file stem (or `TALLY_FORCE_ARG0`) is a tool (`cargo`, `rustc`, `rustfmt`,
+//! 1. `argv[0]`'s file stem (or `TALLY_FORCE_ARG0`) is a tool (`cargo`, `rustc`, `rustfmt`,
 //!    `cargo-fmt`, `go`, `gofmt`): the PATH shim ([`tally_shims::run_shim`]).
-//! 2. argv[1] is a path or a rustc-like compiler (`tally /abs/rustc args…`, as cargo runs a
+//! 2. `argv[1]` is a path or a rustc-like compiler (`tally /abs/rustc args…`, as cargo runs a
 //!    `RUSTC_WRAPPER`): the wrapper ([`tally_wrapper::run_wrapper`]).
 //! 3. Otherwise the CLI ([`tally_cli::run`]).
 

@@ -7,7 +7,7 @@
 //!   status, terminal, inherited descriptors such as cargo's jobserver) with the same argument
 //!   bytes, working directory and environment, minus tally's markers (`TALLY_FORCE_ARG0` is
 //!   removed; `TALLY_SHIM_GUARD` holds only a PID; the cargo shim adds `RUSTC_WRAPPER` and
-//!   `TALLY_NEXT_WRAPPER`, see [`arrange`]). argv[0] keeps the tool's name, which rustup's
+//!   `TALLY_NEXT_WRAPPER`, see [`arrange`]). `argv[0]` keeps the tool's name, which rustup's
 //!   proxies dispatch on.
 //! - **Any failure inside tally is swallowed**: counting runs under `catch_unwind` with a
 //!   silent panic hook, and every error is ignored; only "no real tool" (exit 127, one line)
@@ -43,7 +43,7 @@ pub mod version;
 
 pub use report::{ShimReport, shim_report};
 
-/// The tool a shim invocation stands for: `TALLY_FORCE_ARG0` if set, else argv[0]'s file stem.
+/// The tool a shim invocation stands for: `TALLY_FORCE_ARG0` if set, else `argv[0]`'s file stem.
 pub fn tool_from_argv0(argv0: Option<&OsStr>) -> Option<Tool> {
     match std::env::var_os(TALLY_FORCE_ARG0).filter(|v| !v.is_empty()) {
         Some(forced) => identity::stem_of(&forced).and_then(Tool::from_name),
@@ -216,7 +216,7 @@ fn count_and_arrange(
     }
 }
 
-/// Replaces this process with `program` (argv[0] `argv0`, then `args`), applying `changes` to
+/// Replaces this process with `program` (`argv[0]` `argv0`, then `args`), applying `changes` to
 /// the environment. Returns only on failure, with a shell's status (127 not found, 126 other).
 pub fn exec(program: &Path, argv0: &OsStr, args: &[OsString], changes: &EnvChanges) -> i32 {
     let mut cmd = Command::new(program);

@@ -3,7 +3,7 @@
 //! `TALLY_NEXT_WRAPPER` (`sccache /abs/rustc args…`). tally is outermost on purpose: a cache hit
 //! inside sccache runs nothing after it.
 //!
-//! Argument layouts (argv[0] is tally):
+//! Argument layouts (`argv[0]` is tally):
 //! - `tally /abs/rustc args…`: the usual case.
 //! - `tally clippy-driver args…` or `tally /abs/clippy-driver /abs/rustc args…`: `cargo
 //!   clippy` (clippy-driver as compiler, or as `RUSTC_WORKSPACE_WRAPPER` in front of rustc).
@@ -12,7 +12,7 @@
 //! Promises: the same as the shims' (see `tally_shims`): argument bytes, environment minus
 //! tally's markers (`TALLY_NEXT_WRAPPER` is removed, and `RUSTC_WRAPPER` is given back the
 //! user's wrapper or removed when it named tally), descriptors and exit status are kept; every
-//! failure inside tally is swallowed. If argv[1] is tally itself (cargo found tally's `rustc`
+//! failure inside tally is swallowed. If `argv[1]` is tally itself (cargo found tally's `rustc`
 //! shim on PATH), the real rustc is found on PATH and run instead, so a compile is counted once
 //! and tally never wraps itself.
 
@@ -26,7 +26,7 @@ use tally_home::{Env, Home, Mode, count_invocation, effective_mode};
 use tally_shims::identity::{FileIdentity, self_identity, stem_of};
 use tally_shims::{EnvChanges, exec, lookup, version};
 
-/// Whether `tally <argv1> …` is a `RUSTC_WRAPPER` call rather than a CLI subcommand: argv[1]
+/// Whether `tally <argv1> …` is a `RUSTC_WRAPPER` call rather than a CLI subcommand: `argv[1]`
 /// is a path, or names a rustc-like compiler. CLI subcommands are plain words.
 pub fn is_wrapper_invocation(argv1: &OsStr) -> bool {
     use std::os::unix::ffi::OsStrExt;
@@ -42,7 +42,7 @@ pub struct Layout {
     pub clippy: bool,
 }
 
-/// Reads the layout of `argv` (argv[0] is tally, argv[1] exists).
+/// Reads the layout of `argv` (`argv[0]` is tally, `argv[1]` exists).
 pub fn layout(argv: &[OsString]) -> Layout {
     let stem1 = argv.get(1).and_then(|a| stem_of(a));
     let stem2 = argv.get(2).and_then(|a| stem_of(a));

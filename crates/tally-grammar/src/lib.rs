@@ -138,7 +138,7 @@ pub fn read_argfile_bounded(path: &Path) -> Option<Vec<u8>> {
     (bytes.len() as u64 <= MAX_ARGFILE_BYTES).then_some(bytes)
 }
 
-/// The counter names for one invocation of `tool` with `args` (argv without argv[0]), each
+/// The counter names for one invocation of `tool` with `args` (argv without `argv[0]`), each
 /// name once, in first-seen order.
 pub fn counter_names(tool: Tool, args: &[OsString], ctx: &Context<'_>) -> Vec<String> {
     let strs: Vec<Option<&str>> = args.iter().map(|a| a.to_str()).collect();
