@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs tally for the current user, without root.
 #
-#   ./install.sh [--modify-path] [--no-demo] [--binary PATH]
+#   ./install.sh [--modify-path] [--no-demo] [--binary PATH] [--server-binary PATH]
 #   ./install.sh --uninstall [--purge]
 #
 # What it installs (and all that --uninstall removes):
 #   $TALLY_INSTALL_DIR (default ~/.local/share/tally)/tally      the binary
+#   $TALLY_INSTALL_DIR/tally-server                              the collector (demo, self-hosting)
 #   $TALLY_INSTALL_DIR/bin/{tally,cargo,rustc,rustfmt,cargo-fmt,go,gofmt}
 #                                                                links to it: the shims
 #   with --modify-path, one marked block in ~/.profile, ~/.bashrc and ~/.zshrc (those present,
@@ -17,7 +18,7 @@
 # (-C target-feature=+crt-static, with an explicit --target): the shim runs on every compile,
 # and a static binary skips the dynamic loader (see bench/README.md "Shims"). If a static
 # build is not possible here, a normal one is used. --binary PATH installs an already built
-# tally instead (packagers, tests).
+# tally instead (packagers, tests), --server-binary PATH likewise for tally-server.
 set -euo pipefail
 
 tools=(cargo rustc rustfmt cargo-fmt go gofmt)
@@ -26,7 +27,7 @@ bin_dir=$install_dir/bin
 marker_begin="# >>> tally shims (added by tally's install.sh; remove with ./install.sh --uninstall) >>>"
 marker_end="# <<< tally shims <<<"
 
-modify_path=0 uninstall=0 purge=0 demo=1 binary=""
+modify_path=0 uninstall=0 purge=0 demo=1 binary="" server_binary=""
 usage() { sed -n '2,20s/^# \{0,1\}//p' "$0"; }
 while (($#)); do
     case $1 in
@@ -35,6 +36,7 @@ while (($#)); do
         --purge) purge=1 uninstall=1 ;;
         --no-demo) demo=0 ;;
         --binary) binary=${2:?--binary needs the path of a built tally}; shift ;;
+        --server-binary) server_binary=${2:?--server-binary needs the path of a built tally-server}; shift ;;
         -h | --help) usage; exit 0 ;;
         *) echo "install.sh: unknown option $1 (see ./install.sh --help)" >&2; exit 2 ;;
     esac
@@ -81,7 +83,7 @@ if ((uninstall)); then
         if [[ -L $link && $(readlink "$link") == "$install_dir/tally" ]]; then rm -f "$link"; fi
     done
     rmdir "$bin_dir" 2>/dev/null || true
-    rm -f "$install_dir/tally"
+    rm -f "$install_dir/tally" "$install_dir/tally-server"
     rmdir "$install_dir" 2>/dev/null || true
     while read -r f; do remove_block "$f"; done < <(profiles)
     say "uninstalled tally from $install_dir"
@@ -117,6 +119,10 @@ if [[ -z $binary ]]; then
         cargo build --release --locked -p tally
         binary=$CARGO_TARGET_DIR/release/tally
     fi
+    # The collector is not on any hot path: a normal build. `tally demo` finds it next to tally.
+    say "building tally-server (release)"
+    cargo build --release --locked -p tally-server
+    server_binary=$CARGO_TARGET_DIR/release/tally-server
 fi
 [[ -x $binary ]] || { echo "install.sh: $binary is not an executable tally binary" >&2; exit 1; }
 
@@ -125,6 +131,11 @@ mkdir -p "$bin_dir"
 cp "$binary" "$install_dir/tally.new.$$"
 chmod 755 "$install_dir/tally.new.$$"
 mv -f "$install_dir/tally.new.$$" "$install_dir/tally"
+if [[ -n ${server_binary:-} && -x $server_binary ]]; then
+    cp "$server_binary" "$install_dir/tally-server.new.$$"
+    chmod 755 "$install_dir/tally-server.new.$$"
+    mv -f "$install_dir/tally-server.new.$$" "$install_dir/tally-server"
+fi
 for tool in tally "${tools[@]}"; do
     ln -sfn "$install_dir/tally" "$bin_dir/$tool"
 done
