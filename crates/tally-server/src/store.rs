@@ -263,3 +263,33 @@ impl GroupSync {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn creates_once_at_either_durability() {
+        for durability in [Durability::Disk, Durability::ProcessCrash] {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Store::open_with(dir.path().to_str().unwrap(), durability).unwrap();
+            let key = report_key("2026-11-18".parse().unwrap(), 0.25);
+            assert_eq!(key.as_ref(), "reports/2026-11-16/2026-11-18_0.25.json");
+            let first = Bytes::from_static(b"first");
+            assert_eq!(
+                store.create(&key, first.clone()).await.unwrap(),
+                Created::New
+            );
+            assert_eq!(
+                store
+                    .create(&key, Bytes::from_static(b"second"))
+                    .await
+                    .unwrap(),
+                Created::AlreadyThere
+            );
+            assert_eq!(store.get(&key).await.unwrap(), Some(first));
+            let (objects, _) = store.list_dir("reports/2026-11-16").await.unwrap();
+            assert_eq!(objects, [key]);
+        }
+    }
+}
