@@ -108,6 +108,9 @@ pub(crate) fn flag_label(spec: &FlagSpec, value: Option<&str>) -> String {
                 format!("{}=other", spec.name)
             }
         }
+        // A closed flag whose value is missing (last argument) or unreadable (not UTF-8) has
+        // no value from its set: `other`, so the name stays in the vocabulary.
+        (Value::Closed(_), None) => format!("{}=other", spec.name),
         _ => spec.name.to_string(),
     }
 }

@@ -16,6 +16,35 @@ fn has(names: &[String], name: &str) -> bool {
 }
 
 #[test]
+fn a_closed_flag_missing_its_value_is_other_and_in_the_vocabulary() {
+    // Found by the vocabulary proptest: `rustfmt --color` as the last argument.
+    for (tool, args, expected) in [
+        (
+            Tool::Rustfmt,
+            &["--color"][..],
+            "rustfmt/flag:--color=other",
+        ),
+        (
+            Tool::Rustfmt,
+            &["--edition"][..],
+            "rustfmt/flag:--edition=other",
+        ),
+        (
+            Tool::CargoFmt,
+            &["--message-format"][..],
+            "cargo-fmt/flag:--message-format=other",
+        ),
+    ] {
+        let got = names(tool, args);
+        assert!(has(&got, expected), "{args:?}: {got:?}");
+        let vocabulary = crate::vocabulary(tool);
+        for name in &got {
+            assert!(vocabulary.contains(name), "{name} not in the vocabulary");
+        }
+    }
+}
+
+#[test]
 fn cargo_build_release() {
     let n = names(
         Tool::Cargo,
