@@ -144,11 +144,24 @@ impl MergedWeek {
             })
             .collect();
         let keep = |bucket: &BTreeMap<String, u64>| -> BTreeMap<String, u64> {
-            bucket
+            let mut published: Vec<(&String, u64)> = bucket
                 .iter()
                 .filter(|(_, n)| **n >= threshold)
-                .map(|(k, n)| (k.clone(), *n))
-                .collect()
+                .map(|(k, n)| (k, *n))
+                .collect();
+            // Complementary suppression: with exactly one bucket withheld, the program's report
+            // count minus the published buckets would give the withheld bucket's count. Withhold
+            // the smallest published bucket too, so only a sum of two can be derived.
+            if bucket.len() - published.len() == 1
+                && let Some(smallest) = published
+                    .iter()
+                    .enumerate()
+                    .min_by_key(|(_, (name, n))| (*n, *name))
+                    .map(|(i, _)| i)
+            {
+                published.remove(smallest);
+            }
+            published.into_iter().map(|(k, n)| (k.clone(), n)).collect()
         };
         Some(ProgramWeek {
             week: self.week,
@@ -235,6 +248,31 @@ mod tests {
                 total: 3
             }
         );
+    }
+
+    #[test]
+    fn a_lone_withheld_bucket_cannot_be_derived_by_subtraction() {
+        // 1 report on a rare version, 5 and 6 on two common ones, threshold 2: with the rare
+        // one withheld, 12 - 5 - 6 would give it away; the smallest published bucket goes too.
+        let mut week = MergedWeek::new("2026-11-09".parse().unwrap());
+        let versions = [("1.80.0", 1), ("1.94.0", 5), ("1.95.0", 6)];
+        let mut i = 0;
+        for (version, count) in versions {
+            for _ in 0..count {
+                i += 1;
+                week.add(&report(
+                    i as f64 / 100.0,
+                    vec![section(version, &[("cargo/invocations", 1)])],
+                ));
+            }
+        }
+        let published = week.publish("cargo", 2).unwrap();
+        assert_eq!(published.reports, 12);
+        assert_eq!(published.versions.len(), 1, "{:?}", published.versions);
+        assert_eq!(published.versions["1.95.0"], 6);
+        // Nothing withheld: nothing extra suppressed.
+        let all = week.publish("cargo", 1).unwrap();
+        assert_eq!(all.versions.len(), 3);
     }
 
     #[test]
