@@ -149,8 +149,13 @@ fn same_process_signals_environment_and_argv0() {
     let mut settled = false;
     for _ in 0..1000 {
         // Both past every launcher (tally, rustup's proxy): the real rustc runs in each.
+        // Compare the command lines too: a rustup proxy is also named `rustc`, and while it
+        // execs the toolchain's rustc, /proc/<pid>/cmdline reads empty for a moment.
+        let cmdline = proc_of(via.id(), "cmdline");
         if exe_of(via.id()).is_some_and(|e| e.file_name() == Some("rustc".as_ref()))
             && exe_of(direct.id()) == exe_of(via.id())
+            && !cmdline.is_empty()
+            && cmdline == proc_of(direct.id(), "cmdline")
         {
             settled = true;
             break;
@@ -159,7 +164,7 @@ fn same_process_signals_environment_and_argv0() {
     }
     assert!(
         settled,
-        "the shim never became the real rustc: {:?}",
+        "the shim never became the real rustc with the same argv: {:?}",
         exe_of(via.id())
     );
     // argv identical (argv[0] is still `rustc`, which rustup's proxy dispatches on).
