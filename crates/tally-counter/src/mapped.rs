@@ -490,17 +490,19 @@ impl CounterFile {
         let head_cell = self.head_cell(bucket_of(name.as_bytes()));
         let mut head = load_u32(head_cell, Ordering::Acquire);
         loop {
+            // Search the very chain we are about to link in front of. Another process may have
+            // inserted this name after our caller's lookup and before our load of the head:
+            // linking without this check would put the name in the chain twice (the
+            // 16-process test caught exactly that).
+            if let Some(winner) = self.find_in_chain(u64::from(head), name)? {
+                store_u32(next_cell, DEAD, Ordering::Relaxed);
+                return Ok(Some(winner));
+            }
             store_u32(next_cell, head, Ordering::Relaxed);
             match cas_u32(head_cell, head, offset as u32) {
                 Ok(()) => return Ok(Some(offset)),
-                Err(new_head) => {
-                    // Someone changed the chain: maybe they inserted this very name.
-                    if let Some(winner) = self.find_in_chain(u64::from(new_head), name)? {
-                        store_u32(next_cell, DEAD, Ordering::Relaxed);
-                        return Ok(Some(winner));
-                    }
-                    head = new_head;
-                }
+                // Someone changed the chain: check it again from its new head.
+                Err(new_head) => head = new_head,
             }
         }
     }
