@@ -30,7 +30,7 @@ use std::process::Command;
 
 use tally_grammar::{Context, RustcCaller, Tool, caller_from_env, counter_names};
 use tally_home::env::{TALLY_FORCE_ARG0, TALLY_NEXT_WRAPPER, TALLY_SHIM_GUARD};
-use tally_home::{CountOutcome, Env, Home, Mode, count_invocation, effective_mode};
+use tally_home::{Env, Home, Mode, effective_mode};
 
 pub mod arrange;
 pub mod background;
@@ -184,9 +184,8 @@ fn count_and_arrange(
         .map(|(bin, meta)| version::version_of(tool, &bin, &meta, &home.root().join("versions")))
         .unwrap_or_else(|| version::UNKNOWN.to_string());
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    if let Ok(CountOutcome::Counted { created_file: true }) =
-        count_invocation(&env, tool.name(), &version, &refs)
-    {
+    // The mode was read above: count without reading it (or locating the home) again.
+    if let Ok(true) = home.count(env.today(), tool.name(), &version, &refs) {
         notice::maybe_show(&env, home.root());
     }
     // Finding tally's own path costs a readlink: only when it can be needed.

@@ -668,10 +668,35 @@ pub enum CountOutcome {
     },
 }
 
-/// The one call for the shims: if the effective mode is off, returns `Ok(Skipped)` having
+impl Home {
+    /// Adds 1 to each of `names` in the file of `program` and `version` for the week containing
+    /// `today`, creating it as needed; returns whether the file was created. No mode check: for
+    /// callers that already know the effective mode is not off (the shim reads it once).
+    pub fn count(
+        &self,
+        today: Day,
+        program: &str,
+        version: &str,
+        names: &[&str],
+    ) -> Result<bool, Error> {
+        let created_file = self
+            .counter_store()
+            .count_names(program, version, today, names)?;
+        if created_file {
+            // A new file means a new week (or a new program version): the one moment, at most
+            // weekly per program, when the hot path pays for retention. This keeps the
+            // footprint bounded in mode `local`, where no daily upload run ever sweeps.
+            // Failures are the sweep's own business; counting already succeeded.
+            let _ = retention::sweep(self, today);
+        }
+        Ok(created_file)
+    }
+}
+
+/// Checks the mode, then counts: if the effective mode is off, returns `Ok(Skipped)` having
 /// touched nothing (no directories); a mode file that cannot be read is an error, also with
 /// nothing touched. Otherwise opens the current week's file and adds 1 to each
-/// name. Errors are returned; the shim swallows them.
+/// name. Errors are returned. (The shim reads the mode once itself and calls [`Home::count`].)
 pub fn count_invocation(
     env: &Env,
     program: &str,
@@ -689,17 +714,7 @@ pub fn count_invocation(
     if home.stored_mode()? == Mode::Off {
         return Ok(CountOutcome::Skipped);
     }
-    let today = env.today();
-    let created_file = home
-        .counter_store()
-        .count_names(program, version, today, names)?;
-    if created_file {
-        // A new file means a new week (or a new program version): the one moment, at most
-        // weekly per program, when the hot path pays for retention. This keeps the footprint
-        // bounded in mode `local`, where no daily upload run ever sweeps. Failures are the
-        // sweep's own business; counting already succeeded.
-        let _ = retention::sweep(&home, today);
-    }
+    let created_file = home.count(env.today(), program, version, names)?;
     Ok(CountOutcome::Counted { created_file })
 }
 
