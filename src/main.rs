@@ -8,24 +8,65 @@
 //! 2. `argv[1]` is a path or a rustc-like compiler (`tally /abs/rustc args…`, as cargo runs a
 //!    `RUSTC_WRAPPER`): the wrapper ([`tally_wrapper::run_wrapper`]).
 //! 3. Otherwise the CLI ([`tally_cli::run`]).
+//!
+//! ## The entry point is C's `main`, not Rust's
+//!
+//! On Linux with glibc, this binary is `#![no_main]`: the C library calls [`main`] below
+//! directly, and Rust's runtime start-up (`std::rt::lang_start`) never runs. That start-up
+//! reads `/proc/self/maps` to find the main thread's stack guard, maps an alternate signal
+//! stack, installs SIGSEGV and SIGBUS handlers, checks file descriptors 0 to 2 and ignores
+//! SIGPIPE: about 0.13 ms on every compile of every user, which is more than the whole budget
+//! the shim has (bench/README.md, "Shims"). What is given up, and how it is made good:
+//! - the arguments: std still has them (on glibc it reads them from an `.init_array` hook,
+//!   which runs before `main` whatever the entry point);
+//! - SIGPIPE stays as the parent left it. For the shim that is required (the tool must inherit
+//!   it); the CLI then dies quietly on a closed pipe (`tally show | head`), as C tools do;
+//! - a panic is caught here and ends the process with status 101, as Rust's runtime would;
+//! - stdout is flushed before returning (C's `exit` does not know Rust's buffer);
+//! - a stack overflow is a plain SIGSEGV, without Rust's one-line message.
+//!
+//! Elsewhere (and in test builds) a normal `fn main` runs the same [`tally_main`].
+#![cfg_attr(all(target_os = "linux", target_env = "gnu", not(test)), no_main)]
+#![deny(unsafe_code)]
 
-use std::process::ExitCode;
+use std::ffi::OsString;
+use std::io::Write;
 
-fn main() -> ExitCode {
-    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+/// C's `main`, called by glibc's start-up code with the process's arguments.
+#[cfg(all(target_os = "linux", target_env = "gnu", not(test)))]
+// SAFETY: `main` is the one symbol of that name in the program (with `no_main`, neither std
+// nor the C library defines it), and its signature is C's `int main(int, char **)`, which is
+// how glibc's `__libc_start_main` calls it. The arguments are not read here: std reads them.
+#[allow(unsafe_code)]
+#[unsafe(no_mangle)]
+extern "C" fn main(
+    _argc: std::ffi::c_int,
+    _argv: *const *const std::ffi::c_char,
+) -> std::ffi::c_int {
+    tally_main()
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu", not(test))))]
+fn main() -> std::process::ExitCode {
+    std::process::ExitCode::from(u8::try_from(tally_main()).unwrap_or(1))
+}
+
+/// Dispatches on the name and arguments; returns the exit status.
+fn tally_main() -> i32 {
+    let argv: Vec<OsString> = std::env::args_os().collect();
     if let Some(tool) = tally_shims::tool_from_argv0(argv.first().map(|a| a.as_os_str())) {
-        return exit(tally_shims::run_shim(tool, argv));
+        // Returns only when the tool could not be run.
+        return tally_shims::run_shim(tool, argv);
     }
     if argv
         .get(1)
         .is_some_and(|a| tally_wrapper::is_wrapper_invocation(a))
     {
-        return exit(tally_wrapper::run_wrapper(argv));
+        return tally_wrapper::run_wrapper(argv);
     }
-    tally_cli::run(argv)
-}
-
-/// The shim and the wrapper return only when the tool could not be run.
-fn exit(status: i32) -> ExitCode {
-    ExitCode::from(u8::try_from(status).unwrap_or(1))
+    // The CLI, as Rust's runtime would run it: a panic is reported (by the panic hook) and
+    // ends the process with 101; whatever is still buffered reaches stdout.
+    let status = std::panic::catch_unwind(|| i32::from(tally_cli::run(argv))).unwrap_or(101);
+    let _ = std::io::stdout().flush();
+    status
 }

@@ -23,10 +23,8 @@
 //! `tally status`).
 
 use std::ffi::{OsStr, OsString};
-use std::os::unix::process::CommandExt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
-use std::process::Command;
 
 use tally_grammar::{Context, RustcCaller, Tool, caller_from_env, counter_names};
 use tally_home::env::{TALLY_FORCE_ARG0, TALLY_NEXT_WRAPPER, TALLY_SHIM_GUARD};
@@ -217,22 +215,87 @@ fn count_and_arrange(
 
 /// Replaces this process with `program` (`argv[0]` `argv0`, then `args`), applying `changes` to
 /// the environment. Returns only on failure, with a shell's status (127 not found, 126 other).
+///
+/// A bare `execvpe`, not `std::process::Command`: Command resets the signal mask and SIGPIPE's
+/// disposition before it execs and sorts the environment, so a tool started from a parent that
+/// ignores SIGPIPE or blocks a signal would run differently behind tally. Here the tool
+/// inherits both exactly, and the environment keeps its order (a changed variable stays where
+/// it was; a new one goes last). Like a shell (and `execvp`), a program name without a `/` is
+/// looked up on `PATH`, and a file that is not a binary is run by `/bin/sh`.
 pub fn exec(program: &Path, argv0: &OsStr, args: &[OsString], changes: &EnvChanges) -> i32 {
-    let mut cmd = Command::new(program);
-    cmd.arg0(argv0).args(args);
-    for key in &changes.remove {
-        cmd.env_remove(key);
-    }
-    for (key, value) in &changes.set {
-        cmd.env(key, value);
-    }
-    let err = cmd.exec();
+    let err = match exec_inner(program, argv0, args, changes) {
+        Ok(never) => match never {},
+        Err(err) => err,
+    };
     eprintln!("tally: cannot run {}: {err}", program.display());
     if err.kind() == std::io::ErrorKind::NotFound {
         127
     } else {
         126
     }
+}
+
+fn exec_inner(
+    program: &Path,
+    argv0: &OsStr,
+    args: &[OsString],
+    changes: &EnvChanges,
+) -> std::io::Result<std::convert::Infallible> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let c = |bytes: &[u8]| {
+        CString::new(bytes).map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))
+    };
+    let program = c(program.as_os_str().as_bytes())?;
+    let mut argv = Vec::with_capacity(args.len() + 1);
+    argv.push(c(argv0.as_bytes())?);
+    for arg in args {
+        argv.push(c(arg.as_bytes())?);
+    }
+    let envp = environment_with(std::env::vars_os(), changes)
+        .iter()
+        .map(|entry| c(entry.as_bytes()))
+        .collect::<std::io::Result<Vec<_>>>()?;
+    #[cfg(target_os = "linux")]
+    let result = nix::unistd::execvpe(&program, &argv, &envp);
+    // Elsewhere without the PATH search: the shim always has an absolute path.
+    #[cfg(not(target_os = "linux"))]
+    let result = nix::unistd::execve(&program, &argv, &envp);
+    result.map_err(|errno| std::io::Error::from_raw_os_error(errno as i32))
+}
+
+/// The environment for the tool, as `KEY=VALUE` entries: `current` in its order, without the
+/// variables `changes` removes, with the values it sets (in place when the variable exists,
+/// at the end otherwise).
+pub fn environment_with(
+    current: impl Iterator<Item = (OsString, OsString)>,
+    changes: &EnvChanges,
+) -> Vec<OsString> {
+    let entry = |key: &OsStr, value: &OsStr| {
+        let mut e = OsString::with_capacity(key.len() + value.len() + 1);
+        e.push(key);
+        e.push("=");
+        e.push(value);
+        e
+    };
+    let mut set: Vec<Option<&(OsString, OsString)>> = changes.set.iter().map(Some).collect();
+    let mut out = Vec::new();
+    for (key, value) in current {
+        if changes.remove.contains(&key) && !changes.set.iter().any(|(k, _)| *k == key) {
+            continue;
+        }
+        match set.iter_mut().find(|s| s.is_some_and(|(k, _)| *k == key)) {
+            Some(slot) => {
+                let (k, v) = slot.take().expect("found by is_some_and");
+                out.push(entry(k, v));
+            }
+            // A second entry for a variable already set (a duplicate in the environment).
+            None if changes.set.iter().any(|(k, _)| *k == key) => {}
+            None => out.push(entry(&key, &value)),
+        }
+    }
+    out.extend(set.into_iter().flatten().map(|(k, v)| entry(k, v)));
+    out
 }
 
 /// A panic inside tally must not print anything: the tool's stderr must be what it would be
@@ -244,6 +307,31 @@ pub fn silence_panics() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn environment_keeps_its_order_and_applies_changes_in_place() {
+        let current = [
+            ("A", "1"),
+            ("TALLY_FORCE_ARG0", "rustc"),
+            ("B", "2"),
+            ("C", "3"),
+            ("B", "dup"),
+        ]
+        .map(|(k, v)| (OsString::from(k), OsString::from(v)));
+        let changes = EnvChanges {
+            set: vec![("B".into(), "new".into()), ("D".into(), "4".into())],
+            remove: vec!["TALLY_FORCE_ARG0".into(), "C".into(), "D".into()],
+        };
+        let env = environment_with(current.into_iter(), &changes);
+        assert_eq!(env, ["A=1", "B=new", "D=4"].map(OsString::from));
+        // No changes: the environment as it was, duplicates and all.
+        let current = [("Z", "1"), ("A", "2"), ("Z", "3")]
+            .map(|(k, v)| (OsString::from(k), OsString::from(v)));
+        assert_eq!(
+            environment_with(current.into_iter(), &EnvChanges::default()),
+            ["Z=1", "A=2", "Z=3"].map(OsString::from)
+        );
+    }
 
     #[test]
     fn guard_counts_only_within_one_process() {

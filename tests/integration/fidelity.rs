@@ -130,25 +130,16 @@ fn non_utf8_arguments_reach_the_tool_byte_for_byte() {
     assert_eq!(w.program("rustc").get("rustc/invocations"), Some(&1));
 }
 
-#[test]
-fn same_process_signals_environment_and_argv0() {
-    let w = World::new();
-    let spawn = |mut cmd: Command| {
-        cmd.args(["-", "--crate-name", "waits"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        cmd.spawn().unwrap()
-    };
-    let mut via = spawn(w.cmd("rustc"));
-    let mut direct = spawn(w.direct("rustc"));
-    // rustc waits on stdin; by then the shim has exec'd it in the same process.
-    let proc_of =
-        |pid: u32, what: &str| std::fs::read(format!("/proc/{pid}/{what}")).unwrap_or_default();
+/// `/proc/<pid>/<what>`, empty once the process is gone.
+fn proc_of(pid: u32, what: &str) -> Vec<u8> {
+    std::fs::read(format!("/proc/{pid}/{what}")).unwrap_or_default()
+}
+
+/// Waits until both children run the real rustc (past every launcher: tally, rustup's proxy,
+/// a Python or shell parent that execs) with the same command line.
+fn wait_until_both_run_rustc(via: &std::process::Child, direct: &std::process::Child) {
     let exe_of = |pid: u32| std::fs::read_link(format!("/proc/{pid}/exe")).ok();
-    let mut settled = false;
     for _ in 0..1000 {
-        // Both past every launcher (tally, rustup's proxy): the real rustc runs in each.
         // Compare the command lines too: a rustup proxy is also named `rustc`, and while it
         // execs the toolchain's rustc, /proc/<pid>/cmdline reads empty for a moment.
         let cmdline = proc_of(via.id(), "cmdline");
@@ -157,32 +148,47 @@ fn same_process_signals_environment_and_argv0() {
             && !cmdline.is_empty()
             && cmdline == proc_of(direct.id(), "cmdline")
         {
-            settled = true;
-            break;
+            return;
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    assert!(
-        settled,
+    panic!(
         "the shim never became the real rustc with the same argv: {:?}",
         exe_of(via.id())
     );
+}
+
+/// rustc reading its source from stdin: it waits there, so its /proc entries can be read.
+fn waiting_rustc(mut cmd: Command) -> std::process::Child {
+    cmd.args(["-", "--crate-name", "waits"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    cmd.spawn().unwrap()
+}
+
+#[test]
+fn same_process_signals_environment_and_argv0() {
+    let w = World::new();
+    let mut via = waiting_rustc(w.cmd("rustc"));
+    let mut direct = waiting_rustc(w.direct("rustc"));
+    // rustc waits on stdin; by then the shim has exec'd it in the same process.
+    wait_until_both_run_rustc(&via, &direct);
     // argv identical (argv[0] is still `rustc`, which rustup's proxy dispatches on).
     assert_eq!(
         proc_of(via.id(), "cmdline"),
         proc_of(direct.id(), "cmdline")
     );
-    // Environment identical but for tally's marker (and PATH, which this test changed).
+    // Environment identical, in the same order, but for tally's marker (and PATH, which this
+    // test changed).
     let env_of = |pid: u32| {
-        let mut vars: Vec<Vec<u8>> = proc_of(pid, "environ")
+        proc_of(pid, "environ")
             .split(|b| *b == 0)
             .filter(|v| {
                 !v.is_empty() && !v.starts_with(b"TALLY_SHIM_GUARD=") && !v.starts_with(b"PATH=")
             })
             .map(<[u8]>::to_vec)
-            .collect();
-        vars.sort();
-        vars
+            .collect::<Vec<_>>()
     };
     assert_eq!(env_of(via.id()), env_of(direct.id()));
     // Signals reach the tool, and death by signal is reported as such.
@@ -195,4 +201,87 @@ fn same_process_signals_environment_and_argv0() {
     let (v, d) = (via.wait().unwrap(), direct.wait().unwrap());
     assert_eq!(v.signal(), Some(15));
     assert_eq!(v.signal(), d.signal());
+}
+
+/// A parent that ignores SIGPIPE and blocks a signal (as some build systems and CI runners
+/// do) hands both on to the tool; tally must not reset them on the way (Rust's
+/// `std::process::Command` would: it empties the signal mask and restores SIGPIPE).
+///
+/// The tool is a stand-in `gofmt` that execs `sleep`: rustc, cargo and go set their own
+/// signal handling, which would hide what tally did; `sh` and `sleep` keep what they inherit.
+#[test]
+fn ignored_and_blocked_signals_reach_the_tool_unchanged() {
+    let w = World::new();
+    let tools = w.work.join("sleepy-tools");
+    std::fs::create_dir(&tools).unwrap();
+    let gofmt = tools.join("gofmt");
+    std::fs::write(&gofmt, "#!/bin/sh\nexec sleep 60\n").unwrap();
+    std::fs::set_permissions(&gofmt, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let start = |path: std::ffi::OsString| {
+        // python3 execs the shim (or the tool) with SIGPIPE ignored and SIGUSR1 blocked.
+        let mut parent = w.direct("python3");
+        parent
+            .arg("-c")
+            .arg(
+                "import os, signal, sys\n\
+                 signal.signal(signal.SIGPIPE, signal.SIG_IGN)\n\
+                 signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})\n\
+                 os.execvp('gofmt', ['gofmt'])",
+            )
+            .env("PATH", path)
+            .stdin(Stdio::null());
+        parent.spawn().unwrap()
+    };
+    let dirs = |with_shims: bool| {
+        let mut dirs = vec![];
+        if with_shims {
+            dirs.push(w.shims.clone());
+        }
+        dirs.push(tools.clone());
+        dirs.extend(std::env::split_paths(&w.real_path));
+        std::env::join_paths(dirs).unwrap()
+    };
+    let mut via = start(dirs(true));
+    let mut direct = start(dirs(false));
+    let is_sleep = |pid: u32| proc_of(pid, "comm") == b"sleep\n";
+    for _ in 0..1000 {
+        if is_sleep(via.id()) && is_sleep(direct.id()) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(
+        is_sleep(via.id()) && is_sleep(direct.id()),
+        "the stand-in tool never started"
+    );
+    let signal_state = |pid: u32| {
+        String::from_utf8_lossy(&proc_of(pid, "status"))
+            .lines()
+            .filter(|l| l.starts_with("SigIgn:") || l.starts_with("SigBlk:"))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let direct_state = signal_state(direct.id());
+    let via_state = signal_state(via.id());
+    for child in [&mut via, &mut direct] {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    assert_eq!(via_state, direct_state);
+    // The parent's settings really are in force (else this test could not fail).
+    let mask =
+        |line: &str| u64::from_str_radix(line.split_whitespace().nth(1).unwrap(), 16).unwrap();
+    let (blocked, ignored) = (mask(&direct_state[0]), mask(&direct_state[1]));
+    assert_ne!(
+        ignored & (1 << (13 - 1)),
+        0,
+        "SIGPIPE ignored: {direct_state:?}"
+    );
+    assert_ne!(
+        blocked & (1 << (10 - 1)),
+        0,
+        "SIGUSR1 blocked: {direct_state:?}"
+    );
+    // And it was the shim that ran: gofmt was counted.
+    assert_eq!(w.program("gofmt").get("gofmt/invocations"), Some(&1));
 }

@@ -147,7 +147,7 @@ pub struct Io<'a> {
 }
 
 /// Runs the CLI on `args` (argv including the program name) and returns the exit status.
-pub fn run(args: Vec<OsString>) -> ExitCode {
+pub fn run(args: Vec<OsString>) -> u8 {
     let env = tally_home::Env::from_process();
     let mut out = std::io::stdout().lock();
     let mut err = std::io::stderr();
@@ -156,11 +156,17 @@ pub fn run(args: Vec<OsString>) -> ExitCode {
         err: &mut err,
         interactive: std::io::stdin().is_terminal(),
     };
-    run_with(args, &env, &mut io)
+    status_with(args, &env, &mut io)
 }
 
 /// [`run`] with an explicit environment and output: what tests drive.
 pub fn run_with(args: Vec<OsString>, env: &tally_home::Env, io: &mut Io<'_>) -> ExitCode {
+    ExitCode::from(status_with(args, env, io))
+}
+
+/// [`run_with`] as the process's exit status (the binary's entry point is C's `main`, which
+/// needs a number; `ExitCode` does not give its value back).
+fn status_with(args: Vec<OsString>, env: &tally_home::Env, io: &mut Io<'_>) -> u8 {
     let parsed = command_line()
         .try_get_matches_from(args)
         .and_then(|matches| Cli::from_arg_matches(&matches));
@@ -171,21 +177,24 @@ pub fn run_with(args: Vec<OsString>, env: &tally_home::Env, io: &mut Io<'_>) -> 
             let text = err.render().to_string();
             let target: &mut dyn Write = if err.use_stderr() { io.err } else { io.out };
             let _ = target.write_all(text.as_bytes());
-            return ExitCode::from(u8::try_from(err.exit_code()).unwrap_or(2));
+            return u8::try_from(err.exit_code()).unwrap_or(2);
         }
     };
     match dispatch(&cli.command, env, io) {
-        Ok(code) => code,
+        // Commands end in success or failure, nothing else.
+        Ok(code) if code == ExitCode::SUCCESS => 0,
+        Ok(_) => 1,
+        // A closed pipe (`tally show | head`) is not an error worth a message.
         Err(err)
             if err
                 .downcast_ref::<std::io::Error>()
                 .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
         {
-            ExitCode::SUCCESS
+            0
         }
         Err(err) => {
             let _ = writeln!(io.err, "tally: error: {err:#}");
-            ExitCode::FAILURE
+            1
         }
     }
 }
