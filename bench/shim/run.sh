@@ -1,26 +1,27 @@
 #!/usr/bin/env bash
-# Shim benchmarks (bench/README.md, "Shims"). Side by side in one hyperfine run each:
+# Shim benchmarks (bench/README.md, "Shims"), every comparison side by side in one run, interleaved:
 #  1. `rustc --version`: direct (the toolchain's rustc), through a static C program that only
 #     execv()s it, through tally's shim (counting into a scratch data dir, mode local), and
 #     through the rustup proxy.
 #  2. A generated multi-crate workspace, `cargo build` from clean, with and without
 #     RUSTC_WRAPPER=tally.
 # Usage: bench/shim/run.sh [--quick]   (--quick: fewer runs, for a smoke test)
-# Needs: hyperfine, gcc with static glibc, rustup, python3. Writes bench/out/shim/.
+# Needs: gcc with static glibc, rustup, python3. Writes bench/out/shim/.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 repo=$PWD
 out=$repo/bench/out/shim
 mkdir -p "$out"
-runs=300
+runs=500
 build_runs=8
 crates=30
 if [[ ${1:-} == --quick ]]; then runs=30; build_runs=2; crates=8; fi
 
 target=$(rustc -vV | sed -n 's/^host: //p')
-echo "== building tally (release, static: -C target-feature=+crt-static --target $target)"
+flags="-C target-feature=+crt-static -C relocation-model=static"
+echo "== building tally (release, as install.sh does: $flags --target $target)"
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$repo/target}
-RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --target "$target" -p tally -q
+RUSTFLAGS="$flags" cargo build --release --target "$target" -p tally -q
 tally=$CARGO_TARGET_DIR/$target/release/tally
 
 scratch=$(mktemp -d /tmp/tally-bench-shim.XXXXXX)
@@ -39,56 +40,47 @@ unset TALLY DO_NOT_TRACK RUSTC_WRAPPER
 # The shim finds the real rustc on PATH after itself; the toolchain's bin first, so the shim
 # hands over to the same binary `direct` runs.
 export PATH=$scratch/shims:$toolchain_bin:$PATH
+"$scratch/shims/rustc" --version >/dev/null # the first run fills the version cache
 
-echo "== rustc --version (runs: $runs)"
-hyperfine -N --warmup 20 --runs "$runs" \
-    -n direct "$real_rustc --version" \
-    -n c-execv "$scratch/c/rustc --version" \
-    -n tally-shim "$scratch/shims/rustc --version" \
-    -n rustup-proxy "$proxy --version" \
-    --export-json "$out/rustc-version.json" --export-markdown "$out/rustc-version.md"
-
+# interleave.py runs the variants round-robin (shuffled each round), so that this shared
+# machine's drift falls on all of them alike; it prints wall medians and CPU means (the
+# child's own user+system time) and what each adds to the first variant.
+echo "== rustc --version (runs: $runs each, interleaved)"
+python3 bench/shim/interleave.py --runs "$runs" --warmup 20 --json "$out/rustc-version.json" \
+    "direct=$real_rustc --version" \
+    "c-execv=$scratch/c/rustc --version" \
+    "tally-shim=$scratch/shims/rustc --version" \
+    "rustup-proxy=$proxy --version" | tee "$out/rustc-version.txt"
 python3 - "$out/rustc-version.json" <<'PY'
-import json, statistics, sys
-res = {r["command"]: r for r in json.load(open(sys.argv[1]))["results"]}
-med = {k: statistics.median(v["times"]) * 1e3 for k, v in res.items()}
-d = med["direct"]
-for k in med:
-    print(f"  {k:13s} median {med[k]:7.3f} ms   added {med[k]-d:+7.3f} ms")
-c_added = med["c-execv"] - d
-t_added = med["tally-shim"] - d
-print(f"  wall: tally added / C added = {t_added / c_added:.2f}x (target <= 1.2x)" if c_added > 0 else "  wall: C added no measurable time")
-# CPU time (user + system) is steadier than wall time on a shared, loaded machine.
-cpu = {k: (v["user"] + v["system"]) * 1e3 for k, v in res.items()}
-for k in cpu:
-    print(f"  {k:13s} cpu (user+sys, mean) {cpu[k]:7.3f} ms   added {cpu[k]-cpu['direct']:+7.3f} ms")
-c_cpu = cpu["c-execv"] - cpu["direct"]
-t_cpu = cpu["tally-shim"] - cpu["direct"]
-print(f"  cpu: tally added / C added = {t_cpu / c_cpu:.2f}x" if c_cpu > 0 else "  cpu: C added no measurable time")
+import json, sys
+s = json.load(open(sys.argv[1]))["summary"]
+for what, key in (("wall", "wall_added_ms"), ("cpu", "cpu_added_ms")):
+    c, t = s["c-execv"][key], s["tally-shim"][key]
+    print(f"  {what}: tally added / C added = {t / c:.2f}x (target <= 1.2x)" if c > 0 else f"  {what}: C added no measurable time")
 PY
 echo "  counters written: $(ls "$TALLY_DIR/counters" | wc -l) file(s)"
 
 # The same comparison in front of a static no-op "rustc": the tool itself costs almost nothing,
-# so what each layer adds stands out of this machine's noise.
-echo "== the added time alone: in front of a static no-op tool (runs: $((runs * 2)))"
+# so what each layer adds stands out of this machine's noise. Also tally with TALLY=off (find
+# the tool and exec it, no counting), to split what counting costs from the rest.
+echo "== the added time alone: in front of a static no-op tool (runs: $((runs * 2)) each, interleaved)"
 mkdir -p "$scratch/noop" "$scratch/c-noop"
 printf 'int main(void) { return 0; }\n' >"$scratch/noop.c"
 gcc -O2 -static -o "$scratch/noop/rustc" "$scratch/noop.c"
 gcc -O2 -static -DREAL_TOOL="\"$scratch/noop/rustc\"" -o "$scratch/c-noop/rustc" bench/shim/execv.c
-PATH=$scratch/shims:$scratch/noop:$PATH hyperfine -N --warmup 50 --runs "$((runs * 2))" \
-    -n noop-direct "$scratch/noop/rustc --version" \
-    -n noop-c-execv "$scratch/c-noop/rustc --version" \
-    -n noop-tally-shim "$scratch/shims/rustc --version" \
-    --export-json "$out/noop.json" --export-markdown "$out/noop.md"
+PATH=$scratch/shims:$scratch/noop:$PATH "$scratch/shims/rustc" --version
+PATH=$scratch/shims:$scratch/noop:$PATH python3 bench/shim/interleave.py --runs "$((runs * 2))" --warmup 50 \
+    --json "$out/noop.json" \
+    "noop-direct=$scratch/noop/rustc --version" \
+    "noop-c-execv=$scratch/c-noop/rustc --version" \
+    "noop-tally-shim=$scratch/shims/rustc --version" \
+    "noop-tally-off=TALLY=off::$scratch/shims/rustc --version" | tee "$out/noop.txt"
 python3 - "$out/noop.json" <<'PY'
-import json, statistics, sys
-res = {r["command"]: r for r in json.load(open(sys.argv[1]))["results"]}
-med = {k: statistics.median(v["times"]) * 1e3 for k, v in res.items()}
-d = med["noop-direct"]
-for k in med:
-    print(f"  {k:16s} median {med[k]:7.3f} ms   added {med[k]-d:+7.3f} ms")
-c_added, t_added = med["noop-c-execv"] - d, med["noop-tally-shim"] - d
-print(f"  wall: tally added / C added = {t_added / c_added:.2f}x (target <= 1.2x)")
+import json, sys
+s = json.load(open(sys.argv[1]))["summary"]
+for what, key in (("wall", "wall_added_ms"), ("cpu", "cpu_added_ms")):
+    c, t = s["noop-c-execv"][key], s["noop-tally-shim"][key]
+    print(f"  {what}: tally added / C added = {t / c:.2f}x (target <= 1.2x)")
 PY
 
 echo "== generated workspace: $crates crates, cargo build from clean (runs: $build_runs)"

@@ -28,7 +28,9 @@ const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
 pub fn version_of(tool: Tool, binary: &Path, meta: &Metadata, versions_dir: &Path) -> String {
     let key = cache_key(tool, binary, meta);
     let entry = versions_dir.join(&key);
-    if let Ok(text) = std::fs::read_to_string(&entry) {
+    if let Ok(bytes) = tally_home::read_small(&entry)
+        && let Ok(text) = std::str::from_utf8(&bytes)
+    {
         let v = text.trim();
         if is_clean(v) || v == UNKNOWN {
             return v.to_string();

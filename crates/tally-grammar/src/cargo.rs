@@ -376,9 +376,9 @@ fn count_sub_flags(
 /// The subcommand's tables and [`GLOBAL`] as one slice, built once per subcommand and kept
 /// for the life of the process (it runs once per process on the hot path anyway).
 fn merged_table(sub: &str, tables: &[&'static [FlagSpec]]) -> &'static [FlagSpec] {
-    use std::collections::HashMap;
+    use std::collections::BTreeMap;
     use std::sync::{Mutex, OnceLock};
-    static CACHE: OnceLock<Mutex<HashMap<String, &'static [FlagSpec]>>> = OnceLock::new();
+    static CACHE: OnceLock<Mutex<BTreeMap<String, &'static [FlagSpec]>>> = OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
     let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(t) = cache.get(sub) {

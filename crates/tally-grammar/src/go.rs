@@ -272,9 +272,9 @@ static COMMANDS: &[Command] = &[
 
 /// The command's tables merged in order (first wins), kept for the process's life.
 fn merged(command: &Command) -> &'static [FlagSpec] {
-    use std::collections::HashMap;
+    use std::collections::BTreeMap;
     use std::sync::{Mutex, OnceLock};
-    static CACHE: OnceLock<Mutex<HashMap<&'static str, &'static [FlagSpec]>>> = OnceLock::new();
+    static CACHE: OnceLock<Mutex<BTreeMap<&'static str, &'static [FlagSpec]>>> = OnceLock::new();
     let mut cache = CACHE
         .get_or_init(Default::default)
         .lock()

@@ -5,7 +5,7 @@
 //! `tally status --help` and the docs list this table. Code reads variables only through
 //! [`Env`], which is filled once per process, so one process sees one consistent environment.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 
 use tally_protocol::Day;
@@ -207,13 +207,13 @@ pub fn is_truthy(value: &OsStr) -> bool {
 /// A snapshot of the environment variables tally reads, taken once per process.
 #[derive(Debug, Clone, Default)]
 pub struct Env {
-    vars: HashMap<OsString, OsString>,
+    vars: BTreeMap<OsString, OsString>,
 }
 
 impl Env {
     /// Reads every registered variable (and the CI vendor markers) from the process environment.
     pub fn from_process() -> Env {
-        let mut vars = HashMap::new();
+        let mut vars = BTreeMap::new();
         let names = VARS
             .iter()
             .map(|v| v.name)

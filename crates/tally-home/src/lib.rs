@@ -314,7 +314,7 @@ impl Home {
     /// cannot be read or parsed is an error saying how to fix it.
     pub fn stored_mode(&self) -> Result<Mode, Error> {
         let path = self.mode_path();
-        match fs::read(&path) {
+        match read_small(&path) {
             Ok(bytes) => {
                 let text = String::from_utf8_lossy(&bytes);
                 text.parse().map_err(|()| Error::BadModeFile {
@@ -336,7 +336,9 @@ impl Home {
     /// The stored week-start weekday, if one was chosen. Creates nothing.
     pub fn stored_weekday(&self) -> Result<Option<time::Weekday>, Error> {
         let path = self.weekday_path();
-        match fs::read_to_string(&path) {
+        match read_small(&path).and_then(|bytes| {
+            String::from_utf8(bytes).map_err(|_| io::Error::from(io::ErrorKind::InvalidData))
+        }) {
             Ok(text) => parse_weekday(&text)
                 .map(Some)
                 .ok_or_else(|| Error::BadWeekdayFile {
@@ -693,6 +695,28 @@ impl Home {
     }
 }
 
+/// Reads a file of a few bytes (the mode, the weekday, a cached version) in one `read`, where
+/// `fs::read` makes four system calls (it asks for the size first and reads again to see the
+/// end): these files are read on every shim run. A file longer than the first read is read to
+/// its end all the same.
+pub fn read_small(path: &Path) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut file = fs::File::open(path)?;
+    let mut buf = [0u8; 256];
+    let n = loop {
+        match file.read(&mut buf) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => break other?,
+        }
+    };
+    let mut bytes = buf[..n].to_vec();
+    // A short read of a regular file is its end; a full buffer may not be.
+    if n == buf.len() {
+        file.read_to_end(&mut bytes)?;
+    }
+    Ok(bytes)
+}
+
 /// Checks the mode, then counts: if the effective mode is off, returns `Ok(Skipped)` having
 /// touched nothing (no directories); a mode file that cannot be read is an error, also with
 /// nothing touched. Otherwise opens the current week's file and adds 1 to each
@@ -721,6 +745,19 @@ pub fn count_invocation(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn read_small_reads_whole_files_of_any_size() {
+        let dir = tempfile::tempdir().unwrap();
+        for len in [0, 1, 7, 255, 256, 257, 4096 + 3] {
+            let path = dir.path().join(format!("f{len}"));
+            let content: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            fs::write(&path, &content).unwrap();
+            assert_eq!(read_small(&path).unwrap(), content, "length {len}");
+        }
+        let missing = read_small(&dir.path().join("missing")).unwrap_err();
+        assert_eq!(missing.kind(), io::ErrorKind::NotFound);
+    }
 
     #[test]
     fn modes_round_trip() {
