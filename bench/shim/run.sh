@@ -62,25 +62,33 @@ echo "  counters written: $(ls "$TALLY_DIR/counters" | wc -l) file(s)"
 
 # The same comparison in front of a static no-op "rustc": the tool itself costs almost nothing,
 # so what each layer adds stands out of this machine's noise. Also tally with TALLY=off (find
-# the tool and exec it, no counting), to split what counting costs from the rest.
+# the tool and exec it, no counting), to split what counting costs from the rest, and the C
+# floor (bench/shim/count-floor.c): the shim's system calls without any of its code.
 echo "== the added time alone: in front of a static no-op tool (runs: $((runs * 2)) each, interleaved)"
 mkdir -p "$scratch/noop" "$scratch/c-noop"
 printf 'int main(void) { return 0; }\n' >"$scratch/noop.c"
 gcc -O2 -static -o "$scratch/noop/rustc" "$scratch/noop.c"
 gcc -O2 -static -DREAL_TOOL="\"$scratch/noop/rustc\"" -o "$scratch/c-noop/rustc" bench/shim/execv.c
 PATH=$scratch/shims:$scratch/noop:$PATH "$scratch/shims/rustc" --version
+# The floor: a C program making the shim's system calls on the files that run just used.
+mkdir -p "$scratch/c-floor"
+gcc -O2 -static -DREAL_TOOL="\"$scratch/noop/rustc\"" -DSHIM="\"$scratch/shims/rustc\"" \
+    -DDATA="\"$TALLY_DIR\"" -DVERSION_FILE="\"$(ls -t "$TALLY_DIR"/versions/* | head -1)\"" \
+    -DCOUNTER_FILE="\"$(ls -t "$TALLY_DIR"/counters/*.count | head -1)\"" \
+    -o "$scratch/c-floor/rustc" bench/shim/count-floor.c
 PATH=$scratch/shims:$scratch/noop:$PATH python3 bench/shim/interleave.py --runs "$((runs * 2))" --warmup 50 \
     --json "$out/noop.json" \
     "noop-direct=$scratch/noop/rustc --version" \
     "noop-c-execv=$scratch/c-noop/rustc --version" \
+    "noop-c-floor=$scratch/c-floor/rustc --version" \
     "noop-tally-shim=$scratch/shims/rustc --version" \
     "noop-tally-off=TALLY=off::$scratch/shims/rustc --version" | tee "$out/noop.txt"
 python3 - "$out/noop.json" <<'PY'
 import json, sys
 s = json.load(open(sys.argv[1]))["summary"]
 for what, key in (("wall", "wall_added_ms"), ("cpu", "cpu_added_ms")):
-    c, t = s["noop-c-execv"][key], s["noop-tally-shim"][key]
-    print(f"  {what}: tally added / C added = {t / c:.2f}x (target <= 1.2x)")
+    c, f, t = s["noop-c-execv"][key], s["noop-c-floor"][key], s["noop-tally-shim"][key]
+    print(f"  {what}: tally added / C added = {t / c:.2f}x (target <= 1.2x); the C floor: {f / c:.2f}x")
 PY
 
 echo "== generated workspace: $crates crates, cargo build from clean (runs: $build_runs)"

@@ -22,6 +22,8 @@
 //! [`background`] (daily upload trigger), [`notice`] (first-run notice), [`report`] (for
 //! `tally status`).
 
+#![forbid(unsafe_code)]
+
 use std::ffi::{OsStr, OsString};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;

@@ -16,6 +16,8 @@
 //! shim on PATH), the real rustc is found on PATH and run instead, so a compile is counted once
 //! and tally never wraps itself.
 
+#![forbid(unsafe_code)]
+
 use std::ffi::{OsStr, OsString};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};

@@ -17,6 +17,8 @@
 //! Entry points: [`dashboard_index`] (the server's `GET /`), [`program_page`] (its
 //! `GET /programs/{program}`), and [`user_view`] (`tally view`).
 
+#![forbid(unsafe_code)]
+
 pub mod dashboard;
 pub mod html;
 pub mod svg;

@@ -10,6 +10,8 @@
 //! forces tally off (`TALLY=off`, `DO_NOT_TRACK=1`), except `clean`, which only removes.
 //! Output cut short by a closed pipe (`tally show | head`) is not an error.
 
+#![forbid(unsafe_code)]
+
 use std::ffi::OsString;
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;

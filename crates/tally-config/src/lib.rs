@@ -20,6 +20,8 @@
 //! uploader use), [`refresh`] (fetch if stale), [`fetch`], [`verify_config`] (`tally config
 //! verify`). Every error's message says what went wrong and how to fix it.
 
+#![forbid(unsafe_code)]
+
 pub mod cache;
 pub mod endpoint;
 pub mod fetch;

@@ -24,6 +24,8 @@
 //! - `go/subcommand:test`, `go/test/flag:-race`, `go/build/flag:-buildmode=pie`,
 //!   `go/mod/subcommand:tidy`, `gofmt/flag:-s`.
 
+#![forbid(unsafe_code)]
+
 use std::ffi::OsString;
 use std::path::Path;
 

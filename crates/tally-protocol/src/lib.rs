@@ -14,6 +14,8 @@
 //! This crate does no I/O. It promises: parsing never panics on any input, and every value a
 //! parser accepts satisfies the invariants documented on its type.
 
+#![forbid(unsafe_code)]
+
 pub mod aggregate;
 pub mod config;
 pub mod day;

@@ -14,6 +14,8 @@
 //! its local and upload copies: the report is sent only if `x <= sample_rate`, and a counter is
 //! kept only if `x <= its rate`, so smaller rates select nested subsets of reports.
 
+#![forbid(unsafe_code)]
+
 pub mod build;
 pub mod filter;
 pub mod preview;

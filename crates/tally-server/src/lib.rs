@@ -15,6 +15,8 @@
 //! - the server never sees client addresses: the accept loop drops them and nothing logs them;
 //! - nothing under the publication threshold appears in any public output.
 
+#![forbid(unsafe_code)]
+
 pub mod clock;
 pub mod dashboard;
 pub mod merge;

@@ -11,6 +11,8 @@
 //! - One run at a time per data directory (`upload.lock`).
 //! - `TALLY_DEBUG_UPLOAD` set (non-empty): print what would be sent, send nothing.
 
+#![forbid(unsafe_code)]
+
 pub mod http;
 pub mod lock;
 pub mod outbox;

@@ -1,0 +1,48 @@
+/* The floor for counting, for the shim benchmark: a static C program that makes the same
+ * system calls tally's shim makes in mode `local` (find the tool by file identity, read the
+ * mode, the version cache and the weekday, map the week's counter file and add 1 to a counter),
+ * then execv()s the tool. Nothing is parsed or hashed: what this adds over execv.c is what the
+ * file system and the memory mapping cost, which no implementation of the design can avoid.
+ * Paths are set at compile time by run.sh, from a data directory the real shim filled. */
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#if !defined(REAL_TOOL) || !defined(SHIM) || !defined(DATA) || !defined(VERSION_FILE) || !defined(COUNTER_FILE)
+#error "compile with -DREAL_TOOL, -DSHIM, -DDATA, -DVERSION_FILE and -DCOUNTER_FILE (see run.sh)"
+#endif
+
+int main(int argc, char **argv) {
+    (void)argc;
+    char buf[256];
+    struct stat st;
+    /* The lookup: this program's identity, the shim on PATH (itself), the real tool. */
+    stat("/proc/self/exe", &st);
+    stat(SHIM, &st);
+    stat(REAL_TOOL, &st);
+    /* The mode (missing: local), whether the tool is a rustup proxy, the cached version, the
+     * week's start day. */
+    int fd = open(DATA "/mode", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) close(fd);
+    lstat(REAL_TOOL, &st);
+    fd = open(VERSION_FILE, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) { (void)!read(fd, buf, sizeof buf); close(fd); }
+    fd = open(DATA "/weekday", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) { (void)!read(fd, buf, sizeof buf); close(fd); }
+    /* The counter file: map it and add to a counter on its second page. */
+    fd = open(COUNTER_FILE, O_RDWR | O_CLOEXEC);
+    if (fd >= 0) {
+        fstat(fd, &st);
+        char *map = mmap(0, 1 << 20, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        if (map != MAP_FAILED) {
+            __atomic_fetch_add((long *)(map + 4096), 0, __ATOMIC_RELAXED);
+            munmap(map, 1 << 20);
+        }
+        close(fd);
+    }
+    execv(REAL_TOOL, argv);
+    perror("execv " REAL_TOOL);
+    return 127;
+}
