@@ -3,11 +3,16 @@
 //! wrapper the user already has (sccache…) to run after tally.
 //!
 //! Cargo's rules, followed here: `RUSTC_WRAPPER` in the environment wins (set but empty means
-//! "no wrapper", overriding config); then `CARGO_BUILD_RUSTC_WRAPPER`; then `build.rustc-wrapper`
-//! in `.cargo/config.toml` (or `.cargo/config`) in the working directory and each parent, the
-//! deepest first, then `$CARGO_HOME/config.toml`. A configured path containing a `/` is relative
-//! to the directory holding `.cargo/`; a bare name is looked up on PATH when run. Not read:
-//! `--config` on cargo's command line and `include`d config files.
+//! "no wrapper", overriding config); then `--config` on cargo's command line (the last one
+//! that sets `build.rustc-wrapper`, as `KEY=VALUE` or in a named `.toml` file); then
+//! `CARGO_BUILD_RUSTC_WRAPPER`; then `build.rustc-wrapper` in `.cargo/config.toml` (or
+//! `.cargo/config`) in the working directory and each parent, the deepest first, then
+//! `$CARGO_HOME/config.toml`. A configured path containing a `/` is relative to the directory
+//! holding `.cargo/` (to the working directory for `--config KEY=VALUE`, and to the file's
+//! directory's parent for `--config FILE`, as cargo has it); a bare name is looked up on PATH
+//! when run. Because `RUSTC_WRAPPER` beats all of these, tally must find the user's wrapper
+//! wherever it is set, or setting `RUSTC_WRAPPER=tally` would silently drop it. Not read:
+//! `include`d config files (an unstable cargo feature).
 //!
 //! Never `RUSTC_WORKSPACE_WRAPPER` (it changes cargo's metadata hash and rebuilds everything).
 
@@ -51,17 +56,20 @@ pub enum Arrangement {
     Wrap { next: Option<OsString> },
 }
 
-/// Works out the arrangement for a cargo run in `cwd`. `tally` is the binary that will be
-/// `RUSTC_WRAPPER`.
-pub fn arrange(tally: &Path, env: &CargoEnv, cwd: &Path) -> Arrangement {
+/// Works out the arrangement for a cargo run in `cwd` with cargo's arguments `args` (after
+/// `argv[0]`). `tally` is the binary that will be `RUSTC_WRAPPER`.
+pub fn arrange(tally: &Path, env: &CargoEnv, cwd: &Path, args: &[OsString]) -> Arrangement {
     let tally_id = FileIdentity::of_path(tally);
     let user = match &env.rustc_wrapper {
         Some(w) if w.is_empty() => None,
         Some(w) => Some(w.clone()),
-        None => env
-            .cargo_build_rustc_wrapper
-            .clone()
-            .or_else(|| configured_wrapper(cwd, env)),
+        None => match command_line_wrapper(args, cwd) {
+            Some(setting) => setting,
+            None => env
+                .cargo_build_rustc_wrapper
+                .clone()
+                .or_else(|| configured_wrapper(cwd, env)),
+        },
     };
     match user {
         Some(w) if is_tally(&w, tally_id) => {
@@ -85,6 +93,68 @@ pub fn is_tally(wrapper: &OsStr, tally_id: Option<FileIdentity>) -> bool {
     path.is_absolute() && tally_id.is_some() && FileIdentity::of_path(path) == tally_id
 }
 
+/// `build.rustc-wrapper` as set by `--config` on cargo's command line: `None` if no `--config`
+/// sets it, `Some(None)` if the last one that does sets it empty (no wrapper), else the wrapper.
+pub fn command_line_wrapper(args: &[OsString], cwd: &Path) -> Option<Option<OsString>> {
+    let mut found = None;
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        let Some(arg) = arg.to_str() else { continue };
+        if arg == "--" {
+            break;
+        }
+        let value = match arg.strip_prefix("--config") {
+            Some("") => match args.next().and_then(|v| v.to_str()) {
+                Some(v) => v,
+                None => break,
+            },
+            Some(rest) => match rest.strip_prefix('=') {
+                Some(v) => v,
+                None => continue,
+            },
+            None => continue,
+        };
+        // Cargo's own rule: an argument naming an existing file is that file; anything else
+        // is a TOML `KEY=VALUE`.
+        let as_path = cwd.join(value);
+        let (text, base) = if !value.is_empty() && as_path.is_file() {
+            let Ok(text) = std::fs::read_to_string(&as_path) else {
+                continue;
+            };
+            let base = as_path
+                .parent()
+                .and_then(Path::parent)
+                .unwrap_or(cwd)
+                .to_path_buf();
+            (text, base)
+        } else {
+            (value.to_string(), cwd.to_path_buf())
+        };
+        if let Some(setting) = wrapper_in(&text) {
+            found = Some(setting.map(|w| resolve_relative(&w, &base)));
+        }
+    }
+    found
+}
+
+/// `build.rustc-wrapper` in a piece of cargo configuration: `None` if it is not set there,
+/// `Some(None)` if set empty.
+fn wrapper_in(toml_text: &str) -> Option<Option<String>> {
+    let table = toml_text.parse::<toml::Table>().ok()?;
+    let value = table.get("build")?.get("rustc-wrapper")?.as_str()?;
+    Some((!value.is_empty()).then(|| value.to_string()))
+}
+
+/// A configured program: a path with a `/` is relative to `base`; a bare name stays bare (it
+/// is looked up on PATH when run).
+fn resolve_relative(value: &str, base: &Path) -> OsString {
+    if value.contains('/') && !Path::new(value).is_absolute() {
+        base.join(value).into_os_string()
+    } else {
+        OsString::from(value)
+    }
+}
+
 /// `build.rustc-wrapper` from the config files cargo would read, resolved as cargo does.
 pub fn configured_wrapper(cwd: &Path, env: &CargoEnv) -> Option<OsString> {
     let mut candidates: Vec<PathBuf> = cwd.ancestors().map(|d| d.join(".cargo")).collect();
@@ -104,25 +174,11 @@ pub fn configured_wrapper(cwd: &Path, env: &CargoEnv) -> Option<OsString> {
             let Ok(text) = std::fs::read_to_string(&file) else {
                 continue;
             };
-            let Ok(table) = text.parse::<toml::Table>() else {
+            let Some(setting) = wrapper_in(&text) else {
                 continue;
             };
-            let Some(value) = table
-                .get("build")
-                .and_then(|b| b.get("rustc-wrapper"))
-                .and_then(|w| w.as_str())
-            else {
-                continue;
-            };
-            if value.is_empty() {
-                return None;
-            }
             let base = dot_cargo.parent().unwrap_or(Path::new("/"));
-            return Some(if value.contains('/') && !Path::new(value).is_absolute() {
-                base.join(value).into_os_string()
-            } else {
-                OsString::from(value)
-            });
+            return setting.map(|value| resolve_relative(&value, base));
         }
     }
     None
@@ -151,7 +207,7 @@ mod tests {
             ..CargoEnv::default()
         };
 
-        let got = arrange(&tally, &env, &project);
+        let got = arrange(&tally, &env, &project, &[]);
         assert_eq!(
             got,
             Arrangement::Wrap {
@@ -166,7 +222,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            arrange(&tally, &env, &project),
+            arrange(&tally, &env, &project, &[]),
             Arrangement::Wrap {
                 next: Some("sccache".into())
             }
@@ -178,13 +234,13 @@ mod tests {
             ..env.clone()
         };
         assert_eq!(
-            arrange(&tally, &with("/usr/bin/other"), &project),
+            arrange(&tally, &with("/usr/bin/other"), &project, &[]),
             Arrangement::Wrap {
                 next: Some("/usr/bin/other".into())
             }
         );
         assert_eq!(
-            arrange(&tally, &with(""), &project),
+            arrange(&tally, &with(""), &project, &[]),
             Arrangement::Wrap { next: None }
         );
         let build = CargoEnv {
@@ -192,7 +248,7 @@ mod tests {
             ..env.clone()
         };
         assert_eq!(
-            arrange(&tally, &build, &project),
+            arrange(&tally, &build, &project, &[]),
             Arrangement::Wrap {
                 next: Some("cachepot".into())
             }
@@ -200,12 +256,88 @@ mod tests {
 
         // Never twice, never itself.
         assert_eq!(
-            arrange(&tally, &with(tally.to_str().unwrap()), &project),
+            arrange(&tally, &with(tally.to_str().unwrap()), &project, &[]),
             Arrangement::AlreadyTally
         );
         assert_eq!(
-            arrange(&tally, &with("/elsewhere/tally"), &project),
+            arrange(&tally, &with("/elsewhere/tally"), &project, &[]),
             Arrangement::AlreadyTally
+        );
+    }
+
+    #[test]
+    fn command_line_config_beats_the_build_variable_and_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        let tally = tmp.path().join("bin/tally");
+        let project = tmp.path().join("project");
+        std::fs::create_dir_all(project.join(".cargo")).unwrap();
+        std::fs::write(
+            project.join(".cargo/config.toml"),
+            "[build]\nrustc-wrapper = \"from-file\"\n",
+        )
+        .unwrap();
+        let env = CargoEnv {
+            cargo_build_rustc_wrapper: Some("from-env".into()),
+            cargo_home: Some(tmp.path().join("none")),
+            ..CargoEnv::default()
+        };
+        let args = |a: &[&str]| a.iter().map(OsString::from).collect::<Vec<_>>();
+        let next = |a: &[&str]| match arrange(&tally, &env, &project, &args(a)) {
+            Arrangement::Wrap { next } => next,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(next(&["build"]), Some("from-env".into()));
+        // KEY=VALUE, in both spellings, after the subcommand too; the last one wins.
+        assert_eq!(
+            next(&["--config", "build.rustc-wrapper='sccache'", "build"]),
+            Some("sccache".into())
+        );
+        assert_eq!(
+            next(&[
+                "build",
+                "--config=build.rustc-wrapper=\"first\"",
+                "--config",
+                "build.rustc-wrapper=\"tools/second\""
+            ]),
+            Some(project.join("tools/second").into_os_string())
+        );
+        // Other keys are not the wrapper; an empty one means none.
+        assert_eq!(
+            next(&["--config", "build.jobs=2", "build"]),
+            Some("from-env".into())
+        );
+        assert_eq!(next(&["--config", "build.rustc-wrapper=''", "build"]), None);
+        // After `--` it is the program's argument, not cargo's.
+        assert_eq!(
+            next(&["run", "--", "--config", "build.rustc-wrapper='x'"]),
+            Some("from-env".into())
+        );
+        // A file: relative paths in it are relative to its directory's parent.
+        std::fs::create_dir_all(project.join("ci/cfg")).unwrap();
+        std::fs::write(
+            project.join("ci/cfg/wrap.toml"),
+            "[build]\nrustc-wrapper = \"bin/logwrap\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            next(&["--config", "ci/cfg/wrap.toml", "build"]),
+            Some(project.join("ci/bin/logwrap").into_os_string())
+        );
+        // RUSTC_WRAPPER still beats everything.
+        let env = CargoEnv {
+            rustc_wrapper: Some("/usr/bin/explicit".into()),
+            ..env.clone()
+        };
+        assert_eq!(
+            arrange(
+                &tally,
+                &env,
+                &project,
+                &args(&["--config", "build.rustc-wrapper='x'"])
+            ),
+            Arrangement::Wrap {
+                next: Some("/usr/bin/explicit".into())
+            }
         );
     }
 
@@ -217,7 +349,7 @@ mod tests {
             ..CargoEnv::default()
         };
         assert_eq!(
-            arrange(&tmp.path().join("tally"), &env, tmp.path()),
+            arrange(&tmp.path().join("tally"), &env, tmp.path(), &[]),
             Arrangement::Wrap { next: None }
         );
     }

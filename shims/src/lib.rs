@@ -200,7 +200,7 @@ fn count_and_arrange(
         && let Some(tally) = tally
     {
         let cwd = std::env::current_dir().unwrap_or_default();
-        match arrange::arrange(&tally, &arrange::CargoEnv::from_process(), &cwd) {
+        match arrange::arrange(&tally, &arrange::CargoEnv::from_process(), &cwd, args) {
             arrange::Arrangement::AlreadyTally => {}
             arrange::Arrangement::Wrap { next } => {
                 changes

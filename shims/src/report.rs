@@ -107,7 +107,7 @@ pub fn shim_report(env: &Env) -> ShimReport {
         }
     } else if let Some(tally) = &tally {
         let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
-        match crate::arrange::arrange(tally, &cargo_env, &cwd) {
+        match crate::arrange::arrange(tally, &cargo_env, &cwd, &[]) {
             crate::arrange::Arrangement::AlreadyTally => WrapperState::SetInEnvironment,
             crate::arrange::Arrangement::Wrap { next } => {
                 WrapperState::ArrangedByCargoShim { next }

@@ -227,6 +227,29 @@ fn a_wrapper_from_cargo_config_is_discovered_and_kept() {
     assert_eq!(w.program("rustc").get("rustc/compiles"), Some(&1));
 }
 
+/// `cargo --config build.rustc-wrapper=…`: cargo lets `RUSTC_WRAPPER` beat `--config`, so
+/// unless the shim finds this wrapper, making tally the wrapper would silently drop it.
+#[test]
+fn a_wrapper_from_the_config_option_is_kept() {
+    let w = World::new();
+    let project = w.fixture("cargo-hello");
+    let (script, log) = logging_wrapper(&w);
+    ok(w.cmd("cargo")
+        .arg("--config")
+        .arg(format!(
+            "build.rustc-wrapper={:?}",
+            script.display().to_string()
+        ))
+        .arg("build")
+        .current_dir(&project));
+    assert!(
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .contains("--crate-name hello")
+    );
+    assert_eq!(w.program("rustc").get("rustc/compiles"), Some(&1));
+}
+
 #[test]
 fn rustc_wrapper_tally_is_never_doubled() {
     let w = World::new();
