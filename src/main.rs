@@ -34,10 +34,10 @@ use std::io::Write;
 
 /// C's `main`, called by glibc's start-up code with the process's arguments.
 #[cfg(all(target_os = "linux", target_env = "gnu", not(test)))]
+#[allow(unsafe_code)]
 // SAFETY: `main` is the one symbol of that name in the program (with `no_main`, neither std
 // nor the C library defines it), and its signature is C's `int main(int, char **)`, which is
 // how glibc's `__libc_start_main` calls it. The arguments are not read here: std reads them.
-#[allow(unsafe_code)]
 #[unsafe(no_mangle)]
 extern "C" fn main(
     _argc: std::ffi::c_int,

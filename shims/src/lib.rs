@@ -280,23 +280,21 @@ pub fn environment_with(
         e.push(value);
         e
     };
-    let mut set: Vec<Option<&(OsString, OsString)>> = changes.set.iter().map(Some).collect();
+    // The variables still to set; each leaves this list where it is first written.
+    let mut pending: Vec<&(OsString, OsString)> = changes.set.iter().collect();
     let mut out = Vec::new();
     for (key, value) in current {
-        if changes.remove.contains(&key) && !changes.set.iter().any(|(k, _)| *k == key) {
-            continue;
-        }
-        match set.iter_mut().find(|s| s.is_some_and(|(k, _)| *k == key)) {
-            Some(slot) => {
-                let (k, v) = slot.take().expect("found by is_some_and");
+        if changes.set.iter().any(|(k, _)| *k == key) {
+            // In place, once: a second entry for the same variable goes.
+            if let Some(i) = pending.iter().position(|(k, _)| *k == key) {
+                let (k, v) = pending.remove(i);
                 out.push(entry(k, v));
             }
-            // A second entry for a variable already set (a duplicate in the environment).
-            None if changes.set.iter().any(|(k, _)| *k == key) => {}
-            None => out.push(entry(&key, &value)),
+        } else if !changes.remove.contains(&key) {
+            out.push(entry(&key, &value));
         }
     }
-    out.extend(set.into_iter().flatten().map(|(k, v)| entry(k, v)));
+    out.extend(pending.into_iter().map(|(k, v)| entry(k, v)));
     out
 }
 
