@@ -32,16 +32,16 @@ pub struct CargoEnv {
 
 impl CargoEnv {
     pub fn from_process() -> CargoEnv {
+        CargoEnv::from_snapshot(&tally_home::ProcessEnv::capture())
+    }
+
+    /// The same, out of an environment already copied.
+    pub fn from_snapshot(env: &tally_home::ProcessEnv) -> CargoEnv {
         CargoEnv {
-            rustc_wrapper: std::env::var_os("RUSTC_WRAPPER"),
-            cargo_build_rustc_wrapper: std::env::var_os("CARGO_BUILD_RUSTC_WRAPPER")
-                .filter(|v| !v.is_empty()),
-            cargo_home: std::env::var_os("CARGO_HOME")
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from),
-            home: std::env::var_os("HOME")
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from),
+            rustc_wrapper: env.get("RUSTC_WRAPPER").map(OsStr::to_os_string),
+            cargo_build_rustc_wrapper: env.non_empty("CARGO_BUILD_RUSTC_WRAPPER"),
+            cargo_home: env.non_empty("CARGO_HOME").map(PathBuf::from),
+            home: env.non_empty("HOME").map(PathBuf::from),
         }
     }
 }

@@ -24,13 +24,13 @@
 
 #![forbid(unsafe_code)]
 
-use std::ffi::{OsStr, OsString};
+use std::ffi::{CStr, CString, OsStr, OsString};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 
 use tally_grammar::{Context, RustcCaller, Tool, caller_from_env, counter_names};
 use tally_home::env::{TALLY_FORCE_ARG0, TALLY_NEXT_WRAPPER, TALLY_SHIM_GUARD};
-use tally_home::{Env, Home, Mode, effective_mode};
+use tally_home::{Env, Home, Mode, ProcessEnv, effective_mode};
 
 pub mod arrange;
 pub mod background;
@@ -64,21 +64,22 @@ pub fn run_shim(tool: Tool, argv: Vec<OsString>) -> i32 {
     silence_panics();
     let name = tool.name();
     let this = identity::self_identity();
-    let guard = Guard::read(std::env::var_os(TALLY_SHIM_GUARD).as_deref());
+    let process_env = ProcessEnv::capture();
+    let guard = Guard::read(process_env.get(TALLY_SHIM_GUARD));
     if guard.reentries >= MAX_REENTRIES {
         eprintln!(
             "tally: the `{name}` shim was started again by the program it handed over to, \
              {MAX_REENTRIES} times in one process (PATH: {}): another shim manager on PATH runs \
              tally's shims in a loop. Put tally's shims directory before the other manager's on \
              PATH, or remove one of them.",
-            std::env::var_os("PATH")
+            process_env
+                .get("PATH")
                 .unwrap_or_default()
                 .to_string_lossy()
         );
         return 127;
     }
-    let path_var = std::env::var_os("PATH");
-    let found = match lookup::find_real(name, path_var.as_deref(), this) {
+    let found = match lookup::find_real(name, process_env.get("PATH"), this) {
         Ok(found) => found,
         Err(not_found) => {
             eprintln!("{}", not_found.message(name));
@@ -90,7 +91,7 @@ pub fn run_shim(tool: Tool, argv: Vec<OsString>) -> i32 {
     // The same tool again in the same process was counted on the first pass.
     if !guard.same_tool(name) {
         let _ = catch_unwind(AssertUnwindSafe(|| {
-            count_and_arrange(tool, &found, args, &mut changes);
+            count_and_arrange(tool, &found, args, &process_env, &mut changes);
         }));
     }
     changes.remove.push(TALLY_FORCE_ARG0.into());
@@ -102,7 +103,7 @@ pub fn run_shim(tool: Tool, argv: Vec<OsString>) -> i32 {
         Some(a0) if identity::stem_of(a0) == Some(name) => a0.clone(),
         _ => OsString::from(name),
     };
-    exec(&found.path, &argv0, args, &changes)
+    exec(&found.path, &argv0, args, process_env, &changes)
 }
 
 /// How many times shims may run again within one process (through `exec`) before it is called
@@ -164,9 +165,10 @@ fn count_and_arrange(
     tool: Tool,
     found: &lookup::Found,
     args: &[OsString],
+    process_env: &ProcessEnv,
     changes: &mut EnvChanges,
 ) {
-    let env = Env::from_process();
+    let env = Env::from_snapshot(process_env);
     let Some(home) = Home::locate(&env) else {
         return;
     };
@@ -174,13 +176,13 @@ fn count_and_arrange(
     if mode == Mode::Off {
         return;
     }
-    let caller = caller_from_env(&|k| std::env::var_os(k).is_some(), RustcCaller::Direct);
+    let caller = caller_from_env(&|k| process_env.get(k).is_some(), RustcCaller::Direct);
     let ctx = Context {
         rustc_caller: caller,
         ..Context::default()
     };
     let names = counter_names(tool, args, &ctx);
-    let version = version::versioned_binary(tool, &found.path, &found.meta, args)
+    let version = version::versioned_binary(tool, &found.path, &found.meta, args, process_env)
         .map(|(bin, meta)| version::version_of(tool, &bin, &meta, &home.root().join("versions")))
         .unwrap_or_else(|| version::UNKNOWN.to_string());
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
@@ -200,7 +202,12 @@ fn count_and_arrange(
         && let Some(tally) = tally
     {
         let cwd = std::env::current_dir().unwrap_or_default();
-        match arrange::arrange(&tally, &arrange::CargoEnv::from_process(), &cwd, args) {
+        match arrange::arrange(
+            &tally,
+            &arrange::CargoEnv::from_snapshot(process_env),
+            &cwd,
+            args,
+        ) {
             arrange::Arrangement::AlreadyTally => {}
             arrange::Arrangement::Wrap { next } => {
                 changes
@@ -215,8 +222,8 @@ fn count_and_arrange(
     }
 }
 
-/// Replaces this process with `program` (`argv[0]` `argv0`, then `args`), applying `changes` to
-/// the environment. Returns only on failure, with a shell's status (127 not found, 126 other).
+/// Replaces this process with `program` (`argv[0]` `argv0`, then `args`), with the environment
+/// `env` (the process's own, as captured) changed by `changes`. Returns only on failure, with a shell's status (127 not found, 126 other).
 ///
 /// A bare `execvpe`, not `std::process::Command`: Command resets the signal mask and SIGPIPE's
 /// disposition before it execs and sorts the environment, so a tool started from a parent that
@@ -224,8 +231,14 @@ fn count_and_arrange(
 /// inherits both exactly, and the environment keeps its order (a changed variable stays where
 /// it was; a new one goes last). Like a shell (and `execvp`), a program name without a `/` is
 /// looked up on `PATH`, and a file that is not a binary is run by `/bin/sh`.
-pub fn exec(program: &Path, argv0: &OsStr, args: &[OsString], changes: &EnvChanges) -> i32 {
-    let err = match exec_inner(program, argv0, args, changes) {
+pub fn exec(
+    program: &Path,
+    argv0: &OsStr,
+    args: &[OsString],
+    env: ProcessEnv,
+    changes: &EnvChanges,
+) -> i32 {
+    let err = match exec_inner(program, argv0, args, env, changes) {
         Ok(never) => match never {},
         Err(err) => err,
     };
@@ -241,23 +254,23 @@ fn exec_inner(
     program: &Path,
     argv0: &OsStr,
     args: &[OsString],
+    env: ProcessEnv,
     changes: &EnvChanges,
 ) -> std::io::Result<std::convert::Infallible> {
-    use std::ffi::CString;
     use std::os::unix::ffi::OsStrExt;
-    let c = |bytes: &[u8]| {
-        CString::new(bytes).map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))
-    };
-    let program = c(program.as_os_str().as_bytes())?;
-    let mut argv = Vec::with_capacity(args.len() + 1);
-    argv.push(c(argv0.as_bytes())?);
+    let program = CString::new(program.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    let mut argv = CStringBlock::with_capacity(
+        argv0.len() + args.iter().map(|a| a.len() + 1).sum::<usize>() + 1,
+        args.len() + 1,
+    );
+    argv.push(&[argv0.as_bytes()]);
     for arg in args {
-        argv.push(c(arg.as_bytes())?);
+        argv.push(&[arg.as_bytes()]);
     }
-    let envp = environment_with(std::env::vars_os(), changes)
-        .iter()
-        .map(|entry| c(entry.as_bytes()))
-        .collect::<std::io::Result<Vec<_>>>()?;
+    let argv = argv.as_cstrs()?;
+    let envp = environment_with(env.into_entries().into_iter(), changes);
+    let envp = envp.as_cstrs()?;
     #[cfg(target_os = "linux")]
     let result = nix::unistd::execvpe(&program, &argv, &envp);
     // Elsewhere without the PATH search: the shim always has an absolute path.
@@ -266,35 +279,85 @@ fn exec_inner(
     result.map_err(|errno| std::io::Error::from_raw_os_error(errno as i32))
 }
 
+/// NUL-terminated strings packed in one buffer, the shape `execve` takes its arguments and
+/// environment in. Two allocations however many strings: the environment has dozens of
+/// entries, and an allocation (and later a free) for each one measurably slowed every
+/// compile (bench/README.md, "Shims").
+#[derive(Debug, Default)]
+pub struct CStringBlock {
+    bytes: Vec<u8>,
+    /// Where each string ends (one past its NUL) in `bytes`.
+    ends: Vec<usize>,
+}
+
+impl CStringBlock {
+    /// An empty block with room for `bytes` bytes (NULs included) in `strings` strings.
+    pub fn with_capacity(bytes: usize, strings: usize) -> CStringBlock {
+        CStringBlock {
+            bytes: Vec::with_capacity(bytes),
+            ends: Vec::with_capacity(strings),
+        }
+    }
+
+    /// Appends one string made of `parts` in order, and its NUL.
+    pub fn push(&mut self, parts: &[&[u8]]) {
+        for part in parts {
+            self.bytes.extend_from_slice(part);
+        }
+        self.bytes.push(0);
+        self.ends.push(self.bytes.len());
+    }
+
+    /// The strings, without their NULs.
+    pub fn entries(&self) -> impl Iterator<Item = &[u8]> {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts
+            .zip(self.ends.iter().copied())
+            .map(|(start, end)| &self.bytes[start..end - 1])
+    }
+
+    /// The strings as C strings; an interior NUL (which no C string can hold) is
+    /// `InvalidInput`.
+    pub fn as_cstrs(&self) -> std::io::Result<Vec<&CStr>> {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts
+            .zip(self.ends.iter().copied())
+            .map(|(start, end)| {
+                CStr::from_bytes_with_nul(&self.bytes[start..end])
+                    .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))
+            })
+            .collect()
+    }
+}
+
 /// The environment for the tool, as `KEY=VALUE` entries: `current` in its order, without the
 /// variables `changes` removes, with the values it sets (in place when the variable exists,
 /// at the end otherwise).
 pub fn environment_with(
     current: impl Iterator<Item = (OsString, OsString)>,
     changes: &EnvChanges,
-) -> Vec<OsString> {
-    let entry = |key: &OsStr, value: &OsStr| {
-        let mut e = OsString::with_capacity(key.len() + value.len() + 1);
-        e.push(key);
-        e.push("=");
-        e.push(value);
-        e
+) -> CStringBlock {
+    use std::os::unix::ffi::OsStrExt;
+    let mut out = CStringBlock::with_capacity(8192, 64);
+    let push = |out: &mut CStringBlock, key: &OsStr, value: &OsStr| {
+        out.push(&[key.as_bytes(), b"=", value.as_bytes()]);
     };
     // The variables still to set; each leaves this list where it is first written.
     let mut pending: Vec<&(OsString, OsString)> = changes.set.iter().collect();
-    let mut out = Vec::new();
     for (key, value) in current {
         if changes.set.iter().any(|(k, _)| *k == key) {
             // In place, once: a second entry for the same variable goes.
             if let Some(i) = pending.iter().position(|(k, _)| *k == key) {
                 let (k, v) = pending.remove(i);
-                out.push(entry(k, v));
+                push(&mut out, k, v);
             }
         } else if !changes.remove.contains(&key) {
-            out.push(entry(&key, &value));
+            push(&mut out, &key, &value);
         }
     }
-    out.extend(pending.into_iter().map(|(k, v)| entry(k, v)));
+    for (k, v) in pending {
+        push(&mut out, k, v);
+    }
     out
 }
 
@@ -323,13 +386,30 @@ mod tests {
             remove: vec!["TALLY_FORCE_ARG0".into(), "C".into(), "D".into()],
         };
         let env = environment_with(current.into_iter(), &changes);
-        assert_eq!(env, ["A=1", "B=new", "D=4"].map(OsString::from));
+        assert_eq!(
+            env.entries().collect::<Vec<_>>(),
+            [&b"A=1"[..], b"B=new", b"D=4"]
+        );
+        assert_eq!(env.as_cstrs().unwrap().len(), 3);
+        // A value no C string can hold is refused, not cut short.
+        let changes = EnvChanges {
+            set: vec![("BAD".into(), "a\0b".into())],
+            remove: vec![],
+        };
+        let env = environment_with(std::iter::empty(), &changes);
+        assert_eq!(
+            env.as_cstrs().unwrap_err().kind(),
+            std::io::ErrorKind::InvalidInput
+        );
+        assert_eq!(CStringBlock::default().entries().count(), 0);
         // No changes: the environment as it was, duplicates and all.
         let current = [("Z", "1"), ("A", "2"), ("Z", "3")]
             .map(|(k, v)| (OsString::from(k), OsString::from(v)));
         assert_eq!(
-            environment_with(current.into_iter(), &EnvChanges::default()),
-            ["Z=1", "A=2", "Z=3"].map(OsString::from)
+            environment_with(current.into_iter(), &EnvChanges::default())
+                .entries()
+                .collect::<Vec<_>>(),
+            [&b"Z=1"[..], b"A=2", b"Z=3"]
         );
     }
 

@@ -39,14 +39,15 @@ pub struct RustupEnv {
 
 impl RustupEnv {
     pub fn from_process() -> RustupEnv {
+        RustupEnv::from_snapshot(&tally_home::ProcessEnv::capture())
+    }
+
+    /// The same, out of an environment already copied.
+    pub fn from_snapshot(env: &tally_home::ProcessEnv) -> RustupEnv {
         RustupEnv {
-            rustup_toolchain: std::env::var_os("RUSTUP_TOOLCHAIN").filter(|v| !v.is_empty()),
-            rustup_home: std::env::var_os("RUSTUP_HOME")
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from),
-            home: std::env::var_os("HOME")
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from),
+            rustup_toolchain: env.non_empty("RUSTUP_TOOLCHAIN"),
+            rustup_home: env.non_empty("RUSTUP_HOME").map(PathBuf::from),
+            home: env.non_empty("HOME").map(PathBuf::from),
         }
     }
 

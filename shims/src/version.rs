@@ -205,6 +205,7 @@ pub fn versioned_binary(
     real: &Path,
     real_meta: &Metadata,
     args: &[OsString],
+    env: &tally_home::ProcessEnv,
 ) -> Option<(PathBuf, Metadata)> {
     let is_rust = matches!(
         tool,
@@ -216,7 +217,7 @@ pub fn versioned_binary(
             tool.name(),
             args,
             &cwd,
-            &crate::rustup::RustupEnv::from_process(),
+            &crate::rustup::RustupEnv::from_snapshot(env),
         )?;
         let meta = std::fs::metadata(&bin).ok()?;
         return Some((bin, meta));

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 
 use tally_grammar::{Context, RustcCaller, Tool, caller_from_env, counter_names};
 use tally_home::env::{TALLY_FORCE_ARG0, TALLY_NEXT_WRAPPER};
-use tally_home::{Env, Home, Mode, count_invocation, effective_mode};
+use tally_home::{Env, Home, Mode, ProcessEnv, count_invocation, effective_mode};
 use tally_shims::identity::{FileIdentity, self_identity, stem_of};
 use tally_shims::{EnvChanges, exec, lookup, version};
 
@@ -74,13 +74,14 @@ pub fn run_wrapper(argv: Vec<OsString>) -> i32 {
         return 2;
     }
     let this = self_identity();
+    let process_env = ProcessEnv::capture();
     let layout = layout(&argv);
     let mut run_argv: Vec<OsString> = argv[1..].to_vec();
     // argv[1] is tally's own rustc shim: run the real rustc instead (counted here, once).
     let compiler_index = layout.compiler - 1;
-    let compiler = resolve(&run_argv[compiler_index]);
+    let compiler = resolve(&run_argv[compiler_index], &process_env);
     if compiler.as_deref().and_then(FileIdentity::of_path) == this && this.is_some() {
-        match lookup::find_real("rustc", std::env::var_os("PATH").as_deref(), this) {
+        match lookup::find_real("rustc", process_env.get("PATH"), this) {
             Ok(found) => run_argv[compiler_index] = found.path.into_os_string(),
             Err(not_found) => {
                 eprintln!("{}", not_found.message("rustc"));
@@ -92,19 +93,21 @@ pub fn run_wrapper(argv: Vec<OsString>) -> i32 {
     // toolchain's own binary, as cargo itself does without a wrapper (cargo#11917), instead of
     // paying the proxy's start-up on every compile. Unresolvable: the proxy runs, as given.
     if let Ok(Some(direct)) = catch_unwind(AssertUnwindSafe(|| {
-        toolchain_binary_behind(&run_argv[compiler_index])
+        toolchain_binary_behind(&run_argv[compiler_index], &process_env)
     })) {
         run_argv[compiler_index] = direct.into_os_string();
     }
-    let _ = catch_unwind(AssertUnwindSafe(|| count(&run_argv, &layout)));
+    let _ = catch_unwind(AssertUnwindSafe(|| count(&run_argv, &layout, &process_env)));
 
     let mut changes = EnvChanges::default();
     changes.remove.push(TALLY_FORCE_ARG0.into());
     changes.remove.push(TALLY_NEXT_WRAPPER.into());
-    let next = std::env::var_os(TALLY_NEXT_WRAPPER)
-        .filter(|n| !n.is_empty() && !tally_shims::arrange::is_tally(n, this));
-    let rustc_wrapper_is_tally = std::env::var_os("RUSTC_WRAPPER")
-        .is_some_and(|w| !w.is_empty() && tally_shims::arrange::is_tally(&w, this));
+    let next = process_env
+        .non_empty(TALLY_NEXT_WRAPPER)
+        .filter(|n| !tally_shims::arrange::is_tally(n, this));
+    let rustc_wrapper_is_tally = process_env
+        .get("RUSTC_WRAPPER")
+        .is_some_and(|w| !w.is_empty() && tally_shims::arrange::is_tally(w, this));
     if rustc_wrapper_is_tally {
         // Give the user's wrapper back its own variable; otherwise as if tally were absent.
         match &next {
@@ -113,17 +116,23 @@ pub fn run_wrapper(argv: Vec<OsString>) -> i32 {
         }
     }
     match next {
-        Some(next) => exec(Path::new(&next), &next, &run_argv, &changes),
+        Some(next) => exec(Path::new(&next), &next, &run_argv, process_env, &changes),
         None => {
             let program = PathBuf::from(&run_argv[0]);
-            exec(&program, &run_argv[0], &run_argv[1..], &changes)
+            exec(
+                &program,
+                &run_argv[0],
+                &run_argv[1..],
+                process_env,
+                &changes,
+            )
         }
     }
 }
 
 /// The toolchain binary a rustup proxy named `program` would run, if `program` is one.
-fn toolchain_binary_behind(program: &OsStr) -> Option<PathBuf> {
-    let path = resolve(program)?;
+fn toolchain_binary_behind(program: &OsStr, env: &ProcessEnv) -> Option<PathBuf> {
+    let path = resolve(program, env)?;
     if !tally_shims::rustup::is_rustup_proxy(&path) {
         return None;
     }
@@ -133,26 +142,26 @@ fn toolchain_binary_behind(program: &OsStr) -> Option<PathBuf> {
         tool,
         &[],
         &cwd,
-        &tally_shims::rustup::RustupEnv::from_process(),
+        &tally_shims::rustup::RustupEnv::from_snapshot(env),
     )
 }
 
 /// The file a program argument names: a path as is, a bare name through PATH.
-fn resolve(program: &OsStr) -> Option<PathBuf> {
+fn resolve(program: &OsStr, env: &ProcessEnv) -> Option<PathBuf> {
     let path = Path::new(program);
     if path.components().count() > 1 {
         return Some(path.to_path_buf());
     }
-    let path_var = std::env::var_os("PATH")?;
-    std::env::split_paths(&path_var)
+    let path_var = env.get("PATH")?;
+    std::env::split_paths(path_var)
         .map(|d| d.join(path))
         .find(|c| lookup::executable(c).is_some())
 }
 
 /// Counts one compiler run. `run_argv` is what will be run: `[compiler, args…]` or
 /// `[workspace-wrapper, compiler, args…]`.
-fn count(run_argv: &[OsString], layout: &Layout) {
-    let env = Env::from_process();
+fn count(run_argv: &[OsString], layout: &Layout, process_env: &ProcessEnv) {
+    let env = Env::from_snapshot(process_env);
     let Some(home) = Home::locate(&env) else {
         return;
     };
@@ -161,7 +170,7 @@ fn count(run_argv: &[OsString], layout: &Layout) {
     }
     let compiler = &run_argv[layout.compiler - 1];
     let args = &run_argv[layout.compiler..];
-    let caller = caller_from_env(&|k| std::env::var_os(k).is_some(), RustcCaller::Cargo);
+    let caller = caller_from_env(&|k| process_env.get(k).is_some(), RustcCaller::Cargo);
     let ctx = Context {
         rustc_caller: caller,
         clippy_driver: layout.clippy,
@@ -170,7 +179,7 @@ fn count(run_argv: &[OsString], layout: &Layout) {
     let names = counter_names(Tool::Rustc, args, &ctx);
     // clippy-driver as the compiler reports clippy's version; rustc's is what matters, and a
     // rustc sits beside it in the toolchain.
-    let binary = resolve(compiler).map(|p| {
+    let binary = resolve(compiler, process_env).map(|p| {
         if stem_of(p.as_os_str()) == Some("clippy-driver") {
             p.with_file_name("rustc")
         } else {
@@ -180,7 +189,8 @@ fn count(run_argv: &[OsString], layout: &Layout) {
     let version = binary
         .and_then(|bin| {
             let meta = lookup::executable(&bin)?;
-            let (bin, meta) = version::versioned_binary(Tool::Rustc, &bin, &meta, args)?;
+            let (bin, meta) =
+                version::versioned_binary(Tool::Rustc, &bin, &meta, args, process_env)?;
             Some(version::version_of(
                 Tool::Rustc,
                 &bin,

@@ -204,6 +204,54 @@ pub fn is_truthy(value: &OsStr) -> bool {
     !(v.is_empty() || v == "0" || v.eq_ignore_ascii_case("false"))
 }
 
+/// The whole process environment, copied once and in order. The hot path reads every
+/// variable from here and hands the same entries to the tool it `exec`s: each
+/// `std::env::var_os` takes a lock, allocates the name and scans the whole environment, and
+/// the shim needs a few dozen lookups (bench/README.md, "Shims").
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProcessEnv {
+    entries: Vec<(OsString, OsString)>,
+}
+
+impl ProcessEnv {
+    /// Copies the process's environment.
+    pub fn capture() -> ProcessEnv {
+        ProcessEnv {
+            entries: std::env::vars_os().collect(),
+        }
+    }
+
+    /// An environment of exactly these entries, in this order (tests).
+    pub fn from_entries(entries: Vec<(OsString, OsString)>) -> ProcessEnv {
+        ProcessEnv { entries }
+    }
+
+    /// The value of `name`: the first entry of that name, as `getenv` finds it.
+    pub fn get(&self, name: &str) -> Option<&OsStr> {
+        self.entries
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_os_str())
+    }
+
+    /// The value of `name` as an owned string, when set and not empty.
+    pub fn non_empty(&self, name: &str) -> Option<OsString> {
+        self.get(name)
+            .filter(|v| !v.is_empty())
+            .map(OsStr::to_os_string)
+    }
+
+    /// Every entry, in the environment's order.
+    pub fn entries(&self) -> &[(OsString, OsString)] {
+        &self.entries
+    }
+
+    /// Every entry, in the environment's order.
+    pub fn into_entries(self) -> Vec<(OsString, OsString)> {
+        self.entries
+    }
+}
+
 /// A snapshot of the environment variables tally reads, taken once per process.
 #[derive(Debug, Clone, Default)]
 pub struct Env {
@@ -221,6 +269,23 @@ impl Env {
         for name in names {
             if let Some(value) = std::env::var_os(name) {
                 vars.insert(OsString::from(name), value);
+            }
+        }
+        Env { vars }
+    }
+
+    /// The registered variables (and the CI vendor markers) out of an environment already
+    /// copied; the same as [`Env::from_process`] for that environment, without a lookup per
+    /// variable.
+    pub fn from_snapshot(process: &ProcessEnv) -> Env {
+        let mut vars = BTreeMap::new();
+        for (name, value) in process.entries() {
+            let registered = name
+                .to_str()
+                .is_some_and(|n| VARS.iter().any(|v| v.name == n) || CI_VENDOR_VARS.contains(&n));
+            // The first entry of a name wins, as with `getenv`.
+            if registered && !vars.contains_key(name) {
+                vars.insert(name.clone(), value.clone());
             }
         }
         Env { vars }
@@ -314,6 +379,44 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (OsString::from(k), OsString::from(v))),
         )
+    }
+
+    #[test]
+    fn snapshot_reads_like_getenv_and_keeps_only_registered_variables() {
+        let process = ProcessEnv::from_entries(
+            [
+                ("PATH", "/bin"),
+                (TALLY, "off"),
+                ("GITHUB_ACTIONS", "true"),
+                ("SECRET_TOKEN", "hunter2"),
+                (TALLY, "on"),
+                (TALLY_DIR, ""),
+            ]
+            .map(|(k, v)| (OsString::from(k), OsString::from(v)))
+            .to_vec(),
+        );
+        // The first entry of a name wins, as getenv finds it.
+        assert_eq!(process.get(TALLY), Some(OsStr::new("off")));
+        assert_eq!(process.get("PATH"), Some(OsStr::new("/bin")));
+        assert_eq!(process.get("MISSING"), None);
+        assert_eq!(process.non_empty(TALLY_DIR), None);
+        assert_eq!(process.get(TALLY_DIR), Some(OsStr::new("")));
+        let env = Env::from_snapshot(&process);
+        assert!(env.forces_off());
+        assert_eq!(env.get("GITHUB_ACTIONS"), Some(OsStr::new("true")));
+        // Not registered: never in tally's view of the environment.
+        assert_eq!(env.get("SECRET_TOKEN"), None);
+        assert_eq!(env.get(TALLY_DIR), Some(OsStr::new("")));
+        // The entries go on to the tool as they were, duplicates and order included.
+        assert_eq!(process.clone().into_entries().len(), 6);
+        assert_eq!(process.entries()[4].1, OsString::from("on"));
+    }
+
+    #[test]
+    fn snapshot_of_the_process_matches_per_variable_lookups() {
+        let snapshot = Env::from_snapshot(&ProcessEnv::capture());
+        let looked_up = Env::from_process();
+        assert_eq!(snapshot.vars, looked_up.vars);
     }
 
     #[test]

@@ -28,7 +28,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-pub use env::Env;
+pub use env::{Env, ProcessEnv};
 pub use tally_counter::{
     CounterFile, FileId, FileMeta, ReadError, Snapshot, parse as parse_counter_file,
 };
