@@ -19,7 +19,9 @@
 # an explicit --target): the shim runs on every compile, and such a binary skips the dynamic
 # loader and the ~6,400 start-up relocations of a static-PIE one, about 0.1 ms a run (see
 # bench/README.md "Shims"). The price is that tally's own code and data sit at a fixed address
-# (stack, heap and mappings are still randomised). If a static build is not possible here, a
+# (stack, heap and mappings are still randomised). The shim's hot path is also linked first
+# and together (TALLY_LINK_ORDER=1, shims/hot-path.order, see build.rs), so that a run touches
+# a few pages of the binary instead of dozens. If a static build is not possible here, a
 # normal one is used. --binary PATH installs an already built
 # tally instead (packagers, tests), --server-binary PATH likewise for tally-server.
 set -euo pipefail
@@ -114,7 +116,7 @@ if [[ -z $binary ]]; then
     target=$(rustc -vV | sed -n 's/^host: //p')
     export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
     say "building tally (release, static, --target $target)"
-    if RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static -C relocation-model=static" \
+    if TALLY_LINK_ORDER=1 RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static -C relocation-model=static" \
         cargo build --release --locked --target "$target" -p tally; then
         binary=$CARGO_TARGET_DIR/$target/release/tally
     else

@@ -19,9 +19,10 @@ if [[ ${1:-} == --quick ]]; then runs=30; build_runs=2; crates=8; fi
 
 target=$(rustc -vV | sed -n 's/^host: //p')
 flags="-C target-feature=+crt-static -C relocation-model=static"
-echo "== building tally (release, as install.sh does: $flags --target $target)"
+echo "== building tally (release, as install.sh does: $flags --target $target, hot path linked first)"
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$repo/target}
-RUSTFLAGS="$flags" cargo build --release --target "$target" -p tally -q
+TALLY_LINK_ORDER=1 RUSTFLAGS="$flags" cargo build --release --target "$target" -p tally -q
+bash bench/shim/order.sh --check "$CARGO_TARGET_DIR/$target/release/tally" || true
 tally=$CARGO_TARGET_DIR/$target/release/tally
 
 scratch=$(mktemp -d /tmp/tally-bench-shim.XXXXXX)

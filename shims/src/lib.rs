@@ -269,7 +269,7 @@ fn exec_inner(
         argv.push(&[arg.as_bytes()]);
     }
     let argv = argv.as_cstrs()?;
-    let envp = environment_with(env.into_entries().into_iter(), changes);
+    let envp = environment_with(env.into_entries(), changes);
     let envp = envp.as_cstrs()?;
     #[cfg(target_os = "linux")]
     let result = nix::unistd::execvpe(&program, &argv, &envp);
@@ -334,11 +334,19 @@ impl CStringBlock {
 /// variables `changes` removes, with the values it sets (in place when the variable exists,
 /// at the end otherwise).
 pub fn environment_with(
-    current: impl Iterator<Item = (OsString, OsString)>,
+    current: impl IntoIterator<Item = (OsString, OsString)>,
     changes: &EnvChanges,
 ) -> CStringBlock {
     use std::os::unix::ffi::OsStrExt;
-    let mut out = CStringBlock::with_capacity(8192, 64);
+    let current: Vec<(OsString, OsString)> = current.into_iter().collect();
+    // Exactly the room needed: an oversized buffer would spread the heap over more fresh pages,
+    // and each costs the shim a page fault.
+    let bytes = current
+        .iter()
+        .chain(changes.set.iter())
+        .map(|(k, v)| k.len() + v.len() + 2)
+        .sum();
+    let mut out = CStringBlock::with_capacity(bytes, current.len() + changes.set.len());
     let push = |out: &mut CStringBlock, key: &OsStr, value: &OsStr| {
         out.push(&[key.as_bytes(), b"=", value.as_bytes()]);
     };

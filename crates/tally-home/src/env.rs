@@ -51,6 +51,8 @@ pub const TALLY_REQUIRE_GO: &str = "TALLY_REQUIRE_GO";
 pub const TALLY_REQUIRE_CHROMIUM: &str = "TALLY_REQUIRE_CHROMIUM";
 /// `TALLY_REQUIRE_S3`: tests fail instead of skipping without the S3 server.
 pub const TALLY_REQUIRE_S3: &str = "TALLY_REQUIRE_S3";
+/// `TALLY_LINK_ORDER`: build time only, see [`VARS`].
+pub const TALLY_LINK_ORDER: &str = "TALLY_LINK_ORDER";
 
 /// CI vendors' own markers (any non-empty value means "running in CI").
 pub const CI_VENDOR_VARS: &[&str] = &[
@@ -194,6 +196,11 @@ pub const VARS: &[EnvVar] = &[
         name: TALLY_REQUIRE_S3,
         meaning: "Tests only: `1` makes tests that need the S3-compatible server fail instead of skipping.",
         read_by: "tests",
+    },
+    EnvVar {
+        name: TALLY_LINK_ORDER,
+        meaning: "Build time only: `1` (or an order file's path) links the shim's hot path first and together (shims/hot-path.order, lld). install.sh and the shim benchmark set it.",
+        read_by: "build.rs",
     },
 ];
 
