@@ -393,7 +393,7 @@ mod tests {
             set: vec![("B".into(), "new".into()), ("D".into(), "4".into())],
             remove: vec!["TALLY_FORCE_ARG0".into(), "C".into(), "D".into()],
         };
-        let env = environment_with(current.into_iter(), &changes);
+        let env = environment_with(current, &changes);
         assert_eq!(
             env.entries().collect::<Vec<_>>(),
             [&b"A=1"[..], b"B=new", b"D=4"]
@@ -414,7 +414,7 @@ mod tests {
         let current = [("Z", "1"), ("A", "2"), ("Z", "3")]
             .map(|(k, v)| (OsString::from(k), OsString::from(v)));
         assert_eq!(
-            environment_with(current.into_iter(), &EnvChanges::default())
+            environment_with(current, &EnvChanges::default())
                 .entries()
                 .collect::<Vec<_>>(),
             [&b"Z=1"[..], b"A=2", b"Z=3"]
