@@ -269,7 +269,7 @@ fn exec_inner(
         argv.push(&[arg.as_bytes()]);
     }
     let argv = argv.as_cstrs()?;
-    let envp = environment_with(env.into_entries(), changes);
+    let envp = environment_with(env.raw_entries(), changes);
     let envp = envp.as_cstrs()?;
     #[cfg(target_os = "linux")]
     let result = nix::unistd::execvpe(&program, &argv, &envp);
@@ -330,37 +330,43 @@ impl CStringBlock {
     }
 }
 
-/// The environment for the tool, as `KEY=VALUE` entries: `current` in its order, without the
-/// variables `changes` removes, with the values it sets (in place when the variable exists,
-/// at the end otherwise).
-pub fn environment_with(
-    current: impl IntoIterator<Item = (OsString, OsString)>,
+/// The environment for the tool: the entries of `current` (raw `KEY=VALUE` bytes, without
+/// NULs) in their order, without the variables `changes` removes, with the values it sets (in
+/// place when the variable exists, at the end otherwise). Every other entry goes through
+/// byte for byte, even one without a `=`.
+pub fn environment_with<'a>(
+    current: impl IntoIterator<Item = &'a [u8]>,
     changes: &EnvChanges,
 ) -> CStringBlock {
     use std::os::unix::ffi::OsStrExt;
-    let current: Vec<(OsString, OsString)> = current.into_iter().collect();
+    let current: Vec<&[u8]> = current.into_iter().collect();
     // Exactly the room needed: an oversized buffer would spread the heap over more fresh pages,
     // and each costs the shim a page fault.
-    let bytes = current
-        .iter()
-        .chain(changes.set.iter())
-        .map(|(k, v)| k.len() + v.len() + 2)
-        .sum();
+    let bytes = current.iter().map(|e| e.len() + 1).sum::<usize>()
+        + changes
+            .set
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + 2)
+            .sum::<usize>();
     let mut out = CStringBlock::with_capacity(bytes, current.len() + changes.set.len());
     let push = |out: &mut CStringBlock, key: &OsStr, value: &OsStr| {
         out.push(&[key.as_bytes(), b"=", value.as_bytes()]);
     };
     // The variables still to set; each leaves this list where it is first written.
     let mut pending: Vec<&(OsString, OsString)> = changes.set.iter().collect();
-    for (key, value) in current {
-        if changes.set.iter().any(|(k, _)| *k == key) {
+    for entry in current {
+        let Some((key, _)) = tally_home::env::split_entry(entry) else {
+            out.push(&[entry]);
+            continue;
+        };
+        if changes.set.iter().any(|(k, _)| k == key) {
             // In place, once: a second entry for the same variable goes.
-            if let Some(i) = pending.iter().position(|(k, _)| *k == key) {
+            if let Some(i) = pending.iter().position(|(k, _)| k == key) {
                 let (k, v) = pending.remove(i);
                 push(&mut out, k, v);
             }
-        } else if !changes.remove.contains(&key) {
-            push(&mut out, &key, &value);
+        } else if !changes.remove.iter().any(|k| k == key) {
+            out.push(&[entry]);
         }
     }
     for (k, v) in pending {
@@ -381,14 +387,14 @@ mod tests {
 
     #[test]
     fn environment_keeps_its_order_and_applies_changes_in_place() {
-        let current = [
-            ("A", "1"),
-            ("TALLY_FORCE_ARG0", "rustc"),
-            ("B", "2"),
-            ("C", "3"),
-            ("B", "dup"),
-        ]
-        .map(|(k, v)| (OsString::from(k), OsString::from(v)));
+        let current: [&[u8]; 6] = [
+            b"A=1",
+            b"TALLY_FORCE_ARG0=rustc",
+            b"B=2",
+            b"NO_EQUALS_SIGN",
+            b"C=3",
+            b"B=dup",
+        ];
         let changes = EnvChanges {
             set: vec![("B".into(), "new".into()), ("D".into(), "4".into())],
             remove: vec!["TALLY_FORCE_ARG0".into(), "C".into(), "D".into()],
@@ -396,9 +402,9 @@ mod tests {
         let env = environment_with(current, &changes);
         assert_eq!(
             env.entries().collect::<Vec<_>>(),
-            [&b"A=1"[..], b"B=new", b"D=4"]
+            [&b"A=1"[..], b"B=new", b"NO_EQUALS_SIGN", b"D=4"]
         );
-        assert_eq!(env.as_cstrs().unwrap().len(), 3);
+        assert_eq!(env.as_cstrs().unwrap().len(), 4);
         // A value no C string can hold is refused, not cut short.
         let changes = EnvChanges {
             set: vec![("BAD".into(), "a\0b".into())],
@@ -411,8 +417,7 @@ mod tests {
         );
         assert_eq!(CStringBlock::default().entries().count(), 0);
         // No changes: the environment as it was, duplicates and all.
-        let current = [("Z", "1"), ("A", "2"), ("Z", "3")]
-            .map(|(k, v)| (OsString::from(k), OsString::from(v)));
+        let current: [&[u8]; 3] = [b"Z=1", b"A=2", b"Z=3"];
         assert_eq!(
             environment_with(current, &EnvChanges::default())
                 .entries()

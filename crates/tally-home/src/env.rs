@@ -211,34 +211,89 @@ pub fn is_truthy(value: &OsStr) -> bool {
     !(v.is_empty() || v == "0" || v.eq_ignore_ascii_case("false"))
 }
 
-/// The whole process environment, copied once and in order. The hot path reads every
-/// variable from here and hands the same entries to the tool it `exec`s: each
-/// `std::env::var_os` takes a lock, allocates the name and scans the whole environment, and
-/// the shim needs a few dozen lookups (bench/README.md, "Shims").
+/// The whole process environment, copied once and in order, as `execve` takes it: every entry
+/// is `KEY=VALUE` followed by a NUL, back to back in one buffer. The hot path reads every
+/// variable from here and hands the same bytes to the tool it `exec`s.
+///
+/// Why not `std::env::var_os`: each call takes a lock, allocates the name and scans the whole
+/// environment, and `std::env::vars_os` allocates two strings per variable; on a path that
+/// runs on every compile those allocations (and their page faults) were a measurable part of
+/// tally's cost (bench/README.md, "Shims"). On Linux the copy is one read of
+/// `/proc/self/environ`, the environment this process was started with, which is the current
+/// one: tally never changes its own environment. Elsewhere, or without `/proc`, it is built
+/// from `std::env::vars_os`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProcessEnv {
-    entries: Vec<(OsString, OsString)>,
+    block: Vec<u8>,
+    /// Where each entry ends (at its NUL) in `block`; it starts after the previous one's NUL.
+    ends: Vec<usize>,
 }
 
 impl ProcessEnv {
     /// Copies the process's environment.
     pub fn capture() -> ProcessEnv {
-        ProcessEnv {
-            entries: std::env::vars_os().collect(),
+        #[cfg(target_os = "linux")]
+        if let Some(env) = ProcessEnv::from_proc() {
+            return env;
         }
+        ProcessEnv::from_vars(std::env::vars_os())
     }
 
-    /// An environment of exactly these entries, in this order (tests).
-    pub fn from_entries(entries: Vec<(OsString, OsString)>) -> ProcessEnv {
-        ProcessEnv { entries }
+    #[cfg(target_os = "linux")]
+    fn from_proc() -> Option<ProcessEnv> {
+        use std::io::Read;
+        let file = std::fs::File::open("/proc/self/environ").ok()?;
+        let mut block = Vec::with_capacity(16 * 1024);
+        // `take` reads straight into the buffer; `File::read_to_end` would first ask for the
+        // size, which /proc does not know (two more system calls).
+        file.take(u64::MAX).read_to_end(&mut block).ok()?;
+        if block.last().is_some_and(|&b| b != 0) {
+            block.push(0);
+        }
+        Some(ProcessEnv::from_block(block))
+    }
+
+    /// An environment of exactly these entries, in this order.
+    pub fn from_vars(vars: impl IntoIterator<Item = (OsString, OsString)>) -> ProcessEnv {
+        use std::os::unix::ffi::OsStrExt;
+        let mut block = Vec::new();
+        for (key, value) in vars {
+            block.extend_from_slice(key.as_bytes());
+            block.push(b'=');
+            block.extend_from_slice(value.as_bytes());
+            block.push(0);
+        }
+        ProcessEnv::from_block(block)
+    }
+
+    /// Entries as the kernel lays them out: each ends with a NUL.
+    fn from_block(block: Vec<u8>) -> ProcessEnv {
+        let ends = block
+            .iter()
+            .enumerate()
+            .filter_map(|(i, &b)| (b == 0).then_some(i))
+            .collect();
+        ProcessEnv { block, ends }
+    }
+
+    /// Every entry's bytes (`KEY=VALUE`, or whatever the parent put there), without its NUL,
+    /// in order: what the tool is given.
+    pub fn raw_entries(&self) -> impl Iterator<Item = &[u8]> {
+        let starts = std::iter::once(0).chain(self.ends.iter().map(|e| e + 1));
+        starts
+            .zip(self.ends.iter().copied())
+            .map(|(start, end)| &self.block[start..end])
+    }
+
+    /// Every `KEY=VALUE` entry as a name and a value, in order. As in std, the name is what
+    /// comes before the first `=` after the first byte; an entry without one has no name.
+    pub fn vars(&self) -> impl Iterator<Item = (&OsStr, &OsStr)> {
+        self.raw_entries().filter_map(split_entry)
     }
 
     /// The value of `name`: the first entry of that name, as `getenv` finds it.
     pub fn get(&self, name: &str) -> Option<&OsStr> {
-        self.entries
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_os_str())
+        self.vars().find(|(k, _)| *k == name).map(|(_, v)| v)
     }
 
     /// The value of `name` as an owned string, when set and not empty.
@@ -247,16 +302,16 @@ impl ProcessEnv {
             .filter(|v| !v.is_empty())
             .map(OsStr::to_os_string)
     }
+}
 
-    /// Every entry, in the environment's order.
-    pub fn entries(&self) -> &[(OsString, OsString)] {
-        &self.entries
-    }
-
-    /// Every entry, in the environment's order.
-    pub fn into_entries(self) -> Vec<(OsString, OsString)> {
-        self.entries
-    }
+/// Splits `KEY=VALUE` as std does: at the first `=` after the first byte.
+pub fn split_entry(entry: &[u8]) -> Option<(&OsStr, &OsStr)> {
+    use std::os::unix::ffi::OsStrExt;
+    let eq = entry.iter().skip(1).position(|&b| b == b'=')? + 1;
+    Some((
+        OsStr::from_bytes(&entry[..eq]),
+        OsStr::from_bytes(&entry[eq + 1..]),
+    ))
 }
 
 /// A snapshot of the environment variables tally reads, taken once per process.
@@ -286,13 +341,13 @@ impl Env {
     /// variable.
     pub fn from_snapshot(process: &ProcessEnv) -> Env {
         let mut vars = BTreeMap::new();
-        for (name, value) in process.entries() {
+        for (name, value) in process.vars() {
             let registered = name
                 .to_str()
                 .is_some_and(|n| VARS.iter().any(|v| v.name == n) || CI_VENDOR_VARS.contains(&n));
             // The first entry of a name wins, as with `getenv`.
             if registered && !vars.contains_key(name) {
-                vars.insert(name.clone(), value.clone());
+                vars.insert(name.to_os_string(), value.to_os_string());
             }
         }
         Env { vars }
@@ -390,7 +445,7 @@ mod tests {
 
     #[test]
     fn snapshot_reads_like_getenv_and_keeps_only_registered_variables() {
-        let process = ProcessEnv::from_entries(
+        let process = ProcessEnv::from_vars(
             [
                 ("PATH", "/bin"),
                 (TALLY, "off"),
@@ -399,8 +454,7 @@ mod tests {
                 (TALLY, "on"),
                 (TALLY_DIR, ""),
             ]
-            .map(|(k, v)| (OsString::from(k), OsString::from(v)))
-            .to_vec(),
+            .map(|(k, v)| (OsString::from(k), OsString::from(v))),
         );
         // The first entry of a name wins, as getenv finds it.
         assert_eq!(process.get(TALLY), Some(OsStr::new("off")));
@@ -415,15 +469,41 @@ mod tests {
         assert_eq!(env.get("SECRET_TOKEN"), None);
         assert_eq!(env.get(TALLY_DIR), Some(OsStr::new("")));
         // The entries go on to the tool as they were, duplicates and order included.
-        assert_eq!(process.clone().into_entries().len(), 6);
-        assert_eq!(process.entries()[4].1, OsString::from("on"));
+        assert_eq!(process.raw_entries().count(), 6);
+        assert_eq!(process.raw_entries().nth(4), Some(&b"TALLY=on"[..]));
     }
 
     #[test]
-    fn snapshot_of_the_process_matches_per_variable_lookups() {
-        let snapshot = Env::from_snapshot(&ProcessEnv::capture());
-        let looked_up = Env::from_process();
-        assert_eq!(snapshot.vars, looked_up.vars);
+    fn entries_split_like_std() {
+        let split = |e: &[u8]| split_entry(e).map(|(k, v)| (k.to_owned(), v.to_owned()));
+        assert_eq!(split(b"A=b=c"), Some(("A".into(), "b=c".into())));
+        assert_eq!(split(b"A="), Some(("A".into(), "".into())));
+        // A name may start with `=` (as on Windows-made environments); no `=` at all: no name.
+        assert_eq!(split(b"=A=1"), Some(("=A".into(), "1".into())));
+        assert_eq!(split(b"NOEQUALS"), None);
+        assert_eq!(split(b""), None);
+        // An entry without a name is not a variable, but still goes to the tool.
+        let block = b"A=1\0JUNK\0B=2\0".to_vec();
+        let env = ProcessEnv::from_block(block);
+        assert_eq!(
+            env.raw_entries().collect::<Vec<_>>(),
+            [&b"A=1"[..], b"JUNK", b"B=2"]
+        );
+        assert_eq!(env.vars().count(), 2);
+        assert_eq!(env.get("B"), Some(OsStr::new("2")));
+    }
+
+    #[test]
+    fn snapshot_of_the_process_matches_std() {
+        // This test process never changes its environment, so what it was started with
+        // (/proc/self/environ on Linux) is what std sees.
+        let captured = ProcessEnv::capture();
+        let from_std = ProcessEnv::from_vars(std::env::vars_os());
+        assert_eq!(
+            captured.vars().collect::<Vec<_>>(),
+            from_std.vars().collect::<Vec<_>>()
+        );
+        assert_eq!(Env::from_snapshot(&captured).vars, Env::from_process().vars);
     }
 
     #[test]
