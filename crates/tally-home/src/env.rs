@@ -243,7 +243,9 @@ impl ProcessEnv {
     fn from_proc() -> Option<ProcessEnv> {
         use std::io::Read;
         let file = std::fs::File::open("/proc/self/environ").ok()?;
-        let mut block = Vec::with_capacity(16 * 1024);
+        // Most environments fit; a larger one grows the buffer. Not more: the allocations made
+        // after this one would land on further fresh heap pages, a page fault each.
+        let mut block = Vec::with_capacity(4096);
         // `take` reads straight into the buffer; `File::read_to_end` would first ask for the
         // size, which /proc does not know (two more system calls).
         file.take(u64::MAX).read_to_end(&mut block).ok()?;
