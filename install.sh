@@ -116,8 +116,12 @@ if [[ -z $binary ]]; then
     target=$(rustc -vV | sed -n 's/^host: //p')
     export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
     say "building tally (release, static, --target $target)"
-    if TALLY_LINK_ORDER=1 RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static -C relocation-model=static" \
+    static_flags="${RUSTFLAGS:-} -C target-feature=+crt-static -C relocation-model=static"
+    if TALLY_LINK_ORDER=1 RUSTFLAGS="$static_flags" \
         cargo build --release --locked --target "$target" -p tally; then
+        binary=$CARGO_TARGET_DIR/$target/release/tally
+    elif say "linking in the hot-path order failed (the linker is not lld?); linking without it" &&
+        RUSTFLAGS="$static_flags" cargo build --release --locked --target "$target" -p tally; then
         binary=$CARGO_TARGET_DIR/$target/release/tally
     else
         say "a static build is not possible here; building a normal one"
