@@ -24,11 +24,12 @@
 
 #![forbid(unsafe_code)]
 
-use std::ffi::{CStr, CString, OsStr, OsString};
+use std::ffi::{CString, OsStr, OsString};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 
 use tally_grammar::{Context, RustcCaller, Tool, caller_from_env, counter_names};
+use tally_home::env::CStringBlock;
 use tally_home::env::{TALLY_FORCE_ARG0, TALLY_NEXT_WRAPPER, TALLY_SHIM_GUARD};
 use tally_home::{Env, Home, Mode, ProcessEnv, effective_mode};
 
@@ -103,7 +104,7 @@ pub fn run_shim(tool: Tool, argv: Vec<OsString>) -> i32 {
         Some(a0) if identity::stem_of(a0) == Some(name) => a0.clone(),
         _ => OsString::from(name),
     };
-    exec(&found.path, &argv0, args, process_env, &changes)
+    exec(&found.path, &argv0, args, &process_env, &changes)
 }
 
 /// How many times shims may run again within one process (through `exec`) before it is called
@@ -223,7 +224,8 @@ fn count_and_arrange(
 }
 
 /// Replaces this process with `program` (`argv[0]` `argv0`, then `args`), with the environment
-/// `env` (the process's own, as captured) changed by `changes`. Returns only on failure, with a shell's status (127 not found, 126 other).
+/// `env` (the process's own, as captured) changed by `changes`. Returns only on failure, with
+/// a shell's status (127 not found, 126 other).
 ///
 /// A bare `execvpe`, not `std::process::Command`: Command resets the signal mask and SIGPIPE's
 /// disposition before it execs and sorts the environment, so a tool started from a parent that
@@ -235,7 +237,7 @@ pub fn exec(
     program: &Path,
     argv0: &OsStr,
     args: &[OsString],
-    env: ProcessEnv,
+    env: &ProcessEnv,
     changes: &EnvChanges,
 ) -> i32 {
     let err = match exec_inner(program, argv0, args, env, changes) {
@@ -254,7 +256,7 @@ fn exec_inner(
     program: &Path,
     argv0: &OsStr,
     args: &[OsString],
-    env: ProcessEnv,
+    env: &ProcessEnv,
     changes: &EnvChanges,
 ) -> std::io::Result<std::convert::Infallible> {
     use std::os::unix::ffi::OsStrExt;
@@ -269,7 +271,7 @@ fn exec_inner(
         argv.push(&[arg.as_bytes()]);
     }
     let argv = argv.as_cstrs()?;
-    let envp = environment_with(env.raw_entries(), changes);
+    let envp = environment_with(env.block(), changes);
     let envp = envp.as_cstrs()?;
     #[cfg(target_os = "linux")]
     let result = nix::unistd::execvpe(&program, &argv, &envp);
@@ -279,70 +281,15 @@ fn exec_inner(
     result.map_err(|errno| std::io::Error::from_raw_os_error(errno as i32))
 }
 
-/// NUL-terminated strings packed in one buffer, the shape `execve` takes its arguments and
-/// environment in. Two allocations however many strings: the environment has dozens of
-/// entries, and an allocation (and later a free) for each one measurably slowed every
-/// compile (bench/README.md, "Shims").
-#[derive(Debug, Default)]
-pub struct CStringBlock {
-    bytes: Vec<u8>,
-    /// Where each string ends (one past its NUL) in `bytes`.
-    ends: Vec<usize>,
-}
-
-impl CStringBlock {
-    /// An empty block with room for `bytes` bytes (NULs included) in `strings` strings.
-    pub fn with_capacity(bytes: usize, strings: usize) -> CStringBlock {
-        CStringBlock {
-            bytes: Vec::with_capacity(bytes),
-            ends: Vec::with_capacity(strings),
-        }
-    }
-
-    /// Appends one string made of `parts` in order, and its NUL.
-    pub fn push(&mut self, parts: &[&[u8]]) {
-        for part in parts {
-            self.bytes.extend_from_slice(part);
-        }
-        self.bytes.push(0);
-        self.ends.push(self.bytes.len());
-    }
-
-    /// The strings, without their NULs.
-    pub fn entries(&self) -> impl Iterator<Item = &[u8]> {
-        let starts = std::iter::once(0).chain(self.ends.iter().copied());
-        starts
-            .zip(self.ends.iter().copied())
-            .map(|(start, end)| &self.bytes[start..end - 1])
-    }
-
-    /// The strings as C strings; an interior NUL (which no C string can hold) is
-    /// `InvalidInput`.
-    pub fn as_cstrs(&self) -> std::io::Result<Vec<&CStr>> {
-        let starts = std::iter::once(0).chain(self.ends.iter().copied());
-        starts
-            .zip(self.ends.iter().copied())
-            .map(|(start, end)| {
-                CStr::from_bytes_with_nul(&self.bytes[start..end])
-                    .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))
-            })
-            .collect()
-    }
-}
-
-/// The environment for the tool: the entries of `current` (raw `KEY=VALUE` bytes, without
-/// NULs) in their order, without the variables `changes` removes, with the values it sets (in
+/// The environment for the tool: the entries of `current` (the process's, as captured) in
+/// their order, without the variables `changes` removes, with the values it sets (in
 /// place when the variable exists, at the end otherwise). Every other entry goes through
 /// byte for byte, even one without a `=`.
-pub fn environment_with<'a>(
-    current: impl IntoIterator<Item = &'a [u8]>,
-    changes: &EnvChanges,
-) -> CStringBlock {
+pub fn environment_with(current: &CStringBlock, changes: &EnvChanges) -> CStringBlock {
     use std::os::unix::ffi::OsStrExt;
-    let current: Vec<&[u8]> = current.into_iter().collect();
     // Exactly the room needed: an oversized buffer would spread the heap over more fresh pages,
     // and each costs the shim a page fault.
-    let bytes = current.iter().map(|e| e.len() + 1).sum::<usize>()
+    let bytes = current.byte_len()
         + changes
             .set
             .iter()
@@ -354,7 +301,7 @@ pub fn environment_with<'a>(
     };
     // The variables still to set; each leaves this list where it is first written.
     let mut pending: Vec<&(OsString, OsString)> = changes.set.iter().collect();
-    for entry in current {
+    for entry in current.entries() {
         let Some((key, _)) = tally_home::env::split_entry(entry) else {
             out.push(&[entry]);
             continue;
@@ -387,19 +334,14 @@ mod tests {
 
     #[test]
     fn environment_keeps_its_order_and_applies_changes_in_place() {
-        let current: [&[u8]; 6] = [
-            b"A=1",
-            b"TALLY_FORCE_ARG0=rustc",
-            b"B=2",
-            b"NO_EQUALS_SIGN",
-            b"C=3",
-            b"B=dup",
-        ];
+        let current = CStringBlock::from_nul_terminated(
+            b"A=1\0TALLY_FORCE_ARG0=rustc\0B=2\0NO_EQUALS_SIGN\0C=3\0B=dup\0".to_vec(),
+        );
         let changes = EnvChanges {
             set: vec![("B".into(), "new".into()), ("D".into(), "4".into())],
             remove: vec!["TALLY_FORCE_ARG0".into(), "C".into(), "D".into()],
         };
-        let env = environment_with(current, &changes);
+        let env = environment_with(&current, &changes);
         assert_eq!(
             env.entries().collect::<Vec<_>>(),
             [&b"A=1"[..], b"B=new", b"NO_EQUALS_SIGN", b"D=4"]
@@ -410,16 +352,16 @@ mod tests {
             set: vec![("BAD".into(), "a\0b".into())],
             remove: vec![],
         };
-        let env = environment_with(std::iter::empty(), &changes);
+        let env = environment_with(&CStringBlock::default(), &changes);
         assert_eq!(
             env.as_cstrs().unwrap_err().kind(),
             std::io::ErrorKind::InvalidInput
         );
         assert_eq!(CStringBlock::default().entries().count(), 0);
         // No changes: the environment as it was, duplicates and all.
-        let current: [&[u8]; 3] = [b"Z=1", b"A=2", b"Z=3"];
+        let current = CStringBlock::from_nul_terminated(b"Z=1\0A=2\0Z=3".to_vec());
         assert_eq!(
-            environment_with(current, &EnvChanges::default())
+            environment_with(&current, &EnvChanges::default())
                 .entries()
                 .collect::<Vec<_>>(),
             [&b"Z=1"[..], b"A=2", b"Z=3"]

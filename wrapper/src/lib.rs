@@ -116,14 +116,14 @@ pub fn run_wrapper(argv: Vec<OsString>) -> i32 {
         }
     }
     match next {
-        Some(next) => exec(Path::new(&next), &next, &run_argv, process_env, &changes),
+        Some(next) => exec(Path::new(&next), &next, &run_argv, &process_env, &changes),
         None => {
             let program = PathBuf::from(&run_argv[0]);
             exec(
                 &program,
                 &run_argv[0],
                 &run_argv[1..],
-                process_env,
+                &process_env,
                 &changes,
             )
         }

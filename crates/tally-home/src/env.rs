@@ -224,9 +224,7 @@ pub fn is_truthy(value: &OsStr) -> bool {
 /// from `std::env::vars_os`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProcessEnv {
-    block: Vec<u8>,
-    /// Where each entry ends (at its NUL) in `block`; it starts after the previous one's NUL.
-    ends: Vec<usize>,
+    block: CStringBlock,
 }
 
 impl ProcessEnv {
@@ -245,46 +243,33 @@ impl ProcessEnv {
         let file = std::fs::File::open("/proc/self/environ").ok()?;
         // Most environments fit; a larger one grows the buffer. Not more: the allocations made
         // after this one would land on further fresh heap pages, a page fault each.
-        let mut block = Vec::with_capacity(4096);
+        let mut bytes = Vec::with_capacity(4096);
         // `take` reads straight into the buffer; `File::read_to_end` would first ask for the
         // size, which /proc does not know (two more system calls).
-        file.take(u64::MAX).read_to_end(&mut block).ok()?;
-        if block.last().is_some_and(|&b| b != 0) {
-            block.push(0);
-        }
-        Some(ProcessEnv::from_block(block))
+        file.take(u64::MAX).read_to_end(&mut bytes).ok()?;
+        Some(ProcessEnv {
+            block: CStringBlock::from_nul_terminated(bytes),
+        })
     }
 
     /// An environment of exactly these entries, in this order.
     pub fn from_vars(vars: impl IntoIterator<Item = (OsString, OsString)>) -> ProcessEnv {
         use std::os::unix::ffi::OsStrExt;
-        let mut block = Vec::new();
+        let mut block = CStringBlock::default();
         for (key, value) in vars {
-            block.extend_from_slice(key.as_bytes());
-            block.push(b'=');
-            block.extend_from_slice(value.as_bytes());
-            block.push(0);
+            block.push(&[key.as_bytes(), b"=", value.as_bytes()]);
         }
-        ProcessEnv::from_block(block)
+        ProcessEnv { block }
     }
 
-    /// Entries as the kernel lays them out: each ends with a NUL.
-    fn from_block(block: Vec<u8>) -> ProcessEnv {
-        let ends = block
-            .iter()
-            .enumerate()
-            .filter_map(|(i, &b)| (b == 0).then_some(i))
-            .collect();
-        ProcessEnv { block, ends }
+    /// Every entry as the tool is given it: `KEY=VALUE`, or whatever the parent put there.
+    pub fn block(&self) -> &CStringBlock {
+        &self.block
     }
 
-    /// Every entry's bytes (`KEY=VALUE`, or whatever the parent put there), without its NUL,
-    /// in order: what the tool is given.
+    /// Every entry's bytes, without its NUL, in order.
     pub fn raw_entries(&self) -> impl Iterator<Item = &[u8]> {
-        let starts = std::iter::once(0).chain(self.ends.iter().map(|e| e + 1));
-        starts
-            .zip(self.ends.iter().copied())
-            .map(|(start, end)| &self.block[start..end])
+        self.block.entries()
     }
 
     /// Every `KEY=VALUE` entry as a name and a value, in order. As in std, the name is what
@@ -314,6 +299,89 @@ pub fn split_entry(entry: &[u8]) -> Option<(&OsStr, &OsStr)> {
         OsStr::from_bytes(&entry[..eq]),
         OsStr::from_bytes(&entry[eq + 1..]),
     ))
+}
+
+/// NUL-terminated strings packed in one buffer, the shape `execve` takes its arguments and
+/// environment in. Two allocations however many strings: the environment has dozens of
+/// entries, and an allocation (and later a free) for each one measurably slowed every
+/// compile (bench/README.md, "Shims").
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CStringBlock {
+    bytes: Vec<u8>,
+    /// Where each string ends (one past its NUL) in `bytes`.
+    ends: Vec<usize>,
+}
+
+impl CStringBlock {
+    /// An empty block with room for `bytes` bytes (NULs included) in `strings` strings.
+    pub fn with_capacity(bytes: usize, strings: usize) -> CStringBlock {
+        CStringBlock {
+            bytes: Vec::with_capacity(bytes),
+            ends: Vec::with_capacity(strings),
+        }
+    }
+
+    /// Strings laid out as the kernel lays out an environment: each ends with a NUL (a last
+    /// one without is given its NUL).
+    pub fn from_nul_terminated(mut bytes: Vec<u8>) -> CStringBlock {
+        if bytes.last().is_some_and(|&b| b != 0) {
+            bytes.push(0);
+        }
+        let ends = bytes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, &b)| (b == 0).then_some(i + 1))
+            .collect();
+        CStringBlock { bytes, ends }
+    }
+
+    /// Appends one string made of `parts` in order, and its NUL.
+    pub fn push(&mut self, parts: &[&[u8]]) {
+        for part in parts {
+            self.bytes.extend_from_slice(part);
+        }
+        self.bytes.push(0);
+        self.ends.push(self.bytes.len());
+    }
+
+    /// How many strings.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// The bytes of all strings, NULs included.
+    pub fn byte_len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// The strings, each with its NUL.
+    fn with_nuls(&self) -> impl Iterator<Item = &[u8]> {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts
+            .zip(self.ends.iter().copied())
+            .map(|(start, end)| &self.bytes[start..end])
+    }
+
+    /// The strings, without their NULs.
+    pub fn entries(&self) -> impl Iterator<Item = &[u8]> {
+        self.with_nuls().map(|s| &s[..s.len() - 1])
+    }
+
+    /// The strings as C strings; an interior NUL (which no C string can hold) is
+    /// `InvalidInput`.
+    pub fn as_cstrs(&self) -> std::io::Result<Vec<&std::ffi::CStr>> {
+        self.with_nuls()
+            .map(|s| {
+                std::ffi::CStr::from_bytes_with_nul(s)
+                    .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))
+            })
+            .collect()
+    }
 }
 
 /// A snapshot of the environment variables tally reads, taken once per process.
@@ -485,8 +553,9 @@ mod tests {
         assert_eq!(split(b"NOEQUALS"), None);
         assert_eq!(split(b""), None);
         // An entry without a name is not a variable, but still goes to the tool.
-        let block = b"A=1\0JUNK\0B=2\0".to_vec();
-        let env = ProcessEnv::from_block(block);
+        let env = ProcessEnv {
+            block: CStringBlock::from_nul_terminated(b"A=1\0JUNK\0B=2".to_vec()),
+        };
         assert_eq!(
             env.raw_entries().collect::<Vec<_>>(),
             [&b"A=1"[..], b"JUNK", b"B=2"]
