@@ -247,6 +247,9 @@ impl ProcessEnv {
         // `take` reads straight into the buffer; `File::read_to_end` would first ask for the
         // size, which /proc does not know (two more system calls).
         file.take(u64::MAX).read_to_end(&mut bytes).ok()?;
+        // Give back the unused room (glibc shrinks in place): the allocations that follow then
+        // reuse it instead of touching fresh heap pages.
+        bytes.shrink_to_fit();
         Some(ProcessEnv {
             block: CStringBlock::from_nul_terminated(bytes),
         })
