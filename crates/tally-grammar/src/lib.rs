@@ -74,16 +74,15 @@ impl Tool {
 
     /// The executable name, which is also the program name in counter files and names.
     pub fn name(self) -> &'static str {
-        match self {
-            Tool::Cargo => "cargo",
-            Tool::Rustc => "rustc",
-            Tool::Rustfmt => "rustfmt",
-            Tool::CargoFmt => "cargo-fmt",
-            Tool::Go => "go",
-            Tool::Gofmt => "gofmt",
-        }
+        TOOL_NAMES[self as usize]
     }
 }
+
+/// Every tool's name, in the order of [`Tool`]'s variants. A named table rather than a
+/// `match`: the compiler turns such a match into anonymous lookup tables, one wherever it is
+/// inlined, which the shim's link order (shims/hot-path.order) cannot name, so they cost the
+/// shim page faults of their own; this one is placed with the shim's other data.
+static TOOL_NAMES: [&str; 6] = ["cargo", "rustc", "rustfmt", "cargo-fmt", "go", "gofmt"];
 
 /// Who started a rustc run. See [`caller_from_env`] for the signals used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -523,3 +523,14 @@ fn vocabulary_snapshots() {
         );
     }
 }
+
+#[test]
+fn tool_names_follow_the_variants() {
+    assert_eq!(
+        Tool::ALL.map(Tool::name),
+        ["cargo", "rustc", "rustfmt", "cargo-fmt", "go", "gofmt"]
+    );
+    for tool in Tool::ALL {
+        assert_eq!(Tool::from_name(tool.name()), Some(tool));
+    }
+}

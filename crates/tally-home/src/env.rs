@@ -283,7 +283,15 @@ impl ProcessEnv {
 
     /// The value of `name`: the first entry of that name, as `getenv` finds it.
     pub fn get(&self, name: &str) -> Option<&OsStr> {
-        self.vars().find(|(k, _)| *k == name).map(|(_, v)| v)
+        use std::os::unix::ffi::OsStrExt;
+        let name = name.as_bytes();
+        // `NAME=` at the start of the entry; the `=` first, as it rules out most entries
+        // without a call to compare the name. (A name has no `=` past its first byte, so this
+        // is the same split as `split_entry`'s.)
+        self.raw_entries().find_map(|entry| {
+            (entry.get(name.len()) == Some(&b'=') && entry.starts_with(name))
+                .then(|| OsStr::from_bytes(&entry[name.len() + 1..]))
+        })
     }
 
     /// The value of `name` as an owned string, when set and not empty.
@@ -396,31 +404,24 @@ pub struct Env {
 impl Env {
     /// Reads every registered variable (and the CI vendor markers) from the process environment.
     pub fn from_process() -> Env {
+        Env::from_lookup(|name| std::env::var_os(name))
+    }
+
+    /// The registered variables (and the CI vendor markers) out of an environment already
+    /// copied; the same as [`Env::from_process`] for that environment.
+    pub fn from_snapshot(process: &ProcessEnv) -> Env {
+        Env::from_lookup(|name| process.get(name).map(OsStr::to_os_string))
+    }
+
+    fn from_lookup(lookup: impl Fn(&str) -> Option<OsString>) -> Env {
         let mut vars = BTreeMap::new();
         let names = VARS
             .iter()
             .map(|v| v.name)
             .chain(CI_VENDOR_VARS.iter().copied());
         for name in names {
-            if let Some(value) = std::env::var_os(name) {
+            if let Some(value) = lookup(name) {
                 vars.insert(OsString::from(name), value);
-            }
-        }
-        Env { vars }
-    }
-
-    /// The registered variables (and the CI vendor markers) out of an environment already
-    /// copied; the same as [`Env::from_process`] for that environment, without a lookup per
-    /// variable.
-    pub fn from_snapshot(process: &ProcessEnv) -> Env {
-        let mut vars = BTreeMap::new();
-        for (name, value) in process.vars() {
-            let registered = name
-                .to_str()
-                .is_some_and(|n| VARS.iter().any(|v| v.name == n) || CI_VENDOR_VARS.contains(&n));
-            // The first entry of a name wins, as with `getenv`.
-            if registered && !vars.contains_key(name) {
-                vars.insert(name.to_os_string(), value.to_os_string());
             }
         }
         Env { vars }
