@@ -2,28 +2,46 @@
 //! install.sh and the shim benchmark for release builds).
 //!
 //! The shim is a fresh process on every compile, and a fresh process pays a page fault for each
-//! part of the binary it touches. `shims/hot-path.order` lists the functions and variables the
-//! shim and the `RUSTC_WRAPPER` path use, in the order they first run (made by
-//! `bench/shim/order.sh` from traces of real runs); lld's `--symbol-ordering-file` puts them
-//! together at the start of their sections. Symbols it does not find (another toolchain or
-//! Cargo.lock) are skipped: the binary is the same program either way, only the layout differs.
+//! part of the binary it touches (the kernel maps up to 64 KiB around a fault). Two files, made
+//! by `bench/shim/order.sh` from traces of real runs, tell lld where the hot path goes:
+//! - `shims/hot-path.order` lists the functions and variables the shim and the
+//!   `RUSTC_WRAPPER` path use, in the order they first run; `--symbol-ordering-file` puts them
+//!   together at the start of their sections.
+//! - `shims/hot-path.ld` collects the read-only data they read (string and table constants,
+//!   most of which have no symbol an order file could name, and glibc's start-up tables) into
+//!   one output section, `.rodata.hot`, placed right after the ELF headers.
 //!
-//! Opt-in because the option is lld's: GNU ld does not know it. Rust links with lld on
-//! x86_64 Linux; install.sh falls back to a build without it if linking fails.
+//! Symbols and sections the linker does not find (another toolchain or Cargo.lock) are skipped:
+//! the binary is the same program either way, only the layout differs.
+//!
+//! Opt-in because the options are lld's: GNU ld does not know the ordering file. Rust links with
+//! lld on x86_64 Linux; install.sh falls back to a build without them if linking fails.
+//! `TALLY_LINK_MAP=FILE` also writes lld's link map (order.sh reads it to name the sections).
+
+use std::path::{Path, PathBuf};
 
 fn main() {
     println!("cargo::rerun-if-env-changed=TALLY_LINK_ORDER");
+    println!("cargo::rerun-if-env-changed=TALLY_LINK_MAP");
+    if let Some(map) = std::env::var_os("TALLY_LINK_MAP").filter(|v| !v.is_empty()) {
+        println!(
+            "cargo::rustc-link-arg-bin=tally=-Wl,-Map={}",
+            Path::new(&map).display()
+        );
+    }
     let Some(value) = std::env::var_os("TALLY_LINK_ORDER").filter(|v| !v.is_empty() && v != "0")
     else {
         return;
     };
     let order = if value == "1" {
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("shims/hot-path.order")
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("shims/hot-path.order")
     } else {
-        std::path::PathBuf::from(value)
+        PathBuf::from(value)
     };
-    // Relink when the order changes (cargo does not look into linker arguments' files).
+    let script = order.with_extension("ld");
+    // Relink when either file changes (cargo does not look into linker arguments' files).
     println!("cargo::rerun-if-changed={}", order.display());
+    println!("cargo::rerun-if-changed={}", script.display());
     if !order.is_file() {
         println!(
             "cargo::warning=TALLY_LINK_ORDER: no order file at {}; linking in the default order",
@@ -36,4 +54,11 @@ fn main() {
         order.display()
     );
     println!("cargo::rustc-link-arg-bin=tally=-Wl,--no-warn-symbol-ordering");
+    // The script only adds a section (`INSERT`); everything else keeps lld's default layout.
+    if script.is_file() {
+        println!(
+            "cargo::rustc-link-arg-bin=tally=-Wl,-T,{}",
+            script.display()
+        );
+    }
 }

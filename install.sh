@@ -20,7 +20,7 @@
 # loader and the ~6,400 start-up relocations of a static-PIE one, about 0.1 ms a run (see
 # bench/README.md "Shims"). The price is that tally's own code and data sit at a fixed address
 # (stack, heap and mappings are still randomised). The shim's hot path is also linked first
-# and together (TALLY_LINK_ORDER=1, shims/hot-path.order, see build.rs), so that a run touches
+# and together (TALLY_LINK_ORDER=1, shims/hot-path.order and .ld, see build.rs), so a run touches
 # a few pages of the binary instead of dozens. If a static build is not possible here, a
 # normal one is used. --binary PATH installs an already built
 # tally instead (packagers, tests), --server-binary PATH likewise for tally-server.

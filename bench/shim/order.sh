@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# Regenerates shims/hot-path.order, the link order of the shim's hot path (see build.rs and
-# bench/shim/order.py), from traces of real runs of a release build:
+# Regenerates shims/hot-path.order and shims/hot-path.ld, the link order of the shim's hot path
+# (see build.rs and bench/shim/order.py), from traces of real runs of a release build:
 #   1. `rustc --version` through the rustc shim (in front of a no-op tool),
 #   2. a compile through RUSTC_WRAPPER (`tally /path/rustc args…`, as cargo runs it),
 #   3. `cargo build` through the cargo shim, 4. `go build` through the go shim,
 #   5. `rustc --version` through the shim in front of the rustup proxy, when rustup is here.
 # Each run is traced natively (bench/shim/trace-hot.c: ptrace single-steps up to the exec), for
-# the functions, and under valgrind's lackey, for the variables.
+# the functions, and under valgrind's lackey, for the variables and read-only data; with perf,
+# its page faults add the read-only data the kernel reads for it (system call arguments).
 # Run it after changing the hot path, or when `order.sh --check` reports missing symbols
-# (a new toolchain or Cargo.lock renames them). Needs gcc, valgrind, python3, binutils.
+# (a new toolchain or Cargo.lock renames them). Anonymous constants are numbered within their
+# crate: any change to a hot-path crate makes the .ld part stale, so regenerate after it.
+# Needs gcc, valgrind, python3, binutils; perf if present.
 #
 # Usage: bench/shim/order.sh            regenerate, then relink and check
 #        bench/shim/order.sh --check [BINARY]   how much of the order a release binary follows
@@ -23,7 +26,8 @@ flags="-C target-feature=+crt-static -C relocation-model=static"
 
 build() {
     echo "== building tally (release, as install.sh does)"
-    TALLY_LINK_ORDER=1 RUSTFLAGS="$flags" cargo build --release --locked --target "$target" -p tally -q
+    TALLY_LINK_ORDER=1 TALLY_LINK_MAP=${map:-} RUSTFLAGS="$flags" \
+        cargo build --release --locked --target "$target" -p tally -q
 }
 
 check() {
@@ -49,6 +53,12 @@ span = (max(a + s for a, s, _ in code) - min(a for a, _, _ in code)) if code els
 size = sum(s for _, s, _ in code)
 print(f"hot-path order: {len(found)} of {len(order)} symbols are in {sys.argv[2]}; "
       f"the {len(code)} functions in .text ({size / 1024:.0f} KiB) span {span / 1024:.0f} KiB")
+hot = next((l.split() for l in sections.splitlines() if " .rodata.hot " in l), None)
+if hot:
+    print(f"  read-only data gathered in .rodata.hot: {int(hot[hot.index('.rodata.hot') + 4], 16) / 1024:.0f} KiB "
+          f"at {hot[hot.index('.rodata.hot') + 2]}")
+else:
+    print("  no .rodata.hot section (shims/hot-path.ld missing or not used)")
 missing = len(order) - len(found)
 if missing > len(order) // 10:
     print(f"  {missing} symbols are missing: regenerate with bench/shim/order.sh")
@@ -62,9 +72,10 @@ if [[ ${1:-} == --check ]]; then
     exit
 fi
 
-build
 scratch=$(mktemp -d /tmp/tally-order.XXXXXX)
 trap 'rm -rf "$scratch"' EXIT
+map=$scratch/tally.map # the link map of the binary the traces run, to name its sections
+build
 gcc -O2 -o "$scratch/trace-hot" bench/shim/trace-hot.c
 mkdir -p "$scratch/shims" "$scratch/tools" "$scratch/project/src"
 printf 'int main(void) { return 0; }\n' >"$scratch/noop.c"
@@ -85,7 +96,7 @@ scenarios=(
     "cargo-shim|$scratch/shims/cargo build --release"
     "go-shim|$scratch/shims/go build ./..."
 )
-rips=() data=()
+rips=() data=() faults=()
 trace() {
     local name=$1 cmd=$2 env_path=$3
     echo "== tracing $name"
@@ -94,6 +105,12 @@ trace() {
         >"$scratch/$name.rips" 2>/dev/null)
     (cd "$scratch/project" && PATH=$env_path CARGO_CRATE_NAME=demo valgrind -q --tool=lackey \
         --trace-mem=yes --log-file="$scratch/$name.lackey" $cmd >/dev/null 2>&1) || true
+    if command -v perf >/dev/null &&
+        (cd "$scratch/project" && PATH=$env_path CARGO_CRATE_NAME=demo perf record -q -N \
+            -e page-faults -c 1 -d -o "$scratch/$name.perf" $cmd >/dev/null 2>&1); then
+        perf script -i "$scratch/$name.perf" -F addr >"$scratch/$name.faults" 2>/dev/null || true
+        faults+=("$scratch/$name.faults")
+    fi
     rips+=("$scratch/$name.rips")
     data+=("$scratch/$name.lackey")
 }
@@ -103,6 +120,34 @@ done
 if proxy_dir=$(dirname "$(command -v rustup 2>/dev/null)") && [[ -x $proxy_dir/rustc ]]; then
     trace rustup-proxy "$scratch/shims/rustc --version" "$scratch/shims:$proxy_dir:$PATH"
 fi
-python3 bench/shim/order.py --binary "$tally" --rips "${rips[@]}" --data "${data[@]}" --out "$order"
-build # relinks: build.rs watches the order file
+python3 bench/shim/order.py --binary "$tally" --rips "${rips[@]}" --data "${data[@]}" \
+    --out "$order" --map "$map" --script "${order%.order}.ld" --faults "${faults[@]}"
+map=
+build # relinks: build.rs watches both files
 check "$tally"
+
+# Read-only data the traces could not see: the kernel reads some constants for the process
+# (system call arguments), and perf only reports the first touch of each 64 KiB window, which
+# the old layout may have hidden. Faults outside .rodata.hot now mean: run order.sh again.
+if [[ ${#faults[@]} -gt 0 ]]; then
+    (cd "$scratch/project" && PATH=$path perf record -q -N -e page-faults -c 1 -d \
+        -o "$scratch/after.perf" "$scratch/shims/rustc" --version >/dev/null 2>&1) || true
+    perf script -i "$scratch/after.perf" -F addr 2>/dev/null | python3 -c '
+import subprocess, sys
+secs = {}
+for line in subprocess.run(["readelf", "-SW", sys.argv[1]], capture_output=True, text=True).stdout.splitlines():
+    p = line.replace("[ ", "[").split()
+    if len(p) > 5 and p[1] in (".rodata", ".rodata.hot", ".gcc_except_table"):
+        secs[p[1]] = (int(p[3], 16), int(p[3], 16) + int(p[5], 16))
+hot = secs.get(".rodata.hot", (0, 0))
+lo = min(a for a, _ in secs.values()) if secs else 0
+hi = max(b for _, b in secs.values()) if secs else 0
+cold = [a for a in (int(l, 16) for l in sys.stdin if l.strip()) if lo <= a < hi and not hot[0] <= a < hot[1]]
+where = " ".join(hex(a) for a in cold)
+if cold:
+    print(f"  {len(cold)} read-only fault(s) outside .rodata.hot in rustc --version "
+          f"({where}): run order.sh again to gather them")
+else:
+    print("  rustc --version reads no read-only data outside .rodata.hot")
+' "$tally"
+fi

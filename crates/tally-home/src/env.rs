@@ -53,6 +53,8 @@ pub const TALLY_REQUIRE_CHROMIUM: &str = "TALLY_REQUIRE_CHROMIUM";
 pub const TALLY_REQUIRE_S3: &str = "TALLY_REQUIRE_S3";
 /// `TALLY_LINK_ORDER`: build time only, see [`VARS`].
 pub const TALLY_LINK_ORDER: &str = "TALLY_LINK_ORDER";
+/// `TALLY_LINK_MAP`: build time only, see [`VARS`].
+pub const TALLY_LINK_MAP: &str = "TALLY_LINK_MAP";
 
 /// CI vendors' own markers (any non-empty value means "running in CI").
 pub const CI_VENDOR_VARS: &[&str] = &[
@@ -199,7 +201,12 @@ pub const VARS: &[EnvVar] = &[
     },
     EnvVar {
         name: TALLY_LINK_ORDER,
-        meaning: "Build time only: `1` (or an order file's path) links the shim's hot path first and together (shims/hot-path.order, lld). install.sh and the shim benchmark set it.",
+        meaning: "Build time only: `1` (or an order file's path) links the shim's hot path first and together (shims/hot-path.order and shims/hot-path.ld, lld). install.sh and the shim benchmark set it.",
+        read_by: "build.rs",
+    },
+    EnvVar {
+        name: TALLY_LINK_MAP,
+        meaning: "Build time only: a path where the link writes lld's map of the tally binary (bench/shim/order.sh reads it to name the hot read-only sections).",
         read_by: "build.rs",
     },
 ];
@@ -386,12 +393,16 @@ impl CStringBlock {
     /// The strings as C strings; an interior NUL (which no C string can hold) is
     /// `InvalidInput`.
     pub fn as_cstrs(&self) -> std::io::Result<Vec<&std::ffi::CStr>> {
-        self.with_nuls()
-            .map(|s| {
+        // Sized up front: `collect` into a `Result` cannot know the length and grows the
+        // vector five times for an ordinary environment, each into fresh heap of the shim.
+        let mut cstrs = Vec::with_capacity(self.len());
+        for s in self.with_nuls() {
+            cstrs.push(
                 std::ffi::CStr::from_bytes_with_nul(s)
-                    .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))
-            })
-            .collect()
+                    .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?,
+            );
+        }
+        Ok(cstrs)
     }
 }
 

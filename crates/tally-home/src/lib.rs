@@ -162,8 +162,18 @@ const WEEKDAYS: [time::Weekday; 7] = [
     time::Weekday::Sunday,
 ];
 
-fn weekday_name(w: time::Weekday) -> String {
-    w.to_string().to_ascii_lowercase()
+/// The weekday file's spelling. A table of literals rather than `time`'s `Display` lowercased:
+/// the shim parses the file on every run, and this allocates nothing.
+fn weekday_name(w: time::Weekday) -> &'static str {
+    match w {
+        time::Weekday::Monday => "monday",
+        time::Weekday::Tuesday => "tuesday",
+        time::Weekday::Wednesday => "wednesday",
+        time::Weekday::Thursday => "thursday",
+        time::Weekday::Friday => "friday",
+        time::Weekday::Saturday => "saturday",
+        time::Weekday::Sunday => "sunday",
+    }
 }
 
 fn parse_weekday(s: &str) -> Option<time::Weekday> {
@@ -745,6 +755,19 @@ pub fn count_invocation(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn weekday_names_are_times_lowercased_and_parse_back() {
+        for w in WEEKDAYS {
+            assert_eq!(weekday_name(w), w.to_string().to_ascii_lowercase());
+            assert_eq!(parse_weekday(weekday_name(w)), Some(w));
+            assert_eq!(
+                parse_weekday(&format!(" {}\n", w.to_string().to_uppercase())),
+                Some(w)
+            );
+        }
+        assert_eq!(parse_weekday("someday"), None);
+    }
 
     #[test]
     fn read_small_reads_whole_files_of_any_size() {
