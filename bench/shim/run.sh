@@ -12,7 +12,7 @@ cd "$(dirname "$0")/../.."
 repo=$PWD
 out=$repo/bench/out/shim
 mkdir -p "$out"
-runs=500
+runs=1500
 build_runs=8
 crates=30
 if [[ ${1:-} == --quick ]]; then runs=30; build_runs=2; crates=8; fi
@@ -134,7 +134,8 @@ ws, cargo, tally, runs, out = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.arg
 variants = {"without-wrapper": "", "rustc-wrapper-tally": tally}
 results = {k: {"wall": [], "cpu": []} for k in variants}
 for i in range(runs):
-    for name, wrapper in variants.items():
+    # A B, then B A: whatever drifts within a pair (this VM's speed, caches) falls on both.
+    for name, wrapper in (list(variants.items()) if i % 2 == 0 else list(variants.items())[::-1]):
         shutil.rmtree(os.path.join(ws, "target"), ignore_errors=True)
         env = dict(os.environ, RUSTC_WRAPPER=wrapper)
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -151,4 +152,17 @@ a, b = (statistics.median(results[k]["wall"]) for k in variants)
 ca, cb = (statistics.median(results[k]["cpu"]) for k in variants)
 print(f"  wall median: without {a:.3f} s, with RUSTC_WRAPPER=tally {b:.3f} s: {100 * (b - a) / a:+.2f}% (target within 1%)")
 print(f"  cpu  median: without {ca:.3f} s, with RUSTC_WRAPPER=tally {cb:.3f} s: {100 * (cb - ca) / ca:+.2f}%")
+# The paired difference (each tally build minus the plain build of its pair), with a 95%
+# confidence interval (Student's t): what this many builds can and cannot resolve.
+T95 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26,
+       10: 2.23, 11: 2.20, 12: 2.18, 13: 2.16, 14: 2.14, 15: 2.13}
+if runs > 1:
+    for what in ("wall", "cpu"):
+        plain, wrapped = results["without-wrapper"][what], results["rustc-wrapper-tally"][what]
+        d = [w - p for p, w in zip(plain, wrapped)]
+        base = statistics.mean(plain)
+        half = T95.get(runs - 1, 2.0) * statistics.stdev(d) / len(d) ** 0.5
+        print(f"  {what} paired difference: {100 * statistics.mean(d) / base:+.2f}% "
+              f"(95% CI {100 * (statistics.mean(d) - half) / base:+.2f}% to "
+              f"{100 * (statistics.mean(d) + half) / base:+.2f}%)")
 PY

@@ -438,17 +438,24 @@ pub fn sanitize_component(s: &str) -> String {
 /// component) and is sanitized like the rest otherwise. Readers trust the file's header, never
 /// its name.
 pub fn counter_file_name(meta: &FileMeta) -> String {
+    // A day parses only from its one canonical `YYYY-MM-DD` text, so that text is the name's.
     let week_start = match meta.week_start.parse::<Day>() {
-        Ok(day) => day.to_string(),
+        Ok(_) => meta.week_start.clone(),
         Err(_) => sanitize_component(&meta.week_start),
     };
-    format!(
-        "{}@{}-{}-{}-{week_start}.v1.count",
-        sanitize_component(&meta.program),
-        sanitize_component(&meta.version),
-        sanitize_component(&meta.os),
-        sanitize_component(&meta.arch),
-    )
+    // Put together by hand rather than with `format!`: the shim does this on every run.
+    let mut name = String::with_capacity(64);
+    for (part, separator) in [
+        (sanitize_component(&meta.program), "@"),
+        (sanitize_component(&meta.version), "-"),
+        (sanitize_component(&meta.os), "-"),
+        (sanitize_component(&meta.arch), "-"),
+        (week_start, ".v1.count"),
+    ] {
+        name.push_str(&part);
+        name.push_str(separator);
+    }
+    name
 }
 
 /// The counter files of one data directory.
@@ -811,5 +818,22 @@ mod tests {
         );
         assert_eq!(sanitize_component("../etc"), "_._etc");
         assert_eq!(sanitize_component("a/b"), "a_b");
+        let mut meta = FileMeta {
+            program: "rustc".into(),
+            version: "1.95.0 (x)".into(),
+            os: "linux".into(),
+            arch: "x86_64".into(),
+            week_start: "2026-11-24".into(),
+            week_end: "2026-12-01".into(),
+        };
+        assert_eq!(
+            counter_file_name(&meta),
+            "rustc@1.95.0__x_-linux-x86_64-2026-11-24.v1.count"
+        );
+        meta.week_start = "../2026".into();
+        assert_eq!(
+            counter_file_name(&meta),
+            "rustc@1.95.0__x_-linux-x86_64-_._2026.v1.count"
+        );
     }
 }
