@@ -136,12 +136,47 @@ def write_script(path, patterns):
         f.write("  }\n}\nINSERT BEFORE .gcc_except_table;\n")
 
 
+def extend_script(script, map_path, fault_files, dry_run=False):
+    """Adds to an existing script the read-only sections that still fault (addresses in the
+    binary linked with it, named by its map), first. perf reports only the first touch of each
+    fault-around window, so a section hidden behind another in the old layout shows up only
+    once the layout has changed; one round of this catches those."""
+    rodata = read_only_sections(map_path)
+    starts = [r[0] for r in rodata]
+    with open(script) as f:
+        existing = [l.strip() for l in f if l.startswith("    ")]
+    added = []
+    for path in fault_files:
+        with open(path) as f:
+            for line in f:
+                try:
+                    addr = int(line.split()[0], 16)
+                except (IndexError, ValueError):
+                    continue
+                i = bisect.bisect_right(starts, addr) - 1
+                if i >= 0 and addr < rodata[i][0] + rodata[i][1]:
+                    pattern = rodata[i][2]
+                    if pattern not in existing and pattern not in added:
+                        added.append(pattern)
+    if added and not dry_run:
+        write_script(script, added + existing)
+    print(f"order.py: {len(added)} more read-only sections for {script}", file=sys.stderr)
+    return len(added)
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--binary", required=True)
+    ap.add_argument("--binary")
     ap.add_argument("--rips", nargs="*", default=[])
     ap.add_argument("--data", nargs="*", default=[])
-    ap.add_argument("--out", required=True)
+    ap.add_argument("--out")
+    ap.add_argument(
+        "--extend-script",
+        metavar="SCRIPT",
+        help="only add the sections --faults still hits to SCRIPT (with the --map of the "
+        "binary linked with it); exits 0 if it added any, 1 if none",
+    )
+    ap.add_argument("--dry-run", action="store_true", help="with --extend-script: only tell")
     ap.add_argument("--map", help="lld's link map of --binary (TALLY_LINK_MAP)")
     ap.add_argument("--script", help="where to write the linker script (needs --map)")
     ap.add_argument(
@@ -153,6 +188,11 @@ def main():
         "does not see",
     )
     args = ap.parse_args()
+    if args.extend_script:
+        added = extend_script(args.extend_script, args.map, args.faults, args.dry_run)
+        sys.exit(0 if added else 1)
+    if not args.binary or not args.out:
+        ap.error("--binary and --out are needed")
     rodata = read_only_sections(args.map) if args.map and args.script else []
     rodata_starts = [r[0] for r in rodata]
     hot, merged_pools, seen_sections = [], [], set()

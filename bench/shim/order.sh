@@ -122,32 +122,32 @@ if proxy_dir=$(dirname "$(command -v rustup 2>/dev/null)") && [[ -x $proxy_dir/r
 fi
 python3 bench/shim/order.py --binary "$tally" --rips "${rips[@]}" --data "${data[@]}" \
     --out "$order" --map "$map" --script "${order%.order}.ld" --faults "${faults[@]}"
-map=
+map=$scratch/relinked.map
 build # relinks: build.rs watches both files
 check "$tally"
 
 # Read-only data the traces could not see: the kernel reads some constants for the process
 # (system call arguments), and perf only reports the first touch of each 64 KiB window, which
-# the old layout may have hidden. Faults outside .rodata.hot now mean: run order.sh again.
-if [[ ${#faults[@]} -gt 0 ]]; then
+# the old layout may have hidden. One more round adds what `rustc --version` still faults on
+# outside .rodata.hot, and relinks.
+stragglers() {
     (cd "$scratch/project" && PATH=$path perf record -q -N -e page-faults -c 1 -d \
         -o "$scratch/after.perf" "$scratch/shims/rustc" --version >/dev/null 2>&1) || true
-    perf script -i "$scratch/after.perf" -F addr 2>/dev/null | python3 -c '
-import subprocess, sys
-secs = {}
-for line in subprocess.run(["readelf", "-SW", sys.argv[1]], capture_output=True, text=True).stdout.splitlines():
-    p = line.replace("[ ", "[").split()
-    if len(p) > 5 and p[1] in (".rodata", ".rodata.hot", ".gcc_except_table"):
-        secs[p[1]] = (int(p[3], 16), int(p[3], 16) + int(p[5], 16))
-hot = secs.get(".rodata.hot", (0, 0))
-lo = min(a for a, _ in secs.values()) if secs else 0
-hi = max(b for _, b in secs.values()) if secs else 0
-cold = [a for a in (int(l, 16) for l in sys.stdin if l.strip()) if lo <= a < hi and not hot[0] <= a < hot[1]]
-where = " ".join(hex(a) for a in cold)
-if cold:
-    print(f"  {len(cold)} read-only fault(s) outside .rodata.hot in rustc --version "
-          f"({where}): run order.sh again to gather them")
-else:
-    print("  rustc --version reads no read-only data outside .rodata.hot")
-' "$tally"
+    perf script -i "$scratch/after.perf" -F addr >"$scratch/after.faults" 2>/dev/null || true
+}
+if [[ ${#faults[@]} -gt 0 ]]; then
+    stragglers
+    if python3 bench/shim/order.py --extend-script "${order%.order}.ld" --map "$map" \
+        --faults "$scratch/after.faults"; then
+        map=$scratch/relinked2.map
+        build
+        check "$tally"
+        stragglers
+        python3 bench/shim/order.py --extend-script "${order%.order}.ld" --dry-run \
+            --map "$map" --faults "$scratch/after.faults" 2>/dev/null &&
+            echo "  some read-only data still faults outside .rodata.hot: run order.sh again" ||
+            echo "  rustc --version reads no read-only data outside .rodata.hot"
+    fi
 fi
+map=
+build # without writing a map (TALLY_LINK_MAP is part of the build's fingerprint)
