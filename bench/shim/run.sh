@@ -23,10 +23,15 @@ echo "== building tally (release, as install.sh does: $flags --target $target, h
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$repo/target}
 TALLY_LINK_ORDER=1 RUSTFLAGS="$flags" cargo build --release --target "$target" -p tally -q
 bash bench/shim/order.sh --check "$CARGO_TARGET_DIR/$target/release/tally" || true
-tally=$CARGO_TARGET_DIR/$target/release/tally
-
 scratch=$(mktemp -d /tmp/tally-bench-shim.XXXXXX)
 trap 'rm -rf "$scratch"' EXIT
+# The binary as install.sh installs it: copied. The file the linker just wrote runs slower:
+# lld writes its output through a memory mapping, and a file written that way measured 0.02 to
+# 0.05 ms a run slower than the same bytes written by cp (which goes through write(2)); most
+# likely the page cache holds it in single pages instead of large folios, which makes every
+# fault-around window dearer (bench/README.md, "Shims").
+tally=$scratch/tally
+cp "$CARGO_TARGET_DIR/$target/release/tally" "$tally"
 real_rustc=$(rustc --print sysroot)/bin/rustc
 toolchain_bin=$(dirname "$real_rustc")
 proxy=$(command -v rustc)
