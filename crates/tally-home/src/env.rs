@@ -80,7 +80,35 @@ pub const CI_VENDOR_VARS: &[&str] = &[
 const READ_NAMES: usize = VARS.len() + CI_VENDOR_VARS.len();
 
 /// Those names in `str` order, for a binary search; sorted by the compiler.
-static READ_NAMES_SORTED: [&str; READ_NAMES] = sorted_read_names();
+static READ_NAMES_SORTED: [&str; READ_NAMES] = SORTED_READ_NAMES;
+const SORTED_READ_NAMES: [&str; READ_NAMES] = sorted_read_names();
+
+/// For each first byte, the lengths of the read names that start with it (bit `n`: length
+/// `n`): one lookup rules out most of an environment before any string comparison.
+static READ_NAME_SHAPES: [u64; 256] = read_name_shapes();
+
+const fn read_name_shapes() -> [u64; 256] {
+    let mut shapes = [0u64; 256];
+    let mut i = 0;
+    while i < READ_NAMES {
+        let name = SORTED_READ_NAMES[i].as_bytes();
+        assert!(
+            !name.is_empty() && name.len() < 64,
+            "a read name is 1 to 63 bytes"
+        );
+        shapes[name[0] as usize] |= 1 << name.len();
+        i += 1;
+    }
+    shapes
+}
+
+/// Whether `name` could be one of the read names (no false negatives).
+fn may_be_read(name: &[u8]) -> bool {
+    match (name.first(), name.len()) {
+        (Some(&first), len @ ..64) => READ_NAME_SHAPES[usize::from(first)] & (1 << len) != 0,
+        _ => false,
+    }
+}
 
 const fn sorted_read_names() -> [&'static str; READ_NAMES] {
     /// `a < b` as `str`'s `Ord` has it (bytewise), in a form `const fn` can run.
@@ -469,6 +497,10 @@ impl Env {
         // on every run, and the scans were a third of its instructions.
         let mut vars = BTreeMap::new();
         for (name, value) in process.vars() {
+            use std::os::unix::ffi::OsStrExt;
+            if !may_be_read(name.as_bytes()) {
+                continue;
+            }
             let Some(name) = name.to_str() else { continue };
             if let Ok(i) = READ_NAMES_SORTED.binary_search(&name) {
                 // The first entry of a name wins, as getenv (and `ProcessEnv::get`) finds it.
@@ -637,6 +669,10 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names, READ_NAMES_SORTED);
+        for name in names {
+            assert!(may_be_read(name.as_bytes()), "{name}");
+        }
+        assert!(!may_be_read(b"SHELL") && !may_be_read(b"") && !may_be_read(&[b'T'; 80]));
     }
 
     #[test]
