@@ -57,13 +57,8 @@ python3 bench/shim/interleave.py --runs "$runs" --warmup 20 --json "$out/rustc-v
     "c-execv=$scratch/c/rustc --version" \
     "tally-shim=$scratch/shims/rustc --version" \
     "rustup-proxy=$proxy --version" | tee "$out/rustc-version.txt"
-python3 - "$out/rustc-version.json" <<'PY'
-import json, sys
-s = json.load(open(sys.argv[1]))["summary"]
-for what, key in (("wall", "wall_added_ms"), ("cpu", "cpu_added_ms")):
-    c, t = s["c-execv"][key], s["tally-shim"][key]
-    print(f"  {what}: tally added / C added = {t / c:.2f}x (target <= 1.2x)" if c > 0 else f"  {what}: C added no measurable time")
-PY
+# The ratio that matters (target <= 1.2x), paired by round, with its 95% interval.
+python3 bench/shim/ratio.py "$out/rustc-version.json" direct c-execv
 echo "  counters written: $(ls "$TALLY_DIR/counters" | wc -l) file(s)"
 
 # The same comparison in front of a static no-op "rustc": the tool itself costs almost nothing,
@@ -89,13 +84,7 @@ PATH=$scratch/shims:$scratch/noop:$PATH python3 bench/shim/interleave.py --runs 
     "noop-c-floor=$scratch/c-floor/rustc --version" \
     "noop-tally-shim=$scratch/shims/rustc --version" \
     "noop-tally-off=TALLY=off::$scratch/shims/rustc --version" | tee "$out/noop.txt"
-python3 - "$out/noop.json" <<'PY'
-import json, sys
-s = json.load(open(sys.argv[1]))["summary"]
-for what, key in (("wall", "wall_added_ms"), ("cpu", "cpu_added_ms")):
-    c, f, t = s["noop-c-execv"][key], s["noop-c-floor"][key], s["noop-tally-shim"][key]
-    print(f"  {what}: tally added / C added = {t / c:.2f}x (target <= 1.2x); the C floor: {f / c:.2f}x")
-PY
+python3 bench/shim/ratio.py "$out/noop.json" noop-direct noop-c-execv
 
 echo "== generated workspace: $crates crates, cargo build from clean (runs: $build_runs)"
 ws=$scratch/ws
