@@ -47,6 +47,12 @@ unset TALLY DO_NOT_TRACK RUSTC_WRAPPER
 # hands over to the same binary `direct` runs.
 export PATH=$scratch/shims:$toolchain_bin:$PATH
 "$scratch/shims/rustc" --version >/dev/null # the first run fills the version cache
+# The C floor in front of the real rustc too (bench/shim/count-floor.c, see below).
+mkdir -p "$scratch/c-floor-rustc"
+gcc -O2 -static -DREAL_TOOL="\"$real_rustc\"" -DSHIM="\"$scratch/shims/rustc\"" \
+    -DDATA="\"$TALLY_DIR\"" -DVERSION_FILE="\"$(ls -t "$TALLY_DIR"/versions/* | head -1)\"" \
+    -DCOUNTER_FILE="\"$(ls -t "$TALLY_DIR"/counters/*.count | head -1)\"" \
+    -o "$scratch/c-floor-rustc/rustc" bench/shim/count-floor.c
 
 # interleave.py runs the variants round-robin (shuffled each round), so that this shared
 # machine's drift falls on all of them alike; it prints wall medians and CPU means (the
@@ -55,6 +61,7 @@ echo "== rustc --version (runs: $runs each, interleaved)"
 python3 bench/shim/interleave.py --runs "$runs" --warmup 20 --json "$out/rustc-version.json" \
     "direct=$real_rustc --version" \
     "c-execv=$scratch/c/rustc --version" \
+    "c-floor=$scratch/c-floor-rustc/rustc --version" \
     "tally-shim=$scratch/shims/rustc --version" \
     "rustup-proxy=$proxy --version" | tee "$out/rustc-version.txt"
 # The ratio that matters (target <= 1.2x), paired by round, with its 95% interval.
