@@ -38,11 +38,7 @@ pub struct RustupEnv {
 }
 
 impl RustupEnv {
-    pub fn from_process() -> RustupEnv {
-        RustupEnv::from_snapshot(&tally_home::ProcessEnv::capture())
-    }
-
-    /// The same, out of an environment already copied.
+    /// The variables out of an environment already copied.
     pub fn from_snapshot(env: &tally_home::ProcessEnv) -> RustupEnv {
         RustupEnv {
             rustup_toolchain: env.non_empty("RUSTUP_TOOLCHAIN"),

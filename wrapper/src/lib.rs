@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 
 use tally_grammar::{Context, RustcCaller, Tool, caller_from_env, counter_names};
 use tally_home::env::{TALLY_FORCE_ARG0, TALLY_NEXT_WRAPPER};
-use tally_home::{Env, Home, Mode, ProcessEnv, count_invocation, effective_mode};
+use tally_home::{Env, Home, Mode, ProcessEnv, effective_mode};
 use tally_shims::identity::{FileIdentity, self_identity, stem_of};
 use tally_shims::{EnvChanges, exec, lookup, version};
 
@@ -200,9 +200,9 @@ fn count(run_argv: &[OsString], layout: &Layout, process_env: &ProcessEnv) {
         })
         .unwrap_or_else(|| version::UNKNOWN.to_string());
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    if let Ok(tally_home::CountOutcome::Counted { created_file: true }) =
-        count_invocation(&env, "rustc", &version, &refs)
-    {
+    // The mode was read above: count without reading it (or locating the home) again, as
+    // the shim does.
+    if let Ok(true) = home.count(env.today(), "rustc", &version, &refs) {
         tally_shims::notice::maybe_show(&env, home.root());
     }
 }

@@ -80,18 +80,18 @@ pub const CI_VENDOR_VARS: &[&str] = &[
 const READ_NAMES: usize = VARS.len() + CI_VENDOR_VARS.len();
 
 /// Those names in `str` order, for a binary search; sorted by the compiler.
-static READ_NAMES_SORTED: [&str; READ_NAMES] = SORTED_READ_NAMES;
-const SORTED_READ_NAMES: [&str; READ_NAMES] = sorted_read_names();
+static READ_NAMES_SORTED: [&str; READ_NAMES] = sorted_read_names();
 
 /// For each first byte, the lengths of the read names that start with it (bit `n`: length
 /// `n`): one lookup rules out most of an environment before any string comparison.
 static READ_NAME_SHAPES: [u64; 256] = read_name_shapes();
 
 const fn read_name_shapes() -> [u64; 256] {
+    let names = sorted_read_names();
     let mut shapes = [0u64; 256];
     let mut i = 0;
     while i < READ_NAMES {
-        let name = SORTED_READ_NAMES[i].as_bytes();
+        let name = names[i].as_bytes();
         assert!(
             !name.is_empty() && name.len() < 64,
             "a read name is 1 to 63 bytes"

@@ -690,7 +690,8 @@ pub enum CountOutcome {
 impl Home {
     /// Adds 1 to each of `names` in the file of `program` and `version` for the week containing
     /// `today`, creating it as needed; returns whether the file was created. No mode check: for
-    /// callers that already know the effective mode is not off (the shim reads it once).
+    /// callers that already know the effective mode is not off (the shim and the wrapper read it
+    /// once).
     pub fn count(
         &self,
         today: Day,
@@ -737,7 +738,8 @@ pub fn read_small(path: &Path) -> io::Result<Vec<u8>> {
 /// Checks the mode, then counts: if the effective mode is off, returns `Ok(Skipped)` having
 /// touched nothing (no directories); a mode file that cannot be read is an error, also with
 /// nothing touched. Otherwise opens the current week's file and adds 1 to each
-/// name. Errors are returned. (The shim reads the mode once itself and calls [`Home::count`].)
+/// name. Errors are returned. (The shim and the wrapper read the mode once themselves and call
+/// [`Home::count`].)
 pub fn count_invocation(
     env: &Env,
     program: &str,
