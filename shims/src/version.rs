@@ -73,7 +73,15 @@ fn cache_key(tool: Tool, binary: &Path, meta: &Metadata) -> String {
     feed(&meta.size().to_le_bytes());
     feed(&meta.mtime().to_le_bytes());
     feed(&meta.mtime_nsec().to_le_bytes());
-    format!("{}-{hash:016x}", tool.name())
+    // `<tool>-<16 hex digits>`, written by hand: `format!` would pull the formatting machinery
+    // into every shim run (bench/README.md, "Shims").
+    let mut key = String::with_capacity(tool.name().len() + 17);
+    key.push_str(tool.name());
+    key.push('-');
+    for shift in (0..16).rev() {
+        key.push(char::from(b"0123456789abcdef"[(hash >> (shift * 4)) as usize & 0xf]));
+    }
+    key
 }
 
 /// At most this many cached versions; the oldest go first (each toolchain update adds one).

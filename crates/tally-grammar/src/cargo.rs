@@ -323,7 +323,7 @@ pub(crate) fn count(args: &[Option<&str>], names: &mut Names) {
     if let Some(Some(first)) = rest.first()
         && first.starts_with('+')
     {
-        names.push(&format!("toolchain:{}", toolchain_channel(first)));
+        names.push_parts(&["toolchain:", toolchain_channel(first)]);
         rest = &rest[1..];
     }
     let mut tokens = Vec::new();
@@ -331,7 +331,7 @@ pub(crate) fn count(args: &[Option<&str>], names: &mut Names) {
     for token in &tokens {
         match token {
             Token::Flag { spec, value } => {
-                names.push(&format!("flag:{}", flag_label(spec, *value)))
+                names.push_parts(&["flag:", &flag_label(spec, *value)])
             }
             Token::Unknown => names.push("flag:other"),
             Token::Positional => {}
@@ -343,7 +343,7 @@ pub(crate) fn count(args: &[Option<&str>], names: &mut Names) {
         names.push("subcommand:other");
         return;
     };
-    names.push(&format!("subcommand:{sub}"));
+    names.push_parts(&["subcommand:", sub]);
     let Some(tables) = tables_of(sub) else { return };
     count_sub_flags(sub, tables, &rest[at + 1..], names);
 }
@@ -362,14 +362,14 @@ fn count_sub_flags(
     for token in &tokens {
         match token {
             Token::Flag { spec, value } => {
-                names.push(&format!("{sub}/flag:{}", flag_label(spec, *value)))
+                names.push_parts(&[sub, "/flag:", &flag_label(spec, *value)])
             }
-            Token::Unknown => names.push(&format!("{sub}/flag:other")),
+            Token::Unknown => names.push_parts(&[sub, "/flag:other"]),
             Token::Positional => {}
         }
     }
     if let Stop::DoubleDash(_) = stop {
-        names.push(&format!("{sub}/flag:--"));
+        names.push_parts(&[sub, "/flag:--"]);
     }
 }
 
@@ -401,26 +401,26 @@ fn merged_table(sub: &str, tables: &[&'static [FlagSpec]]) -> &'static [FlagSpec
 
 pub(crate) fn vocabulary(names: &mut Names) {
     for ch in TOOLCHAIN_CHANNELS {
-        names.push(&format!("toolchain:{ch}"));
+        names.push_parts(&["toolchain:", ch]);
     }
     for spec in GLOBAL {
         for label in flag_labels(spec) {
-            names.push(&format!("flag:{label}"));
+            names.push_parts(&["flag:", &label]);
         }
     }
     names.push("flag:other");
     names.push("subcommand:other");
     for (sub, tables) in SUBCOMMANDS {
-        names.push(&format!("subcommand:{sub}"));
+        names.push_parts(&["subcommand:", sub]);
         for spec in merged_table(sub, tables) {
             for label in flag_labels(spec) {
-                names.push(&format!("{sub}/flag:{label}"));
+                names.push_parts(&[sub, "/flag:", &label]);
             }
         }
-        names.push(&format!("{sub}/flag:other"));
-        names.push(&format!("{sub}/flag:--"));
+        names.push_parts(&[sub, "/flag:other"]);
+        names.push_parts(&[sub, "/flag:--"]);
     }
     for sub in THIRD_PARTY {
-        names.push(&format!("subcommand:{sub}"));
+        names.push_parts(&["subcommand:", sub]);
     }
 }

@@ -300,17 +300,14 @@ pub(crate) fn count_go(args: &[Option<&str>], names: &mut Names) {
         return;
     };
     let sub = command.name;
-    names.push(&format!("subcommand:{sub}"));
+    names.push_parts(&["subcommand:", sub]);
     let table = merged(command);
     let mut rest = &args[1..];
     if !command.words.is_empty() {
         // `go mod tidy -v`, `go tool compile …`: the word comes first.
         let Some(word) = rest.first() else { return };
         let word = word.and_then(|w| command.words.iter().find(|k| **k == w));
-        names.push(&format!(
-            "{sub}/subcommand:{}",
-            word.copied().unwrap_or("other")
-        ));
+        names.push_parts(&[sub, "/subcommand:", word.copied().unwrap_or("other")]);
         if sub == "tool" {
             // The tool's own flags are not go's.
             return;
@@ -323,9 +320,9 @@ pub(crate) fn count_go(args: &[Option<&str>], names: &mut Names) {
     for token in &tokens {
         match token {
             Token::Flag { spec, value } => {
-                names.push(&format!("{sub}/flag:{}", flag_label(spec, *value)))
+                names.push_parts(&[sub, "/flag:", &flag_label(spec, *value)])
             }
-            Token::Unknown => names.push(&format!("{sub}/flag:other")),
+            Token::Unknown => names.push_parts(&[sub, "/flag:other"]),
             Token::Positional => {}
         }
     }
@@ -335,7 +332,7 @@ pub(crate) fn count_go(args: &[Option<&str>], names: &mut Names) {
         } else {
             "-args"
         };
-        names.push(&format!("{sub}/flag:{marker}"));
+        names.push_parts(&[sub, "/flag:", marker]);
     }
 }
 
@@ -360,7 +357,7 @@ pub(crate) fn count_gofmt(args: &[Option<&str>], names: &mut Names) {
     for token in &tokens {
         match token {
             Token::Flag { spec, value } => {
-                names.push(&format!("flag:{}", flag_label(spec, *value)))
+                names.push_parts(&["flag:", &flag_label(spec, *value)])
             }
             Token::Unknown => names.push("flag:other"),
             Token::Positional => {}
@@ -378,27 +375,27 @@ pub(crate) fn vocabulary_go(names: &mut Names) {
     names.push("subcommand:other");
     for command in COMMANDS {
         let sub = command.name;
-        names.push(&format!("subcommand:{sub}"));
+        names.push_parts(&["subcommand:", sub]);
         for word in command.words.iter().chain(&["other"]) {
             if !command.words.is_empty() {
-                names.push(&format!("{sub}/subcommand:{word}"));
+                names.push_parts(&[sub, "/subcommand:", word]);
             }
         }
         for spec in merged(command) {
             for label in flag_labels(spec) {
-                names.push(&format!("{sub}/flag:{label}"));
+                names.push_parts(&[sub, "/flag:", &label]);
             }
         }
-        names.push(&format!("{sub}/flag:other"));
-        names.push(&format!("{sub}/flag:--"));
-        names.push(&format!("{sub}/flag:-args"));
+        names.push_parts(&[sub, "/flag:other"]);
+        names.push_parts(&[sub, "/flag:--"]);
+        names.push_parts(&[sub, "/flag:-args"]);
     }
 }
 
 pub(crate) fn vocabulary_gofmt(names: &mut Names) {
     for spec in GOFMT {
         for label in flag_labels(spec) {
-            names.push(&format!("flag:{label}"));
+            names.push_parts(&["flag:", &label]);
         }
     }
     names.push("flag:other");

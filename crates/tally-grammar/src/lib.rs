@@ -189,7 +189,21 @@ impl Names {
 
     /// Adds `<tool>/<suffix>` unless already there.
     pub(crate) fn push(&mut self, suffix: &str) {
-        let name = format!("{}/{}", self.prefix, suffix);
+        self.push_parts(&[suffix]);
+    }
+
+    /// Adds `<tool>/` followed by `parts` joined, unless already there. Names are joined by
+    /// hand rather than with `format!`: the shim runs this on every invocation, and the
+    /// formatting machinery is a few kilobytes of code that would run cold each time
+    /// (bench/README.md, "Shims").
+    pub(crate) fn push_parts(&mut self, parts: &[&str]) {
+        let len = self.prefix.len() + 1 + parts.iter().map(|p| p.len()).sum::<usize>();
+        let mut name = String::with_capacity(len);
+        name.push_str(self.prefix);
+        name.push('/');
+        for part in parts {
+            name.push_str(part);
+        }
         if !self.names.contains(&name) {
             self.names.push(name);
         }

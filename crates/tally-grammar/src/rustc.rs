@@ -367,7 +367,7 @@ pub(crate) fn count(args: &[Option<&str>], ctx: &Context<'_>, names: &mut Names)
     if ctx.clippy_driver {
         names.push("driver:clippy");
     }
-    names.push(&format!("caller:{}", ctx.rustc_caller.label()));
+    names.push_parts(&["caller:", ctx.rustc_caller.label()]);
     let mut seen = Seen::default();
     let mut flags = Names {
         prefix: "rustc",
@@ -502,37 +502,37 @@ fn record(flag: &str, kind: Kind, value: Option<&str>, seen: &mut Seen, out: &mu
             if flag == "--version" {
                 seen.version = true;
             }
-            out.push(&format!("flag:{flag}"));
+            out.push_parts(&["flag:", flag]);
         }
-        Kind::Edition => out.push(&format!("edition:{}", closed(EDITIONS, value))),
+        Kind::Edition => out.push_parts(&["edition:", closed(EDITIONS, value)]),
         Kind::CrateType => {
             for v in value.unwrap_or("").split(',') {
-                out.push(&format!("crate-type:{}", closed(CRATE_TYPES, Some(v))));
+                out.push_parts(&["crate-type:", closed(CRATE_TYPES, Some(v))]);
             }
         }
         Kind::Emit => {
             for v in value.unwrap_or("").split(',') {
                 // `--emit=dep-info=path`: the path is never looked at.
                 let kind = v.split('=').next();
-                out.push(&format!("emit:{}", closed(EMIT_KINDS, kind)));
+                out.push_parts(&["emit:", closed(EMIT_KINDS, kind)]);
             }
         }
         Kind::Print => {
             seen.print = true;
             // `--print link-args=path`: the path is never looked at.
             let kind = value.map(|v| v.split('=').next().unwrap_or(""));
-            out.push(&format!("print:{}", closed(PRINT_KINDS, kind)));
+            out.push_parts(&["print:", closed(PRINT_KINDS, kind)]);
         }
-        Kind::ErrorFormat => out.push(&format!("error-format:{}", closed(ERROR_FORMATS, value))),
+        Kind::ErrorFormat => out.push_parts(&["error-format:", closed(ERROR_FORMATS, value)]),
         Kind::Json => {
             for v in value.unwrap_or("").split(',') {
-                out.push(&format!("json:{}", closed(JSON_KINDS, Some(v))));
+                out.push_parts(&["json:", closed(JSON_KINDS, Some(v))]);
             }
         }
-        Kind::Color => out.push(&format!("color:{}", closed(COLORS, value))),
-        Kind::CapLints => out.push(&format!("cap-lints:{}", closed(CAP_LINTS, value))),
-        Kind::Codegen => out.push(&format!("codegen:{}", codegen_label(value))),
-        Kind::Unstable => out.push(&format!("unstable:{}", unstable_label(value))),
+        Kind::Color => out.push_parts(&["color:", closed(COLORS, value)]),
+        Kind::CapLints => out.push_parts(&["cap-lints:", closed(CAP_LINTS, value)]),
+        Kind::Codegen => out.push_parts(&["codegen:", &codegen_label(value)]),
+        Kind::Unstable => out.push_parts(&["unstable:", &unstable_label(value)]),
     }
 }
 
@@ -556,7 +556,7 @@ fn codegen_label(value: Option<&str>) -> String {
         return "other".into();
     };
     match val {
-        Some(v) if !set.is_empty() => format!("{name}={}", closed(set, Some(v))),
+        Some(v) if !set.is_empty() => [name, "=", closed(set, Some(v))].concat(),
         _ => (*name).to_string(),
     }
 }
@@ -568,7 +568,7 @@ fn unstable_label(value: Option<&str>) -> String {
     };
     let name = value.split('=').next().unwrap_or("").replace('_', "-");
     match UNSTABLE.iter().find(|n| **n == name) {
-        Some(n) => format!("-Z{n}"),
+        Some(n) => ["-Z", n].concat(),
         None => "other".into(),
     }
 }
@@ -582,7 +582,7 @@ pub(crate) fn vocabulary(names: &mut Names) {
         RustcCaller::BuildScript,
         RustcCaller::Direct,
     ] {
-        names.push(&format!("caller:{}", c.label()));
+        names.push_parts(&["caller:", c.label()]);
     }
     names.push("argfile:read");
     names.push("argfile:unreadable");
@@ -594,7 +594,7 @@ pub(crate) fn vocabulary(names: &mut Names) {
     {
         let (prefix, set): (&str, &[&str]) = match kind {
             Kind::Switch | Kind::Open => {
-                names.push(&format!("flag:{name}"));
+                names.push_parts(&["flag:", name]);
                 continue;
             }
             Kind::Edition => ("edition", EDITIONS),
@@ -608,10 +608,10 @@ pub(crate) fn vocabulary(names: &mut Names) {
             Kind::Codegen => {
                 names.push("codegen:other");
                 for (n, set) in CODEGEN {
-                    names.push(&format!("codegen:{n}"));
+                    names.push_parts(&["codegen:", n]);
                     if !set.is_empty() {
                         for v in set.iter().chain(&["other"]) {
-                            names.push(&format!("codegen:{n}={v}"));
+                            names.push_parts(&["codegen:", n, "=", v]);
                         }
                     }
                 }
@@ -620,13 +620,13 @@ pub(crate) fn vocabulary(names: &mut Names) {
             Kind::Unstable => {
                 names.push("unstable:other");
                 for n in UNSTABLE {
-                    names.push(&format!("unstable:-Z{n}"));
+                    names.push_parts(&["unstable:-Z", n]);
                 }
                 continue;
             }
         };
         for v in set.iter().chain(&["other"]) {
-            names.push(&format!("{prefix}:{v}"));
+            names.push_parts(&[prefix, ":", v]);
         }
     }
 }

@@ -47,7 +47,7 @@ fn push_tokens(tokens: &[Token<'_>], names: &mut Names) -> bool {
     for token in tokens {
         match token {
             Token::Flag { spec, value } => {
-                names.push(&format!("flag:{}", flag_label(spec, *value)))
+                names.push_parts(&["flag:", &flag_label(spec, *value)])
             }
             Token::Unknown => names.push("flag:other"),
             Token::Positional => positional = true,
@@ -61,7 +61,7 @@ pub(crate) fn count_rustfmt(args: &[Option<&str>], names: &mut Names) {
     if let Some(Some(first)) = rest.first()
         && first.starts_with('+')
     {
-        names.push(&format!("toolchain:{}", toolchain_channel(first)));
+        names.push_parts(&["toolchain:", toolchain_channel(first)]);
         rest = &rest[1..];
     }
     let mut tokens = Vec::new();
@@ -87,11 +87,11 @@ pub(crate) fn count_cargo_fmt(args: &[Option<&str>], names: &mut Names) {
 
 pub(crate) fn vocabulary_rustfmt(names: &mut Names) {
     for ch in TOOLCHAIN_CHANNELS {
-        names.push(&format!("toolchain:{ch}"));
+        names.push_parts(&["toolchain:", ch]);
     }
     for spec in RUSTFMT {
         for label in flag_labels(spec) {
-            names.push(&format!("flag:{label}"));
+            names.push_parts(&["flag:", &label]);
         }
     }
     names.push("flag:other");
@@ -102,7 +102,7 @@ pub(crate) fn vocabulary_rustfmt(names: &mut Names) {
 pub(crate) fn vocabulary_cargo_fmt(names: &mut Names) {
     for spec in CARGO_FMT {
         for label in flag_labels(spec) {
-            names.push(&format!("flag:{label}"));
+            names.push_parts(&["flag:", &label]);
         }
     }
     names.push("flag:other");

@@ -103,14 +103,14 @@ pub(crate) fn flag_label(spec: &FlagSpec, value: Option<&str>) -> String {
     match (spec.value, value) {
         (Value::Closed(set) | Value::OptionalClosed(set), Some(v)) => {
             if set.contains(&v) {
-                format!("{}={}", spec.name, v)
+                [spec.name, "=", v].concat()
             } else {
-                format!("{}=other", spec.name)
+                [spec.name, "=other"].concat()
             }
         }
         // A closed flag whose value is missing (last argument) or unreadable (not UTF-8) has
         // no value from its set: `other`, so the name stays in the vocabulary.
-        (Value::Closed(_), None) => format!("{}=other", spec.name),
+        (Value::Closed(_), None) => [spec.name, "=other"].concat(),
         _ => spec.name.to_string(),
     }
 }
@@ -121,13 +121,13 @@ pub(crate) fn flag_labels(spec: &FlagSpec) -> Vec<String> {
         Value::None | Value::Open => vec![spec.name.to_string()],
         Value::Closed(set) => set
             .iter()
-            .map(|v| format!("{}={}", spec.name, v))
-            .chain([format!("{}=other", spec.name)])
+            .map(|v| [spec.name, "=", v].concat())
+            .chain([[spec.name, "=other"].concat()])
             .collect(),
         Value::OptionalClosed(set) => [spec.name.to_string()]
             .into_iter()
-            .chain(set.iter().map(|v| format!("{}={}", spec.name, v)))
-            .chain([format!("{}=other", spec.name)])
+            .chain(set.iter().map(|v| [spec.name, "=", v].concat()))
+            .chain([[spec.name, "=other"].concat()])
             .collect(),
     }
 }

@@ -380,6 +380,16 @@ impl ProcessEnv {
     }
 }
 
+/// Whether `entry` (`KEY=VALUE`) is a variable named `name`: the same answer as comparing
+/// `name` with [`split_entry`]'s name, without looking past the name. A name that
+/// [`split_entry`] can never produce (empty, or with an `=` past its first byte) names nothing.
+pub fn entry_has_name(entry: &[u8], name: &[u8]) -> bool {
+    !name.is_empty()
+        && entry.get(name.len()) == Some(&b'=')
+        && entry.starts_with(name)
+        && !name[1..].contains(&b'=')
+}
+
 /// Splits `KEY=VALUE` as std does: at the first `=` after the first byte.
 pub fn split_entry(entry: &[u8]) -> Option<(&OsStr, &OsStr)> {
     use std::os::unix::ffi::OsStrExt;
@@ -416,11 +426,19 @@ impl CStringBlock {
         if bytes.last().is_some_and(|&b| b != 0) {
             bytes.push(0);
         }
-        let ends = bytes
-            .iter()
-            .enumerate()
-            .filter_map(|(i, &b)| (b == 0).then_some(i + 1))
-            .collect();
+        // Found with `CStr`'s own NUL search (word at a time, the code `as_cstrs` runs too, so
+        // the shim does not bring in another), counted first so that the list is allocated
+        // once at its size.
+        fn ends_of(bytes: &[u8]) -> impl Iterator<Item = usize> + '_ {
+            let mut start = 0;
+            std::iter::from_fn(move || {
+                let s = std::ffi::CStr::from_bytes_until_nul(&bytes[start..]).ok()?;
+                start += s.to_bytes_with_nul().len();
+                Some(start)
+            })
+        }
+        let mut ends = Vec::with_capacity(ends_of(&bytes).count());
+        ends.extend(ends_of(&bytes));
         CStringBlock { bytes, ends }
     }
 
@@ -673,6 +691,32 @@ mod tests {
             assert!(may_be_read(name.as_bytes()), "{name}");
         }
         assert!(!may_be_read(b"SHELL") && !may_be_read(b"") && !may_be_read(&[b'T'; 80]));
+    }
+
+    proptest::proptest! {
+        /// `entry_has_name` says what comparing with `split_entry`'s name says, for entries and
+        /// names made of the bytes that matter (`=`, letters, NUL-free).
+        #[test]
+        fn entry_names_match_the_split(
+            entry in proptest::collection::vec(proptest::sample::select(b"AB=x".to_vec()), 0..8),
+            name in proptest::collection::vec(proptest::sample::select(b"AB=".to_vec()), 0..4),
+        ) {
+            let by_split = split_entry(&entry).is_some_and(|(k, _)| k.as_encoded_bytes() == name);
+            proptest::prop_assert_eq!(entry_has_name(&entry, &name), by_split);
+        }
+
+        /// Splitting at NULs finds every string, the last one given its NUL if it had none.
+        #[test]
+        fn nul_terminated_blocks_split_at_every_nul(
+            bytes in proptest::collection::vec(proptest::sample::select(b"a=\0".to_vec()), 0..40),
+        ) {
+            let block = CStringBlock::from_nul_terminated(bytes.clone());
+            let mut expected: Vec<&[u8]> = bytes.split(|&b| b == 0).collect();
+            if bytes.last().is_none_or(|&b| b == 0) {
+                expected.pop();
+            }
+            proptest::prop_assert_eq!(block.entries().collect::<Vec<_>>(), expected);
+        }
     }
 
     #[test]
