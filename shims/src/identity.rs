@@ -29,6 +29,68 @@ impl FileIdentity {
     }
 }
 
+/// The running binary, as the PATH search needs to recognise it among the candidates.
+///
+/// The shim is nearly always started by the first candidate itself (the shell found it on
+/// PATH and passed that path to `execve`), and the kernel keeps that path for the process
+/// (`AT_EXECFN`): a candidate spelled the same is this binary without a `stat`. For any other
+/// candidate the binary's file identity is looked up once, on first need.
+#[derive(Debug)]
+pub struct ThisBinary {
+    started_as: Option<&'static OsStr>,
+    identity: std::cell::OnceCell<Option<FileIdentity>>,
+}
+
+impl ThisBinary {
+    /// The running process.
+    pub fn current() -> ThisBinary {
+        ThisBinary {
+            started_as: started_as(),
+            identity: std::cell::OnceCell::new(),
+        }
+    }
+
+    /// A binary known only by its identity (`None`: nothing is this binary).
+    pub fn with_identity(identity: Option<FileIdentity>) -> ThisBinary {
+        ThisBinary {
+            started_as: None,
+            identity: std::cell::OnceCell::from(identity),
+        }
+    }
+
+    /// A binary started by `path`, with this identity (for tests of the PATH search).
+    pub fn started_by(path: &'static Path, identity: Option<FileIdentity>) -> ThisBinary {
+        ThisBinary {
+            started_as: Some(path.as_os_str()),
+            identity: std::cell::OnceCell::from(identity),
+        }
+    }
+
+    /// The binary's file identity.
+    pub fn identity(&self) -> Option<FileIdentity> {
+        *self.identity.get_or_init(self_identity)
+    }
+
+    /// Whether this process was started by exactly `path` (so `path` is this binary: `execve`
+    /// ran the file it names, from this working directory).
+    pub fn was_started_as(&self, path: &Path) -> bool {
+        self.started_as.is_some_and(|s| s == path.as_os_str())
+    }
+}
+
+/// The path this process was started by: the kernel's `AT_EXECFN`, read by rustix (one
+/// `prctl`, no file system lookup). `None` where unknown.
+fn started_as() -> Option<&'static OsStr> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let path = rustix::param::linux_execfn().to_bytes();
+        (!path.is_empty()).then(|| OsStr::from_bytes(path))
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    None
+}
+
 /// The identity of the running binary. `/proc/self/exe` resolves however the binary was
 /// reached (symlink, hard link, PATH search); elsewhere `current_exe`.
 pub fn self_identity() -> Option<FileIdentity> {

@@ -2,7 +2,7 @@
 //! binary (compared by file identity), exactly as a shell would have found it had tally's shims
 //! not been there.
 
-use crate::identity::FileIdentity;
+use crate::identity::{FileIdentity, ThisBinary};
 use std::ffi::OsStr;
 use std::fs::Metadata;
 use std::os::unix::fs::PermissionsExt;
@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 pub struct Found {
     pub path: PathBuf,
     pub meta: Metadata,
+    /// Whether `path` itself is a symbolic link (`meta` describes what it points to).
+    pub symlink: bool,
 }
 
 /// Why no real tool was found: the directories searched, and those where only this binary was.
@@ -47,10 +49,14 @@ impl NotFound {
 
 /// Searches `path_var` (the value of `PATH`) for `name`, skipping any file that is `this`.
 /// An empty PATH entry means the current directory, as in a shell.
+///
+/// The candidate this process was started by (normally the shim itself, first on PATH) is
+/// known to be this binary without a look at the file system; every other candidate is
+/// compared by file identity.
 pub fn find_real(
     name: &str,
     path_var: Option<&OsStr>,
-    this: Option<FileIdentity>,
+    this: &ThisBinary,
 ) -> Result<Found, NotFound> {
     let mut not_found = NotFound::default();
     let Some(path_var) = path_var else {
@@ -63,8 +69,16 @@ pub fn find_real(
             dir
         };
         let candidate = dir.join(name);
-        if let Some(meta) = executable(&candidate) {
-            if Some(FileIdentity::of(&meta)) == this {
+        let is_this = |meta: &Metadata| {
+            let this = this.identity();
+            this.is_some() && Some(FileIdentity::of(meta)) == this
+        };
+        if this.was_started_as(&candidate) {
+            if !not_found.only_self_in.contains(&dir) {
+                not_found.only_self_in.push(dir.clone());
+            }
+        } else if let Some((meta, symlink)) = executable_entry(&candidate) {
+            if is_this(&meta) {
                 if !not_found.only_self_in.contains(&dir) {
                     not_found.only_self_in.push(dir.clone());
                 }
@@ -72,6 +86,7 @@ pub fn find_real(
                 return Ok(Found {
                     path: candidate,
                     meta,
+                    symlink,
                 });
             }
         }
@@ -84,8 +99,21 @@ pub fn find_real(
 
 /// The metadata of `path` if it is an executable regular file (symlinks followed).
 pub fn executable(path: &Path) -> Option<Metadata> {
-    let meta = std::fs::metadata(path).ok()?;
-    (meta.is_file() && meta.permissions().mode() & 0o111 != 0).then_some(meta)
+    executable_entry(path).map(|(meta, _)| meta)
+}
+
+/// [`executable`], and whether `path` itself is a symbolic link. `lstat` first: a real tool is
+/// nearly always a plain file, and its `lstat` is then all there is to know (the rustup-proxy
+/// check needs no second look); a link is followed with `stat`.
+pub fn executable_entry(path: &Path) -> Option<(Metadata, bool)> {
+    let entry = std::fs::symlink_metadata(path).ok()?;
+    let symlink = entry.file_type().is_symlink();
+    let meta = if symlink {
+        std::fs::metadata(path).ok()?
+    } else {
+        entry
+    };
+    (meta.is_file() && meta.permissions().mode() & 0o111 != 0).then_some((meta, symlink))
 }
 
 #[cfg(test)]
@@ -118,11 +146,11 @@ mod tests {
         make_exe(&real.join("cargo"));
         let me = FileIdentity::of_path(&tmp.path().join("tally"));
         let path = std::env::join_paths([&shims, &other, &real]).unwrap();
-        let found = find_real("cargo", Some(&path), me).unwrap();
+        let found = find_real("cargo", Some(&path), &ThisBinary::with_identity(me)).unwrap();
         assert_eq!(found.path, real.join("cargo"));
 
         let path = std::env::join_paths([&shims, &other]).unwrap();
-        let err = find_real("cargo", Some(&path), me).unwrap_err();
+        let err = find_real("cargo", Some(&path), &ThisBinary::with_identity(me)).unwrap_err();
         assert_eq!(err.only_self_in, [shims.clone(), other.clone()]);
         let msg = err.message("cargo");
         assert!(
@@ -132,12 +160,45 @@ mod tests {
     }
 
     #[test]
+    fn the_path_this_process_was_started_by_is_itself_and_other_spellings_are_compared() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (shims, real) = (tmp.path().join("shims"), tmp.path().join("real"));
+        std::fs::create_dir(&shims).unwrap();
+        std::fs::create_dir(&real).unwrap();
+        make_exe(&tmp.path().join("tally"));
+        symlink(tmp.path().join("tally"), shims.join("rustc")).unwrap();
+        make_exe(&real.join("rustc"));
+        let me = FileIdentity::of_path(&tmp.path().join("tally"));
+        let started: &'static Path = Box::leak(shims.join("rustc").into_boxed_path());
+        let this = ThisBinary::started_by(started, me);
+        let path = std::env::join_paths([&shims, &real]).unwrap();
+        assert_eq!(
+            find_real("rustc", Some(&path), &this).unwrap().path,
+            real.join("rustc")
+        );
+        // Spelled differently (`shims/.`), the shim is still recognised, by its identity.
+        let path = std::env::join_paths([shims.join("."), real.clone()]).unwrap();
+        let found = find_real("rustc", Some(&path), &this).unwrap();
+        assert_eq!(found.path, real.join("rustc"));
+        assert!(!found.symlink);
+        // Only the shim: not found, and the message names where it was.
+        let err = find_real("rustc", Some(shims.as_os_str()), &this).unwrap_err();
+        assert_eq!(err.only_self_in, [shims.clone()]);
+        // A real tool reached through a symbolic link is followed, and said to be one.
+        let linked = tmp.path().join("linked");
+        std::fs::create_dir(&linked).unwrap();
+        symlink(real.join("rustc"), linked.join("rustc")).unwrap();
+        let found = find_real("rustc", Some(linked.as_os_str()), &this).unwrap();
+        assert!(found.symlink && found.meta.is_file());
+    }
+
+    #[test]
     fn ignores_non_executables_and_directories() {
         let tmp = tempfile::tempdir().unwrap();
         std::fs::write(tmp.path().join("go"), "").unwrap();
         std::fs::create_dir(tmp.path().join("gofmt")).unwrap();
         let path = tmp.path().as_os_str();
-        assert!(find_real("go", Some(path), None).is_err());
-        assert!(find_real("gofmt", Some(path), None).is_err());
+        assert!(find_real("go", Some(path), &ThisBinary::with_identity(None)).is_err());
+        assert!(find_real("gofmt", Some(path), &ThisBinary::with_identity(None)).is_err());
     }
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use tally_grammar::Tool;
 use tally_home::{Env, Mode};
 
-use crate::identity::{FileIdentity, tally_exe};
+use crate::identity::{FileIdentity, ThisBinary, tally_exe};
 use crate::lookup::{executable, find_real};
 
 /// One tool's shim.
@@ -81,9 +81,13 @@ pub fn shim_report(env: &Env) -> ShimReport {
                 break;
             }
         }
-        entry.real = find_real(name, path_var.as_deref(), tally_id)
-            .ok()
-            .map(|f| f.path);
+        entry.real = find_real(
+            name,
+            path_var.as_deref(),
+            &ThisBinary::with_identity(tally_id),
+        )
+        .ok()
+        .map(|f| f.path);
         tools.push(entry);
     }
     let first_on_path = tools.iter().all(|t| t.shim.is_some());

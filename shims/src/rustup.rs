@@ -16,7 +16,14 @@ pub fn is_rustup_proxy(real: &Path) -> bool {
     let Ok(meta) = std::fs::symlink_metadata(real) else {
         return false;
     };
-    if meta.file_type().is_symlink() {
+    is_rustup_proxy_given(real, meta.file_type().is_symlink(), &meta)
+}
+
+/// [`is_rustup_proxy`] for a file already looked at: `symlink` says whether `real` is a
+/// symbolic link, and `meta` is what `stat` said about it (for a plain file, the same as what
+/// `lstat` says). A plain binary then costs no system call at all.
+pub fn is_rustup_proxy_given(real: &Path, symlink: bool, meta: &std::fs::Metadata) -> bool {
+    if symlink {
         return std::fs::canonicalize(real)
             .ok()
             .and_then(|p| p.file_name().map(|n| n == "rustup" || n == "rustup-init"))

@@ -79,7 +79,9 @@ fn cache_key(tool: Tool, binary: &Path, meta: &Metadata) -> String {
     key.push_str(tool.name());
     key.push('-');
     for shift in (0..16).rev() {
-        key.push(char::from(b"0123456789abcdef"[(hash >> (shift * 4)) as usize & 0xf]));
+        key.push(char::from(
+            b"0123456789abcdef"[(hash >> (shift * 4)) as usize & 0xf],
+        ));
     }
     key
 }
@@ -208,10 +210,13 @@ fn is_clean(v: &str) -> bool {
 }
 
 /// The file whose version matters: behind a rustup proxy, the toolchain's own binary.
+/// `real_meta` is what `stat` said about `real`, and `real_is_symlink` whether `real` itself
+/// is a symbolic link (see [`crate::lookup::executable_entry`]).
 pub fn versioned_binary(
     tool: Tool,
     real: &Path,
     real_meta: &Metadata,
+    real_is_symlink: bool,
     args: &[OsString],
     env: &tally_home::ProcessEnv,
 ) -> Option<(PathBuf, Metadata)> {
@@ -219,7 +224,7 @@ pub fn versioned_binary(
         tool,
         Tool::Cargo | Tool::Rustc | Tool::Rustfmt | Tool::CargoFmt
     );
-    if is_rust && crate::rustup::is_rustup_proxy(real) {
+    if is_rust && crate::rustup::is_rustup_proxy_given(real, real_is_symlink, real_meta) {
         let cwd = std::env::current_dir().ok()?;
         let bin = crate::rustup::toolchain_binary(
             tool.name(),

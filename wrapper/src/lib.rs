@@ -81,7 +81,11 @@ pub fn run_wrapper(argv: Vec<OsString>) -> i32 {
     let compiler_index = layout.compiler - 1;
     let compiler = resolve(&run_argv[compiler_index], &process_env);
     if compiler.as_deref().and_then(FileIdentity::of_path) == this && this.is_some() {
-        match lookup::find_real("rustc", process_env.get("PATH"), this) {
+        match lookup::find_real(
+            "rustc",
+            process_env.get("PATH"),
+            &tally_shims::identity::ThisBinary::with_identity(this),
+        ) {
             Ok(found) => run_argv[compiler_index] = found.path.into_os_string(),
             Err(not_found) => {
                 eprintln!("{}", not_found.message("rustc"));
@@ -188,9 +192,9 @@ fn count(run_argv: &[OsString], layout: &Layout, process_env: &ProcessEnv) {
     });
     let version = binary
         .and_then(|bin| {
-            let meta = lookup::executable(&bin)?;
+            let (meta, symlink) = lookup::executable_entry(&bin)?;
             let (bin, meta) =
-                version::versioned_binary(Tool::Rustc, &bin, &meta, args, process_env)?;
+                version::versioned_binary(Tool::Rustc, &bin, &meta, symlink, args, process_env)?;
             Some(version::version_of(
                 Tool::Rustc,
                 &bin,

@@ -330,9 +330,7 @@ pub(crate) fn count(args: &[Option<&str>], names: &mut Names) {
     let stop = scan_gnu(rest, GLOBAL, true, &mut tokens);
     for token in &tokens {
         match token {
-            Token::Flag { spec, value } => {
-                names.push_parts(&["flag:", &flag_label(spec, *value)])
-            }
+            Token::Flag { spec, value } => names.push_parts(&["flag:", &flag_label(spec, *value)]),
             Token::Unknown => names.push("flag:other"),
             Token::Positional => {}
         }

@@ -356,9 +356,7 @@ pub(crate) fn count_gofmt(args: &[Option<&str>], names: &mut Names) {
     let stop = scan_go(args, GOFMT, true, &mut tokens);
     for token in &tokens {
         match token {
-            Token::Flag { spec, value } => {
-                names.push_parts(&["flag:", &flag_label(spec, *value)])
-            }
+            Token::Flag { spec, value } => names.push_parts(&["flag:", &flag_label(spec, *value)]),
             Token::Unknown => names.push("flag:other"),
             Token::Positional => {}
         }

@@ -46,9 +46,7 @@ fn push_tokens(tokens: &[Token<'_>], names: &mut Names) -> bool {
     let mut positional = false;
     for token in tokens {
         match token {
-            Token::Flag { spec, value } => {
-                names.push_parts(&["flag:", &flag_label(spec, *value)])
-            }
+            Token::Flag { spec, value } => names.push_parts(&["flag:", &flag_label(spec, *value)]),
             Token::Unknown => names.push("flag:other"),
             Token::Positional => positional = true,
         }
