@@ -183,7 +183,7 @@ mod tests {
         assert!(!found.symlink);
         // Only the shim: not found, and the message names where it was.
         let err = find_real("rustc", Some(shims.as_os_str()), &this).unwrap_err();
-        assert_eq!(err.only_self_in, [shims.clone()]);
+        assert_eq!(err.only_self_in, [shims]);
         // A real tool reached through a symbolic link is followed, and said to be one.
         let linked = tmp.path().join("linked");
         std::fs::create_dir(&linked).unwrap();
