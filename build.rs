@@ -11,6 +11,10 @@
 //!   most of which have no symbol an order file could name, and glibc's start-up tables) into
 //!   one output section, `.rodata.hot`, placed right after the ELF headers.
 //!
+//! A third file, `shims/hot-path-text.ld`, is written by hand: it moves `.init` and `.iplt`
+//! (the ifunc stubs every glibc string call of a static binary goes through) in front of
+//! `.text`, next to the hot functions.
+//!
 //! Symbols and sections the linker does not find (another toolchain or Cargo.lock) are skipped:
 //! the binary is the same program either way, only the layout differs.
 //!
@@ -54,11 +58,16 @@ fn main() {
         order.display()
     );
     println!("cargo::rustc-link-arg-bin=tally=-Wl,--no-warn-symbol-ordering");
-    // The script only adds a section (`INSERT`); everything else keeps lld's default layout.
-    if script.is_file() {
-        println!(
-            "cargo::rustc-link-arg-bin=tally=-Wl,-T,{}",
-            script.display()
-        );
+    // The scripts only move or add sections (`INSERT`); everything else keeps lld's default
+    // layout.
+    let text_script = Path::new(env!("CARGO_MANIFEST_DIR")).join("shims/hot-path-text.ld");
+    println!("cargo::rerun-if-changed={}", text_script.display());
+    for script in [script, text_script] {
+        if script.is_file() {
+            println!(
+                "cargo::rustc-link-arg-bin=tally=-Wl,-T,{}",
+                script.display()
+            );
+        }
     }
 }
