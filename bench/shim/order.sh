@@ -59,6 +59,13 @@ if hot:
           f"at {hot[hot.index('.rodata.hot') + 2]}")
 else:
     print("  no .rodata.hot section (shims/hot-path.ld missing or not used)")
+def start(name):
+    row = next((l.split() for l in sections.splitlines() if f" {name} " in l), None)
+    return int(row[row.index(name) + 2], 16) if row else None
+stubs = [n for n in (".init", ".iplt") if start(n) is not None]
+before = [n for n in stubs if start(n) < lo]
+print(f"  {' and '.join(stubs) or 'no .init or .iplt'}: "
+      + ("in front of .text" if before == stubs else "after .text (shims/hot-path-text.ld not used)"))
 missing = len(order) - len(found)
 if missing > len(order) // 10:
     print(f"  {missing} symbols are missing: regenerate with bench/shim/order.sh")
