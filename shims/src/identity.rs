@@ -59,7 +59,8 @@ impl ThisBinary {
     }
 
     /// A binary started by `path`, with this identity (for tests of the PATH search).
-    pub fn started_by(path: &'static Path, identity: Option<FileIdentity>) -> ThisBinary {
+    #[cfg(test)]
+    pub(crate) fn started_by(path: &'static Path, identity: Option<FileIdentity>) -> ThisBinary {
         ThisBinary {
             started_as: Some(path.as_os_str()),
             identity: std::cell::OnceCell::from(identity),

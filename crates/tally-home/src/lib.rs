@@ -1,6 +1,6 @@
 //! Where tally keeps its data, and whether it counts at all.
 //!
-//! - [`env`]: the registry of every environment variable tally reads, and the per-process
+//! - [`env`](mod@env): the registry of every environment variable tally reads, and the per-process
 //!   snapshot [`Env`] (read once).
 //! - [`Home`]: the data directory (`$TALLY_DIR`, else `$XDG_STATE_HOME/tally`, else
 //!   `$HOME/.local/state/tally`) and its layout (see `ARCHITECTURE.md`).
@@ -10,7 +10,8 @@
 //!   once and stored race-free.
 //! - [`Store`]: the counter files of the data directory (naming, opening the current week's file,
 //!   quarantining invalid ones, listing).
-//! - [`count_invocation`]: the one call the shims make.
+//! - [`Home::count`]: what the shim and the wrapper call once they have read the mode
+//!   ([`effective_mode`]) themselves; [`count_invocation`] does both in one call.
 //! - [`retention`]: deleting old weeks.
 //!
 //! Promises: in mode off (including `TALLY=off` and `DO_NOT_TRACK`), nothing here creates or
