@@ -15,6 +15,11 @@
 //! (the ifunc stubs every glibc string call of a static binary goes through) in front of
 //! `.text`, next to the hot functions.
 //!
+//! And every loadable segment starts on a page of its own (`-z separate-loadable-segments`).
+//! Otherwise the writable data starts wherever the code ends within its page, so any change of
+//! code size shifts which page each start-up variable of glibc lands on; one build touched two
+//! more pages of data than the next (bench/README.md, "Shims").
+//!
 //! Symbols and sections the linker does not find (another toolchain or Cargo.lock) are skipped:
 //! the binary is the same program either way, only the layout differs.
 //!
@@ -58,6 +63,7 @@ fn main() {
         order.display()
     );
     println!("cargo::rustc-link-arg-bin=tally=-Wl,--no-warn-symbol-ordering");
+    println!("cargo::rustc-link-arg-bin=tally=-Wl,-z,separate-loadable-segments");
     // The scripts only move or add sections (`INSERT`); everything else keeps lld's default
     // layout.
     let text_script = Path::new(env!("CARGO_MANIFEST_DIR")).join("shims/hot-path-text.ld");

@@ -38,9 +38,13 @@ int main(int argc, char **argv) {
         char *map = mmap(0, 1 << 20, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
         if (map != MAP_FAILED) {
             __atomic_fetch_add((long *)(map + 4096), 0, __ATOMIC_RELAXED);
+#ifndef KEEP_MAPPED
             munmap(map, 1 << 20);
+#endif
         }
+#ifndef KEEP_MAPPED
         close(fd);
+#endif
     }
     execv(REAL_TOOL, argv);
     perror("execv " REAL_TOOL);

@@ -23,7 +23,8 @@ read-only data the runs read. Most of it cannot be named in the order file: stri
 constants are anonymous (`.rodata..Lanon.<hash>.<n>`, `.Lswitch.table.*`), merged constant
 pools (`.rodata.str1.1`, `.rodata.cst16`) belong to no symbol, and glibc's start-up tables sit
 in its objects' plain `.rodata`. The script names their input sections instead and gathers them
-in one output section, `.rodata.hot`, inserted before `.gcc_except_table`, so that it shares
+in one output section, `.rodata.hot`, inserted (followed by the rest of `.rodata`) before
+`.gcc_except_table`, so that it shares
 the ELF headers' fault-around window instead of spreading over a dozen. Sections the linker
 does not find match nothing, like missing symbols.
 
@@ -133,7 +134,9 @@ def write_script(path, patterns):
         )
         for p in patterns:
             f.write(f"    {p}\n")
-        f.write("  }\n}\nINSERT BEFORE .gcc_except_table;\n")
+        # `.rodata` named right after it: left to lld as an orphan, it was sometimes placed in
+        # front of `.rodata.hot`, 600 KiB away from the headers, which cost two more faults.
+        f.write("  }\n  .rodata : { *(.rodata .rodata.*) }\n}\nINSERT BEFORE .gcc_except_table;\n")
 
 
 def extend_script(script, map_path, fault_files, dry_run=False):

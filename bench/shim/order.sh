@@ -57,6 +57,9 @@ hot = next((l.split() for l in sections.splitlines() if " .rodata.hot " in l), N
 if hot:
     print(f"  read-only data gathered in .rodata.hot: {int(hot[hot.index('.rodata.hot') + 4], 16) / 1024:.0f} KiB "
           f"at {hot[hot.index('.rodata.hot') + 2]}")
+    # Right after the ELF headers (in their page), where the first fault maps it with them.
+    if int(hot[hot.index('.rodata.hot') + 3], 16) >= 4096:
+        print("  .rodata.hot is NOT right after the ELF headers: check shims/hot-path.ld's INSERT")
 else:
     print("  no .rodata.hot section (shims/hot-path.ld missing or not used)")
 def start(name):

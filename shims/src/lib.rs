@@ -24,14 +24,14 @@
 
 #![forbid(unsafe_code)]
 
-use std::ffi::{CString, OsStr, OsString};
+use std::ffi::{CStr, CString, OsStr, OsString};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 
 use tally_grammar::{Context, RustcCaller, Tool, caller_from_env, counter_names};
 use tally_home::env::CStringBlock;
 use tally_home::env::{TALLY_FORCE_ARG0, TALLY_NEXT_WRAPPER, TALLY_SHIM_GUARD};
-use tally_home::{Env, Home, Mode, ProcessEnv, effective_mode};
+use tally_home::{Counted, Env, Home, Mode, ProcessEnv, effective_mode};
 
 pub mod arrange;
 pub mod background;
@@ -66,7 +66,8 @@ pub fn run_shim(tool: Tool, argv: Vec<OsString>) -> i32 {
     let name = tool.name();
     let this = identity::ThisBinary::current();
     let process_env = ProcessEnv::capture();
-    let guard = Guard::read(process_env.get(TALLY_SHIM_GUARD));
+    let pid = std::process::id();
+    let guard = Guard::read(process_env.get(TALLY_SHIM_GUARD), pid);
     if guard.reentries >= MAX_REENTRIES {
         eprintln!(
             "tally: the `{name}` shim was started again by the program it handed over to, \
@@ -89,16 +90,21 @@ pub fn run_shim(tool: Tool, argv: Vec<OsString>) -> i32 {
     };
     let args = argv.get(1..).unwrap_or(&[]);
     let mut changes = EnvChanges::default();
-    // The same tool again in the same process was counted on the first pass.
-    if !guard.same_tool(name) {
-        let _ = catch_unwind(AssertUnwindSafe(|| {
-            count_and_arrange(tool, &found, args, &process_env, &mut changes);
-        }));
-    }
+    // The same tool again in the same process was counted on the first pass. The counter file
+    // stays mapped until the `exec` (see `tally_home::Counted`).
+    let _counted = if guard.same_tool(name) {
+        None
+    } else {
+        catch_unwind(AssertUnwindSafe(|| {
+            count_and_arrange(tool, &found, args, &process_env, &mut changes)
+        }))
+        .ok()
+        .flatten()
+    };
     changes.remove.push(TALLY_FORCE_ARG0.into());
     changes
         .set
-        .push((TALLY_SHIM_GUARD.into(), guard.next(name).into()));
+        .push((TALLY_SHIM_GUARD.into(), guard.next(name, pid).into()));
     // Keep the name the tool was called by (rustup's proxies dispatch on it).
     let argv0 = match argv.first() {
         Some(a0) if identity::stem_of(a0) == Some(name) => a0.clone(),
@@ -124,12 +130,9 @@ pub struct Guard {
 }
 
 impl Guard {
-    /// Reads the inherited guard; one from another process (or malformed) is no guard.
-    pub fn read(value: Option<&OsStr>) -> Guard {
-        Self::read_for(value, std::process::id())
-    }
-
-    fn read_for(value: Option<&OsStr>, pid: u32) -> Guard {
+    /// Reads the inherited guard; one from another process than `pid` (this one's, asked for
+    /// once per run) or a malformed one is no guard.
+    pub fn read(value: Option<&OsStr>, pid: u32) -> Guard {
         let none = Guard {
             tool: None,
             reentries: 0,
@@ -155,11 +158,11 @@ impl Guard {
         self.tool.as_deref() == Some(tool)
     }
 
-    /// The value to hand on.
-    pub fn next(&self, tool: &str) -> String {
+    /// The value to hand on from process `pid`.
+    pub fn next(&self, tool: &str, pid: u32) -> String {
         // By hand, not `format!` (see `version::cache_key`).
         let mut value = String::with_capacity(tool.len() + 22);
-        push_decimal(&mut value, std::process::id());
+        push_decimal(&mut value, pid);
         value.push(':');
         value.push_str(tool);
         value.push(':');
@@ -191,14 +194,12 @@ fn count_and_arrange(
     args: &[OsString],
     process_env: &ProcessEnv,
     changes: &mut EnvChanges,
-) {
+) -> Option<Counted> {
     let env = Env::from_snapshot(process_env);
-    let Some(home) = Home::locate(&env) else {
-        return;
-    };
+    let home = Home::locate(&env)?;
     let mode = effective_mode(&env, Some(&home));
     if mode == Mode::Off {
-        return;
+        return None;
     }
     let caller = caller_from_env(&|k| process_env.get(k).is_some(), RustcCaller::Direct);
     let ctx = Context {
@@ -218,7 +219,8 @@ fn count_and_arrange(
     .unwrap_or_else(|| version::UNKNOWN.to_string());
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
     // The mode was read above: count without reading it (or locating the home) again.
-    if let Ok(true) = home.count(env.today(), tool.name(), &version, &refs) {
+    let counted = home.count(env.today(), tool.name(), &version, &refs).ok();
+    if counted.as_ref().is_some_and(|c| c.created_file) {
         notice::maybe_show(&env, home.root());
     }
     // Finding tally's own path costs a readlink: only when it can be needed.
@@ -251,6 +253,7 @@ fn count_and_arrange(
             }
         }
     }
+    counted
 }
 
 /// Replaces this process with `program` (`argv[0]` `argv0`, then `args`), with the environment
@@ -301,8 +304,8 @@ fn exec_inner(
         argv.push(&[arg.as_bytes()]);
     }
     let argv = argv.as_cstrs()?;
-    let envp = environment_with(env.block(), changes);
-    let envp = envp.as_cstrs()?;
+    let set = changes.set_entries();
+    let envp = environment_with(env.block(), &set, changes)?;
     #[cfg(target_os = "linux")]
     let result = nix::unistd::execvpe(&program, &argv, &envp);
     // Elsewhere without the PATH search: the shim always has an absolute path.
@@ -315,41 +318,57 @@ fn exec_inner(
 /// their order, without the variables `changes` removes, with the values it sets (in
 /// place when the variable exists, at the end otherwise). Every other entry goes through
 /// byte for byte, even one without a `=`.
-pub fn environment_with(current: &CStringBlock, changes: &EnvChanges) -> CStringBlock {
+///
+/// Kept entries are borrowed from `current`, not copied: the environment is most of what the
+/// shim holds in memory, and a copy of it spread the heap over one more fresh page, a page fault
+/// on every run. The entries `changes` sets live in `set`, made by [`EnvChanges::set_entries`].
+/// An entry no C string can hold (a NUL inside) is `InvalidInput`.
+pub fn environment_with<'a>(
+    current: &'a CStringBlock,
+    set: &'a CStringBlock,
+    changes: &EnvChanges,
+) -> std::io::Result<Vec<&'a CStr>> {
     use std::os::unix::ffi::OsStrExt;
-    // Exactly the room needed: an oversized buffer would spread the heap over more fresh pages,
-    // and each costs the shim a page fault.
-    let bytes = current.byte_len()
-        + changes
-            .set
-            .iter()
-            .map(|(k, v)| k.len() + v.len() + 2)
-            .sum::<usize>();
-    let mut out = CStringBlock::with_capacity(bytes, current.len() + changes.set.len());
-    let push = |out: &mut CStringBlock, key: &OsStr, value: &OsStr| {
-        out.push(&[key.as_bytes(), b"=", value.as_bytes()]);
-    };
-    // The variables still to set; each leaves this list where it is first written.
-    let mut pending: Vec<&(OsString, OsString)> = changes.set.iter().collect();
+    let set = set.as_cstrs()?;
+    let mut out = Vec::with_capacity(current.len() + set.len());
+    // The variables still to set, by their index in `changes.set` and `set`; each leaves this
+    // list where it is first written.
+    let mut pending: Vec<usize> = (0..set.len()).collect();
     // Each entry is matched against the few changed names directly (`NAME=` at its start)
     // rather than split at its `=` first: the environment has dozens of entries and the shim
     // builds this on every run.
     let named = |entry: &[u8], key: &OsStr| tally_home::env::entry_has_name(entry, key.as_bytes());
-    for entry in current.entries() {
-        if changes.set.iter().any(|(k, _)| named(entry, k)) {
+    for entry in current.as_cstrs_iter() {
+        let entry = entry?;
+        let bytes = entry.to_bytes();
+        if changes.set.iter().any(|(k, _)| named(bytes, k)) {
             // In place, once: a second entry for the same variable goes.
-            if let Some(i) = pending.iter().position(|(k, _)| named(entry, k)) {
-                let (k, v) = pending.remove(i);
-                push(&mut out, k, v);
+            if let Some(at) = pending
+                .iter()
+                .position(|&i| named(bytes, &changes.set[i].0))
+            {
+                out.push(set[pending.remove(at)]);
             }
-        } else if !changes.remove.iter().any(|k| named(entry, k)) {
-            out.push(&[entry]);
+        } else if !changes.remove.iter().any(|k| named(bytes, k)) {
+            out.push(entry);
         }
     }
-    for (k, v) in pending {
-        push(&mut out, k, v);
+    out.extend(pending.into_iter().map(|i| set[i]));
+    Ok(out)
+}
+
+impl EnvChanges {
+    /// `KEY=VALUE` for each variable to set, in order: the new entries [`environment_with`]
+    /// hands the tool.
+    pub fn set_entries(&self) -> CStringBlock {
+        use std::os::unix::ffi::OsStrExt;
+        let bytes = self.set.iter().map(|(k, v)| k.len() + v.len() + 2).sum();
+        let mut block = CStringBlock::with_capacity(bytes, self.set.len());
+        for (key, value) in &self.set {
+            block.push(&[key.as_bytes(), b"=", value.as_bytes()]);
+        }
+        block
     }
-    out
 }
 
 /// A panic inside tally must not print anything: the tool's stderr must be what it would be
@@ -364,6 +383,15 @@ mod tests {
 
     #[test]
     fn environment_keeps_its_order_and_applies_changes_in_place() {
+        // The tool's environment as byte strings (without their NULs).
+        fn tool_env(current: &CStringBlock, changes: &EnvChanges) -> Vec<Vec<u8>> {
+            let set = changes.set_entries();
+            environment_with(current, &set, changes)
+                .unwrap()
+                .iter()
+                .map(|e| e.to_bytes().to_vec())
+                .collect()
+        }
         let current = CStringBlock::from_nul_terminated(
             b"A=1\0TALLY_FORCE_ARG0=rustc\0B=2\0NO_EQUALS_SIGN\0C=3\0B=dup\0".to_vec(),
         );
@@ -371,9 +399,8 @@ mod tests {
             set: vec![("B".into(), "new".into()), ("D".into(), "4".into())],
             remove: vec!["TALLY_FORCE_ARG0".into(), "C".into(), "D".into()],
         };
-        let env = environment_with(&current, &changes);
         assert_eq!(
-            env.entries().collect::<Vec<_>>(),
+            tool_env(&current, &changes),
             [&b"A=1"[..], b"B=new", b"NO_EQUALS_SIGN", b"D=4"]
         );
         // Names are whole names: `B` is not `BB`, and an entry named `=B` is not `B`.
@@ -383,37 +410,53 @@ mod tests {
             remove: vec![],
         };
         assert_eq!(
-            environment_with(&current, &changes)
-                .entries()
-                .collect::<Vec<_>>(),
+            tool_env(&current, &changes),
             [&b"BB=1"[..], b"=B=2", b"B", b"B=new"]
         );
-        assert_eq!(env.as_cstrs().unwrap().len(), 4);
-        // A value no C string can hold is refused, not cut short.
+        // A value no C string can hold is refused, not cut short; so is such an entry of the
+        // current environment.
         let changes = EnvChanges {
             set: vec![("BAD".into(), "a\0b".into())],
             remove: vec![],
         };
-        let env = environment_with(&CStringBlock::default(), &changes);
+        let set = changes.set_entries();
         assert_eq!(
-            env.as_cstrs().unwrap_err().kind(),
+            environment_with(&CStringBlock::default(), &set, &changes)
+                .unwrap_err()
+                .kind(),
+            std::io::ErrorKind::InvalidInput
+        );
+        let mut current = CStringBlock::default();
+        current.push(&[b"A=1\0B=2"]);
+        let set = CStringBlock::default();
+        assert_eq!(
+            environment_with(&current, &set, &EnvChanges::default())
+                .unwrap_err()
+                .kind(),
             std::io::ErrorKind::InvalidInput
         );
         assert_eq!(CStringBlock::default().entries().count(), 0);
-        // No changes: the environment as it was, duplicates and all.
+        // No changes: the environment as it was, duplicates and all, borrowed, not copied.
         let current = CStringBlock::from_nul_terminated(b"Z=1\0A=2\0Z=3".to_vec());
         assert_eq!(
-            environment_with(&current, &EnvChanges::default())
-                .entries()
-                .collect::<Vec<_>>(),
+            tool_env(&current, &EnvChanges::default()),
             [&b"Z=1"[..], b"A=2", b"Z=3"]
+        );
+        let set = CStringBlock::default();
+        let borrowed = environment_with(&current, &set, &EnvChanges::default()).unwrap();
+        let kept = current.as_cstrs().unwrap();
+        assert!(
+            borrowed
+                .iter()
+                .zip(&kept)
+                .all(|(a, b)| std::ptr::eq(a.as_ptr(), b.as_ptr()))
         );
     }
 
     #[test]
     fn guard_counts_only_within_one_process() {
         let me = 4242;
-        let read = |v: &str| Guard::read_for(Some(OsStr::new(v)), me);
+        let read = |v: &str| Guard::read(Some(OsStr::new(v)), me);
         assert_eq!(
             read("4242:cargo:0"),
             Guard {
@@ -443,7 +486,7 @@ mod tests {
             }
         );
         assert_eq!(
-            Guard::read_for(None, me),
+            Guard::read(None, me),
             Guard {
                 tool: None,
                 reentries: 0
@@ -453,8 +496,9 @@ mod tests {
         assert!(!read("4242:cargo:0").same_tool("cargo-fmt"));
         // What `next` hands on is what `read` takes back in the same process.
         let guard = read("4242:rustc:6");
-        let next = guard.next("rustc");
-        assert_eq!(next, format!("{}:rustc:7", std::process::id()));
+        let next = guard.next("rustc", me);
+        assert_eq!(next, "4242:rustc:7");
+        assert_eq!(read(&next).reentries, 8);
     }
 
     #[test]

@@ -191,6 +191,23 @@ fn same_process_signals_environment_and_argv0() {
             .collect::<Vec<_>>()
     };
     assert_eq!(env_of(via.id()), env_of(direct.id()));
+    // Nothing of tally's is left open or mapped in the tool. The shim keeps the counter file
+    // mapped and open up to the `exec`; close-on-exec and the new image take both away.
+    let fds_of = |pid: u32| {
+        let mut fds: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        fds.sort();
+        fds
+    };
+    assert_eq!(fds_of(via.id()), fds_of(direct.id()));
+    let maps = String::from_utf8_lossy(&proc_of(via.id(), "maps")).into_owned();
+    assert!(!maps.contains(".count"), "{maps}");
+    assert!(
+        !w.counters().is_empty(),
+        "the shim counted before it exec'd"
+    );
     // Signals reach the tool, and death by signal is reported as such.
     for child in [&mut via, &mut direct] {
         Command::new("kill")

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 
 use tally_grammar::{Context, RustcCaller, Tool, caller_from_env, counter_names};
 use tally_home::env::{TALLY_FORCE_ARG0, TALLY_NEXT_WRAPPER};
-use tally_home::{Env, Home, Mode, ProcessEnv, effective_mode};
+use tally_home::{Counted, Env, Home, Mode, ProcessEnv, effective_mode};
 use tally_shims::identity::{FileIdentity, self_identity, stem_of};
 use tally_shims::{EnvChanges, exec, lookup, version};
 
@@ -101,7 +101,10 @@ pub fn run_wrapper(argv: Vec<OsString>) -> i32 {
     })) {
         run_argv[compiler_index] = direct.into_os_string();
     }
-    let _ = catch_unwind(AssertUnwindSafe(|| count(&run_argv, &layout, &process_env)));
+    // The counter file stays mapped until the `exec` (see `tally_home::Counted`).
+    let _counted = catch_unwind(AssertUnwindSafe(|| count(&run_argv, &layout, &process_env)))
+        .ok()
+        .flatten();
 
     let mut changes = EnvChanges::default();
     changes.remove.push(TALLY_FORCE_ARG0.into());
@@ -164,13 +167,11 @@ fn resolve(program: &OsStr, env: &ProcessEnv) -> Option<PathBuf> {
 
 /// Counts one compiler run. `run_argv` is what will be run: `[compiler, args…]` or
 /// `[workspace-wrapper, compiler, args…]`.
-fn count(run_argv: &[OsString], layout: &Layout, process_env: &ProcessEnv) {
+fn count(run_argv: &[OsString], layout: &Layout, process_env: &ProcessEnv) -> Option<Counted> {
     let env = Env::from_snapshot(process_env);
-    let Some(home) = Home::locate(&env) else {
-        return;
-    };
+    let home = Home::locate(&env)?;
     if effective_mode(&env, Some(&home)) == Mode::Off {
-        return;
+        return None;
     }
     let compiler = &run_argv[layout.compiler - 1];
     let args = &run_argv[layout.compiler..];
@@ -206,9 +207,11 @@ fn count(run_argv: &[OsString], layout: &Layout, process_env: &ProcessEnv) {
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
     // The mode was read above: count without reading it (or locating the home) again, as
     // the shim does.
-    if let Ok(true) = home.count(env.today(), "rustc", &version, &refs) {
+    let counted = home.count(env.today(), "rustc", &version, &refs).ok();
+    if counted.as_ref().is_some_and(|c| c.created_file) {
         tally_shims::notice::maybe_show(&env, home.root());
     }
+    counted
 }
 
 #[cfg(test)]

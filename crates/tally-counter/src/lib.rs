@@ -19,6 +19,8 @@
 //!   exactly once and is then reported as corruption (compare golang/go#68311).
 //!
 //! This is the only crate of tally with `unsafe` code; every `unsafe` block says why it is sound.
+//! That is also why it holds one module unrelated to counters: [`environ`], the shim's
+//! allocation-free read of the process environment.
 //!
 //! # File format, version 1
 //!
@@ -91,6 +93,8 @@
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
+#[cfg(target_os = "linux")]
+pub mod environ;
 mod layout;
 mod mapped;
 mod parse;

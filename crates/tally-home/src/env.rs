@@ -296,10 +296,9 @@ pub fn is_truthy(value: &OsStr) -> bool {
 /// Why not `std::env::var_os`: each call takes a lock, allocates the name and scans the whole
 /// environment, and `std::env::vars_os` allocates two strings per variable; on a path that
 /// runs on every compile those allocations (and their page faults) were a measurable part of
-/// tally's cost (bench/README.md, "Shims"). On Linux the copy is one read of
-/// `/proc/self/environ`, the environment this process was started with, which is the current
-/// one: tally never changes its own environment. Elsewhere, or without `/proc`, it is built
-/// from `std::env::vars_os`.
+/// tally's cost (bench/README.md, "Shims"). On Linux the copy is made from the C library's
+/// `environ` without a system call ([`tally_counter::environ`]), every entry as it is, even
+/// one without a `=`. Elsewhere it is built from `std::env::vars_os`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProcessEnv {
     block: CStringBlock,
@@ -309,28 +308,24 @@ impl ProcessEnv {
     /// Copies the process's environment.
     pub fn capture() -> ProcessEnv {
         #[cfg(target_os = "linux")]
-        if let Some(env) = ProcessEnv::from_proc() {
-            return env;
-        }
+        return ProcessEnv::from_environ();
+        #[cfg(not(target_os = "linux"))]
         ProcessEnv::from_vars(std::env::vars_os())
     }
 
+    /// The C library's `environ`, copied in two passes (sizes, then bytes) so that the block
+    /// takes two allocations of exactly the room it needs: an oversized buffer would spread
+    /// the allocations after it over more fresh heap pages, a page fault each.
     #[cfg(target_os = "linux")]
-    fn from_proc() -> Option<ProcessEnv> {
-        use std::io::Read;
-        let file = std::fs::File::open("/proc/self/environ").ok()?;
-        // Most environments fit; a larger one grows the buffer. Not more: the allocations made
-        // after this one would land on further fresh heap pages, a page fault each.
-        let mut bytes = Vec::with_capacity(4096);
-        // `take` reads straight into the buffer; `File::read_to_end` would first ask for the
-        // size, which /proc does not know (two more system calls).
-        file.take(u64::MAX).read_to_end(&mut bytes).ok()?;
-        // Give back the unused room (glibc shrinks in place): the allocations that follow then
-        // reuse it instead of touching fresh heap pages.
-        bytes.shrink_to_fit();
-        Some(ProcessEnv {
-            block: CStringBlock::from_nul_terminated(bytes),
-        })
+    fn from_environ() -> ProcessEnv {
+        let (mut bytes, mut strings) = (0, 0);
+        tally_counter::environ::for_each_entry(|entry| {
+            bytes += entry.len() + 1;
+            strings += 1;
+        });
+        let mut block = CStringBlock::with_capacity(bytes, strings);
+        tally_counter::environ::for_each_entry(|entry| block.push(&[entry]));
+        ProcessEnv { block }
     }
 
     /// An environment of exactly these entries, in this order.
@@ -459,11 +454,6 @@ impl CStringBlock {
         self.ends.is_empty()
     }
 
-    /// The bytes of all strings, NULs included.
-    pub fn byte_len(&self) -> usize {
-        self.bytes.len()
-    }
-
     /// The strings, each with its NUL.
     fn with_nuls(&self) -> impl Iterator<Item = &[u8]> {
         let starts = std::iter::once(0).chain(self.ends.iter().copied());
@@ -477,17 +467,23 @@ impl CStringBlock {
         self.with_nuls().map(|s| &s[..s.len() - 1])
     }
 
+    /// The strings as C strings, one by one; an interior NUL (which no C string can hold) is
+    /// `InvalidInput`.
+    pub fn as_cstrs_iter(&self) -> impl Iterator<Item = std::io::Result<&std::ffi::CStr>> {
+        self.with_nuls().map(|s| {
+            std::ffi::CStr::from_bytes_with_nul(s)
+                .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))
+        })
+    }
+
     /// The strings as C strings; an interior NUL (which no C string can hold) is
     /// `InvalidInput`.
     pub fn as_cstrs(&self) -> std::io::Result<Vec<&std::ffi::CStr>> {
         // Sized up front: `collect` into a `Result` cannot know the length and grows the
         // vector five times for an ordinary environment, each into fresh heap of the shim.
         let mut cstrs = Vec::with_capacity(self.len());
-        for s in self.with_nuls() {
-            cstrs.push(
-                std::ffi::CStr::from_bytes_with_nul(s)
-                    .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?,
-            );
+        for s in self.as_cstrs_iter() {
+            cstrs.push(s?);
         }
         Ok(cstrs)
     }
@@ -747,8 +743,8 @@ mod tests {
 
     #[test]
     fn snapshot_of_the_process_matches_std() {
-        // This test process never changes its environment, so what it was started with
-        // (/proc/self/environ on Linux) is what std sees.
+        // This test process never changes its environment and has no entry without a `=`,
+        // so what the C library holds is what std sees.
         let captured = ProcessEnv::capture();
         let from_std = ProcessEnv::from_vars(std::env::vars_os());
         assert_eq!(

@@ -527,9 +527,24 @@ impl Store {
         today: Day,
         names: &[&str],
     ) -> Result<bool, Error> {
+        self.count_names_kept(program, version, today, names)
+            .map(|counted| counted.created_file)
+    }
+
+    /// [`Store::count_names`], handing back the file still mapped (see [`Counted`]).
+    pub fn count_names_kept(
+        &self,
+        program: &str,
+        version: &str,
+        today: Day,
+        names: &[&str],
+    ) -> Result<Counted, Error> {
         let (file, created) = self.open_current(program, version, today)?;
         let Err(e) = names.iter().try_for_each(|name| file.add(name, 1)) else {
-            return Ok(created);
+            return Ok(Counted {
+                created_file: created,
+                file,
+            });
         };
         if !e.needs_quarantine() {
             return Err(e.into());
@@ -541,7 +556,10 @@ impl Store {
         for name in names {
             file.add(name, 1)?;
         }
-        Ok(created)
+        Ok(Counted {
+            created_file: created,
+            file,
+        })
     }
 
     /// Every counter file (`*.count` in `counters/`), sorted by path, each parsed. A missing
@@ -688,29 +706,49 @@ pub enum CountOutcome {
     },
 }
 
+/// What counting leaves behind: the week's counter file, still mapped and open, and whether
+/// this count created it. Dropping it unmaps and closes the file. The shim and the wrapper
+/// instead keep it until their `exec`, which unmaps and closes it along with the rest of the
+/// process: a `munmap` and a `close` fewer on every compile (bench/README.md, "Shims"). The
+/// count itself is already in the file, shared with every other process, whatever happens to
+/// this mapping.
+#[derive(Debug)]
+pub struct Counted {
+    /// Whether this count created the week's counter file.
+    pub created_file: bool,
+    file: CounterFile,
+}
+
+impl Counted {
+    /// The file counted in.
+    pub fn file(&self) -> &CounterFile {
+        &self.file
+    }
+}
+
 impl Home {
     /// Adds 1 to each of `names` in the file of `program` and `version` for the week containing
-    /// `today`, creating it as needed; returns whether the file was created. No mode check: for
-    /// callers that already know the effective mode is not off (the shim and the wrapper read it
-    /// once).
+    /// `today`, creating it as needed; the file comes back still mapped (see [`Counted`]). No
+    /// mode check: for callers that already know the effective mode is not off (the shim and
+    /// the wrapper read it once).
     pub fn count(
         &self,
         today: Day,
         program: &str,
         version: &str,
         names: &[&str],
-    ) -> Result<bool, Error> {
-        let created_file = self
+    ) -> Result<Counted, Error> {
+        let counted = self
             .counter_store()
-            .count_names(program, version, today, names)?;
-        if created_file {
+            .count_names_kept(program, version, today, names)?;
+        if counted.created_file {
             // A new file means a new week (or a new program version): the one moment, at most
             // weekly per program, when the hot path pays for retention. This keeps the
             // footprint bounded in mode `local`, where no daily upload run ever sweeps.
             // Failures are the sweep's own business; counting already succeeded.
             let _ = retention::sweep(self, today);
         }
-        Ok(created_file)
+        Ok(counted)
     }
 }
 
@@ -758,7 +796,9 @@ pub fn count_invocation(
     if home.stored_mode()? == Mode::Off {
         return Ok(CountOutcome::Skipped);
     }
-    let created_file = home.count(env.today(), program, version, names)?;
+    let created_file = home
+        .count(env.today(), program, version, names)?
+        .created_file;
     Ok(CountOutcome::Counted { created_file })
 }
 

@@ -408,3 +408,35 @@ fn unusable_tally_dir_is_an_error_not_a_panic() {
     let err = count_invocation(&env, "go", "go1.19", &["go/build"]).unwrap_err();
     assert!(err.to_string().contains("Not a directory"), "{err}");
 }
+
+/// `Home::count` hands the file back still mapped (the shim keeps it until its `exec`): the
+/// counts are already in the file for every reader, and dropping it loses nothing.
+#[test]
+fn count_hands_back_the_file_still_mapped() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = Home::at(dir.path());
+    let first = home
+        .count(today(), "rustc", "1.91.0", &["rustc/x", "rustc/y"])
+        .unwrap();
+    assert!(first.created_file);
+    assert_eq!(first.file().path(), current_path(&home));
+    let second = home
+        .count(today(), "rustc", "1.91.0", &["rustc/x"])
+        .unwrap();
+    assert!(!second.created_file);
+    let read = || counts_in(&current_path(&home));
+    assert_eq!(
+        read(),
+        [("rustc/x".to_string(), 2), ("rustc/y".to_string(), 1)]
+    );
+    drop((first, second));
+    assert_eq!(
+        read(),
+        [("rustc/x".to_string(), 2), ("rustc/y".to_string(), 1)]
+    );
+}
+
+fn counts_in(path: &Path) -> Vec<(String, u64)> {
+    let snapshot = tally_home::parse_counter_file(&std::fs::read(path).unwrap()).unwrap();
+    snapshot.counters.into_iter().collect()
+}
