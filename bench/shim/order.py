@@ -136,7 +136,14 @@ def write_script(path, patterns):
             f.write(f"    {p}\n")
         # `.rodata` named right after it: left to lld as an orphan, it was sometimes placed in
         # front of `.rodata.hot`, 600 KiB away from the headers, which cost two more faults.
-        f.write("  }\n  .rodata : { *(.rodata .rodata.*) }\n}\nINSERT BEFORE .gcc_except_table;\n")
+        # `.eh_frame` right behind it: the C start-up code registers it (libgcc's
+        # `__register_frame_info` reads its first word), one more fault where lld puts it.
+        f.write(
+            "  }\n"
+            "  .eh_frame : { KEEP(*(.eh_frame)) }\n"
+            "  .rodata : { *(.rodata .rodata.*) }\n"
+            "}\nINSERT BEFORE .gcc_except_table;\n"
+        )
 
 
 def extend_script(script, map_path, fault_files, dry_run=False):

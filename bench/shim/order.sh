@@ -97,7 +97,10 @@ printf '[package]\nname = "demo"\nversion = "0.1.0"\nedition = "2021"\n' >"$scra
 printf 'pub fn f() {}\n' >"$scratch/project/src/lib.rs"
 export TALLY_DIR=$scratch/data
 unset TALLY DO_NOT_TRACK RUSTC_WRAPPER CARGO_BUILD_RUSTC_WRAPPER TALLY_NEXT_WRAPPER
-path=$scratch/shims:$scratch/tools:$PATH
+# A directory without the tool between the shims and the tool, as on most machines (PATH
+# entries such as ~/.local/bin): the lookup's miss (an error made and dropped) is then part of
+# the hot path too, not a page fault away from it.
+path=$scratch/shims:$scratch/no-tools-here:$scratch/tools:$PATH
 
 # name, then the command; every run once untraced first (version cache, counter file, weekday).
 scenarios=(

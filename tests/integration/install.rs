@@ -1,5 +1,6 @@
 //! install.sh for one user in a temporary HOME: idempotent, marked profile edits, a clean
-//! uninstall, and --purge. Uses the already built binary (`--binary`) to skip the release build.
+//! uninstall, and --purge, with the already built binary (`--binary`); and once with
+//! install.sh's own release build, the binary users get.
 
 use std::path::Path;
 use std::process::Command;
@@ -103,4 +104,74 @@ fn purge_refuses_a_directory_that_is_not_tallys() {
     let out = run(&mut cmd);
     assert!(!out.status.success());
     assert!(precious.join("thesis.tex").exists());
+}
+
+/// install.sh's own build, as a newcomer runs it: release, static, linked in the hot-path layout
+/// (build.rs, shims/hot-path*.ld). The layout moves sections the process needs beyond the hot
+/// path, so the installed binary must still count a real rustc run through its shim, and still
+/// unwind a panic (`.eh_frame` moved): `tally view` printing to a pipe nobody reads, with
+/// SIGPIPE ignored, panics, and the panic must end in exit status 101 with Rust's message.
+#[test]
+fn install_builds_a_release_binary_that_counts_and_unwinds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    let real_home = std::env::var_os("HOME")
+        .map(std::path::PathBuf::from)
+        .unwrap();
+    let mut cmd = Command::new("bash");
+    cmd.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("install.sh"))
+        .arg("--no-demo")
+        .env_clear()
+        .env("HOME", &home)
+        .env("PATH", std::env::var_os("PATH").unwrap())
+        // The toolchain stays the user's own; only tally's files go to the new HOME.
+        .env(
+            "RUSTUP_HOME",
+            std::env::var_os("RUSTUP_HOME").unwrap_or_else(|| real_home.join(".rustup").into()),
+        )
+        .env(
+            "CARGO_HOME",
+            std::env::var_os("CARGO_HOME").unwrap_or_else(|| real_home.join(".cargo").into()),
+        );
+    let out = ok(&mut cmd);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("building tally (release, static"),
+        "{stdout}"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("linking without it") && !stdout.contains("linking without it"),
+        "the hot-path layout did not link: {stdout}{stderr}"
+    );
+    let bin = home.join(".local/share/tally/bin");
+    let data = tmp.path().join("data");
+
+    // The shim counts a real rustc run and hands over its output.
+    let mut path = vec![bin.clone()];
+    path.extend(std::env::split_paths(&std::env::var_os("PATH").unwrap()));
+    let out = ok(Command::new(bin.join("rustc"))
+        .arg("-V")
+        .env("PATH", std::env::join_paths(path).unwrap())
+        .env("TALLY_DIR", &data));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("rustc "));
+    let counted = tally_home::Home::at(&data).counter_store().list();
+    assert_eq!(counted.len(), 1);
+    let snapshot = counted[0].1.as_ref().unwrap();
+    assert_eq!(snapshot.counters.get("rustc/invocations"), Some(&1));
+
+    // A panic unwinds to `main`'s catch: 101 and Rust's message, not an abort.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = run(Command::new("sh")
+        .args(["-c", "trap '' PIPE; exec \"$0\" view --out \"$1\""])
+        .arg(bin.join("tally"))
+        .arg(tmp.path().join("view.html"))
+        .env("TALLY_DIR", &data)
+        .env_remove("RUST_BACKTRACE")
+        .stdout(writer));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(101), "{stderr}");
+    assert!(stderr.contains("failed printing to stdout"), "{stderr}");
 }
