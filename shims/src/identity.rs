@@ -79,16 +79,16 @@ impl ThisBinary {
     }
 }
 
-/// The path this process was started by: the kernel's `AT_EXECFN`, read by rustix (one
-/// `prctl`, no file system lookup). `None` where unknown.
+/// The path this process was started by: the kernel's `AT_EXECFN`, as the C library saved it
+/// (no system call, no file system lookup). `None` where unknown.
 fn started_as() -> Option<&'static OsStr> {
-    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[cfg(target_os = "linux")]
     {
         use std::os::unix::ffi::OsStrExt;
-        let path = rustix::param::linux_execfn().to_bytes();
+        let path = tally_counter::startup::started_by()?.to_bytes();
         (!path.is_empty()).then(|| OsStr::from_bytes(path))
     }
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    #[cfg(not(target_os = "linux"))]
     None
 }
 

@@ -19,8 +19,9 @@
 //!   exactly once and is then reported as corruption (compare golang/go#68311).
 //!
 //! This is the only crate of tally with `unsafe` code; every `unsafe` block says why it is sound.
-//! That is also why it holds one module unrelated to counters: [`environ`], the shim's
-//! allocation-free read of the process environment.
+//! That is also why it holds one module unrelated to counters: [`startup`], the shim's reads of
+//! what the process was started with (its environment, the path it was started by) without a
+//! system call.
 //!
 //! # File format, version 1
 //!
@@ -93,11 +94,11 @@
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
-#[cfg(target_os = "linux")]
-pub mod environ;
 mod layout;
 mod mapped;
 mod parse;
+#[cfg(target_os = "linux")]
+pub mod startup;
 
 use std::collections::BTreeMap;
 use std::io;

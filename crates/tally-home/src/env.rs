@@ -297,7 +297,7 @@ pub fn is_truthy(value: &OsStr) -> bool {
 /// environment, and `std::env::vars_os` allocates two strings per variable; on a path that
 /// runs on every compile those allocations (and their page faults) were a measurable part of
 /// tally's cost (bench/README.md, "Shims"). On Linux the copy is made from the C library's
-/// `environ` without a system call ([`tally_counter::environ`]), every entry as it is, even
+/// `environ` without a system call ([`tally_counter::startup`]), every entry as it is, even
 /// one without a `=`. Elsewhere it is built from `std::env::vars_os`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProcessEnv {
@@ -319,12 +319,12 @@ impl ProcessEnv {
     #[cfg(target_os = "linux")]
     fn from_environ() -> ProcessEnv {
         let (mut bytes, mut strings) = (0, 0);
-        tally_counter::environ::for_each_entry(|entry| {
+        tally_counter::startup::for_each_env_entry(|entry| {
             bytes += entry.len() + 1;
             strings += 1;
         });
         let mut block = CStringBlock::with_capacity(bytes, strings);
-        tally_counter::environ::for_each_entry(|entry| block.push(&[entry]));
+        tally_counter::startup::for_each_env_entry(|entry| block.push(&[entry]));
         ProcessEnv { block }
     }
 

@@ -1,15 +1,17 @@
-//! The process's environment as the C library holds it: the `environ` array, read in place.
+//! What the kernel handed this process at `execve`, read without a system call: its
+//! environment (the C library's `environ`) and the path it was started by (`AT_EXECFN`).
 //!
 //! This has nothing to do with counter files; it lives here because this is tally's one crate
-//! with `unsafe` code, and reading `environ` takes an `unsafe` block. The shim reads its whole
-//! environment once on every compile of every user (`tally_home::ProcessEnv`). Before, that
-//! was a read of `/proc/self/environ`: four system calls, ~0.015 ms of the ~0.1 ms the shim
-//! adds to an `exec` (bench/README.md, "Shims"). std's `vars_os` would instead allocate two
-//! strings per variable and drop every entry without a `=`, which the tool must still get.
+//! with `unsafe` code, and both reads take an `unsafe` block. The shim reads both on every
+//! compile of every user. Before, the environment was a read of `/proc/self/environ` (four
+//! system calls, ~0.015 ms of the ~0.1 ms the shim adds to an `exec`) and `AT_EXECFN` a
+//! `prctl` (bench/README.md, "Shims"). std's `vars_os` would instead allocate two strings per
+//! variable and drop every entry without a `=`, which the tool must still get.
 //!
-//! Promises: every entry is given exactly as the C library holds it (for a process that never
-//! changed its environment, the bytes its parent passed to `execve`), in order, without its
-//! NUL, entries without a `=` included.
+//! Promises: every environment entry is given exactly as the C library holds it (for a process
+//! that never changed its environment, the bytes its parent passed to `execve`), in order,
+//! without its NUL, entries without a `=` included; the start-up path is the kernel's own
+//! copy of the path `execve` was given.
 
 use std::ffi::{CStr, c_char};
 
@@ -24,7 +26,7 @@ unsafe extern "C" {
 /// `std::env::set_var` or `remove_var`, which are `unsafe` because of readers such as this one:
 /// their callers promise that no other thread reads the environment meanwhile except through
 /// std. tally never changes its own environment.
-pub fn for_each_entry(mut each: impl FnMut(&[u8])) {
+pub fn for_each_env_entry(mut each: impl FnMut(&[u8])) {
     // SAFETY: `environ` is defined by the C library this program links with (glibc or musl
     // on Linux); reading the pointer it holds is a plain load, and nothing in this process
     // writes it concurrently (see above).
@@ -51,6 +53,22 @@ pub fn for_each_entry(mut each: impl FnMut(&[u8])) {
     }
 }
 
+/// The path this process was started by: the one its parent passed to `execve`, as the
+/// kernel keeps it for the process (`AT_EXECFN`; relative paths as given, relative to the
+/// working directory of that moment). `None` if the kernel did not pass it.
+pub fn started_by() -> Option<&'static CStr> {
+    // SAFETY: `getauxval` only reads the auxiliary vector the C library saved at start-up, and
+    // may be called from any thread at any time.
+    let address = unsafe { libc::getauxval(libc::AT_EXECFN) };
+    if address == 0 {
+        return None;
+    }
+    // SAFETY: a non-zero `AT_EXECFN` is the address of a NUL-terminated string the kernel wrote
+    // at the top of the process's initial stack, above the environment strings. That memory is
+    // mapped, and nothing writes to it, for as long as the process runs, hence `'static`.
+    Some(unsafe { CStr::from_ptr(address as *const c_char) })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -59,7 +77,7 @@ mod tests {
     #[test]
     fn entries_are_what_std_sees() {
         let mut ours = Vec::new();
-        for_each_entry(|e| ours.push(e.to_vec()));
+        for_each_env_entry(|e| ours.push(e.to_vec()));
         // std drops entries without a `=` after the first byte; this test process has none.
         let from_std: Vec<Vec<u8>> = std::env::vars_os()
             .map(|(k, v)| [k.as_bytes(), b"=", v.as_bytes()].concat())
@@ -68,14 +86,24 @@ mod tests {
         assert!(!ours.is_empty(), "cargo test always sets some variables");
     }
 
-    #[cfg(target_os = "linux")]
     #[test]
     fn entries_are_the_bytes_the_process_was_started_with() {
         let mut ours = Vec::new();
-        for_each_entry(|e| {
+        for_each_env_entry(|e| {
             ours.extend_from_slice(e);
             ours.push(0);
         });
         assert_eq!(ours, std::fs::read("/proc/self/environ").unwrap());
+    }
+
+    #[test]
+    fn started_by_is_the_path_the_kernel_ran() {
+        // cargo runs test binaries by their path; the path resolves to this very file.
+        let started = started_by().expect("Linux passes AT_EXECFN");
+        let started = std::path::Path::new(std::ffi::OsStr::from_bytes(started.to_bytes()));
+        assert_eq!(
+            std::fs::canonicalize(started).unwrap(),
+            std::fs::canonicalize("/proc/self/exe").unwrap()
+        );
     }
 }
