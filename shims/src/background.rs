@@ -44,7 +44,7 @@ pub fn maybe_start(env: &Env, mode: Mode, data_dir: &Path, tally: Option<&Path>)
         return false;
     }
     let token = data_dir.join("upload.token");
-    if !due(&token, SystemTime::now()) {
+    if !due(&token, tally_home::env::now()) {
         return false;
     }
     let Some(tally) = tally else { return false };

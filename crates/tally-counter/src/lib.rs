@@ -19,9 +19,9 @@
 //!   exactly once and is then reported as corruption (compare golang/go#68311).
 //!
 //! This is the only crate of tally with `unsafe` code; every `unsafe` block says why it is sound.
-//! That is also why it holds one module unrelated to counters: [`startup`], the shim's reads of
-//! what the process was started with (its environment, the path it was started by) without a
-//! system call.
+//! That is also why it holds two modules unrelated to counters, for the shim's hot path:
+//! [`startup`], its reads of what the process was started with (its environment, the path it
+//! was started by) without a system call, and [`clock`], the time without the vDSO.
 //!
 //! # File format, version 1
 //!
@@ -94,6 +94,8 @@
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
+#[cfg(target_os = "linux")]
+pub mod clock;
 mod layout;
 mod mapped;
 mod parse;
