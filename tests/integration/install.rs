@@ -18,6 +18,18 @@ fn install_sh(home: &Path, args: &[&str]) -> std::process::Output {
     run(&mut cmd)
 }
 
+/// Runs `rustc -V` through the shims in `bin` (first on PATH, the real rustc after them),
+/// counting into `data`, and checks that rustc answered.
+fn rustc_version_through(bin: &Path, data: &Path) {
+    let mut path = vec![bin.to_path_buf()];
+    path.extend(std::env::split_paths(&std::env::var_os("PATH").unwrap()));
+    let out = ok(Command::new(bin.join("rustc"))
+        .arg("-V")
+        .env("PATH", std::env::join_paths(path).unwrap())
+        .env("TALLY_DIR", data));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("rustc "));
+}
+
 #[test]
 fn install_twice_modify_path_uninstall_purge() {
     let tmp = tempfile::tempdir().unwrap();
@@ -56,13 +68,7 @@ fn install_twice_modify_path_uninstall_purge() {
     }
     // The installed shim works and counts.
     let data = home.join("data");
-    let mut path = vec![bin.clone()];
-    path.extend(std::env::split_paths(&std::env::var_os("PATH").unwrap()));
-    let out = ok(Command::new(bin.join("rustc"))
-        .arg("-V")
-        .env("PATH", std::env::join_paths(path).unwrap())
-        .env("TALLY_DIR", &data));
-    assert!(String::from_utf8_lossy(&out.stdout).starts_with("rustc "));
+    rustc_version_through(&bin, &data);
     assert!(data.join("counters").read_dir().unwrap().count() == 1);
 
     // Uninstall removes what it installed and only that; purge takes the data.
@@ -149,13 +155,7 @@ fn install_builds_a_release_binary_that_counts_and_unwinds() {
     let data = tmp.path().join("data");
 
     // The shim counts a real rustc run and hands over its output.
-    let mut path = vec![bin.clone()];
-    path.extend(std::env::split_paths(&std::env::var_os("PATH").unwrap()));
-    let out = ok(Command::new(bin.join("rustc"))
-        .arg("-V")
-        .env("PATH", std::env::join_paths(path).unwrap())
-        .env("TALLY_DIR", &data));
-    assert!(String::from_utf8_lossy(&out.stdout).starts_with("rustc "));
+    rustc_version_through(&bin, &data);
     let counted = tally_home::Home::at(&data).counter_store().list();
     assert_eq!(counted.len(), 1);
     let snapshot = counted[0].1.as_ref().unwrap();
