@@ -305,7 +305,7 @@ fn exec_inner(
     }
     let argv = argv.as_cstrs()?;
     let set = changes.set_entries();
-    let envp = environment_with(env.block(), &set, changes)?;
+    let envp = environment_with(env.block(), &set, &changes.remove)?;
     #[cfg(target_os = "linux")]
     let result = nix::unistd::execvpe(&program, &argv, &envp);
     // Elsewhere without the PATH search: the shim always has an absolute path.
@@ -315,41 +315,43 @@ fn exec_inner(
 }
 
 /// The environment for the tool: the entries of `current` (the process's, as captured) in
-/// their order, without the variables `changes` removes, with the values it sets (in
-/// place when the variable exists, at the end otherwise). Every other entry goes through
+/// their order, without the variables named in `remove`, with the `NAME=VALUE` entries of
+/// `set` (in place of the variable's first entry when it exists, at the end otherwise). Every other entry goes through
 /// byte for byte, even one without a `=`.
 ///
 /// Kept entries are borrowed from `current`, not copied: the environment is most of what the
 /// shim holds in memory, and a copy of it spread the heap over one more fresh page, a page fault
-/// on every run. The entries `changes` sets live in `set`, made by [`EnvChanges::set_entries`].
-/// An entry no C string can hold (a NUL inside) is `InvalidInput`.
+/// on every run. `set` is usually [`EnvChanges::set_entries`]. An entry no C string can hold
+/// (a NUL inside) is `InvalidInput`.
 pub fn environment_with<'a>(
     current: &'a CStringBlock,
     set: &'a CStringBlock,
-    changes: &EnvChanges,
+    remove: &[OsString],
 ) -> std::io::Result<Vec<&'a CStr>> {
     use std::os::unix::ffi::OsStrExt;
     let set = set.as_cstrs()?;
+    // Each new entry's name, from the entry itself.
+    let set_names: Vec<&[u8]> = set
+        .iter()
+        .map(|e| tally_home::env::split_entry(e.to_bytes()).map_or(&[][..], |(k, _)| k.as_bytes()))
+        .collect();
     let mut out = Vec::with_capacity(current.len() + set.len());
-    // The variables still to set, by their index in `changes.set` and `set`; each leaves this
-    // list where it is first written.
+    // The new entries still to place, by index; each leaves this list where it is first
+    // written.
     let mut pending: Vec<usize> = (0..set.len()).collect();
     // Each entry is matched against the few changed names directly (`NAME=` at its start)
     // rather than split at its `=` first: the environment has dozens of entries and the shim
     // builds this on every run.
-    let named = |entry: &[u8], key: &OsStr| tally_home::env::entry_has_name(entry, key.as_bytes());
+    let named = |entry: &[u8], name: &[u8]| tally_home::env::entry_has_name(entry, name);
     for entry in current.as_cstrs_iter() {
         let entry = entry?;
         let bytes = entry.to_bytes();
-        if changes.set.iter().any(|(k, _)| named(bytes, k)) {
+        if set_names.iter().any(|k| named(bytes, k)) {
             // In place, once: a second entry for the same variable goes.
-            if let Some(at) = pending
-                .iter()
-                .position(|&i| named(bytes, &changes.set[i].0))
-            {
+            if let Some(at) = pending.iter().position(|&i| named(bytes, set_names[i])) {
                 out.push(set[pending.remove(at)]);
             }
-        } else if !changes.remove.iter().any(|k| named(bytes, k)) {
+        } else if !remove.iter().any(|k| named(bytes, k.as_bytes())) {
             out.push(entry);
         }
     }
@@ -386,7 +388,7 @@ mod tests {
         // The tool's environment as byte strings (without their NULs).
         fn tool_env(current: &CStringBlock, changes: &EnvChanges) -> Vec<Vec<u8>> {
             let set = changes.set_entries();
-            environment_with(current, &set, changes)
+            environment_with(current, &set, &changes.remove)
                 .unwrap()
                 .iter()
                 .map(|e| e.to_bytes().to_vec())
@@ -421,7 +423,7 @@ mod tests {
         };
         let set = changes.set_entries();
         assert_eq!(
-            environment_with(&CStringBlock::default(), &set, &changes)
+            environment_with(&CStringBlock::default(), &set, &changes.remove)
                 .unwrap_err()
                 .kind(),
             std::io::ErrorKind::InvalidInput
@@ -430,9 +432,7 @@ mod tests {
         current.push(&[b"A=1\0B=2"]);
         let set = CStringBlock::default();
         assert_eq!(
-            environment_with(&current, &set, &EnvChanges::default())
-                .unwrap_err()
-                .kind(),
+            environment_with(&current, &set, &[]).unwrap_err().kind(),
             std::io::ErrorKind::InvalidInput
         );
         assert_eq!(CStringBlock::default().entries().count(), 0);
@@ -443,7 +443,7 @@ mod tests {
             [&b"Z=1"[..], b"A=2", b"Z=3"]
         );
         let set = CStringBlock::default();
-        let borrowed = environment_with(&current, &set, &EnvChanges::default()).unwrap();
+        let borrowed = environment_with(&current, &set, &[]).unwrap();
         let kept = current.as_cstrs().unwrap();
         assert!(
             borrowed
