@@ -46,6 +46,33 @@ extern "C" fn main(
     tally_main()
 }
 
+/// Replaces glibc's own `_dl_get_origin` in the static build, answering "unknown".
+///
+/// Before `main`, a statically linked glibc asks `_dl_get_origin` for the directory of the
+/// running program, for `$ORIGIN` in the search paths of libraries it might `dlopen` later;
+/// glibc's version finds out by reading the link `/proc/self/exe`. For a process that lives
+/// half a millisecond that is the single most expensive system call of the shim (the kernel
+/// builds the new process's `/proc/<pid>` entries to answer it, ~0.02 ms measured; see
+/// bench/README.md, "Shims"), and tally never uses the answer: it `dlopen`s nothing but
+/// what glibc itself loads from system paths (NSS), which have no `$ORIGIN`.
+///
+/// `(char *) -1` is what glibc's own version returns when the link cannot be read (no `/proc`
+/// in a chroot, for instance), so the C library is left in a state it was built to handle.
+/// The linker takes this definition instead of libc.a's (an archive member is only pulled in
+/// for a symbol nothing defined yet); in a dynamically linked build the symbol is unused, as
+/// the dynamic loader keeps its own. `bench/shim/order.sh --check` and the install test's
+/// release build check that the static binary no longer reads the link.
+#[cfg(all(target_os = "linux", target_env = "gnu", not(test)))]
+#[allow(unsafe_code)]
+// SAFETY: glibc declares it `const char *_dl_get_origin (void)` (elf/dl-origin.c,
+// sysdeps/unix/sysv/linux/dl-origin.c); it is called before `main` on the one thread there
+// is, and its result is only compared with `(char *) -1` or read as a C string, which
+// `-1` is never read as (glibc checks for it first, as for its own failure).
+#[unsafe(no_mangle)]
+extern "C" fn _dl_get_origin() -> *const std::ffi::c_char {
+    usize::MAX as *const std::ffi::c_char
+}
+
 #[cfg(not(all(target_os = "linux", target_env = "gnu", not(test))))]
 fn main() -> std::process::ExitCode {
     std::process::ExitCode::from(u8::try_from(tally_main()).unwrap_or(1))

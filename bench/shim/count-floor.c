@@ -4,7 +4,11 @@
  * counter), then execv()s the tool, leaving the file mapped and open (close-on-exec) as tally
  * does. Nothing is parsed or hashed: what this adds over execv.c is what the file system and
  * the memory mapping cost, which no implementation of the design can avoid. Paths are set at
- * compile time by run.sh, from a data directory the real shim filled. */
+ * compile time by run.sh, from a data directory the real shim filled. The counter file is
+ * opened with O_NOATIME, as tally opens it. Like execv.c, this is a plain static glibc program:
+ * glibc's start-up reads the link /proc/self/exe, which tally's binary does not (src/main.rs,
+ * `_dl_get_origin`). */
+#define _GNU_SOURCE /* O_NOATIME */
 #include <fcntl.h>
 #include <stdio.h>
 #include <sys/mman.h>
@@ -33,7 +37,7 @@ int main(int argc, char **argv) {
     fd = open(DATA "/weekday", O_RDONLY | O_CLOEXEC);
     if (fd >= 0) { (void)!read(fd, buf, sizeof buf); close(fd); }
     /* The counter file: map it and add to a counter on its second page. */
-    fd = open(COUNTER_FILE, O_RDWR | O_CLOEXEC);
+    fd = open(COUNTER_FILE, O_RDWR | O_CLOEXEC | O_NOATIME);
     if (fd >= 0) {
         fstat(fd, &st);
         char *map = mmap(0, 1 << 20, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);

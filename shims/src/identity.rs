@@ -92,14 +92,44 @@ fn started_as() -> Option<&'static OsStr> {
     None
 }
 
-/// The identity of the running binary. `/proc/self/exe` resolves however the binary was
-/// reached (symlink, hard link, PATH search); elsewhere `current_exe`.
+/// The identity of the running binary.
+///
+/// First the file `execve` was given (`AT_EXECFN`), if its size is this program's image size:
+/// one `stat` through paths the kernel has cached. Otherwise `/proc/self/exe`, which resolves
+/// however the binary was reached (symlink, hard link, PATH search) but makes the kernel build
+/// the new process's `/proc/<pid>` entries, the shim's most expensive lookup (bench/README.md,
+/// "Shims"); elsewhere `current_exe`.
 pub fn self_identity() -> Option<FileIdentity> {
-    FileIdentity::of_path(Path::new("/proc/self/exe")).or_else(|| {
-        std::env::current_exe()
-            .ok()
-            .and_then(|p| FileIdentity::of_path(&p))
-    })
+    started_as_identity()
+        .or_else(|| FileIdentity::of_path(Path::new("/proc/self/exe")))
+        .or_else(|| {
+            std::env::current_exe()
+                .ok()
+                .and_then(|p| FileIdentity::of_path(&p))
+        })
+}
+
+/// The identity of the file this process was started by, if that file is this program: the
+/// path `execve` ran (resolved from the same working directory, which nothing has changed
+/// since), and of this program's size (a script naming this program as its interpreter, or a
+/// file replaced since the `exec`, would differ).
+fn started_as_identity() -> Option<FileIdentity> {
+    identity_if_this_program(Path::new(started_as()?))
+}
+
+/// The identity of the file `path` resolves to, if it has this program's image size.
+fn identity_if_this_program(path: &Path) -> Option<FileIdentity> {
+    #[cfg(target_os = "linux")]
+    {
+        let meta = std::fs::metadata(path).ok()?;
+        (Some(meta.len()) == tally_counter::startup::image_file_size())
+            .then(|| FileIdentity::of(&meta))
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = path;
+        None
+    }
 }
 
 /// A path to this binary whose file stem is `tally`, so that running it (as `RUSTC_WRAPPER`,
@@ -125,4 +155,37 @@ pub fn file_stem(path: &Path) -> Option<&str> {
 /// The tool name a program name stands for (`/x/y/cargo.exe` → `cargo`).
 pub fn stem_of(arg0: &OsStr) -> Option<&str> {
     file_stem(Path::new(arg0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_start_path_gives_this_binary_without_proc() {
+        // cargo starts test binaries by their path, so `AT_EXECFN` is this file.
+        let by_proc = FileIdentity::of_path(Path::new("/proc/self/exe"));
+        assert!(by_proc.is_some());
+        assert_eq!(started_as_identity(), by_proc);
+        assert_eq!(self_identity(), by_proc);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_start_path_of_another_size_is_not_taken_for_this_binary() {
+        // A script that names this program as its interpreter is what `AT_EXECFN` would then
+        // name; a symlink to this binary is this binary.
+        let tmp = tempfile::tempdir().unwrap();
+        let script = tmp.path().join("script");
+        std::fs::write(&script, "#!/usr/local/bin/tally\n").unwrap();
+        assert_eq!(identity_if_this_program(&script), None);
+        let link = tmp.path().join("rustc");
+        std::os::unix::fs::symlink(std::fs::canonicalize("/proc/self/exe").unwrap(), &link)
+            .unwrap();
+        assert_eq!(
+            identity_if_this_program(&link),
+            FileIdentity::of_path(Path::new("/proc/self/exe"))
+        );
+    }
 }

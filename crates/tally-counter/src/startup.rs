@@ -1,5 +1,6 @@
 //! What the kernel handed this process at `execve`, read without a system call: its
-//! environment (the C library's `environ`) and the path it was started by (`AT_EXECFN`).
+//! environment (the C library's `environ`) and the path it was started by (`AT_EXECFN`); and
+//! the size of the file this program was loaded from, read from its own ELF header.
 //!
 //! This has nothing to do with counter files; it lives here because this is tally's one crate
 //! with `unsafe` code, and both reads take an `unsafe` block. The shim reads both on every
@@ -11,13 +12,18 @@
 //! Promises: every environment entry is given exactly as the C library holds it (for a process
 //! that never changed its environment, the bytes its parent passed to `execve`), in order,
 //! without its NUL, entries without a `=` included; the start-up path is the kernel's own
-//! copy of the path `execve` was given.
+//! copy of the path `execve` was given; the image size is the file's size as the linker wrote
+//! it, or `None` where the header does not say.
 
 use std::ffi::{CStr, c_char};
 
 unsafe extern "C" {
     /// POSIX's `environ`: a null-terminated array of pointers to NUL-terminated strings.
     static environ: *const *const c_char;
+    /// The ELF header of the running program, as loaded: the linker (GNU ld, gold and lld alike)
+    /// defines this symbol at the start of the first loaded segment, which begins with the
+    /// header, when it is referenced.
+    static __ehdr_start: [u8; 64];
 }
 
 /// Calls `each` with the bytes of every entry of the environment, in order, without the NUL.
@@ -69,6 +75,33 @@ pub fn started_by() -> Option<&'static CStr> {
     Some(unsafe { CStr::from_ptr(address as *const c_char) })
 }
 
+/// The size of the file this program was loaded from, as its ELF header implies: the section
+/// header table, which linkers (and `strip`) write last, ends the file. No system call: the
+/// header is mapped with the first segment.
+///
+/// This lets the shim trust `stat(AT_EXECFN)` as its own identity without asking the kernel
+/// for `/proc/self/exe` (a lookup that makes it build the process's `/proc/<pid>` entries):
+/// a file whose size differs is not this program (`AT_EXECFN` names a script whose
+/// interpreter this is, or a file replaced since). `None` if the header says nothing usable
+/// (not a 64-bit ELF header, no section headers, or the extended numbering).
+pub fn image_file_size() -> Option<u64> {
+    // SAFETY: `__ehdr_start` is the first byte of the program's first loaded segment, which is
+    // mapped read-only for the life of the process and starts with the 64-byte ELF header
+    // (checked by its magic below before any other field is used); nothing writes to it.
+    let header: &[u8; 64] = unsafe { &*std::ptr::addr_of!(__ehdr_start) };
+    // 64-bit little-endian ELF (`e_ident`: magic, ELFCLASS64, ELFDATA2LSB).
+    if header[..6] != *b"\x7fELF\x02\x01" {
+        return None;
+    }
+    let u16_at = |at: usize| u16::from_le_bytes([header[at], header[at + 1]]);
+    let section_table_offset = u64::from_le_bytes(header[0x28..0x30].try_into().ok()?);
+    let (entry_size, entries) = (u16_at(0x3a), u16_at(0x3c));
+    if section_table_offset == 0 || entries == 0 {
+        return None;
+    }
+    section_table_offset.checked_add(u64::from(entry_size) * u64::from(entries))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,6 +127,12 @@ mod tests {
             ours.push(0);
         });
         assert_eq!(ours, std::fs::read("/proc/self/environ").unwrap());
+    }
+
+    #[test]
+    fn the_image_size_is_the_size_of_the_file_the_program_was_loaded_from() {
+        let on_disk = std::fs::metadata("/proc/self/exe").unwrap().len();
+        assert_eq!(image_file_size(), Some(on_disk));
     }
 
     #[test]

@@ -82,3 +82,34 @@ fn descriptors_are_close_on_exec() {
         drop(file);
     }
 }
+
+/// Counting into an existing file leaves its access time alone (`O_NOATIME`, as the owner):
+/// under `relatime` every count would otherwise update the inode twice.
+#[cfg(target_os = "linux")]
+#[test]
+fn counting_does_not_update_the_access_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("atime.count");
+    CounterFile::open_or_create(&path, &meta())
+        .unwrap()
+        .0
+        .add("a", 1)
+        .unwrap();
+    // An access time older than the modification time: `relatime` would update it on a read.
+    let long_ago = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1 << 30);
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_times(std::fs::FileTimes::new().set_accessed(long_ago))
+        .unwrap();
+    for _ in 0..3 {
+        let (file, created) = CounterFile::open_or_create(&path, &meta()).unwrap();
+        assert!(!created);
+        file.add("a", 1).unwrap();
+    }
+    let meta_after = std::fs::metadata(&path).unwrap();
+    assert_eq!(meta_after.accessed().unwrap(), long_ago);
+    assert!(meta_after.modified().unwrap() > long_ago);
+    assert_eq!(read_file(&path).unwrap().counters.get("a"), Some(&4));
+}
