@@ -60,8 +60,8 @@ extern "C" fn main(
 /// in a chroot, for instance), so the C library is left in a state it was built to handle.
 /// The linker takes this definition instead of libc.a's (an archive member is only pulled in
 /// for a symbol nothing defined yet); in a dynamically linked build the symbol is unused, as
-/// the dynamic loader keeps its own. `bench/shim/order.sh --check` and the install test's
-/// release build check that the static binary no longer reads the link.
+/// the dynamic loader keeps its own. The install test traces the release build's shim and
+/// checks that it no longer reads the link (tests/integration/install.rs).
 #[cfg(all(target_os = "linux", target_env = "gnu", not(test)))]
 #[allow(unsafe_code)]
 // SAFETY: glibc declares it `const char *_dl_get_origin (void)` (elf/dl-origin.c,

@@ -201,6 +201,24 @@ pub fn map(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
     pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
 }
 
+/// Whether `strace` is here; without it the test that traces the installed shim skips with a
+/// message, unless TALLY_REQUIRE_STRACE=1.
+pub fn have_strace() -> bool {
+    let found = Command::new("strace")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        if std::env::var_os("TALLY_REQUIRE_STRACE").is_some_and(|v| v == "1") {
+            panic!("`strace` is missing and TALLY_REQUIRE_STRACE=1: install it (Debian: strace)");
+        }
+        eprintln!(
+            "skipping: `strace` is not installed (set TALLY_REQUIRE_STRACE=1 to make this fail)"
+        );
+    }
+    found
+}
+
 /// Whether Go is here; without it Go tests skip with a message, unless TALLY_REQUIRE_GO=1.
 pub fn have_go() -> bool {
     let found = Command::new("go")

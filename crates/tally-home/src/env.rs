@@ -51,6 +51,10 @@ pub const TALLY_REQUIRE_GO: &str = "TALLY_REQUIRE_GO";
 pub const TALLY_REQUIRE_CHROMIUM: &str = "TALLY_REQUIRE_CHROMIUM";
 /// `TALLY_REQUIRE_S3`: tests fail instead of skipping without the S3 server.
 pub const TALLY_REQUIRE_S3: &str = "TALLY_REQUIRE_S3";
+/// `TALLY_REQUIRE_MINISIGN`: tests fail instead of skipping without `minisign`.
+pub const TALLY_REQUIRE_MINISIGN: &str = "TALLY_REQUIRE_MINISIGN";
+/// `TALLY_REQUIRE_STRACE`: tests fail instead of skipping without `strace`.
+pub const TALLY_REQUIRE_STRACE: &str = "TALLY_REQUIRE_STRACE";
 /// `TALLY_LINK_ORDER`: build time only, see [`VARS`].
 pub const TALLY_LINK_ORDER: &str = "TALLY_LINK_ORDER";
 /// `TALLY_LINK_MAP`: build time only, see [`VARS`].
@@ -268,6 +272,16 @@ pub const VARS: &[EnvVar] = &[
     EnvVar {
         name: TALLY_REQUIRE_S3,
         meaning: "Tests only: `1` makes tests that need the S3-compatible server fail instead of skipping.",
+        read_by: "tests",
+    },
+    EnvVar {
+        name: TALLY_REQUIRE_MINISIGN,
+        meaning: "Tests only: `1` makes tests that need the `minisign` tool fail instead of skipping.",
+        read_by: "tests",
+    },
+    EnvVar {
+        name: TALLY_REQUIRE_STRACE,
+        meaning: "Tests only: `1` makes the test that traces the installed shim's system calls fail instead of skipping when `strace` is missing.",
         read_by: "tests",
     },
     EnvVar {
