@@ -9,9 +9,12 @@ time (user + system, from the kernel's rusage of that one child, so whatever els
 runs does not count). Python's own overhead is the same for every variant and cancels in the
 differences that matter ("added" = variant minus the baseline).
 
-Usage: interleave.py --runs N --warmup W --json OUT  name=command [name=command ...]
+Usage: interleave.py --runs N --warmup W --json OUT [--refresh-every R --refresh CMD]
+                      name=command [name=command ...]
 The first variant is the baseline. Each command is split on spaces (no shell, no quoting).
 The environment is inherited; `name=ENV=VAL,ENV2=VAL2::command` sets variables for one variant.
+`--refresh CMD` (a shell command, e.g. bench/shim/refresh.sh with the binaries) runs before the
+first timed round and then every R rounds, untimed, followed by one untimed round.
 """
 
 import argparse
@@ -19,6 +22,7 @@ import json
 import os
 import random
 import statistics
+import subprocess
 import sys
 import time
 
@@ -50,12 +54,20 @@ def main():
     ap.add_argument("--runs", type=int, default=500)
     ap.add_argument("--warmup", type=int, default=20)
     ap.add_argument("--json")
+    ap.add_argument("--refresh-every", type=int, default=0)
+    ap.add_argument("--refresh")
     ap.add_argument("variants", nargs="+")
     args = ap.parse_args()
     variants = [parse_variant(v) for v in args.variants]
     times = {name: {"wall_ms": [], "cpu_ms": []} for name, _, _ in variants}
     order = list(range(len(variants)))
     for round_no in range(args.warmup + args.runs):
+        timed = round_no - args.warmup
+        every = args.refresh_every or args.warmup + args.runs  # 0: once, before round 0
+        if args.refresh and timed >= 0 and timed % every == 0:
+            subprocess.run(args.refresh, shell=True, check=True)
+            for i in order:
+                run_once(variants[i][1], variants[i][2])
         random.shuffle(order)
         for i in order:
             name, argv, env = variants[i]

@@ -86,7 +86,10 @@ reread_path=$scratch/reread/shims:$toolchain_bin:${PATH#"$scratch/shims:$toolcha
 # machine's drift falls on all of them alike; it prints wall medians and CPU means (the
 # child's own user+system time) and what each adds to the first variant.
 echo "== rustc --version (runs: $runs each, interleaved)"
+# Every 200 rounds each binary is replaced by a fresh copy of itself (bench/shim/refresh.sh:
+# one copy's placement in memory shifted its times by up to 0.03 ms for a whole run).
 python3 bench/shim/interleave.py --runs "$runs" --warmup 20 --json "$out/rustc-version.json" \
+    --refresh-every 200 --refresh "bash bench/shim/refresh.sh $tally $scratch/c/rustc $scratch/c-floor-rustc/rustc -- $scratch/reread/tally $scratch/reread/c/rustc $scratch/reread/c-floor-rustc/rustc" \
     "direct=$real_rustc --version" \
     "c-execv=$scratch/c/rustc --version" \
     "c-floor=$scratch/c-floor-rustc/rustc --version" \
@@ -125,6 +128,7 @@ cp "$scratch/c-floor/rustc" "$scratch/reread/c-floor/rustc"
 evict "$scratch/reread/c-noop/rustc" "$scratch/reread/c-floor/rustc"
 PATH=$scratch/shims:$scratch/noop:$PATH python3 bench/shim/interleave.py --runs "$noop_runs" --warmup 50 \
     --json "$out/noop.json" \
+    --refresh-every 200 --refresh "bash bench/shim/refresh.sh $tally $scratch/c-noop/rustc $scratch/c-floor/rustc -- $scratch/reread/tally $scratch/reread/c-noop/rustc $scratch/reread/c-floor/rustc" \
     "noop-direct=$scratch/noop/rustc --version" \
     "noop-c-execv=$scratch/c-noop/rustc --version" \
     "noop-c-floor=$scratch/c-floor/rustc --version" \
