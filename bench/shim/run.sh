@@ -55,14 +55,8 @@ mkdir -p "$scratch/reread/c" "$scratch/reread/shims"
 cp "$tally" "$scratch/reread/tally"
 cp "$scratch/c/rustc" "$scratch/reread/c/rustc"
 ln -s "$scratch/reread/tally" "$scratch/reread/shims/rustc"
-evict() {
-    sync
-    python3 -c 'import os, sys
-for f in sys.argv[1:]:
-    fd = os.open(f, os.O_RDONLY)
-    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    os.close(fd)' "$@"
-}
+# Written to disk and dropped from the page cache (fresh copies; the next exec reads them back).
+evict() { bash bench/shim/refresh.sh -- "$@"; }
 
 export TALLY_DIR=$scratch/data
 unset TALLY DO_NOT_TRACK RUSTC_WRAPPER

@@ -204,32 +204,26 @@ pub fn map(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
 /// Whether `strace` is here; without it the test that traces the installed shim skips with a
 /// message, unless TALLY_REQUIRE_STRACE=1.
 pub fn have_strace() -> bool {
-    let found = Command::new("strace")
-        .arg("-V")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        if std::env::var_os("TALLY_REQUIRE_STRACE").is_some_and(|v| v == "1") {
-            panic!("`strace` is missing and TALLY_REQUIRE_STRACE=1: install it (Debian: strace)");
-        }
-        eprintln!(
-            "skipping: `strace` is not installed (set TALLY_REQUIRE_STRACE=1 to make this fail)"
-        );
-    }
-    found
+    have_tool("strace", "-V", "TALLY_REQUIRE_STRACE", "strace")
 }
 
 /// Whether Go is here; without it Go tests skip with a message, unless TALLY_REQUIRE_GO=1.
 pub fn have_go() -> bool {
-    let found = Command::new("go")
-        .arg("version")
+    have_tool("go", "version", "TALLY_REQUIRE_GO", "golang-go")
+}
+
+/// Whether `program version_arg` runs; if not, a panic when `require_var` is `1` (CI), else a
+/// message that the test skips. `package` is the Debian package to install.
+fn have_tool(program: &str, version_arg: &str, require_var: &str, package: &str) -> bool {
+    let found = Command::new(program)
+        .arg(version_arg)
         .output()
         .is_ok_and(|o| o.status.success());
     if !found {
-        if std::env::var_os("TALLY_REQUIRE_GO").is_some_and(|v| v == "1") {
-            panic!("`go` is missing and TALLY_REQUIRE_GO=1: install Go (Debian: golang-go)");
+        if std::env::var_os(require_var).is_some_and(|v| v == "1") {
+            panic!("`{program}` is missing and {require_var}=1: install it (Debian: {package})");
         }
-        eprintln!("skipping: `go` is not installed (set TALLY_REQUIRE_GO=1 to make this fail)");
+        eprintln!("skipping: `{program}` is not installed (set {require_var}=1 to make this fail)");
     }
     found
 }
