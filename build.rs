@@ -29,9 +29,32 @@
 
 use std::path::{Path, PathBuf};
 
+/// With the `musl` feature (shims/release-build.sh links the binary with `musl-gcc`): libgcc's
+/// unwinder (built for glibc) calls the pthread functions below through weak references, which
+/// never pull a member out of a static archive. std pulls in `pthread_key_create`, which makes
+/// the unwinder believe threads are there, and a panic then called `pthread_once` at address 0
+/// (the install test's panic caught it). Asking for each symbol links musl's. A static link
+/// also needs no program interpreter, which musl-gcc's specs would otherwise name.
+fn link_for_musl() {
+    for symbol in [
+        "pthread_once",
+        "pthread_key_create",
+        "pthread_getspecific",
+        "pthread_setspecific",
+        "pthread_mutex_lock",
+        "pthread_mutex_unlock",
+    ] {
+        println!("cargo::rustc-link-arg-bin=tally=-Wl,--undefined={symbol}");
+    }
+    println!("cargo::rustc-link-arg-bin=tally=-Wl,--no-dynamic-linker");
+}
+
 fn main() {
     println!("cargo::rerun-if-env-changed=TALLY_LINK_ORDER");
     println!("cargo::rerun-if-env-changed=TALLY_LINK_MAP");
+    if std::env::var_os("CARGO_FEATURE_MUSL").is_some() {
+        link_for_musl();
+    }
     if let Some(map) = std::env::var_os("TALLY_LINK_MAP").filter(|v| !v.is_empty()) {
         println!(
             "cargo::rustc-link-arg-bin=tally=-Wl,-Map={}",

@@ -14,15 +14,15 @@
 # --purge also deletes tally's data directory ($TALLY_DIR, else $XDG_STATE_HOME/tally, else
 # ~/.local/state/tally). Running it again is harmless: every step replaces what it made.
 #
-# The binary is built with `cargo build --release`, statically linked against the C library
-# and not position-independent (-C target-feature=+crt-static -C relocation-model=static, with
-# an explicit --target): the shim runs on every compile, and such a binary skips the dynamic
-# loader and the ~6,400 start-up relocations of a static-PIE one, about 0.1 ms a run (see
+# The binary is built by shims/release-build.sh: `cargo build --release`, statically linked
+# (against musl when Debian's musl-gcc is here, else glibc) and not position-independent: the
+# shim runs on every compile, and such a binary skips the dynamic loader, its relocations and,
+# with musl, glibc's CPU probes before `main`, about 0.35 ms a run together (see
 # bench/README.md "Shims"). The price is that tally's own code and data sit at a fixed address
 # (stack, heap and mappings are still randomised). The shim's hot path is also linked first
-# and together (TALLY_LINK_ORDER=1, shims/hot-path.order and .ld, see build.rs), so a run touches
-# a few pages of the binary instead of dozens. If a static build is not possible here, a
-# normal one is used. --binary PATH installs an already built
+# and together (shims/hot-path.order and .ld, see build.rs), so a run touches a few pages of
+# the binary instead of dozens. If a static build is not possible here, a normal one is used.
+# TALLY_LIBC=glibc builds against glibc. --binary PATH installs an already built
 # tally instead (packagers, tests), --server-binary PATH likewise for tally-server.
 set -euo pipefail
 
@@ -113,21 +113,10 @@ fi
 if [[ -z $binary ]]; then
     command -v cargo >/dev/null || { echo "install.sh: cargo is needed to build tally (https://rustup.rs)" >&2; exit 1; }
     cd "$(dirname "$0")"
-    target=$(rustc -vV | sed -n 's/^host: //p')
     export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
-    say "building tally (release, static, --target $target)"
-    static_flags="${RUSTFLAGS:-} -C target-feature=+crt-static -C relocation-model=static"
-    if TALLY_LINK_ORDER=1 RUSTFLAGS="$static_flags" \
-        cargo build --release --locked --target "$target" -p tally; then
-        binary=$CARGO_TARGET_DIR/$target/release/tally
-    elif say "linking in the hot-path order failed (the linker is not lld?); linking without it" &&
-        RUSTFLAGS="$static_flags" cargo build --release --locked --target "$target" -p tally; then
-        binary=$CARGO_TARGET_DIR/$target/release/tally
-    else
-        say "a static build is not possible here; building a normal one"
-        cargo build --release --locked -p tally
-        binary=$CARGO_TARGET_DIR/release/tally
-    fi
+    # Static, in the hot-path order, against musl when musl-gcc is here (shims/release-build.sh
+    # says why, and what it falls back to).
+    binary=$(shims/release-build.sh | tail -n 1)
     # The collector is not on any hot path: a normal build. `tally demo` finds it next to tally.
     say "building tally-server (release)"
     cargo build --release --locked -p tally-server

@@ -11,14 +11,15 @@
 //!
 //! ## The entry point is C's `main`, not Rust's
 //!
-//! On Linux with glibc, this binary is `#![no_main]`: the C library calls [`main`] below
-//! directly, and Rust's runtime start-up (`std::rt::lang_start`) never runs. That start-up
+//! On Linux with glibc (or musl, see crates/tally-counter/src/musl.rs), this binary is
+//! `#![no_main]`: the C library calls [`main`] below directly, and Rust's runtime start-up
+//! (`std::rt::lang_start`) never runs. That start-up
 //! reads `/proc/self/maps` to find the main thread's stack guard, maps an alternate signal
 //! stack, installs SIGSEGV and SIGBUS handlers, checks file descriptors 0 to 2 and ignores
 //! SIGPIPE: about 0.13 ms on every compile of every user, which is more than the whole budget
 //! the shim has (bench/README.md, "Shims"). What is given up, and how it is made good:
-//! - the arguments: std still has them (on glibc it reads them from an `.init_array` hook,
-//!   which runs before `main` whatever the entry point);
+//! - the arguments: taken from `main`'s own `argc` and `argv`
+//!   ([`tally_counter::startup::args_of_c_main`]);
 //! - SIGPIPE stays as the parent left it. For the shim that is required (the tool must inherit
 //!   it); the CLI then dies quietly on a closed pipe (`tally show | head`), as C tools do;
 //! - a panic is caught here and ends the process with status 101, as Rust's runtime would;
@@ -37,13 +38,12 @@ use std::io::Write;
 #[allow(unsafe_code)]
 // SAFETY: `main` is the one symbol of that name in the program (with `no_main`, neither std
 // nor the C library defines it), and its signature is C's `int main(int, char **)`, which is
-// how glibc's `__libc_start_main` calls it. The arguments are not read here: std reads them.
+// how glibc's and musl's `__libc_start_main` call it.
 #[unsafe(no_mangle)]
-extern "C" fn main(
-    _argc: std::ffi::c_int,
-    _argv: *const *const std::ffi::c_char,
-) -> std::ffi::c_int {
-    tally_main()
+extern "C" fn main(argc: std::ffi::c_int, argv: *const *const std::ffi::c_char) -> std::ffi::c_int {
+    // SAFETY: the C runtime passes `argc` pointers to NUL-terminated strings at `argv`, which
+    // nothing changes while they are copied.
+    tally_main(unsafe { tally_counter::startup::args_of_c_main(argc, argv) })
 }
 
 /// Replaces glibc's own `_dl_get_origin` in the static build, answering "unknown".
@@ -75,12 +75,12 @@ extern "C" fn _dl_get_origin() -> *const std::ffi::c_char {
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu", not(test))))]
 fn main() -> std::process::ExitCode {
-    std::process::ExitCode::from(u8::try_from(tally_main()).unwrap_or(1))
+    let argv = std::env::args_os().collect();
+    std::process::ExitCode::from(u8::try_from(tally_main(argv)).unwrap_or(1))
 }
 
 /// Dispatches on the name and arguments; returns the exit status.
-fn tally_main() -> i32 {
-    let argv: Vec<OsString> = std::env::args_os().collect();
+fn tally_main(argv: Vec<OsString>) -> i32 {
     if let Some(tool) = tally_shims::tool_from_argv0(argv.first().map(|a| a.as_os_str())) {
         // Returns only when the tool could not be run.
         return tally_shims::run_shim(tool, argv);

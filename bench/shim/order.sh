@@ -22,12 +22,10 @@ order=$repo/shims/hot-path.order
 target=$(rustc -vV | sed -n 's/^host: //p')
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$repo/target}
 tally=$CARGO_TARGET_DIR/$target/release/tally
-flags="-C target-feature=+crt-static -C relocation-model=static"
 
 build() {
-    echo "== building tally (release, as install.sh does)"
-    TALLY_LINK_ORDER=1 TALLY_LINK_MAP=${map:-} RUSTFLAGS="$flags" \
-        cargo build --release --locked --target "$target" -p tally -q
+    echo "== building tally (release, as install.sh does: shims/release-build.sh)"
+    tally=$(TALLY_LINK_MAP=${map:-} shims/release-build.sh --quiet | tail -n 1)
 }
 
 check() {

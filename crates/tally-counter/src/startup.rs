@@ -1,6 +1,7 @@
 //! What the kernel handed this process at `execve`, read without a system call: its
-//! environment (the C library's `environ`) and the path it was started by (`AT_EXECFN`); and
-//! the size of the file this program was loaded from, read from its own ELF header.
+//! arguments (as C's `main` receives them), its environment (the C library's `environ`) and the
+//! path it was started by (`AT_EXECFN`); and, read from its own ELF headers, the size of the file
+//! this program was loaded from and where its image and unwinding tables lie in memory.
 //!
 //! This has nothing to do with counter files; it lives here because this is tally's one crate
 //! with `unsafe` code, and both reads take an `unsafe` block. The shim reads both on every
@@ -15,7 +16,7 @@
 //! copy of the path `execve` was given; the image size is the file's size as the linker wrote
 //! it, or `None` where the header does not say.
 
-use std::ffi::{CStr, c_char};
+use std::ffi::{CStr, OsString, c_char, c_int};
 
 unsafe extern "C" {
     /// POSIX's `environ`: a null-terminated array of pointers to NUL-terminated strings.
@@ -24,6 +25,39 @@ unsafe extern "C" {
     /// defines this symbol at the start of the first loaded segment, which begins with the
     /// header, when it is referenced.
     static __ehdr_start: [u8; 64];
+}
+
+/// The arguments C's `main` was called with, as owned strings, in order.
+///
+/// tally's binary starts at C's `main` (src/main.rs), so this is where its arguments come from.
+/// std's `args_os` would work with glibc (which passes the arguments to every `.init_array`
+/// function, where std's gnu build picks them up) but not with musl (which passes none), and
+/// the release binary may be linked against either (see [`crate::musl`]).
+///
+/// # Safety
+///
+/// - `argv` must point to `argc` pointers (more when `argc` is negative: none are read then),
+///   each to a NUL-terminated string, as the C runtime passes them to `main`;
+/// - those strings must not be changed while this runs.
+pub unsafe fn args_of_c_main(argc: c_int, argv: *const *const c_char) -> Vec<OsString> {
+    use std::os::unix::ffi::OsStrExt;
+    let count = usize::try_from(argc).unwrap_or(0);
+    if argv.is_null() {
+        return Vec::new();
+    }
+    (0..count)
+        .map(|i| {
+            // SAFETY: `i < argc`, and the caller promises `argc` readable pointers at `argv`.
+            let arg = unsafe { *argv.add(i) };
+            if arg.is_null() {
+                return OsString::new();
+            }
+            // SAFETY: the caller promises each is a NUL-terminated string, unchanged meanwhile;
+            // the borrow ends with the copy.
+            let bytes = unsafe { CStr::from_ptr(arg) }.to_bytes();
+            std::ffi::OsStr::from_bytes(bytes).to_os_string()
+        })
+        .collect()
 }
 
 /// Calls `each` with the bytes of every entry of the environment, in order, without the NUL.
@@ -102,6 +136,76 @@ pub fn image_file_size() -> Option<u64> {
     section_table_offset.checked_add(u64::from(entry_size) * u64::from(entries))
 }
 
+/// Where this program's image lies in memory, from its own program headers: what an unwinder
+/// needs to find the unwinding tables of a code address (see [`crate::musl`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoadedImage {
+    /// The lowest address of the image (its first loaded segment).
+    pub start: usize,
+    /// One past the highest address of the image (the end of its last loaded segment).
+    pub end: usize,
+    /// The address of the `.eh_frame_hdr` table (the `PT_GNU_EH_FRAME` segment).
+    pub eh_frame_hdr: usize,
+}
+
+/// This program's [`LoadedImage`]; `None` when its headers are not a 64-bit ELF image with a
+/// `PT_GNU_EH_FRAME` segment, or its program headers are not within its first page.
+pub fn loaded_image() -> Option<LoadedImage> {
+    const PT_LOAD: u32 = 1;
+    const PT_GNU_EH_FRAME: u32 = 0x6474_e550;
+    const PHDR_SIZE: usize = 56;
+    const FIRST_PAGE: usize = 4096;
+    let header_address = std::ptr::addr_of!(__ehdr_start) as usize;
+    // SAFETY: as in `image_file_size`: the ELF header is mapped read-only for the life of the
+    // process, and its magic is checked before any other field is used.
+    let header: &[u8; 64] = unsafe { &*std::ptr::addr_of!(__ehdr_start) };
+    if header[..6] != *b"\x7fELF\x02\x01" {
+        return None;
+    }
+    let phoff = usize::try_from(u64::from_le_bytes(header[0x20..0x28].try_into().ok()?)).ok()?;
+    let phentsize = usize::from(u16::from_le_bytes([header[0x36], header[0x37]]));
+    let phnum = usize::from(u16::from_le_bytes([header[0x38], header[0x39]]));
+    let table_end = phoff.checked_add(phnum.checked_mul(PHDR_SIZE)?)?;
+    if phentsize != PHDR_SIZE || table_end > FIRST_PAGE {
+        return None;
+    }
+    // SAFETY: the first segment starts with the ELF header at file offset 0 and maps at least
+    // the whole first page (segments are page-aligned, and every linker puts the program
+    // headers right behind the header, in the first segment, for the kernel and the C library
+    // read them there too); `table_end <= FIRST_PAGE` was checked above.
+    let table: &[u8] = unsafe {
+        std::slice::from_raw_parts((header_address + phoff) as *const u8, phnum * PHDR_SIZE)
+    };
+    let mut vaddr_of_header = None;
+    let (mut low, mut high, mut eh_frame_hdr) = (usize::MAX, 0usize, None);
+    for entry in table.chunks_exact(PHDR_SIZE) {
+        let u32_at = |at: usize| u32::from_le_bytes(entry[at..at + 4].try_into().expect("4 bytes"));
+        let u64_at = |at: usize| u64::from_le_bytes(entry[at..at + 8].try_into().expect("8 bytes"));
+        let (kind, offset, vaddr, memsz) = (u32_at(0), u64_at(8), u64_at(16), u64_at(40));
+        let (vaddr, memsz) = (usize::try_from(vaddr).ok()?, usize::try_from(memsz).ok()?);
+        if kind == PT_LOAD {
+            if offset == 0 {
+                vaddr_of_header = Some(vaddr);
+            }
+            low = low.min(vaddr);
+            high = high.max(vaddr.checked_add(memsz)?);
+        } else if kind == PT_GNU_EH_FRAME {
+            eh_frame_hdr = Some(vaddr);
+        }
+    }
+    // Addresses in the headers are relative to where the image was meant to load; a
+    // position-independent image loads elsewhere, by the same offset for every address.
+    let bias = header_address.wrapping_sub(vaddr_of_header?);
+    if low >= high {
+        return None;
+    }
+    Some(LoadedImage {
+        start: low.wrapping_add(bias),
+        end: high.wrapping_add(bias),
+        eh_frame_hdr: eh_frame_hdr?.wrapping_add(bias),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,6 +237,36 @@ mod tests {
     fn the_image_size_is_the_size_of_the_file_the_program_was_loaded_from() {
         let on_disk = std::fs::metadata("/proc/self/exe").unwrap().len();
         assert_eq!(image_file_size(), Some(on_disk));
+    }
+
+    #[test]
+    fn arguments_of_c_main_are_copied_in_order() {
+        let strings = [c"tally", c"--flag", c"\xff value"];
+        let pointers: Vec<*const c_char> = strings.iter().map(|s| s.as_ptr()).collect();
+        // SAFETY: three pointers to NUL-terminated strings that outlive the call.
+        let args = unsafe { args_of_c_main(3, pointers.as_ptr()) };
+        let expected: Vec<OsString> = strings
+            .iter()
+            .map(|s| std::ffi::OsStr::from_bytes(s.to_bytes()).to_os_string())
+            .collect();
+        assert_eq!(args, expected);
+        // SAFETY: no pointer is read for a count of zero or less.
+        assert!(unsafe { args_of_c_main(0, pointers.as_ptr()) }.is_empty());
+        assert!(unsafe { args_of_c_main(-1, pointers.as_ptr()) }.is_empty());
+    }
+
+    #[test]
+    fn the_loaded_image_holds_this_code_and_its_unwinding_table() {
+        let image = loaded_image().expect("a test binary is a 64-bit ELF with .eh_frame_hdr");
+        let code = the_loaded_image_holds_this_code_and_its_unwinding_table as *const () as usize;
+        assert!(
+            image.start <= code && code < image.end,
+            "{image:x?} {code:x}"
+        );
+        assert!(image.start <= image.eh_frame_hdr && image.eh_frame_hdr < image.end);
+        // SAFETY: the table lies in the image (checked above), which stays mapped.
+        let version = unsafe { *(image.eh_frame_hdr as *const u8) };
+        assert_eq!(version, 1, ".eh_frame_hdr starts with its version, 1");
     }
 
     #[test]

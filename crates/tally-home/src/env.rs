@@ -55,6 +55,10 @@ pub const TALLY_REQUIRE_S3: &str = "TALLY_REQUIRE_S3";
 pub const TALLY_REQUIRE_MINISIGN: &str = "TALLY_REQUIRE_MINISIGN";
 /// `TALLY_REQUIRE_STRACE`: tests fail instead of skipping without `strace`.
 pub const TALLY_REQUIRE_STRACE: &str = "TALLY_REQUIRE_STRACE";
+/// `TALLY_REQUIRE_MUSL`: the install test fails unless the release binary is linked with musl.
+pub const TALLY_REQUIRE_MUSL: &str = "TALLY_REQUIRE_MUSL";
+/// `TALLY_LIBC`: build time only, see [`VARS`].
+pub const TALLY_LIBC: &str = "TALLY_LIBC";
 /// `TALLY_LINK_ORDER`: build time only, see [`VARS`].
 pub const TALLY_LINK_ORDER: &str = "TALLY_LINK_ORDER";
 /// `TALLY_LINK_MAP`: build time only, see [`VARS`].
@@ -283,6 +287,16 @@ pub const VARS: &[EnvVar] = &[
         name: TALLY_REQUIRE_STRACE,
         meaning: "Tests only: `1` makes the test that traces the installed shim's system calls fail instead of skipping when `strace` is missing.",
         read_by: "tests",
+    },
+    EnvVar {
+        name: TALLY_REQUIRE_MUSL,
+        meaning: "Tests only: `1` makes the install test fail unless install.sh linked the release binary against musl (CI installs musl-tools).",
+        read_by: "tests",
+    },
+    EnvVar {
+        name: TALLY_LIBC,
+        meaning: "Build time only: `glibc` links the release binary against glibc even where musl-gcc is; `musl` fails instead of falling back to glibc. Unset: musl when musl-gcc is there (shims/release-build.sh).",
+        read_by: "shims/release-build.sh",
     },
     EnvVar {
         name: TALLY_LINK_ORDER,
