@@ -73,6 +73,15 @@ extern "C" fn _dl_get_origin() -> *const std::ffi::c_char {
     usize::MAX as *const std::ffi::c_char
 }
 
+/// With musl (`--features musl`, see shims/release-build.sh), Rust's allocations go to
+/// dlmalloc instead of musl's `malloc` ("mallocng"): on the shim's path mallocng ran about a
+/// third of the instructions up to the `exec` (~31,000 of ~100,000) and asked the kernel for
+/// memory six times (`brk` twice, `mmap` four times, a guard page among them), where dlmalloc
+/// maps one 64 KiB segment (bench/README.md, "Shims"). glibc's `malloc` is kept with glibc.
+#[cfg(feature = "musl")]
+#[global_allocator]
+static ALLOCATOR: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
+
 #[cfg(not(all(target_os = "linux", target_env = "gnu", not(test))))]
 fn main() -> std::process::ExitCode {
     let argv = std::env::args_os().collect();
