@@ -17,7 +17,7 @@
 # The binary is built by shims/release-build.sh: `cargo build --release`, statically linked
 # (against musl when Debian's musl-gcc is here, else glibc) and not position-independent: the
 # shim runs on every compile, and such a binary skips the dynamic loader, its relocations and,
-# with musl, glibc's CPU probes before `main`, about 0.35 ms a run together (see
+# with musl, glibc's CPU probes before `main`, about 0.3 ms a run together (see
 # bench/README.md "Shims"). The price is that tally's own code and data sit at a fixed address
 # (stack, heap and mappings are still randomised). The shim's hot path is also linked first
 # and together (shims/hot-path.order and .ld, see build.rs), so a run touches a few pages of
