@@ -6,7 +6,8 @@
 //! by `bench/shim/order.sh` from traces of real runs, tell lld where the hot path goes:
 //! - `shims/hot-path.order` lists the functions and variables the shim and the
 //!   `RUSTC_WRAPPER` path use, in the order they first run; `--symbol-ordering-file` puts them
-//!   together at the start of their sections.
+//!   together at the start of their sections. That is the musl build's (`--features musl`);
+//!   a glibc build uses `shims/hot-path-glibc.order` and `.ld`, traced from a glibc build.
 //! - `shims/hot-path.ld` collects the read-only data they read (string and table constants,
 //!   most of which have no symbol an order file could name, and glibc's start-up tables) into
 //!   one output section, `.rodata.hot`, placed right after the ELF headers.
@@ -66,7 +67,14 @@ fn main() {
         return;
     };
     let order = if value == "1" {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("shims/hot-path.order")
+        // Each C library has its own start-up code on the hot path, and its own traces: the
+        // musl build (shims/release-build.sh's first choice) and the glibc one.
+        let file = if std::env::var_os("CARGO_FEATURE_MUSL").is_some() {
+            "shims/hot-path.order"
+        } else {
+            "shims/hot-path-glibc.order"
+        };
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(file)
     } else {
         PathBuf::from(value)
     };

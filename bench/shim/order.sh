@@ -14,11 +14,15 @@
 # Needs gcc, valgrind, python3, binutils; perf if present.
 #
 # Usage: bench/shim/order.sh            regenerate, then relink and check
+#        TALLY_LIBC=glibc bench/shim/order.sh   the same for the glibc build
 #        bench/shim/order.sh --check [BINARY]   how much of the order a release binary follows
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 repo=$PWD
+# The musl build's layout (what shims/release-build.sh builds where musl-gcc is); with
+# TALLY_LIBC=glibc, the glibc build's (shims/hot-path-glibc.order and .ld).
 order=$repo/shims/hot-path.order
+[[ ${TALLY_LIBC:-} == glibc ]] && order=$repo/shims/hot-path-glibc.order
 target=$(rustc -vV | sed -n 's/^host: //p')
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$repo/target}
 tally=$CARGO_TARGET_DIR/$target/release/tally
