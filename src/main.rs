@@ -33,7 +33,8 @@
 use std::ffi::OsString;
 use std::io::Write;
 
-/// C's `main`, called by glibc's start-up code with the process's arguments.
+/// C's `main`, called by the C library's start-up code (glibc's or musl's) with the process's
+/// arguments.
 #[cfg(all(target_os = "linux", target_env = "gnu", not(test)))]
 #[allow(unsafe_code)]
 // SAFETY: `main` is the one symbol of that name in the program (with `no_main`, neither std
@@ -60,7 +61,7 @@ extern "C" fn main(argc: std::ffi::c_int, argv: *const *const std::ffi::c_char) 
 /// in a chroot, for instance), so the C library is left in a state it was built to handle.
 /// The linker takes this definition instead of libc.a's (an archive member is only pulled in
 /// for a symbol nothing defined yet); in a dynamically linked build the symbol is unused, as
-/// the dynamic loader keeps its own. The install test traces the release build's shim and
+/// the dynamic loader keeps its own, and musl (shims/release-build.sh) has no such call. The install test traces the release build's shim and
 /// checks that it no longer reads the link (tests/integration/install.rs).
 #[cfg(all(target_os = "linux", target_env = "gnu", not(test)))]
 #[allow(unsafe_code)]
