@@ -53,7 +53,8 @@ fn link_for_musl() {
 fn main() {
     println!("cargo::rerun-if-env-changed=TALLY_LINK_ORDER");
     println!("cargo::rerun-if-env-changed=TALLY_LINK_MAP");
-    if std::env::var_os("CARGO_FEATURE_MUSL").is_some() {
+    let musl = std::env::var_os("CARGO_FEATURE_MUSL").is_some();
+    if musl {
         link_for_musl();
     }
     if let Some(map) = std::env::var_os("TALLY_LINK_MAP").filter(|v| !v.is_empty()) {
@@ -69,7 +70,7 @@ fn main() {
     let order = if value == "1" {
         // Each C library has its own start-up code on the hot path, and its own traces: the
         // musl build (shims/release-build.sh's first choice) and the glibc one.
-        let file = if std::env::var_os("CARGO_FEATURE_MUSL").is_some() {
+        let file = if musl {
             "shims/hot-path.order"
         } else {
             "shims/hot-path-glibc.order"

@@ -28,6 +28,8 @@
 //!
 //! Elsewhere (and in test builds) a normal `fn main` runs the same [`tally_main`].
 #![cfg_attr(all(target_os = "linux", target_env = "gnu", not(test)), no_main)]
+// SAFETY: the lint keeps `unsafe` out of this crate but for `main` and `_dl_get_origin` below,
+// each with its own SAFETY comment; the unsafe code itself lives in tally-counter.
 #![deny(unsafe_code)]
 
 use std::ffi::OsString;
@@ -36,10 +38,10 @@ use std::io::Write;
 /// C's `main`, called by the C library's start-up code (glibc's or musl's) with the process's
 /// arguments.
 #[cfg(all(target_os = "linux", target_env = "gnu", not(test)))]
-#[allow(unsafe_code)]
 // SAFETY: `main` is the one symbol of that name in the program (with `no_main`, neither std
 // nor the C library defines it), and its signature is C's `int main(int, char **)`, which is
 // how glibc's and musl's `__libc_start_main` call it.
+#[allow(unsafe_code)]
 #[unsafe(no_mangle)]
 extern "C" fn main(argc: std::ffi::c_int, argv: *const *const std::ffi::c_char) -> std::ffi::c_int {
     // SAFETY: the C runtime passes `argc` pointers to NUL-terminated strings at `argv`, which
@@ -64,11 +66,11 @@ extern "C" fn main(argc: std::ffi::c_int, argv: *const *const std::ffi::c_char) 
 /// the dynamic loader keeps its own, and musl (shims/release-build.sh) has no such call. The install test traces the release build's shim and
 /// checks that it no longer reads the link (tests/integration/install.rs).
 #[cfg(all(target_os = "linux", target_env = "gnu", not(test)))]
-#[allow(unsafe_code)]
 // SAFETY: glibc declares it `const char *_dl_get_origin (void)` (elf/dl-origin.c,
 // sysdeps/unix/sysv/linux/dl-origin.c); it is called before `main` on the one thread there
 // is, and its result is only compared with `(char *) -1` or read as a C string, which
 // `-1` is never read as (glibc checks for it first, as for its own failure).
+#[allow(unsafe_code)]
 #[unsafe(no_mangle)]
 extern "C" fn _dl_get_origin() -> *const std::ffi::c_char {
     usize::MAX as *const std::ffi::c_char

@@ -47,8 +47,7 @@ pub fn path_segment(segment: &str) -> String {
 
 /// The policy every page carries: nothing may be fetched from anywhere, no script runs; only the
 /// inline stylesheet applies.
-// SAFETY: no Rust `unsafe` here: `'unsafe-inline'` is CSP's keyword for inline styles, text in a
-// header.
+// SAFETY: not Rust `unsafe`: `'unsafe-inline'` is CSP's keyword for inline styles (header text).
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'";
 
 const STYLE: &str = r#"

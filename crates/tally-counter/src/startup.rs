@@ -109,6 +109,17 @@ pub fn started_by() -> Option<&'static CStr> {
     Some(unsafe { CStr::from_ptr(address as *const c_char) })
 }
 
+/// This program's own ELF header, as loaded with its first segment; `None` unless it is a
+/// 64-bit little-endian ELF header (`e_ident`: magic, ELFCLASS64, ELFDATA2LSB), so that the
+/// callers can read its fields.
+fn own_elf_header() -> Option<&'static [u8; 64]> {
+    // SAFETY: `__ehdr_start` is the first byte of the program's first loaded segment, which is
+    // mapped read-only for the life of the process and starts with the 64-byte ELF header
+    // (its magic is checked below before any caller reads another field); nothing writes to it.
+    let header: &'static [u8; 64] = unsafe { &*std::ptr::addr_of!(__ehdr_start) };
+    (header[..6] == *b"\x7fELF\x02\x01").then_some(header)
+}
+
 /// The size of the file this program was loaded from, as its ELF header implies: the section
 /// header table, which linkers (and `strip`) write last, ends the file. No system call: the
 /// header is mapped with the first segment.
@@ -119,14 +130,7 @@ pub fn started_by() -> Option<&'static CStr> {
 /// interpreter this is, or a file replaced since). `None` if the header says nothing usable
 /// (not a 64-bit ELF header, no section headers, or the extended numbering).
 pub fn image_file_size() -> Option<u64> {
-    // SAFETY: `__ehdr_start` is the first byte of the program's first loaded segment, which is
-    // mapped read-only for the life of the process and starts with the 64-byte ELF header
-    // (checked by its magic below before any other field is used); nothing writes to it.
-    let header: &[u8; 64] = unsafe { &*std::ptr::addr_of!(__ehdr_start) };
-    // 64-bit little-endian ELF (`e_ident`: magic, ELFCLASS64, ELFDATA2LSB).
-    if header[..6] != *b"\x7fELF\x02\x01" {
-        return None;
-    }
+    let header = own_elf_header()?;
     let u16_at = |at: usize| u16::from_le_bytes([header[at], header[at + 1]]);
     let section_table_offset = u64::from_le_bytes(header[0x28..0x30].try_into().ok()?);
     let (entry_size, entries) = (u16_at(0x3a), u16_at(0x3c));
@@ -155,13 +159,8 @@ pub fn loaded_image() -> Option<LoadedImage> {
     const PT_GNU_EH_FRAME: u32 = 0x6474_e550;
     const PHDR_SIZE: usize = 56;
     const FIRST_PAGE: usize = 4096;
-    let header_address = std::ptr::addr_of!(__ehdr_start) as usize;
-    // SAFETY: as in `image_file_size`: the ELF header is mapped read-only for the life of the
-    // process, and its magic is checked before any other field is used.
-    let header: &[u8; 64] = unsafe { &*std::ptr::addr_of!(__ehdr_start) };
-    if header[..6] != *b"\x7fELF\x02\x01" {
-        return None;
-    }
+    let header = own_elf_header()?;
+    let header_address = header.as_ptr() as usize;
     let phoff = usize::try_from(u64::from_le_bytes(header[0x20..0x28].try_into().ok()?)).ok()?;
     let phentsize = usize::from(u16::from_le_bytes([header[0x36], header[0x37]]));
     let phnum = usize::from(u16::from_le_bytes([header[0x38], header[0x39]]));
