@@ -14,15 +14,12 @@
 # --purge also deletes tally's data directory ($TALLY_DIR, else $XDG_STATE_HOME/tally, else
 # ~/.local/state/tally). Running it again is harmless: every step replaces what it made.
 #
-# The binary is built by shims/release-build.sh: `cargo build --release`, statically linked
-# (against musl when Debian's musl-gcc is here, else glibc) and not position-independent: the
-# shim runs on every compile, and such a binary skips the dynamic loader, its relocations and,
-# with musl, glibc's CPU probes before `main`, about 0.3 ms a run together (see
-# bench/README.md "Shims"). The price is that tally's own code and data sit at a fixed address
-# (stack, heap and mappings are still randomised). The shim's hot path is also linked first
-# and together (shims/hot-path.order and .ld, see build.rs), so a run touches a few pages of
-# the binary instead of dozens. If a static build is not possible here, a normal one is used.
-# TALLY_LIBC=glibc builds against glibc. --binary PATH installs an already built
+# The binary is built by scripts/release-build.sh: `cargo build --release`, static and not
+# position-independent (with Rust's musl target where it is installed, else static glibc, else a
+# normal build; the script says why). The shim runs on every compile, and such a binary skips
+# the dynamic loader and its relocations (bench/README.md, "Techniques"). The price is that
+# tally's own code and data sit at a fixed address (stack, heap and mappings are still
+# randomised). --binary PATH installs an already built
 # tally instead (packagers, tests), --server-binary PATH likewise for tally-server.
 set -euo pipefail
 
@@ -114,9 +111,8 @@ if [[ -z $binary ]]; then
     command -v cargo >/dev/null || { echo "install.sh: cargo is needed to build tally (https://rustup.rs)" >&2; exit 1; }
     cd "$(dirname "$0")"
     export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
-    # Static, in the hot-path order, against musl when musl-gcc is here (shims/release-build.sh
-    # says why, and what it falls back to).
-    binary=$(shims/release-build.sh | tail -n 1)
+    # Static where possible (scripts/release-build.sh says why, and what it falls back to).
+    binary=$(scripts/release-build.sh | tail -n 1)
     # The collector is not on any hot path: a normal build. `tally demo` finds it next to tally.
     say "building tally-server (release)"
     cargo build --release --locked -p tally-server

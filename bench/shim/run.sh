@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Shim benchmarks (bench/README.md, "Shims"), every comparison side by side in one run, interleaved:
 #  1. `rustc --version`: direct (the toolchain's rustc), through a static C program that only
-#     execv()s it (the baseline, gcc -static: glibc; and the same program against musl, where
-#     musl-gcc is here), through tally's shim (counting into a scratch data dir, mode local),
-#     and through the rustup proxy.
+#     execv()s it (the baseline, gcc -static: glibc), through tally's shim (counting into a
+#     scratch data dir, mode local), through a second tally binary to compare with when
+#     TALLY_BENCH_BASELINE names one (another commit's release build), and through the rustup
+#     proxy.
 #  2. A generated multi-crate workspace, `cargo build` from clean, with and without
 #     RUSTC_WRAPPER=tally.
-# Usage: bench/shim/run.sh [--quick]   (--quick: fewer runs, for a smoke test)
+# Usage: [TALLY_BENCH_BASELINE=/path/to/other/tally] bench/shim/run.sh [--quick]
+#   (--quick: fewer runs, for a smoke test)
 # Needs: gcc with static glibc, rustup, python3. Writes bench/out/shim/.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -22,10 +24,9 @@ build_runs=8
 crates=30
 if [[ ${1:-} == --quick ]]; then runs=30; noop_runs=60; build_runs=2; crates=8; fi
 
-echo "== building tally (release, as install.sh does: shims/release-build.sh)"
+echo "== building tally (release, as install.sh does: scripts/release-build.sh)"
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$repo/target}
-built=$(shims/release-build.sh --quiet | tail -n 1)
-bash bench/shim/order.sh --check "$built" || true
+built=$(scripts/release-build.sh --quiet | tail -n 1)
 scratch=$(mktemp -d /tmp/tally-bench-shim.XXXXXX)
 trap 'rm -rf "$scratch"' EXIT
 # The binary as install.sh installs it: copied. The file the linker just wrote runs slower:
@@ -42,14 +43,16 @@ proxy=$(command -v rustc)
 echo "== building the static C execv baseline"
 mkdir -p "$scratch/c" "$scratch/shims"
 gcc -O2 -static -DREAL_TOOL="\"$real_rustc\"" -o "$scratch/c/rustc" bench/shim/execv.c
-# The same program against musl, for comparison (the baseline stays gcc -static, glibc): musl's
-# start-up skips glibc's CPU probes, as tally's musl build does.
-musl_variants=() musl_noop_variants=() musl_files=() musl_noop_files=()
-if command -v musl-gcc >/dev/null; then
-    mkdir -p "$scratch/c-musl" "$scratch/c-musl-noop"
-    musl-gcc -O2 -static -DREAL_TOOL="\"$real_rustc\"" -o "$scratch/c-musl/rustc" bench/shim/execv.c
-    musl_variants=("c-execv-musl=$scratch/c-musl/rustc --version")
-    musl_files=("$scratch/c-musl/rustc")
+# The other tally to compare with, side by side (TALLY_BENCH_BASELINE): in its own shims
+# directory, counting into its own data directory.
+base_variants=() base_noop_variants=() base_files=()
+if [[ -n ${TALLY_BENCH_BASELINE:-} ]]; then
+    mkdir -p "$scratch/base-shims"
+    cp "$TALLY_BENCH_BASELINE" "$scratch/base-tally"
+    ln -s "$scratch/base-tally" "$scratch/base-shims/rustc"
+    base_files=("$scratch/base-tally")
+    base_variants=("tally-baseline=TALLY_DIR=$scratch/base-data,PATH=$scratch/base-shims:$toolchain_bin:$PATH::$scratch/base-shims/rustc --version")
+    base_noop_variants=("noop-tally-baseline=TALLY_DIR=$scratch/base-data,PATH=$scratch/base-shims:$scratch/noop:$PATH::$scratch/base-shims/rustc --version")
 fi
 ln -s "$tally" "$scratch/shims/rustc"
 
@@ -91,7 +94,7 @@ echo "== rustc --version (runs: $runs each, interleaved)"
 # Every 200 rounds each binary is replaced by a fresh copy of itself (bench/shim/refresh.sh:
 # one copy's placement in memory shifted its times by up to 0.03 ms for a whole run).
 python3 bench/shim/interleave.py --runs "$runs" --warmup 20 --json "$out/rustc-version.json" \
-    --refresh-every 200 --refresh "bash bench/shim/refresh.sh $tally $scratch/c/rustc $scratch/c-floor-rustc/rustc ${musl_files[*]} -- $scratch/reread/tally $scratch/reread/c/rustc $scratch/reread/c-floor-rustc/rustc" \
+    --refresh-every 200 --refresh "bash bench/shim/refresh.sh $tally $scratch/c/rustc $scratch/c-floor-rustc/rustc ${base_files[*]} -- $scratch/reread/tally $scratch/reread/c/rustc $scratch/reread/c-floor-rustc/rustc" \
     "direct=$real_rustc --version" \
     "c-execv=$scratch/c/rustc --version" \
     "c-floor=$scratch/c-floor-rustc/rustc --version" \
@@ -99,17 +102,13 @@ python3 bench/shim/interleave.py --runs "$runs" --warmup 20 --json "$out/rustc-v
     "c-execv-reread=$scratch/reread/c/rustc --version" \
     "c-floor-reread=$scratch/reread/c-floor-rustc/rustc --version" \
     "tally-shim-reread=PATH=$reread_path::$scratch/reread/shims/rustc --version" \
-    "rustup-proxy=$proxy --version" "${musl_variants[@]}" | tee "$out/rustc-version.txt"
+    "rustup-proxy=$proxy --version" "${base_variants[@]}" | tee "$out/rustc-version.txt"
 # The ratio that matters (target <= 1.2x), paired by round, with its 95% interval; for each
 # state of the binaries against the C execv in the same state.
 echo "  -- as written:"
 python3 bench/shim/ratio.py "$out/rustc-version.json" direct c-execv | grep -v -E "^  [a-z-]*reread "
 echo "  -- read back from disk:"
 python3 bench/shim/ratio.py "$out/rustc-version.json" direct c-execv-reread | grep -E "paired|^  [a-z-]*reread "
-if ((${#musl_variants[@]})); then
-    echo "  -- against the C execv linked with musl (as written):"
-    python3 bench/shim/ratio.py "$out/rustc-version.json" direct c-execv-musl | grep -E "paired|^  tally-shim "
-fi
 echo "  counters written: $(ls "$TALLY_DIR/counters" | wc -l) file(s)"
 
 # The same comparison in front of a static no-op "rustc": the tool itself costs almost nothing,
@@ -121,11 +120,6 @@ mkdir -p "$scratch/noop" "$scratch/c-noop"
 printf 'int main(void) { return 0; }\n' >"$scratch/noop.c"
 gcc -O2 -static -o "$scratch/noop/rustc" "$scratch/noop.c"
 gcc -O2 -static -DREAL_TOOL="\"$scratch/noop/rustc\"" -o "$scratch/c-noop/rustc" bench/shim/execv.c
-if ((${#musl_variants[@]})); then
-    musl-gcc -O2 -static -DREAL_TOOL="\"$scratch/noop/rustc\"" -o "$scratch/c-musl-noop/rustc" bench/shim/execv.c
-    musl_noop_variants=("noop-c-execv-musl=$scratch/c-musl-noop/rustc --version")
-    musl_noop_files=("$scratch/c-musl-noop/rustc")
-fi
 PATH=$scratch/shims:$scratch/noop:$PATH "$scratch/shims/rustc" --version
 # The floor: a C program making the shim's system calls on the files that run just used.
 mkdir -p "$scratch/c-floor"
@@ -139,7 +133,7 @@ cp "$scratch/c-floor/rustc" "$scratch/reread/c-floor/rustc"
 evict "$scratch/reread/c-noop/rustc" "$scratch/reread/c-floor/rustc"
 PATH=$scratch/shims:$scratch/noop:$PATH python3 bench/shim/interleave.py --runs "$noop_runs" --warmup 50 \
     --json "$out/noop.json" \
-    --refresh-every 200 --refresh "bash bench/shim/refresh.sh $tally $scratch/c-noop/rustc $scratch/c-floor/rustc ${musl_noop_files[*]} -- $scratch/reread/tally $scratch/reread/c-noop/rustc $scratch/reread/c-floor/rustc" \
+    --refresh-every 200 --refresh "bash bench/shim/refresh.sh $tally $scratch/c-noop/rustc $scratch/c-floor/rustc ${base_files[*]} -- $scratch/reread/tally $scratch/reread/c-noop/rustc $scratch/reread/c-floor/rustc" \
     "noop-direct=$scratch/noop/rustc --version" \
     "noop-c-execv=$scratch/c-noop/rustc --version" \
     "noop-c-floor=$scratch/c-floor/rustc --version" \
@@ -148,15 +142,11 @@ PATH=$scratch/shims:$scratch/noop:$PATH python3 bench/shim/interleave.py --runs 
     "noop-c-execv-reread=$scratch/reread/c-noop/rustc --version" \
     "noop-c-floor-reread=$scratch/reread/c-floor/rustc --version" \
     "noop-tally-reread=PATH=$scratch/reread/shims:$scratch/noop:$PATH::$scratch/reread/shims/rustc --version" \
-    "${musl_noop_variants[@]}" | tee "$out/noop.txt"
+    "${base_noop_variants[@]}" | tee "$out/noop.txt"
 echo "  -- as written:"
 python3 bench/shim/ratio.py "$out/noop.json" noop-direct noop-c-execv | grep -v -E "^  [a-z-]*reread "
 echo "  -- read back from disk:"
 python3 bench/shim/ratio.py "$out/noop.json" noop-direct noop-c-execv-reread | grep -E "paired|^  [a-z-]*reread "
-if ((${#musl_noop_variants[@]})); then
-    echo "  -- against the C execv linked with musl (as written):"
-    python3 bench/shim/ratio.py "$out/noop.json" noop-direct noop-c-execv-musl | grep -E "paired|^  noop-tally-(shim|off) "
-fi
 
 echo "== generated workspace: $crates crates, cargo build from clean (runs: $build_runs)"
 ws=$scratch/ws

@@ -98,8 +98,6 @@
 pub mod clock;
 mod layout;
 mod mapped;
-#[cfg(target_os = "linux")]
-pub mod musl;
 mod parse;
 #[cfg(target_os = "linux")]
 pub mod startup;

@@ -1,14 +1,14 @@
 //! What the kernel handed this process at `execve`, read without a system call: its
 //! arguments (as C's `main` receives them), its environment (the C library's `environ`) and the
-//! path it was started by (`AT_EXECFN`); and, read from its own ELF headers, the size of the file
-//! this program was loaded from and where its image and unwinding tables lie in memory.
+//! path it was started by (`AT_EXECFN`); and, read from its own ELF header, the size of the file
+//! this program was loaded from.
 //!
 //! This has nothing to do with counter files; it lives here because this is tally's one crate
-//! with `unsafe` code, and both reads take an `unsafe` block. The shim reads both on every
-//! compile of every user. Before, the environment was a read of `/proc/self/environ` (four
-//! system calls, ~0.015 ms of the ~0.1 ms the shim adds to an `exec`) and `AT_EXECFN` a
-//! `prctl` (bench/README.md, "Shims"). std's `vars_os` would instead allocate two strings per
-//! variable and drop every entry without a `=`, which the tool must still get.
+//! with `unsafe` code, and these reads take an `unsafe` block. The shim reads them on every
+//! compile of every user, where `/proc/self/environ` would cost four system calls and
+//! `AT_EXECFN` through `prctl` one more (bench/README.md, "Techniques"). std's `vars_os` would
+//! instead allocate two strings per variable and drop every entry without a `=`, which the tool
+//! must still get.
 //!
 //! Promises: every environment entry is given exactly as the C library holds it (for a process
 //! that never changed its environment, the bytes its parent passed to `execve`), in order,
@@ -32,7 +32,7 @@ unsafe extern "C" {
 /// tally's binary starts at C's `main` (src/main.rs), so this is where its arguments come from.
 /// std's `args_os` would work with glibc (which passes the arguments to every `.init_array`
 /// function, where std's gnu build picks them up) but not with musl (which passes none), and
-/// the release binary may be linked against either (see [`crate::musl`]).
+/// the release binary may be linked against either (scripts/release-build.sh).
 ///
 /// # Safety
 ///
@@ -111,7 +111,7 @@ pub fn started_by() -> Option<&'static CStr> {
 
 /// This program's own ELF header, as loaded with its first segment; `None` unless it is a
 /// 64-bit little-endian ELF header (`e_ident`: magic, ELFCLASS64, ELFDATA2LSB), so that the
-/// callers can read its fields.
+/// caller can read its fields.
 fn own_elf_header() -> Option<&'static [u8; 64]> {
     // SAFETY: `__ehdr_start` is the first byte of the program's first loaded segment, which is
     // mapped read-only for the life of the process and starts with the 64-byte ELF header
@@ -138,71 +138,6 @@ pub fn image_file_size() -> Option<u64> {
         return None;
     }
     section_table_offset.checked_add(u64::from(entry_size) * u64::from(entries))
-}
-
-/// Where this program's image lies in memory, from its own program headers: what an unwinder
-/// needs to find the unwinding tables of a code address (see [`crate::musl`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LoadedImage {
-    /// The lowest address of the image (its first loaded segment).
-    pub start: usize,
-    /// One past the highest address of the image (the end of its last loaded segment).
-    pub end: usize,
-    /// The address of the `.eh_frame_hdr` table (the `PT_GNU_EH_FRAME` segment).
-    pub eh_frame_hdr: usize,
-}
-
-/// This program's [`LoadedImage`]; `None` when its headers are not a 64-bit ELF image with a
-/// `PT_GNU_EH_FRAME` segment, or its program headers are not within its first page.
-pub fn loaded_image() -> Option<LoadedImage> {
-    const PT_LOAD: u32 = 1;
-    const PT_GNU_EH_FRAME: u32 = 0x6474_e550;
-    const PHDR_SIZE: usize = 56;
-    const FIRST_PAGE: usize = 4096;
-    let header = own_elf_header()?;
-    let header_address = header.as_ptr() as usize;
-    let phoff = usize::try_from(u64::from_le_bytes(header[0x20..0x28].try_into().ok()?)).ok()?;
-    let phentsize = usize::from(u16::from_le_bytes([header[0x36], header[0x37]]));
-    let phnum = usize::from(u16::from_le_bytes([header[0x38], header[0x39]]));
-    let table_end = phoff.checked_add(phnum.checked_mul(PHDR_SIZE)?)?;
-    if phentsize != PHDR_SIZE || table_end > FIRST_PAGE {
-        return None;
-    }
-    // SAFETY: the first segment starts with the ELF header at file offset 0 and maps at least
-    // the whole first page (segments are page-aligned, and every linker puts the program
-    // headers right behind the header, in the first segment, for the kernel and the C library
-    // read them there too); `table_end <= FIRST_PAGE` was checked above.
-    let table: &[u8] = unsafe {
-        std::slice::from_raw_parts((header_address + phoff) as *const u8, phnum * PHDR_SIZE)
-    };
-    let mut vaddr_of_header = None;
-    let (mut low, mut high, mut eh_frame_hdr) = (usize::MAX, 0usize, None);
-    for entry in table.chunks_exact(PHDR_SIZE) {
-        let u32_at = |at: usize| u32::from_le_bytes(entry[at..at + 4].try_into().expect("4 bytes"));
-        let u64_at = |at: usize| u64::from_le_bytes(entry[at..at + 8].try_into().expect("8 bytes"));
-        let (kind, offset, vaddr, memsz) = (u32_at(0), u64_at(8), u64_at(16), u64_at(40));
-        let (vaddr, memsz) = (usize::try_from(vaddr).ok()?, usize::try_from(memsz).ok()?);
-        if kind == PT_LOAD {
-            if offset == 0 {
-                vaddr_of_header = Some(vaddr);
-            }
-            low = low.min(vaddr);
-            high = high.max(vaddr.checked_add(memsz)?);
-        } else if kind == PT_GNU_EH_FRAME {
-            eh_frame_hdr = Some(vaddr);
-        }
-    }
-    // Addresses in the headers are relative to where the image was meant to load; a
-    // position-independent image loads elsewhere, by the same offset for every address.
-    let bias = header_address.wrapping_sub(vaddr_of_header?);
-    if low >= high {
-        return None;
-    }
-    Some(LoadedImage {
-        start: low.wrapping_add(bias),
-        end: high.wrapping_add(bias),
-        eh_frame_hdr: eh_frame_hdr?.wrapping_add(bias),
-    })
 }
 
 #[cfg(test)]
@@ -252,20 +187,6 @@ mod tests {
         // SAFETY: no pointer is read for a count of zero or less.
         assert!(unsafe { args_of_c_main(0, pointers.as_ptr()) }.is_empty());
         assert!(unsafe { args_of_c_main(-1, pointers.as_ptr()) }.is_empty());
-    }
-
-    #[test]
-    fn the_loaded_image_holds_this_code_and_its_unwinding_table() {
-        let image = loaded_image().expect("a test binary is a 64-bit ELF with .eh_frame_hdr");
-        let code = the_loaded_image_holds_this_code_and_its_unwinding_table as *const () as usize;
-        assert!(
-            image.start <= code && code < image.end,
-            "{image:x?} {code:x}"
-        );
-        assert!(image.start <= image.eh_frame_hdr && image.eh_frame_hdr < image.end);
-        // SAFETY: the table lies in the image (checked above), which stays mapped.
-        let version = unsafe { *(image.eh_frame_hdr as *const u8) };
-        assert_eq!(version, 1, ".eh_frame_hdr starts with its version, 1");
     }
 
     #[test]

@@ -55,14 +55,8 @@ pub const TALLY_REQUIRE_S3: &str = "TALLY_REQUIRE_S3";
 pub const TALLY_REQUIRE_MINISIGN: &str = "TALLY_REQUIRE_MINISIGN";
 /// `TALLY_REQUIRE_STRACE`: tests fail instead of skipping without `strace`.
 pub const TALLY_REQUIRE_STRACE: &str = "TALLY_REQUIRE_STRACE";
-/// `TALLY_REQUIRE_MUSL`: the install test fails unless the release binary is linked with musl.
-pub const TALLY_REQUIRE_MUSL: &str = "TALLY_REQUIRE_MUSL";
-/// `TALLY_LIBC`: build time only, see [`VARS`].
-pub const TALLY_LIBC: &str = "TALLY_LIBC";
-/// `TALLY_LINK_ORDER`: build time only, see [`VARS`].
-pub const TALLY_LINK_ORDER: &str = "TALLY_LINK_ORDER";
-/// `TALLY_LINK_MAP`: build time only, see [`VARS`].
-pub const TALLY_LINK_MAP: &str = "TALLY_LINK_MAP";
+/// `TALLY_RELEASE_KIND`: build time only, see [`VARS`].
+pub const TALLY_RELEASE_KIND: &str = "TALLY_RELEASE_KIND";
 
 /// CI vendors' own markers (any non-empty value means "running in CI").
 pub const CI_VENDOR_VARS: &[&str] = &[
@@ -289,24 +283,9 @@ pub const VARS: &[EnvVar] = &[
         read_by: "tests",
     },
     EnvVar {
-        name: TALLY_REQUIRE_MUSL,
-        meaning: "Tests only: `1` makes the install test fail unless install.sh linked the release binary against musl (CI installs musl-tools).",
-        read_by: "tests",
-    },
-    EnvVar {
-        name: TALLY_LIBC,
-        meaning: "Build time only: `glibc` links the release binary against glibc even where musl-gcc is; `musl` fails instead of falling back to glibc. Unset: musl when musl-gcc is there (shims/release-build.sh).",
-        read_by: "shims/release-build.sh",
-    },
-    EnvVar {
-        name: TALLY_LINK_ORDER,
-        meaning: "Build time only: `1` (or an order file's path) links the shim's hot path first and together (shims/hot-path.order and shims/hot-path.ld, lld). install.sh and the shim benchmark set it.",
-        read_by: "build.rs",
-    },
-    EnvVar {
-        name: TALLY_LINK_MAP,
-        meaning: "Build time only: a path where the link writes lld's map of the tally binary (bench/shim/order.sh reads it to name the hot read-only sections).",
-        read_by: "build.rs",
+        name: TALLY_RELEASE_KIND,
+        meaning: "Build time only: `musl`, `static-glibc` or `dynamic` builds the release binary of that kind only, failing if it cannot. Unset: the first of the three that builds and runs (scripts/release-build.sh).",
+        read_by: "scripts/release-build.sh",
     },
 ];
 
