@@ -30,7 +30,7 @@ marker_begin="# >>> tally shims (added by tally's install.sh; remove with ./inst
 marker_end="# <<< tally shims <<<"
 
 modify_path=0 uninstall=0 purge=0 demo=1 binary="" server_binary=""
-usage() { sed -n '2,20s/^# \{0,1\}//p' "$0"; }
+usage() { sed -n '2,23s/^# \{0,1\}//p' "$0"; }
 while (($#)); do
     case $1 in
         --modify-path) modify_path=1 ;;
