@@ -103,6 +103,8 @@ pub mod musl;
 mod parse;
 #[cfg(target_os = "linux")]
 pub mod startup;
+#[cfg(unix)]
+pub mod spawn;
 
 use std::collections::BTreeMap;
 use std::io;
