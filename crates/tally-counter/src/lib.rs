@@ -101,10 +101,10 @@ mod mapped;
 #[cfg(target_os = "linux")]
 pub mod musl;
 mod parse;
-#[cfg(target_os = "linux")]
-pub mod startup;
 #[cfg(unix)]
 pub mod spawn;
+#[cfg(target_os = "linux")]
+pub mod startup;
 
 use std::collections::BTreeMap;
 use std::io;

@@ -128,7 +128,9 @@ pub fn spawn(spec: &Spawn<'_>) -> io::Result<libc::pid_t> {
     if got == errno.len() {
         Err(io::Error::from_raw_os_error(i32::from_ne_bytes(errno)))
     } else {
-        Err(io::Error::other("the child reported a truncated exec error"))
+        Err(io::Error::other(
+            "the child reported a truncated exec error",
+        ))
     }
 }
 
@@ -294,7 +296,11 @@ mod tests {
 
     fn spawn_sh(script: &str, stderr: Option<BorrowedFd<'_>>) -> io::Result<libc::pid_t> {
         let program = CString::new("/bin/sh").unwrap();
-        let args = [c"sh".to_owned(), c"-c".to_owned(), CString::new(script).unwrap()];
+        let args = [
+            c"sh".to_owned(),
+            c"-c".to_owned(),
+            CString::new(script).unwrap(),
+        ];
         let argv: Vec<&CStr> = args.iter().map(|a| a.as_c_str()).collect();
         let env = [c"TALLY_SPAWN_TEST=kept".to_owned()];
         let envp: Vec<&CStr> = env.iter().map(|e| e.as_c_str()).collect();
@@ -376,7 +382,11 @@ mod tests {
             .trim()
             .strip_prefix("SigIgn:")
             .map(|hex| u64::from_str_radix(hex.trim(), 16).unwrap());
-        assert_eq!(mask.map(|m| m & (1 << (libc::SIGUSR2 - 1))), Some(1 << 11), "{text:?}");
+        assert_eq!(
+            mask.map(|m| m & (1 << (libc::SIGUSR2 - 1))),
+            Some(1 << 11),
+            "{text:?}"
+        );
     }
 
     trait Borrow {
