@@ -100,7 +100,10 @@ fn warnings_and_clippy_lints_are_counted_by_name_and_level() {
     let project = w.fixture("outcomes-lints");
     let (with, without) = with_and_without(&w, &project, &["build", "--release"]);
     assert!(with.status.success());
-    assert_eq!(without_timings(&with.stderr), without_timings(&without.stderr));
+    assert_eq!(
+        without_timings(&with.stderr),
+        without_timings(&without.stderr)
+    );
     let counters = fared(&w);
     let time = one_time(&counters, "rustc/time/");
     assert!(time.starts_with("rustc/time/codegen-opt:"), "{time}");
@@ -190,7 +193,11 @@ fn a_compile_killed_by_a_signal_is_a_signal_and_tally_dies_of_it_too() {
         assert!(text.contains("signal: 9, SIGKILL"), "{text}");
     }
     let counters = fared(&w);
-    assert_eq!(counters.get("rustc/outcome:signal"), Some(&1), "{counters:#?}");
+    assert_eq!(
+        counters.get("rustc/outcome:signal"),
+        Some(&1),
+        "{counters:#?}"
+    );
 }
 
 /// A stand-in compiler named `rustc`: a shell script, so a test can make it do what a real
@@ -319,7 +326,7 @@ fn sigterm_to_tally_reaches_the_compiler() {
             started.display()
         ),
     );
-    let mut child = wrapper_cmd(&w, &rustc, &["src/lib.rs"])
+    let child = wrapper_cmd(&w, &rustc, &["src/lib.rs"])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -404,7 +411,10 @@ fn ctrl_c_during_cargo_build_leaves_no_compiler_behind() {
     wait_until_gone(compiler);
     // Nothing else of the group is left either.
     let group = cargo.id() as i32;
-    wait_for_condition(|| !group_alive(group), "processes of the build's group are left");
+    wait_for_condition(
+        || !group_alive(group),
+        "processes of the build's group are left",
+    );
 }
 
 fn group_alive(group: i32) -> bool {
@@ -426,7 +436,10 @@ fn send(signal: &str, target: &str) {
 }
 
 fn wait_for(path: &Path) {
-    wait_for_condition(|| path.exists(), &format!("{} never appeared", path.display()));
+    wait_for_condition(
+        || path.exists(),
+        &format!("{} never appeared", path.display()),
+    );
 }
 
 fn wait_until_gone(pid: i32) {
@@ -434,7 +447,13 @@ fn wait_until_gone(pid: i32) {
         || {
             // A zombie is gone for this purpose: it no longer runs.
             std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .map(|s| s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
+                .map(|s| {
+                    s.rsplit(')')
+                        .next()
+                        .unwrap_or("")
+                        .trim_start()
+                        .starts_with('Z')
+                })
                 .unwrap_or(true)
         },
         &format!("the compiler {pid} outlived tally"),
@@ -457,8 +476,15 @@ fn secrets_in_diagnostics_never_reach_a_file() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("qxsecret"));
     let counters = fared(&w);
-    assert_eq!(counters.get("rustc/outcome:error"), Some(&1), "{counters:#?}");
-    assert!(counters.keys().any(|n| n.starts_with("rustc/error:E")), "{counters:#?}");
+    assert_eq!(
+        counters.get("rustc/outcome:error"),
+        Some(&1),
+        "{counters:#?}"
+    );
+    assert!(
+        counters.keys().any(|n| n.starts_with("rustc/error:E")),
+        "{counters:#?}"
+    );
     for (path, bytes) in w.data_files() {
         let text = String::from_utf8_lossy(&bytes).to_lowercase();
         for secret in ["qxsecret", "sk_live", "id_qx", ".ssh"] {
@@ -511,7 +537,11 @@ fn a_different_user_wrapper_is_a_different_wrapper_to_cargos_cache() {
         with.env("CARGO_TARGET_DIR", w.tmp.path().join("target-tally"));
         let without = run(&mut without);
         let with = run(&mut with);
-        assert_eq!(without.status.success(), succeeds, "{wrapper:?} without tally");
+        assert_eq!(
+            without.status.success(),
+            succeeds,
+            "{wrapper:?} without tally"
+        );
         assert_eq!(
             with.status.success(),
             succeeds,
@@ -552,13 +582,20 @@ fn sccache_in_the_chain_replays_warnings_and_they_are_counted() {
             .env("SCCACHE_SERVER_PORT", "4327")
             .env("CARGO_TARGET_DIR", w.tmp.path().join(target))
             .current_dir(&project));
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         out
     };
     let first = build("t1");
     // A new target directory: the same compile, now a cache hit that replays the warning.
     let second = build("t2");
-    assert_eq!(without_timings(&first.stderr), without_timings(&second.stderr));
+    assert_eq!(
+        without_timings(&first.stderr),
+        without_timings(&second.stderr)
+    );
     let _ = Command::new(&sccache)
         .arg("--stop-server")
         .env("SCCACHE_SERVER_PORT", "4327")
