@@ -15,6 +15,14 @@
 //! `include`d config files (an unstable cargo feature).
 //!
 //! Never `RUSTC_WORKSPACE_WRAPPER` (it changes cargo's metadata hash and rebuilds everything).
+//!
+//! Cargo caches what rustc answered to its probes (`rustc -vV`, `--print …`) in
+//! `target/.rustc_info.json`, under a key made from the paths, sizes and times of rustc and of
+//! the wrapper, not from what the wrapper runs after itself. With tally as the wrapper for
+//! every user wrapper, a probe answered through one (a failing `/bin/false`) would be reused
+//! through another. So when the user has a wrapper, cargo is given a path of its own for it
+//! ([`wrapper_path`]): a symbolic link to tally in the data directory, named after the user's
+//! wrapper; without one, tally's own path.
 
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
@@ -82,6 +90,62 @@ pub fn arrange(tally: &Path, env: &CargoEnv, cwd: &Path, args: &[OsString]) -> A
         }
         next => Arrangement::Wrap { next },
     }
+}
+
+/// The most links [`wrapper_path`] keeps (one per distinct user wrapper); past it, tally's own
+/// path is used (cargo's cache then cannot tell those wrappers apart, nothing else changes).
+pub const MAX_WRAPPER_LINKS: usize = 64;
+
+/// The path cargo gets as `RUSTC_WRAPPER` for tally followed by the user's wrapper `next`:
+/// `tally` itself when there is none, else `<data_dir>/wrappers/tally-<hash of next>`, a
+/// symbolic link to `tally` made here if needed, so that cargo's cache of rustc's answers is
+/// keyed apart for each user wrapper (see the module docs). Any failure (a read-only data
+/// directory, something other than a directory at `wrappers`, too many links) gives `tally`.
+/// Nothing in the data directory is followed: `wrappers` must be a real directory, and an
+/// existing entry is used only when it is a link whose target is `tally`.
+pub fn wrapper_path(tally: &Path, next: Option<&OsStr>, data_dir: &Path) -> PathBuf {
+    next.and_then(|next| wrapper_link(tally, next, data_dir))
+        .unwrap_or_else(|| tally.to_path_buf())
+}
+
+fn wrapper_link(tally: &Path, next: &OsStr, data_dir: &Path) -> Option<PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = data_dir.join("wrappers");
+    // FNV-1a: a stable name for the same wrapper in every run (not a secret: the link's name
+    // tells only which of the user's wrappers it stands for, and stays on this machine).
+    let hash = next
+        .as_bytes()
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, &b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+        });
+    let name = format!("tally-{hash:016x}");
+    let link = dir.join(&name);
+    if std::fs::read_link(&link).ok().as_deref() == Some(tally) {
+        return Some(link);
+    }
+    match std::fs::symlink_metadata(&dir) {
+        Ok(meta) if meta.is_dir() => {
+            if std::fs::read_dir(&dir).ok()?.count() >= MAX_WRAPPER_LINKS {
+                return None;
+            }
+        }
+        Ok(_) => return None,
+        Err(_) => {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new().mode(0o700).create(&dir).ok()?;
+        }
+    }
+    // Made under a temporary name and renamed into place: a concurrent cargo sees either no
+    // link or a whole one.
+    let tmp = dir.join(format!(".{name}.{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(tally, &tmp).ok()?;
+    if std::fs::rename(&tmp, &link).is_err() {
+        let _ = std::fs::remove_file(&tmp);
+        return None;
+    }
+    Some(link)
 }
 
 /// Whether a wrapper setting names tally itself (by name, or by being the same file).
@@ -338,6 +402,60 @@ mod tests {
             Arrangement::Wrap {
                 next: Some("/usr/bin/explicit".into())
             }
+        );
+    }
+
+    #[test]
+    fn each_user_wrapper_gets_a_path_of_its_own() {
+        let tmp = tempfile::tempdir().unwrap();
+        let tally = tmp.path().join("bin/tally");
+        std::fs::create_dir_all(tally.parent().unwrap()).unwrap();
+        std::fs::write(&tally, "").unwrap();
+        let data = tmp.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        assert_eq!(wrapper_path(&tally, None, &data), tally);
+        assert!(
+            !data.join("wrappers").exists(),
+            "no wrapper, nothing written"
+        );
+        let a = wrapper_path(&tally, Some(OsStr::new("/bin/false")), &data);
+        let b = wrapper_path(&tally, Some(OsStr::new("sccache")), &data);
+        assert_ne!(a, b);
+        for link in [&a, &b] {
+            assert!(
+                link.starts_with(data.join("wrappers")),
+                "{}",
+                link.display()
+            );
+            assert_eq!(std::fs::read_link(link).unwrap(), tally);
+        }
+        // The same wrapper, the same path, again.
+        assert_eq!(
+            wrapper_path(&tally, Some(OsStr::new("/bin/false")), &data),
+            a
+        );
+        // A link to anything else is replaced, never followed.
+        std::fs::remove_file(&a).unwrap();
+        std::os::unix::fs::symlink("/elsewhere", &a).unwrap();
+        assert_eq!(
+            wrapper_path(&tally, Some(OsStr::new("/bin/false")), &data),
+            a
+        );
+        assert_eq!(std::fs::read_link(&a).unwrap(), tally);
+        // `wrappers` planted as a link, or no writable data directory: tally's own path.
+        let planted = tmp.path().join("planted");
+        std::fs::create_dir(&planted).unwrap();
+        std::fs::create_dir(planted.join("real")).unwrap();
+        std::os::unix::fs::symlink(planted.join("real"), planted.join("wrappers")).unwrap();
+        assert_eq!(wrapper_path(&tally, Some(OsStr::new("x")), &planted), tally);
+        assert_eq!(std::fs::read_dir(planted.join("real")).unwrap().count(), 0);
+        assert_eq!(
+            wrapper_path(
+                &tally,
+                Some(OsStr::new("x")),
+                &tmp.path().join("missing/data")
+            ),
+            tally
         );
     }
 

@@ -243,9 +243,10 @@ fn count_and_arrange(
         ) {
             arrange::Arrangement::AlreadyTally => {}
             arrange::Arrangement::Wrap { next } => {
+                let wrapper = arrange::wrapper_path(&tally, next.as_deref(), home.root());
                 changes
                     .set
-                    .push(("RUSTC_WRAPPER".into(), tally.into_os_string()));
+                    .push(("RUSTC_WRAPPER".into(), wrapper.into_os_string()));
                 match next {
                     Some(next) => changes.set.push((TALLY_NEXT_WRAPPER.into(), next)),
                     None => changes.remove.push(TALLY_NEXT_WRAPPER.into()),

@@ -8,6 +8,7 @@ mod fidelity;
 mod firstrun;
 mod go;
 mod install;
+mod outcomes;
 mod privacy;
 mod rustc;
 mod util;

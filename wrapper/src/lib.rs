@@ -1,7 +1,13 @@
 //! `RUSTC_WRAPPER` mode: cargo runs `tally /abs/path/to/rustc args…`; tally counts the compile
-//! and `exec`s the compiler, or the user's own wrapper first when the cargo shim kept one in
+//! and runs the compiler, or the user's own wrapper first when the cargo shim kept one in
 //! `TALLY_NEXT_WRAPPER` (`sccache /abs/rustc args…`). tally is outermost on purpose: a cache hit
 //! inside sccache runs nothing after it.
+//!
+//! A compile (not one of cargo's `-vV` or `--print` probes) is run as a child and waited for
+//! ([`supervise`]), so that its outcome, time bucket and diagnostics can be counted
+//! ([`outcome`], names from `tally_grammar::outcome`); a probe, and everything when tally's
+//! mode is off (or counting failed), is `exec`ed as before, with nothing read. If the child
+//! cannot be set up, the compiler is `exec`ed instead.
 //!
 //! Argument layouts (`argv[0]` is tally):
 //! - `tally /abs/rustc args…`: the usual case.
@@ -18,11 +24,15 @@
 
 #![forbid(unsafe_code)]
 
+pub mod outcome;
+pub mod supervise;
+
 use std::ffi::{OsStr, OsString};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 
-use tally_grammar::{Context, RustcCaller, Tool, caller_from_env, counter_names};
+use tally_grammar::outcome::{CompileKind, Driver, Outcome, outcome_name, time_name};
+use tally_grammar::{Context, RustcCaller, Tool, caller_from_env, rustc_counter_names};
 use tally_home::env::{TALLY_FORCE_ARG0, TALLY_NEXT_WRAPPER};
 use tally_home::{Counted, Env, Home, Mode, ProcessEnv, effective_mode};
 use tally_shims::identity::{FileIdentity, self_identity, stem_of};
@@ -101,8 +111,9 @@ pub fn run_wrapper(argv: Vec<OsString>) -> i32 {
     })) {
         run_argv[compiler_index] = direct.into_os_string();
     }
-    // The counter file stays mapped until the `exec` (see `tally_home::Counted`).
-    let _counted = catch_unwind(AssertUnwindSafe(|| count(&run_argv, &layout, &process_env)))
+    // The counter file stays mapped until the `exec` or the end of the compile (see
+    // `tally_home::Counted`).
+    let counted = catch_unwind(AssertUnwindSafe(|| count(&run_argv, &layout, &process_env)))
         .ok()
         .flatten();
 
@@ -122,18 +133,128 @@ pub fn run_wrapper(argv: Vec<OsString>) -> i32 {
             None => changes.remove.push("RUSTC_WRAPPER".into()),
         }
     }
-    match next {
-        Some(next) => exec(Path::new(&next), &next, &run_argv, &process_env, &changes),
-        None => {
-            let program = PathBuf::from(&run_argv[0]);
-            exec(
-                &program,
-                &run_argv[0],
-                &run_argv[1..],
-                &process_env,
-                &changes,
-            )
+    let (program, argv0, args) = match &next {
+        Some(next) => (PathBuf::from(next), next.clone(), &run_argv[..]),
+        None => (
+            PathBuf::from(&run_argv[0]),
+            run_argv[0].clone(),
+            &run_argv[1..],
+        ),
+    };
+    if let Some((counted, Some(kind))) = &counted {
+        let driver = if layout.clippy {
+            Driver::Clippy
+        } else {
+            Driver::Rustc
+        };
+        let compile = Compile {
+            counted,
+            kind: *kind,
+            driver,
+        };
+        if let Some(status) =
+            run_and_count(&program, &argv0, args, &process_env, &changes, &compile)
+        {
+            return status;
         }
+    }
+    exec(&program, &argv0, args, &process_env, &changes)
+}
+
+/// A compile being counted.
+struct Compile<'a> {
+    counted: &'a Counted,
+    kind: CompileKind,
+    driver: Driver,
+}
+
+/// Runs the compile as a child, waits, counts how it fared, and returns the exit status to end
+/// with (having died of the child's signal when it died of one). `None` when no child could be
+/// set up: the caller `exec`s instead.
+fn run_and_count(
+    program: &Path,
+    argv0: &OsStr,
+    args: &[OsString],
+    env: &ProcessEnv,
+    changes: &EnvChanges,
+    compile: &Compile<'_>,
+) -> Option<i32> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let path = CString::new(program.as_os_str().as_bytes()).ok()?;
+    let argv: Vec<CString> = std::iter::once(argv0)
+        .chain(args.iter().map(OsString::as_os_str))
+        .map(|a| CString::new(a.as_bytes()))
+        .collect::<Result<_, _>>()
+        .ok()?;
+    let argv: Vec<&std::ffi::CStr> = argv.iter().map(CString::as_c_str).collect();
+    let set = changes.set_entries();
+    let envp = tally_shims::environment_with(env.block(), &set, &changes.remove).ok()?;
+    let mut reader = Some(outcome::StderrReader::new(compile.kind.json));
+    // A reader that panics is dropped; stderr is still forwarded.
+    let mut copy = |chunk: &[u8]| {
+        if let Some(r) = reader.as_mut()
+            && catch_unwind(AssertUnwindSafe(|| r.feed(chunk))).is_err()
+        {
+            reader = None;
+        }
+    };
+    let finished = match supervise::run(
+        &supervise::Program {
+            path: &path,
+            // As `exec`: a name without `/` is looked up on PATH.
+            search_path: true,
+            argv: &argv,
+            envp: &envp,
+        },
+        &mut copy,
+    ) {
+        Ok(finished) => finished,
+        Err(supervise::Failed::Setup(_)) => return None,
+        Err(supervise::Failed::Exec(err)) => {
+            eprintln!("tally: cannot run {}: {err}", program.display());
+            return Some(if err.kind() == std::io::ErrorKind::NotFound {
+                127
+            } else {
+                126
+            });
+        }
+    };
+    let _ = catch_unwind(AssertUnwindSafe(|| {
+        count_outcome(compile, &finished, reader)
+    }));
+    match finished.ended {
+        supervise::Ended::Exited(code) => Some(code),
+        supervise::Ended::Signaled(signal) => {
+            tally_counter::spawn::die_by_signal(signal);
+            Some(128 + signal)
+        }
+    }
+}
+
+/// Adds the outcome, the time bucket and the diagnostics to the compile's counter file.
+fn count_outcome(
+    compile: &Compile<'_>,
+    finished: &supervise::Finished,
+    reader: Option<outcome::StderrReader>,
+) {
+    let exit_code = match finished.ended {
+        supervise::Ended::Exited(code) => Some(code),
+        supervise::Ended::Signaled(_) => None,
+    };
+    let panicked = reader.as_ref().is_some_and(|r| r.panicked);
+    let file = compile.counted.file();
+    let outcome = Outcome::classify(exit_code, panicked);
+    let _ = file.add(&outcome_name(compile.driver, outcome), 1);
+    let _ = file.add(
+        &time_name(compile.driver, compile.kind, finished.elapsed),
+        1,
+    );
+    for (name, count) in reader
+        .map(outcome::StderrReader::finish)
+        .unwrap_or_default()
+    {
+        let _ = file.add(&name, count);
     }
 }
 
@@ -166,8 +287,13 @@ fn resolve(program: &OsStr, env: &ProcessEnv) -> Option<PathBuf> {
 }
 
 /// Counts one compiler run. `run_argv` is what will be run: `[compiler, args…]` or
-/// `[workspace-wrapper, compiler, args…]`.
-fn count(run_argv: &[OsString], layout: &Layout, process_env: &ProcessEnv) -> Option<Counted> {
+/// `[workspace-wrapper, compiler, args…]`. Returns the counter file, still mapped, and what
+/// the run compiles (`None` for a probe).
+fn count(
+    run_argv: &[OsString],
+    layout: &Layout,
+    process_env: &ProcessEnv,
+) -> Option<(Counted, Option<CompileKind>)> {
     let env = Env::from_snapshot(process_env);
     let home = Home::locate(&env)?;
     if effective_mode(&env, Some(&home)) == Mode::Off {
@@ -181,7 +307,7 @@ fn count(run_argv: &[OsString], layout: &Layout, process_env: &ProcessEnv) -> Op
         clippy_driver: layout.clippy,
         ..Context::default()
     };
-    let names = counter_names(Tool::Rustc, args, &ctx);
+    let (names, kind) = rustc_counter_names(args, &ctx);
     // clippy-driver as the compiler reports clippy's version; rustc's is what matters, and a
     // rustc sits beside it in the toolchain.
     let binary = resolve(compiler, process_env).map(|p| {
@@ -211,7 +337,7 @@ fn count(run_argv: &[OsString], layout: &Layout, process_env: &ProcessEnv) -> Op
     if counted.as_ref().is_some_and(|c| c.created_file) {
         tally_shims::notice::maybe_show(&env, home.root());
     }
-    counted
+    counted.map(|c| (c, kind))
 }
 
 #[cfg(test)]

@@ -532,7 +532,12 @@ fn demo_config(expires: Day) -> anyhow::Result<String> {
     let programs: Vec<serde_json::Value> = tally_grammar::Tool::ALL
         .iter()
         .map(|tool| {
-            let counters: Vec<serde_json::Value> = tally_grammar::vocabulary(*tool)
+            let mut names = tally_grammar::vocabulary(*tool);
+            // The wrapper also counts how rustc's compiles fared (in rustc's files).
+            if *tool == tally_grammar::Tool::Rustc {
+                names.extend(tally_grammar::outcome::vocabulary());
+            }
+            let counters: Vec<serde_json::Value> = names
                 .into_iter()
                 .map(|name| serde_json::json!({ "name": name, "rate": 1.0 }))
                 .collect();

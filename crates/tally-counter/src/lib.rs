@@ -99,6 +99,8 @@ pub mod clock;
 mod layout;
 mod mapped;
 mod parse;
+#[cfg(unix)]
+pub mod spawn;
 #[cfg(target_os = "linux")]
 pub mod startup;
 

@@ -31,6 +31,7 @@ use std::path::Path;
 
 mod cargo;
 mod go;
+pub mod outcome;
 mod rustc;
 mod rustfmt;
 mod spec;
@@ -147,13 +148,28 @@ pub fn counter_names(tool: Tool, args: &[OsString], ctx: &Context<'_>) -> Vec<St
     names.push("invocations");
     match tool {
         Tool::Cargo => cargo::count(&strs, &mut names),
-        Tool::Rustc => rustc::count(&strs, ctx, &mut names),
+        Tool::Rustc => {
+            rustc::count(&strs, ctx, &mut names);
+        }
         Tool::Rustfmt => rustfmt::count_rustfmt(&strs, &mut names),
         Tool::CargoFmt => rustfmt::count_cargo_fmt(&strs, &mut names),
         Tool::Go => go::count_go(&strs, &mut names),
         Tool::Gofmt => go::count_gofmt(&strs, &mut names),
     }
     names.into_vec()
+}
+
+/// [`counter_names`] for rustc, with what the run compiles: `None` for a probe (`-vV`,
+/// `--print`) or a run without input, which the wrapper does not wait for.
+pub fn rustc_counter_names(
+    args: &[OsString],
+    ctx: &Context<'_>,
+) -> (Vec<String>, Option<outcome::CompileKind>) {
+    let strs: Vec<Option<&str>> = args.iter().map(|a| a.to_str()).collect();
+    let mut names = Names::new(Tool::Rustc);
+    names.push("invocations");
+    let kind = rustc::count(&strs, ctx, &mut names);
+    (names.into_vec(), kind)
 }
 
 /// Every counter name [`counter_names`] can return for `tool`, sorted.

@@ -4,6 +4,7 @@
 //! and `--edition=2021`, `-vV`; `@file` expands to one argument per line (no nesting). Cargo's
 //! probes (`-vV`, `--print=… -`) are counted as probes, never as compiles.
 
+use crate::outcome::CompileKind;
 use crate::{Context, Names, RustcCaller};
 use std::path::Path;
 
@@ -361,9 +362,31 @@ struct Seen {
     print: bool,
     stdin_input: bool,
     file_input: bool,
+    /// An `--emit` kind other than metadata and dep-info (`link`, `obj`…).
+    emit_codegen: bool,
+    emit_metadata: bool,
+    /// The last `-C opt-level` (or `-O`) is not 0.
+    optimised: bool,
+    json: bool,
 }
 
-pub(crate) fn count(args: &[Option<&str>], ctx: &Context<'_>, names: &mut Names) {
+impl Seen {
+    fn compile_kind(&self) -> CompileKind {
+        CompileKind {
+            // No `--emit` at all is rustc's default, `link`.
+            check: self.emit_metadata && !self.emit_codegen,
+            optimised: self.optimised,
+            json: self.json,
+        }
+    }
+}
+
+/// Counts a rustc run; returns what it compiles, or `None` for a probe or a run without input.
+pub(crate) fn count(
+    args: &[Option<&str>],
+    ctx: &Context<'_>,
+    names: &mut Names,
+) -> Option<CompileKind> {
     if ctx.clippy_driver {
         names.push("driver:clippy");
     }
@@ -416,6 +439,8 @@ pub(crate) fn count(args: &[Option<&str>], ctx: &Context<'_>, names: &mut Names)
     } else {
         None
     };
+    let kind =
+        (probe.is_none() && (seen.file_input || seen.stdin_input)).then(|| seen.compile_kind());
     match probe {
         Some(probe) => {
             names.push(probe);
@@ -434,6 +459,7 @@ pub(crate) fn count(args: &[Option<&str>], ctx: &Context<'_>, names: &mut Names)
             names.names.extend(flags.names);
         }
     }
+    kind
 }
 
 fn scan(args: &[Option<&str>], seen: &mut Seen, out: &mut Names) {
@@ -502,6 +528,9 @@ fn record(flag: &str, kind: Kind, value: Option<&str>, seen: &mut Seen, out: &mu
             if flag == "--version" {
                 seen.version = true;
             }
+            if flag == "-O" {
+                seen.optimised = true;
+            }
             out.push_parts(&["flag:", flag]);
         }
         Kind::Edition => out.push_parts(&["edition:", closed(EDITIONS, value)]),
@@ -514,6 +543,11 @@ fn record(flag: &str, kind: Kind, value: Option<&str>, seen: &mut Seen, out: &mu
             for v in value.unwrap_or("").split(',') {
                 // `--emit=dep-info=path`: the path is never looked at.
                 let kind = v.split('=').next();
+                match kind {
+                    Some("metadata") => seen.emit_metadata = true,
+                    Some("dep-info") => {}
+                    _ => seen.emit_codegen = true,
+                }
                 out.push_parts(&["emit:", closed(EMIT_KINDS, kind)]);
             }
         }
@@ -523,7 +557,10 @@ fn record(flag: &str, kind: Kind, value: Option<&str>, seen: &mut Seen, out: &mu
             let kind = value.map(|v| v.split('=').next().unwrap_or(""));
             out.push_parts(&["print:", closed(PRINT_KINDS, kind)]);
         }
-        Kind::ErrorFormat => out.push_parts(&["error-format:", closed(ERROR_FORMATS, value)]),
+        Kind::ErrorFormat => {
+            seen.json = value == Some("json");
+            out.push_parts(&["error-format:", closed(ERROR_FORMATS, value)])
+        }
         Kind::Json => {
             for v in value.unwrap_or("").split(',') {
                 out.push_parts(&["json:", closed(JSON_KINDS, Some(v))]);
@@ -531,7 +568,14 @@ fn record(flag: &str, kind: Kind, value: Option<&str>, seen: &mut Seen, out: &mu
         }
         Kind::Color => out.push_parts(&["color:", closed(COLORS, value)]),
         Kind::CapLints => out.push_parts(&["cap-lints:", closed(CAP_LINTS, value)]),
-        Kind::Codegen => out.push_parts(&["codegen:", &codegen_label(value)]),
+        Kind::Codegen => {
+            if let Some((name, level)) = value.and_then(|v| v.split_once('='))
+                && name.replace('_', "-") == "opt-level"
+            {
+                seen.optimised = level != "0";
+            }
+            out.push_parts(&["codegen:", &codegen_label(value)])
+        }
         Kind::Unstable => out.push_parts(&["unstable:", &unstable_label(value)]),
     }
 }

@@ -534,3 +534,77 @@ fn tool_names_follow_the_variants() {
         assert_eq!(Tool::from_name(tool.name()), Some(tool));
     }
 }
+
+#[test]
+fn rustc_compile_kinds() {
+    use crate::outcome::CompileKind;
+    let kind = |args: &[&str]| {
+        let args: Vec<OsString> = args.iter().map(OsString::from).collect();
+        rustc_counter_names(&args, &Context::default()).1
+    };
+    // cargo check: metadata (and dep-info) only, JSON diagnostics.
+    assert_eq!(
+        kind(&[
+            "src/lib.rs",
+            "--error-format=json",
+            "--emit=dep-info,metadata",
+            "-C",
+            "embed-bitcode=no"
+        ]),
+        Some(CompileKind {
+            check: true,
+            optimised: false,
+            json: true
+        })
+    );
+    // cargo build --release: metadata and link, opt-level 3.
+    assert_eq!(
+        kind(&[
+            "src/main.rs",
+            "--error-format",
+            "json",
+            "--emit=dep-info,metadata,link",
+            "-C",
+            "opt-level=3"
+        ]),
+        Some(CompileKind {
+            check: false,
+            optimised: true,
+            json: true
+        })
+    );
+    // rustc's defaults: link, opt-level 0, human diagnostics; the last opt-level wins; -O.
+    assert_eq!(kind(&["x.rs"]), Some(CompileKind::default()));
+    assert_eq!(
+        kind(&["x.rs", "-Copt-level=3", "-C", "opt_level=0"]).map(|k| k.optimised),
+        Some(false)
+    );
+    assert_eq!(kind(&["x.rs", "-O"]).map(|k| k.optimised), Some(true));
+    assert_eq!(
+        kind(&["x.rs", "--emit", "metadata", "--emit=obj"]).map(|k| k.check),
+        Some(false)
+    );
+    // Probes and runs without input are not compiles.
+    assert_eq!(kind(&["-vV"]), None);
+    assert_eq!(
+        kind(&["-", "--print=file-names", "--crate-type", "lib"]),
+        None
+    );
+    assert_eq!(kind(&["--error-format=json"]), None);
+    // The names are those of `counter_names`.
+    let args: Vec<OsString> = ["x.rs", "-O"].iter().map(OsString::from).collect();
+    assert_eq!(
+        rustc_counter_names(&args, &Context::default()).0,
+        counter_names(Tool::Rustc, &args, &Context::default())
+    );
+}
+
+/// Every name the outcome of a compile can be counted under (the diagnostic vocabulary from
+/// `vocab/` included): a refresh of the vocabulary shows up here as a diff.
+#[test]
+fn outcome_vocabulary_snapshot() {
+    insta::assert_snapshot!(
+        "vocabulary_rustc_outcomes",
+        crate::outcome::vocabulary().join("\n")
+    );
+}

@@ -1,0 +1,22 @@
+#!/bin/sh
+# The wrapper benchmark: `RUSTC_WRAPPER=tally` (the release build, counting outcomes, time
+# buckets and diagnostics) against no wrapper, on a 6-crate pipelined workspace and on a crate
+# with 1,000 warnings, interleaved in one run (bench.py says how).
+#
+# Usage: bench/wrapper/run.sh [ROUNDS]   (default 10)
+# TALLY_BIN=path uses that binary instead of building the release one.
+set -eu
+root=$(cd "$(dirname "$0")/../.." && pwd)
+rounds=${1:-10}
+if [ -z "${TALLY_BIN:-}" ]; then
+    if [ -x "$root/shims/release-build.sh" ]; then
+        TALLY_BIN=$("$root/shims/release-build.sh" | tail -n 1)
+    fi
+    if [ -z "${TALLY_BIN:-}" ] || [ ! -x "$TALLY_BIN" ]; then
+        cargo build --release --bin tally --manifest-path "$root/Cargo.toml" >&2
+        TALLY_BIN="$root/target/release/tally"
+    fi
+fi
+echo "tally: $TALLY_BIN"
+rustc -V
+exec python3 "$root/bench/wrapper/bench.py" "$TALLY_BIN" "$rounds"

