@@ -173,9 +173,12 @@ impl AppState {
                 // Signature first: a config key that exists always has its signature beside it.
                 self.0
                     .store
-                    .put(&sig_key, current.signature.clone())
+                    .put(&sig_key, current.signature.clone(), None)
                     .await?;
-                self.0.store.put(&json_key, current.json.clone()).await?;
+                self.0
+                    .store
+                    .put(&json_key, current.json.clone(), None)
+                    .await?;
             }
         }
         self.0
@@ -265,7 +268,7 @@ impl AppState {
         match self
             .0
             .store
-            .create(&report_key(report.week, report.x), canonical)
+            .create(&report_key(report.week, report.x), canonical, report.week)
             .await
         {
             Ok(Created::New) => {
@@ -377,7 +380,7 @@ impl AppState {
             if let Err(e) = self
                 .0
                 .store
-                .put(&merged_key(monday), Bytes::from(bytes))
+                .put(&merged_key(monday), Bytes::from(bytes), Some(monday))
                 .await
             {
                 slot.dirty.store(true, Ordering::Release);
@@ -531,10 +534,20 @@ async fn upload(
         }
         Ok(Ok(bytes)) => bytes,
     };
-    match state.accept_upload(&week, &bytes).await {
-        Ok(true) => reason(StatusCode::OK, "stored".into()),
-        Ok(false) => reason(StatusCode::OK, "already stored".into()),
-        Err((status, why)) => reason(status, why),
+    // Its own task: a connection closed mid-upload (the client gave up, or the server cut a
+    // stalled connection off) must not stop a report between its write and its merge.
+    let accepting = tokio::spawn(async move { state.accept_upload(&week, &bytes).await });
+    match accepting.await {
+        Ok(Ok(true)) => reason(StatusCode::OK, "stored".into()),
+        Ok(Ok(false)) => reason(StatusCode::OK, "already stored".into()),
+        Ok(Err((status, why))) => reason(status, why),
+        Err(e) => {
+            eprintln!("tally-server: an upload task failed: {e}");
+            reason(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the upload could not be processed; retry later".into(),
+            )
+        }
     }
 }
 

@@ -388,13 +388,12 @@ fn every_2xx_report_survives_sigkill_and_is_counted_once() {
                     {
                         Ok(response) if response.status() == 200 => {
                             assert!(!invalid);
-                            // The server keys by the x it parsed (JSON float parsing may differ
-                            // from the sender's f64 in the last bit).
-                            let parsed = tally_protocol::Report::parse(&body(&r)).unwrap();
+                            // Stored under exactly the x that was sent.
+                            let key = tally_server::store::report_key(r.week, r.x);
                             accepted
                                 .lock()
                                 .unwrap()
-                                .push(format!("{}_{}.json", r.week, parsed.x));
+                                .push(key.filename().unwrap().to_string());
                         }
                         Ok(response) => {
                             assert!(invalid && response.status() == 400, "{}", response.status())
