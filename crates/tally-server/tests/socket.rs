@@ -378,3 +378,183 @@ fn a_connection_that_moves_nothing_is_closed_after_the_stall_timeout() {
         );
     }
 }
+
+/// Sends `request` on a new connection and returns the answer's status code (0 if the server
+/// closed the connection without one).
+fn status_of(addr: SocketAddr, request: &[u8]) -> u16 {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    // The server may answer and close before all of an oversized request is written.
+    let _ = stream.write_all(request);
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    answer
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|rest| rest.get(..3))
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0)
+}
+
+/// HTTP-level tricks (the audit's 31): path traversal in the week, encoded slashes, non-dates,
+/// oversized and contradictory bodies, oversized heads. Each gets a 4xx, nothing is stored,
+/// nothing is written outside the store, and the server keeps answering.
+#[test]
+fn http_level_tricks_get_a_4xx_and_touch_nothing() {
+    let collector = Collector::new();
+    let outer = tempfile::tempdir().unwrap();
+    let store = outer.path().join("store");
+    let (addr, _runtime) = start(
+        &collector,
+        &store,
+        Limits::default(),
+        Duration::from_secs(1),
+    );
+    let good = body(&report(0.5, "1.95.0", &[("cargo/invocations", 1)]));
+    let post = |path: &str| {
+        let mut request = format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+            good.len()
+        )
+        .into_bytes();
+        request.extend_from_slice(&good);
+        request
+    };
+    let get = |path: &str| {
+        format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").into_bytes()
+    };
+    let raw = |head: &str, body: &[u8]| {
+        let mut request = head.as_bytes().to_vec();
+        request.extend_from_slice(body);
+        request
+    };
+    let chunked = {
+        let mut body = Vec::new();
+        for _ in 0..150 {
+            body.extend_from_slice(b"400\r\n");
+            body.extend_from_slice(&[b' '; 1024]);
+            body.extend_from_slice(b"\r\n");
+        }
+        body.extend_from_slice(b"0\r\n\r\n");
+        body
+    };
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("dot-dot in the week", post("/upload/..")),
+        ("encoded slashes", post("/upload/..%2F..%2Fescape")),
+        (
+            "encoded dots and slashes",
+            post("/upload/%2e%2e%2f%2e%2e%2fescape"),
+        ),
+        (
+            "a day, then a climb",
+            post("/upload/2026-11-16%2F..%2F..%2Fescape"),
+        ),
+        ("a plain climb", post("/upload/../../escape")),
+        ("two segments", post("/upload/2026-11-16/../2026-11-09")),
+        ("backslashes", post("/upload/..%5C..%5Cescape")),
+        ("a NUL", post("/upload/2026-11-16%00")),
+        ("full-width dots", post("/upload/%EF%BC%8E%EF%BC%8E")),
+        ("month 13", post("/upload/2026-13-01")),
+        ("February 30", post("/upload/2026-02-30")),
+        ("no dashes", post("/upload/20261116")),
+        ("a time", post("/upload/2026-11-16T00:00:00Z")),
+        ("a signed year", post("/upload/+2026-11-16")),
+        ("an empty week", post("/upload/")),
+        ("a URL week unlike the report's", post("/upload/2026-11-09")),
+        ("a GET of the upload", get(&format!("/upload/{WEEK}"))),
+        ("an API climb", get("/api/weeks/..%2F..%2Fconfigs/cargo")),
+        (
+            "an API program climb",
+            get(&format!("/api/weeks/{WEEK}/..%2F..%2Fconfigs%2F1.json")),
+        ),
+        ("an API non-date", get("/api/weeks/yesterday/cargo")),
+        ("a page climb", get("/programs/..%2F..%2Fconfigs%2F1.json")),
+        ("a file under the store", get("/configs/1.json")),
+        (
+            "a declared body over the limit",
+            raw(
+                "POST /upload/2026-11-16 HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\n\r\n",
+                b"{",
+            ),
+        ),
+        (
+            "a chunked body over the limit",
+            raw(
+                "POST /upload/2026-11-16 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
+                &chunked,
+            ),
+        ),
+        (
+            "two different lengths",
+            raw(
+                &format!(
+                    "POST /upload/2026-11-16 HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nContent-Length: 5\r\n\r\n",
+                    good.len()
+                ),
+                &good,
+            ),
+        ),
+        (
+            "a length and chunked",
+            raw(
+                &format!(
+                    "POST /upload/2026-11-16 HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nTransfer-Encoding: chunked\r\n\r\n",
+                    good.len()
+                ),
+                &good,
+            ),
+        ),
+        (
+            "a negative length",
+            raw(
+                "POST /upload/2026-11-16 HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
+                b"",
+            ),
+        ),
+        (
+            "a body cut short",
+            raw(
+                &format!(
+                    "POST /upload/2026-11-16 HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+                    good.len()
+                ),
+                &good[..good.len() / 2],
+            ),
+        ),
+        (
+            "a huge header",
+            raw(
+                &format!(
+                    "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+                    "a".repeat(600_000)
+                ),
+                b"",
+            ),
+        ),
+        (
+            "a huge path",
+            get(&format!("/healthz?{}", "a".repeat(600_000))),
+        ),
+        (
+            "not HTTP",
+            b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n".to_vec(),
+        ),
+    ];
+    for (what, request) in &cases {
+        let status = status_of(addr, request);
+        assert!(
+            (400..500).contains(&status),
+            "{what}: answered {status}, not a 4xx"
+        );
+    }
+    eprintln!("{} HTTP-level tricks, each answered 4xx", cases.len());
+    assert!(stored_reports(&store).is_empty());
+    let outside: Vec<_> = std::fs::read_dir(outer.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(outside, ["store"], "something was written beside the store");
+    assert_eq!(status_of(addr, &post(&format!("/upload/{WEEK}"))), 200);
+}
