@@ -7,11 +7,16 @@
 //! fewer than `threshold` distinct reports withheld.
 //!
 //! [`app`] is the whole HTTP surface as an `axum::Router`, usable without a socket;
-//! [`serve::serve`] runs it on a listener with bounded connections and read timeouts; the binary
-//! (`src/main.rs`) adds the command line. Promises kept here:
+//! [`serve::serve`] runs it on a listener with bounded connections, read and write timeouts and
+//! shedding of stalled connections; the binary (`src/main.rs`) adds the command line. Promises
+//! kept here (`docs/reliability.md` lists the tests that hold each):
 //!
 //! - a report answered 2xx is durable in the store and counted exactly once, across restarts
-//!   and crashes (the merged aggregates are rebuilt from the raw reports whenever they disagree);
+//!   and crashes (the merged aggregates are rebuilt from the raw reports whenever they disagree),
+//!   also with several servers on one store;
+//! - a report is stored under exactly the `x` it was sent with, and any report that passes
+//!   validation can be stored: what the server refuses it refuses with a 4xx and a reason, and
+//!   a 5xx means only that the store failed (the client retries);
 //! - the server never sees client addresses: the accept loop drops them and nothing logs them;
 //! - nothing under the publication threshold appears in any public output.
 

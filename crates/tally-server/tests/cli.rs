@@ -451,6 +451,12 @@ fn every_2xx_report_survives_sigkill_and_is_counted_once() {
         .unwrap();
     assert_eq!(index.weeks.len(), 1);
     assert_eq!(index.weeks[0].reports, stored.len() as u64);
+    eprintln!(
+        "SIGKILL under load: {} reports answered 200, {} stored, {} counted after the restart",
+        accepted.len(),
+        stored.len(),
+        index.weeks[0].reports
+    );
     let mut restarted = restarted;
     restarted.child.kill().unwrap();
     restarted.child.wait().unwrap();
@@ -564,4 +570,64 @@ fn two_servers_on_one_store_count_every_report_once() {
     );
     restarted.child.kill().unwrap();
     restarted.child.wait().unwrap();
+}
+
+/// A config signed in minisign's legacy (not prehashed) format, by the right key, is refused by
+/// `tally-server serve` as the client would refuse it; a tampered byte or another key too.
+#[test]
+fn serve_refuses_legacy_tampered_and_foreign_signatures() {
+    let collector = Collector::new();
+    let store = tempfile::tempdir().unwrap();
+    let serve = |config: &Path, key: &Path| {
+        tally_server(&[
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--store",
+            store.path().to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+        ])
+    };
+    let refused = |out: std::process::Output, why: &str| {
+        assert!(!out.status.success(), "{why}: served");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("does not verify"), "{why}: {err}");
+    };
+    // Tampered: one byte of the signed config changed.
+    let tampered = collector.dir.path().join("tampered.json");
+    std::fs::write(
+        &tampered,
+        std::fs::read_to_string(&collector.config)
+            .unwrap()
+            .replacen("\"sample_rate\": 1.0", "\"sample_rate\": 0.9", 1),
+    )
+    .unwrap();
+    std::fs::copy(
+        tally_server::signing::signature_path(&collector.config),
+        tally_server::signing::signature_path(&tampered),
+    )
+    .unwrap();
+    refused(serve(&tampered, &collector.public_key), "tampered");
+    // Signed by another collector's key.
+    let other = Collector::new();
+    refused(serve(&other.config, &collector.public_key), "another key");
+    // Legacy format, from Debian's minisign with tally-server's own (unencrypted) key.
+    let Some(minisign) = minisign() else {
+        return;
+    };
+    let legacy = collector.dir.path().join("legacy.json");
+    std::fs::copy(&collector.config, &legacy).unwrap();
+    let out = Command::new(minisign)
+        .args(["-S", "-l", "-s"])
+        .arg(&collector.secret_key)
+        .arg("-m")
+        .arg(&legacy)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "minisign -S -l: {out:?}");
+    refused(serve(&legacy, &collector.public_key), "legacy signature");
 }
