@@ -12,12 +12,12 @@
 //! stored once however often it is uploaded; on the local disk a write that returned is on
 //! stable storage (a group `syncfs` after the rename, shared by concurrent writers) before the
 //! upload is answered. Nothing here ever records who sent what, nor when: on the local disk a
-//! stored report's access and modification times, and those of its directory, are midnight UTC
-//! of the report's week, and a merged week's are its Monday's. What the backend keeps anyway is
-//! out of reach: a local file's change time (`ctime`, set by the kernel on every write) and an
-//! S3 object's `Last-Modified` (set by the S3 server; no API changes it). A collector who must
-//! not hold upload times uses a local store on a file system mounted without them, or a bucket
-//! whose listing only it can read.
+//! stored report's access and modification times, and those of the directories it is in, are
+//! midnight UTC of the report's week, and a merged week's are its Monday's. What the backend
+//! keeps anyway is out of reach: a local file's change time (`ctime`, set by the kernel on every
+//! write; no call sets it) and an S3 object's `Last-Modified` (set by the S3 server; no API
+//! changes it). They are the operator's to protect: nobody else should be able to list the
+//! store.
 
 use std::fs::FileTimes;
 use std::path::{Path as FsPath, PathBuf};
@@ -185,9 +185,10 @@ impl Store {
         self.make_durable().await
     }
 
-    /// On a local store, sets the access and modification times of `key` and of its directory
-    /// to midnight UTC of `day`, so that the file system holds no upload time finer than that
-    /// day. S3 has no such call: there it does nothing.
+    /// On a local store, sets the access and modification times of `key` and of the
+    /// directories it is in (below the store's own) to midnight UTC of `day`, so that the file
+    /// system holds no upload time finer than that day. S3 has no such call: there it does
+    /// nothing.
     fn date(&self, key: &Path, day: Day) -> anyhow::Result<()> {
         let Some(root) = &self.local_root else {
             return Ok(());
@@ -198,8 +199,9 @@ impl Store {
         let times = FileTimes::new()
             .set_accessed(midnight)
             .set_modified(midnight);
-        // The directory after the file: creating the file changed the directory's times.
-        for target in [Some(path.as_path()), path.parent()].into_iter().flatten() {
+        // Directories after the file: creating it changed its directory's times (and creating
+        // a week's directory those of `reports/`).
+        for target in path.ancestors().take_while(|dir| *dir != root.as_path()) {
             std::fs::File::open(target)
                 .and_then(|file| file.set_times(times))
                 .with_context(|| format!("setting the times of {}", target.display()))?;
@@ -426,7 +428,9 @@ mod tests {
         for (path, midnight) in [
             (report_file.clone(), 1_794_960_000),
             (report_file.parent().unwrap().to_path_buf(), 1_794_960_000),
+            (dir.path().join("reports"), 1_794_960_000),
             (dir.path().join(merged.as_ref()), 1_794_787_200),
+            (dir.path().join("merged"), 1_794_787_200),
         ] {
             let meta = std::fs::metadata(&path).unwrap();
             assert_eq!(
