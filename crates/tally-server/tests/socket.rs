@@ -316,7 +316,8 @@ fn a_response_nobody_reads_is_abandoned_after_the_write_timeout() {
     };
     let (addr, _runtime) = start(&collector, store.path(), limits, Duration::from_secs(5));
     let (mut stream, requests) = stalled_pipeliner(addr, Duration::from_millis(300));
-    std::thread::sleep(Duration::from_millis(1500));
+    // Five times the write timeout: room for a busy machine.
+    std::thread::sleep(Duration::from_millis(2500));
     // Had the server kept the connection, reading now would let it answer every request and
     // then wait for more (the read would time out); it closed it instead.
     stream
