@@ -18,10 +18,19 @@
 //!
 //! Privacy promise: a report holds no identifier and no time finer than its week's first day.
 //! `x` is drawn afresh for every report, so it links nothing across weeks.
+//!
+//! Parsing promises, beyond the schema's shape: `x` is read exactly (serde_json's
+//! `float_roundtrip`: the f64 parsed is the one nearest the digits sent, so a report re-sent or
+//! re-read has the same `x` to the bit), a report has at least one section, no two sections
+//! share program, version, OS and arch, and no counter name appears twice in a section (JSON
+//! allows duplicate keys; serde would silently keep the last). The last two the JSON Schema
+//! cannot express.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
 
-use serde::{Deserialize, Serialize};
+use serde::de::{Error as _, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::Day;
 
@@ -39,7 +48,10 @@ pub struct Report {
     /// The version of the config the upload copy was filtered by; `None` in a local copy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_version: Option<u64>,
-    /// One section per (program, version, os, arch) seen during the week.
+    /// One section per (program, version, os, arch) seen during the week; at least one, and no
+    /// two with the same four.
+    #[serde(deserialize_with = "sections")]
+    #[cfg_attr(test, schemars(length(min = 1)))]
     pub programs: Vec<ProgramReport>,
 }
 
@@ -56,8 +68,55 @@ pub struct ProgramReport {
     pub os: String,
     /// Rust's `std::env::consts::ARCH` name.
     pub arch: String,
-    /// Counter name to count. Names come from tally's fixed vocabulary (`tally-grammar`).
+    /// Counter name to count. Names come from tally's fixed vocabulary (`tally-grammar`); each
+    /// appears once.
+    #[serde(deserialize_with = "unique_counters")]
     pub counters: BTreeMap<String, u64>,
+}
+
+/// The `programs` list: refused when empty or when two sections have the same key.
+fn sections<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ProgramReport>, D::Error> {
+    let sections = Vec::<ProgramReport>::deserialize(d)?;
+    if sections.is_empty() {
+        return Err(D::Error::custom(
+            "programs is empty; a report has at least one section",
+        ));
+    }
+    let mut seen = BTreeSet::new();
+    for s in &sections {
+        if !seen.insert((&s.program, &s.version, &s.os, &s.arch)) {
+            return Err(D::Error::custom(
+                "two sections of programs have the same program, version, os and arch",
+            ));
+        }
+    }
+    Ok(sections)
+}
+
+/// A `counters` map, refused when a name appears twice.
+fn unique_counters<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, u64>, D::Error> {
+    struct Counters;
+    impl<'de> Visitor<'de> for Counters {
+        type Value = BTreeMap<String, u64>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a map of counter names to non-negative integer counts")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut counters = BTreeMap::new();
+            while let Some((name, count)) = map.next_entry::<String, u64>()? {
+                if counters.contains_key(&name) {
+                    return Err(A::Error::custom(format_args!(
+                        "counter {name:?} appears twice in one section"
+                    )));
+                }
+                counters.insert(name, count);
+            }
+            Ok(counters)
+        }
+    }
+    d.deserialize_map(Counters)
 }
 
 /// Why a report body was refused.
@@ -123,5 +182,90 @@ mod tests {
         assert!(Report::parse(extra.as_bytes()).is_err());
         let negative = EXAMPLE.replacen(": 12", ": -12", 1);
         assert!(Report::parse(negative.as_bytes()).is_err());
+    }
+
+    /// What JSON allows and the schema's shape cannot rule out, each refused with its reason.
+    #[test]
+    fn refuses_empty_duplicate_and_twice_counted() {
+        let report = Report::parse(EXAMPLE.as_bytes()).unwrap();
+        let cases = [
+            (
+                EXAMPLE.replacen(
+                    "\"cargo/invocations\": 12,",
+                    "\"cargo/invocations\": 12, \"cargo/invocations\": 1,",
+                    1,
+                ),
+                "appears twice",
+            ),
+            (
+                {
+                    let mut twice = report.clone();
+                    twice.programs.push(twice.programs[0].clone());
+                    String::from_utf8(twice.to_canonical_json()).unwrap()
+                },
+                "same program, version, os and arch",
+            ),
+            (
+                {
+                    let mut empty = report.clone();
+                    empty.programs.clear();
+                    String::from_utf8(empty.to_canonical_json()).unwrap()
+                },
+                "programs is empty",
+            ),
+        ];
+        for (text, want) in cases {
+            match Report::parse(text.as_bytes()) {
+                Err(ReportError::Json(why)) => assert!(why.contains(want), "{why}"),
+                other => panic!("{want}: {other:?}"),
+            }
+        }
+        // Sections that differ in any one of the four are distinct.
+        let mut two = report.clone();
+        let mut other = two.programs[0].clone();
+        other.arch = "aarch64".into();
+        two.programs.push(other);
+        assert_eq!(Report::parse(&two.to_canonical_json()).unwrap(), two);
+    }
+
+    /// `x` comes back to the bit from its JSON text, for any f64 in (0, 1): the server keys and
+    /// stores by it, and the client re-reads its own reports.
+    #[test]
+    fn x_round_trips_exactly() {
+        for x in [
+            0.9999999999999999,
+            1.0 - f64::EPSILON / 2.0,
+            f64::MIN_POSITIVE,
+            5e-324,
+            1e-300,
+            0.1,
+            0.4231,
+        ] {
+            let mut report = Report::parse(EXAMPLE.as_bytes()).unwrap();
+            report.x = x;
+            let again = Report::parse(&report.to_canonical_json()).unwrap();
+            assert_eq!(again.x.to_bits(), x.to_bits(), "{x:e}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn random_x_round_trips_exactly(bits in 1u64..0x3ff0_0000_0000_0000) {
+            let x = f64::from_bits(bits);
+            let mut report = Report::parse(EXAMPLE.as_bytes()).unwrap();
+            report.x = x;
+            let again = Report::parse(&report.to_canonical_json()).unwrap();
+            proptest::prop_assert_eq!(again.x.to_bits(), bits, "{:e}", x);
+        }
+
+        #[test]
+        fn uniform_x_round_trips_exactly(n in 1u64..(1 << 53)) {
+            // What the client draws: a multiple of 2^-53.
+            let x = n as f64 / (1u64 << 53) as f64;
+            let mut report = Report::parse(EXAMPLE.as_bytes()).unwrap();
+            report.x = x;
+            let again = Report::parse(&report.to_canonical_json()).unwrap();
+            proptest::prop_assert_eq!(again.x.to_bits(), x.to_bits(), "{:e}", x);
+        }
     }
 }

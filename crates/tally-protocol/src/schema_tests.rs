@@ -8,6 +8,8 @@
 //! 3. Both directions agree on many generated documents: whatever Rust accepts, the schema
 //!    accepts, and whatever the schema accepts, Rust accepts (for the config, except a semver
 //!    range the schema cannot express). Hand-picked invalid documents are refused by both.
+//!    What JSON Schema cannot express (duplicate keys in an object, two report sections with
+//!    the same program, version, os and arch) Rust refuses alone: `report.rs` tests it.
 
 use std::path::PathBuf;
 
@@ -224,6 +226,7 @@ fn invalid_reports_are_refused_by_both() {
         ("section without os", without(&good, "/programs/0", "os")),
         ("config_version negative", set("/config_version", json!(-1))),
         ("programs not a list", set("/programs", json!({}))),
+        ("programs empty", set("/programs", json!([]))),
     ];
     let schema = report_validator();
     for (why, doc) in cases {
@@ -312,7 +315,17 @@ fn valid_report_strategy() -> impl Strategy<Value = Value> {
         day_strategy(),
         (1u64..u64::from(u32::MAX)).prop_map(|n| n as f64 / f64::from(u32::MAX)),
         proptest::option::of(any::<u64>()),
-        proptest::collection::vec(section, 0..4),
+        proptest::collection::vec(section, 1..4).prop_filter(
+            "sections have distinct keys",
+            |sections| {
+                let keys: std::collections::BTreeSet<_> = sections
+                    .iter()
+                    .map(|s| (&s["program"], &s["version"], &s["os"], &s["arch"]))
+                    .map(|(p, v, o, a)| format!("{p}{v}{o}{a}"))
+                    .collect();
+                keys.len() == sections.len()
+            },
+        ),
     )
         .prop_map(|(week, x, config_version, programs)| {
             let mut doc = json!({ "week": week, "x": x, "programs": programs });

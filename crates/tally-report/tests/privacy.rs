@@ -72,6 +72,7 @@ fn version() -> impl Strategy<Value = String> {
         Just("1.95.0".to_string()),
         Just("go1.19.8".to_string()),
         "1\\.[0-9]{2}\\.[0-9]",
+        "0?[0-9]{1,6}\\.0?[0-9]{1,6}\\.[0-9]{1,6}",
         "1\\.9[0-9]\\.0-(nightly|beta\\.[0-9]|dev|[a-z/]{1,12})( \\([ -~]{0,20}\\))?",
         "[ -~]{0,20}",
     ]
@@ -160,6 +161,13 @@ proptest! {
             prop_assert!(words.contains(&s.os), "os {:?}", s.os);
             prop_assert!(words.contains(&s.arch), "arch {:?}", s.arch);
             prop_assert!(is_canonical_version(&s.version), "version {:?}", s.version);
+            // The collector refuses any other version, and sections without counts.
+            prop_assert!(
+                tally_protocol::version::is_canonical(&s.version),
+                "version {:?}",
+                s.version
+            );
+            prop_assert!(!s.counters.is_empty());
             for (name, count) in &s.counters {
                 prop_assert!(words.contains(name), "counter {:?}", name);
                 prop_assert!(*count > 0);

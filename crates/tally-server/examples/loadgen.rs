@@ -7,6 +7,12 @@
 //!
 //! `verify`: after a restart, checks that every report in `--accepted` is in the store, and that
 //! the server counts each stored report exactly once (`/api/weeks`).
+//!
+//! `stall`: opens `--clients` connections that pipeline `GET /config.json` and never read an
+//! answer (with `--reconnect`, each opens a new one whenever the server cuts it off), and for
+//! `--seconds` probes `GET /healthz` on a new connection every `--probe-ms`, printing how long
+//! the probes waited and how often the stalled clients were cut off. It fails if a probe went
+//! unanswered.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -63,6 +69,18 @@ enum Command {
         #[arg(long)]
         accepted: PathBuf,
     },
+    Stall {
+        #[arg(long)]
+        addr: SocketAddr,
+        #[arg(long, default_value_t = 60)]
+        clients: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        #[arg(long, default_value_t = 250)]
+        probe_ms: u64,
+        #[arg(long)]
+        reconnect: bool,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -97,6 +115,19 @@ fn main() -> anyhow::Result<()> {
             store,
             accepted,
         } => runtime.block_on(verify(addr, store, accepted)),
+        Command::Stall {
+            addr,
+            clients,
+            seconds,
+            probe_ms,
+            reconnect,
+        } => runtime.block_on(stall(
+            addr,
+            clients,
+            Duration::from_secs(seconds),
+            Duration::from_millis(probe_ms.max(10)),
+            reconnect,
+        )),
     }
 }
 
@@ -123,7 +154,10 @@ fn valid_report(week: Day, config_version: u64, x: f64) -> Report {
     let n = (x * 1000.0) as u64;
     let mut counters = std::collections::BTreeMap::new();
     counters.insert("cargo/invocations".to_string(), 1 + n % 50);
-    counters.insert("cargo/subcommand:build".to_string(), n % 7);
+    // Upload copies leave zero counts out, and the server refuses them.
+    if !n.is_multiple_of(7) {
+        counters.insert("cargo/subcommand:build".to_string(), n % 7);
+    }
     if n.is_multiple_of(3) {
         counters.insert("cargo/subcommand:test".to_string(), 1 + n % 5);
     }
@@ -159,12 +193,10 @@ fn jobs(args: &RunArgs) -> Vec<Job> {
             continue;
         }
         let body = valid_report(args.week, args.config_version, x).to_canonical_json();
-        // The server keys by the x it parses, which may differ from `x` in the last bit.
-        let parsed = Report::parse(&body).expect("a valid report parses");
         jobs.push(Job {
             body: body.into(),
             valid: true,
-            key: format!("{} {}", args.week, parsed.x),
+            key: format!("{} {}", args.week, tally_server::store::x_in_key(x)),
         });
     }
     for i in 0..args.invalid {
@@ -412,5 +444,97 @@ async fn verify(addr: SocketAddr, store: PathBuf, accepted: PathBuf) -> anyhow::
         bail!("crash check failed");
     }
     println!("crash check passed: every 2xx report stored, every stored report counted once");
+    Ok(())
+}
+
+async fn stall(
+    addr: SocketAddr,
+    clients: usize,
+    duration: Duration,
+    every: Duration,
+    reconnect: bool,
+) -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const PROBE_TIMEOUT: Duration = Duration::from_secs(30);
+    let deadline = tokio::time::Instant::now() + duration;
+    // The stalled clients hold on until the last probe has its answer.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let cut_off = Arc::new(AtomicUsize::new(0));
+    let mut stallers = Vec::new();
+    for _ in 0..clients {
+        let (cut_off, mut stopped) = (cut_off.clone(), stopped.clone());
+        stallers.push(tokio::spawn(async move {
+            let chunk = b"GET /config.json HTTP/1.1\r\nHost: x\r\n\r\n".repeat(256);
+            while !*stopped.borrow() {
+                let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await else {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                };
+                // Writes until the server stops reading, then waits there, never reading.
+                let mut sent = 0usize;
+                let ended = loop {
+                    tokio::select! {
+                        written = stream.write(&chunk[sent % chunk.len()..]) => match written {
+                            Ok(n) if n > 0 => sent += n,
+                            _ => break true,
+                        },
+                        _ = stopped.wait_for(|stop| *stop) => break false,
+                    }
+                };
+                if ended {
+                    cut_off.fetch_add(1, Ordering::SeqCst);
+                }
+                if !reconnect {
+                    // Hold the (closed or open) socket until the end, as the audit's clients did.
+                    let _ = stopped.wait_for(|stop| *stop).await;
+                    break;
+                }
+            }
+        }));
+    }
+    let mut waits = Vec::new();
+    let mut unanswered = 0;
+    let began = Instant::now();
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        if tokio::time::Instant::now() >= deadline {
+            break;
+        }
+        let started = Instant::now();
+        let probe = async {
+            let mut stream = tokio::net::TcpStream::connect(addr).await?;
+            stream
+                .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .await?;
+            let mut answer = Vec::new();
+            stream.read_to_end(&mut answer).await?;
+            anyhow::Ok(answer.starts_with(b"HTTP/1.1 200"))
+        };
+        match tokio::time::timeout(PROBE_TIMEOUT, probe).await {
+            Ok(Ok(true)) => waits.push(started.elapsed()),
+            _ => unanswered += 1,
+        }
+    }
+    let _ = stop.send(true);
+    for staller in stallers {
+        staller.await?;
+    }
+    waits.sort();
+    let ms = |d: Option<&Duration>| d.map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0);
+    println!(
+        "{clients} stalled clients{} for {:.1}s: {} probes answered, {unanswered} not (in {}s); wait ms p50 {:.1} p90 {:.1} max {:.1}; stalled connections cut off {}",
+        if reconnect { " (reconnecting)" } else { "" },
+        began.elapsed().as_secs_f64(),
+        waits.len(),
+        PROBE_TIMEOUT.as_secs(),
+        ms(waits.get(waits.len() / 2)),
+        ms(waits.get(waits.len() * 9 / 10)),
+        ms(waits.last()),
+        cut_off.load(Ordering::SeqCst),
+    );
+    if unanswered > 0 {
+        bail!("{unanswered} health probes went unanswered");
+    }
     Ok(())
 }

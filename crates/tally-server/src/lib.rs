@@ -7,11 +7,16 @@
 //! fewer than `threshold` distinct reports withheld.
 //!
 //! [`app`] is the whole HTTP surface as an `axum::Router`, usable without a socket;
-//! [`serve::serve`] runs it on a listener with bounded connections and read timeouts; the binary
-//! (`src/main.rs`) adds the command line. Promises kept here:
+//! [`serve::serve`] runs it on a listener with bounded connections, read and write timeouts and
+//! shedding of stalled connections; the binary (`src/main.rs`) adds the command line. Promises
+//! kept here (`docs/reliability.md` lists the tests that hold each):
 //!
 //! - a report answered 2xx is durable in the store and counted exactly once, across restarts
-//!   and crashes (the merged aggregates are rebuilt from the raw reports whenever they disagree);
+//!   and crashes (the merged aggregates are rebuilt from the raw reports whenever they disagree),
+//!   also with several servers on one store;
+//! - a report is stored under exactly the `x` it was sent with, and any report that passes
+//!   validation can be stored: what the server refuses it refuses with a 4xx and a reason, and
+//!   a 5xx means only that the store failed (the client retries);
 //! - the server never sees client addresses: the accept loop drops them and nothing logs them;
 //! - nothing under the publication threshold appears in any public output.
 
@@ -173,9 +178,12 @@ impl AppState {
                 // Signature first: a config key that exists always has its signature beside it.
                 self.0
                     .store
-                    .put(&sig_key, current.signature.clone())
+                    .put(&sig_key, current.signature.clone(), None)
                     .await?;
-                self.0.store.put(&json_key, current.json.clone()).await?;
+                self.0
+                    .store
+                    .put(&json_key, current.json.clone(), None)
+                    .await?;
             }
         }
         self.0
@@ -265,7 +273,7 @@ impl AppState {
         match self
             .0
             .store
-            .create(&report_key(report.week, report.x), canonical)
+            .create(&report_key(report.week, report.x), canonical, report.week)
             .await
         {
             Ok(Created::New) => {
@@ -377,7 +385,7 @@ impl AppState {
             if let Err(e) = self
                 .0
                 .store
-                .put(&merged_key(monday), Bytes::from(bytes))
+                .put(&merged_key(monday), Bytes::from(bytes), Some(monday))
                 .await
             {
                 slot.dirty.store(true, Ordering::Release);
@@ -531,10 +539,20 @@ async fn upload(
         }
         Ok(Ok(bytes)) => bytes,
     };
-    match state.accept_upload(&week, &bytes).await {
-        Ok(true) => reason(StatusCode::OK, "stored".into()),
-        Ok(false) => reason(StatusCode::OK, "already stored".into()),
-        Err((status, why)) => reason(status, why),
+    // Its own task: a connection closed mid-upload (the client gave up, or the server cut a
+    // stalled connection off) must not stop a report between its write and its merge.
+    let accepting = tokio::spawn(async move { state.accept_upload(&week, &bytes).await });
+    match accepting.await {
+        Ok(Ok(true)) => reason(StatusCode::OK, "stored".into()),
+        Ok(Ok(false)) => reason(StatusCode::OK, "already stored".into()),
+        Ok(Err((status, why))) => reason(status, why),
+        Err(e) => {
+            eprintln!("tally-server: an upload task failed: {e}");
+            reason(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the upload could not be processed; retry later".into(),
+            )
+        }
     }
 }
 

@@ -92,6 +92,14 @@ struct ServeArgs {
     /// Seconds a client has to send an upload's body.
     #[arg(long, default_value_t = 10.0)]
     body_timeout: f64,
+    /// Seconds a response may take to be written out once the client's socket stops taking
+    /// bytes (a client that never reads its answers is cut off after this).
+    #[arg(long, default_value_t = 10.0)]
+    write_timeout: f64,
+    /// Seconds a connection may go without a byte read or written while none of its requests
+    /// is being handled.
+    #[arg(long, default_value_t = 10.0)]
+    stall_timeout: f64,
     /// Milliseconds between writes of the merged aggregates.
     #[arg(long, default_value_t = 1000)]
     flush_ms: u64,
@@ -192,11 +200,13 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let options = Options {
         threshold: args.threshold,
         clock,
-        body_timeout: Duration::from_secs_f64(args.body_timeout.max(0.001)),
+        body_timeout: seconds(args.body_timeout),
     };
     let limits = Limits {
         max_connections: args.max_connections,
-        header_timeout: Duration::from_secs_f64(args.header_timeout.max(0.001)),
+        header_timeout: seconds(args.header_timeout),
+        write_timeout: seconds(args.write_timeout),
+        stall_timeout: seconds(args.stall_timeout),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -233,6 +243,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         println!("tally-server: stopped");
         anyhow::Ok(())
     })
+}
+
+/// A timeout given in seconds on the command line; at least a millisecond, and a value that is
+/// not a finite number of seconds (NaN, infinite, beyond `Duration`) is a day.
+fn seconds(value: f64) -> Duration {
+    Duration::try_from_secs_f64(value.max(0.001)).unwrap_or(Duration::from_secs(86_400))
 }
 
 async fn shutdown_signal() {

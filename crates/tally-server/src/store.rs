@@ -5,17 +5,25 @@
 //! | key | contents |
 //! | --- | --- |
 //! | `configs/<version>.json`, `configs/<version>.json.minisig` | every config version ever served |
-//! | `reports/<monday>/<week>_<x>.json` | one accepted report, exactly as uploaded |
+//! | `reports/<monday>/<week>_<x>.json` | one accepted report, in canonical form ([`report_key`]) |
 //! | `merged/<monday>.json` | the merged aggregate of that calendar week's reports (unthresholded) |
 //!
 //! Promises: a report is written with create-if-absent semantics, so the same (week, x) is
 //! stored once however often it is uploaded; on the local disk a write that returned is on
 //! stable storage (a group `syncfs` after the rename, shared by concurrent writers) before the
-//! upload is answered. Nothing here ever records who sent what.
+//! upload is answered. Nothing here ever records who sent what, nor when: on the local disk a
+//! stored report's access and modification times, and those of the directories it is in, are
+//! midnight UTC of the report's week, and a merged week's are its Monday's. What the backend
+//! keeps anyway is out of reach: a local file's change time (`ctime`, set by the kernel on every
+//! write; no call sets it) and an S3 object's `Last-Modified` (set by the S3 server; no API
+//! changes it). They are the operator's to protect: nobody else should be able to list the
+//! store.
 
+use std::fs::FileTimes;
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, bail};
 use axum::body::Bytes;
@@ -52,6 +60,8 @@ pub struct Store {
     objects: Arc<dyn ObjectStore>,
     /// For a local store: the group-commit `syncfs` that makes writes durable.
     sync: Option<Arc<GroupSync>>,
+    /// For a local store: its directory, where objects' times are set.
+    local_root: Option<PathBuf>,
     description: String,
 }
 
@@ -101,6 +111,7 @@ impl Store {
             return Ok(Store {
                 objects,
                 sync: None,
+                local_root: None,
                 description: format!("s3://{rest}"),
             });
         }
@@ -120,11 +131,13 @@ impl Store {
             objects: Arc::new(local),
             sync,
             description: dir.display().to_string(),
+            local_root: Some(dir),
         })
     }
 
     /// Writes `bytes` at `key` unless something is there already; durable when it returns.
-    pub async fn create(&self, key: &Path, bytes: Bytes) -> anyhow::Result<Created> {
+    /// The object is dated `dated` (see [`Store::date`]), also when it was there already.
+    pub async fn create(&self, key: &Path, bytes: Bytes, dated: Day) -> anyhow::Result<Created> {
         let options = PutOptions {
             mode: PutMode::Create,
             ..Default::default()
@@ -152,18 +165,48 @@ impl Store {
             }
             Err(e) => return Err(e).with_context(|| format!("writing {key}")),
         };
+        // Also for AlreadyThere: an earlier writer may have stopped between writing and dating.
+        self.date(key, dated)?;
         // Also for AlreadyThere: a concurrent writer's bytes may still be only in the page cache.
         self.make_durable().await?;
         Ok(created)
     }
 
-    /// Writes (or replaces) `key`; durable when it returns.
-    pub async fn put(&self, key: &Path, bytes: Bytes) -> anyhow::Result<()> {
+    /// Writes (or replaces) `key`, dated `dated` if given (see [`Store::date`]); durable when
+    /// it returns.
+    pub async fn put(&self, key: &Path, bytes: Bytes, dated: Option<Day>) -> anyhow::Result<()> {
         self.objects
             .put(key, PutPayload::from(bytes))
             .await
             .with_context(|| format!("writing {key}"))?;
+        if let Some(day) = dated {
+            self.date(key, day)?;
+        }
         self.make_durable().await
+    }
+
+    /// On a local store, sets the access and modification times of `key` and of the
+    /// directories it is in (below the store's own) to midnight UTC of `day`, so that the file
+    /// system holds no upload time finer than that day. S3 has no such call: there it does
+    /// nothing.
+    fn date(&self, key: &Path, day: Day) -> anyhow::Result<()> {
+        let Some(root) = &self.local_root else {
+            return Ok(());
+        };
+        let path = root.join(key.as_ref());
+        let secs = day.to_unix_days().max(0).unsigned_abs() * 86_400;
+        let midnight = SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
+        let times = FileTimes::new()
+            .set_accessed(midnight)
+            .set_modified(midnight);
+        // Directories after the file: creating it changed its directory's times (and creating
+        // a week's directory those of `reports/`).
+        for target in path.ancestors().take_while(|dir| *dir != root.as_path()) {
+            std::fs::File::open(target)
+                .and_then(|file| file.set_times(times))
+                .with_context(|| format!("setting the times of {}", target.display()))?;
+        }
+        Ok(())
     }
 
     /// Reads `key`, `None` if it does not exist.
@@ -204,11 +247,28 @@ impl Store {
     }
 }
 
-/// Key of a stored report: its calendar week, then its own week day and `x`.
+/// Key of a stored report: its calendar week, then its own week day and `x`
+/// ([`x_in_key`]). At most [`MAX_REPORT_KEY_LEN`] bytes for any `x` in `(0, 1)`.
 pub fn report_key(week: Day, x: f64) -> Path {
     let monday = tally_protocol::aggregate::bucket_week(week);
-    // `{x}` is Rust's shortest round-trip form: equal keys exactly when the f64s are equal.
-    Path::from(format!("reports/{monday}/{week}_{x}.json"))
+    Path::from(format!("reports/{monday}/{week}_{}.json", x_in_key(x)))
+}
+
+/// Longest [`report_key`]: `reports/` + Monday + `/` + week + `_` + the longest [`x_in_key`]
+/// (23 bytes) + `.json`.
+pub const MAX_REPORT_KEY_LEN: usize = 8 + 10 + 1 + 10 + 1 + 23 + 5;
+
+/// `x` as it appears in a report's key: Rust's shortest decimal that parses back to the same
+/// f64 (so equal keys exactly when the f64s are equal, and the key names the very `x` that was
+/// sent), in plain notation (`0.4231`) from 0.0001 up, in scientific notation (`1e-300`) below,
+/// where plain notation would run to hundreds of digits. At most 23 bytes for `x` in `(0, 1)`:
+/// `0.000` and 17 significant digits, or 17 digits, a point and `e-324`.
+pub fn x_in_key(x: f64) -> String {
+    if x >= 1e-4 {
+        format!("{x}")
+    } else {
+        format!("{x:e}")
+    }
 }
 
 /// Key of a calendar week's merged aggregate.
@@ -268,6 +328,11 @@ impl GroupSync {
 mod tests {
     use super::*;
 
+    #[allow(non_snake_case)]
+    fn WEEK_DAY() -> Day {
+        "2026-11-18".parse().unwrap()
+    }
+
     #[tokio::test]
     async fn creates_once_at_either_durability() {
         for durability in [Durability::Disk, Durability::ProcessCrash] {
@@ -277,12 +342,12 @@ mod tests {
             assert_eq!(key.as_ref(), "reports/2026-11-16/2026-11-18_0.25.json");
             let first = Bytes::from_static(b"first");
             assert_eq!(
-                store.create(&key, first.clone()).await.unwrap(),
+                store.create(&key, first.clone(), WEEK_DAY()).await.unwrap(),
                 Created::New
             );
             assert_eq!(
                 store
-                    .create(&key, Bytes::from_static(b"second"))
+                    .create(&key, Bytes::from_static(b"second"), WEEK_DAY())
                     .await
                     .unwrap(),
                 Created::AlreadyThere
@@ -290,6 +355,95 @@ mod tests {
             assert_eq!(store.get(&key).await.unwrap(), Some(first));
             let (objects, _) = store.list_dir("reports/2026-11-16").await.unwrap();
             assert_eq!(objects, [key]);
+        }
+    }
+
+    /// The `x` a key names, read back from the key.
+    fn x_of(key: &Path) -> f64 {
+        let name = key.filename().unwrap();
+        let x = name
+            .split_once('_')
+            .unwrap()
+            .1
+            .strip_suffix(".json")
+            .unwrap();
+        x.parse().unwrap()
+    }
+
+    #[test]
+    fn keys_name_x_exactly_and_briefly() {
+        let week: Day = "2026-11-18".parse().unwrap();
+        for (x, text) in [
+            (0.25, "0.25"),
+            (0.9999999999999999, "0.9999999999999999"),
+            (1e-4, "0.0001"),
+            (9.999999999999999e-5, "9.999999999999999e-5"),
+            (1e-300, "1e-300"),
+            (5e-324, "5e-324"),
+            (0.00012345678901234567, "0.00012345678901234567"),
+            (1.2345678901234567e-300, "1.2345678901234568e-300"),
+        ] {
+            let key = report_key(week, x);
+            assert_eq!(
+                key.as_ref(),
+                format!("reports/2026-11-16/2026-11-18_{text}.json")
+            );
+            assert_eq!(x_of(&key).to_bits(), x.to_bits(), "{text}");
+            assert!(key.as_ref().len() <= MAX_REPORT_KEY_LEN, "{key}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Any f64 in (0, 1): the key parses back to the same bits, within the length bound.
+        #[test]
+        fn every_x_has_one_bounded_key(bits in 1u64..0x3ff0_0000_0000_0000) {
+            let x = f64::from_bits(bits);
+            let key = report_key("2026-11-22".parse().unwrap(), x);
+            proptest::prop_assert_eq!(x_of(&key).to_bits(), bits);
+            proptest::prop_assert!(key.as_ref().len() <= MAX_REPORT_KEY_LEN, "{}", key);
+        }
+    }
+
+    #[tokio::test]
+    async fn local_objects_carry_their_day_not_the_upload_time() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().to_str().unwrap()).unwrap();
+        let key = report_key(WEEK_DAY(), 0.5);
+        store
+            .create(&key, Bytes::from_static(b"{}"), WEEK_DAY())
+            .await
+            .unwrap();
+        let merged = merged_key("2026-11-16".parse().unwrap());
+        store
+            .put(
+                &merged,
+                Bytes::from_static(b"{}"),
+                Some("2026-11-16".parse().unwrap()),
+            )
+            .await
+            .unwrap();
+        // 2026-11-18T00:00:00Z and 2026-11-16T00:00:00Z.
+        let report_file = dir.path().join(key.as_ref());
+        for (path, midnight) in [
+            (report_file.clone(), 1_794_960_000),
+            (report_file.parent().unwrap().to_path_buf(), 1_794_960_000),
+            (dir.path().join("reports"), 1_794_960_000),
+            (dir.path().join(merged.as_ref()), 1_794_787_200),
+            (dir.path().join("merged"), 1_794_787_200),
+        ] {
+            let meta = std::fs::metadata(&path).unwrap();
+            assert_eq!(
+                (
+                    meta.mtime(),
+                    meta.mtime_nsec(),
+                    meta.atime(),
+                    meta.atime_nsec()
+                ),
+                (midnight, 0, midnight, 0),
+                "{}",
+                path.display()
+            );
         }
     }
 }

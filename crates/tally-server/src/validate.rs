@@ -4,7 +4,8 @@
 //! reason sent back with the 400:
 //!
 //! 1. the body is at most [`MAX_REPORT_BYTES`] of JSON of the report's exact shape (unknown
-//!    fields refused, counts non-negative integers);
+//!    fields refused, counts non-negative integers, at least one section, no section twice, no
+//!    counter twice in a section: [`Report::parse`]);
 //! 2. the URL's week is a real day and equals the report's `week`;
 //! 3. the week has ended (`week + 7 <= today`) and began at most [`MAX_REPORT_AGE_DAYS`] ago;
 //! 4. `x` is in `(0, 1)` and at most the config's `sample_rate` (the client never sends other
@@ -12,10 +13,16 @@
 //! 5. the report names a config version the server has served ([`check_against_config`]), and
 //!    every section's program, version, OS and arch is allowed by it, and every counter is named
 //!    by it with a rate at least `x`;
-//! 6. every version is canonical (`MAJOR.MINOR.PATCH`, optionally `-nightly`, `-beta`,
-//!    `-beta.N` or `-dev`), as the client writes upload copies: lenient range matching ignores
-//!    pre-release tags, so without this a version could smuggle free text into the store.
+//! 6. every version is canonical ([`tally_protocol::version::is_canonical`]: `MAJOR.MINOR.PATCH`
+//!    without leading zeros and with bounded numbers, optionally `-nightly`, `-beta`, `-beta.N`
+//!    or `-dev`), as the client writes upload copies: lenient range matching ignores
+//!    pre-release tags and leading zeros, so without this a version could smuggle free text
+//!    into the store or open a bucket of its own (`01.95.0`, `99999.99999.99999`);
+//! 7. every section counts something, and every count is above zero: the client leaves zero
+//!    counts and empty sections out of upload copies, so anything else would only add a report
+//!    to a program's or version's total without a single count behind it.
 
+use tally_protocol::version::{MAX_MAJOR, MAX_MINOR_PATCH, is_canonical};
 use tally_protocol::{
     Day, MAX_REPORT_AGE_DAYS, MAX_REPORT_BYTES, Report, UploadConfig, WEEK_DAYS,
     report::ReportError,
@@ -80,10 +87,28 @@ pub fn check_against_config(report: &Report, config: &UploadConfig) -> Result<()
                 config.version
             ));
         };
-        if !is_canonical_version(&section.version) {
+        if !is_canonical(&section.version) {
             return Err(format!(
-                "version {} is not MAJOR.MINOR.PATCH with an optional -nightly, -beta[.N] or -dev",
+                "version {} is not MAJOR.MINOR.PATCH (no leading zeros, major at most \
+                 {MAX_MAJOR}, minor and patch at most {MAX_MINOR_PATCH}) with an optional \
+                 -nightly, -beta[.N] or -dev",
                 echo(&section.version)
+            ));
+        }
+        if section.counters.is_empty() {
+            return Err(format!(
+                "the section for {} {} on {}/{} has no counters; upload copies leave such \
+                 sections out",
+                echo(&section.program),
+                echo(&section.version),
+                echo(&section.os),
+                echo(&section.arch)
+            ));
+        }
+        if let Some((name, _)) = section.counters.iter().find(|(_, count)| **count == 0) {
+            return Err(format!(
+                "counter {} has count 0; upload copies leave zero counts out",
+                echo(name)
             ));
         }
         if !config.allows(
@@ -125,20 +150,6 @@ pub fn check_against_config(report: &Report, config: &UploadConfig) -> Result<()
         }
     }
     Ok(())
-}
-
-/// Whether `version` is in the canonical form upload copies use.
-pub fn is_canonical_version(version: &str) -> bool {
-    let (core, channel) = version.split_once('-').unwrap_or((version, ""));
-    let numeric =
-        |part: &str| (1..=5).contains(&part.len()) && part.bytes().all(|b| b.is_ascii_digit());
-    let parts: Vec<&str> = core.split('.').collect();
-    parts.len() == 3
-        && parts.iter().all(|p| numeric(p))
-        && (matches!(channel, "" | "nightly" | "beta" | "dev")
-            || channel
-                .strip_prefix("beta.")
-                .is_some_and(|n| n.len() <= 3 && numeric(n)))
 }
 
 /// A client-supplied value, cut short and with control characters replaced, for a reason line.
@@ -222,6 +233,45 @@ mod tests {
             ),
             (
                 "2026-11-16",
+                REPORT.replace("1.95.0", "01.95.0"),
+                "not MAJOR.MINOR.PATCH",
+            ),
+            (
+                "2026-11-16",
+                REPORT.replace("1.95.0", "99999.99999.99999"),
+                "not MAJOR.MINOR.PATCH",
+            ),
+            (
+                "2026-11-16",
+                REPORT.replace("1.95.0", "1.95.0-"),
+                "not MAJOR.MINOR.PATCH",
+            ),
+            (
+                "2026-11-16",
+                REPORT.replace(": 12", ": 0"),
+                "count 0",
+            ),
+            (
+                "2026-11-16",
+                REPORT.replace(
+                    "\"cargo/invocations\": 12,\n        \"cargo/subcommand:build\": 9,\n        \"cargo/subcommand:test\": 3",
+                    "",
+                ),
+                "has no counters",
+            ),
+            (
+                "2026-11-16",
+                r#"{"week": "2026-11-16", "x": 0.5, "config_version": 1, "programs": []}"#
+                    .to_string(),
+                "programs is empty",
+            ),
+            (
+                "2026-11-16",
+                REPORT.replace(": 12,", ": 12, \"cargo/invocations\": 1,"),
+                "appears twice",
+            ),
+            (
+                "2026-11-16",
                 REPORT.replace("linux", "plan9"),
                 "not collected by config",
             ),
@@ -274,30 +324,6 @@ mod tests {
             "\"cargo/build/flag:--release\": 1",
         );
         check("2026-11-16", &body).unwrap();
-    }
-
-    #[test]
-    fn knows_canonical_versions() {
-        for ok in [
-            "1.95.0",
-            "1.96.0-nightly",
-            "1.96.0-beta",
-            "1.96.0-beta.2",
-            "1.19.8-dev",
-        ] {
-            assert!(is_canonical_version(ok), "{ok}");
-        }
-        for bad in [
-            "",
-            "1.95",
-            "go1.19.8",
-            "1.95.0-nightly (abc 2026-01-01)",
-            "1.95.0-x",
-            "1.95.0-beta.1234",
-            "1..0",
-        ] {
-            assert!(!is_canonical_version(bad), "{bad}");
-        }
     }
 
     #[test]

@@ -358,3 +358,157 @@ async fn a_report_spanning_programs_is_one_report() {
         StatusCode::BAD_REQUEST
     );
 }
+
+/// A report body for the example config with `x` written as `x_text`, exactly.
+fn body_with_x(x_text: &str) -> Vec<u8> {
+    let text =
+        String::from_utf8(body(&report(0.5, "1.95.0", &[("cargo/invocations", 1)]))).unwrap();
+    assert!(text.contains("\"x\": 0.5,"));
+    text.replace("\"x\": 0.5,", &format!("\"x\": {x_text},"))
+        .into_bytes()
+}
+
+/// Issue #15, items 5 and 6: every `x` in (0, 1) is stored, under a key of bounded length that
+/// names exactly the f64 the sent digits denote; equal numbers written differently are one
+/// report.
+#[tokio::test]
+async fn stores_each_report_under_exactly_the_x_it_sent() {
+    let collector = Collector::new();
+    let store = tempfile::tempdir().unwrap();
+    let state = collector.state(store.path(), 1).await.unwrap();
+    let key_name = |x: f64| {
+        let key = tally_server::store::report_key(WEEK.parse().unwrap(), x);
+        assert!(key.as_ref().len() <= tally_server::store::MAX_REPORT_KEY_LEN);
+        key.filename().unwrap().to_string()
+    };
+    let name_exists = |name: &str| {
+        stored_reports(store.path())
+            .iter()
+            .any(|p| p.file_name().unwrap().to_str() == Some(name))
+    };
+    for (sent, name, reply) in [
+        (
+            "0.9999999999999999",
+            "2026-11-16_0.9999999999999999.json",
+            "stored",
+        ),
+        ("1e-300", "2026-11-16_1e-300.json", "stored"),
+        ("5e-324", "2026-11-16_5e-324.json", "stored"),
+        ("0.25", "2026-11-16_0.25.json", "stored"),
+        ("2.5e-1", "2026-11-16_0.25.json", "already stored"),
+        ("0.250", "2026-11-16_0.25.json", "already stored"),
+        ("0.0000999", "2026-11-16_9.99e-5.json", "stored"),
+    ] {
+        let (status, text) = call(
+            &state,
+            "POST",
+            &format!("/upload/{WEEK}"),
+            body_with_x(sent),
+        )
+        .await;
+        assert_eq!(
+            (status, String::from_utf8(text).unwrap()),
+            (StatusCode::OK, format!("{reply}\n")),
+            "x = {sent}"
+        );
+        assert!(name_exists(name), "x = {sent}: no {name}");
+    }
+    // Random 17-digit x: the stored key parses back to the f64 the sent text denotes (the
+    // audit found about one in nine one digit off).
+    let mut rng = fastrand::Rng::with_seed(15);
+    let mut sent = 0;
+    for _ in 0..300 {
+        let digits: String = (0..17).map(|_| char::from(b'0' + rng.u8(0..10))).collect();
+        let text = format!("0.{digits}");
+        let x: f64 = text.parse().unwrap();
+        if x == 0.0 {
+            continue;
+        }
+        let (status, reply) = call(
+            &state,
+            "POST",
+            &format!("/upload/{WEEK}"),
+            body_with_x(&text),
+        )
+        .await;
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "{}",
+            String::from_utf8_lossy(&reply)
+        );
+        let name = key_name(x);
+        assert!(name_exists(&name), "x = {text} is not stored as {name}");
+        let stored = std::fs::read(store.path().join("reports/2026-11-16").join(&name)).unwrap();
+        let stored = tally_protocol::Report::parse(&stored).unwrap();
+        assert_eq!(stored.x.to_bits(), x.to_bits(), "x = {text}");
+        sent += 1;
+    }
+    let index: WeeksIndex =
+        serde_json::from_slice(&call(&state, "GET", "/api/weeks", vec![]).await.1).unwrap();
+    assert_eq!(index.weeks[0].reports, 5 + sent);
+}
+
+/// Issue #15, item 7: versions that are not one canonical spelling of a real-looking version,
+/// reports without sections, sections without counts, zero counts and names given twice are
+/// refused with a 400 and change no aggregate.
+#[tokio::test]
+async fn refuses_reports_that_would_pollute_the_aggregates() {
+    let collector = Collector::new();
+    let store = tempfile::tempdir().unwrap();
+    let state = collector.state(store.path(), 1).await.unwrap();
+    let good = String::from_utf8(body(&report(
+        0.5,
+        "1.95.0",
+        &[("cargo/invocations", 2), ("cargo/subcommand:build", 1)],
+    )))
+    .unwrap();
+    let mut twice = report(0.5, "1.95.0", &[("cargo/invocations", 2)]);
+    twice.programs.push(twice.programs[0].clone());
+    let mut empty_section = report(0.5, "1.95.0", &[]);
+    empty_section.programs[0].counters.clear();
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (
+            good.replace("1.95.0", "01.95.0").into_bytes(),
+            "not MAJOR.MINOR.PATCH",
+        ),
+        (
+            good.replace("1.95.0", "99999.99999.99999").into_bytes(),
+            "not MAJOR.MINOR.PATCH",
+        ),
+        (
+            good.replace("1.95.0", "1.095.0").into_bytes(),
+            "not MAJOR.MINOR.PATCH",
+        ),
+        (
+            good.replace("1.95.0", "1.69.0").into_bytes(),
+            "not collected by config",
+        ),
+        (
+            format!(
+                "{{\"week\": \"{WEEK}\", \"x\": 0.5, \"config_version\": 1, \"programs\": []}}"
+            )
+            .into_bytes(),
+            "programs is empty",
+        ),
+        (
+            good.replace(
+                "\"cargo/invocations\": 2,",
+                "\"cargo/invocations\": 2, \"cargo/invocations\": 7,",
+            )
+            .into_bytes(),
+            "appears twice",
+        ),
+        (body(&twice), "same program, version, os and arch"),
+        (body(&empty_section), "has no counters"),
+        (good.replace(": 2,", ": 0,").into_bytes(), "count 0"),
+    ];
+    for (bytes, want) in cases {
+        let (status, reply) = call(&state, "POST", &format!("/upload/{WEEK}"), bytes).await;
+        let reply = String::from_utf8(reply).unwrap();
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{want}: {reply}");
+        assert!(reply.contains(want), "{reply:?} should mention {want:?}");
+    }
+    assert!(stored_reports(store.path()).is_empty());
+    assert!(state.weeks_index().weeks.is_empty());
+}

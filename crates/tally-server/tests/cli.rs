@@ -1,5 +1,6 @@
 //! The `tally-server` binary: keygen, sign, plan, and serve, including interop with Debian's
-//! `minisign` CLI and a SIGKILL crash in the middle of concurrent uploads.
+//! `minisign` CLI, a SIGKILL crash in the middle of concurrent uploads, and two servers sharing
+//! one store.
 
 mod common;
 
@@ -276,6 +277,11 @@ struct Server {
 }
 
 fn spawn_server(collector: &Collector, store: &Path, key: &Path) -> Server {
+    spawn_server_with(collector, store, key, &[])
+}
+
+/// [`spawn_server`] with more `serve` arguments.
+fn spawn_server_with(collector: &Collector, store: &Path, key: &Path, extra: &[&str]) -> Server {
     let mut child = Command::new(BIN)
         .args([
             "serve",
@@ -292,6 +298,7 @@ fn spawn_server(collector: &Collector, store: &Path, key: &Path) -> Server {
             "--flush-ms",
             "50",
         ])
+        .args(extra)
         .env("TALLY_NOW", TODAY)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -388,13 +395,12 @@ fn every_2xx_report_survives_sigkill_and_is_counted_once() {
                     {
                         Ok(response) if response.status() == 200 => {
                             assert!(!invalid);
-                            // The server keys by the x it parsed (JSON float parsing may differ
-                            // from the sender's f64 in the last bit).
-                            let parsed = tally_protocol::Report::parse(&body(&r)).unwrap();
+                            // Stored under exactly the x that was sent.
+                            let key = tally_server::store::report_key(r.week, r.x);
                             accepted
                                 .lock()
                                 .unwrap()
-                                .push(format!("{}_{}.json", r.week, parsed.x));
+                                .push(key.filename().unwrap().to_string());
                         }
                         Ok(response) => {
                             assert!(invalid && response.status() == 400, "{}", response.status())
@@ -445,6 +451,12 @@ fn every_2xx_report_survives_sigkill_and_is_counted_once() {
         .unwrap();
     assert_eq!(index.weeks.len(), 1);
     assert_eq!(index.weeks[0].reports, stored.len() as u64);
+    eprintln!(
+        "SIGKILL under load: {} reports answered 200, {} stored, {} counted after the restart",
+        accepted.len(),
+        stored.len(),
+        index.weeks[0].reports
+    );
     let mut restarted = restarted;
     restarted.child.kill().unwrap();
     restarted.child.wait().unwrap();
@@ -463,4 +475,159 @@ fn every_2xx_report_survives_sigkill_and_is_counted_once() {
             file.display()
         );
     }
+}
+
+/// Two servers on one store, uploads to both at once (some reports to both): every report is
+/// stored once, each server comes to count every report the other stored, and a restart after
+/// SIGKILL of both agrees.
+#[test]
+fn two_servers_on_one_store_count_every_report_once() {
+    let collector = Collector::new();
+    let store = tempfile::tempdir().unwrap();
+    let fast = ["--reconcile-secs", "1"];
+    let mut servers = [
+        spawn_server_with(&collector, store.path(), &collector.public_key, &fast),
+        spawn_server_with(&collector, store.path(), &collector.public_key, &fast),
+    ];
+    let bases: Vec<String> = servers
+        .iter()
+        .map(|s| format!("http://127.0.0.1:{}", s.port))
+        .collect();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into();
+    // 60 reports: 20 to each server alone, 20 to both at once.
+    let replies = Arc::new(Mutex::new(Vec::<String>::new()));
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let (agent, bases, replies) = (agent.clone(), bases.clone(), replies.clone());
+            std::thread::spawn(move || {
+                for i in 0..20 {
+                    // Threads 0 and 1 send distinct reports to their own server; threads 2 and
+                    // 3 send the same 20 reports, one to each server.
+                    let n = if t < 2 { t * 20 + i } else { 40 + i };
+                    let r = report(
+                        (n + 1) as f64 / 100.0,
+                        "1.95.0",
+                        &[("cargo/invocations", 1)],
+                    );
+                    let mut response = agent
+                        .post(&format!("{}/upload/{WEEK}", bases[t % 2]))
+                        .send(&body(&r)[..])
+                        .unwrap();
+                    assert_eq!(response.status(), 200);
+                    replies
+                        .lock()
+                        .unwrap()
+                        .push(response.body_mut().read_to_string().unwrap());
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    let replies = replies.lock().unwrap().clone();
+    assert_eq!(replies.iter().filter(|r| *r == "stored\n").count(), 60);
+    assert_eq!(
+        replies.iter().filter(|r| *r == "already stored\n").count(),
+        20
+    );
+    assert_eq!(stored_reports(store.path()).len(), 60);
+    let reports_seen_by = |base: &str| -> u64 {
+        let index: tally_protocol::aggregate::WeeksIndex = agent
+            .get(&format!("{base}/api/weeks"))
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_json()
+            .unwrap();
+        index.weeks.first().map_or(0, |w| w.reports)
+    };
+    // Each server picks up the other's reports at its next reconcile (every second here).
+    let began = Instant::now();
+    loop {
+        let seen: Vec<u64> = bases.iter().map(|b| reports_seen_by(b)).collect();
+        if seen == [60, 60] {
+            break;
+        }
+        assert!(
+            began.elapsed() < Duration::from_secs(10),
+            "the servers count {seen:?} of 60 reports"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for server in &mut servers {
+        server.child.kill().unwrap();
+        server.child.wait().unwrap();
+    }
+    let mut restarted = spawn_server(&collector, store.path(), &collector.public_key);
+    assert_eq!(
+        reports_seen_by(&format!("http://127.0.0.1:{}", restarted.port)),
+        60
+    );
+    restarted.child.kill().unwrap();
+    restarted.child.wait().unwrap();
+}
+
+/// A config signed in minisign's legacy (not prehashed) format, by the right key, is refused by
+/// `tally-server serve` as the client would refuse it; a tampered byte or another key too.
+#[test]
+fn serve_refuses_legacy_tampered_and_foreign_signatures() {
+    let collector = Collector::new();
+    let store = tempfile::tempdir().unwrap();
+    let serve = |config: &Path, key: &Path| {
+        tally_server(&[
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--store",
+            store.path().to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+        ])
+    };
+    let refused = |out: std::process::Output, why: &str| {
+        assert!(!out.status.success(), "{why}: served");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("does not verify"), "{why}: {err}");
+    };
+    // Tampered: one byte of the signed config changed.
+    let tampered = collector.dir.path().join("tampered.json");
+    std::fs::write(
+        &tampered,
+        std::fs::read_to_string(&collector.config)
+            .unwrap()
+            .replacen("\"sample_rate\": 1.0", "\"sample_rate\": 0.9", 1),
+    )
+    .unwrap();
+    std::fs::copy(
+        tally_server::signing::signature_path(&collector.config),
+        tally_server::signing::signature_path(&tampered),
+    )
+    .unwrap();
+    refused(serve(&tampered, &collector.public_key), "tampered");
+    // Signed by another collector's key.
+    let other = Collector::new();
+    refused(serve(&other.config, &collector.public_key), "another key");
+    // Legacy format, from Debian's minisign with tally-server's own (unencrypted) key.
+    let Some(minisign) = minisign() else {
+        return;
+    };
+    let legacy = collector.dir.path().join("legacy.json");
+    std::fs::copy(&collector.config, &legacy).unwrap();
+    let out = Command::new(minisign)
+        .args(["-S", "-l", "-s"])
+        .arg(&collector.secret_key)
+        .arg("-m")
+        .arg(&legacy)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "minisign -S -l: {out:?}");
+    refused(serve(&legacy, &collector.public_key), "legacy signature");
 }

@@ -67,7 +67,7 @@ proptest! {
             && check_against_config(&parsed, &config).is_ok()
         {
             prop_assert!(config.allows(&program, &version, &os, &arch));
-            prop_assert!(tally_server::validate::is_canonical_version(&version));
+            prop_assert!(tally_protocol::version::is_canonical(&version));
             let rates = config.program(&program).unwrap().counter_rates();
             prop_assert!(rates.get(&counter).is_some_and(|rate| parsed.x <= *rate));
         }

@@ -138,7 +138,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
 mod tests {
     use super::*;
 
-    const REPORT: &str = r#"{"week":"2026-11-16","x":0.25,"config_version":1,"programs":[]}"#;
+    const REPORT: &str = r#"{"week":"2026-11-16","x":0.25,"config_version":1,"programs":[{"program":"cargo","version":"1.95.0","os":"linux","arch":"x86_64","counters":{"cargo/invocations":1}}]}"#;
 
     #[test]
     fn lists_only_reports_oldest_first_and_files_them_away() {
