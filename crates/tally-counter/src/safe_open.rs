@@ -55,7 +55,7 @@ impl std::error::Error for NotRegular {}
 
 impl NotRegular {
     fn into_io(self) -> io::Error {
-        io::Error::new(io::ErrorKind::InvalidData, self)
+        io::Error::other(self)
     }
 }
 
