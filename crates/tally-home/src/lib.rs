@@ -257,6 +257,11 @@ impl Home {
         self.root.join("config")
     }
 
+    /// `versions/`: the shims' cache of real tools' versions.
+    pub fn versions_dir(&self) -> PathBuf {
+        self.root.join("versions")
+    }
+
     /// The mode file.
     pub fn mode_path(&self) -> PathBuf {
         self.root.join("mode")
@@ -391,6 +396,54 @@ pub fn effective_mode(env: &Env, home: Option<&Home>) -> Mode {
     }
 }
 
+/// What a version is when it has no numeric core (and what a tool without one counts under).
+pub const UNKNOWN_VERSION: &str = "unknown";
+
+/// The version kept on disk for `raw` (a tool's own version text): the same canonical form
+/// the upload copy uses ([`tally_protocol::version::canonical`]: `major.minor.patch` and a
+/// `-nightly`, `-beta`, `-beta.N` or `-dev` channel, nothing else), or `unknown`. So neither a
+/// counter file's name nor its header, nor any report, keeps what a custom build prints after
+/// the number (`go1.19.8-<anything>`, a path, a commit). Borrows when `raw` is already
+/// normalised, which the version cache makes the case on every shim run.
+pub fn normalize_version(raw: &str) -> std::borrow::Cow<'_, str> {
+    if is_normalized_version(raw) {
+        return std::borrow::Cow::Borrowed(raw);
+    }
+    match tally_protocol::version::canonical(raw) {
+        Some(v) => std::borrow::Cow::Owned(v),
+        None => std::borrow::Cow::Borrowed(UNKNOWN_VERSION),
+    }
+}
+
+/// Whether `v` is what [`normalize_version`] gives (checked by hand, without allocating: the
+/// shim asks on every run).
+pub fn is_normalized_version(v: &str) -> bool {
+    if v == UNKNOWN_VERSION {
+        return true;
+    }
+    /// A decimal number without leading zeros, and the rest.
+    fn number(s: &str) -> Option<&str> {
+        let end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        let digits = &s[..end];
+        let fits = digits.len() <= 19 && !(digits.len() > 1 && digits.starts_with('0'));
+        (!digits.is_empty() && fits).then(|| &s[end..])
+    }
+    let Some(rest) = number(v)
+        .and_then(|r| r.strip_prefix('.'))
+        .and_then(number)
+        .and_then(|r| r.strip_prefix('.'))
+        .and_then(number)
+    else {
+        return false;
+    };
+    match rest {
+        "" | "-nightly" | "-dev" | "-beta" => true,
+        _ => rest.strip_prefix("-beta.").is_some_and(|n| {
+            !n.is_empty() && n.len() <= 3 && n.bytes().all(|b| b.is_ascii_digit())
+        }),
+    }
+}
+
 /// Replaces every byte outside `[A-Za-z0-9._+~]` with `_`, for file names.
 pub fn sanitize_component(s: &str) -> String {
     let cleaned: String = s
@@ -450,10 +503,11 @@ impl Store {
     }
 
     /// The metadata of the counter file for `program`/`version` on this OS and arch in `week`.
+    /// The version is normalised ([`normalize_version`]): the raw text never reaches a file.
     pub fn meta_for(program: &str, version: &str, week: Week) -> FileMeta {
         FileMeta {
             program: program.to_string(),
-            version: version.to_string(),
+            version: normalize_version(version).into_owned(),
             os: std::env::consts::OS.to_string(),
             arch: std::env::consts::ARCH.to_string(),
             week_start: week.start.to_string(),
@@ -785,6 +839,44 @@ mod tests {
             );
         }
         assert_eq!(parse_weekday("someday"), None);
+    }
+
+    #[test]
+    fn normalised_versions_are_the_upload_copys() {
+        for raw in [
+            "1.95.0",
+            "go1.19.8",
+            "go1.19.8-custom-/home/alice/secret",
+            "1.19",
+            "1.96.0-nightly",
+            "1.8.0-stable",
+            "1.96.0-beta.3",
+            "1.96.0-beta.12345",
+            "01.2.3",
+            "1.2.3.4",
+            "unknown",
+            "",
+            "devel go1.23-abc /tmp/x",
+            "99999999999999999999.1.1",
+            "1.2.3-dev",
+            "1.2.3-nightly-x",
+        ] {
+            let want = tally_protocol::version::canonical(raw)
+                .unwrap_or_else(|| UNKNOWN_VERSION.to_string());
+            assert_eq!(normalize_version(raw), want, "{raw:?}");
+            assert!(is_normalized_version(&want), "{want:?}");
+            assert_eq!(is_normalized_version(raw), raw == want, "{raw:?}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_hand_check_agrees_with_the_protocol(raw in "(go)?[0-9]{1,3}(\\.[0-9]{1,3}){0,3}(-[a-z]{0,8}(\\.[0-9]{0,4})?)?( .*)?") {
+            let want = tally_protocol::version::canonical(&raw)
+                .unwrap_or_else(|| UNKNOWN_VERSION.to_string());
+            proptest::prop_assert_eq!(normalize_version(&raw).into_owned(), want.clone());
+            proptest::prop_assert_eq!(is_normalized_version(&raw), raw == want);
+        }
     }
 
     #[test]
