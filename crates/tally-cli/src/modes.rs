@@ -62,8 +62,7 @@ pub(crate) fn on(args: &OnArgs, env: &Env, io: &mut Io<'_>) -> anyhow::Result<Ex
         Mode::On { since } if existing.as_ref() == Some(&endpoint) => since,
         _ => today,
     };
-    fs::create_dir_all(&config_dir)
-        .with_context(|| format!("creating {}", config_dir.display()))?;
+    home.own_dir(&config_dir)?;
     endpoint.save(&config_dir)?;
     home.set_mode(Mode::On { since })?;
 
