@@ -84,6 +84,10 @@ pub struct OnArgs {
     /// Repeat for a backup key.
     #[arg(long = "key", value_name = "KEY")]
     pub keys: Vec<String>,
+    /// Accept a plain http:// URL to a collector on another machine (reports travel
+    /// unencrypted; only for a network you trust). http:// to this machine needs no flag.
+    #[arg(long)]
+    pub allow_http: bool,
 }
 
 /// Options of `tally clean`.

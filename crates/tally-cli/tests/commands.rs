@@ -775,3 +775,33 @@ fn control_characters_from_outside_are_escaped() {
         assert!(!out.stdout.contains('\u{1b}'), "{args:?}: {:?}", out.stdout);
     }
 }
+
+/// Plain http:// to another machine is refused unless forced; to this machine it is fine.
+#[test]
+fn plain_http_to_another_machine_needs_allow_http() {
+    let fx = Fixture::new();
+    let key = Collector::new().key.public_base64;
+    let refused = fx.run(
+        CONSENT,
+        &[],
+        &["on", "--endpoint", "http://c.example", "--key", &key],
+    );
+    assert!(!refused.ok());
+    assert!(refused.stderr.contains("--allow-http"), "{}", refused.stderr);
+    assert_eq!(fx.home.stored_mode().unwrap(), tally_home::Mode::Local);
+    let forced = fx.run(
+        CONSENT,
+        &[],
+        &["on", "--endpoint", "http://c.example", "--key", &key, "--allow-http"],
+    );
+    assert!(forced.ok(), "{forced:?}");
+    // Kept for the same URL without the flag.
+    let again = fx.run(CONSENT, &[], &["on"]);
+    assert!(again.ok(), "{again:?}");
+    let local = fx.run(
+        CONSENT,
+        &[],
+        &["on", "--endpoint", "http://127.0.0.1:9", "--key", &key],
+    );
+    assert!(local.ok(), "{local:?}");
+}
