@@ -8,6 +8,7 @@ mod fidelity;
 mod firstrun;
 mod go;
 mod install;
+mod planted;
 mod privacy;
 mod rustc;
 mod util;

@@ -44,8 +44,8 @@ impl std::fmt::Display for NotRegular {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "it is {}, not a regular file; tally never follows links or opens special files in \
-             its data directory",
+            "it is {}, not a regular file: tally never follows links or opens special files in \
+             its data directory (remove it)",
             self.what
         )
     }
@@ -105,7 +105,14 @@ pub fn is_not_regular(error: &io::Error) -> bool {
 /// regular file (see the module docs). Errors from a link or special file are recognised by
 /// [`is_not_regular`]; others are the system's.
 pub fn open_with(path: &Path, options: &mut OpenOptions, extra_flags: i32) -> io::Result<File> {
-    let file = options.custom_flags(FLAGS | extra_flags).open(path)?;
+    let file = options
+        .custom_flags(FLAGS | extra_flags)
+        .open(path)
+        .map_err(|e| match not_regular(&e) {
+            // Say what is there, not the system's word for it (`ELOOP`, `ENXIO`).
+            Some(found) => found.into_io(),
+            None => e,
+        })?;
     check_regular(&file)?;
     Ok(file)
 }
