@@ -323,7 +323,12 @@ mod tests {
         // A tool that cannot even start is not remembered (it may be fixed in place).
         let missing = tmp.path().join("gone/rustc");
         assert_eq!(
-            version_of(Tool::Rustc, &missing, &meta, &Home::at(tmp.path().join("w"))),
+            version_of(
+                Tool::Rustc,
+                &missing,
+                &meta,
+                &Home::at(tmp.path().join("w"))
+            ),
             UNKNOWN
         );
         assert!(!tmp.path().join("w").exists());
@@ -399,7 +404,11 @@ mod planted {
         std::fs::remove_dir_all(home.versions_dir()).unwrap();
         std::os::unix::fs::symlink(&elsewhere, home.versions_dir()).unwrap();
         assert_eq!(version_of(Tool::Rustc, &bin, &meta, &home), "1.2.3");
-        assert!(std::fs::symlink_metadata(home.versions_dir()).unwrap().is_dir());
+        assert!(
+            std::fs::symlink_metadata(home.versions_dir())
+                .unwrap()
+                .is_dir()
+        );
         assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 1);
         assert!(started.elapsed() < Duration::from_secs(10));
     }

@@ -47,13 +47,7 @@ fn within_deadline_to(cmd: &mut Command, stderr: Stdio) -> Output {
 
 fn mkfifo(path: &Path) {
     let _ = std::fs::remove_file(path);
-    assert!(
-        Command::new("mkfifo")
-            .arg(path)
-            .status()
-            .unwrap()
-            .success()
-    );
+    assert!(Command::new("mkfifo").arg(path).status().unwrap().success());
 }
 
 fn files_in(dir: &Path) -> Vec<PathBuf> {
@@ -187,7 +181,10 @@ fn links_in_the_data_directory_are_never_followed() {
         std::fs::read_to_string(&outside).unwrap(),
         "root:x:0:0::/root:/bin/sh\n"
     );
-    assert_eq!(std::fs::metadata(&outside).unwrap().modified().unwrap(), old);
+    assert_eq!(
+        std::fs::metadata(&outside).unwrap().modified().unwrap(),
+        old
+    );
     // The links themselves were moved aside, as links.
     let quarantined = files_in(&w.data.join("quarantine"));
     let links = quarantined
@@ -280,11 +277,7 @@ fn a_custom_builds_version_text_is_kept_nowhere() {
     }
     assert_eq!(w.versions("rustc"), ["1.96.0"]);
     // The week ends: a local report is built from the counter file.
-    within_deadline(
-        w.direct(TALLY)
-            .arg("upload")
-            .env("TALLY_NOW", "2099-01-01"),
-    );
+    within_deadline(w.direct(TALLY).arg("upload").env("TALLY_NOW", "2099-01-01"));
     within_deadline(w.direct(TALLY).arg("show").env("TALLY_NOW", "2099-01-01"));
     let files = w.data_files();
     assert!(!files.is_empty());
@@ -293,7 +286,9 @@ fn a_custom_builds_version_text_is_kept_nowhere() {
         for needle in [secret, "qzalice", "abc123", "_build"] {
             assert!(!name.contains(needle), "{name}");
             assert!(
-                !bytes.windows(needle.len()).any(|win| win == needle.as_bytes()),
+                !bytes
+                    .windows(needle.len())
+                    .any(|win| win == needle.as_bytes()),
                 "{name} holds {needle:?}"
             );
         }

@@ -164,8 +164,7 @@ fn choose_endpoint(args: &OnArgs, existing: Option<&Endpoint>) -> anyhow::Result
         Vec::new()
     };
     // Forcing plain http is remembered for the same URL, and given again for a new one.
-    let allow_http =
-        args.allow_http || existing.is_some_and(|e| e.allow_http && same_url(&e.url));
+    let allow_http = args.allow_http || existing.is_some_and(|e| e.allow_http && same_url(&e.url));
     Endpoint::with_options(&url, &keys, allow_http).map_err(|e| anyhow::anyhow!("{e}"))
 }
 

@@ -186,10 +186,13 @@ fn local_reports(dir: &Path) -> (Vec<Report>, Vec<Skipped>) {
         .collect();
     paths.sort();
     for path in paths {
-        let parsed = tally_home::fsio::read_capped(&path, tally_report::build::MAX_LOCAL_REPORT_BYTES)
-            .and_then(|b| b.ok_or_else(|| std::io::ErrorKind::NotFound.into()))
-            .map_err(|e| e.to_string())
-            .and_then(|bytes| serde_json::from_slice::<Report>(&bytes).map_err(|e| e.to_string()));
+        let parsed =
+            tally_home::fsio::read_capped(&path, tally_report::build::MAX_LOCAL_REPORT_BYTES)
+                .and_then(|b| b.ok_or_else(|| std::io::ErrorKind::NotFound.into()))
+                .map_err(|e| e.to_string())
+                .and_then(|bytes| {
+                    serde_json::from_slice::<Report>(&bytes).map_err(|e| e.to_string())
+                });
         match parsed {
             Ok(report) => reports.push(report),
             Err(reason) => skipped.push(Skipped {

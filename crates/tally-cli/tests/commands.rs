@@ -734,9 +734,10 @@ fn control_characters_from_outside_are_escaped() {
     std::fs::write(&file, &config).unwrap();
     std::fs::write(
         &sig,
-        collector
-            .key
-            .sign(config.as_bytes(), "signed \u{1b}]0;pwned\u{7}\u{1b}[31mred\u{9b}2J"),
+        collector.key.sign(
+            config.as_bytes(),
+            "signed \u{1b}]0;pwned\u{7}\u{1b}[31mred\u{9b}2J",
+        ),
     )
     .unwrap();
     let out = fx.run(
@@ -771,7 +772,11 @@ fn control_characters_from_outside_are_escaped() {
     .unwrap();
     for args in [&["show"][..], &["show", "--csv"], &["show", "--json"]] {
         let out = fx.run(CONSENT, &[], args);
-        assert!(out.stdout.contains("cargo/\\u001b[2Jx"), "{args:?}: {}", out.stdout);
+        assert!(
+            out.stdout.contains("cargo/\\u001b[2Jx"),
+            "{args:?}: {}",
+            out.stdout
+        );
         assert!(!out.stdout.contains('\u{1b}'), "{args:?}: {:?}", out.stdout);
     }
 }
@@ -787,12 +792,23 @@ fn plain_http_to_another_machine_needs_allow_http() {
         &["on", "--endpoint", "http://c.example", "--key", &key],
     );
     assert!(!refused.ok());
-    assert!(refused.stderr.contains("--allow-http"), "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("--allow-http"),
+        "{}",
+        refused.stderr
+    );
     assert_eq!(fx.home.stored_mode().unwrap(), tally_home::Mode::Local);
     let forced = fx.run(
         CONSENT,
         &[],
-        &["on", "--endpoint", "http://c.example", "--key", &key, "--allow-http"],
+        &[
+            "on",
+            "--endpoint",
+            "http://c.example",
+            "--key",
+            &key,
+            "--allow-http",
+        ],
     );
     assert!(forced.ok(), "{forced:?}");
     // Kept for the same URL without the flag.

@@ -274,7 +274,10 @@ mod tests {
             origin("https://C.example/x"),
             Some(("https".into(), "c.example".into(), 443))
         );
-        assert_eq!(origin("https://c.example:443/"), origin("https://c.example/y"));
+        assert_eq!(
+            origin("https://c.example:443/"),
+            origin("https://c.example/y")
+        );
         assert_ne!(origin("http://c.example/"), origin("https://c.example/"));
         assert_ne!(origin("http://c.example:81/"), origin("http://c.example/"));
         assert_eq!(origin("ftp://c.example/"), None);

@@ -272,8 +272,14 @@ mod tests {
             resolve(base, "//evil.example/c.json"),
             "http://evil.example/c.json"
         );
-        assert_eq!(resolve(base, "/v2/config.json"), "http://127.0.0.1:8080/v2/config.json");
-        assert_eq!(resolve(base, "v2.json"), "http://127.0.0.1:8080/tally/v2.json");
+        assert_eq!(
+            resolve(base, "/v2/config.json"),
+            "http://127.0.0.1:8080/v2/config.json"
+        );
+        assert_eq!(
+            resolve(base, "v2.json"),
+            "http://127.0.0.1:8080/tally/v2.json"
+        );
         assert_eq!(resolve("http://h", "x"), "http://h/x");
     }
 }

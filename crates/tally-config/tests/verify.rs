@@ -392,7 +392,10 @@ fn redirects_to_another_origin_are_refused() {
         matches!(&err, FetchError::CrossOriginRedirect { to, .. } if to.starts_with(&other.url)),
         "{err}"
     );
-    assert!(err.to_string().contains("not the collector's own origin"), "{err}");
+    assert!(
+        err.to_string().contains("not the collector's own origin"),
+        "{err}"
+    );
     assert_eq!(other.requests(), 0, "the other origin was asked");
     assert!(!dir.path().join("config.json").exists());
 

@@ -184,7 +184,11 @@ mod tests {
             let e = open_read(path).unwrap_err();
             assert_eq!(not_regular(&e).map(|n| n.what), Some(what), "{e}");
         }
-        for (write, create, read) in [(true, false, false), (true, true, false), (true, false, true)] {
+        for (write, create, read) in [
+            (true, false, false),
+            (true, true, false),
+            (true, false, true),
+        ] {
             for path in [&link, &fifo] {
                 let mut options = OpenOptions::new();
                 options.write(write).create(create).read(read);

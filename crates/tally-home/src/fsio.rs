@@ -247,8 +247,11 @@ mod tests {
     use std::time::{Duration, Instant};
 
     fn fifo(path: &Path) {
-        nix::unistd::mkfifo(path, nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR)
-            .unwrap();
+        nix::unistd::mkfifo(
+            path,
+            nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR,
+        )
+        .unwrap();
     }
 
     #[test]

@@ -460,7 +460,11 @@ fn fifos_in_the_data_directory_never_block() {
     let path = current_path(&home);
     mkfifo(&path);
     let store = home.counter_store();
-    assert!(store.count_names("rustc", "1.91.0", today(), &["rustc/invocations"]).unwrap());
+    assert!(
+        store
+            .count_names("rustc", "1.91.0", today(), &["rustc/invocations"])
+            .unwrap()
+    );
     let snapshot = tally_counter::read_file(&path).unwrap();
     assert_eq!(snapshot.counters["rustc/invocations"], 1);
     let quarantined: Vec<String> = std::fs::read_dir(home.quarantine_dir())
@@ -468,14 +472,18 @@ fn fifos_in_the_data_directory_never_block() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert_eq!(quarantined.len(), 2, "{quarantined:?}");
-    let reason_file = home
-        .quarantine_dir()
-        .join(format!("{}.reason", path.file_name().unwrap().to_string_lossy()));
+    let reason_file = home.quarantine_dir().join(format!(
+        "{}.reason",
+        path.file_name().unwrap().to_string_lossy()
+    ));
     let reason = std::fs::read_to_string(reason_file).unwrap();
     assert!(reason.contains("FIFO"), "{reason}");
 
     for file in [home.mode_path(), home.weekday_path()] {
-        let other = Home::at(tmp.path().join(format!("other-{}", file.display().to_string().len())));
+        let other = Home::at(
+            tmp.path()
+                .join(format!("other-{}", file.display().to_string().len())),
+        );
         std::fs::create_dir_all(other.root()).unwrap();
         mkfifo(&other.root().join(file.file_name().unwrap()));
         let env = Env::from_pairs([(OsString::from("TALLY_DIR"), other.root().into())]);
@@ -514,11 +522,21 @@ fn links_in_counters_are_moved_aside_never_followed() {
     let other_time = modified(&other);
 
     std::os::unix::fs::symlink(&other, &path).unwrap();
-    let outside_link = home.counters_dir().join("rustc@0-linux-x86_64-2026-01-01.v1.count");
+    let outside_link = home
+        .counters_dir()
+        .join("rustc@0-linux-x86_64-2026-01-01.v1.count");
     std::os::unix::fs::symlink(&outside, &outside_link).unwrap();
 
-    assert!(store.count_names("rustc", "1.91.0", today(), &["rustc/invocations"]).unwrap());
-    assert_eq!(std::fs::read(&other).unwrap(), other_bytes, "counted through a link");
+    assert!(
+        store
+            .count_names("rustc", "1.91.0", today(), &["rustc/invocations"])
+            .unwrap()
+    );
+    assert_eq!(
+        std::fs::read(&other).unwrap(),
+        other_bytes,
+        "counted through a link"
+    );
     assert_eq!(modified(&other), other_time);
     assert!(!std::fs::symlink_metadata(&path).unwrap().is_symlink());
     assert_eq!(
@@ -532,13 +550,21 @@ fn links_in_counters_are_moved_aside_never_followed() {
     assert!(read.as_ref().unwrap_err().is_invalid_file());
     let swept = tally_home::retention::sweep(&home, today()).unwrap();
     assert_eq!(swept.quarantined.len(), 1, "{swept:?}");
-    assert!(std::fs::symlink_metadata(&swept.quarantined[0]).unwrap().is_symlink());
+    assert!(
+        std::fs::symlink_metadata(&swept.quarantined[0])
+            .unwrap()
+            .is_symlink()
+    );
     assert!(std::fs::symlink_metadata(&outside_link).is_err());
     assert_eq!(
         std::fs::read_to_string(&outside).unwrap(),
         "root:x:0:0::/root:/bin/sh\n"
     );
-    assert_eq!(modified(&outside), old, "the link's target had its time changed");
+    assert_eq!(
+        modified(&outside),
+        old,
+        "the link's target had its time changed"
+    );
 }
 
 /// A `counters/` that is a link to another directory is moved aside, never written through.
@@ -551,9 +577,17 @@ fn a_linked_counters_directory_is_moved_aside() {
     std::fs::create_dir(&elsewhere).unwrap();
     std::os::unix::fs::symlink(&elsewhere, home.counters_dir()).unwrap();
     let store = home.counter_store();
-    assert!(store.count_names("rustc", "1.91.0", today(), &["rustc/invocations"]).unwrap());
+    assert!(
+        store
+            .count_names("rustc", "1.91.0", today(), &["rustc/invocations"])
+            .unwrap()
+    );
     assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
-    assert!(std::fs::symlink_metadata(home.counters_dir()).unwrap().is_dir());
+    assert!(
+        std::fs::symlink_metadata(home.counters_dir())
+            .unwrap()
+            .is_dir()
+    );
     assert_eq!(store.list().len(), 1);
     assert!(
         std::fs::symlink_metadata(home.quarantine_dir().join("counters"))

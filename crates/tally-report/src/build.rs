@@ -320,7 +320,10 @@ fn write_upload_copies(
 ) -> Result<(), BuildError> {
     let config = config_for(home, mode, today);
     let pending_dir = home.reports_dir().join(PENDING);
-    let own = |dir: &Path| home.own_dir(dir).map_err(|e| io::Error::other(e.to_string()));
+    let own = |dir: &Path| {
+        home.own_dir(dir)
+            .map_err(|e| io::Error::other(e.to_string()))
+    };
     for week in report_weeks(home, LOCAL) {
         if has_upload_copy(home, week) {
             continue;
@@ -339,7 +342,9 @@ fn write_upload_copies(
         match upload_copy(&local, mode, config, today) {
             Ok(upload) => {
                 let path = pending_dir.join(format!("{week}.json"));
-                match own(&pending_dir).and_then(|()| create_new(&path, &upload.to_canonical_json())) {
+                match own(&pending_dir)
+                    .and_then(|()| create_new(&path, &upload.to_canonical_json()))
+                {
                     Ok(true) => summary.pending_written.push((week, path)),
                     Ok(false) => {}
                     Err(source) => return Err(BuildError::Write { path, source }),
