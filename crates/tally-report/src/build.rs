@@ -213,13 +213,16 @@ fn week_from_file_name(path: &Path) -> Option<Day> {
     stem.get(stem.len().checked_sub(10)?..)?.parse().ok()
 }
 
-/// One report from a week's counter files: one section per (program, version, os, arch), in
-/// that order, counts of files with the same key summed.
+/// One report from a week's counter files: one section per (program, normalised version, os,
+/// arch), in that order, counts of files with the same key summed.
 pub fn merge(week: Day, x: f64, snapshots: impl IntoIterator<Item = Snapshot>) -> Report {
     let mut sections: BTreeMap<(String, String, String, String), BTreeMap<String, u64>> =
         BTreeMap::new();
     for s in snapshots {
-        let key = (s.meta.program, s.meta.version, s.meta.os, s.meta.arch);
+        // Files written by an older tally may hold a tool's raw version text; reports keep
+        // only the normalised form, as new counter files do.
+        let version = tally_home::normalize_version(&s.meta.version).into_owned();
+        let key = (s.meta.program, version, s.meta.os, s.meta.arch);
         match sections.entry(key) {
             // The usual case, one file per key: take its map as it is.
             std::collections::btree_map::Entry::Vacant(slot) => {

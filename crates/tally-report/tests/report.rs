@@ -562,3 +562,29 @@ fn links_in_the_reports_folders_are_never_followed() {
     assert!(err.contains("symbolic link"), "{err}");
     assert_eq!(std::fs::read_to_string(&outside).unwrap(), "{}");
 }
+
+/// A counter file an older tally wrote with a tool's raw version text: the local report keeps
+/// only the normalised version.
+#[test]
+fn local_reports_hold_only_normalised_versions() {
+    let meta = FileMeta {
+        program: "go".into(),
+        version: "go1.19.8-qzcustom /home/qzalice".into(),
+        os: "linux".into(),
+        arch: "x86_64".into(),
+        week_start: WEEK.into(),
+        week_end: WEEK_END.into(),
+    };
+    let snapshot = tally_home::Snapshot {
+        meta,
+        counters: [("go/invocations".to_string(), 2)].into(),
+        dropped: 0,
+    };
+    let report = tally_report::merge(day(WEEK), 0.5, [snapshot]);
+    assert_eq!(report.programs[0].version, "1.19.8");
+    assert!(
+        !String::from_utf8(report.to_canonical_json())
+            .unwrap()
+            .contains("qz")
+    );
+}
