@@ -26,9 +26,10 @@ pub fn allowed(env: &Env, mode: Mode) -> bool {
         && (!env.is_ci() || env.get(TALLY_ALLOW_CI_UPLOAD).is_some_and(is_truthy))
 }
 
-/// Whether a run is due by the token's mtime (missing or unreadable: due).
+/// Whether a run is due by the token's mtime (missing or unreadable: due). A link's own time
+/// is read, never its target's (and [`touch`] then refuses the link: no run).
 pub fn due(token: &Path, now: SystemTime) -> bool {
-    match std::fs::metadata(token).and_then(|m| m.modified()) {
+    match std::fs::symlink_metadata(token).and_then(|m| m.modified()) {
         Ok(mtime) => now
             .duration_since(mtime)
             .map(|age| age >= INTERVAL)
@@ -63,15 +64,10 @@ pub fn maybe_start(env: &Env, mode: Mode, data_dir: &Path, tally: Option<&Path>)
         .is_ok_and(|s| s.success())
 }
 
+/// Never through a link, never waiting on a FIFO (`tally_home::fsio`): a planted token means
+/// no background run, and the tool runs at once.
 fn touch(path: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .open(path)?;
-    file.set_modified(SystemTime::now())
+    tally_home::fsio::touch(path)
 }
 
 #[cfg(test)]

@@ -215,7 +215,7 @@ fn count_and_arrange(
         args,
         process_env,
     )
-    .map(|(bin, meta)| version::version_of(tool, &bin, &meta, &home.root().join("versions")))
+    .map(|(bin, meta)| version::version_of(tool, &bin, &meta, &home))
     .unwrap_or_else(|| version::UNKNOWN.to_string());
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
     // The mode was read above: count without reading it (or locating the home) again.

@@ -2,20 +2,22 @@
 //!
 //! A cache under `<data>/versions/`, one small file per real binary, named by a hash of the
 //! binary's (path, size, mtime) so that an upgrade in place is a new entry, and holding only
-//! the version (never the path). On a miss the tool is asked once (`--version`, `go version`)
+//! the normalised version ([`tally_home::normalize_version`]: `1.95.0`, `1.97.0-nightly`,
+//! never the path, nor whatever else a custom build prints after the number). On a miss the tool is asked once (`--version`, `go version`)
 //! with `TALLY=off` in its environment (so a shim in front of it does not count the question)
 //! and a timeout. Anything that goes wrong gives `unknown`. At most [`MAX_ENTRIES`] entries are
 //! kept (the oldest go on a miss), so the cache stays small however many toolchains come and go.
 
 use std::ffi::OsString;
 use std::fs::Metadata;
-use std::io::{Read, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tally_grammar::Tool;
+use tally_home::{Home, fsio};
 
 /// What a version is when it cannot be learned.
 pub const UNKNOWN: &str = "unknown";
@@ -24,20 +26,28 @@ pub const UNKNOWN: &str = "unknown";
 const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The version of `binary` (the file that really runs, e.g. a toolchain's rustc, not a rustup
-/// proxy), cached under `versions_dir`.
-pub fn version_of(tool: Tool, binary: &Path, meta: &Metadata, versions_dir: &Path) -> String {
+/// proxy), cached in `home`'s `versions/`.
+///
+/// The cache is read only when `versions/` is a real directory (one `lstat`) and each entry is
+/// opened through `tally_home::fsio` (no link followed, no wait on a FIFO): a planted entry
+/// reads as a miss and is replaced by the next store.
+pub fn version_of(tool: Tool, binary: &Path, meta: &Metadata, home: &Home) -> String {
+    let versions_dir = home.versions_dir();
     let key = cache_key(tool, binary, meta);
     let entry = versions_dir.join(&key);
-    if let Ok(bytes) = tally_home::read_small(&entry)
+    if fsio::is_own_dir(&versions_dir)
+        && let Ok(bytes) = fsio::read_small(&entry)
         && let Ok(text) = std::str::from_utf8(&bytes)
     {
+        // Entries hold the normalised version; anything else (an older tally's raw version,
+        // a hand edit) is asked again and replaced.
         let v = text.trim();
-        if is_clean(v) || v == UNKNOWN {
+        if tally_home::is_normalized_version(v) {
             return v.to_string();
         }
     }
     let version = match query(tool, binary) {
-        Answer::Version(v) => v,
+        Answer::Version(v) => tally_home::normalize_version(&v).into_owned(),
         // A tool that answers but not with a version will not change its mind: remember that,
         // or every run would ask again.
         Answer::NoVersion => UNKNOWN.to_string(),
@@ -45,7 +55,9 @@ pub fn version_of(tool: Tool, binary: &Path, meta: &Metadata, versions_dir: &Pat
         Answer::Failed => return UNKNOWN.to_string(),
     };
     // Caching is best effort: a read-only data directory just means asking again next time.
-    let _ = store(versions_dir, &key, &version);
+    if home.own_dir(&versions_dir).is_ok() {
+        let _ = store(&versions_dir, &key, &version);
+    }
     version
 }
 
@@ -89,33 +101,23 @@ fn cache_key(tool: Tool, binary: &Path, meta: &Metadata) -> String {
 /// At most this many cached versions; the oldest go first (each toolchain update adds one).
 pub const MAX_ENTRIES: usize = 64;
 
+/// Writes one entry into `dir`, which the caller made sure is a real directory. The rename
+/// replaces whatever is at the entry's name (a planted link or FIFO too), never writing
+/// through it.
 fn store(dir: &Path, key: &str, version: &str) -> std::io::Result<()> {
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)?;
     prune(dir, MAX_ENTRIES - 1);
-    let tmp = dir.join(format!(".{key}.{}.tmp", std::process::id()));
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    file.write_all(format!("{version}\n").as_bytes())?;
-    drop(file);
-    std::fs::rename(&tmp, dir.join(key)).inspect_err(|_| {
-        let _ = std::fs::remove_file(&tmp);
-    })
+    fsio::write_atomic(&dir.join(key), format!("{version}\n").as_bytes())
 }
 
 /// Keeps at most `keep` entries in the cache, deleting the least recently written. Only runs on
 /// a cache miss, which is rare.
 fn prune(dir: &Path, keep: usize) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
+    let Ok(entries) = fsio::read_own_dir(dir) else {
         return;
     };
+    // `DirEntry::metadata` does not follow links: a link is pruned by its own time.
     let mut files: Vec<(std::time::SystemTime, PathBuf)> = entries
-        .filter_map(Result::ok)
+        .into_iter()
         .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
         .collect();
     if files.len() <= keep {
@@ -271,9 +273,10 @@ mod tests {
         std::fs::write(&bin, "#!/bin/sh\necho \"rustc 1.2.3 (x y)\"\n").unwrap();
         std::fs::set_permissions(&bin, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .unwrap();
-        let versions = tmp.path().join("data/versions");
+        let home = Home::at(tmp.path().join("data"));
+        let versions = home.versions_dir();
         let meta = std::fs::metadata(&bin).unwrap();
-        assert_eq!(version_of(Tool::Rustc, &bin, &meta, &versions), "1.2.3");
+        assert_eq!(version_of(Tool::Rustc, &bin, &meta, &home), "1.2.3");
         let entries: Vec<_> = std::fs::read_dir(&versions)
             .unwrap()
             .map(|e| e.unwrap().path())
@@ -288,13 +291,14 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&entries[0]).unwrap(), "1.2.3\n");
         // A cached answer is used without running the tool again.
         std::fs::write(&entries[0], "9.9.9\n").unwrap();
-        assert_eq!(version_of(Tool::Rustc, &bin, &meta, &versions), "9.9.9");
+        assert_eq!(version_of(Tool::Rustc, &bin, &meta, &home), "9.9.9");
     }
 
     #[test]
     fn the_cache_is_bounded() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("versions");
+        std::fs::create_dir(&dir).unwrap();
         for i in 0..MAX_ENTRIES + 10 {
             store(&dir, &format!("rustc-{i:016x}"), "1.2.3").unwrap();
         }
@@ -311,16 +315,101 @@ mod tests {
         std::fs::set_permissions(&bin, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .unwrap();
         let meta = std::fs::metadata(&bin).unwrap();
-        let versions = tmp.path().join("v");
-        assert_eq!(version_of(Tool::Rustc, &bin, &meta, &versions), UNKNOWN);
+        let home = Home::at(tmp.path().join("v"));
+        let versions = home.versions_dir();
+        assert_eq!(version_of(Tool::Rustc, &bin, &meta, &home), UNKNOWN);
         // Remembered, so the tool is not asked on every run.
         assert_eq!(std::fs::read_dir(&versions).unwrap().count(), 1);
         // A tool that cannot even start is not remembered (it may be fixed in place).
         let missing = tmp.path().join("gone/rustc");
         assert_eq!(
-            version_of(Tool::Rustc, &missing, &meta, &tmp.path().join("w")),
+            version_of(
+                Tool::Rustc,
+                &missing,
+                &meta,
+                &Home::at(tmp.path().join("w"))
+            ),
             UNKNOWN
         );
         assert!(!tmp.path().join("w").exists());
+    }
+}
+
+#[cfg(test)]
+mod planted {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    fn fake_tool(dir: &Path, output: &str) -> (PathBuf, Metadata) {
+        let bin = dir.join("rustc");
+        std::fs::write(&bin, format!("#!/bin/sh\necho '{output}'\n")).unwrap();
+        std::fs::set_permissions(&bin, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let meta = std::fs::metadata(&bin).unwrap();
+        (bin, meta)
+    }
+
+    /// A custom build's suffix never reaches the cache: only the normalised version does.
+    #[test]
+    fn the_cache_keeps_only_the_normalised_version() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (bin, meta) = fake_tool(tmp.path(), "rustc 1.96.0-alice_secret_token (x y)");
+        let home = Home::at(tmp.path().join("data"));
+        assert_eq!(version_of(Tool::Rustc, &bin, &meta, &home), "1.96.0");
+        for entry in std::fs::read_dir(home.versions_dir()).unwrap() {
+            let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+            assert_eq!(text, "1.96.0\n");
+        }
+        // An entry an older tally wrote raw is asked again and replaced.
+        let entry = std::fs::read_dir(home.versions_dir())
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        std::fs::write(&entry, "1.96.0-alice_secret_token\n").unwrap();
+        assert_eq!(version_of(Tool::Rustc, &bin, &meta, &home), "1.96.0");
+        assert_eq!(std::fs::read_to_string(&entry).unwrap(), "1.96.0\n");
+    }
+
+    /// A FIFO or a link at a cache entry, or a linked `versions/`, is never read through or
+    /// waited on: the tool is asked, and the entry (or directory) replaced by a real one.
+    #[test]
+    fn planted_entries_are_replaced_not_followed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (bin, meta) = fake_tool(tmp.path(), "rustc 1.2.3 (x y)");
+        let home = Home::at(tmp.path().join("data"));
+        assert_eq!(version_of(Tool::Rustc, &bin, &meta, &home), "1.2.3");
+        let entry = std::fs::read_dir(home.versions_dir())
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        let started = Instant::now();
+        std::fs::remove_file(&entry).unwrap();
+        nix::unistd::mkfifo(&entry, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        assert_eq!(version_of(Tool::Rustc, &bin, &meta, &home), "1.2.3");
+        assert!(std::fs::symlink_metadata(&entry).unwrap().is_file());
+        let outside = tmp.path().join("outside");
+        std::fs::write(&outside, "9.9.9\n").unwrap();
+        std::fs::remove_file(&entry).unwrap();
+        std::os::unix::fs::symlink(&outside, &entry).unwrap();
+        assert_eq!(version_of(Tool::Rustc, &bin, &meta, &home), "1.2.3");
+        assert_eq!(std::fs::read_to_string(&outside).unwrap(), "9.9.9\n");
+        // `versions/` itself a link to a directory holding a planted answer.
+        let elsewhere = tmp.path().join("elsewhere");
+        std::fs::create_dir(&elsewhere).unwrap();
+        std::fs::write(elsewhere.join(entry.file_name().unwrap()), "9.9.9\n").unwrap();
+        std::fs::remove_dir_all(home.versions_dir()).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, home.versions_dir()).unwrap();
+        assert_eq!(version_of(Tool::Rustc, &bin, &meta, &home), "1.2.3");
+        assert!(
+            std::fs::symlink_metadata(home.versions_dir())
+                .unwrap()
+                .is_dir()
+        );
+        assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 1);
+        assert!(started.elapsed() < Duration::from_secs(10));
     }
 }

@@ -9,6 +9,7 @@ mod firstrun;
 mod go;
 mod install;
 mod outcomes;
+mod planted;
 mod privacy;
 mod rustc;
 mod util;

@@ -322,12 +322,7 @@ fn count(
             let (meta, symlink) = lookup::executable_entry(&bin)?;
             let (bin, meta) =
                 version::versioned_binary(Tool::Rustc, &bin, &meta, symlink, args, process_env)?;
-            Some(version::version_of(
-                Tool::Rustc,
-                &bin,
-                &meta,
-                &home.root().join("versions"),
-            ))
+            Some(version::version_of(Tool::Rustc, &bin, &meta, &home))
         })
         .unwrap_or_else(|| version::UNKNOWN.to_string());
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();

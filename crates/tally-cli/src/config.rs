@@ -54,7 +54,11 @@ fn show(env: &Env, io: &mut Io<'_>) -> anyhow::Result<ExitCode> {
     match tally_config::current_for(&endpoint, &config_dir, env.today()) {
         Ok(verified) => {
             describe(&verified, out)?;
-            let body = std::fs::read(config_dir.join(tally_config::cache::CONFIG_FILE))?;
+            let body = tally_home::fsio::read_capped(
+                &config_dir.join(tally_config::cache::CONFIG_FILE),
+                tally_protocol::MAX_CONFIG_BYTES as u64,
+            )?
+            .unwrap_or_default();
             writeln!(out)?;
             out.write_all(&body)?;
             if !body.ends_with(b"\n") {

@@ -132,7 +132,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
 
 fn say(line: &str) {
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}");
+    let _ = writeln!(out, "{}", crate::escape::escape_control(line));
     let _ = out.flush();
 }
 

@@ -8,7 +8,9 @@
 //! Promises: an error is one paragraph on stderr that says what went wrong and how to fix it,
 //! and exits with status 1 (usage errors: 2). No command writes anything when the environment
 //! forces tally off (`TALLY=off`, `DO_NOT_TRACK=1`), except `clean`, which only removes.
-//! Output cut short by a closed pipe (`tally show | head`) is not an error.
+//! Output cut short by a closed pipe (`tally show | head`) is not an error. Everything printed
+//! goes through [`escape::Escaping`]: no control character from a config, a collector, a
+//! report or a file reaches the terminal (only newline and tab pass).
 
 #![forbid(unsafe_code)]
 
@@ -20,6 +22,7 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 mod config;
 pub mod demo;
+pub mod escape;
 mod modes;
 mod preview;
 mod show;
@@ -81,6 +84,10 @@ pub struct OnArgs {
     /// Repeat for a backup key.
     #[arg(long = "key", value_name = "KEY")]
     pub keys: Vec<String>,
+    /// Accept a plain http:// URL to a collector on another machine (reports travel
+    /// unencrypted; only for a network you trust). http:// to this machine needs no flag.
+    #[arg(long)]
+    pub allow_http: bool,
 }
 
 /// Options of `tally clean`.
@@ -169,6 +176,18 @@ pub fn run_with(args: Vec<OsString>, env: &tally_home::Env, io: &mut Io<'_>) -> 
 /// [`run_with`] as the process's exit status (the binary's entry point is C's `main`, which
 /// needs a number; `ExitCode` does not give its value back).
 fn status_with(args: Vec<OsString>, env: &tally_home::Env, io: &mut Io<'_>) -> u8 {
+    let mut out = escape::Escaping::new(&mut *io.out);
+    let mut err = escape::Escaping::new(&mut *io.err);
+    let mut io = Io {
+        out: &mut out,
+        err: &mut err,
+        interactive: io.interactive,
+    };
+    escaped_status_with(args, env, &mut io)
+}
+
+/// [`status_with`] once the output is escaped.
+fn escaped_status_with(args: Vec<OsString>, env: &tally_home::Env, io: &mut Io<'_>) -> u8 {
     let parsed = command_line()
         .try_get_matches_from(args)
         .and_then(|matches| Cli::from_arg_matches(&matches));

@@ -62,8 +62,7 @@ pub(crate) fn on(args: &OnArgs, env: &Env, io: &mut Io<'_>) -> anyhow::Result<Ex
         Mode::On { since } if existing.as_ref() == Some(&endpoint) => since,
         _ => today,
     };
-    fs::create_dir_all(&config_dir)
-        .with_context(|| format!("creating {}", config_dir.display()))?;
+    home.own_dir(&config_dir)?;
     endpoint.save(&config_dir)?;
     home.set_mode(Mode::On { since })?;
 
@@ -164,7 +163,9 @@ fn choose_endpoint(args: &OnArgs, existing: Option<&Endpoint>) -> anyhow::Result
     } else {
         Vec::new()
     };
-    Endpoint::new(&url, &keys).map_err(|e| anyhow::anyhow!("{e}"))
+    // Forcing plain http is remembered for the same URL, and given again for a new one.
+    let allow_http = args.allow_http || existing.is_some_and(|e| e.allow_http && same_url(&e.url));
+    Endpoint::with_options(&url, &keys, allow_http).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 fn normalize_url(url: &str) -> &str {

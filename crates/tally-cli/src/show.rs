@@ -7,7 +7,6 @@
 //! that cannot be read is skipped with a message and left where it is.
 
 use std::collections::BTreeMap;
-use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -173,11 +172,11 @@ pub(crate) fn collect(home: &Home, may_write: bool) -> Holdings {
 fn local_reports(dir: &Path) -> (Vec<Report>, Vec<Skipped>) {
     let mut reports = Vec::new();
     let mut skipped = Vec::new();
-    let Ok(entries) = fs::read_dir(dir) else {
+    let Ok(entries) = tally_home::fsio::read_own_dir(dir) else {
         return (reports, skipped);
     };
     let mut paths: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
+        .into_iter()
         .map(|e| e.path())
         .filter(|p| {
             p.file_name()
@@ -187,9 +186,13 @@ fn local_reports(dir: &Path) -> (Vec<Report>, Vec<Skipped>) {
         .collect();
     paths.sort();
     for path in paths {
-        let parsed = fs::read(&path)
-            .map_err(|e| e.to_string())
-            .and_then(|bytes| serde_json::from_slice::<Report>(&bytes).map_err(|e| e.to_string()));
+        let parsed =
+            tally_home::fsio::read_capped(&path, tally_report::build::MAX_LOCAL_REPORT_BYTES)
+                .and_then(|b| b.ok_or_else(|| std::io::ErrorKind::NotFound.into()))
+                .map_err(|e| e.to_string())
+                .and_then(|bytes| {
+                    serde_json::from_slice::<Report>(&bytes).map_err(|e| e.to_string())
+                });
         match parsed {
             Ok(report) => reports.push(report),
             Err(reason) => skipped.push(Skipped {

@@ -1,9 +1,11 @@
 //! `tally upload [--dry-run] [--background]`: build the due reports and send them now, with
 //! progress on stderr and a summary on stdout.
 //!
-//! `--background` is how the shims start the daily run: the process leaves the shim's session
-//! first (so the terminal's signals and the tool's exit cannot touch it; its stdio is already
-//! null), then runs quietly and always exits 0. `--dry-run` and `TALLY_DEBUG_UPLOAD` print the
+//! `--background` is how the shims start the daily run: the process first lets go of every
+//! descriptor it inherited (the tool's caller may have passed it pipes, and a build tool
+//! waiting for EOF on one must not wait for an upload), keeping only stdin, stdout and stderr
+//! pointed at `/dev/null`; then it leaves the shim's session (so the terminal's signals and the
+//! tool's exit cannot touch it); then it runs quietly and always exits 0. `--dry-run` and `TALLY_DEBUG_UPLOAD` print the
 //! exact bytes that would be sent and send nothing.
 
 use std::process::ExitCode;
@@ -19,6 +21,7 @@ pub(crate) fn run(args: &UploadArgs, env: &Env, io: &mut Io<'_>) -> anyhow::Resu
         ..Default::default()
     };
     if args.background {
+        keep_only_null_stdio();
         // Own session, so nothing the user does in the terminal reaches this run. Failing only
         // means we already lead a session, which is just as good.
         let _ = nix::unistd::setsid();
@@ -86,4 +89,45 @@ pub(crate) fn run(args: &UploadArgs, env: &Env, io: &mut Io<'_>) -> anyhow::Resu
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Closes every descriptor above 2 and points 0, 1 and 2 at `/dev/null`.
+///
+/// Done here, as the detached run's first act, rather than by whoever starts it: the shim
+/// starts it through `sh` with `std::process::Command`, which cannot close descriptors it did
+/// not open (that takes `pre_exec`, `unsafe`, which tally keeps out of this crate), and this
+/// way no starter can get it wrong. The inherited copies live for the microseconds between
+/// the `exec` and this call, not for the upload's tens of seconds.
+fn keep_only_null_stdio() {
+    use std::os::fd::AsRawFd;
+    // The open descriptors, listed first and closed after the listing's own is gone. Without
+    // /proc, every number up to the limit (bounded: a huge limit is not worth a long loop).
+    let open: Vec<i32> = match std::fs::read_dir("/proc/self/fd") {
+        Ok(entries) => entries
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .collect(),
+        Err(_) => {
+            let limit = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+                .map_or(1024, |(soft, _)| soft.min(65_536));
+            (3..i32::try_from(limit).unwrap_or(65_536)).collect()
+        }
+    };
+    for fd in open.into_iter().filter(|&fd| fd > 2) {
+        let _ = nix::unistd::close(fd);
+    }
+    if let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
+        for fd in 0..=2 {
+            if null.as_raw_fd() != fd {
+                let _ = nix::unistd::dup2(null.as_raw_fd(), fd);
+            }
+        }
+        // `null` itself is one of 0 to 2 only if one of them was closed; keep it then.
+        if null.as_raw_fd() <= 2 {
+            let _ = std::os::fd::IntoRawFd::into_raw_fd(null);
+        }
+    }
 }

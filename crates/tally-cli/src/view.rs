@@ -47,7 +47,10 @@ pub fn run(args: &ViewArgs, env: &tally_home::Env) -> anyhow::Result<()> {
     if let Some(out) = &args.out {
         let page = tally_charts::user_view(&collect(&home, env, &mut warn_once()));
         write_atomically(out, page.as_bytes())?;
-        println!("tally view: wrote {}", out.display());
+        println!(
+            "tally view: wrote {}",
+            crate::escape::escape_control(&out.display().to_string())
+        );
         return Ok(());
     }
     let addr = parse_loopback(args.addr.as_deref().unwrap_or("127.0.0.1:0"))?;
@@ -85,7 +88,10 @@ fn serve(listener: &TcpListener, home: &Home, env: &tally_home::Env) -> anyhow::
         // One request at a time is plenty for one user's browser; the timeouts keep a stuck
         // client from blocking the next one.
         if let Err(e) = answer(stream, home, env, &mut warn) {
-            eprintln!("tally view: a request failed: {e:#}");
+            eprintln!(
+                "tally view: a request failed: {}",
+                crate::escape::escape_control(&format!("{e:#}"))
+            );
         }
     }
     Ok(())
@@ -148,7 +154,10 @@ fn warn_once() -> impl FnMut(String) {
     let mut seen = std::collections::BTreeSet::new();
     move |message: String| {
         if seen.insert(message.clone()) {
-            eprintln!("tally view: warning: {message}");
+            eprintln!(
+                "tally view: warning: {}",
+                crate::escape::escape_control(&message)
+            );
         }
     }
 }
@@ -222,11 +231,11 @@ pub fn collect(home: &Home, env: &tally_home::Env, warn: &mut impl FnMut(String)
 /// The local copies of ended weeks, each parsed; unreadable ones are skipped with a warning.
 fn local_reports(home: &Home, warn: &mut impl FnMut(String)) -> Vec<Report> {
     let dir = home.reports_dir().join("local");
-    let Ok(entries) = std::fs::read_dir(&dir) else {
+    let Ok(entries) = tally_home::fsio::read_own_dir(&dir) else {
         return Vec::new();
     };
     let mut paths: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
+        .into_iter()
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|e| e == "json"))
         .collect();
@@ -242,7 +251,7 @@ fn local_reports(home: &Home, warn: &mut impl FnMut(String)) -> Vec<Report> {
 }
 
 fn read_report(path: &Path) -> anyhow::Result<Report> {
-    let file = std::fs::File::open(path).context("could not open it")?;
+    let file = tally_home::fsio::open_read(path).context("could not open it")?;
     let mut bytes = Vec::new();
     file.take(MAX_LOCAL_REPORT_BYTES + 1)
         .read_to_end(&mut bytes)

@@ -720,3 +720,104 @@ fn clean_on_a_terminal_asks_first() {
     assert!(accepted.contains("Deleted"), "{accepted}");
     assert!(fx.all_files().is_empty(), "{:?}", fx.all_files());
 }
+
+/// Text from outside (a signed config's trusted comment and fields, a report's contents) never
+/// reaches the terminal raw: escape sequences are printed escaped.
+#[test]
+fn control_characters_from_outside_are_escaped() {
+    let fx = Fixture::new();
+    let collector = Collector::new();
+    let dir = tempfile::tempdir().unwrap();
+    let config = collector.config(4, "2027-01-01", 0.5, &[("cargo/subcommand:build", 1.0)]);
+    let file = dir.path().join("config.json");
+    let sig = dir.path().join("config.json.minisig");
+    std::fs::write(&file, &config).unwrap();
+    std::fs::write(
+        &sig,
+        collector.key.sign(
+            config.as_bytes(),
+            "signed \u{1b}]0;pwned\u{7}\u{1b}[31mred\u{9b}2J",
+        ),
+    )
+    .unwrap();
+    let out = fx.run(
+        CONSENT,
+        &[],
+        &[
+            "config",
+            "verify",
+            file.to_str().unwrap(),
+            sig.to_str().unwrap(),
+            "--key",
+            &collector.key.public_base64,
+        ],
+    );
+    let printed = format!("{}{}", out.stdout, out.stderr);
+    assert!(
+        printed.contains("Comment:   signed \\u001b]0;pwned\\u0007\\u001b[31mred\\u009b2J"),
+        "{printed}"
+    );
+    assert!(
+        !printed.contains(['\u{1b}', '\u{7}', '\u{9b}']),
+        "{printed:?}"
+    );
+
+    // A local report holding an escape sequence in a counter name, as `tally show` reads it.
+    let local = fx.home.reports_dir().join("local");
+    std::fs::create_dir_all(&local).unwrap();
+    std::fs::write(
+        local.join("2026-11-09.json"),
+        r#"{"week":"2026-11-09","x":0.5,"programs":[{"program":"cargo","version":"1.95.0","os":"linux","arch":"x86_64","counters":{"cargo/\u001b[2Jx":3}}]}"#,
+    )
+    .unwrap();
+    for args in [&["show"][..], &["show", "--csv"], &["show", "--json"]] {
+        let out = fx.run(CONSENT, &[], args);
+        assert!(
+            out.stdout.contains("cargo/\\u001b[2Jx"),
+            "{args:?}: {}",
+            out.stdout
+        );
+        assert!(!out.stdout.contains('\u{1b}'), "{args:?}: {:?}", out.stdout);
+    }
+}
+
+/// Plain http:// to another machine is refused unless forced; to this machine it is fine.
+#[test]
+fn plain_http_to_another_machine_needs_allow_http() {
+    let fx = Fixture::new();
+    let key = Collector::new().key.public_base64;
+    let refused = fx.run(
+        CONSENT,
+        &[],
+        &["on", "--endpoint", "http://c.example", "--key", &key],
+    );
+    assert!(!refused.ok());
+    assert!(
+        refused.stderr.contains("--allow-http"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(fx.home.stored_mode().unwrap(), tally_home::Mode::Local);
+    let forced = fx.run(
+        CONSENT,
+        &[],
+        &[
+            "on",
+            "--endpoint",
+            "http://c.example",
+            "--key",
+            &key,
+            "--allow-http",
+        ],
+    );
+    assert!(forced.ok(), "{forced:?}");
+    // Kept for the same URL without the flag.
+    let again = fx.run(CONSENT, &[], &["on"]);
+    assert!(again.ok(), "{again:?}");
+    let local = fx.run(
+        CONSENT,
+        &[],
+        &["on", "--endpoint", "http://127.0.0.1:9", "--key", &key],
+    );
+    assert!(local.ok(), "{local:?}");
+}

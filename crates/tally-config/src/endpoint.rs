@@ -3,6 +3,11 @@
 //! Persisted in `config/endpoint.json` by `tally on --endpoint URL --key KEY`. The URL is the
 //! collector's base: the config is `{url}/config.json`, its signature
 //! `{url}/config.json.minisig`, uploads go to `{url}/upload/{week}`.
+//!
+//! The URL is `https://`, or `http://` to a collector on this machine (a loopback address or
+//! `localhost`). Plain `http://` to any other host carries reports in the clear and lets anyone
+//! on the way answer in the collector's name, so it is refused unless the user forces it
+//! (`tally on --allow-http`, kept in the file as `allow_http`).
 
 use std::path::Path;
 
@@ -23,6 +28,9 @@ pub struct Endpoint {
     pub url: String,
     /// Pinned minisign public keys (base64 lines). More than one lets the collector rotate.
     pub keys: Vec<String>,
+    /// The user forced a plain `http://` URL to a host that is not this machine.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_http: bool,
 }
 
 /// An endpoint that can't be used.
@@ -30,9 +38,15 @@ pub struct Endpoint {
 pub enum EndpointError {
     #[error(
         "{0:?} is not a collector URL: it must start with https:// (or http:// for a collector \
-         on this machine or network) and contain no spaces, e.g. https://tally.example.org"
+         on this machine) and contain no spaces, e.g. https://tally.example.org"
     )]
     BadUrl(String),
+    #[error(
+        "{0} is plain http:// to another machine: reports would travel unencrypted and anyone on \
+         the way could answer in the collector's name; use https://, or force it with `tally on \
+         --allow-http` if the network is yours"
+    )]
+    PlainHttp(String),
     #[error("no key is pinned for the collector; give its public key with --key KEY")]
     NoKeys,
     #[error(transparent)]
@@ -41,18 +55,34 @@ pub enum EndpointError {
 
 impl Endpoint {
     /// Checks and normalizes a URL and keys: the URL loses trailing slashes, each key is
-    /// reduced to its base64 line, duplicates are dropped.
+    /// reduced to its base64 line, duplicates are dropped. Plain `http://` only to this machine.
     pub fn new(url: &str, keys: &[String]) -> Result<Endpoint, EndpointError> {
+        Self::with_options(url, keys, false)
+    }
+
+    /// [`Endpoint::new`], with `allow_http` forcing a plain `http://` URL to another machine.
+    pub fn with_options(
+        url: &str,
+        keys: &[String],
+        allow_http: bool,
+    ) -> Result<Endpoint, EndpointError> {
         let url = url.trim().trim_end_matches('/');
-        let rest = url
-            .strip_prefix("https://")
-            .or_else(|| url.strip_prefix("http://"))
-            .ok_or_else(|| EndpointError::BadUrl(url.to_string()))?;
+        let (plain, rest) = match url.strip_prefix("https://") {
+            Some(rest) => (false, rest),
+            None => (
+                true,
+                url.strip_prefix("http://")
+                    .ok_or_else(|| EndpointError::BadUrl(url.to_string()))?,
+            ),
+        };
         if rest.is_empty()
             || rest.starts_with('/')
             || url.chars().any(|c| c.is_whitespace() || c.is_control())
         {
             return Err(EndpointError::BadUrl(url.to_string()));
+        }
+        if plain && !allow_http && !is_loopback_host(rest) {
+            return Err(EndpointError::PlainHttp(url.to_string()));
         }
         let mut pinned: Vec<String> = Vec::new();
         for key in keys {
@@ -67,6 +97,7 @@ impl Endpoint {
         Ok(Endpoint {
             url: url.to_string(),
             keys: pinned,
+            allow_http: allow_http && plain,
         })
     }
 
@@ -98,7 +129,7 @@ impl Endpoint {
         };
         let raw: Endpoint = serde_json::from_slice(&bytes)
             .map_err(|e| ConfigStoreError::corrupt(&path, e.to_string()))?;
-        Endpoint::new(&raw.url, &raw.keys)
+        Endpoint::with_options(&raw.url, &raw.keys, raw.allow_http)
             .map(Some)
             .map_err(|e| ConfigStoreError::corrupt(&path, e.to_string()))
     }
@@ -110,6 +141,35 @@ impl Endpoint {
         bytes.push(b'\n');
         fsio::write_atomically(&path, &bytes).map_err(|e| ConfigStoreError::io(&path, e))
     }
+}
+
+/// Whether the host of `rest` (a URL after its `scheme://`) is this machine: `localhost`, or
+/// a loopback address (127.0.0.0/8, `[::1]`).
+fn is_loopback_host(rest: &str) -> bool {
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host_port = authority.rsplit('@').next().unwrap_or("");
+    let host = match host_port.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host_port.split(':').next().unwrap_or(""),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The origin of an `http(s)://` URL: scheme, host (lowercased) and port (the scheme's default
+/// when none is given). `None` for anything else.
+pub fn origin(url: &str) -> Option<(String, String, u16)> {
+    let uri: ureq::http::Uri = url.parse().ok()?;
+    let scheme = uri.scheme_str()?.to_ascii_lowercase();
+    let default = match scheme.as_str() {
+        "https" => 443,
+        "http" => 80,
+        _ => return None,
+    };
+    let host = uri.host()?.to_ascii_lowercase();
+    Some((scheme, host, uri.port_u16().unwrap_or(default)))
 }
 
 #[cfg(test)]
@@ -161,6 +221,66 @@ mod tests {
             Endpoint::new("https://c.example", &["nope".into()]),
             Err(EndpointError::BadKey(_))
         ));
+    }
+
+    #[test]
+    fn plain_http_only_to_this_machine_unless_forced() {
+        for ok in [
+            "http://127.0.0.1:8080",
+            "http://localhost/tally",
+            "http://[::1]:9/x",
+            "http://127.1.2.3",
+            "https://c.example",
+        ] {
+            assert!(Endpoint::new(ok, &[KEY.into()]).is_ok(), "{ok}");
+        }
+        for plain in [
+            "http://c.example",
+            "http://10.0.0.1:8080",
+            "http://127.0.0.1.evil.example",
+            "http://localhost.evil.example",
+            "http://127.0.0.1@evil.example",
+        ] {
+            assert!(
+                matches!(
+                    Endpoint::new(plain, &[KEY.into()]),
+                    Err(EndpointError::PlainHttp(_))
+                ),
+                "{plain}"
+            );
+            let forced = Endpoint::with_options(plain, &[KEY.into()], true).unwrap();
+            assert!(forced.allow_http);
+        }
+        // The choice is kept, and a hand-edited file without it is refused.
+        let dir = tempfile::tempdir().unwrap();
+        let forced = Endpoint::with_options("http://c.example", &[KEY.into()], true).unwrap();
+        forced.save(dir.path()).unwrap();
+        assert_eq!(Endpoint::load(dir.path()).unwrap(), Some(forced));
+        std::fs::write(
+            dir.path().join(ENDPOINT_FILE),
+            format!(r#"{{"url":"http://c.example","keys":["{KEY}"]}}"#),
+        )
+        .unwrap();
+        let err = Endpoint::load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("--allow-http"), "{err}");
+        // https never stores the flag.
+        let https = Endpoint::with_options("https://c.example", &[KEY.into()], true).unwrap();
+        assert!(!https.allow_http);
+    }
+
+    #[test]
+    fn origins() {
+        assert_eq!(
+            origin("https://C.example/x"),
+            Some(("https".into(), "c.example".into(), 443))
+        );
+        assert_eq!(
+            origin("https://c.example:443/"),
+            origin("https://c.example/y")
+        );
+        assert_ne!(origin("http://c.example/"), origin("https://c.example/"));
+        assert_ne!(origin("http://c.example:81/"), origin("http://c.example/"));
+        assert_eq!(origin("ftp://c.example/"), None);
     }
 
     #[test]

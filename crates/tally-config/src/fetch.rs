@@ -1,5 +1,9 @@
 //! Downloading the config from the collector (ureq), with a size cap and a total time limit.
 //!
+//! Redirects are followed only within the endpoint's own origin (scheme, host and port), at
+//! most [`MAX_REDIRECTS`] of them: the pinned URL says where configs come from, and a signed
+//! config served by another host is refused before it is read, whoever signed it.
+//!
 //! Fetching happens only in mode `on` (the caller decides) and at most about once a day
 //! ([`refresh`]). A download that verifies replaces the cache; one that doesn't is refused and
 //! recorded, and nothing is uploaded on its strength.
@@ -47,6 +51,14 @@ pub enum FetchError {
     Status { url: String, status: u16 },
     #[error("{url} is over the {max} byte limit; it was refused without being read further")]
     TooLarge { url: String, max: usize },
+    #[error(
+        "{url} redirects to {to}, which is not the collector's own origin (scheme, host and \
+         port); tally does not follow it and fetched nothing. If the collector moved, pin its \
+         new URL with `tally on --endpoint URL --key KEY`"
+    )]
+    CrossOriginRedirect { url: String, to: String },
+    #[error("{url} redirected more than {max} times; tally gave up and fetched nothing")]
+    TooManyRedirects { url: String, max: usize },
     #[error("the downloaded config was refused: {0}")]
     Refused(#[from] VerifyError),
     #[error(transparent)]
@@ -65,6 +77,8 @@ impl FetchError {
                 | FetchError::Timeout { .. }
                 | FetchError::Status { .. }
                 | FetchError::TooLarge { .. }
+                | FetchError::CrossOriginRedirect { .. }
+                | FetchError::TooManyRedirects { .. }
         )
     }
 }
@@ -141,6 +155,9 @@ pub fn refresh(
     }
 }
 
+/// Most redirects followed for one download (all within the endpoint's origin).
+pub const MAX_REDIRECTS: usize = 5;
+
 fn download(
     url: &str,
     max: usize,
@@ -151,29 +168,76 @@ fn download(
         url: url.to_string(),
         seconds: total.as_secs(),
     };
-    let remaining = deadline
-        .checked_duration_since(Instant::now())
-        .ok_or_else(timeout_err)?;
-    let mut response = ureq::get(url)
-        .config()
-        .timeout_global(Some(remaining))
-        .http_status_as_error(false)
-        .build()
-        .call()
-        .map_err(|e| transport_error(url, e, total))?;
-    let status = response.status().as_u16();
-    if !(200..300).contains(&status) {
-        return Err(FetchError::Status {
-            url: url.to_string(),
-            status,
-        });
+    let origin = crate::endpoint::origin(url);
+    let mut current = url.to_string();
+    for _ in 0..=MAX_REDIRECTS {
+        let remaining = deadline
+            .checked_duration_since(Instant::now())
+            .ok_or_else(timeout_err)?;
+        let mut response = ureq::get(&current)
+            .config()
+            .timeout_global(Some(remaining))
+            .http_status_as_error(false)
+            // Every redirect is looked at here, never followed by ureq.
+            .max_redirects(0)
+            .build()
+            .call()
+            .map_err(|e| transport_error(&current, e, total))?;
+        let status = response.status().as_u16();
+        if (300..400).contains(&status)
+            && let Some(location) = response
+                .headers()
+                .get("location")
+                .and_then(|v| v.to_str().ok())
+        {
+            let next = resolve(&current, location);
+            if origin.is_none() || crate::endpoint::origin(&next) != origin {
+                return Err(FetchError::CrossOriginRedirect {
+                    url: current,
+                    to: next,
+                });
+            }
+            current = next;
+            continue;
+        }
+        if !(200..300).contains(&status) {
+            return Err(FetchError::Status {
+                url: current,
+                status,
+            });
+        }
+        return response
+            .body_mut()
+            .with_config()
+            .limit(max as u64)
+            .read_to_vec()
+            .map_err(|e| transport_error(&current, e, total));
     }
-    response
-        .body_mut()
-        .with_config()
-        .limit(max as u64)
-        .read_to_vec()
-        .map_err(|e| transport_error(url, e, total))
+    Err(FetchError::TooManyRedirects {
+        url: url.to_string(),
+        max: MAX_REDIRECTS,
+    })
+}
+
+/// The URL a `Location` header names, seen from `base`: absolute, scheme-relative (`//host/…`),
+/// absolute path (`/…`) or relative to `base`'s directory.
+fn resolve(base: &str, location: &str) -> String {
+    if location.contains("://") {
+        return location.to_string();
+    }
+    let (scheme, rest) = base.split_once("://").unwrap_or(("http", base));
+    if let Some(authority_path) = location.strip_prefix("//") {
+        return format!("{scheme}://{authority_path}");
+    }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if location.starts_with('/') {
+        return format!("{scheme}://{authority}{location}");
+    }
+    let path = &rest[authority.len()..];
+    let path = path.split(['?', '#']).next().unwrap_or("");
+    let dir = &path[..path.rfind('/').map_or(0, |i| i + 1)];
+    let dir = if dir.is_empty() { "/" } else { dir };
+    format!("{scheme}://{authority}{dir}{location}")
 }
 
 fn transport_error(url: &str, e: ureq::Error, total: Duration) -> FetchError {
@@ -190,5 +254,32 @@ fn transport_error(url: &str, e: ureq::Error, total: Duration) -> FetchError {
             url: url.to_string(),
             reason: other.to_string(),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::resolve;
+
+    #[test]
+    fn locations_resolve_against_the_request() {
+        let base = "http://127.0.0.1:8080/tally/config.json";
+        assert_eq!(
+            resolve(base, "https://evil.example/c.json"),
+            "https://evil.example/c.json"
+        );
+        assert_eq!(
+            resolve(base, "//evil.example/c.json"),
+            "http://evil.example/c.json"
+        );
+        assert_eq!(
+            resolve(base, "/v2/config.json"),
+            "http://127.0.0.1:8080/v2/config.json"
+        );
+        assert_eq!(
+            resolve(base, "v2.json"),
+            "http://127.0.0.1:8080/tally/v2.json"
+        );
+        assert_eq!(resolve("http://h", "x"), "http://h/x");
     }
 }

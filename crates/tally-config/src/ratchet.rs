@@ -70,7 +70,9 @@ impl Ratchet {
         let mut ratchet = Ratchet::load(config_dir)?;
         ratchet.check(verified)?;
         let entry = ratchet.highest.entry(verified.key_id).or_insert(0);
-        if *entry == verified.config.version && Self::path(config_dir).exists() {
+        if *entry == verified.config.version
+            && std::fs::symlink_metadata(Self::path(config_dir)).is_ok()
+        {
             return Ok(());
         }
         *entry = verified.config.version;

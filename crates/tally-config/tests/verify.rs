@@ -369,3 +369,49 @@ fn an_unreachable_collector_is_a_network_error() {
     assert!(matches!(err, FetchError::Network { .. }), "{err}");
     assert!(err.to_string().contains("check the network"), "{err}");
 }
+
+/// A redirect to another origin (here another port on loopback, serving a config validly
+/// signed by the pinned key) is refused before anything is read from there; a redirect within
+/// the endpoint's origin is followed.
+#[test]
+fn redirects_to_another_origin_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let today = day("2026-11-24");
+    let key = Key::generate();
+    let body = config_body(3, "2026-12-31");
+    let signature = key.sign(&body);
+    let pinned = Server::start();
+    let other = Server::start();
+    other.publish(&body, &signature);
+    for path in ["/config.json", "/config.json.minisig"] {
+        pinned.set(path, Reply::Redirect(format!("{}{path}", other.url)));
+    }
+    let endpoint = endpoint_for(&pinned, &[&key]);
+    let err = fetch(&endpoint, dir.path(), today, &quick()).unwrap_err();
+    assert!(
+        matches!(&err, FetchError::CrossOriginRedirect { to, .. } if to.starts_with(&other.url)),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("not the collector's own origin"),
+        "{err}"
+    );
+    assert_eq!(other.requests(), 0, "the other origin was asked");
+    assert!(!dir.path().join("config.json").exists());
+
+    // Same origin, another path: followed.
+    pinned.set("/v2/config.json", Reply::Ok(body.clone()));
+    pinned.set("/v2/config.json.minisig", Reply::Ok(signature.clone()));
+    pinned.set("/config.json", Reply::Redirect("/v2/config.json".into()));
+    pinned.set(
+        "/config.json.minisig",
+        Reply::Redirect(format!("{}/v2/config.json.minisig", pinned.url)),
+    );
+    let verified = fetch(&endpoint, dir.path(), today, &quick()).unwrap();
+    assert_eq!(verified.config.version, 3);
+
+    // A loop within the origin ends.
+    pinned.set("/config.json", Reply::Redirect("/config.json".into()));
+    let err = fetch(&endpoint, dir.path(), today, &quick()).unwrap_err();
+    assert!(matches!(err, FetchError::TooManyRedirects { .. }), "{err}");
+}

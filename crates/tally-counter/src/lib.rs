@@ -101,6 +101,7 @@ mod mapped;
 mod parse;
 #[cfg(unix)]
 pub mod spawn;
+pub mod safe_open;
 #[cfg(target_os = "linux")]
 pub mod startup;
 
@@ -297,7 +298,15 @@ pub fn read_file(path: &Path) -> Result<Snapshot, ReadError> {
         path: path.to_path_buf(),
         source,
     };
-    let file = std::fs::File::open(path).map_err(io_err)?;
+    // A link or special file in the counters directory is an invalid counter file (moved
+    // aside by the callers), never followed or waited on.
+    let file = safe_open::open_read(path).map_err(|e| match safe_open::not_regular(&e) {
+        Some(found) => ReadError::Parse {
+            path: path.to_path_buf(),
+            source: ParseError::Corrupt(found.to_string()),
+        },
+        None => io_err(e),
+    })?;
     let size = file.metadata().map_err(io_err)?.len();
     // Writers never extend a file past the cap, so anything larger is not ours.
     if size > MAX_FILE_SIZE {

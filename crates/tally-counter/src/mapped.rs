@@ -23,7 +23,7 @@ use crate::layout::{
     REC_NEXT, bucket_of, initial_image, name_fits, parse_header, place_record, record_len,
     within_one_page,
 };
-use crate::{Error, FileMeta, MAX_COUNTERS, MAX_FILE_SIZE, ParseError};
+use crate::{Error, FileMeta, MAX_COUNTERS, MAX_FILE_SIZE, ParseError, safe_open};
 
 /// Identity of a file (device and inode), to tell whether a path still names a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -44,9 +44,10 @@ impl FileId {
         })
     }
 
-    /// Identity of the file a path names now (following symlinks).
+    /// Identity of the file a path names now. A symbolic link is not followed: its identity is
+    /// the link's own (tally moves links aside, never what they point to).
     pub fn of_path(path: &Path) -> io::Result<FileId> {
-        let m = std::fs::metadata(path)?;
+        let m = std::fs::symlink_metadata(path)?;
         Ok(FileId {
             dev: m.dev(),
             ino: m.ino(),
@@ -138,18 +139,44 @@ static TEMP_SEQUENCE: AtomicU64 = AtomicU64::new(0);
 /// time nothing reads (about 0.01 ms of the shim's hand-over; bench/README.md, "Shims").
 /// `O_NOATIME` is only allowed to the file's owner (or with `CAP_FOWNER`); anyone else, a
 /// reader of another user's files, opens the file as usual.
+///
+/// Like every open in the data directory it adds [`safe_open::FLAGS`] (no link followed, no
+/// wait on a FIFO). The file type is checked by [`CounterFile::map_file`] with the `fstat` it
+/// makes anyway, so the hot path pays no extra system call for it.
 fn open_read_write(path: &Path) -> io::Result<File> {
+    let flags = safe_open::FLAGS;
     #[cfg(target_os = "linux")]
     match OpenOptions::new()
         .read(true)
         .write(true)
-        .custom_flags(libc::O_NOATIME)
+        .custom_flags(flags | libc::O_NOATIME)
         .open(path)
     {
         Err(e) if e.raw_os_error() == Some(libc::EPERM) => {}
         opened => return opened,
     }
-    OpenOptions::new().read(true).write(true).open(path)
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(flags)
+        .open(path)
+}
+
+/// An open that failed because the path is a link or special file: a corrupt entry, to be
+/// moved aside like any other, with the identity of what is there now (the link itself).
+fn open_error(path: &Path, source: io::Error) -> Error {
+    match safe_open::not_regular(&source) {
+        Some(found) => Error::Corrupt {
+            path: path.to_path_buf(),
+            reason: found.to_string(),
+            file_id: FileId::of_path(path).ok(),
+        },
+        None => Error::Io {
+            path: path.to_path_buf(),
+            action: "open",
+            source,
+        },
+    }
 }
 
 impl CounterFile {
@@ -170,13 +197,7 @@ impl CounterFile {
                 let image = initial_image(meta).map_err(Error::InvalidMeta)?;
                 create_by_link(path, &image)?
             }
-            Err(source) => {
-                return Err(Error::Io {
-                    path: path.to_path_buf(),
-                    action: "open",
-                    source,
-                });
-            }
+            Err(source) => return Err(open_error(path, source)),
         };
         let this = Self::map_file(file, path)?;
         if this.meta != *meta {
@@ -191,11 +212,7 @@ impl CounterFile {
 
     /// Opens and maps an existing counter file, whatever it describes.
     pub fn open_existing(path: &Path) -> Result<CounterFile, Error> {
-        let file = open_read_write(path).map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            action: "open",
-            source,
-        })?;
+        let file = open_read_write(path).map_err(|source| open_error(path, source))?;
         Self::map_file(file, path)
     }
 
@@ -211,6 +228,14 @@ impl CounterFile {
             dev: metadata.dev(),
             ino: metadata.ino(),
         });
+        // A FIFO, socket, device or directory at a counter file's path is never mapped.
+        if let Some(found) = safe_open::kind_of(metadata.file_type()) {
+            return Err(Error::Corrupt {
+                path: path.to_path_buf(),
+                reason: found.to_string(),
+                file_id,
+            });
+        }
         let map = MmapOptions::new()
             .len(MAX_FILE_SIZE as usize)
             .map_raw(&file)
@@ -602,11 +627,7 @@ fn create_by_link(path: &Path, image: &[u8]) -> Result<(File, bool), Error> {
         Ok(()) => Ok((file, true)),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
             drop(file);
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(path)
-                .map_err(|e| io_err("open", e))?;
+            let file = open_read_write(path).map_err(|e| open_error(path, e))?;
             Ok((file, false))
         }
         Err(e) => Err(io_err("link", e)),

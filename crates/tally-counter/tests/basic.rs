@@ -113,3 +113,50 @@ fn counting_does_not_update_the_access_time() {
     assert!(meta_after.modified().unwrap() > long_ago);
     assert_eq!(read_file(&path).unwrap().counters.get("a"), Some(&4));
 }
+
+/// A link or FIFO where a counter file belongs is refused at once as a corrupt file (to be
+/// quarantined), whether it is opened to count or read: the link's target is neither counted
+/// into, read nor touched, and nothing waits on the FIFO.
+#[test]
+fn links_and_fifos_are_corrupt_files_never_followed_or_waited_on() {
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let real = dir.path().join("real.count");
+    let (file, _) = CounterFile::open_or_create(&real, &meta()).unwrap();
+    file.add("rustc/invocations", 1).unwrap();
+    drop(file);
+    let before = std::fs::read(&real).unwrap();
+    let modified = std::fs::metadata(&real).unwrap().modified().unwrap();
+    let link = dir.path().join("link.count");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let dangling = dir.path().join("dangling.count");
+    std::os::unix::fs::symlink(dir.path().join("nowhere"), &dangling).unwrap();
+    let fifo = dir.path().join("fifo.count");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let started = Instant::now();
+    for path in [&link, &dangling, &fifo] {
+        let e = CounterFile::open_or_create(path, &meta()).unwrap_err();
+        assert!(e.needs_quarantine(), "{}: {e}", path.display());
+        let e = CounterFile::open_existing(path).unwrap_err();
+        assert!(e.needs_quarantine(), "{}: {e}", path.display());
+        let e = read_file(path).unwrap_err();
+        assert!(e.is_invalid_file(), "{}: {e}", path.display());
+    }
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // The link's identity is the link's own, so a caller moves the link, not its target.
+    let link_id = tally_counter::FileId::of_path(&link).unwrap();
+    let real_id = tally_counter::FileId::of_path(&real).unwrap();
+    assert_ne!(link_id, real_id);
+    assert!(!dir.path().join("nowhere").exists());
+    assert_eq!(std::fs::read(&real).unwrap(), before);
+    assert_eq!(
+        std::fs::metadata(&real).unwrap().modified().unwrap(),
+        modified
+    );
+}

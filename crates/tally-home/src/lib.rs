@@ -21,15 +21,16 @@
 #![forbid(unsafe_code)]
 
 pub mod env;
+pub mod fsio;
 pub mod retention;
 
-use std::fs::{self, DirBuilder, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::fs::{self, OpenOptions};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 pub use env::{Env, ProcessEnv};
+pub use fsio::read_small;
 pub use tally_counter::{
     CounterFile, FileId, FileMeta, ReadError, Snapshot, parse as parse_counter_file,
 };
@@ -190,67 +191,12 @@ fn snippet(s: &str) -> String {
 
 /// Creates a directory and its parents with mode 0700.
 pub(crate) fn make_dir(path: &Path) -> Result<(), Error> {
-    DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(path)
-        .map_err(io_error(path, "create directory"))
+    fsio::make_dir(path).map_err(io_error(path, "create directory"))
 }
 
-/// A unique temporary name beside `path`.
-fn temp_beside(path: &Path) -> PathBuf {
-    let base = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    path.with_file_name(format!(
-        ".{base}.{}.{:016x}.tmp",
-        std::process::id(),
-        fastrand::u64(..)
-    ))
-}
-
-/// Writes `contents` to a temporary file beside `path` (0600, fsynced).
-fn write_temp(path: &Path, contents: &[u8]) -> Result<PathBuf, Error> {
-    let temp = temp_beside(path);
-    let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&temp)?;
-        f.write_all(contents)?;
-        f.sync_all()
-    })();
-    match result {
-        Ok(()) => Ok(temp),
-        Err(e) => {
-            let _ = fs::remove_file(&temp);
-            Err(io_error(path, "write")(e))
-        }
-    }
-}
-
-/// Replaces `path` atomically (temporary file, fsync, rename).
+/// Replaces `path` atomically (see [`fsio::write_atomic`]).
 pub(crate) fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), Error> {
-    let temp = write_temp(path, contents)?;
-    fs::rename(&temp, path).map_err(|e| {
-        let _ = fs::remove_file(&temp);
-        io_error(path, "replace")(e)
-    })
-}
-
-/// Creates `path` with `contents` unless it exists (hard link of a complete temporary file).
-/// Returns whether this call created it.
-fn create_exclusive(path: &Path, contents: &[u8]) -> Result<bool, Error> {
-    let temp = write_temp(path, contents)?;
-    let linked = fs::hard_link(&temp, path);
-    let _ = fs::remove_file(&temp);
-    match linked {
-        Ok(()) => Ok(true),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
-        Err(e) => Err(io_error(path, "create")(e)),
-    }
+    fsio::write_atomic(path, contents).map_err(io_error(path, "replace"))
 }
 
 /// tally's data directory.
@@ -309,6 +255,11 @@ impl Home {
     /// `config/`: endpoint, cached config and ratchet.
     pub fn config_dir(&self) -> PathBuf {
         self.root.join("config")
+    }
+
+    /// `versions/`: the shims' cache of real tools' versions.
+    pub fn versions_dir(&self) -> PathBuf {
+        self.root.join("versions")
     }
 
     /// The mode file.
@@ -374,10 +325,9 @@ impl Home {
         }
         make_dir(&self.root)?;
         let choice = WEEKDAYS[fastrand::usize(..WEEKDAYS.len())];
-        create_exclusive(
-            &self.weekday_path(),
-            format!("{}\n", weekday_name(choice)).as_bytes(),
-        )?;
+        let path = self.weekday_path();
+        fsio::create_exclusive(&path, format!("{}\n", weekday_name(choice)).as_bytes())
+            .map_err(io_error(&path, "create"))?;
         self.stored_weekday()?.ok_or_else(|| Error::Io {
             path: self.weekday_path(),
             action: "read back",
@@ -388,6 +338,39 @@ impl Home {
     /// The week of this installation's schedule that contains `day`.
     pub fn week_of(&self, day: Day) -> Result<Week, Error> {
         Week::containing(day, self.weekday()?)
+    }
+
+    /// Makes sure `dir` (inside the data directory) is a real directory tally can use, creating
+    /// what is missing. A link, file or special file in the way below the root (something tally
+    /// did not make) is moved into `quarantine/` like any corrupt entry, never followed, and a
+    /// fresh directory is made in its place. The root is the user's and is followed; something
+    /// wrong at `quarantine/` itself is an error.
+    pub fn own_dir(&self, dir: &Path) -> Result<(), Error> {
+        let below = dir.strip_prefix(&self.root).unwrap_or(Path::new(""));
+        make_dir(&self.root)?;
+        let quarantine = self.quarantine_dir();
+        let mut at = self.root.clone();
+        for part in below.components() {
+            at.push(part);
+            match fsio::dir_state(&at).map_err(io_error(&at, "inspect"))? {
+                fsio::DirState::Dir => continue,
+                fsio::DirState::Missing => {}
+                fsio::DirState::NotDir(found) if at != quarantine => {
+                    let name = part.as_os_str().to_string_lossy();
+                    let reason = format!(
+                        "{} stood where tally keeps its `{name}` directory; tally never follows \
+                         links or uses special files in its data directory",
+                        found.what
+                    );
+                    self.counter_store().quarantine(&at, &reason)?;
+                }
+                fsio::DirState::NotDir(found) => {
+                    return Err(io_error(&at, "use")(fsio::not_a_directory(&at, found)));
+                }
+            }
+            fsio::make_one_dir(&at).map_err(io_error(&at, "create directory"))?;
+        }
+        Ok(())
     }
 
     /// The counter files of this data directory.
@@ -410,6 +393,54 @@ pub fn effective_mode(env: &Env, home: Option<&Home>) -> Mode {
         Ok(Mode::On { .. }) if env.lowers_to_local() => Mode::Local,
         Ok(mode) => mode,
         Err(_) => Mode::Off,
+    }
+}
+
+/// What a version is when it has no numeric core (and what a tool without one counts under).
+pub const UNKNOWN_VERSION: &str = "unknown";
+
+/// The version kept on disk for `raw` (a tool's own version text): the same canonical form
+/// the upload copy uses ([`tally_protocol::version::canonical`]: `major.minor.patch` and a
+/// `-nightly`, `-beta`, `-beta.N` or `-dev` channel, nothing else), or `unknown`. So neither a
+/// counter file's name nor its header, nor any report, keeps what a custom build prints after
+/// the number (`go1.19.8-<anything>`, a path, a commit). Borrows when `raw` is already
+/// normalised, which the version cache makes the case on every shim run.
+pub fn normalize_version(raw: &str) -> std::borrow::Cow<'_, str> {
+    if is_normalized_version(raw) {
+        return std::borrow::Cow::Borrowed(raw);
+    }
+    match tally_protocol::version::canonical(raw) {
+        Some(v) => std::borrow::Cow::Owned(v),
+        None => std::borrow::Cow::Borrowed(UNKNOWN_VERSION),
+    }
+}
+
+/// Whether `v` is what [`normalize_version`] gives (checked by hand, without allocating: the
+/// shim asks on every run).
+pub fn is_normalized_version(v: &str) -> bool {
+    if v == UNKNOWN_VERSION {
+        return true;
+    }
+    /// A decimal number without leading zeros, and the rest.
+    fn number(s: &str) -> Option<&str> {
+        let end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        let digits = &s[..end];
+        let fits = digits.len() <= 19 && !(digits.len() > 1 && digits.starts_with('0'));
+        (!digits.is_empty() && fits).then(|| &s[end..])
+    }
+    let Some(rest) = number(v)
+        .and_then(|r| r.strip_prefix('.'))
+        .and_then(number)
+        .and_then(|r| r.strip_prefix('.'))
+        .and_then(number)
+    else {
+        return false;
+    };
+    match rest {
+        "" | "-nightly" | "-dev" | "-beta" => true,
+        _ => rest.strip_prefix("-beta.").is_some_and(|n| {
+            !n.is_empty() && n.len() <= 3 && n.bytes().all(|b| b.is_ascii_digit())
+        }),
     }
 }
 
@@ -472,10 +503,11 @@ impl Store {
     }
 
     /// The metadata of the counter file for `program`/`version` on this OS and arch in `week`.
+    /// The version is normalised ([`normalize_version`]): the raw text never reaches a file.
     pub fn meta_for(program: &str, version: &str, week: Week) -> FileMeta {
         FileMeta {
             program: program.to_string(),
-            version: version.to_string(),
+            version: normalize_version(version).into_owned(),
             os: std::env::consts::OS.to_string(),
             arch: std::env::consts::ARCH.to_string(),
             week_start: week.start.to_string(),
@@ -496,16 +528,23 @@ impl Store {
         let meta = Self::meta_for(program, version, week);
         let dir = self.home.counters_dir();
         let path = dir.join(counter_file_name(&meta));
-        let mut made_dir = false;
+        // One `lstat` per count: a link at `counters/` is never followed (the counter file is
+        // opened `O_NOFOLLOW`, which only covers its own name).
+        let mut made_dir = fsio::is_own_dir(&dir);
+        if !made_dir {
+            self.home.own_dir(&dir)?;
+            made_dir = true;
+        }
         let mut quarantined = false;
         loop {
             match CounterFile::open_or_create(&path, &meta) {
                 Ok(opened) => return Ok(opened),
+                // Removed since the check (`tally clean`): once more.
                 Err(tally_counter::Error::Io { source, .. })
-                    if source.kind() == io::ErrorKind::NotFound && !made_dir =>
+                    if source.kind() == io::ErrorKind::NotFound && made_dir =>
                 {
-                    make_dir(&dir)?;
-                    made_dir = true;
+                    self.home.own_dir(&dir)?;
+                    made_dir = false;
                 }
                 Err(e) if e.needs_quarantine() && !quarantined => {
                     self.quarantine_if_same(&path, e.file_id(), &quarantine_reason(&e))?;
@@ -577,13 +616,15 @@ impl Store {
             .collect()
     }
 
-    /// Paths of the counter files, unsorted.
+    /// Paths of the counter files, unsorted: every `*.count` entry, links and special files
+    /// included (reading them fails as an invalid file, so that they are moved aside like any
+    /// corrupt one). A `counters/` that is not a real directory is not read through.
     pub(crate) fn counter_paths(&self) -> Vec<PathBuf> {
-        let Ok(entries) = fs::read_dir(self.home.counters_dir()) else {
+        let Ok(entries) = fsio::read_own_dir(&self.home.counters_dir()) else {
             return Vec::new();
         };
         entries
-            .filter_map(Result::ok)
+            .into_iter()
             .map(|e| e.path())
             .filter(|p| {
                 p.file_name()
@@ -594,10 +635,11 @@ impl Store {
     }
 
     /// Moves `path` into `quarantine/` (never overwriting an earlier quarantined file) and
-    /// writes `<name>.reason` beside it. Returns the new path.
+    /// writes `<name>.reason` beside it. Returns the new path. A link is moved itself: what it
+    /// points to is never read, moved or touched.
     pub fn quarantine(&self, path: &Path, reason: &str) -> Result<PathBuf, Error> {
         let qdir = self.home.quarantine_dir();
-        make_dir(&qdir)?;
+        fsio::own_dir(self.home.root(), &qdir).map_err(io_error(&qdir, "create directory"))?;
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -625,7 +667,7 @@ impl Store {
                     break;
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-                Err(_) if !candidate.exists() => {
+                Err(_) if fs::symlink_metadata(&candidate).is_err() => {
                     // No hard links here (another file system): rename instead.
                     fs::rename(path, &candidate).map_err(io_error(path, "quarantine"))?;
                     target = Some(candidate);
@@ -641,8 +683,10 @@ impl Store {
                 "1000 quarantined files of this name already exist; run `tally clean`",
             ),
         })?;
-        // A hard link keeps the old modification time; retention counts from the move.
-        if let Ok(f) = OpenOptions::new().write(true).open(&target) {
+        // A hard link keeps the old modification time; retention counts from the move. Never
+        // through a link or on a special file (the open refuses both): a link's target is not
+        // tally's to touch.
+        if let Ok(f) = fsio::open(&target, OpenOptions::new().write(true)) {
             let _ = f.set_modified(std::time::SystemTime::now());
         }
         let mut reason_path = target.clone().into_os_string();
@@ -752,28 +796,6 @@ impl Home {
     }
 }
 
-/// Reads a file of a few bytes (the mode, the weekday, a cached version) in one `read`, where
-/// `fs::read` makes four system calls (it asks for the size first and reads again to see the
-/// end): these files are read on every shim run. A file longer than the first read is read to
-/// its end all the same.
-pub fn read_small(path: &Path) -> io::Result<Vec<u8>> {
-    use std::io::Read;
-    let mut file = fs::File::open(path)?;
-    let mut buf = [0u8; 256];
-    let n = loop {
-        match file.read(&mut buf) {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            other => break other?,
-        }
-    };
-    let mut bytes = buf[..n].to_vec();
-    // A short read of a regular file is its end; a full buffer may not be.
-    if n == buf.len() {
-        file.read_to_end(&mut bytes)?;
-    }
-    Ok(bytes)
-}
-
 /// Checks the mode, then counts: if the effective mode is off, returns `Ok(Skipped)` having
 /// touched nothing (no directories); a mode file that cannot be read is an error, also with
 /// nothing touched. Otherwise opens the current week's file and adds 1 to each
@@ -820,16 +842,41 @@ mod tests {
     }
 
     #[test]
-    fn read_small_reads_whole_files_of_any_size() {
-        let dir = tempfile::tempdir().unwrap();
-        for len in [0, 1, 7, 255, 256, 257, 4096 + 3] {
-            let path = dir.path().join(format!("f{len}"));
-            let content: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
-            fs::write(&path, &content).unwrap();
-            assert_eq!(read_small(&path).unwrap(), content, "length {len}");
+    fn normalised_versions_are_the_upload_copys() {
+        for raw in [
+            "1.95.0",
+            "go1.19.8",
+            "go1.19.8-custom-/home/alice/secret",
+            "1.19",
+            "1.96.0-nightly",
+            "1.8.0-stable",
+            "1.96.0-beta.3",
+            "1.96.0-beta.12345",
+            "01.2.3",
+            "1.2.3.4",
+            "unknown",
+            "",
+            "devel go1.23-abc /tmp/x",
+            "99999999999999999999.1.1",
+            "1.2.3-dev",
+            "1.2.3-nightly-x",
+        ] {
+            let want = tally_protocol::version::canonical(raw)
+                .unwrap_or_else(|| UNKNOWN_VERSION.to_string());
+            assert_eq!(normalize_version(raw), want, "{raw:?}");
+            assert!(is_normalized_version(&want), "{want:?}");
+            assert_eq!(is_normalized_version(raw), raw == want, "{raw:?}");
         }
-        let missing = read_small(&dir.path().join("missing")).unwrap_err();
-        assert_eq!(missing.kind(), io::ErrorKind::NotFound);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_hand_check_agrees_with_the_protocol(raw in "(go)?[0-9]{1,3}(\\.[0-9]{1,3}){0,3}(-[a-z]{0,8}(\\.[0-9]{0,4})?)?( .*)?") {
+            let want = tally_protocol::version::canonical(&raw)
+                .unwrap_or_else(|| UNKNOWN_VERSION.to_string());
+            proptest::prop_assert_eq!(normalize_version(&raw).into_owned(), want.clone());
+            proptest::prop_assert_eq!(is_normalized_version(&raw), raw == want);
+        }
     }
 
     #[test]

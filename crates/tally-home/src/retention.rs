@@ -52,13 +52,15 @@ fn remove(path: &Path, into: &mut Vec<PathBuf>, failures: &mut Vec<String>) {
     }
 }
 
+/// Everything but directories in `dir` (links and special files too: deleting one removes it,
+/// never what it points to). A `dir` that is a link is not read through.
 fn files_in(dir: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = fs::read_dir(dir) else {
+    let Ok(entries) = crate::fsio::read_own_dir(dir) else {
         return Vec::new();
     };
     let mut paths: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .into_iter()
+        .filter(|e| e.file_type().is_ok_and(|t| !t.is_dir()))
         .map(|e| e.path())
         .collect();
     paths.sort();
@@ -109,7 +111,8 @@ pub fn sweep(home: &Home, today: Day) -> Result<SweepSummary, Error> {
         }
     }
     for path in files_in(&home.quarantine_dir()) {
-        let Ok(modified) = fs::metadata(&path).and_then(|m| m.modified()) else {
+        // The entry's own time (a quarantined link's, never its target's).
+        let Ok(modified) = fs::symlink_metadata(&path).and_then(|m| m.modified()) else {
             continue;
         };
         let secs = modified

@@ -440,3 +440,158 @@ fn counts_in(path: &Path) -> Vec<(String, u64)> {
     let snapshot = tally_home::parse_counter_file(&std::fs::read(path).unwrap()).unwrap();
     snapshot.counters.into_iter().collect()
 }
+
+fn mkfifo(path: &Path) {
+    nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+}
+
+fn modified(path: &Path) -> std::time::SystemTime {
+    std::fs::metadata(path).unwrap().modified().unwrap()
+}
+
+/// A FIFO at the current counter file's path, the mode or the weekday never blocks counting:
+/// each is refused at once; the FIFO in `counters/` is moved aside like a corrupt file and a
+/// fresh file counted.
+#[test]
+fn fifos_in_the_data_directory_never_block() {
+    let started = std::time::Instant::now();
+    let tmp = tempfile::tempdir().unwrap();
+    let home = Home::at(tmp.path().join("data"));
+    let path = current_path(&home);
+    mkfifo(&path);
+    let store = home.counter_store();
+    assert!(
+        store
+            .count_names("rustc", "1.91.0", today(), &["rustc/invocations"])
+            .unwrap()
+    );
+    let snapshot = tally_counter::read_file(&path).unwrap();
+    assert_eq!(snapshot.counters["rustc/invocations"], 1);
+    let quarantined: Vec<String> = std::fs::read_dir(home.quarantine_dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(quarantined.len(), 2, "{quarantined:?}");
+    let reason_file = home.quarantine_dir().join(format!(
+        "{}.reason",
+        path.file_name().unwrap().to_string_lossy()
+    ));
+    let reason = std::fs::read_to_string(reason_file).unwrap();
+    assert!(reason.contains("FIFO"), "{reason}");
+
+    for file in [home.mode_path(), home.weekday_path()] {
+        let other = Home::at(
+            tmp.path()
+                .join(format!("other-{}", file.display().to_string().len())),
+        );
+        std::fs::create_dir_all(other.root()).unwrap();
+        mkfifo(&other.root().join(file.file_name().unwrap()));
+        let env = Env::from_pairs([(OsString::from("TALLY_DIR"), other.root().into())]);
+        let e = count_invocation(&env, "rustc", "1.91.0", &["rustc/invocations"]).unwrap_err();
+        assert!(e.to_string().contains("FIFO"), "{e}");
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+}
+
+/// A link in `counters/` is never counted through, read or quarantined through: the link
+/// itself is moved aside, the file it points to keeps its bytes and its times.
+#[test]
+fn links_in_counters_are_moved_aside_never_followed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = Home::at(tmp.path().join("data"));
+    let store = home.counter_store();
+    let path = current_path(&home);
+    // A valid counter file for the same program and week, elsewhere in `counters/`.
+    let other = home.counters_dir().join("elsewhere.count");
+    let week = home.week_of(today()).unwrap();
+    let (file, _) =
+        CounterFile::open_or_create(&other, &Store::meta_for("rustc", "1.91.0", week)).unwrap();
+    file.add("rustc/invocations", 5).unwrap();
+    drop(file);
+    // And a file outside the data directory, with an old time.
+    let outside = tmp.path().join("passwd");
+    std::fs::write(&outside, "root:x:0:0::/root:/bin/sh\n").unwrap();
+    let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+    std::fs::File::options()
+        .write(true)
+        .open(&outside)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    let other_bytes = std::fs::read(&other).unwrap();
+    let other_time = modified(&other);
+
+    std::os::unix::fs::symlink(&other, &path).unwrap();
+    let outside_link = home
+        .counters_dir()
+        .join("rustc@0-linux-x86_64-2026-01-01.v1.count");
+    std::os::unix::fs::symlink(&outside, &outside_link).unwrap();
+
+    assert!(
+        store
+            .count_names("rustc", "1.91.0", today(), &["rustc/invocations"])
+            .unwrap()
+    );
+    assert_eq!(
+        std::fs::read(&other).unwrap(),
+        other_bytes,
+        "counted through a link"
+    );
+    assert_eq!(modified(&other), other_time);
+    assert!(!std::fs::symlink_metadata(&path).unwrap().is_symlink());
+    assert_eq!(
+        tally_counter::read_file(&path).unwrap().counters["rustc/invocations"],
+        1
+    );
+
+    // Readers and the sweep move the other link aside, as a link.
+    let listed = store.list();
+    let (_, read) = listed.iter().find(|(p, _)| p == &outside_link).unwrap();
+    assert!(read.as_ref().unwrap_err().is_invalid_file());
+    let swept = tally_home::retention::sweep(&home, today()).unwrap();
+    assert_eq!(swept.quarantined.len(), 1, "{swept:?}");
+    assert!(
+        std::fs::symlink_metadata(&swept.quarantined[0])
+            .unwrap()
+            .is_symlink()
+    );
+    assert!(std::fs::symlink_metadata(&outside_link).is_err());
+    assert_eq!(
+        std::fs::read_to_string(&outside).unwrap(),
+        "root:x:0:0::/root:/bin/sh\n"
+    );
+    assert_eq!(
+        modified(&outside),
+        old,
+        "the link's target had its time changed"
+    );
+}
+
+/// A `counters/` that is a link to another directory is moved aside, never written through.
+#[test]
+fn a_linked_counters_directory_is_moved_aside() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = Home::at(tmp.path().join("data"));
+    std::fs::create_dir_all(home.root()).unwrap();
+    let elsewhere = tmp.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, home.counters_dir()).unwrap();
+    let store = home.counter_store();
+    assert!(
+        store
+            .count_names("rustc", "1.91.0", today(), &["rustc/invocations"])
+            .unwrap()
+    );
+    assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
+    assert!(
+        std::fs::symlink_metadata(home.counters_dir())
+            .unwrap()
+            .is_dir()
+    );
+    assert_eq!(store.list().len(), 1);
+    assert!(
+        std::fs::symlink_metadata(home.quarantine_dir().join("counters"))
+            .unwrap()
+            .is_symlink()
+    );
+}

@@ -21,7 +21,7 @@ use std::fs;
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 
-use tally_home::{Home, Mode, Snapshot};
+use tally_home::{Home, Mode, Snapshot, fsio};
 use tally_protocol::{Day, ProgramReport, Report};
 
 use crate::filter::{Withheld, upload_copy};
@@ -152,9 +152,13 @@ fn consume_ended_weeks(
         }
         let local_path = local_dir.join(format!("{week}.json"));
         let (paths, snapshots): (Vec<PathBuf>, Vec<Snapshot>) = files.into_iter().unzip();
-        if !local_path.exists() {
+        if fs::symlink_metadata(&local_path).is_err() {
             let report = merge(week, draw_x(), snapshots);
-            match create_new(&local_path, &report.to_canonical_json()) {
+            let written = home
+                .own_dir(&local_dir)
+                .map_err(|e| io::Error::other(e.to_string()))
+                .and_then(|()| create_new(&local_path, &report.to_canonical_json()));
+            match written {
                 Ok(true) => {
                     summary.built.push(BuiltWeek {
                         week,
@@ -209,13 +213,16 @@ fn week_from_file_name(path: &Path) -> Option<Day> {
     stem.get(stem.len().checked_sub(10)?..)?.parse().ok()
 }
 
-/// One report from a week's counter files: one section per (program, version, os, arch), in
-/// that order, counts of files with the same key summed.
+/// One report from a week's counter files: one section per (program, normalised version, os,
+/// arch), in that order, counts of files with the same key summed.
 pub fn merge(week: Day, x: f64, snapshots: impl IntoIterator<Item = Snapshot>) -> Report {
     let mut sections: BTreeMap<(String, String, String, String), BTreeMap<String, u64>> =
         BTreeMap::new();
     for s in snapshots {
-        let key = (s.meta.program, s.meta.version, s.meta.os, s.meta.arch);
+        // Files written by an older tally may hold a tool's raw version text; reports keep
+        // only the normalised form, as new counter files do.
+        let version = tally_home::normalize_version(&s.meta.version).into_owned();
+        let key = (s.meta.program, version, s.meta.os, s.meta.arch);
         match sections.entry(key) {
             // The usual case, one file per key: take its map as it is.
             std::collections::btree_map::Entry::Vacant(slot) => {
@@ -249,11 +256,11 @@ pub fn merge(week: Day, x: f64, snapshots: impl IntoIterator<Item = Snapshot>) -
 
 /// The weeks of the reports in `reports/<folder>/` (files named `<YYYY-MM-DD>.json`).
 pub fn report_weeks(home: &Home, folder: &str) -> Vec<Day> {
-    let Ok(entries) = fs::read_dir(home.reports_dir().join(folder)) else {
+    let Ok(entries) = fsio::read_own_dir(&home.reports_dir().join(folder)) else {
         return Vec::new();
     };
     let mut weeks: Vec<Day> = entries
-        .filter_map(Result::ok)
+        .into_iter()
         .filter_map(|e| e.file_name().to_str()?.strip_suffix(".json")?.parse().ok())
         .collect();
     weeks.sort();
@@ -263,10 +270,7 @@ pub fn report_weeks(home: &Home, folder: &str) -> Vec<Day> {
 /// Whether the week already has an upload copy (waiting, sent or refused).
 pub fn has_upload_copy(home: &Home, week: Day) -> bool {
     [PENDING, SENT, REFUSED].iter().any(|folder| {
-        home.reports_dir()
-            .join(folder)
-            .join(format!("{week}.json"))
-            .exists()
+        fs::symlink_metadata(home.reports_dir().join(folder).join(format!("{week}.json"))).is_ok()
     })
 }
 
@@ -276,7 +280,6 @@ pub const MAX_LOCAL_REPORT_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Reads a stored local report.
 pub fn read_local(home: &Home, week: Day) -> Result<Report, String> {
-    use std::io::Read as _;
     let path = home.reports_dir().join(LOCAL).join(format!("{week}.json"));
     let invalid = |why: String| {
         format!(
@@ -284,13 +287,11 @@ pub fn read_local(home: &Home, week: Day) -> Result<Report, String> {
             path.display()
         )
     };
-    let mut bytes = Vec::new();
-    fs::File::open(&path)
-        .and_then(|f| f.take(MAX_LOCAL_REPORT_BYTES + 1).read_to_end(&mut bytes))
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    if bytes.len() as u64 > MAX_LOCAL_REPORT_BYTES {
-        return Err(invalid(format!("over {MAX_LOCAL_REPORT_BYTES} bytes")));
-    }
+    let bytes = match fsio::read_capped(&path, MAX_LOCAL_REPORT_BYTES) {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => return Err(format!("cannot read {}: it does not exist", path.display())),
+        Err(e) => return Err(invalid(e.to_string())),
+    };
     let report: Report = serde_json::from_slice(&bytes).map_err(|e| invalid(e.to_string()))?;
     if !(report.x > 0.0 && report.x < 1.0) {
         return Err(invalid(format!("x is {}, not in (0, 1)", report.x)));
@@ -322,6 +323,10 @@ fn write_upload_copies(
 ) -> Result<(), BuildError> {
     let config = config_for(home, mode, today);
     let pending_dir = home.reports_dir().join(PENDING);
+    let own = |dir: &Path| {
+        home.own_dir(dir)
+            .map_err(|e| io::Error::other(e.to_string()))
+    };
     for week in report_weeks(home, LOCAL) {
         if has_upload_copy(home, week) {
             continue;
@@ -340,7 +345,9 @@ fn write_upload_copies(
         match upload_copy(&local, mode, config, today) {
             Ok(upload) => {
                 let path = pending_dir.join(format!("{week}.json"));
-                match create_new(&path, &upload.to_canonical_json()) {
+                match own(&pending_dir)
+                    .and_then(|()| create_new(&path, &upload.to_canonical_json()))
+                {
                     Ok(true) => summary.pending_written.push((week, path)),
                     Ok(false) => {}
                     Err(source) => return Err(BuildError::Write { path, source }),
@@ -354,12 +361,13 @@ fn write_upload_copies(
 
 /// Creates `path` with `bytes`, atomically and only if it doesn't exist yet: a temporary file
 /// in the same directory is written and fsynced, then hard-linked to `path` (which fails if
-/// `path` exists, unlike rename), then the directory is fsynced. `Ok(false)` if `path` existed.
+/// `path` exists, unlike rename, and never follows a link there), then the directory is
+/// fsynced. `Ok(false)` if something is at `path`. The directory must exist (callers make it
+/// with [`Home::own_dir`], which refuses a link in its place).
 pub fn create_new(path: &Path, bytes: &[u8]) -> io::Result<bool> {
     let dir = path
         .parent()
         .ok_or_else(|| io::Error::other("a report path has a directory"))?;
-    fs::create_dir_all(dir)?;
     let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
     tmp.write_all(bytes)?;
     tmp.as_file().sync_all()?;

@@ -7,7 +7,7 @@
 use std::fmt::Write as _;
 
 use tally_home::{Home, Mode};
-use tally_protocol::{Day, MAX_REPORT_AGE_DAYS, Report};
+use tally_protocol::{Day, MAX_REPORT_AGE_DAYS, MAX_REPORT_BYTES, Report};
 
 use crate::build::{
     BuildError, BuildSummary, LOCAL, PENDING, REFUSED, SENT, build_due_reports, config_for,
@@ -117,9 +117,9 @@ pub fn preview(home: &Home, mode: Mode, today: Day) -> Result<Preview, BuildErro
             .reports_dir()
             .join(PENDING)
             .join(format!("{week}.json"));
-        let outcome = match std::fs::read(&pending) {
-            Ok(bytes) => sendable(&bytes, mode, config_ref, today).map(|()| bytes),
-            Err(_) => match read_local(home, week) {
+        let outcome = match tally_home::fsio::read_capped(&pending, MAX_REPORT_BYTES as u64) {
+            Ok(Some(bytes)) => sendable(&bytes, mode, config_ref, today).map(|()| bytes),
+            Ok(None) | Err(_) => match read_local(home, week) {
                 Ok(local) => {
                     upload_copy(&local, mode, config_ref, today).map(|r| r.to_canonical_json())
                 }

@@ -353,15 +353,18 @@ fn a_tampered_cached_config_queues_nothing() {
 fn a_failing_write_keeps_the_counter_files() {
     let (_d, home) = setup();
     let files = typical_week(&home);
-    // `reports` is a file, so no report can be written under it.
+    // `reports` is a file, so no report can be written under it, and it cannot be moved aside
+    // either: `quarantine` is a file too.
     std::fs::create_dir_all(home.root()).unwrap();
     std::fs::write(home.reports_dir(), "in the way").unwrap();
+    std::fs::write(home.quarantine_dir(), "in the way").unwrap();
     let err = build_due_reports(&home, Mode::Local, day("2026-11-17")).unwrap_err();
     assert!(matches!(err, BuildError::Write { .. }));
     assert!(err.to_string().contains("counter files were kept"), "{err}");
     assert!(files.iter().all(|f| f.exists()));
     // Once the obstacle is gone, the week is reported in full.
     std::fs::remove_file(home.reports_dir()).unwrap();
+    std::fs::remove_file(home.quarantine_dir()).unwrap();
     build_due_reports(&home, Mode::Local, day("2026-11-17")).unwrap();
     let local = read_report(&local_path(&home, WEEK));
     assert_eq!(
@@ -530,4 +533,58 @@ fn a_local_report_over_the_upload_limit_still_yields_an_upload_copy() {
     );
     let upload = read_report(&pending_path(&home, WEEK));
     assert_eq!(upload.programs[0].counters["cargo/invocations"], 2);
+}
+
+/// A `reports/` that is a link, or a link planted as a week's local report, is never written
+/// or read through: the link is moved aside and the week reported in a real directory.
+#[test]
+fn links_in_the_reports_folders_are_never_followed() {
+    let (d, home) = setup();
+    typical_week(&home);
+    std::fs::create_dir_all(home.root()).unwrap();
+    let elsewhere = d.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, home.reports_dir()).unwrap();
+    build_due_reports(&home, Mode::Local, day("2026-11-17")).unwrap();
+    assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
+    assert!(
+        std::fs::symlink_metadata(home.reports_dir())
+            .unwrap()
+            .is_dir()
+    );
+    assert!(local_path(&home, WEEK).is_file());
+    // A link where a week's local report is read: refused with a message, target untouched.
+    let outside = d.path().join("outside.json");
+    std::fs::write(&outside, "{}").unwrap();
+    let week: Day = "2026-11-02".parse().unwrap();
+    std::os::unix::fs::symlink(&outside, local_path(&home, "2026-11-02")).unwrap();
+    let err = tally_report::build::read_local(&home, week).unwrap_err();
+    assert!(err.contains("symbolic link"), "{err}");
+    assert_eq!(std::fs::read_to_string(&outside).unwrap(), "{}");
+}
+
+/// A counter file an older tally wrote with a tool's raw version text: the local report keeps
+/// only the normalised version.
+#[test]
+fn local_reports_hold_only_normalised_versions() {
+    let meta = FileMeta {
+        program: "go".into(),
+        version: "go1.19.8-qzcustom /home/qzalice".into(),
+        os: "linux".into(),
+        arch: "x86_64".into(),
+        week_start: WEEK.into(),
+        week_end: WEEK_END.into(),
+    };
+    let snapshot = tally_home::Snapshot {
+        meta,
+        counters: [("go/invocations".to_string(), 2)].into(),
+        dropped: 0,
+    };
+    let report = tally_report::merge(day(WEEK), 0.5, [snapshot]);
+    assert_eq!(report.programs[0].version, "1.19.8");
+    assert!(
+        !String::from_utf8(report.to_canonical_json())
+            .unwrap()
+            .contains("qz")
+    );
 }

@@ -2,11 +2,15 @@
 //!
 //! Promises: at most one upload run holds the lock at a time on one data directory, so two
 //! uploaders never send the same report; the lock is an advisory `flock` released by the
-//! kernel when the process ends, however it ends, so a crashed run never blocks the next.
+//! kernel when the process ends, however it ends, so a crashed run never blocks the next. Both
+//! files are opened through `tally_home::fsio`: a link or FIFO planted at either is an error at
+//! once, never followed or waited on.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io;
 use std::path::Path;
+
+use tally_home::fsio;
 
 /// File name of the run lock, in the data directory.
 pub const LOCK_FILE: &str = "upload.lock";
@@ -22,12 +26,8 @@ pub struct RunLock {
 
 /// Takes the run lock without waiting. `Ok(None)`: another run holds it.
 pub fn try_lock(data_dir: &Path) -> io::Result<Option<RunLock>> {
-    fs::create_dir_all(data_dir)?;
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(data_dir.join(LOCK_FILE))?;
+    fsio::make_dir(data_dir)?;
+    let file = fsio::open_or_create(&data_dir.join(LOCK_FILE))?;
     match file.try_lock() {
         Ok(()) => Ok(Some(RunLock { _file: file })),
         Err(fs::TryLockError::WouldBlock) => Ok(None),
@@ -37,13 +37,8 @@ pub fn try_lock(data_dir: &Path) -> io::Result<Option<RunLock>> {
 
 /// Sets the mtime of `upload.token` to now (creating it), so the shims wait another day.
 pub fn touch_token(data_dir: &Path) -> io::Result<()> {
-    fs::create_dir_all(data_dir)?;
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(data_dir.join(TOKEN_FILE))?;
-    file.set_modified(std::time::SystemTime::now())
+    fsio::make_dir(data_dir)?;
+    fsio::touch(&data_dir.join(TOKEN_FILE))
 }
 
 #[cfg(test)]
@@ -60,6 +55,28 @@ mod tests {
         );
         drop(first);
         assert!(try_lock(dir.path()).unwrap().is_some(), "released on drop");
+    }
+
+    #[test]
+    fn a_planted_lock_or_token_is_refused_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mode = nix::sys::stat::Mode::from_bits_truncate(0o600);
+        nix::unistd::mkfifo(&dir.path().join(LOCK_FILE), mode).unwrap();
+        let outside = dir.path().join("outside");
+        std::fs::write(&outside, "x").unwrap();
+        let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1000);
+        File::options()
+            .write(true)
+            .open(&outside)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        std::os::unix::fs::symlink(&outside, dir.path().join(TOKEN_FILE)).unwrap();
+        let started = std::time::Instant::now();
+        assert!(fsio::is_not_regular(&try_lock(dir.path()).unwrap_err()));
+        assert!(fsio::is_not_regular(&touch_token(dir.path()).unwrap_err()));
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        assert_eq!(fs::metadata(&outside).unwrap().modified().unwrap(), old);
     }
 
     #[test]

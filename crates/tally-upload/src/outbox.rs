@@ -3,13 +3,15 @@
 //!
 //! Promises: a report is moved with `rename`, so it is always in exactly one folder; a report
 //! is never rewritten, so what was sent is byte for byte what the user could preview; a refused
-//! report is never retried.
+//! report is never retried. Folders and reports are reached through `tally_home::fsio`: a link
+//! or special file in their place is never followed, read or waited on.
 
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use tally_protocol::{Day, Report};
+use tally_home::fsio;
+use tally_protocol::{Day, MAX_REPORT_BYTES, Report};
 
 /// Where a report went after its upload attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,14 +45,9 @@ pub struct PendingReport {
 /// `<YYYY-MM-DD>.json` are not reports and are left alone.
 pub fn pending(reports_dir: &Path) -> io::Result<Vec<PendingReport>> {
     let dir = reports_dir.join(Folder::Pending.name());
-    let entries = match fs::read_dir(&dir) {
-        Ok(entries) => entries,
-        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(err) => return Err(err),
-    };
+    let entries = fsio::read_own_dir(&dir)?;
     let mut reports = Vec::new();
     for entry in entries {
-        let entry = entry?;
         let name = entry.file_name();
         let Some(week) = name
             .to_str()
@@ -71,7 +68,8 @@ pub fn pending(reports_dir: &Path) -> io::Result<Vec<PendingReport>> {
 /// Reads a pending report and checks it is one tally may send: a valid report whose file name
 /// matches its week. Returns its exact bytes (what is sent) and the parsed report.
 pub fn read_pending(report: &PendingReport) -> Result<(Vec<u8>, Report), String> {
-    let bytes = fs::read(&report.path)
+    let bytes = fsio::read_capped(&report.path, MAX_REPORT_BYTES as u64)
+        .and_then(|b| b.ok_or_else(|| io::ErrorKind::NotFound.into()))
         .map_err(|e| format!("cannot read {}: {e}", report.path.display()))?;
     let parsed = Report::parse(&bytes)
         .map_err(|e| format!("{} is not a valid report: {e}", report.path.display()))?;
@@ -95,7 +93,7 @@ pub fn file_away(
     reason: Option<&str>,
 ) -> io::Result<PathBuf> {
     let dir = reports_dir.join(folder.name());
-    fs::create_dir_all(&dir)?;
+    fsio::own_dir(reports_dir.parent().unwrap_or(reports_dir), &dir)?;
     let name = report
         .path
         .file_name()
@@ -118,20 +116,11 @@ pub fn discard(report: &PendingReport) -> io::Result<()> {
     }
 }
 
-/// Writes `bytes` to `path` through a temporary file and a rename, so readers see either the
-/// old content or the new, never half of it.
+/// Writes `bytes` to `path` through a new temporary file and a rename, so readers see either
+/// the old content or the new, never half of it, and nothing already at either name is written
+/// through ([`fsio::write_atomic`]). The directory must exist.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = path
-        .parent()
-        .ok_or_else(|| io::Error::other("path has no parent"))?;
-    fs::create_dir_all(dir)?;
-    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
-    tmp_name.push(format!(".tmp{}", std::process::id()));
-    let tmp = dir.join(tmp_name);
-    fs::write(&tmp, bytes)?;
-    fs::rename(&tmp, path).inspect_err(|_| {
-        let _ = fs::remove_file(&tmp);
-    })
+    fsio::write_atomic(path, bytes)
 }
 
 #[cfg(test)]

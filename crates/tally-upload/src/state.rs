@@ -1,7 +1,6 @@
 //! The record of the last upload run, `upload.last.json` in the data directory, which
 //! `tally status` shows. It holds the day of the run (nothing finer) and what became of it.
 
-use std::fs;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -25,9 +24,11 @@ pub struct LastUpload {
     pub result: String,
 }
 
-/// Reads the record, if there is a readable one.
+/// Reads the record, if there is a readable one (a link or special file is not).
 pub fn read_last(data_dir: &Path) -> Option<LastUpload> {
-    let bytes = fs::read(data_dir.join(LAST_UPLOAD_FILE)).ok()?;
+    let bytes = tally_home::fsio::read_capped(&data_dir.join(LAST_UPLOAD_FILE), 64 * 1024)
+        .ok()
+        .flatten()?;
     serde_json::from_slice(&bytes).ok()
 }
 

@@ -71,6 +71,8 @@ pub enum Reply {
     Status(u16),
     /// Accept the connection, never answer (until the server stops).
     Hang,
+    /// `302 Found` to this `Location`.
+    Redirect(String),
 }
 
 /// A tiny HTTP/1.1 server on 127.0.0.1: one thread, one request per connection.
@@ -159,6 +161,12 @@ fn serve(mut stream: TcpStream, routes: &Mutex<HashMap<String, Reply>>, stop: &A
         Reply::Status(code) => {
             let head =
                 format!("HTTP/1.1 {code} Nope\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            let _ = stream.write_all(head.as_bytes());
+        }
+        Reply::Redirect(to) => {
+            let head = format!(
+                "HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
             let _ = stream.write_all(head.as_bytes());
         }
         Reply::Hang => {
