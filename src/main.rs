@@ -18,7 +18,7 @@
 //! SIGPIPE: about 0.13 ms on every compile of every user, which is more than the whole budget
 //! the shim has (bench/README.md, "Shims"). What is given up, and how it is made good:
 //! - the arguments: taken from `main`'s own `argc` and `argv`
-//!   ([`tally_counter::startup::args_of_c_main`]);
+//!   ([`tally_sys::startup::args_of_c_main`]);
 //! - SIGPIPE stays as the parent left it. For the shim that is required (the tool must inherit
 //!   it); the CLI then dies quietly on a closed pipe (`tally show | head`), as C tools do;
 //! - a panic is caught here and ends the process with status 101, as Rust's runtime would;
@@ -35,7 +35,7 @@
     no_main
 )]
 // SAFETY: the lint keeps `unsafe` out of this crate but for C's `main` below, with its own
-// SAFETY comments; the unsafe code itself lives in tally-counter.
+// SAFETY comments; the unsafe code itself lives in tally-sys.
 #![deny(unsafe_code)]
 
 use std::ffi::OsString;
@@ -56,7 +56,7 @@ use std::io::Write;
 extern "C" fn main(argc: std::ffi::c_int, argv: *const *const std::ffi::c_char) -> std::ffi::c_int {
     // SAFETY: the C runtime passes `argc` pointers to NUL-terminated strings at `argv`, which
     // nothing changes while they are copied.
-    tally_main(unsafe { tally_counter::startup::args_of_c_main(argc, argv) })
+    tally_main(unsafe { tally_sys::startup::args_of_c_main(argc, argv) })
 }
 
 /// With musl (Rust's `*-unknown-linux-musl` targets), Rust's allocations go to dlmalloc, as

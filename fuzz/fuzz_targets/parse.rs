@@ -5,13 +5,13 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(snapshot) = tally_counter::parse(data) {
-        assert!(snapshot.counters.len() <= tally_counter::MAX_COUNTERS);
+    if let Ok(snapshot) = tally_sys::parse(data) {
+        assert!(snapshot.counters.len() <= tally_sys::MAX_COUNTERS);
         assert!(
             snapshot
                 .counters
                 .keys()
-                .all(|name| !name.is_empty() && name.len() <= tally_counter::MAX_NAME_LEN)
+                .all(|name| !name.is_empty() && name.len() <= tally_sys::MAX_NAME_LEN)
         );
     }
 });

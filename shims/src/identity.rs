@@ -85,7 +85,7 @@ fn started_as() -> Option<&'static OsStr> {
     #[cfg(target_os = "linux")]
     {
         use std::os::unix::ffi::OsStrExt;
-        let path = tally_counter::startup::started_by()?.to_bytes();
+        let path = tally_sys::startup::started_by()?.to_bytes();
         (!path.is_empty()).then(|| OsStr::from_bytes(path))
     }
     #[cfg(not(target_os = "linux"))]
@@ -122,8 +122,7 @@ fn identity_if_this_program(path: &Path) -> Option<FileIdentity> {
     #[cfg(target_os = "linux")]
     {
         let meta = std::fs::metadata(path).ok()?;
-        (Some(meta.len()) == tally_counter::startup::image_file_size())
-            .then(|| FileIdentity::of(&meta))
+        (Some(meta.len()) == tally_sys::startup::image_file_size()).then(|| FileIdentity::of(&meta))
     }
     #[cfg(not(target_os = "linux"))]
     {

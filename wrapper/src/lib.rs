@@ -226,7 +226,7 @@ fn run_and_count(
     match finished.ended {
         supervise::Ended::Exited(code) => Some(code),
         supervise::Ended::Signaled(signal) => {
-            tally_counter::spawn::die_by_signal(signal);
+            tally_sys::spawn::die_by_signal(signal);
             Some(128 + signal)
         }
     }

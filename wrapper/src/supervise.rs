@@ -2,7 +2,7 @@
 //! without tally, so that the outcome of a compile can be counted.
 //!
 //! Promises (the build's side):
-//! - The child is started by `tally_counter::spawn`: the same argument and environment vectors
+//! - The child is started by `tally_sys::spawn`: the same argument and environment vectors
 //!   as an `exec` would get, the inherited signal mask and dispositions, every inherited
 //!   descriptor (cargo's jobserver) and stdin and stdout as they are. Only stderr is a pipe.
 //! - Each chunk of the child's stderr is written to tally's stderr the moment it is read, in
@@ -35,7 +35,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, pthread_sigmask};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
-use tally_counter::spawn::{Spawn, signal_is_ignored, spawn};
+use tally_sys::spawn::{Spawn, signal_is_ignored, spawn};
 
 /// How the child ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

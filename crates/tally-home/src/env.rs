@@ -304,7 +304,7 @@ pub fn is_truthy(value: &OsStr) -> bool {
 /// environment, and `std::env::vars_os` allocates two strings per variable; on a path that
 /// runs on every compile those allocations (and their page faults) were a measurable part of
 /// tally's cost (bench/README.md, "Shims"). On Linux the copy is made from the C library's
-/// `environ` without a system call ([`tally_counter::startup`]), every entry as it is, even
+/// `environ` without a system call ([`tally_sys::startup`]), every entry as it is, even
 /// one without a `=`. Elsewhere it is built from `std::env::vars_os`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProcessEnv {
@@ -326,12 +326,12 @@ impl ProcessEnv {
     #[cfg(target_os = "linux")]
     fn from_environ() -> ProcessEnv {
         let (mut bytes, mut strings) = (0, 0);
-        tally_counter::startup::for_each_env_entry(|entry| {
+        tally_sys::startup::for_each_env_entry(|entry| {
             bytes += entry.len() + 1;
             strings += 1;
         });
         let mut block = CStringBlock::with_capacity(bytes, strings);
-        tally_counter::startup::for_each_env_entry(|entry| block.push(&[entry]));
+        tally_sys::startup::for_each_env_entry(|entry| block.push(&[entry]));
         ProcessEnv { block }
     }
 
@@ -622,11 +622,11 @@ pub fn system_today() -> Day {
         .unwrap_or_else(|| Day::from_unix_days(0).expect("1970-01-01 is a valid day"))
 }
 
-/// The current time. On Linux read with a system call (see [`tally_counter::clock`]): cheaper
+/// The current time. On Linux read with a system call (see [`tally_sys::clock`]): cheaper
 /// than `SystemTime::now` for a process that asks once, as the shim does.
 pub fn now() -> std::time::SystemTime {
     #[cfg(target_os = "linux")]
-    return tally_counter::clock::now();
+    return tally_sys::clock::now();
     #[cfg(not(target_os = "linux"))]
     std::time::SystemTime::now()
 }

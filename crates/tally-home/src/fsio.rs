@@ -3,7 +3,7 @@
 //! Promises, for every caller (the shims, the wrapper, reports, the config cache, the uploader,
 //! the CLI):
 //! - **Nothing planted in the data directory blocks tally.** Files are opened with
-//!   `O_NONBLOCK` and refused unless they are regular files ([`tally_counter::safe_open`]): a
+//!   `O_NONBLOCK` and refused unless they are regular files ([`tally_sys::safe_open`]): a
 //!   FIFO, socket, device or directory where a file belongs is an error at once, which
 //!   [`is_not_regular`] recognises, and callers treat like any other corrupt entry.
 //! - **No link is followed that tally did not make.** Files are opened `O_NOFOLLOW`; files are
@@ -23,7 +23,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-pub use tally_counter::safe_open::{
+pub use tally_sys::safe_open::{
     FLAGS, NotRegular, check_regular, is_not_regular, kind_of, not_regular, not_regular_error,
     open, open_read, open_with,
 };

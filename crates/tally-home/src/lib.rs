@@ -31,10 +31,10 @@ use std::str::FromStr;
 
 pub use env::{Env, ProcessEnv};
 pub use fsio::read_small;
-pub use tally_counter::{
+pub use tally_protocol::Day;
+pub use tally_sys::{
     CounterFile, FileId, FileMeta, ReadError, Snapshot, parse as parse_counter_file,
 };
-pub use tally_protocol::Day;
 
 /// Errors of the data directory.
 #[derive(Debug, thiserror::Error)]
@@ -81,7 +81,7 @@ pub enum Error {
     DayOutOfRange(Day),
     /// A counter file operation failed.
     #[error(transparent)]
-    Counter(#[from] tally_counter::Error),
+    Counter(#[from] tally_sys::Error),
 }
 
 fn io_error<'a>(path: &'a Path, action: &'static str) -> impl FnOnce(io::Error) -> Error + 'a {
@@ -540,7 +540,7 @@ impl Store {
             match CounterFile::open_or_create(&path, &meta) {
                 Ok(opened) => return Ok(opened),
                 // Removed since the check (`tally clean`): once more.
-                Err(tally_counter::Error::Io { source, .. })
+                Err(tally_sys::Error::Io { source, .. })
                     if source.kind() == io::ErrorKind::NotFound && made_dir =>
                 {
                     self.home.own_dir(&dir)?;
@@ -610,7 +610,7 @@ impl Store {
         paths
             .into_iter()
             .map(|p| {
-                let r = tally_counter::read_file(&p);
+                let r = tally_sys::read_file(&p);
                 (p, r)
             })
             .collect()
@@ -713,26 +713,26 @@ impl Store {
 
 /// Why a counter file was moved aside, in words that name no path (a `.reason` file is a file
 /// tally writes, and paths never appear in those).
-pub fn quarantine_reason(error: &tally_counter::Error) -> String {
+pub fn quarantine_reason(error: &tally_sys::Error) -> String {
     match error {
-        tally_counter::Error::Corrupt { reason, .. } => {
+        tally_sys::Error::Corrupt { reason, .. } => {
             format!("not a valid tally counter file: {reason}")
         }
-        tally_counter::Error::FutureVersion { found, .. } => format!(
+        tally_sys::Error::FutureVersion { found, .. } => format!(
             "counter file format version {found} is newer than this tally understands (version {}); upgrade tally to read it",
-            tally_counter::FORMAT_VERSION
+            tally_sys::FORMAT_VERSION
         ),
         _ => "the file cannot be used as a counter file".to_string(),
     }
 }
 
-/// Why a file that [`tally_counter::read_file`] rejected is invalid, without its path.
+/// Why a file that [`tally_sys::read_file`] rejected is invalid, without its path.
 pub fn read_error_reason(error: &ReadError) -> String {
     match error {
         ReadError::Parse { source, .. } => source.to_string(),
         ReadError::TooLarge { size, .. } => format!(
             "the file is {size} bytes, more than the {} byte cap of the format",
-            tally_counter::MAX_FILE_SIZE
+            tally_sys::MAX_FILE_SIZE
         ),
         ReadError::Io { source, .. } => format!("cannot be read: {source}"),
     }

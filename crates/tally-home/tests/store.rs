@@ -465,7 +465,7 @@ fn fifos_in_the_data_directory_never_block() {
             .count_names("rustc", "1.91.0", today(), &["rustc/invocations"])
             .unwrap()
     );
-    let snapshot = tally_counter::read_file(&path).unwrap();
+    let snapshot = tally_sys::read_file(&path).unwrap();
     assert_eq!(snapshot.counters["rustc/invocations"], 1);
     let quarantined: Vec<String> = std::fs::read_dir(home.quarantine_dir())
         .unwrap()
@@ -540,7 +540,7 @@ fn links_in_counters_are_moved_aside_never_followed() {
     assert_eq!(modified(&other), other_time);
     assert!(!std::fs::symlink_metadata(&path).unwrap().is_symlink());
     assert_eq!(
-        tally_counter::read_file(&path).unwrap().counters["rustc/invocations"],
+        tally_sys::read_file(&path).unwrap().counters["rustc/invocations"],
         1
     );
 

@@ -14,9 +14,9 @@ use std::path::Path;
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use tally_config::Endpoint;
 use tally_config::signing::TestKeyPair;
-use tally_counter::{CounterFile, FileMeta};
 use tally_home::{Home, Mode, counter_file_name};
 use tally_protocol::Day;
+use tally_sys::{CounterFile, FileMeta};
 
 const FILES: usize = 1000;
 const PROGRAMS: [&str; 6] = ["cargo", "rustc", "rustfmt", "cargo-fmt", "go", "gofmt"];

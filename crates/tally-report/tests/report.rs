@@ -4,10 +4,10 @@ use std::path::{Path, PathBuf};
 
 use tally_config::Endpoint;
 use tally_config::signing::TestKeyPair;
-use tally_counter::{CounterFile, FileMeta};
 use tally_home::{Home, Mode, counter_file_name};
 use tally_protocol::{Day, Report};
 use tally_report::{BuildError, Withheld, build_due_reports, build_due_reports_with, preview};
+use tally_sys::{CounterFile, FileMeta};
 
 fn day(s: &str) -> Day {
     s.parse().unwrap()

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
-use tally_counter::{CounterFile, FileMeta, ParseError, parse};
+use tally_sys::{CounterFile, FileMeta, ParseError, parse};
 
 fn meta() -> FileMeta {
     FileMeta {
@@ -206,8 +206,8 @@ proptest! {
         }
         if let Ok(snap) = parse(&bytes) {
             // Whatever parses satisfies the format's invariants.
-            prop_assert!(snap.counters.len() <= tally_counter::MAX_COUNTERS);
-            prop_assert!(snap.counters.keys().all(|k| !k.is_empty() && k.len() <= tally_counter::MAX_NAME_LEN));
+            prop_assert!(snap.counters.len() <= tally_sys::MAX_COUNTERS);
+            prop_assert!(snap.counters.keys().all(|k| !k.is_empty() && k.len() <= tally_sys::MAX_NAME_LEN));
         }
     }
 }
@@ -222,13 +222,13 @@ thread_local! {
 #[test]
 fn reads_files_written_by_an_independent_implementation() {
     let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-    let small = tally_counter::read_file(&fixtures.join("small.count")).unwrap();
+    let small = tally_sys::read_file(&fixtures.join("small.count")).unwrap();
     assert_eq!(small.meta.program, "rustc");
     assert_eq!(small.meta.week_end, "2026-12-01");
     assert_eq!(small.counters["rustc/edition:2021"], 3);
     assert_eq!(small.counters["rustc/crate-type:lib"], 1);
     assert_eq!(small.dropped, 2);
-    let many = tally_counter::read_file(&fixtures.join("many.count")).unwrap();
+    let many = tally_sys::read_file(&fixtures.join("many.count")).unwrap();
     assert_eq!(many.counters.len(), 600);
     for i in 0..600u64 {
         assert_eq!(many.counters[&format!("rustc/flag-{i}")], i);
@@ -240,7 +240,7 @@ fn reads_files_written_by_an_independent_implementation() {
     let file = CounterFile::open_existing(&copy).unwrap();
     file.add("rustc/flag-7", 1).unwrap();
     file.add("rustc/new", 1).unwrap();
-    let after = tally_counter::read_file(&copy).unwrap();
+    let after = tally_sys::read_file(&copy).unwrap();
     assert_eq!(after.counters["rustc/flag-7"], 8);
     assert_eq!(after.counters["rustc/new"], 1);
     assert_eq!(after.counters.len(), 601);

@@ -6,11 +6,11 @@
 //! - `fresh-process/open-map-increment-unmap`: what a shim does once per run: open an existing
 //!   file, map it, increment three counters, unmap and close (target: at most 30 us).
 //!
-//! Run: `cargo bench -p tally-counter --bench counter`.
+//! Run: `cargo bench -p tally-sys --bench counter`.
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use std::hint::black_box;
-use tally_counter::{CounterFile, FileMeta};
+use tally_sys::{CounterFile, FileMeta};
 
 fn meta() -> FileMeta {
     FileMeta {

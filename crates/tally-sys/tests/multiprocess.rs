@@ -9,7 +9,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
-use tally_counter::{CounterFile, FileMeta, Snapshot, read_file};
+use tally_sys::{CounterFile, FileMeta, Snapshot, read_file};
 
 const ROLE: &str = "TALLY_COUNTER_TEST_ROLE";
 const PROCESSES: usize = 16;

@@ -1,6 +1,16 @@
-//! Counter files: memory-mapped, lock-free, shared by every process of a user at once.
+//! tally's system layer: every `unsafe` line of tally is in this crate, behind safe functions
+//! whose contracts are written on them. It holds:
+//! - counter files: memory shared between processes (this page, and [`CounterFile`]);
+//! - [`startup`]: what the process was started with (arguments, environment, the path it was
+//!   started by), read without a system call;
+//! - [`clock`]: the time, without the vDSO;
+//! - [`spawn`]: a child that inherits exactly what this process inherited (the waiting
+//!   `RUSTC_WRAPPER`);
+//! - [`safe_open`]: opening a file of the data directory without following a link or blocking.
 //!
-//! A counter file holds the counts of one (program, version, OS, arch, week). Many processes map
+//! # Counter files
+//!
+//! Memory-mapped, lock-free, shared by every process of a user at once. A counter file holds the counts of one (program, version, OS, arch, week). Many processes map
 //! the same file and increment it concurrently (cargo runs many `rustc` at once); increments are
 //! atomic adds on the shared mapping, and adding a new counter name or growing the file is
 //! lock-free and safe against other processes doing the same at the same moment. No increment
@@ -18,79 +28,25 @@
 //!   so growth never remaps; a pointer past the known end is re-checked against the file size
 //!   exactly once and is then reported as corruption (compare golang/go#68311).
 //!
-//! This is the only crate of tally with `unsafe` code; every `unsafe` block says why it is sound.
-//! That is also why it holds two modules unrelated to counters, for the shim's hot path:
-//! [`startup`], its reads of what the process was started with (its environment, the path it
-//! was started by) without a system call, and [`clock`], the time without the vDSO.
+//! Every `unsafe` block says why it is sound, and every `unsafe fn` has a `# Safety` list.
 //!
-//! # File format, version 1
+//! ## A mapped file that shrinks
 //!
-//! The format is modelled on Go's telemetry counter files (`internal/counter/file.go`) but is
-//! little-endian everywhere, versioned, and capped. All integers are little-endian. Offsets are
-//! byte offsets from the start of the file. The same text is in `docs/counter-file-format.md`.
+//! A mapping does not shrink with its file: if another program truncates a counter file while
+//! tally has it mapped, touching a page past the new end raises `SIGBUS`. tally itself never
+//! shrinks a counter file (files are created whole by a hard link, only ever grow, and are
+//! moved aside by `rename`, never truncated), every offset is checked against the file's length
+//! (`fstat`, once) before its page is first touched, and the shim keeps a file mapped only from
+//! its count to its `exec`, a fraction of a millisecond. What is left is a truncation by another
+//! program in that window, which kills that one shim run with `SIGBUS`; the next run finds a
+//! file shorter than its header says and quarantines it.
 //!
-//! ## Fixed header (48 bytes)
+//! # File format
 //!
-//! | offset | size | field | meaning |
-//! | --- | --- | --- | --- |
-//! | 0 | 8 | magic | the ASCII bytes `TALLYCNT` |
-//! | 8 | 4 | version | format version; this crate writes and reads `1`. `0` is invalid; above `1` is a future version |
-//! | 12 | 4 | header_len | `H`, offset of the hash table: exactly `align32(48 + meta_len)` |
-//! | 16 | 4 | alloc_limit | first unallocated byte of the record area (atomic; only ever grows) |
-//! | 20 | 4 | record_count | records allocated, live or dead (atomic; at most [`MAX_COUNTERS`]) |
-//! | 24 | 8 | dropped | increments refused because a cap was reached (atomic) |
-//! | 32 | 4 | meta_len | length of the metadata text, at most [`MAX_META_LEN`] |
-//! | 36 | 4 | bucket_count | number of hash buckets: exactly `512` |
-//! | 40 | 4 | page_size | record page size: exactly `16384` |
-//! | 44 | 4 | reserved | zero |
-//!
-//! ## Metadata (offset 48, `meta_len` bytes, then zero padding up to `H`)
-//!
-//! UTF-8 text, exactly six lines in this order, each `key: value\n`:
-//! `program`, `version`, `os`, `arch`, `week-start`, `week-end`. Values are 1 to
-//! [`MAX_META_FIELD_LEN`] bytes with no control characters (below U+0020, or U+007F).
-//! `week-start` and `week-end` have the shape `DDDD-DD-DD` (the week is `[start, end)`).
-//! Readers trust this header, never the file name.
-//!
-//! ## Hash table (offset `H`, 2048 bytes)
-//!
-//! 512 little-endian `u32` chain heads. `0` means an empty chain; otherwise the offset of the
-//! first record of the chain. A name belongs to bucket `fnv1a32(name) % 512`, where `fnv1a32`
-//! is 32-bit FNV-1a (offset basis `0x811c9dc5`, prime `0x01000193`) over the name's bytes.
-//!
-//! ## Records (from `R = H + 2048` up to `alloc_limit`)
-//!
-//! A record starts at an offset that is a multiple of 32, at or after `R`, and is
-//! `align32(16 + name_len)` bytes long. It never crosses a multiple of `page_size` (16 KiB):
-//! if it would, it starts at the next page instead. Layout:
-//!
-//! | offset | size | field |
-//! | --- | --- | --- |
-//! | 0 | 8 | count (atomic `u64`) |
-//! | 8 | 4 | name_len: 1 to [`MAX_NAME_LEN`] |
-//! | 12 | 4 | next: offset of the next record in the chain, `0` at the end; `0xFFFFFFFF` marks a dead record |
-//! | 16 | name_len | name, UTF-8 |
-//!
-//! A reader follows the 512 chains and nothing else: records that are not reachable from a chain
-//! head (dead records, allocations interrupted by a crash) are ignored. A valid file satisfies:
-//! every reachable record lies wholly inside the file and inside `[R, alloc_limit)`, is in the
-//! bucket its name hashes to, no name appears twice, and at most [`MAX_COUNTERS`] records are
-//! reachable (which also bounds the walk of a chain with a cycle). `alloc_limit` may exceed the
-//! file length (a writer was killed between allocating and extending the file) but never
-//! [`MAX_FILE_SIZE`]. The file may be longer than `alloc_limit`.
-//!
-//! ## Writing protocol
-//!
-//! - Increment: an atomic add on `count` (no syscall).
-//! - New name: reserve one unit of `record_count` by compare-and-swap (refused at the cap), then
-//!   reserve bytes by compare-and-swap on `alloc_limit` (refused past [`MAX_FILE_SIZE`]). The
-//!   reserved bytes belong to this writer alone: it extends the file by writing zeros over exactly
-//!   that range with `pwrite` (which can never shrink the file or clobber another writer's bytes),
-//!   writes `name_len` and the name, sets `next` to the current chain head and publishes the record
-//!   by compare-and-swap of the chain head (release). If that fails, it searches the new chain for
-//!   the name: when another writer inserted it first, it marks its own record dead and uses the
-//!   winner's; otherwise it retries with the new head.
-//! - Refused increments (a cap was reached) are added to `dropped`.
+//! Specified once, in `docs/counter-file-format.md` (precise enough that `fuzz/make_seeds.py`,
+//! an independent writer made from it alone, produces files this crate reads exactly:
+//! `tests/parser.rs`). The constants below ([`MAX_NAME_LEN`], [`MAX_COUNTERS`],
+//! [`MAX_FILE_SIZE`], ...) are the format's caps.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
@@ -99,9 +55,9 @@ pub mod clock;
 mod layout;
 mod mapped;
 mod parse;
+pub mod safe_open;
 #[cfg(unix)]
 pub mod spawn;
-pub mod safe_open;
 #[cfg(target_os = "linux")]
 pub mod startup;
 

@@ -1,6 +1,6 @@
 //! Single-process behaviour: create, count, read back, caps, growth.
 
-use tally_counter::{CounterFile, FileMeta, MAX_COUNTERS, MAX_NAME_LEN, read_file};
+use tally_sys::{CounterFile, FileMeta, MAX_COUNTERS, MAX_NAME_LEN, read_file};
 
 fn meta() -> FileMeta {
     FileMeta {
@@ -150,8 +150,8 @@ fn links_and_fifos_are_corrupt_files_never_followed_or_waited_on() {
     }
     assert!(started.elapsed() < Duration::from_secs(5));
     // The link's identity is the link's own, so a caller moves the link, not its target.
-    let link_id = tally_counter::FileId::of_path(&link).unwrap();
-    let real_id = tally_counter::FileId::of_path(&real).unwrap();
+    let link_id = tally_sys::FileId::of_path(&link).unwrap();
+    let real_id = tally_sys::FileId::of_path(&real).unwrap();
     assert_ne!(link_id, real_id);
     assert!(!dir.path().join("nowhere").exists());
     assert_eq!(std::fs::read(&real).unwrap(), before);
