@@ -55,7 +55,10 @@ fn go_build_test_fmt_and_gofmt() {
     // Counted under the normalised version: `go1.19.8` is kept as `1.19.8`.
     let raw = go_version.split_whitespace().nth(2).unwrap();
     let expected = tally_home::normalize_version(raw).into_owned();
-    assert!(!expected.starts_with("go") && expected.contains('.'), "{raw}");
+    assert!(
+        !expected.starts_with("go") && expected.contains('.'),
+        "{raw}"
+    );
     assert_eq!(w.versions("go"), std::slice::from_ref(&expected));
     assert_eq!(w.versions("gofmt"), [expected]);
 }
