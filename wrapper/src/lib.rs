@@ -35,8 +35,8 @@ use tally_grammar::outcome::{CompileKind, Driver, Outcome, outcome_name, time_na
 use tally_grammar::{Context, RustcCaller, Tool, caller_from_env, rustc_counter_names};
 use tally_home::env::{TALLY_FORCE_ARG0, TALLY_NEXT_WRAPPER};
 use tally_home::{Counted, Env, Home, Mode, ProcessEnv, effective_mode};
-use tally_shims::identity::{FileIdentity, self_identity, stem_of};
-use tally_shims::{EnvChanges, exec, lookup, version};
+use tally_process::identity::{FileIdentity, self_identity, stem_of};
+use tally_process::{EnvChanges, exec, lookup, version};
 
 /// Whether `tally <argv1> …` is a `RUSTC_WRAPPER` call rather than a CLI subcommand: `argv[1]`
 /// is a path, or names a rustc-like compiler. CLI subcommands are plain words.
@@ -76,7 +76,7 @@ pub fn layout(argv: &[OsString]) -> Layout {
 
 /// Runs as `RUSTC_WRAPPER`. Returns only if nothing could be run, with the exit status.
 pub fn run_wrapper(argv: Vec<OsString>) -> i32 {
-    tally_shims::silence_panics();
+    tally_process::silence_panics();
     if argv.len() < 2 {
         eprintln!(
             "tally: RUSTC_WRAPPER mode needs the compiler to run: tally /path/to/rustc ARGS…"
@@ -94,7 +94,7 @@ pub fn run_wrapper(argv: Vec<OsString>) -> i32 {
         match lookup::find_real(
             "rustc",
             process_env.get("PATH"),
-            &tally_shims::identity::ThisBinary::with_identity(this),
+            &tally_process::identity::ThisBinary::with_identity(this),
         ) {
             Ok(found) => run_argv[compiler_index] = found.path.into_os_string(),
             Err(not_found) => {
@@ -122,10 +122,10 @@ pub fn run_wrapper(argv: Vec<OsString>) -> i32 {
     changes.remove.push(TALLY_NEXT_WRAPPER.into());
     let next = process_env
         .non_empty(TALLY_NEXT_WRAPPER)
-        .filter(|n| !tally_shims::arrange::is_tally(n, this));
+        .filter(|n| !tally_process::arrange::is_tally(n, this));
     let rustc_wrapper_is_tally = process_env
         .get("RUSTC_WRAPPER")
-        .is_some_and(|w| !w.is_empty() && tally_shims::arrange::is_tally(w, this));
+        .is_some_and(|w| !w.is_empty() && tally_process::arrange::is_tally(w, this));
     if rustc_wrapper_is_tally {
         // Give the user's wrapper back its own variable; otherwise as if tally were absent.
         match &next {
@@ -189,7 +189,7 @@ fn run_and_count(
         .ok()?;
     let argv: Vec<&std::ffi::CStr> = argv.iter().map(CString::as_c_str).collect();
     let set = changes.set_entries();
-    let envp = tally_shims::environment_with(env.block(), &set, &changes.remove).ok()?;
+    let envp = tally_process::environment_with(env.block(), &set, &changes.remove).ok()?;
     let mut reader = Some(outcome::StderrReader::new(compile.kind.json));
     // A reader that panics is dropped; stderr is still forwarded.
     let mut copy = |chunk: &[u8]| {
@@ -261,16 +261,16 @@ fn count_outcome(
 /// The toolchain binary a rustup proxy named `program` would run, if `program` is one.
 fn toolchain_binary_behind(program: &OsStr, env: &ProcessEnv) -> Option<PathBuf> {
     let path = resolve(program, env)?;
-    if !tally_shims::rustup::is_rustup_proxy(&path) {
+    if !tally_process::rustup::is_rustup_proxy(&path) {
         return None;
     }
     let tool = stem_of(path.as_os_str())?;
     let cwd = std::env::current_dir().ok()?;
-    tally_shims::rustup::toolchain_binary(
+    tally_process::rustup::toolchain_binary(
         tool,
         &[],
         &cwd,
-        &tally_shims::rustup::RustupEnv::from_snapshot(env),
+        &tally_process::rustup::RustupEnv::from_snapshot(env),
     )
 }
 
@@ -330,7 +330,7 @@ fn count(
     // the shim does.
     let counted = home.count(env.today(), "rustc", &version, &refs).ok();
     if counted.as_ref().is_some_and(|c| c.created_file) {
-        tally_shims::notice::maybe_show(&env, home.root());
+        tally_process::notice::maybe_show(&env, home.root());
     }
     counted.map(|c| (c, kind))
 }

@@ -25,6 +25,7 @@ pub mod demo;
 pub mod escape;
 mod modes;
 mod preview;
+mod shim_report;
 mod show;
 mod status;
 mod upload;

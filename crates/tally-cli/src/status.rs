@@ -8,10 +8,10 @@
 use std::io::Write;
 use std::process::ExitCode;
 
+use crate::shim_report::{ShimReport, WrapperState};
 use serde::Serialize;
 use tally_config::{CacheState, Endpoint};
 use tally_home::{Day, Env, Home, Mode, Week};
-use tally_shims::report::{ShimReport, WrapperState};
 use tally_upload::state::LastUpload;
 
 use crate::{Io, StatusArgs};
@@ -260,7 +260,7 @@ pub(crate) fn gather(env: &Env, shims: Shims) -> Status {
 
 /// `tally status`.
 pub(crate) fn run(args: &StatusArgs, env: &Env, io: &mut Io<'_>) -> anyhow::Result<ExitCode> {
-    let shims = Shims::from(tally_shims::shim_report(env));
+    let shims = Shims::from(crate::shim_report::shim_report(env));
     let status = gather(env, shims);
     if args.json {
         let mut text = serde_json::to_string_pretty(&status)?;

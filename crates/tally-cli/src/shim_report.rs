@@ -2,13 +2,13 @@
 //! find, and are compiles under cargo counted (the `RUSTC_WRAPPER` arrangement). Pure reads.
 
 use std::ffi::OsString;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use tally_grammar::Tool;
 use tally_home::{Env, Mode};
 
-use crate::identity::{FileIdentity, ThisBinary, tally_exe};
-use crate::lookup::{executable, find_real};
+use tally_process::identity::{FileIdentity, ThisBinary, tally_exe};
+use tally_process::lookup::{executable, find_real};
 
 /// One tool's shim.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,7 +54,7 @@ pub fn shim_report(env: &Env) -> ShimReport {
     let tally_id = tally
         .as_deref()
         .and_then(FileIdentity::of_path)
-        .or_else(crate::identity::self_identity);
+        .or_else(tally_process::identity::self_identity);
     let path_var = std::env::var_os("PATH");
     let mut tools = Vec::new();
     let mut shims_dir = None;
@@ -94,11 +94,11 @@ pub fn shim_report(env: &Env) -> ShimReport {
     let cargo_first = tools.iter().any(|t| t.tool == "cargo" && t.shim.is_some());
     let home = tally_home::Home::locate(env);
     let mode = tally_home::effective_mode(env, home.as_ref());
-    let cargo_env = crate::arrange::CargoEnv::from_process();
+    let cargo_env = tally_process::arrange::CargoEnv::from_process();
     let rustc_wrapper = if cargo_env
         .rustc_wrapper
         .as_deref()
-        .is_some_and(|w| !w.is_empty() && crate::arrange::is_tally(w, tally_id))
+        .is_some_and(|w| !w.is_empty() && tally_process::arrange::is_tally(w, tally_id))
     {
         WrapperState::SetInEnvironment
     } else if mode == Mode::Off {
@@ -111,9 +111,9 @@ pub fn shim_report(env: &Env) -> ShimReport {
         }
     } else if let Some(tally) = &tally {
         let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
-        match crate::arrange::arrange(tally, &cargo_env, &cwd, &[]) {
-            crate::arrange::Arrangement::AlreadyTally => WrapperState::SetInEnvironment,
-            crate::arrange::Arrangement::Wrap { next } => {
+        match tally_process::arrange::arrange(tally, &cargo_env, &cwd, &[]) {
+            tally_process::arrange::Arrangement::AlreadyTally => WrapperState::SetInEnvironment,
+            tally_process::arrange::Arrangement::Wrap { next } => {
                 WrapperState::ArrangedByCargoShim { next }
             }
         }
@@ -128,9 +128,4 @@ pub fn shim_report(env: &Env) -> ShimReport {
         tools,
         rustc_wrapper,
     }
-}
-
-/// Convenience for callers printing paths.
-pub fn display(path: Option<&Path>) -> String {
-    path.map_or_else(|| "not found".to_string(), |p| p.display().to_string())
 }
