@@ -37,7 +37,7 @@ use tally_process::{arrange, identity, lookup, notice, version};
 
 /// The tool a shim invocation stands for: `TALLY_FORCE_ARG0` if set, else `argv[0]`'s file stem.
 pub fn tool_from_argv0(argv0: Option<&OsStr>) -> Option<Tool> {
-    match std::env::var_os(TALLY_FORCE_ARG0).filter(|v| !v.is_empty()) {
+    match tally_home::env::var_os(TALLY_FORCE_ARG0).filter(|v| !v.is_empty()) {
         Some(forced) => identity::stem_of(&forced).and_then(Tool::from_name),
         None => argv0.and_then(identity::stem_of).and_then(Tool::from_name),
     }

@@ -97,7 +97,9 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         home_outlives_summary: !args.exit || args.keep,
     };
     say(&format!("tally demo: working in {}", root.path().display()));
-    if std::env::var_os("DO_NOT_TRACK").is_some() || std::env::var_os("TALLY").is_some() {
+    if tally_home::env::var_os("DO_NOT_TRACK").is_some()
+        || tally_home::env::var_os("TALLY").is_some()
+    {
         say(
             "  (TALLY and DO_NOT_TRACK are ignored inside the demo: it uses its own temporary home and a collector on this machine, so nothing leaves it)",
         );
@@ -329,7 +331,7 @@ impl Demo {
     /// starting at the shims and the builds' caches inside the demo directory.
     fn command(&self, program: &Path, day: Day) -> Command {
         let mut command = Command::new(program);
-        for (name, _) in std::env::vars_os() {
+        for (name, _) in tally_home::env::vars_os() {
             let name_text = name.to_string_lossy();
             if name_text.starts_with("TALLY") || name_text == "DO_NOT_TRACK" {
                 command.env_remove(&name);
@@ -507,7 +509,7 @@ fn find_server(tally: &Path) -> anyhow::Result<PathBuf> {
 }
 
 fn original_path() -> OsString {
-    std::env::var_os("PATH").unwrap_or_default()
+    tally_home::env::var_os("PATH").unwrap_or_default()
 }
 
 fn find_on_path(name: &str, path: &OsString) -> Option<PathBuf> {

@@ -55,7 +55,7 @@ pub fn shim_report(env: &Env) -> ShimReport {
         .as_deref()
         .and_then(FileIdentity::of_path)
         .or_else(tally_process::identity::self_identity);
-    let path_var = std::env::var_os("PATH");
+    let path_var = tally_home::env::var_os("PATH");
     let mut tools = Vec::new();
     let mut shims_dir = None;
     for tool in Tool::ALL {

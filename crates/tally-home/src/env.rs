@@ -1,82 +1,16 @@
-//! The single registry of every environment variable tally reads, and the per-process snapshot
-//! of them.
+//! The process's environment as the client reads it: [`ProcessEnv`] (the whole environment,
+//! copied once, in order, as `execve` takes it) and [`Env`] (tally's own variables out of it).
 //!
-//! Every variable any part of tally reads is declared in [`VARS`] (name, meaning, who reads it);
-//! `tally status --help` and the docs list this table. Code reads variables only through
-//! [`Env`], which is filled once per process, so one process sees one consistent environment.
+//! Every variable is declared in the registry crate `tally_env` (re-exported here); code reads
+//! variables only through [`Env`], which is filled once per process, so one process sees one
+//! consistent environment.
 
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 
 use tally_protocol::Day;
 
-/// One environment variable tally reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EnvVar {
-    /// The variable's name.
-    pub name: &'static str,
-    /// What it means.
-    pub meaning: &'static str,
-    /// Which part of tally reads it.
-    pub read_by: &'static str,
-}
-
-/// `TALLY`: `off` or `local` lowers the mode for this process.
-pub const TALLY: &str = "TALLY";
-/// `DO_NOT_TRACK`: any value but empty, `0` or `false` means off.
-pub const DO_NOT_TRACK: &str = "DO_NOT_TRACK";
-/// `TALLY_DIR`: the data directory.
-pub const TALLY_DIR: &str = "TALLY_DIR";
-/// `XDG_STATE_HOME`: the state directory (data under `tally/`).
-pub const XDG_STATE_HOME: &str = "XDG_STATE_HOME";
-/// `HOME`: the home directory (data under `.local/state/tally`).
-pub const HOME: &str = "HOME";
-/// `TALLY_NOW`: clock override.
-pub const TALLY_NOW: &str = "TALLY_NOW";
-/// `TALLY_FORCE_ARG0`: which tool the shim pretends to be.
-pub const TALLY_FORCE_ARG0: &str = "TALLY_FORCE_ARG0";
-/// `TALLY_DEBUG_UPLOAD`: print what would be uploaded and send nothing.
-pub const TALLY_DEBUG_UPLOAD: &str = "TALLY_DEBUG_UPLOAD";
-/// `TALLY_ALLOW_CI_UPLOAD`: allow uploads from CI.
-pub const TALLY_ALLOW_CI_UPLOAD: &str = "TALLY_ALLOW_CI_UPLOAD";
-/// `CI`: generic CI marker.
-pub const CI: &str = "CI";
-/// `TALLY_NEXT_WRAPPER`: the user's own `RUSTC_WRAPPER`, kept by the cargo shim.
-pub const TALLY_NEXT_WRAPPER: &str = "TALLY_NEXT_WRAPPER";
-/// `TALLY_SHIM_GUARD`: loop guard set by the shims.
-pub const TALLY_SHIM_GUARD: &str = "TALLY_SHIM_GUARD";
-/// `TALLY_REQUIRE_GO`: tests fail instead of skipping without Go.
-pub const TALLY_REQUIRE_GO: &str = "TALLY_REQUIRE_GO";
-/// `TALLY_REQUIRE_CHROMIUM`: tests fail instead of skipping without Chromium.
-pub const TALLY_REQUIRE_CHROMIUM: &str = "TALLY_REQUIRE_CHROMIUM";
-/// `TALLY_REQUIRE_S3`: tests fail instead of skipping without the S3 server.
-pub const TALLY_REQUIRE_S3: &str = "TALLY_REQUIRE_S3";
-/// `TALLY_REQUIRE_MINISIGN`: tests fail instead of skipping without `minisign`.
-pub const TALLY_REQUIRE_MINISIGN: &str = "TALLY_REQUIRE_MINISIGN";
-/// `TALLY_REQUIRE_STRACE`: tests fail instead of skipping without `strace`.
-pub const TALLY_REQUIRE_STRACE: &str = "TALLY_REQUIRE_STRACE";
-/// `TALLY_RELEASE_KIND`: build time only, see [`VARS`].
-pub const TALLY_RELEASE_KIND: &str = "TALLY_RELEASE_KIND";
-
-/// CI vendors' own markers (any non-empty value means "running in CI").
-pub const CI_VENDOR_VARS: &[&str] = &[
-    "GITHUB_ACTIONS",
-    "GITLAB_CI",
-    "TF_BUILD",
-    "BUILDKITE",
-    "CIRCLECI",
-    "TRAVIS",
-    "JENKINS_URL",
-    "TEAMCITY_VERSION",
-    "APPVEYOR",
-    "BITBUCKET_BUILD_NUMBER",
-    "CODEBUILD_BUILD_ID",
-    "DRONE",
-    "SEMAPHORE",
-    "BUILDKITE_BUILD_ID",
-    "CF_BUILD_ID",
-    "WOODPECKER",
-];
+pub use tally_env::*;
 
 /// How many names [`Env`] reads: the registry and the CI vendor markers.
 const READ_NAMES: usize = VARS.len() + CI_VENDOR_VARS.len();
@@ -149,153 +83,6 @@ const fn sorted_read_names() -> [&'static str; READ_NAMES] {
     names
 }
 
-/// Every environment variable tally reads.
-pub const VARS: &[EnvVar] = &[
-    EnvVar {
-        name: TALLY,
-        meaning: "`off` stops all counting and writing for this process; `local` keeps counting but uploads nothing. It can only lower the stored mode: turning uploads on takes `tally on`.",
-        read_by: "shims, wrapper, cli",
-    },
-    EnvVar {
-        name: DO_NOT_TRACK,
-        meaning: "Any value other than empty, `0` or `false` means off (consoledonottrack.com).",
-        read_by: "shims, wrapper, cli",
-    },
-    EnvVar {
-        name: TALLY_DIR,
-        meaning: "Data directory (absolute path). Default: $XDG_STATE_HOME/tally, else $HOME/.local/state/tally. A relative path means no data directory: nothing is counted.",
-        read_by: "shims, wrapper, cli",
-    },
-    EnvVar {
-        name: XDG_STATE_HOME,
-        meaning: "State directory; tally keeps its data in its `tally/` subdirectory. Ignored unless absolute.",
-        read_by: "shims, wrapper, cli",
-    },
-    EnvVar {
-        name: HOME,
-        meaning: "Home directory; data defaults to $HOME/.local/state/tally. Unset and no other directory: tally counts nothing.",
-        read_by: "shims, wrapper, cli",
-    },
-    EnvVar {
-        name: TALLY_NOW,
-        meaning: "Clock override for tests and demos: YYYY-MM-DD or an RFC 3339 time (taken in UTC).",
-        read_by: "shims, wrapper, cli",
-    },
-    EnvVar {
-        name: TALLY_FORCE_ARG0,
-        meaning: "Makes the binary act as the shim of this tool name, whatever argv[0] is (tests).",
-        read_by: "shims",
-    },
-    EnvVar {
-        name: TALLY_DEBUG_UPLOAD,
-        meaning: "Print what an upload would send, and send nothing.",
-        read_by: "cli (upload)",
-    },
-    EnvVar {
-        name: TALLY_ALLOW_CI_UPLOAD,
-        meaning: "Allow uploading from a CI environment (by default CI machines never upload).",
-        read_by: "cli (upload)",
-    },
-    EnvVar {
-        name: CI,
-        meaning: "Set to anything but empty, `0` or `false` on CI machines; with the vendor variables (GITHUB_ACTIONS, GITLAB_CI, TF_BUILD, ...) it marks a CI run.",
-        read_by: "shims (upload trigger), cli (upload)",
-    },
-    EnvVar {
-        name: TALLY_NEXT_WRAPPER,
-        meaning: "Marker set by the cargo shim: the user's own RUSTC_WRAPPER, which the wrapper runs next. Removed before the real tool runs.",
-        read_by: "wrapper",
-    },
-    EnvVar {
-        name: TALLY_SHIM_GUARD,
-        meaning: "Marker set by the shims: `<pid>:<tool>:<n>`, counting shim runs exec'd within one process, to stop a loop through another shim manager (exit 127). Holds only a process ID, which tools ignore.",
-        read_by: "shims",
-    },
-    // Other programs' variables the shims and the wrapper read (never write to any file).
-    EnvVar {
-        name: "PATH",
-        meaning: "Where the shims look for the real tool (the first one that is not tally itself).",
-        read_by: "shims, wrapper, cli (status)",
-    },
-    EnvVar {
-        name: "RUSTC_WRAPPER",
-        meaning: "The user's rustc wrapper: kept by the cargo shim (in TALLY_NEXT_WRAPPER) and run after tally; empty means none.",
-        read_by: "shims (cargo), wrapper, cli (status)",
-    },
-    EnvVar {
-        name: "CARGO_BUILD_RUSTC_WRAPPER",
-        meaning: "cargo's config variable for the rustc wrapper; kept like RUSTC_WRAPPER.",
-        read_by: "shims (cargo)",
-    },
-    EnvVar {
-        name: "CARGO_HOME",
-        meaning: "Where cargo's own config.toml is (for `build.rustc-wrapper`); default ~/.cargo.",
-        read_by: "shims (cargo)",
-    },
-    EnvVar {
-        name: "RUSTUP_TOOLCHAIN",
-        meaning: "The toolchain a rustup proxy runs; tally reads it to record that toolchain's version.",
-        read_by: "shims, wrapper",
-    },
-    EnvVar {
-        name: "RUSTUP_HOME",
-        meaning: "Where rustup keeps toolchains and settings.toml; default ~/.rustup.",
-        read_by: "shims, wrapper",
-    },
-    EnvVar {
-        name: "CARGO_CRATE_NAME",
-        meaning: "Only whether it is set: cargo sets it for the rustc runs that compile a crate (rustc/caller:cargo).",
-        read_by: "shims (rustc), wrapper",
-    },
-    EnvVar {
-        name: "CARGO_CFG_TARGET_ARCH",
-        meaning: "Only whether it is set: cargo sets CARGO_CFG_* for build scripts only (rustc/caller:build-script).",
-        read_by: "shims (rustc), wrapper",
-    },
-    EnvVar {
-        name: "CARGO",
-        meaning: "Only whether it is set: cargo sets it for what it runs (rustc/caller:cargo).",
-        read_by: "shims (rustc), wrapper",
-    },
-    EnvVar {
-        name: TALLY_REQUIRE_GO,
-        meaning: "Tests only: `1` makes tests that need Go fail instead of skipping when `go` is missing.",
-        read_by: "tests",
-    },
-    EnvVar {
-        name: TALLY_REQUIRE_CHROMIUM,
-        meaning: "Tests only: `1` makes tests that need Chromium fail instead of skipping.",
-        read_by: "tests",
-    },
-    EnvVar {
-        name: TALLY_REQUIRE_S3,
-        meaning: "Tests only: `1` makes tests that need the S3-compatible server fail instead of skipping.",
-        read_by: "tests",
-    },
-    EnvVar {
-        name: TALLY_REQUIRE_MINISIGN,
-        meaning: "Tests only: `1` makes tests that need the `minisign` tool fail instead of skipping.",
-        read_by: "tests",
-    },
-    EnvVar {
-        name: TALLY_REQUIRE_STRACE,
-        meaning: "Tests only: `1` makes the test that traces the installed shim's system calls fail instead of skipping when `strace` is missing.",
-        read_by: "tests",
-    },
-    EnvVar {
-        name: TALLY_RELEASE_KIND,
-        meaning: "Build time only: `musl`, `static-glibc` or `dynamic` builds the release binary of that kind only, failing if it cannot. Unset: the first of the three that builds and runs (scripts/release-build.sh).",
-        read_by: "scripts/release-build.sh",
-    },
-];
-
-/// True for the values that mean "set": anything but empty, `0` or `false` (any case).
-pub fn is_truthy(value: &OsStr) -> bool {
-    let v = value.to_string_lossy();
-    let v = v.trim();
-    !(v.is_empty() || v == "0" || v.eq_ignore_ascii_case("false"))
-}
-
 /// The whole process environment, copied once and in order, as `execve` takes it: every entry
 /// is `KEY=VALUE` followed by a NUL, back to back in one buffer. The hot path reads every
 /// variable from here and hands the same bytes to the tool it `exec`s.
@@ -317,7 +104,7 @@ impl ProcessEnv {
         #[cfg(target_os = "linux")]
         return ProcessEnv::from_environ();
         #[cfg(not(target_os = "linux"))]
-        ProcessEnv::from_vars(std::env::vars_os())
+        ProcessEnv::from_vars(tally_env::vars_os())
     }
 
     /// The C library's `environ`, copied in two passes (sizes, then bytes) so that the block
@@ -505,7 +292,7 @@ pub struct Env {
 impl Env {
     /// Reads every registered variable (and the CI vendor markers) from the process environment.
     pub fn from_process() -> Env {
-        Env::from_lookup(|name| std::env::var_os(name))
+        Env::from_lookup(tally_env::var_os)
     }
 
     /// The registered variables (and the CI vendor markers) out of an environment already
@@ -762,7 +549,7 @@ mod tests {
         // This test process never changes its environment and has no entry without a `=`,
         // so what the C library holds is what std sees.
         let captured = ProcessEnv::capture();
-        let from_std = ProcessEnv::from_vars(std::env::vars_os());
+        let from_std = ProcessEnv::from_vars(tally_env::vars_os());
         assert_eq!(
             captured.vars().collect::<Vec<_>>(),
             from_std.vars().collect::<Vec<_>>()

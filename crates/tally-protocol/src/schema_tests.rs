@@ -62,7 +62,7 @@ fn example(file: &str) -> Value {
 
 #[test]
 fn committed_schemas_match_the_rust_types() {
-    let bless = std::env::var_os("TALLY_BLESS_SCHEMAS").is_some_and(|v| v == "1");
+    let bless = tally_env::var_os(tally_env::TALLY_BLESS_SCHEMAS).is_some_and(|v| v == "1");
     for (file, generated) in [
         (CONFIG_SCHEMA_FILE, generate::<UploadConfig>()),
         (REPORT_SCHEMA_FILE, generate::<Report>()),
