@@ -40,10 +40,14 @@ fn one_time(counters: &BTreeMap<String, u64>, prefix: &str) -> String {
     times[0].0.clone()
 }
 
-/// `cargo`'s output without the elapsed times of its `Finished` line, which differ run to run.
+/// `cargo`'s output without the elapsed times of its `Finished` line, which differ run to run,
+/// and without its notes about waiting for a lock another process holds.
 fn without_timings(bytes: &[u8]) -> String {
     let text = String::from_utf8_lossy(bytes);
     text.lines()
+        // cargo's own note when another test's cargo holds the shared package cache: about the
+        // machine running the tests, not about the build.
+        .filter(|l| !l.trim_start().starts_with("Blocking waiting for file lock"))
         .map(|l| match l.find(" in ") {
             Some(at) if l.trim_start().starts_with("Finished") => &l[..at],
             _ => l,
