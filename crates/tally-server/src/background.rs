@@ -11,9 +11,9 @@
 //!   [`accept_detached`] (one upload, run to its end even when its connection closes) start the
 //!   app's own tasks; connections' tasks belong to `serve.rs`, blocking file I/O to `store.rs`.
 //!
-//! Promises: a failure here is logged and retried on the next tick, never fatal to serving; a
-//! stored merge is only a cache of the raw reports, so losing or corrupting one costs a rebuild,
-//! not a count.
+//! Promises: on the timer, a failure is logged and retried on the next tick, never fatal to
+//! serving (at start-up, [`AppState::open`] fails instead); a stored merge is only a cache of the
+//! raw reports, so losing or corrupting one costs a rebuild, not a count.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
