@@ -9,7 +9,7 @@ use tally_protocol::Day;
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
 /// The environment variable that pins the server's clock.
-pub const NOW_ENV: &str = "TALLY_NOW";
+pub const NOW_ENV: &str = tally_env::TALLY_NOW;
 
 /// Where "today" comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,8 +23,8 @@ pub enum Clock {
 impl Clock {
     /// The clock named by `TALLY_NOW`, or the system clock when it is unset or empty.
     pub fn from_env() -> anyhow::Result<Clock> {
-        match std::env::var(NOW_ENV) {
-            Ok(value) if !value.trim().is_empty() => Ok(Clock::Fixed(parse_now(&value)?)),
+        match tally_env::var_os(NOW_ENV).and_then(|v| v.into_string().ok()) {
+            Some(value) if !value.trim().is_empty() => Ok(Clock::Fixed(parse_now(&value)?)),
             _ => Ok(Clock::System),
         }
     }

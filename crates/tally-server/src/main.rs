@@ -151,7 +151,9 @@ fn main() -> ExitCode {
 }
 
 fn password_from_env() -> Option<String> {
-    std::env::var(PASSWORD_ENV).ok().filter(|p| !p.is_empty())
+    tally_env::var_os(PASSWORD_ENV)
+        .and_then(|p| p.into_string().ok())
+        .filter(|p| !p.is_empty())
 }
 
 fn keygen(
@@ -224,10 +226,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen on {}", args.addr))?;
         let port = listener.local_addr()?.port();
-        let background = tokio::spawn(state.clone().run_background(
+        let background = state.spawn_background(
             Duration::from_millis(args.flush_ms.max(10)),
             Duration::from_secs(args.reconcile_secs.max(1)),
-        ));
+        );
         // The port only: the log never holds an IP address, so it can be checked for none.
         println!("tally-server: listening on port {port}");
         tally_server::serve::serve(

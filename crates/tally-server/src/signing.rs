@@ -17,7 +17,7 @@ use anyhow::{Context, bail};
 use tally_protocol::UploadConfig;
 
 /// Environment variable holding the secret key's password for `keygen` and `sign`.
-pub const PASSWORD_ENV: &str = "TALLY_SERVER_KEY_PASSWORD";
+pub const PASSWORD_ENV: &str = tally_env::TALLY_SERVER_KEY_PASSWORD;
 
 /// Offset of the two KDF-algorithm bytes in a minisign secret key (after the signature
 /// algorithm). Zero there means "not encrypted" to the minisign CLI.

@@ -34,6 +34,14 @@ use object_store::prefix::PrefixStore;
 use object_store::{ObjectStore, PutMode, PutOptions, PutPayload};
 use tally_protocol::Day;
 
+/// With an `s3://` store: the S3-compatible endpoint (the AWS SDKs' name; `object_store` reads
+/// only `AWS_ENDPOINT`). Declared in `tally_env::SERVER_VARS`, like the two below.
+const AWS_ENDPOINT_URL: &str = "AWS_ENDPOINT_URL";
+/// With an `s3://` store: the region; with neither it nor [`AWS_DEFAULT_REGION`], `us-east-1`.
+const AWS_REGION: &str = "AWS_REGION";
+/// With an `s3://` store: the region when [`AWS_REGION`] is unset.
+const AWS_DEFAULT_REGION: &str = "AWS_DEFAULT_REGION";
+
 /// Result of a create-if-absent write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Created {
@@ -91,11 +99,13 @@ impl Store {
                 .with_bucket_name(bucket)
                 .with_allow_http(true);
             // `from_env` reads AWS_ENDPOINT; the AWS SDKs' name is AWS_ENDPOINT_URL.
-            if let Ok(endpoint) = std::env::var("AWS_ENDPOINT_URL") {
+            if let Some(endpoint) =
+                tally_env::var_os(AWS_ENDPOINT_URL).and_then(|v| v.into_string().ok())
+            {
                 builder = builder.with_endpoint(endpoint);
             }
-            if std::env::var_os("AWS_REGION").is_none()
-                && std::env::var_os("AWS_DEFAULT_REGION").is_none()
+            if tally_env::var_os(AWS_REGION).is_none()
+                && tally_env::var_os(AWS_DEFAULT_REGION).is_none()
             {
                 builder = builder.with_region("us-east-1");
             }
@@ -136,7 +146,7 @@ impl Store {
     }
 
     /// Writes `bytes` at `key` unless something is there already; durable when it returns.
-    /// The object is dated `dated` (see [`Store::date`]), also when it was there already.
+    /// The object is dated `dated` (see `Store::date`), also when it was there already.
     pub async fn create(&self, key: &Path, bytes: Bytes, dated: Day) -> anyhow::Result<Created> {
         let options = PutOptions {
             mode: PutMode::Create,
@@ -172,7 +182,7 @@ impl Store {
         Ok(created)
     }
 
-    /// Writes (or replaces) `key`, dated `dated` if given (see [`Store::date`]); durable when
+    /// Writes (or replaces) `key`, dated `dated` if given (see `Store::date`); durable when
     /// it returns.
     pub async fn put(&self, key: &Path, bytes: Bytes, dated: Option<Day>) -> anyhow::Result<()> {
         self.objects
@@ -443,6 +453,25 @@ mod tests {
                 (midnight, 0, midnight, 0),
                 "{}",
                 path.display()
+            );
+        }
+    }
+
+    /// Every variable the server reads is in the registry's server table, so that
+    /// `docs/environment.md` lists it for collectors (`tally_env::var_os` checks only that a
+    /// name is declared somewhere).
+    #[test]
+    fn every_variable_the_server_reads_is_declared_for_it() {
+        for name in [
+            AWS_ENDPOINT_URL,
+            AWS_REGION,
+            AWS_DEFAULT_REGION,
+            crate::clock::NOW_ENV,
+            crate::signing::PASSWORD_ENV,
+        ] {
+            assert!(
+                tally_env::SERVER_VARS.iter().any(|var| var.name == name),
+                "{name} is not in tally_env::SERVER_VARS"
             );
         }
     }

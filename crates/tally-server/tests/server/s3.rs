@@ -3,14 +3,12 @@
 //! Skips with a message when moto is not installed, unless `TALLY_REQUIRE_S3=1` (CI), where a
 //! missing moto is a failure.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_tally-server");
 const BUCKET: &str = "tally-test";
@@ -34,7 +32,7 @@ fn free_port() -> u16 {
 }
 
 fn start_moto() -> Option<(Reaped, String)> {
-    let required = std::env::var("TALLY_REQUIRE_S3").is_ok_and(|v| v == "1");
+    let required = tally_env::var_os(tally_env::TALLY_REQUIRE_S3).is_some_and(|v| v == "1");
     let probe = Command::new("python3")
         .args(["-c", "import moto.server"])
         .output();

@@ -1,13 +1,25 @@
 //! Property tests of the upload parser and validator: no panic on any bytes, nothing outside
 //! the config is ever accepted, and a refused report leaves no trace in the store.
 
-mod common;
-
+use crate::common::*;
 use axum::http::StatusCode;
-use common::*;
 use proptest::prelude::*;
+use proptest::test_runner::FileFailurePersistence;
 use tally_protocol::UploadConfig;
 use tally_server::validate::{check_against_config, parse_upload};
+
+/// The proptest settings of this file with `cases` cases. Failures are kept in
+/// `fuzz.proptest-regressions` beside this file and replayed first: proptest's default would put
+/// them under `tests/proptest-regressions/`, beside the test binary's `main.rs`.
+fn proptest_config(cases: u32) -> ProptestConfig {
+    ProptestConfig {
+        cases,
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource(
+            "proptest-regressions",
+        ))),
+        ..ProptestConfig::default()
+    }
+}
 
 fn config() -> UploadConfig {
     UploadConfig::parse(EXAMPLE_CONFIG.as_bytes()).unwrap()
@@ -31,7 +43,7 @@ fn near_report() -> impl Strategy<Value = Vec<u8>> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+    #![proptest_config(proptest_config(2000))]
 
     #[test]
     fn never_panics_on_any_bytes(week in ".{0,16}", bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
@@ -75,7 +87,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(proptest_config(48))]
 
     /// A secret smuggled into any field of a report makes it refused, and appears in no file
     /// the server writes.

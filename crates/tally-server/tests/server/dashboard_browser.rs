@@ -1,19 +1,22 @@
 //! The dashboard of a real `tally-server` (the built binary, on loopback, seeded with reports
 //! uploaded over HTTP) in a real headless Chromium: the pages load without console errors, the
 //! charts carry the series and values the JSON API publishes, nothing under the publication
-//! threshold appears anywhere on a page, the layout fits a phone, and screenshots are written to
-//! `docs/screenshots/dashboard.png` and `docs/screenshots/dashboard-cargo.png`.
+//! threshold appears anywhere on a page, the layout fits a phone, and screenshots of the index
+//! and the cargo page are taken: `dashboard.png` and `dashboard-cargo.png` under the target
+//! directory (`target/tmp/tally-server-dashboard/`), so that a test run leaves the work tree
+//! clean, or in `docs/screenshots/` with `TALLY_BLESS_SCREENSHOTS=1`.
 //!
 //! Skips (with a message) when Chromium is missing, unless `TALLY_REQUIRE_CHROMIUM=1`.
 
-mod common;
-#[path = "../../tally-charts/tests/support/webdriver.rs"]
+#[path = "../../../tally-charts/tests/support/webdriver.rs"]
 mod webdriver;
 
 use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::time::SystemTime;
 
-use common::{Collector, TODAY};
+use crate::common::{Collector, TODAY};
 use serde_json::json;
 use tally_protocol::aggregate::ProgramWeek;
 use tally_protocol::{ProgramReport, Report};
@@ -25,6 +28,36 @@ const SEEDED: [(&str, u64); 3] = [("2026-11-05", 9), ("2026-11-10", 14), ("2026-
 const THRESHOLD: u64 = 5;
 /// Seen in 3 reports a week: under the threshold, so it must never be shown.
 const WITHHELD: &str = "cargo/build/flag:--locked";
+
+/// `1` writes the screenshots over the committed ones in `docs/screenshots/`.
+const BLESS_SCREENSHOTS: &str = "TALLY_BLESS_SCREENSHOTS";
+const SCREENSHOTS: [&str; 2] = ["dashboard.png", "dashboard-cargo.png"];
+
+fn committed_screenshots() -> PathBuf {
+    repo_root(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots")
+}
+
+/// Where this run writes its screenshots: the committed ones only when blessing.
+fn screenshot_dir() -> (PathBuf, bool) {
+    if std::env::var_os(BLESS_SCREENSHOTS).is_some_and(|v| v == "1") {
+        (committed_screenshots(), true)
+    } else {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("tally-server-dashboard");
+        (dir, false)
+    }
+}
+
+/// Each file's contents and modification time, `None` if it is missing.
+fn snapshot(dir: &Path) -> Vec<Option<(Vec<u8>, SystemTime)>> {
+    SCREENSHOTS
+        .iter()
+        .map(|name| {
+            let path = dir.join(name);
+            let bytes = std::fs::read(&path).ok()?;
+            Some((bytes, std::fs::metadata(&path).ok()?.modified().ok()?))
+        })
+        .collect()
+}
 
 struct Server(Child);
 
@@ -143,7 +176,9 @@ fn dashboard_shows_the_published_aggregates_in_chromium() {
             );
         }
     }
-    let shots = repo_root(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots");
+    let (shots, blessing) = screenshot_dir();
+    let committed_before = snapshot(&committed_screenshots());
+    let started = SystemTime::now();
 
     // Index.
     browser.goto(&format!("{base}/"));
@@ -276,4 +311,24 @@ fn dashboard_shows_the_published_aggregates_in_chromium() {
         .call()
         .unwrap();
     assert_eq!(response.status().as_u16(), 404);
+
+    // The screenshots are fresh PNGs where this run keeps them, and the committed ones are
+    // untouched unless blessing.
+    for name in SCREENSHOTS {
+        let path = shots.join(name);
+        let png = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert!(png.starts_with(b"\x89PNG"), "{} is a PNG", path.display());
+        let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
+        assert!(
+            modified >= started,
+            "{} was written by this run",
+            path.display()
+        );
+    }
+    if !blessing {
+        assert!(
+            snapshot(&committed_screenshots()) == committed_before,
+            "docs/screenshots/ changed without {BLESS_SCREENSHOTS}=1"
+        );
+    }
 }

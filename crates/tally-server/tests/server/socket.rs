@@ -1,13 +1,11 @@
 //! The app on a real loopback socket through `serve::serve`: bounded connections, header and
 //! body read timeouts, and a real HTTP client (`ureq`), plus the client's own config fetch.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use tally_server::serve::{Limits, serve};
 
 /// Starts the server on 127.0.0.1 in a background runtime; returns its address.

@@ -1,9 +1,7 @@
 //! The HTTP surface through `app()`, without a socket (tower's `oneshot`).
 
-mod common;
-
+use crate::common::*;
 use axum::http::StatusCode;
-use common::*;
 use tally_protocol::aggregate::{ProgramWeek, WeeksIndex};
 
 #[tokio::test]

@@ -1,0 +1,321 @@
+//! The state every handler shares: the store, the config being served (and every earlier
+//! version, for uploads made under it), and each calendar week's running merge.
+//!
+//! [`AppState`] is what a server is: [`AppState::open`] verifies the signed config, records it
+//! in the store and loads the merged weeks; [`AppState::accept_upload`] validates one upload,
+//! stores it canonically and adds it to its week's merge; [`AppState::weeks_index`] and
+//! [`AppState::program_week`] publish the merges, thresholded. Keeping the merges in step with
+//! the store (rebuilds, flushes, the timer) is `background.rs`'s work on the same state.
+//!
+//! Promises: an upload answered `Ok` is in the store and in its week's merge exactly once (the
+//! week's `gate` orders it against rebuilds); a refusal is a 4xx with a one-line reason and
+//! writes nothing; a 5xx means only that the store failed. Nothing under the threshold leaves
+//! through the publishing methods.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use axum::body::Bytes;
+use axum::http::StatusCode;
+use tally_protocol::aggregate::{ProgramWeek, WeeksIndex, bucket_week};
+use tally_protocol::{Day, UploadConfig};
+
+use crate::clock::Clock;
+use crate::merge::MergedWeek;
+use crate::signing;
+use crate::store::{Created, Store, config_keys, report_key};
+use crate::validate;
+
+/// Default publication threshold: counts seen in fewer distinct reports are withheld.
+pub const DEFAULT_THRESHOLD: u64 = 5;
+
+/// Settings of a running server.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Publication threshold k (at least 1).
+    pub threshold: u64,
+    /// Where "today" comes from (`TALLY_NOW` in tests).
+    pub clock: Clock,
+    /// Longest time a client may take to send an upload's body.
+    pub body_timeout: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            threshold: DEFAULT_THRESHOLD,
+            clock: Clock::System,
+            body_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The config being served: its exact bytes and signature, and its parsed form.
+#[derive(Debug, Clone)]
+pub struct SignedConfig {
+    pub json: Bytes,
+    pub signature: Bytes,
+    pub config: Arc<UploadConfig>,
+}
+
+/// Everything the handlers share. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState(pub(crate) Arc<Inner>);
+
+pub(crate) struct Inner {
+    pub(crate) store: Store,
+    pub(crate) current: SignedConfig,
+    /// Every config version known to have been served, by version.
+    configs: RwLock<HashMap<u64, Arc<UploadConfig>>>,
+    pub(crate) weeks: RwLock<BTreeMap<Day, Arc<WeekSlot>>>,
+    pub(crate) options: Options,
+}
+
+/// One calendar week's merge. Uploads hold `gate` shared from before their write until they
+/// are merged; a rebuild from the store holds it exclusively, so every report is in exactly
+/// one of "listed by the rebuild" or "merged after it".
+pub(crate) struct WeekSlot {
+    pub(crate) gate: tokio::sync::RwLock<()>,
+    pub(crate) merged: Mutex<MergedWeek>,
+    /// Set when `merged` has changed since it was last written to the store.
+    pub(crate) dirty: AtomicBool,
+}
+
+impl AppState {
+    /// Opens the server state: verifies the config against `public_key`, records it in the
+    /// store beside every earlier version (refusing a version number reused with different
+    /// contents, or lower than one already served), and loads the merged weeks, rebuilding any
+    /// whose stored merge disagrees with the raw reports.
+    pub async fn open(
+        store: Store,
+        config_json: Bytes,
+        signature: Bytes,
+        public_key: &minisign_verify::PublicKey,
+        options: Options,
+    ) -> anyhow::Result<AppState> {
+        if options.threshold == 0 {
+            bail!("--threshold must be at least 1");
+        }
+        let signature_text = std::str::from_utf8(&signature).context(
+            "the config signature is not text; pass the .minisig written by `tally-server sign`",
+        )?;
+        let config = Arc::new(signing::verify_config(
+            &config_json,
+            signature_text,
+            public_key,
+        )?);
+        let current = SignedConfig {
+            json: config_json,
+            signature,
+            config,
+        };
+        let state = AppState(Arc::new(Inner {
+            store,
+            current,
+            configs: RwLock::new(HashMap::new()),
+            weeks: RwLock::new(BTreeMap::new()),
+            options,
+        }));
+        state.register_current_config().await?;
+        state.reconcile(None).await?;
+        Ok(state)
+    }
+
+    /// The store this server writes to.
+    pub fn store(&self) -> &Store {
+        &self.0.store
+    }
+
+    /// The publication threshold.
+    pub fn threshold(&self) -> u64 {
+        self.0.options.threshold
+    }
+
+    async fn register_current_config(&self) -> anyhow::Result<()> {
+        let current = &self.0.current;
+        let version = current.config.version;
+        let (json_key, sig_key) = config_keys(version);
+        let (served, _) = self.0.store.list_dir("configs").await?;
+        let highest = served
+            .iter()
+            .filter_map(|key| key.filename()?.strip_suffix(".json")?.parse::<u64>().ok())
+            .max();
+        if let Some(highest) = highest.filter(|h| *h > version) {
+            bail!(
+                "config version {version} is lower than version {highest} already served from this store; clients refuse rollbacks, so give it a version above {highest}"
+            );
+        }
+        match self.0.store.get(&json_key).await? {
+            Some(existing) if existing != current.json => bail!(
+                "config version {version} was already served from this store with different contents; give the new config a higher version and sign it again"
+            ),
+            // Re-signing the same bytes is fine: keep the first signature served beside them.
+            Some(_) => {}
+            None => {
+                // Signature first: a config key that exists always has its signature beside it.
+                self.0
+                    .store
+                    .put(&sig_key, current.signature.clone(), None)
+                    .await?;
+                self.0
+                    .store
+                    .put(&json_key, current.json.clone(), None)
+                    .await?;
+            }
+        }
+        self.0
+            .configs
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(version, current.config.clone());
+        Ok(())
+    }
+
+    /// The config of `version`, from memory or from the store (another server sharing the
+    /// store may have served it). `Ok(None)` if it was never served.
+    async fn config(&self, version: u64) -> anyhow::Result<Option<Arc<UploadConfig>>> {
+        if let Some(config) = self
+            .0
+            .configs
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&version)
+        {
+            return Ok(Some(config.clone()));
+        }
+        let (json_key, _) = config_keys(version);
+        let Some(bytes) = self.0.store.get(&json_key).await? else {
+            return Ok(None);
+        };
+        let config = Arc::new(
+            UploadConfig::parse(&bytes)
+                .with_context(|| format!("stored config {json_key} does not parse"))?,
+        );
+        self.0
+            .configs
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(version, config.clone());
+        Ok(Some(config))
+    }
+
+    /// The slot of the calendar week starting on `monday`, created empty on first use.
+    pub(crate) fn slot(&self, monday: Day) -> Arc<WeekSlot> {
+        if let Some(slot) = self
+            .0
+            .weeks
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&monday)
+        {
+            return slot.clone();
+        }
+        let mut weeks = self.0.weeks.write().unwrap_or_else(|e| e.into_inner());
+        weeks
+            .entry(monday)
+            .or_insert_with(|| {
+                Arc::new(WeekSlot {
+                    gate: tokio::sync::RwLock::new(()),
+                    merged: Mutex::new(MergedWeek::new(monday)),
+                    dirty: AtomicBool::new(false),
+                })
+            })
+            .clone()
+    }
+
+    /// Validates and stores one upload. `Ok(true)` if stored now, `Ok(false)` if it was
+    /// already stored; `Err((status, reason))` otherwise.
+    pub async fn accept_upload(
+        &self,
+        url_week: &str,
+        body: &[u8],
+    ) -> Result<bool, (StatusCode, String)> {
+        let today = self.0.options.clock.today();
+        let report = validate::parse_upload(url_week, body, today).map_err(bad_request)?;
+        let version = report.config_version.unwrap_or_default();
+        let config = match self.config(version).await {
+            Ok(Some(config)) => config,
+            Ok(None) => {
+                return Err(bad_request(format!(
+                    "config version {version} was never served here"
+                )));
+            }
+            Err(e) => return Err(storage_error(e)),
+        };
+        validate::check_against_config(&report, &config).map_err(bad_request)?;
+        let monday = bucket_week(report.week);
+        let slot = self.slot(monday);
+        let _gate = slot.gate.read().await;
+        // Stored canonical: only what validation saw, in a fixed form, is ever written.
+        let canonical = Bytes::from(report.to_canonical_json());
+        match self
+            .0
+            .store
+            .create(&report_key(report.week, report.x), canonical, report.week)
+            .await
+        {
+            Ok(Created::New) => {
+                slot.merged
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .add(&report);
+                slot.dirty.store(true, Ordering::Release);
+                Ok(true)
+            }
+            Ok(Created::AlreadyThere) => Ok(false),
+            Err(e) => Err(storage_error(e)),
+        }
+    }
+
+    /// `GET /api/weeks`: every week with published data, newest first.
+    pub fn weeks_index(&self) -> WeeksIndex {
+        let threshold = self.threshold();
+        let slots: Vec<_> = self
+            .0
+            .weeks
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        let mut weeks: Vec<_> = slots
+            .iter()
+            .filter_map(|slot| {
+                slot.merged
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .summary(threshold)
+            })
+            .collect();
+        weeks.sort_by_key(|summary| std::cmp::Reverse(summary.week));
+        WeeksIndex { threshold, weeks }
+    }
+
+    /// `GET /api/weeks/{week}/{program}`: `None` when nothing is published for it.
+    pub fn program_week(&self, week: Day, program: &str) -> Option<ProgramWeek> {
+        let slot = self
+            .0
+            .weeks
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&bucket_week(week))?
+            .clone();
+        let merged = slot.merged.lock().unwrap_or_else(|e| e.into_inner());
+        merged.publish(program, self.threshold())
+    }
+}
+
+fn bad_request(reason: String) -> (StatusCode, String) {
+    (StatusCode::BAD_REQUEST, reason)
+}
+
+fn storage_error(e: anyhow::Error) -> (StatusCode, String) {
+    eprintln!("tally-server: storage error: {e:#}");
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the store is unavailable; retry later".to_string(),
+    )
+}

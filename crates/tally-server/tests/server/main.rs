@@ -1,0 +1,20 @@
+//! The integration tests of `tally-server`, one binary (as ripgrep's `tests/`): one link step
+//! for all of them, and the fixtures of `common` compiled once.
+//!
+//! - `app`: the HTTP surface through `app()`, without a socket;
+//! - `socket`: the app on a real loopback socket through `serve::serve`;
+//! - `cli`: the built binary (keygen, sign, plan, serve), crashes and shared stores;
+//! - `s3`: the same server on an S3-compatible store (moto);
+//! - `fuzz`: property tests of the upload parser and validator;
+//! - `dashboard_browser`: the dashboard in a real headless Chromium;
+//! - `common`: the shared fixtures.
+
+#![allow(clippy::disallowed_methods)] // tests read the harness's environment
+
+mod app;
+mod cli;
+mod common;
+mod dashboard_browser;
+mod fuzz;
+mod s3;
+mod socket;
