@@ -2,8 +2,8 @@
 //! (hostile names included, and random ones by property test), and the chart SVG is pinned by
 //! snapshots.
 
-use proptest::prelude::*;
 use crate::support::fixtures::{self, WEEKS, cargo_weeks, day, section};
+use proptest::prelude::*;
 use tally_charts::svg::{LineChart, Point, Scale, Series, line_chart};
 use tally_charts::{UserData, UserWeek, dashboard_index, program_page, user_view};
 
