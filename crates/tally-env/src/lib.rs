@@ -70,6 +70,8 @@ pub const TALLY_BLESS_DOCS: &str = "TALLY_BLESS_DOCS";
 pub const TALLY_SERVER_KEY_PASSWORD: &str = "TALLY_SERVER_KEY_PASSWORD";
 /// `TALLY_BLESS_SCHEMAS`: tests rewrite the JSON Schemas in `config-schema/` instead of failing.
 pub const TALLY_BLESS_SCHEMAS: &str = "TALLY_BLESS_SCHEMAS";
+/// `TALLY_BLESS_SCREENSHOTS`: browser tests rewrite the committed `docs/screenshots/`.
+pub const TALLY_BLESS_SCREENSHOTS: &str = "TALLY_BLESS_SCREENSHOTS";
 
 /// CI vendors' own markers (any non-empty value means "running in CI").
 pub const CI_VENDOR_VARS: &[&str] = &[
@@ -268,6 +270,11 @@ pub const TEST_VARS: &[EnvVar] = &[
         name: TALLY_BLESS_SCHEMAS,
         meaning: "Tests only: `1` rewrites the JSON Schemas in config-schema/ from the protocol types instead of failing when they differ.",
         read_by: "tests (tally-protocol)",
+    },
+    EnvVar {
+        name: TALLY_BLESS_SCREENSHOTS,
+        meaning: "Tests only: `1` makes the browser tests write their screenshots to the committed docs/screenshots/ instead of `<target>/tmp/screenshots/`, which they use otherwise so that a test run leaves the work tree clean.",
+        read_by: "tests (tally-cli demo, tally-server dashboard)",
     },
 ];
 

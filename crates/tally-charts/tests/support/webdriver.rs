@@ -268,6 +268,34 @@ fn get(agent: &ureq::Agent, url: &str) -> Value {
         .unwrap_or_else(|e| panic!("GET {url}: bad JSON answer: {e}"))
 }
 
+/// The variable that lets a browser test rewrite the committed `docs/screenshots/` (declared in
+/// `tally-env`; these test binaries read the environment directly).
+pub const BLESS_SCREENSHOTS: &str = "TALLY_BLESS_SCREENSHOTS";
+
+/// Whether this run rewrites the committed screenshots: only with `TALLY_BLESS_SCREENSHOTS=1`.
+pub fn blessing_screenshots() -> bool {
+    std::env::var_os(BLESS_SCREENSHOTS).is_some_and(|v| v == "1")
+}
+
+/// The committed screenshots shown by the README and docs, under the repository root.
+pub fn committed_screenshot_dir() -> PathBuf {
+    repo_root(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots")
+}
+
+/// Where a browser test writes its screenshots: the committed `docs/screenshots/` when
+/// [`blessing_screenshots`], else `<target>/tmp/screenshots/`, so that a test run leaves the
+/// work tree as it found it. Prints which (shown with `--nocapture` or on failure), so the
+/// images can be looked at.
+pub fn screenshot_dir() -> PathBuf {
+    let dir = if blessing_screenshots() {
+        committed_screenshot_dir()
+    } else {
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots")
+    };
+    println!("screenshots: {}", dir.display());
+    dir
+}
+
 /// The repository root (for `docs/screenshots/`), from a crate's `CARGO_MANIFEST_DIR`.
 pub fn repo_root(manifest_dir: &str) -> PathBuf {
     Path::new(manifest_dir)

@@ -6,11 +6,9 @@
 //!
 //! Skips (with a message) when Chromium is missing, unless `TALLY_REQUIRE_CHROMIUM=1`.
 
-mod support;
-
+use crate::support::fixtures::{self, cargo_weeks, day, section};
+use crate::support::webdriver::Browser;
 use serde_json::json;
-use support::fixtures::{self, cargo_weeks, day, section};
-use support::webdriver::Browser;
 use tally_charts::{UserData, UserWeek, dashboard_index, program_page, user_view};
 
 /// The series drawn in each chart, as `{chart kind: [[series, points drawn], …]}` per chart.

@@ -46,7 +46,9 @@ impl Drop for Workers {
 
 fn spawn_worker(role: &str, path: &Path, index: usize) -> Child {
     Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "worker", "--nocapture", "--test-threads=1"])
+        .arg("--exact")
+        .arg(crate::test_name(module_path!(), "worker"))
+        .args(["--nocapture", "--test-threads=1"])
         .env(ROLE, role)
         .env("TALLY_COUNTER_TEST_FILE", path)
         .env("TALLY_COUNTER_TEST_INDEX", index.to_string())

@@ -191,7 +191,9 @@ fn rlimited_child(test: &str, role: &str, root: &Path, blocks: u32) -> std::proc
             "trap '' XFSZ; ulimit -f {blocks} && exec \"$0\" \"$@\""
         ))
         .arg(std::env::current_exe().unwrap())
-        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .arg("--exact")
+        .arg(crate::test_name(module_path!(), test))
+        .args(["--nocapture", "--test-threads=1"])
         .env(ROLE, role)
         .env("TALLY_DIR", root)
         .env("TALLY_NOW", "2026-11-24")
@@ -296,17 +298,14 @@ fn count_as_unprivileged(root: &Path) -> Option<std::process::Output> {
         Command::new(exe)
     };
     Some(
-        cmd.args([
-            "--exact",
-            "readonly_worker",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(ROLE, "readonly")
-        .env("TALLY_DIR", root)
-        .env("TALLY_NOW", "2026-11-24")
-        .output()
-        .unwrap(),
+        cmd.arg("--exact")
+            .arg(crate::test_name(module_path!(), "readonly_worker"))
+            .args(["--nocapture", "--test-threads=1"])
+            .env(ROLE, "readonly")
+            .env("TALLY_DIR", root)
+            .env("TALLY_NOW", "2026-11-24")
+            .output()
+            .unwrap(),
     )
 }
 

@@ -259,12 +259,9 @@ fn weekday_choice_is_agreed_by_racing_processes() {
     let mut children: Vec<_> = (0..16)
         .map(|_| {
             Command::new(std::env::current_exe().unwrap())
-                .args([
-                    "--exact",
-                    "weekday_worker",
-                    "--nocapture",
-                    "--test-threads=1",
-                ])
+                .arg("--exact")
+                .arg(crate::test_name(module_path!(), "weekday_worker"))
+                .args(["--nocapture", "--test-threads=1"])
                 .env(ROLE, "weekday")
                 .env("TALLY_DIR", &root)
                 .env("TALLY_NOW", "2026-11-24")

@@ -1,11 +1,9 @@
 //! Verification, ratchet, cache and fetch, with keys and signatures from the `minisign` crate
 //! and a real HTTP server on loopback.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{Key, Reply, Server, config_body, day};
+use crate::common::{Key, Reply, Server, config_body, day};
 use tally_config::{
     CacheState, ConfigUnavailable, Endpoint, FetchError, FetchOptions, PinnedKey, Ratchet,
     VerifyError, cache, current, fetch, refresh, verify_config,

@@ -1,7 +1,9 @@
 //! End to end: `tally demo` with the real `tally` and `tally-server` binaries, real cargo (and
 //! go when installed), real HTTP on loopback; then the numbers the dashboard's JSON publishes
 //! are checked against the invocations made, the dashboard and `tally view` are loaded in
-//! headless Chromium, and screenshots are written to `docs/screenshots/`.
+//! headless Chromium, and screenshots are written to `<target>/tmp/screenshots/` (to the
+//! committed `docs/screenshots/` only with `TALLY_BLESS_SCREENSHOTS=1`; without it, the test
+//! checks that the committed ones were left alone).
 //!
 //! Binaries: the test runs `cargo build -p tally -p tally-server` (the `CARGO` that runs the
 //! test, same profile, same target dir) and uses `<target>/<profile>/tally`. Building from the
@@ -13,7 +15,7 @@
 //! `TALLY_REQUIRE_CHROMIUM=1`; the Go checks skip when `go` is missing unless
 //! `TALLY_REQUIRE_GO=1`; the rest always runs (it needs cargo, which runs the test).
 
-#[path = "../../tally-charts/tests/support/webdriver.rs"]
+#[path = "../../../tally-charts/tests/support/webdriver.rs"]
 mod webdriver;
 
 use std::collections::BTreeMap;
@@ -21,7 +23,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use serde_json::json;
 use tally_cli::demo::{
@@ -268,7 +270,15 @@ fn demo_publishes_exactly_the_invocations_made() {
         }
     }
 
+    let committed = committed_screenshots();
     browser_checks(&dashboard, &tally, &home);
+    if !webdriver::blessing_screenshots() {
+        assert_eq!(
+            committed_screenshots(),
+            committed,
+            "a test run without TALLY_BLESS_SCREENSHOTS=1 rewrote docs/screenshots/"
+        );
+    }
 
     // Closing stdin stops the demo, which stops the server and removes its directory.
     drop(demo.stdin.take());
@@ -293,13 +303,28 @@ fn demo_publishes_exactly_the_invocations_made() {
     );
 }
 
+/// The committed screenshots' names, sizes and modification times.
+fn committed_screenshots() -> Vec<(PathBuf, u64, SystemTime)> {
+    let dir = webdriver::committed_screenshot_dir();
+    let mut shots: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|entry| {
+            let entry = entry.unwrap();
+            let meta = entry.metadata().unwrap();
+            (entry.path(), meta.len(), meta.modified().unwrap())
+        })
+        .collect();
+    shots.sort();
+    shots
+}
+
 const SERIES_SCRIPT: &str = "return Array.from(document.querySelectorAll('svg.chart')).map(s => ({kind: s.dataset.chart, title: s.dataset.title, series: Array.from(s.querySelectorAll('g.series')).map(g => g.dataset.series)}));";
 
 fn browser_checks(dashboard: &str, tally: &Path, home: &Path) {
     let Some(browser) = Browser::start(1280, 900) else {
         return;
     };
-    let shots = repo_root(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots");
+    let shots = webdriver::screenshot_dir();
 
     browser.goto(&format!("{dashboard}/"));
     let problems = browser.console_problems();

@@ -3,10 +3,8 @@
 //! collector's config asks for leave the machine, and no secret reaches any file the upload
 //! run writes (`reports/pending`, `reports/sent`, `upload.last.json`) or the wire.
 
-mod support;
-
+use crate::support::{Collector, Fixture, Server};
 use proptest::prelude::*;
-use support::{Collector, Fixture, Server};
 
 fn secret() -> impl Strategy<Value = String> {
     // Secret-looking values, paths and tokens; long enough never to occur by chance.

@@ -221,7 +221,7 @@ thread_local! {
 /// second implementation.
 #[test]
 fn reads_files_written_by_an_independent_implementation() {
-    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sys/fixtures");
     let small = tally_sys::read_file(&fixtures.join("small.count")).unwrap();
     assert_eq!(small.meta.program, "rustc");
     assert_eq!(small.meta.week_end, "2026-12-01");

@@ -5,11 +5,9 @@
 //! week of 2026-11-02, which is therefore never sent; the week of 2026-11-09 began after
 //! consent and may be sent once it has ended, from 2026-11-16 on.
 
-mod support;
-
 use std::process::{Command, Stdio};
 
-use support::{Collector, Fixture, Server, cli_exe};
+use crate::support::{Collector, Fixture, Server, cli_exe};
 use tally_protocol::Report;
 
 const CONSENT: &str = "2026-11-04";

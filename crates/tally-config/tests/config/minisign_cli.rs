@@ -3,12 +3,10 @@
 //!
 //! Skipped with a message when `minisign` is not installed, unless `TALLY_REQUIRE_MINISIGN=1`.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{config_body, day};
+use crate::common::{config_body, day};
 use tally_config::{PinnedKey, Ratchet, VerifyError, verify_config};
 
 fn minisign() -> Option<PathBuf> {
@@ -185,7 +183,7 @@ fn configs_signed_by_the_minisign_cli() {
 fn the_cli_verifies_what_our_test_signer_signs() {
     let Some(bin) = minisign() else { return };
     let tmp = tempfile::tempdir().unwrap();
-    let key = common::Key::generate();
+    let key = crate::common::Key::generate();
     let body = config_body(1, "2027-01-31");
     std::fs::write(tmp.path().join("config.json"), &body).unwrap();
     std::fs::write(tmp.path().join("config.json.minisig"), key.sign(&body)).unwrap();

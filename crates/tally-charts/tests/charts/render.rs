@@ -2,10 +2,8 @@
 //! (hostile names included, and random ones by property test), and the chart SVG is pinned by
 //! snapshots.
 
-mod support;
-
+use crate::support::fixtures::{self, WEEKS, cargo_weeks, day, section};
 use proptest::prelude::*;
-use support::fixtures::{self, WEEKS, cargo_weeks, day, section};
 use tally_charts::svg::{LineChart, Point, Scale, Series, line_chart};
 use tally_charts::{UserData, UserWeek, dashboard_index, program_page, user_view};
 

@@ -3,9 +3,7 @@
 //! directory, the loopback port, key ids and random numbers filtered out. Time moves only
 //! through `TALLY_NOW`.
 
-mod support;
-
-use support::{Collector, Fixture, Server};
+use crate::support::{Collector, Fixture, Server};
 
 const CONSENT: &str = "2026-11-04";
 
@@ -261,7 +259,7 @@ fn status_never_writes() {
         ("TALLY_DIR".into(), root.clone().into()),
         ("TALLY_NOW".into(), "2026-11-18".into()),
     ]);
-    let out = support::run_in_process(&env, &["status"]);
+    let out = crate::support::run_in_process(&env, &["status"]);
     assert!(out.ok(), "{out:?}");
     assert!(
         out.stdout.contains("This week:    nothing counted yet"),
@@ -680,7 +678,7 @@ fn on_a_terminal(fx: &Fixture, args: &str, input: &str) -> Option<String> {
     let mut child = Command::new("script")
         .args([
             "-qec",
-            &format!("{} {args}", support::cli_exe().display()),
+            &format!("{} {args}", crate::support::cli_exe().display()),
             "/dev/null",
         ])
         .env_clear()

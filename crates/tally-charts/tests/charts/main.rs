@@ -1,0 +1,8 @@
+//! The integration tests of tally-charts, in one test binary (as ripgrep's `tests/`): the
+//! rendered pages (escaping, series, snapshots of the chart SVG in `snapshots/`) and the same
+//! pages in headless Chromium, with seeded aggregates and the WebDriver client in `support`.
+#![allow(clippy::disallowed_methods)] // tests read the harness's environment
+
+mod browser;
+mod render;
+mod support;
