@@ -45,7 +45,7 @@
 //!
 //! Specified once, in `docs/counter-file-format.md` (precise enough that `fuzz/make_seeds.py`,
 //! an independent writer made from it alone, produces files this crate reads exactly:
-//! `tests/parser.rs`). The constants below ([`MAX_NAME_LEN`], [`MAX_COUNTERS`],
+//! `tests/sys/parser.rs`). The constants below ([`MAX_NAME_LEN`], [`MAX_COUNTERS`],
 //! [`MAX_FILE_SIZE`], ...) are the format's caps.
 
 #![deny(unsafe_op_in_unsafe_fn)]
