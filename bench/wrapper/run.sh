@@ -9,13 +9,7 @@ set -eu
 root=$(cd "$(dirname "$0")/../.." && pwd)
 rounds=${1:-10}
 if [ -z "${TALLY_BIN:-}" ]; then
-    if [ -x "$root/shims/release-build.sh" ]; then
-        TALLY_BIN=$("$root/shims/release-build.sh" | tail -n 1)
-    fi
-    if [ -z "${TALLY_BIN:-}" ] || [ ! -x "$TALLY_BIN" ]; then
-        cargo build --release --bin tally --manifest-path "$root/Cargo.toml" >&2
-        TALLY_BIN="$root/target/release/tally"
-    fi
+    TALLY_BIN=$("$root/scripts/release-build.sh" | tail -n 1)
 fi
 echo "tally: $TALLY_BIN"
 rustc -V
