@@ -12,7 +12,7 @@
 mod webdriver;
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::SystemTime;
 
@@ -20,7 +20,9 @@ use crate::common::{Collector, TODAY};
 use serde_json::json;
 use tally_protocol::aggregate::ProgramWeek;
 use tally_protocol::{ProgramReport, Report};
-use webdriver::{Browser, repo_root};
+use webdriver::{
+    BLESS_SCREENSHOTS, Browser, blessing_screenshots, committed_screenshot_dir, screenshot_dir,
+};
 
 /// Report weeks (installation week starts) and how many reports each gets. 2026-11-05 (a
 /// Thursday) is charted in the calendar week of Monday 2026-11-02.
@@ -29,23 +31,7 @@ const THRESHOLD: u64 = 5;
 /// Seen in 3 reports a week: under the threshold, so it must never be shown.
 const WITHHELD: &str = "cargo/build/flag:--locked";
 
-/// `1` writes the screenshots over the committed ones in `docs/screenshots/`.
-const BLESS_SCREENSHOTS: &str = "TALLY_BLESS_SCREENSHOTS";
 const SCREENSHOTS: [&str; 2] = ["dashboard.png", "dashboard-cargo.png"];
-
-fn committed_screenshots() -> PathBuf {
-    repo_root(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots")
-}
-
-/// Where this run writes its screenshots: the committed ones only when blessing.
-fn screenshot_dir() -> (PathBuf, bool) {
-    if std::env::var_os(BLESS_SCREENSHOTS).is_some_and(|v| v == "1") {
-        (committed_screenshots(), true)
-    } else {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("tally-server-dashboard");
-        (dir, false)
-    }
-}
 
 /// Each file's contents and modification time, `None` if it is missing.
 fn snapshot(dir: &Path) -> Vec<Option<(Vec<u8>, SystemTime)>> {
@@ -176,8 +162,8 @@ fn dashboard_shows_the_published_aggregates_in_chromium() {
             );
         }
     }
-    let (shots, blessing) = screenshot_dir();
-    let committed_before = snapshot(&committed_screenshots());
+    let (shots, blessing) = (screenshot_dir(), blessing_screenshots());
+    let committed_before = snapshot(&committed_screenshot_dir());
     let started = SystemTime::now();
 
     // Index.
@@ -327,7 +313,7 @@ fn dashboard_shows_the_published_aggregates_in_chromium() {
     }
     if !blessing {
         assert!(
-            snapshot(&committed_screenshots()) == committed_before,
+            snapshot(&committed_screenshot_dir()) == committed_before,
             "docs/screenshots/ changed without {BLESS_SCREENSHOTS}=1"
         );
     }
