@@ -68,6 +68,12 @@ pub const TALLY_RELEASE_KIND: &str = "TALLY_RELEASE_KIND";
 pub const TALLY_BLESS_DOCS: &str = "TALLY_BLESS_DOCS";
 /// `TALLY_SERVER_KEY_PASSWORD`: the password of tally-server's encrypted signing key.
 pub const TALLY_SERVER_KEY_PASSWORD: &str = "TALLY_SERVER_KEY_PASSWORD";
+/// `AWS_ENDPOINT_URL`: the S3-compatible endpoint of an `s3://` store.
+pub const AWS_ENDPOINT_URL: &str = "AWS_ENDPOINT_URL";
+/// `AWS_REGION`: the region of an `s3://` store.
+pub const AWS_REGION: &str = "AWS_REGION";
+/// `AWS_DEFAULT_REGION`: the region of an `s3://` store when `AWS_REGION` is unset.
+pub const AWS_DEFAULT_REGION: &str = "AWS_DEFAULT_REGION";
 /// `TALLY_BLESS_SCHEMAS`: tests rewrite the JSON Schemas in `config-schema/` instead of failing.
 pub const TALLY_BLESS_SCHEMAS: &str = "TALLY_BLESS_SCHEMAS";
 /// `TALLY_BLESS_SCREENSHOTS`: browser tests rewrite the committed `docs/screenshots/`.
@@ -211,17 +217,17 @@ pub const SERVER_VARS: &[EnvVar] = &[
         read_by: "tally-server",
     },
     EnvVar {
-        name: "AWS_ENDPOINT_URL",
+        name: AWS_ENDPOINT_URL,
         meaning: "With an `s3://` store: the S3-compatible endpoint (MinIO, moto, ...); the other `AWS_*` credentials are read by the object_store crate.",
         read_by: "tally-server (s3 store)",
     },
     EnvVar {
-        name: "AWS_REGION",
+        name: AWS_REGION,
         meaning: "With an `s3://` store: the region; when neither it nor AWS_DEFAULT_REGION is set, `us-east-1`.",
         read_by: "tally-server (s3 store)",
     },
     EnvVar {
-        name: "AWS_DEFAULT_REGION",
+        name: AWS_DEFAULT_REGION,
         meaning: "With an `s3://` store: the region when AWS_REGION is not set.",
         read_by: "tally-server (s3 store)",
     },

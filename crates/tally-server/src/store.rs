@@ -34,14 +34,6 @@ use object_store::prefix::PrefixStore;
 use object_store::{ObjectStore, PutMode, PutOptions, PutPayload};
 use tally_protocol::Day;
 
-/// With an `s3://` store: the S3-compatible endpoint (the AWS SDKs' name; `object_store` reads
-/// only `AWS_ENDPOINT`). Declared in `tally_env::SERVER_VARS`, like the two below.
-const AWS_ENDPOINT_URL: &str = "AWS_ENDPOINT_URL";
-/// With an `s3://` store: the region; with neither it nor [`AWS_DEFAULT_REGION`], `us-east-1`.
-const AWS_REGION: &str = "AWS_REGION";
-/// With an `s3://` store: the region when [`AWS_REGION`] is unset.
-const AWS_DEFAULT_REGION: &str = "AWS_DEFAULT_REGION";
-
 /// Result of a create-if-absent write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Created {
@@ -100,12 +92,12 @@ impl Store {
                 .with_allow_http(true);
             // `from_env` reads AWS_ENDPOINT; the AWS SDKs' name is AWS_ENDPOINT_URL.
             if let Some(endpoint) =
-                tally_env::var_os(AWS_ENDPOINT_URL).and_then(|v| v.into_string().ok())
+                tally_env::var_os(tally_env::AWS_ENDPOINT_URL).and_then(|v| v.into_string().ok())
             {
                 builder = builder.with_endpoint(endpoint);
             }
-            if tally_env::var_os(AWS_REGION).is_none()
-                && tally_env::var_os(AWS_DEFAULT_REGION).is_none()
+            if tally_env::var_os(tally_env::AWS_REGION).is_none()
+                && tally_env::var_os(tally_env::AWS_DEFAULT_REGION).is_none()
             {
                 builder = builder.with_region("us-east-1");
             }
@@ -463,9 +455,9 @@ mod tests {
     #[test]
     fn every_variable_the_server_reads_is_declared_for_it() {
         for name in [
-            AWS_ENDPOINT_URL,
-            AWS_REGION,
-            AWS_DEFAULT_REGION,
+            tally_env::AWS_ENDPOINT_URL,
+            tally_env::AWS_REGION,
+            tally_env::AWS_DEFAULT_REGION,
             crate::clock::NOW_ENV,
             crate::signing::PASSWORD_ENV,
         ] {
