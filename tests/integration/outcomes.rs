@@ -96,6 +96,17 @@ fn a_failed_compile_is_counted_with_its_error_codes_and_the_output_is_untouched(
     .collect();
     expected.insert(time, 1);
     assert_eq!(counters, expected);
+
+    let show = ok(w.cmd(TALLY).args(["show", "--json"]));
+    let json: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
+    assert_eq!(
+        json["compiles"]["top_errors"],
+        serde_json::json!([
+            { "name": "rustc/error:E0308", "count": 1 },
+            { "name": "rustc/error:E0425", "count": 1 },
+        ]),
+        "{json:#}"
+    );
 }
 
 #[test]
@@ -160,6 +171,29 @@ fn a_compiler_crash_is_an_ice() {
     let counters = fared(&w);
     assert_eq!(counters.get("rustc/outcome:ice"), Some(&1), "{counters:#?}");
     assert_eq!(counters.get("rustc/outcome:error"), None, "{counters:#?}");
+
+    // Where it shows: `tally show` sums the week's compiles, and the crash makes this week a
+    // week with an ICE for this rustc version.
+    let version = w.versions("rustc").pop().expect("a rustc counter file");
+    let show = ok(w.cmd(TALLY).args(["show"]));
+    let text = String::from_utf8_lossy(&show.stdout);
+    let crash_line = text
+        .lines()
+        .skip_while(|l| !l.contains("weeks with a compiler crash (ICE), per rustc version"))
+        .nth(1)
+        .unwrap_or_else(|| panic!("no crash block in:\n{text}"));
+    assert_eq!(
+        crash_line.split_whitespace().collect::<Vec<_>>(),
+        [version.as_str(), "1", "of", "1", "week(s)"],
+        "{text}"
+    );
+    let json = ok(w.cmd(TALLY).args(["show", "--json"]));
+    let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(
+        json["compiles"]["crash_weeks"],
+        serde_json::json!([{ "version": version, "weeks": 1, "ice_weeks": 1 }])
+    );
+    assert_eq!(json["compiles"]["outcomes"][0]["ice"], 1, "{json:#}");
 }
 
 /// A user wrapper (kept by the cargo shim, run by tally) that kills the compile with SIGKILL.

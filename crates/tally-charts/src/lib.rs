@@ -23,6 +23,7 @@ pub mod dashboard;
 pub mod html;
 pub mod svg;
 pub mod user;
+mod user_compiles;
 
 pub use dashboard::{dashboard_index, partition_of, program_page, weeks_with_program};
 pub use html::CONTENT_SECURITY_POLICY;

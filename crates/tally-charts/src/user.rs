@@ -113,6 +113,10 @@ pub fn user_view(data: &UserData) -> String {
     }
     body.push_str("</tbody></table></div><p class=\"note\">Numbers in the table are how many times each program ran that week.</p>\n");
 
+    body.push_str(&crate::user_compiles::section(
+        &crate::user_compiles::summarize(&weeks),
+    ));
+
     let x_labels: Vec<String> = weeks.iter().map(|w| w.week.to_string()).collect();
     for (program, by_week) in &merged {
         let _ = write!(

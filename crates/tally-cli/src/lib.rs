@@ -20,6 +20,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
+mod compiles;
 mod config;
 pub mod demo;
 pub mod escape;

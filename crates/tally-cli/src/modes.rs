@@ -30,6 +30,7 @@ pub(crate) const TALLY_ENTRIES: &[&str] = &[
     "reports",
     "config",
     "versions",
+    "wrappers",
     "mode",
     "weekday",
     "upload.token",

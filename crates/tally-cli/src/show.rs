@@ -240,13 +240,26 @@ pub(crate) fn run(args: &ShowArgs, env: &Env, io: &mut Io<'_>) -> anyhow::Result
         }
     }
     if args.json {
-        let mut text = serde_json::to_string_pretty(&holdings)?;
+        #[derive(Serialize)]
+        struct ShowJson<'a> {
+            #[serde(flatten)]
+            holdings: &'a Holdings,
+            /// How compiles fared over the weeks shown (absent when none was counted).
+            #[serde(skip_serializing_if = "Option::is_none")]
+            compiles: Option<crate::compiles::CompilesJson>,
+        }
+        let compiles = crate::compiles::to_json(&crate::compiles::summarize(&holdings.weeks));
+        let mut text = serde_json::to_string_pretty(&ShowJson {
+            holdings: &holdings,
+            compiles,
+        })?;
         text.push('\n');
         io.out.write_all(text.as_bytes())?;
     } else if args.csv {
         write_csv(&holdings, io.out)?;
     } else {
         write_text(&holdings, &home, env.today(), only_day, io.out)?;
+        crate::compiles::write_text(&crate::compiles::summarize(&holdings.weeks), io.out)?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -30,6 +30,7 @@ use std::ffi::OsString;
 use std::path::Path;
 
 mod cargo;
+pub mod compiles;
 mod go;
 pub mod outcome;
 mod rustc;

@@ -33,7 +33,7 @@ static RUSTC_LINTS: &str = include_str!("../vocab/rustc-lints.txt");
 static CLIPPY_LINTS: &str = include_str!("../vocab/clippy-lints.txt");
 
 /// Which program ran the compile.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Driver {
     Rustc,
     Clippy,
@@ -113,7 +113,8 @@ impl CompileKind {
     }
 }
 
-const KIND_LABELS: [&str; 4] = ["check-unopt", "check-opt", "codegen-unopt", "codegen-opt"];
+/// The compile kinds the time buckets are split by.
+pub const KIND_LABELS: [&str; 4] = ["check-unopt", "check-opt", "codegen-unopt", "codegen-opt"];
 
 /// Go's histogram convention: the bucket is named by its upper bound, the last by its lower.
 const BUCKETS: [(Duration, &str); 4] = [
@@ -123,6 +124,9 @@ const BUCKETS: [(Duration, &str); 4] = [
     (Duration::from_secs(60), "<60s"),
 ];
 const LAST_BUCKET: &str = ">=60s";
+
+/// Every time bucket's name, shortest first.
+pub const BUCKET_LABELS: [&str; 5] = ["<0.1s", "<1s", "<10s", "<60s", LAST_BUCKET];
 
 /// `<driver>/outcome:<outcome>`.
 pub fn outcome_name(driver: Driver, outcome: Outcome) -> String {
@@ -197,7 +201,8 @@ fn clippy_lints() -> &'static [&'static str] {
     LIST.get_or_init(|| names_of(CLIPPY_LINTS))
 }
 
-const LEVELS: [&str; 3] = ["warn", "deny", "other"];
+/// The levels a lint is counted at.
+pub const LEVELS: [&str; 3] = ["warn", "deny", "other"];
 
 /// Every name this module can return, sorted.
 pub fn vocabulary() -> Vec<String> {
@@ -207,7 +212,7 @@ pub fn vocabulary() -> Vec<String> {
             all.push(outcome_name(driver, outcome));
         }
         for kind in KIND_LABELS {
-            for bucket in BUCKETS.iter().map(|(_, b)| *b).chain([LAST_BUCKET]) {
+            for bucket in BUCKET_LABELS {
                 all.push([driver.name(), "/time/", kind, ":", bucket].concat());
             }
         }

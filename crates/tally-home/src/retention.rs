@@ -7,6 +7,10 @@
 //!   told are left alone, except counter files that do not parse, which are quarantined.
 //! - Quarantined files (and their `.reason`) are deleted [`QUARANTINE_WEEKS`] (4) weeks after they
 //!   were last modified (the time they were moved aside).
+//! - The wrapper links in `wrappers/` (one per user `RUSTC_WRAPPER`, see
+//!   `tally_process::arrange::wrapper_path`) are deleted [`RETAIN_WEEKS`] weeks after they were
+//!   made. A link still in use is made again, under the same name, by the next build that needs
+//!   it, so cargo's cache keeps its key; a wrapper the user dropped stops taking a slot.
 //!
 //! Reports older than 21 days are never uploaded anyway (`tally_protocol::MAX_REPORT_AGE_DAYS`),
 //! so 8 weeks keeps a couple of months of local history for `tally show` and nothing the uploader
@@ -34,6 +38,8 @@ pub struct SweepSummary {
     pub deleted_reports: Vec<PathBuf>,
     /// Quarantined files deleted.
     pub deleted_quarantined: Vec<PathBuf>,
+    /// Wrapper links deleted from `wrappers/`.
+    pub deleted_wrapper_links: Vec<PathBuf>,
     /// Invalid counter files moved to quarantine (new paths).
     pub quarantined: Vec<PathBuf>,
     /// Files that could not be removed, with the reason.
@@ -111,18 +117,9 @@ pub fn sweep(home: &Home, today: Day) -> Result<SweepSummary, Error> {
         }
     }
     for path in files_in(&home.quarantine_dir()) {
-        // The entry's own time (a quarantined link's, never its target's).
-        let Ok(modified) = fs::symlink_metadata(&path).and_then(|m| m.modified()) else {
-            continue;
-        };
-        let secs = modified
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        let Some(day) = Day::from_unix_days((secs / 86_400) as i64) else {
-            continue;
-        };
-        if today.days_since(day) >= QUARANTINE_WEEKS * WEEK_DAYS {
+        if modified_day(&path)
+            .is_some_and(|day| today.days_since(day) >= QUARANTINE_WEEKS * WEEK_DAYS)
+        {
             remove(
                 &path,
                 &mut summary.deleted_quarantined,
@@ -130,5 +127,25 @@ pub fn sweep(home: &Home, today: Day) -> Result<SweepSummary, Error> {
             );
         }
     }
+    for path in files_in(&home.root().join("wrappers")) {
+        if modified_day(&path).is_some_and(|day| today.days_since(day) >= RETAIN_WEEKS * WEEK_DAYS)
+        {
+            remove(
+                &path,
+                &mut summary.deleted_wrapper_links,
+                &mut summary.failures,
+            );
+        }
+    }
     Ok(summary)
+}
+
+/// The day an entry was last modified: the entry's own time (a link's, never its target's).
+fn modified_day(path: &Path) -> Option<Day> {
+    let modified = fs::symlink_metadata(path).and_then(|m| m.modified()).ok()?;
+    let secs = modified
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    Day::from_unix_days((secs / 86_400) as i64)
 }

@@ -236,7 +236,8 @@ fn build_and_send(
         Ok(swept) => {
             let deleted = swept.deleted_counter_files.len()
                 + swept.deleted_reports.len()
-                + swept.deleted_quarantined.len();
+                + swept.deleted_quarantined.len()
+                + swept.deleted_wrapper_links.len();
             if deleted > 0 {
                 progress(&format!(
                     "deleted {deleted} file(s) of weeks older than {} weeks",

@@ -158,6 +158,55 @@ fn user_view_shows_each_week_and_program() {
     ));
 }
 
+#[test]
+fn user_view_shows_how_compiles_fared() {
+    // Without compile counters there is no such section.
+    assert!(!user_view(&user_data()).contains("data-section=\"compiles\""));
+
+    let mut data = user_data();
+    data.weeks[0].programs[1].counters.extend(
+        [
+            ("rustc/outcome:ok", 100),
+            ("rustc/outcome:error", 19),
+            ("rustc/outcome:ice", 1),
+            ("rustc/time/check-unopt:<1s", 90),
+            ("rustc/time/check-unopt:<10s", 30),
+            ("rustc/error:E0308", 12),
+            ("rustc/lint:unused_variables:warn", 40),
+            // Not a compile counter: left out of the section.
+            ("rustc/lint:made_up_lint:warn", 7),
+        ]
+        .map(|(n, c)| (n.to_owned(), c)),
+    );
+    data.weeks[1]
+        .programs
+        .push(section("rustc", &[("rustc/outcome:ok", 5)]));
+    let page = user_view(&data);
+    assert!(page.contains("125 compiles under cargo"), "{page}");
+    assert!(page.contains("data-chart=\"user-outcomes\""));
+    assert!(page.contains("data-series=\"rustc ice\""));
+    // The histogram keeps the buckets in order, the empty ones included.
+    let times = &page[page
+        .find("data-chart=\"user-times\"")
+        .expect("a time chart")..];
+    let order: Vec<usize> = [
+        "\"&lt;0.1s\"",
+        "\"&lt;1s\"",
+        "\"&lt;10s\"",
+        "\"&lt;60s\"",
+        "\"&gt;=60s\"",
+    ]
+    .iter()
+    .map(|b| times.find(&format!("data-series={b}")).expect(b))
+    .collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{order:?}");
+    assert!(page.contains("data-series=\"E0308\""));
+    assert!(page.contains("data-series=\"rustc/lint:unused_variables:warn\""));
+    assert!(!page.contains("made_up_lint"));
+    // One of the two weeks 1.95.0 compiled in had a crash.
+    assert!(page.contains("data-version=\"1.95.0\" data-ice-weeks=\"1\" data-weeks=\"2\""));
+}
+
 const HOSTILE: &str = "\"><script>alert('x')</script><img src=x onerror=alert(1)>&amp;";
 
 #[test]

@@ -487,6 +487,12 @@ fn clean_asks_and_removes_only_tally_files() {
     let fx = counted();
     let foreign = fx.root().join("my-notes.txt");
     std::fs::write(&foreign, "not tally's").unwrap();
+    // The wrapper links the cargo shim makes (one per user RUSTC_WRAPPER) are tally's too; the
+    // binary they point at is not.
+    let wrappers = fx.root().join("wrappers");
+    std::fs::create_dir(&wrappers).unwrap();
+    let binary = tempfile::NamedTempFile::new().unwrap();
+    std::os::unix::fs::symlink(binary.path(), wrappers.join("tally-00000000000000aa")).unwrap();
 
     let refused = fx.run("2026-11-18", &[], &["clean"]);
     assert!(!refused.ok());
@@ -503,6 +509,7 @@ fn clean_asks_and_removes_only_tally_files() {
     assert!(clean.ok(), "{clean:?}");
     assert!(clean.stdout.contains("tally stays off"), "{}", clean.stdout);
     assert_eq!(fx.all_files(), ["mode", "my-notes.txt"]);
+    assert!(binary.path().exists());
     let show = fx.run("2026-11-18", &[], &["show"]);
     assert!(
         show.stdout.starts_with("tally holds no counts yet"),

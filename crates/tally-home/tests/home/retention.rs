@@ -95,3 +95,34 @@ fn sweeping_a_missing_home_creates_nothing() {
     assert_eq!(summary, Default::default());
     assert!(!home.root().exists());
 }
+
+#[test]
+fn old_wrapper_links_go_and_their_targets_stay() {
+    use nix::sys::stat::{UtimensatFlags, utimensat};
+    use nix::sys::time::TimeSpec;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let home = Home::at(tmp.path().join("data"));
+    let today = day("2026-11-24");
+    let wrappers = home.root().join("wrappers");
+    std::fs::create_dir_all(&wrappers).unwrap();
+    let tally = tmp.path().join("tally");
+    std::fs::write(&tally, b"the binary").unwrap();
+    let stale = wrappers.join("tally-00000000000000aa");
+    let fresh = wrappers.join("tally-00000000000000bb");
+    std::os::unix::fs::symlink(&tally, &stale).unwrap();
+    std::os::unix::fs::symlink(&tally, &fresh).unwrap();
+    let seconds = |d: Day| TimeSpec::new(d.to_unix_days() * 86_400, 0);
+    let long_ago = seconds(today.plus_days(-(RETAIN_WEEKS * 7) - 1).unwrap());
+    let lately = seconds(today.plus_days(-1).unwrap());
+    for (link, when) in [(&stale, long_ago), (&fresh, lately)] {
+        utimensat(None, link, &when, &when, UtimensatFlags::NoFollowSymlink).unwrap();
+    }
+
+    let summary = sweep(&home, today).unwrap();
+    assert!(summary.failures.is_empty(), "{:?}", summary.failures);
+    assert_eq!(summary.deleted_wrapper_links, vec![stale.clone()]);
+    assert!(std::fs::symlink_metadata(&stale).is_err());
+    assert!(std::fs::symlink_metadata(&fresh).is_ok());
+    assert_eq!(std::fs::read(&tally).unwrap(), b"the binary");
+}
