@@ -318,6 +318,37 @@ fn rustc_output_and_status_are_the_same_through_the_wrapper() {
 }
 
 #[test]
+fn a_counter_file_truncated_during_the_compile_costs_only_its_count() {
+    let w = World::new();
+    // The counter file is mapped before the compile starts and stays mapped through it; this
+    // compiler empties it (as a careless cleanup tool might) and fails with status 3.
+    let rustc = fake_rustc(
+        &w,
+        "for f in \"$TALLY_DIR\"/counters/*.count; do : > \"$f\"; done\necho compiled >&2\nexit 3",
+    );
+    let out = run(&mut wrapper_cmd(
+        &w,
+        &rustc,
+        &["--crate-type=lib", "lib.rs"],
+    ));
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "tally must not die of SIGBUS: {:?}",
+        out.status
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "compiled\n");
+    // The emptied file is not a counter file any more: the next run moves it aside and counts
+    // afresh.
+    let again = run(&mut wrapper_cmd(
+        &w,
+        &rustc,
+        &["--crate-type=lib", "lib.rs"],
+    ));
+    assert_eq!(again.status.code(), Some(3));
+}
+
+#[test]
 fn stderr_is_forwarded_as_it_comes_not_when_the_compile_ends() {
     let w = World::new();
     let go_on = w.tmp.path().join("go-on");

@@ -244,6 +244,12 @@ fn count_outcome(
     };
     let panicked = reader.as_ref().is_some_and(|r| r.panicked);
     let file = compile.counted.file();
+    // The file stayed mapped through the compile: if another program truncated it meanwhile,
+    // a count would touch a page past its end and die of SIGBUS. Counting nothing is the
+    // failure to prefer; the next run quarantines the short file.
+    if !file.still_whole() {
+        return;
+    }
     let outcome = Outcome::classify(exit_code, panicked);
     let _ = file.add(&outcome_name(compile.driver, outcome), 1);
     let _ = file.add(

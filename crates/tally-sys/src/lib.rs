@@ -37,8 +37,11 @@
 //! shrinks a counter file (files are created whole by a hard link, only ever grow, and are
 //! moved aside by `rename`, never truncated), every offset is checked against the file's length
 //! (`fstat`, once) before its page is first touched, and the shim keeps a file mapped only from
-//! its count to its `exec`, a fraction of a millisecond. What is left is a truncation by another
-//! program in that window, which kills that one shim run with `SIGBUS`; the next run finds a
+//! its count to its `exec`, a fraction of a millisecond. The wrapper, which keeps its file mapped
+//! through a whole compile, checks the length again ([`CounterFile::still_whole`], one `fstat`)
+//! before it counts the compile's outcome, and counts nothing when the file shrank. What is left
+//! is a truncation by another program in the microseconds between that check (or the shim's
+//! `fstat`) and the increments, which kills that one run with `SIGBUS`; the next run finds a
 //! file shorter than its header says and quarantines it.
 //!
 //! # File format

@@ -312,6 +312,19 @@ impl CounterFile {
         })
     }
 
+    /// Whether the file is still as long as this process has relied on it being (one `fstat`):
+    /// `false` once another program has truncated it.
+    ///
+    /// A mapping does not shrink with its file, and touching a page past the new end raises
+    /// `SIGBUS` (see the crate docs, "A mapped file that shrinks"). A caller that keeps a file
+    /// mapped for long, as the wrapper does through a whole compile, asks this before it counts
+    /// again and leaves the file alone when it says `false`.
+    pub fn still_whole(&self) -> bool {
+        self.file
+            .metadata()
+            .is_ok_and(|m| m.len() >= self.known_len.load(Ordering::Acquire))
+    }
+
     /// Increments refused so far because a cap was reached.
     pub fn dropped(&self) -> u64 {
         u64::from_le(self.dropped_cell().load(Ordering::Relaxed))

@@ -160,3 +160,28 @@ fn links_and_fifos_are_corrupt_files_never_followed_or_waited_on() {
         modified
     );
 }
+
+#[test]
+fn a_file_truncated_by_another_program_is_no_longer_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("f.count");
+    let (file, _) = CounterFile::open_or_create(&path, &meta()).unwrap();
+    file.add("rustc/edition:2021", 1).unwrap();
+    assert!(file.still_whole());
+    // Growing is fine: only a file shorter than what this process relied on is refused.
+    let len = std::fs::metadata(&path).unwrap().len();
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(len + 4096)
+        .unwrap();
+    assert!(file.still_whole());
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(100)
+        .unwrap();
+    assert!(!file.still_whole());
+}
