@@ -35,7 +35,7 @@ use tally_grammar::outcome::{CompileKind, Driver, Outcome, outcome_name, time_na
 use tally_grammar::{Context, RustcCaller, Tool, caller_from_env, rustc_counter_names};
 use tally_home::env::{TALLY_FORCE_ARG0, TALLY_NEXT_WRAPPER};
 use tally_home::{Counted, Env, Home, Mode, ProcessEnv, effective_mode};
-use tally_process::identity::{FileIdentity, self_identity, stem_of};
+use tally_process::identity::{FileId, self_identity, stem_of};
 use tally_process::{EnvChanges, exec, lookup, version};
 
 /// Whether `tally <argv1> …` is a `RUSTC_WRAPPER` call rather than a CLI subcommand: `argv[1]`
@@ -90,7 +90,7 @@ pub fn run_wrapper(argv: Vec<OsString>) -> i32 {
     // argv[1] is tally's own rustc shim: run the real rustc instead (counted here, once).
     let compiler_index = layout.compiler - 1;
     let compiler = resolve(&run_argv[compiler_index], &process_env);
-    if compiler.as_deref().and_then(FileIdentity::of_path) == this && this.is_some() {
+    if compiler.as_deref().and_then(FileId::of_target) == this && this.is_some() {
         match lookup::find_real(
             "rustc",
             process_env.get("PATH"),

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use tally_grammar::Tool;
 use tally_home::{Env, Mode};
 
-use tally_process::identity::{FileIdentity, ThisBinary, tally_exe};
+use tally_process::identity::{FileId, ThisBinary, tally_exe};
 use tally_process::lookup::{executable, find_real};
 
 /// One tool's shim.
@@ -53,7 +53,7 @@ pub fn shim_report(env: &Env) -> ShimReport {
     let tally = tally_exe();
     let tally_id = tally
         .as_deref()
-        .and_then(FileIdentity::of_path)
+        .and_then(FileId::of_target)
         .or_else(tally_process::identity::self_identity);
     let path_var = tally_home::env::var_os("PATH");
     let mut tools = Vec::new();
@@ -72,7 +72,7 @@ pub fn shim_report(env: &Env) -> ShimReport {
                 let Some(meta) = executable(&candidate) else {
                     continue;
                 };
-                if Some(FileIdentity::of(&meta)) == tally_id {
+                if Some(FileId::of(&meta)) == tally_id {
                     entry.shim = Some(candidate);
                     shims_dir.get_or_insert(dir);
                 } else {

@@ -27,7 +27,7 @@
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 
-use crate::identity::{FileIdentity, file_stem};
+use crate::identity::{FileId, file_stem};
 
 /// The environment variables this arrangement reads (cargo's, not tally's).
 #[derive(Debug, Default, Clone)]
@@ -67,7 +67,7 @@ pub enum Arrangement {
 /// Works out the arrangement for a cargo run in `cwd` with cargo's arguments `args` (after
 /// `argv[0]`). `tally` is the binary that will be `RUSTC_WRAPPER`.
 pub fn arrange(tally: &Path, env: &CargoEnv, cwd: &Path, args: &[OsString]) -> Arrangement {
-    let tally_id = FileIdentity::of_path(tally);
+    let tally_id = FileId::of_target(tally);
     let user = match &env.rustc_wrapper {
         Some(w) if w.is_empty() => None,
         Some(w) => Some(w.clone()),
@@ -149,12 +149,12 @@ fn wrapper_link(tally: &Path, next: &OsStr, data_dir: &Path) -> Option<PathBuf> 
 }
 
 /// Whether a wrapper setting names tally itself (by name, or by being the same file).
-pub fn is_tally(wrapper: &OsStr, tally_id: Option<FileIdentity>) -> bool {
+pub fn is_tally(wrapper: &OsStr, tally_id: Option<FileId>) -> bool {
     let path = Path::new(wrapper);
     if file_stem(path) == Some("tally") {
         return true;
     }
-    path.is_absolute() && tally_id.is_some() && FileIdentity::of_path(path) == tally_id
+    path.is_absolute() && tally_id.is_some() && FileId::of_target(path) == tally_id
 }
 
 /// `build.rustc-wrapper` as set by `--config` on cargo's command line: `None` if no `--config`

@@ -4,30 +4,10 @@
 //! file identity (device and inode), never by directory or file name.
 
 use std::ffi::OsStr;
-use std::fs::Metadata;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-/// A file's identity: device and inode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FileIdentity {
-    pub dev: u64,
-    pub ino: u64,
-}
-
-impl FileIdentity {
-    pub fn of(meta: &Metadata) -> FileIdentity {
-        FileIdentity {
-            dev: meta.dev(),
-            ino: meta.ino(),
-        }
-    }
-
-    /// The identity of the file `path` resolves to (symlinks followed).
-    pub fn of_path(path: &Path) -> Option<FileIdentity> {
-        std::fs::metadata(path).ok().map(|m| FileIdentity::of(&m))
-    }
-}
+/// A file's identity (device and inode): the one type for it, shared with the counter files.
+pub use tally_sys::FileId;
 
 /// The running binary, as the PATH search needs to recognise it among the candidates.
 ///
@@ -38,7 +18,7 @@ impl FileIdentity {
 #[derive(Debug)]
 pub struct ThisBinary {
     started_as: Option<&'static OsStr>,
-    identity: std::cell::OnceCell<Option<FileIdentity>>,
+    identity: std::cell::OnceCell<Option<FileId>>,
 }
 
 impl ThisBinary {
@@ -51,7 +31,7 @@ impl ThisBinary {
     }
 
     /// A binary known only by its identity (`None`: nothing is this binary).
-    pub fn with_identity(identity: Option<FileIdentity>) -> ThisBinary {
+    pub fn with_identity(identity: Option<FileId>) -> ThisBinary {
         ThisBinary {
             started_as: None,
             identity: std::cell::OnceCell::from(identity),
@@ -60,7 +40,7 @@ impl ThisBinary {
 
     /// A binary started by `path`, with this identity (for tests of the PATH search).
     #[cfg(test)]
-    pub(crate) fn started_by(path: &'static Path, identity: Option<FileIdentity>) -> ThisBinary {
+    pub(crate) fn started_by(path: &'static Path, identity: Option<FileId>) -> ThisBinary {
         ThisBinary {
             started_as: Some(path.as_os_str()),
             identity: std::cell::OnceCell::from(identity),
@@ -68,7 +48,7 @@ impl ThisBinary {
     }
 
     /// The binary's file identity.
-    pub fn identity(&self) -> Option<FileIdentity> {
+    pub fn identity(&self) -> Option<FileId> {
         *self.identity.get_or_init(self_identity)
     }
 
@@ -99,13 +79,13 @@ fn started_as() -> Option<&'static OsStr> {
 /// however the binary was reached (symlink, hard link, PATH search) but makes the kernel build
 /// the new process's `/proc/<pid>` entries, the shim's most expensive lookup (bench/README.md,
 /// "Shims"); elsewhere `current_exe`.
-pub fn self_identity() -> Option<FileIdentity> {
+pub fn self_identity() -> Option<FileId> {
     started_as_identity()
-        .or_else(|| FileIdentity::of_path(Path::new("/proc/self/exe")))
+        .or_else(|| FileId::of_target(Path::new("/proc/self/exe")))
         .or_else(|| {
             std::env::current_exe()
                 .ok()
-                .and_then(|p| FileIdentity::of_path(&p))
+                .and_then(|p| FileId::of_target(&p))
         })
 }
 
@@ -113,16 +93,16 @@ pub fn self_identity() -> Option<FileIdentity> {
 /// path `execve` ran (resolved from the same working directory, which nothing has changed
 /// since), and of this program's size (a script naming this program as its interpreter, or a
 /// file replaced since the `exec`, would differ).
-fn started_as_identity() -> Option<FileIdentity> {
+fn started_as_identity() -> Option<FileId> {
     identity_if_this_program(Path::new(started_as()?))
 }
 
 /// The identity of the file `path` resolves to, if it has this program's image size.
-fn identity_if_this_program(path: &Path) -> Option<FileIdentity> {
+fn identity_if_this_program(path: &Path) -> Option<FileId> {
     #[cfg(target_os = "linux")]
     {
         let meta = std::fs::metadata(path).ok()?;
-        (Some(meta.len()) == tally_sys::startup::image_file_size()).then(|| FileIdentity::of(&meta))
+        (Some(meta.len()) == tally_sys::startup::image_file_size()).then(|| FileId::of(&meta))
     }
     #[cfg(not(target_os = "linux"))]
     {
@@ -140,9 +120,9 @@ pub fn tally_exe() -> Option<PathBuf> {
     if file_stem(&exe) == Some("tally") {
         return Some(exe);
     }
-    let me = FileIdentity::of_path(&exe)?;
+    let me = FileId::of_target(&exe)?;
     let sibling = exe.parent()?.join("tally");
-    (FileIdentity::of_path(&sibling) == Some(me)).then_some(sibling)
+    (FileId::of_target(&sibling) == Some(me)).then_some(sibling)
 }
 
 /// The file stem of `path` with a trailing `.exe` removed, if it is UTF-8.
@@ -164,7 +144,7 @@ mod tests {
     #[test]
     fn the_start_path_gives_this_binary_without_proc() {
         // cargo starts test binaries by their path, so `AT_EXECFN` is this file.
-        let by_proc = FileIdentity::of_path(Path::new("/proc/self/exe"));
+        let by_proc = FileId::of_target(Path::new("/proc/self/exe"));
         assert!(by_proc.is_some());
         assert_eq!(started_as_identity(), by_proc);
         assert_eq!(self_identity(), by_proc);
@@ -184,7 +164,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             identity_if_this_program(&link),
-            FileIdentity::of_path(Path::new("/proc/self/exe"))
+            FileId::of_target(Path::new("/proc/self/exe"))
         );
     }
 }

@@ -2,7 +2,7 @@
 //! binary (compared by file identity), exactly as a shell would have found it had tally's shims
 //! not been there.
 
-use crate::identity::{FileIdentity, ThisBinary};
+use crate::identity::{FileId, ThisBinary};
 use std::ffi::OsStr;
 use std::fs::Metadata;
 use std::os::unix::fs::PermissionsExt;
@@ -71,7 +71,7 @@ pub fn find_real(
         let candidate = dir.join(name);
         let is_this = |meta: &Metadata| {
             let this = this.identity();
-            this.is_some() && Some(FileIdentity::of(meta)) == this
+            this.is_some() && Some(FileId::of(meta)) == this
         };
         if this.was_started_as(&candidate) {
             if !not_found.only_self_in.contains(&dir) {
@@ -144,7 +144,7 @@ mod tests {
         std::fs::remove_dir(&other).ok();
         symlink(&shims, &other).unwrap();
         make_exe(&real.join("cargo"));
-        let me = FileIdentity::of_path(&tmp.path().join("tally"));
+        let me = FileId::of_target(&tmp.path().join("tally"));
         let path = std::env::join_paths([&shims, &other, &real]).unwrap();
         let found = find_real("cargo", Some(&path), &ThisBinary::with_identity(me)).unwrap();
         assert_eq!(found.path, real.join("cargo"));
@@ -168,7 +168,7 @@ mod tests {
         make_exe(&tmp.path().join("tally"));
         symlink(tmp.path().join("tally"), shims.join("rustc")).unwrap();
         make_exe(&real.join("rustc"));
-        let me = FileIdentity::of_path(&tmp.path().join("tally"));
+        let me = FileId::of_target(&tmp.path().join("tally"));
         let started: &'static Path = Box::leak(shims.join("rustc").into_boxed_path());
         let this = ThisBinary::started_by(started, me);
         let path = std::env::join_paths([&shims, &real]).unwrap();

@@ -35,23 +35,29 @@ pub struct FileId {
 }
 
 impl FileId {
+    /// Identity from metadata already read.
+    pub fn of(meta: &std::fs::Metadata) -> FileId {
+        FileId {
+            dev: meta.dev(),
+            ino: meta.ino(),
+        }
+    }
+
+    /// Identity of the file `path` resolves to, symbolic links followed: whether two paths
+    /// name one binary (a shim is a link to tally). `None` when nothing is there.
+    pub fn of_target(path: &Path) -> Option<FileId> {
+        std::fs::metadata(path).ok().map(|m| FileId::of(&m))
+    }
+
     /// Identity of an open file.
     pub fn of_file(file: &File) -> io::Result<FileId> {
-        let m = file.metadata()?;
-        Ok(FileId {
-            dev: m.dev(),
-            ino: m.ino(),
-        })
+        Ok(FileId::of(&file.metadata()?))
     }
 
     /// Identity of the file a path names now. A symbolic link is not followed: its identity is
     /// the link's own (tally moves links aside, never what they point to).
     pub fn of_path(path: &Path) -> io::Result<FileId> {
-        let m = std::fs::symlink_metadata(path)?;
-        Ok(FileId {
-            dev: m.dev(),
-            ino: m.ino(),
-        })
+        Ok(FileId::of(&std::fs::symlink_metadata(path)?))
     }
 }
 
