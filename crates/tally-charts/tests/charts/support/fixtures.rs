@@ -59,6 +59,7 @@ pub fn cargo_weeks() -> Vec<ProgramWeek> {
                 versions: map(&[("1.94.0", n / 3), ("1.95.0", n - n / 3)]),
                 os: map(&[("linux", n - 10), ("macos", 10)]),
                 arch: map(&[("x86_64", n - 8), ("aarch64", 8)]),
+                by_version: Default::default(),
             }
         })
         .collect()
