@@ -69,7 +69,10 @@ pub(crate) fn run(env: &Env, io: &mut Io<'_>) -> anyhow::Result<ExitCode> {
                         || "the collector's /config page".to_owned(),
                         |e| format!("{}/config", e.url),
                     );
-                    writeln!(out, "Why each counter is asked for (charts described at {page}):")?;
+                    writeln!(
+                        out,
+                        "Why each counter is asked for (charts described at {page}):"
+                    )?;
                     for (counter, charts) in charts_of(config, &report) {
                         let charts = if charts.is_empty() {
                             "no chart named in the collector's config".to_owned()

@@ -308,11 +308,7 @@ mod tests {
         })
         .unwrap();
         assert_eq!(json, r#"{"name":"cargo/invocations","rate":1.0}"#);
-        let empty = EXAMPLE.replacen(
-            "\"chart\": \"cargo-subcommands\"",
-            "\"chart\": \"\"",
-            1,
-        );
+        let empty = EXAMPLE.replacen("\"chart\": \"cargo-subcommands\"", "\"chart\": \"\"", 1);
         assert!(matches!(
             UploadConfig::parse(empty.as_bytes()),
             Err(ConfigError::EmptyChart { .. })

@@ -565,7 +565,12 @@ mod tests {
             .iter()
             .flat_map(|c| c.counters.iter().map(String::as_str))
             .collect();
-        for family in ["rustc/outcome:", "rustc/time/", "rustc/error:", "rustc/lint:"] {
+        for family in [
+            "rustc/outcome:",
+            "rustc/time/",
+            "rustc/error:",
+            "rustc/lint:",
+        ] {
             assert!(all.iter().any(|c| c.starts_with(family)), "{family}");
         }
         // An unknown field is refused by both.
@@ -640,7 +645,11 @@ mod tests {
     #[test]
     fn bad_chart_files_get_errors_naming_the_chart() {
         let cases = [
-            ("id = \"cargo-subcommands\"", "id = \"Cargo Subcommands\"", "id"),
+            (
+                "id = \"cargo-subcommands\"",
+                "id = \"Cargo Subcommands\"",
+                "id",
+            ),
             ("margin = 0.02", "margin = 0.7", "margin"),
             (
                 "proposal = \"https://",
@@ -664,8 +673,14 @@ mod tests {
         );
         assert!(format!("{:#}", ChartsFile::parse(&twice).unwrap_err()).contains("two charts"));
         let other_range = twice
-            .replace("id = \"cargo-subcommands\"\ntitle = \"t\"", "id = \"x\"\ntitle = \"t\"")
-            .replace("versions = \">=1.70.0\"\ncounters = [\"cargo/invocations\"]", "versions = \">=1.80.0\"\ncounters = [\"cargo/invocations\"]");
+            .replace(
+                "id = \"cargo-subcommands\"\ntitle = \"t\"",
+                "id = \"x\"\ntitle = \"t\"",
+            )
+            .replace(
+                "versions = \">=1.70.0\"\ncounters = [\"cargo/invocations\"]",
+                "versions = \">=1.80.0\"\ncounters = [\"cargo/invocations\"]",
+            );
         let err = format!("{:#}", ChartsFile::parse(&other_range).unwrap_err());
         assert!(err.contains("one version range per program"), "{err}");
         assert!(ChartsFile::parse("not toml [").is_err());

@@ -77,7 +77,12 @@ pub fn render(site: &Site, config: &UploadConfig, threshold: u64) -> String {
                     counters: Vec::new(),
                 })
                 .counters
-                .push((&program.name, &program.versions, &counter.name, counter.rate));
+                .push((
+                    &program.name,
+                    &program.versions,
+                    &counter.name,
+                    counter.rate,
+                ));
         }
     }
     // Charts in the chart file's order, then any the file does not know, then chartless.

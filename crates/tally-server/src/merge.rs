@@ -215,14 +215,17 @@ impl MergedWeek {
                 let of = versions[&version];
                 let (low, high) = wilson_interval(reports_with, of, Z_95);
                 let total = merged.by_version[&version][name].total;
-                by_version.entry(version).or_default().push(CounterAggregate {
-                    name: name.clone(),
-                    reports_with,
-                    share: reports_with as f64 / of as f64,
-                    low,
-                    high,
-                    total,
-                });
+                by_version
+                    .entry(version)
+                    .or_default()
+                    .push(CounterAggregate {
+                        name: name.clone(),
+                        reports_with,
+                        share: reports_with as f64 / of as f64,
+                        low,
+                        high,
+                        total,
+                    });
             }
         }
         Some(ProgramWeek {
@@ -376,7 +379,10 @@ mod tests {
             for j in 0..count {
                 i += 1;
                 let ice = u64::from(j < ices);
-                let mut section = section(version, &[("rustc/outcome:ok", 3), ("rustc/outcome:ice", ice)]);
+                let mut section = section(
+                    version,
+                    &[("rustc/outcome:ok", 3), ("rustc/outcome:ice", ice)],
+                );
                 section.program = "rustc".into();
                 week.add(&report(i as f64 / 100.0, vec![section]));
             }

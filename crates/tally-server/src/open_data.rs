@@ -31,8 +31,7 @@ pub const SCHEMA: &str = "tally-open-data/1";
 pub const LICENCE: &str = "CC-BY-4.0";
 
 /// The licence in words, with its link, for pages and the CSV's first line.
-pub const LICENCE_LINE: &str =
-    "licence CC-BY-4.0 (https://creativecommons.org/licenses/by/4.0/): share and adapt, with attribution";
+pub const LICENCE_LINE: &str = "licence CC-BY-4.0 (https://creativecommons.org/licenses/by/4.0/): share and adapt, with attribution";
 
 /// The store key whose presence marks a store as holding simulated reports (`tally demo`);
 /// its contents say how they were made.
@@ -182,8 +181,12 @@ impl WeekData {
             }
             for (version, counters) in &program.by_version {
                 for counter in counters {
-                    let mut record =
-                        row("version-counter", version, &counter.name, counter.reports_with);
+                    let mut record = row(
+                        "version-counter",
+                        version,
+                        &counter.name,
+                        counter.reports_with,
+                    );
                     push_share(&mut record, counter);
                     let _ = writer.write_record(&record);
                 }
@@ -196,7 +199,11 @@ impl WeekData {
                 out,
                 "# {SCHEMA}: tally published aggregates, week of {}{}; {LICENCE_LINE}",
                 self.week,
-                if self.simulated { " (SIMULATED data)" } else { "" }
+                if self.simulated {
+                    " (SIMULATED data)"
+                } else {
+                    ""
+                }
             );
         }
         out.push_str(&String::from_utf8_lossy(&body));
@@ -332,8 +339,7 @@ pub fn export_command(args: &ExportArgs) -> anyhow::Result<()> {
         .filter_map(|m| WeekData::from_merged(m, args.threshold, today, simulated))
         .collect();
     if let Some(dir) = &args.out {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create {}", dir.display()))?;
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         for week in &published {
             let (name, text) = match args.format {
                 Format::Csv => (format!("{}.csv", week.week), week.to_csv(true)),

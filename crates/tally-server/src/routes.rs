@@ -24,11 +24,11 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::response::Redirect;
-use axum::{Extension, Router};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Redirect;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::{Extension, Router};
 use tally_protocol::aggregate::bucket_week;
 use tally_protocol::{Day, MAX_REPORT_BYTES};
 
@@ -199,16 +199,15 @@ async fn data_file(
     };
     if csv {
         (
-            [(header::CONTENT_TYPE, "text/csv; charset=utf-8; header=present")],
+            [(
+                header::CONTENT_TYPE,
+                "text/csv; charset=utf-8; header=present",
+            )],
             data.to_csv(true),
         )
             .into_response()
     } else {
-        (
-            [(header::CONTENT_TYPE, "application/json")],
-            data.to_json(),
-        )
-            .into_response()
+        ([(header::CONTENT_TYPE, "application/json")], data.to_json()).into_response()
     }
 }
 

@@ -281,7 +281,11 @@ fn preview_shows_the_exact_bytes_or_why_nothing() {
             1.0,
             &[("cargo/invocations", 1.0), ("cargo/subcommand:build", 1.0)],
         )
-        .replacen("\"rate\": 1.0", "\"rate\": 1.0, \"chart\": \"cargo-usage\"", 1);
+        .replacen(
+            "\"rate\": 1.0",
+            "\"rate\": 1.0, \"chart\": \"cargo-usage\"",
+            1,
+        );
     server.set_config(&config, &collector.sign(&config));
     let fx = Fixture::new();
     let local = fx.run("2026-11-10", &[], &["preview"]);
