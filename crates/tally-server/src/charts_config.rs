@@ -276,38 +276,7 @@ impl ChartsFile {
     }
 }
 
-/// The bound of a histogram bucket name, for ordering: `x/time:<0.1s` is 0.1 (below),
-/// `x/time:>=60s` is 60 (at or above, sorted after `<60s`). `None` if the bucket is not of that
-/// shape. Units: `ms`, `s`, `m`, `h`, or none (a plain number, such as a count).
-pub fn bucket_bound(name: &str) -> Option<(f64, bool)> {
-    let (_, bucket) = name.rsplit_once(':')?;
-    let (at_or_above, rest) = match bucket.strip_prefix(">=") {
-        Some(rest) => (true, rest),
-        None => (false, bucket.strip_prefix('<')?),
-    };
-    let digits = rest.trim_end_matches(|c: char| c.is_ascii_alphabetic());
-    let unit = &rest[digits.len()..];
-    let scale = match unit {
-        "" | "s" => 1.0,
-        "ms" => 0.001,
-        "m" => 60.0,
-        "h" => 3600.0,
-        _ => return None,
-    };
-    let value: f64 = digits.parse().ok()?;
-    value.is_finite().then_some((value * scale, at_or_above))
-}
-
-/// Orders histogram bucket names by their bound (`<0.1s` < `<1s` < `<60s` < `>=60s`); names
-/// that are not buckets go last, by name.
-pub fn bucket_order(a: &str, b: &str) -> std::cmp::Ordering {
-    match (bucket_bound(a), bucket_bound(b)) {
-        (Some((x, xa)), Some((y, ya))) => x.total_cmp(&y).then(xa.cmp(&ya)),
-        (Some(_), None) => std::cmp::Ordering::Less,
-        (None, Some(_)) => std::cmp::Ordering::Greater,
-        (None, None) => a.cmp(b),
-    }
-}
+pub use tally_charts::buckets::{bucket_bound, bucket_order};
 
 /// A generated upload config and the plan behind each chart's rate.
 #[derive(Debug, Clone)]
@@ -684,29 +653,5 @@ mod tests {
         let err = format!("{:#}", ChartsFile::parse(&other_range).unwrap_err());
         assert!(err.contains("one version range per program"), "{err}");
         assert!(ChartsFile::parse("not toml [").is_err());
-    }
-
-    #[test]
-    fn histogram_buckets_order_by_their_bound() {
-        let mut names = vec![
-            "rustc/time:>=60s",
-            "rustc/time:<10s",
-            "rustc/time:<0.1s",
-            "rustc/time:<60s",
-            "rustc/time:<1s",
-        ];
-        names.sort_by(|a, b| bucket_order(a, b));
-        assert_eq!(
-            names,
-            [
-                "rustc/time:<0.1s",
-                "rustc/time:<1s",
-                "rustc/time:<10s",
-                "rustc/time:<60s",
-                "rustc/time:>=60s"
-            ]
-        );
-        assert_eq!(bucket_bound("x:<500ms"), Some((0.5, false)));
-        assert_eq!(bucket_bound("x:build"), None);
     }
 }
