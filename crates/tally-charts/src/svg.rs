@@ -199,10 +199,18 @@ fn x_axis(out: &mut String, labels: &[String]) {
         if !shown {
             continue;
         }
+        // A date is about 60 units wide: the last one is right-aligned where centring it would
+        // cut it off at the chart's edge.
+        let x = x_at(index, count);
+        let (x, anchor) = if x + 31.0 > WIDTH {
+            (WIDTH - 2.0, "end")
+        } else {
+            (x, "middle")
+        };
         let _ = write!(
             out,
-            "<text x=\"{x}\" y=\"{y}\" text-anchor=\"middle\">{label}</text>",
-            x = coord(x_at(index, count)),
+            "<text x=\"{x}\" y=\"{y}\" text-anchor=\"{anchor}\">{label}</text>",
+            x = coord(x),
             y = HEIGHT - 9.0,
             label = escape(label),
         );
@@ -252,7 +260,8 @@ pub fn line_chart(chart: &LineChart) -> String {
 
     for (index, series) in chart.series.iter().enumerate() {
         let color = color(index);
-        let shift = dodge(index, chart.series.len());
+        // Dodging keeps equal values apart; with many weeks it would blur the lines instead.
+        let shift = dodge(index, chart.series.len()) * (12.0 / count.max(1) as f64).min(1.0);
         let drawn = series.points.iter().take(count).flatten().count();
         let _ = write!(
             out,
@@ -307,8 +316,9 @@ pub fn line_chart(chart: &LineChart) -> String {
             }
             let _ = write!(
                 out,
-                "<circle class=\"point\" fill=\"{color}\" cx=\"{x}\" cy=\"{y}\" r=\"3.5\" data-week=\"{week}\" data-value=\"{value}\"",
+                "<circle class=\"point\" fill=\"{color}\" cx=\"{x}\" cy=\"{y}\" r=\"{r}\" data-week=\"{week}\" data-value=\"{value}\"",
                 y = coord(y_at(point.value, top)),
+                r = if count > 16 { "2.2" } else { "3.5" },
                 week = escape(&chart.x_labels[i]),
                 value = point.value,
             );
