@@ -28,7 +28,8 @@
 //! (keys and config signatures), [`clock`] (today, or `TALLY_NOW`), [`plan`] (the sample rate a
 //! wanted precision needs), [`charts_config`] (the chart config: what is collected and why, and
 //! the upload config generated from it), [`config_page`] (the public `/config` page and the
-//! [`config_page::Site`] the pages share), [`open_data`] (`/data/` downloads and `export`).
+//! [`config_page::Site`] the pages share), [`open_data`] (`/data/` downloads and `export`), [`import`] (reports written into a
+//! store directly: restores, and `tally demo`'s simulated weeks).
 
 #![forbid(unsafe_code)]
 
@@ -37,6 +38,7 @@ pub mod charts_config;
 pub mod clock;
 pub mod config_page;
 pub mod dashboard;
+pub mod import;
 pub mod merge;
 pub mod open_data;
 pub mod plan;

@@ -1,5 +1,5 @@
 //! `tally-server`: the collector's command line (`serve`, `keygen`, `sign`, `plan`,
-//! `config generate`, `export`).
+//! `config generate`, `export`, `import`).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -69,6 +69,9 @@ enum Command {
     Config(ConfigCommand),
     /// Write the published aggregates of the store's weeks, as `/data/` serves them.
     Export(tally_server::open_data::ExportArgs),
+    /// Store report files directly (no config or age checks), e.g. `tally demo`'s simulated
+    /// weeks.
+    Import(tally_server::import::ImportArgs),
 }
 
 #[derive(Subcommand)]
@@ -162,6 +165,7 @@ fn main() -> ExitCode {
             tally_server::charts_config::generate_command(&args)
         }
         Command::Export(args) => tally_server::open_data::export_command(&args),
+        Command::Import(args) => tally_server::import::import_command(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
