@@ -78,7 +78,7 @@ async fn the_files_hold_exactly_the_published_aggregates() {
     assert!(index.contains(&format!("href=\"{MONDAY}.csv\"")));
     assert!(index.contains("CC-BY-4.0"));
     assert!(
-        index.contains(&format!("open to uploads until 2026-12-13")),
+        index.contains("open to uploads until 2026-12-13"),
         "{index}"
     );
 
