@@ -200,9 +200,11 @@ pub fn program_page(program: &str, weeks: &[ProgramWeek]) -> String {
     let (partitions, singles): (Vec<_>, Vec<_>) = groups
         .iter()
         .partition(|(group, names)| names.iter().any(|n| n != *group));
-    let (outcomes, rest): (Vec<_>, Vec<_>) = partitions
+    let (mut outcomes, rest): (Vec<_>, Vec<_>) = partitions
         .into_iter()
         .partition(|(group, _)| group.ends_with("/outcome"));
+    // The compiler's own outcomes first, then other drivers' (clippy).
+    outcomes.sort_by_key(|(group, _)| (**group != "rustc/outcome", **group));
     let (histograms, plain): (Vec<_>, Vec<_>) = rest
         .into_iter()
         .partition(|(_, names)| is_histogram(names.iter().copied()));
@@ -427,6 +429,10 @@ fn crashes_by_version(group: &str, latest: &ProgramWeek) -> String {
             ))
         })
         .collect();
+    if rows.is_empty() {
+        // No version published a crash this week: nothing to compare.
+        return String::new();
+    }
     rows.sort_by(|a, b| b.0.cmp(&a.0));
     rows.truncate(MAX_VERSIONS);
     let driver = group.trim_end_matches("/outcome");

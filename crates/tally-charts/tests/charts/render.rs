@@ -409,4 +409,13 @@ fn compiler_pages_show_how_compiles_fare() {
     assert_eq!(count(&page, "<tr data-week="), 12);
     assert!(page.contains("The latest 12 of 30 weeks"));
     assert!(page.contains("data-series=\"rustc/error:E0319\" data-points=\"30\""));
+
+    // No crash published for any version: no empty crash chart, the outcome mix stays.
+    let mut quiet = weeks.clone();
+    for week in &mut quiet {
+        week.by_version.clear();
+    }
+    let page = program_page("rustc", &quiet);
+    assert!(!page.contains("data-chart=\"ice-by-version\""));
+    assert!(page.contains("data-chart=\"outcome-mix\""));
 }
