@@ -33,7 +33,7 @@ pub fn dashboard_index(index: &WeeksIndex) -> String {
         .collect();
 
     let mut body = String::new();
-    body.push_str("<header><h1>tally: what people use</h1>");
+    body.push_str("<header><p><a href=\"config\">what is collected, and why</a> · <a href=\"data/\">open data</a></p><h1>tally: what people use</h1>");
     let _ = writeln!(
         body,
         "<p class=\"note\">Reports are one installation-week each. {}</p></header>",
