@@ -13,8 +13,12 @@ use std::fmt::Write as _;
 use tally_protocol::Day;
 use tally_protocol::aggregate::{ProgramWeek, WeeksIndex};
 
+use crate::buckets::{bucket_order, is_histogram};
 use crate::html::{escape, page, path_segment};
-use crate::svg::{LineChart, Point, Scale, Series, StackedColumns, line_chart, stacked_columns};
+use crate::svg::{
+    IntervalBars, IntervalRow, LineChart, Point, Scale, Series, StackedColumns, interval_bars,
+    line_chart, stacked_columns,
+};
 
 /// At most this many weeks are listed in the index's table (the chart shows them all).
 const INDEX_TABLE_WEEKS: usize = 12;
@@ -29,7 +33,7 @@ pub fn dashboard_index(index: &WeeksIndex) -> String {
         .collect();
 
     let mut body = String::new();
-    body.push_str("<header><h1>tally: what people use</h1>");
+    body.push_str("<header><p><a href=\"config\">what is collected, and why</a> · <a href=\"data/\">open data</a></p><h1>tally: what people use</h1>");
     let _ = writeln!(
         body,
         "<p class=\"note\">Reports are one installation-week each. {}</p></header>",
@@ -124,8 +128,20 @@ pub fn partition_of(counter: &str) -> Option<(&str, &str)> {
     counter.split_once(':')
 }
 
-/// One program's page: per counter (or partition) its share of reports over the weeks with the
-/// Wilson interval, then the splits by version, OS and arch.
+/// At most this many buckets of a partition get a bar in its latest-week chart.
+const MAX_BARS: usize = 15;
+/// At most this many buckets of a partition get a line over the weeks (the largest).
+const MAX_LINES: usize = 8;
+/// At most this many weeks are listed in a program page's table (the charts show them all).
+const PROGRAM_TABLE_WEEKS: usize = 12;
+/// At most this many versions in the crashes-per-version chart (the newest).
+const MAX_VERSIONS: usize = 12;
+
+/// One program's page: the latest week of each partition as bars with their intervals; each
+/// partition's and counter's share of reports over the weeks with the Wilson interval;
+/// histograms of bucketed counters (`…/time:<1s`), ordered by bucket; for compilers, how
+/// compiles fare (crashes per version, the outcome mix); the most frequent error codes and
+/// lints; then the splits by version, OS and arch.
 pub fn program_page(program: &str, weeks: &[ProgramWeek]) -> String {
     let mut weeks: Vec<&ProgramWeek> = weeks.iter().collect();
     weeks.sort_by_key(|w| w.week);
@@ -135,23 +151,24 @@ pub fn program_page(program: &str, weeks: &[ProgramWeek]) -> String {
     let mut body = String::new();
     let _ = write!(
         body,
-        "<header><p><a href=\"../\">← all programs</a></p><h1 data-program=\"{p}\">{p}</h1>",
+        "<header><p><a href=\"../\">← all programs</a> · <a href=\"../config\">what is collected, and why</a> · <a href=\"../data/\">open data</a></p><h1 data-program=\"{p}\">{p}</h1>",
         p = escape(program)
     );
     let threshold = weeks.iter().map(|w| w.threshold).max().unwrap_or(0);
     let _ = writeln!(
         body,
-        "<p class=\"note\">Each chart shows the share of this program's reports in which a counter \
-         was above zero, with its 95% Wilson interval as a band. {}</p></header>",
+        "<p class=\"note\">Shares are of this program's reports (one installation-week each) in \
+         which a counter was above zero, with their 95% Wilson interval (bars' whiskers, lines' \
+         bands). {}</p></header>",
         threshold_note(threshold)
     );
-    if weeks.is_empty() {
+    let Some(latest) = weeks.last().copied() else {
         body.push_str("<p class=\"empty\">No published data for this program.</p>\n");
         return page(&title, &body);
-    }
+    };
 
     body.push_str("<div class=\"table-wrap\"><table class=\"weeks\"><thead><tr><th>week (Monday)</th><th class=\"num\">reports</th><th class=\"num\">counters shown</th></tr></thead><tbody>");
-    for week in weeks.iter().rev() {
+    for week in weeks.iter().rev().take(PROGRAM_TABLE_WEEKS) {
         let _ = write!(
             body,
             "<tr data-week=\"{w}\"><td>{w}</td><td class=\"num\" data-reports=\"{r}\">{r}</td><td class=\"num\">{c}</td></tr>",
@@ -161,6 +178,13 @@ pub fn program_page(program: &str, weeks: &[ProgramWeek]) -> String {
         );
     }
     body.push_str("</tbody></table></div>\n");
+    if weeks.len() > PROGRAM_TABLE_WEEKS {
+        let _ = writeln!(
+            body,
+            "<p class=\"note\">The latest {PROGRAM_TABLE_WEEKS} of {} weeks; the charts show them all.</p>",
+            weeks.len()
+        );
+    }
 
     // Group counters: a partition's buckets share one chart; other counters get one each.
     let mut groups: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
@@ -176,21 +200,76 @@ pub fn program_page(program: &str, weeks: &[ProgramWeek]) -> String {
     let (partitions, singles): (Vec<_>, Vec<_>) = groups
         .iter()
         .partition(|(group, names)| names.iter().any(|n| n != *group));
+    let (mut outcomes, rest): (Vec<_>, Vec<_>) = partitions
+        .into_iter()
+        .partition(|(group, _)| group.ends_with("/outcome"));
+    // The compiler's own outcomes first, then other drivers' (clippy).
+    outcomes.sort_by_key(|(group, _)| (**group != "rustc/outcome", **group));
+    let (histograms, plain): (Vec<_>, Vec<_>) = rest
+        .into_iter()
+        .partition(|(_, names)| is_histogram(names.iter().copied()));
 
-    if !partitions.is_empty() {
-        body.push_str("<h2>Partitions</h2><div class=\"grid\">");
-        for (group, names) in &partitions {
-            let series = names
-                .iter()
-                .map(|name| counter_series(name, &weeks))
-                .collect();
+    if !outcomes.is_empty() {
+        body.push_str("<h2 id=\"outcomes\">How compiles fare</h2><p class=\"note\">How each compile ended (ok, error, ice: the compiler crashed, signal: killed, other). Crashes per version: the share of a version's reports with at least one crash.</p><div class=\"grid\">");
+        for (group, names) in &outcomes {
+            body.push_str(&crashes_by_version(group, latest));
+            body.push_str(&outcome_mix(group, names, latest));
             body.push_str(&line_chart(&LineChart {
-                kind: "partition",
-                title: format!("{group}: share of reports per bucket"),
+                kind: "outcome-mix-weeks",
+                title: format!("{group}: share of compiles by outcome, per week"),
                 x_labels: x_labels.clone(),
-                series,
+                series: names
+                    .iter()
+                    .map(|name| event_share_series(group, name, &weeks))
+                    .collect(),
                 scale: Scale::Share,
             }));
+            body.push_str(&partition_lines(group, names, &weeks, &x_labels));
+        }
+        body.push_str("</div>\n");
+    }
+    if !histograms.is_empty() {
+        body.push_str("<h2 id=\"histograms\">Histograms</h2><p class=\"note\">Bucketed counters, in bucket order: the events (compiles) in each bucket in the latest week, and each bucket's share of the events week by week.</p><div class=\"grid\">");
+        for (group, names) in &histograms {
+            let mut ordered: Vec<&str> = names.iter().copied().collect();
+            ordered.sort_by(|a, b| bucket_order(a, b));
+            let label = |name: &str| partition_of(name).map_or(name, |(_, b)| b).to_owned();
+            body.push_str(&stacked_columns(&StackedColumns {
+                kind: "histogram",
+                title: format!("{group}, week of {}: events per bucket", latest.week),
+                x_labels: ordered.iter().map(|n| label(n)).collect(),
+                stacks: vec![(
+                    "events".to_owned(),
+                    ordered
+                        .iter()
+                        .map(|name| {
+                            latest
+                                .counters
+                                .iter()
+                                .find(|c| c.name == *name)
+                                .map_or(0, |c| c.total)
+                        })
+                        .collect(),
+                )],
+            }));
+            body.push_str(&line_chart(&LineChart {
+                kind: "histogram-weeks",
+                title: format!("{group}: share of events per bucket, per week"),
+                x_labels: x_labels.clone(),
+                series: ordered
+                    .iter()
+                    .map(|name| event_share_series(group, name, &weeks))
+                    .collect(),
+                scale: Scale::Share,
+            }));
+        }
+        body.push_str("</div>\n");
+    }
+    if !plain.is_empty() {
+        body.push_str("<h2 id=\"partitions\">Partitions</h2><div class=\"grid\">");
+        for (group, names) in &plain {
+            body.push_str(&latest_bars(group, names, latest));
+            body.push_str(&partition_lines(group, names, &weeks, &x_labels));
         }
         body.push_str("</div>\n");
     }
@@ -241,6 +320,205 @@ pub fn program_page(program: &str, weeks: &[ProgramWeek]) -> String {
     page(&title, &body)
 }
 
+/// The latest week of a partition: one bar per bucket (the largest [`MAX_BARS`]), by share,
+/// each with its interval. Error codes and lints are titled as what they are.
+fn latest_bars(group: &str, names: &BTreeSet<&str>, latest: &ProgramWeek) -> String {
+    let mut rows: Vec<IntervalRow> = latest
+        .counters
+        .iter()
+        .filter(|c| names.contains(c.name.as_str()))
+        .map(|c| IntervalRow {
+            name: c.name.clone(),
+            label: partition_of(&c.name)
+                .map_or(c.name.as_str(), |(_, b)| b)
+                .to_owned(),
+            value: c.share,
+            band: Some((c.low, c.high)),
+            detail: format!(
+                "in {} of {} reports, {} events",
+                c.reports_with, latest.reports, c.total
+            ),
+        })
+        .collect();
+    rows.sort_by(|a, b| {
+        b.value
+            .total_cmp(&a.value)
+            .then_with(|| a.name.cmp(&b.name))
+    });
+    let more = rows.len().saturating_sub(MAX_BARS);
+    rows.truncate(MAX_BARS);
+    let what = if group.ends_with("/error") {
+        format!("Most frequent error codes ({group})")
+    } else if group.ends_with("/lint") {
+        format!("Most frequent lints ({group})")
+    } else {
+        group.to_owned()
+    };
+    let mut note = String::new();
+    if more > 0 {
+        note = format!("{more} smaller buckets not drawn.");
+    }
+    if rows.is_empty() {
+        note = "Nothing published in the latest week.".to_owned();
+    }
+    interval_bars(&IntervalBars {
+        kind: "latest",
+        title: format!("{what}, week of {}: share of reports", latest.week),
+        rows,
+        note,
+    })
+}
+
+/// A partition over the weeks: one line per bucket (the [`MAX_LINES`] largest), by name.
+fn partition_lines(
+    group: &str,
+    names: &BTreeSet<&str>,
+    weeks: &[&ProgramWeek],
+    x_labels: &[String],
+) -> String {
+    let largest = |name: &str| {
+        weeks
+            .iter()
+            .flat_map(|w| w.counters.iter().filter(|c| c.name == name))
+            .map(|c| c.share)
+            .fold(0.0, f64::max)
+    };
+    let mut chosen: Vec<&str> = names.iter().copied().collect();
+    chosen.sort_by(|a, b| largest(b).total_cmp(&largest(a)).then_with(|| a.cmp(b)));
+    let more = chosen.len().saturating_sub(MAX_LINES);
+    chosen.truncate(MAX_LINES);
+    chosen.sort();
+    let mut title = format!("{group}: share of reports per bucket");
+    if more > 0 {
+        let _ = write!(title, " (the {MAX_LINES} largest of {})", names.len());
+    }
+    line_chart(&LineChart {
+        kind: "partition",
+        title,
+        x_labels: x_labels.to_vec(),
+        series: chosen
+            .iter()
+            .map(|name| counter_series(name, weeks))
+            .collect(),
+        scale: Scale::Share,
+    })
+}
+
+/// `<driver>/outcome:ice` per version in the latest week: the share of each version's reports
+/// with a crash, with its interval, newest versions first.
+fn crashes_by_version(group: &str, latest: &ProgramWeek) -> String {
+    let ice = format!("{group}:ice");
+    let mut rows: Vec<(Vec<u64>, IntervalRow)> = latest
+        .by_version
+        .iter()
+        .filter_map(|(version, counters)| {
+            let c = counters.iter().find(|c| c.name == ice)?;
+            let of = latest.versions.get(version).copied().unwrap_or(0);
+            Some((
+                version_key(version),
+                IntervalRow {
+                    name: version.clone(),
+                    label: version.clone(),
+                    value: c.share,
+                    band: Some((c.low, c.high)),
+                    detail: format!(
+                        "in {} of {of} reports of this version, {} crashes",
+                        c.reports_with, c.total
+                    ),
+                },
+            ))
+        })
+        .collect();
+    if rows.is_empty() {
+        // No version published a crash this week: nothing to compare.
+        return String::new();
+    }
+    rows.sort_by(|a, b| b.0.cmp(&a.0));
+    rows.truncate(MAX_VERSIONS);
+    let driver = group.trim_end_matches("/outcome");
+    interval_bars(&IntervalBars {
+        kind: "ice-by-version",
+        title: format!(
+            "{driver}: share of reports with a compiler crash (ICE), by version, week of {}",
+            latest.week
+        ),
+        rows: rows.into_iter().map(|(_, row)| row).collect(),
+        note: "Versions with no crash, or with too few reports to publish, have no bar.".to_owned(),
+    })
+}
+
+/// The outcome mix of the latest week: each outcome's share of all compiles (events).
+fn outcome_mix(group: &str, names: &BTreeSet<&str>, latest: &ProgramWeek) -> String {
+    let counters: Vec<_> = latest
+        .counters
+        .iter()
+        .filter(|c| names.contains(c.name.as_str()))
+        .collect();
+    let all: u64 = counters.iter().map(|c| c.total).sum();
+    let rows = counters
+        .iter()
+        .map(|c| IntervalRow {
+            name: c.name.clone(),
+            label: partition_of(&c.name)
+                .map_or(c.name.as_str(), |(_, b)| b)
+                .to_owned(),
+            value: if all == 0 {
+                0.0
+            } else {
+                c.total as f64 / all as f64
+            },
+            band: None,
+            detail: format!("{} of {all} compiles", c.total),
+        })
+        .collect();
+    interval_bars(&IntervalBars {
+        kind: "outcome-mix",
+        title: format!(
+            "{group}, week of {}: share of compiles by outcome",
+            latest.week
+        ),
+        rows,
+        note: "Of the compiles in the published outcomes.".to_owned(),
+    })
+}
+
+/// A bucket's share of its group's events (summed counts) week by week: for outcomes and
+/// histograms, where the unit is the compile, not the report.
+fn event_share_series(group: &str, name: &str, weeks: &[&ProgramWeek]) -> Series {
+    let prefix = format!("{group}:");
+    let points = weeks
+        .iter()
+        .map(|week| {
+            let all: u64 = week
+                .counters
+                .iter()
+                .filter(|c| c.name.starts_with(&prefix))
+                .map(|c| c.total)
+                .sum();
+            let counter = week.counters.iter().find(|c| c.name == name)?;
+            (all > 0).then(|| Point {
+                value: counter.total as f64 / all as f64,
+                band: None,
+                detail: format!("{} of {all} events", counter.total),
+            })
+        })
+        .collect();
+    Series {
+        name: name.to_owned(),
+        label: partition_of(name).map_or(name, |(_, b)| b).to_owned(),
+        points,
+    }
+}
+
+/// Orders versions numerically (`1.100.0` after `1.95.0`; `go1.22.1` by its numbers).
+fn version_key(version: &str) -> Vec<u64> {
+    version
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|part| !part.is_empty())
+        .filter_map(|part| part.parse().ok())
+        .collect()
+}
+
 fn split_kind(split: &str) -> &'static str {
     match split {
         "version" => "split-version",
@@ -265,7 +543,8 @@ fn threshold_note(threshold: u64) -> String {
     }
 }
 
-/// One counter's share over the weeks; weeks where it was withheld or absent are gaps.
+/// One counter's share of reports over the weeks; weeks where it was withheld or absent are
+/// gaps.
 fn counter_series(name: &str, weeks: &[&ProgramWeek]) -> Series {
     let label = partition_of(name)
         .map_or(name, |(_, bucket)| bucket)

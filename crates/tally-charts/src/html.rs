@@ -76,6 +76,7 @@ ul.legend .swatch { display: inline-block; width: 0.8rem; height: 0.8rem; border
 table { border-collapse: collapse; font-size: 0.9rem; }
 th, td { border-bottom: 1px solid var(--line); padding: 0.25rem 0.6rem; text-align: left; white-space: nowrap; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
+.simulated { background: #fff8c5; border: 1px solid #d4a72c; border-radius: 6px; padding: 0.4rem 0.7rem; font-weight: 600; }
 nav.programs { display: flex; flex-wrap: wrap; gap: 0.4rem 1rem; }
 "#;
 

@@ -19,6 +19,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod buckets;
 pub mod dashboard;
 pub mod html;
 pub mod svg;

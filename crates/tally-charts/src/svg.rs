@@ -199,10 +199,18 @@ fn x_axis(out: &mut String, labels: &[String]) {
         if !shown {
             continue;
         }
+        // A date is about 60 units wide: the last one is right-aligned where centring it would
+        // cut it off at the chart's edge.
+        let x = x_at(index, count);
+        let (x, anchor) = if x + 31.0 > WIDTH {
+            (WIDTH - 2.0, "end")
+        } else {
+            (x, "middle")
+        };
         let _ = write!(
             out,
-            "<text x=\"{x}\" y=\"{y}\" text-anchor=\"middle\">{label}</text>",
-            x = coord(x_at(index, count)),
+            "<text x=\"{x}\" y=\"{y}\" text-anchor=\"{anchor}\">{label}</text>",
+            x = coord(x),
             y = HEIGHT - 9.0,
             label = escape(label),
         );
@@ -252,7 +260,8 @@ pub fn line_chart(chart: &LineChart) -> String {
 
     for (index, series) in chart.series.iter().enumerate() {
         let color = color(index);
-        let shift = dodge(index, chart.series.len());
+        // Dodging keeps equal values apart; with many weeks it would blur the lines instead.
+        let shift = dodge(index, chart.series.len()) * (12.0 / count.max(1) as f64).min(1.0);
         let drawn = series.points.iter().take(count).flatten().count();
         let _ = write!(
             out,
@@ -307,8 +316,9 @@ pub fn line_chart(chart: &LineChart) -> String {
             }
             let _ = write!(
                 out,
-                "<circle class=\"point\" fill=\"{color}\" cx=\"{x}\" cy=\"{y}\" r=\"3.5\" data-week=\"{week}\" data-value=\"{value}\"",
+                "<circle class=\"point\" fill=\"{color}\" cx=\"{x}\" cy=\"{y}\" r=\"{r}\" data-week=\"{week}\" data-value=\"{value}\"",
                 y = coord(y_at(point.value, top)),
+                r = if count > 16 { "2.2" } else { "3.5" },
                 week = escape(&chart.x_labels[i]),
                 value = point.value,
             );
@@ -528,9 +538,179 @@ pub fn horizontal_bars(chart: &HorizontalBars) -> String {
     out
 }
 
+/// One row of an [`IntervalBars`] chart.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IntervalRow {
+    /// The full name (a counter, a version), written to `data-series` and the tooltip.
+    pub name: String,
+    /// What the row's label shows.
+    pub label: String,
+    /// A share in `[0, 1]`.
+    pub value: f64,
+    /// Its interval (the Wilson interval), drawn as a whisker across the bar's end.
+    pub band: Option<(f64, f64)>,
+    /// Extra words for the tooltip.
+    pub detail: String,
+}
+
+/// Horizontal bars of shares, each with its interval: for comparing buckets within one week,
+/// where a reader looks first at which bars' intervals overlap.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IntervalBars {
+    pub kind: &'static str,
+    pub title: String,
+    pub rows: Vec<IntervalRow>,
+    /// Words under the chart (what was left out), or empty.
+    pub note: String,
+}
+
+/// Renders an [`IntervalBars`] chart; its height grows with the number of rows.
+pub fn interval_bars(chart: &IntervalBars) -> String {
+    let row_height = 20.0;
+    let label_width = 170.0;
+    let value_width = 52.0;
+    let axis = 16.0;
+    let height = TOP + row_height * chart.rows.len().max(1) as f64 + axis;
+    let max = chart
+        .rows
+        .iter()
+        .map(|r| r.band.map_or(r.value, |(_, high)| high.max(r.value)))
+        .fold(0.0, f64::max);
+    let top = y_top(Scale::Share, max);
+    let plot = WIDTH - label_width - value_width - RIGHT;
+    let x_of = |value: f64| label_width + plot * value.clamp(0.0, top) / top;
+
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        "<figure class=\"chart\" data-chart=\"{kind}\"><figcaption>{title}</figcaption>",
+        kind = escape(chart.kind),
+        title = escape(&chart.title)
+    );
+    let _ = write!(
+        out,
+        "<svg class=\"chart\" data-chart=\"{kind}\" data-title=\"{title}\" viewBox=\"0 0 {WIDTH} {height}\" \
+         xmlns=\"http://www.w3.org/2000/svg\" role=\"img\" aria-label=\"{title}\" preserveAspectRatio=\"xMidYMid meet\">",
+        kind = escape(chart.kind),
+        title = escape(&chart.title),
+        height = coord(height),
+    );
+    // Vertical grid lines with their percentages along the bottom.
+    let bottom = TOP + row_height * chart.rows.len().max(1) as f64;
+    for step in 0..=4 {
+        let value = top * f64::from(step) / 4.0;
+        let x = coord(x_of(value));
+        let _ = write!(
+            out,
+            "<line class=\"grid-line\" x1=\"{x}\" x2=\"{x}\" y1=\"{TOP}\" y2=\"{b}\"/>\
+             <text x=\"{x}\" y=\"{ty}\" text-anchor=\"middle\">{label}</text>",
+            b = coord(bottom),
+            ty = coord(bottom + 12.0),
+            label = escape(&format_percent(value)),
+        );
+    }
+    for (index, row) in chart.rows.iter().enumerate() {
+        let y = TOP + row_height * index as f64;
+        let shown: String = if row.label.chars().count() > 26 {
+            let mut short: String = row.label.chars().take(25).collect();
+            short.push('…');
+            short
+        } else {
+            row.label.clone()
+        };
+        let mut tooltip = format!("{}: {}", row.name, format_percent(row.value));
+        if let Some((low, high)) = row.band {
+            let _ = write!(
+                tooltip,
+                " (95% interval {} to {})",
+                format_percent(low),
+                format_percent(high)
+            );
+        }
+        if !row.detail.is_empty() {
+            let _ = write!(tooltip, "; {}", row.detail);
+        }
+        let width = (x_of(row.value) - label_width).max(if row.value > 0.0 { 1.0 } else { 0.0 });
+        let _ = write!(
+            out,
+            "<g class=\"series\" data-series=\"{name}\"><text x=\"{lx}\" y=\"{ty}\" text-anchor=\"end\">{label}</text>\
+             <rect class=\"bar\" fill=\"{color}\" fill-opacity=\"0.75\" x=\"{label_width}\" y=\"{ry}\" width=\"{w}\" height=\"{h}\" data-value=\"{value}\"",
+            name = escape(&row.name),
+            lx = label_width - 6.0,
+            ty = coord(y + row_height / 2.0 + 4.0),
+            label = escape(&shown),
+            color = color(0),
+            ry = coord(y + 4.0),
+            w = coord(width),
+            h = coord(row_height - 8.0),
+            value = row.value,
+        );
+        if let Some((low, high)) = row.band {
+            let _ = write!(out, " data-low=\"{low}\" data-high=\"{high}\"");
+        }
+        let _ = write!(out, "><title>{}</title></rect>", escape(&tooltip));
+        let mut value_x = label_width + width + 4.0;
+        if let Some((low, high)) = row.band {
+            let (x1, x2, cy) = (x_of(low), x_of(high), y + row_height / 2.0);
+            let _ = write!(
+                out,
+                "<line class=\"whisker\" stroke=\"#1b1f24\" stroke-width=\"1.5\" x1=\"{x1}\" x2=\"{x2}\" y1=\"{cy}\" y2=\"{cy}\"/>\
+                 <line class=\"whisker\" stroke=\"#1b1f24\" stroke-width=\"1.5\" x1=\"{x1}\" x2=\"{x1}\" y1=\"{t}\" y2=\"{b}\"/>\
+                 <line class=\"whisker\" stroke=\"#1b1f24\" stroke-width=\"1.5\" x1=\"{x2}\" x2=\"{x2}\" y1=\"{t}\" y2=\"{b}\"/>",
+                x1 = coord(x1),
+                x2 = coord(x2),
+                cy = coord(cy),
+                t = coord(cy - 4.0),
+                b = coord(cy + 4.0),
+            );
+            value_x = value_x.max(x2 + 4.0);
+        }
+        let _ = write!(
+            out,
+            "<text x=\"{vx}\" y=\"{ty}\">{text}</text></g>",
+            vx = coord(value_x.min(WIDTH - value_width + 8.0)),
+            ty = coord(y + row_height / 2.0 + 4.0),
+            text = escape(&format_percent(row.value)),
+        );
+    }
+    out.push_str("</svg>");
+    if !chart.note.is_empty() {
+        let _ = write!(out, "<p class=\"note\">{}</p>", escape(&chart.note));
+    }
+    out.push_str("</figure>\n");
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn interval_bars_draw_each_row_with_its_whiskers_inside_the_chart() {
+        let rows = (0..3)
+            .map(|i| IntervalRow {
+                name: format!("x:{i}"),
+                label: format!("{i}"),
+                value: 0.2 * f64::from(i),
+                band: Some((0.1 * f64::from(i), 0.3 * f64::from(i) + 0.05)),
+                detail: String::new(),
+            })
+            .collect();
+        let svg = interval_bars(&IntervalBars {
+            kind: "latest",
+            title: "t".into(),
+            rows,
+            note: "2 more".into(),
+        });
+        assert_eq!(svg.matches("<rect class=\"bar\"").count(), 3);
+        assert_eq!(svg.matches("class=\"whisker\"").count(), 9);
+        assert!(svg.contains("data-value=\"0.4\" data-low=\"0.2\" data-high=\"0.65\""));
+        assert!(svg.contains("2 more"));
+        for x in svg.split(" x2=\"").skip(1) {
+            let x: f64 = x[..x.find('"').unwrap()].parse().unwrap();
+            assert!(x <= WIDTH, "{x}");
+        }
+    }
 
     #[test]
     fn nice_ceilings() {

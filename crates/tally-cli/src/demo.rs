@@ -1,8 +1,11 @@
 //! `tally demo`: a whole collector and client on this machine, in temporary directories.
 //!
 //! The loop, end to end, with real programs: a freshly generated minisign key
-//! (`tally-server keygen`), a config naming every counter tally knows, signed
-//! (`tally-server sign`), `tally-server serve` on 127.0.0.1 with a temporary local store, a
+//! (`tally-server keygen`), a chart config naming every counter tally knows and the upload
+//! config generated from it (`tally-server config generate`), signed (`tally-server sign`), a
+//! temporary local store filled with [`SIMULATED_WEEKS`] weeks of simulated installations
+//! (`simulate.rs`, stored with `tally-server import --simulated`, so every page says they are
+//! simulated), `tally-server serve` on 127.0.0.1 with the default publication threshold, a
 //! temporary tally home (`TALLY_DIR`, never the user's own) turned `on` against that server,
 //! a sample cargo project (and a Go one when `go` is installed) built through the shims and the
 //! wrapper, the clock override (`TALLY_NOW`) moved past the week, and `tally upload`. Then it
@@ -29,7 +32,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use nix::sys::signal::Signal;
 use tally_home::Day;
-use tally_protocol::aggregate::{ProgramWeek, WeeksIndex};
+use tally_protocol::aggregate::{ProgramWeek, WeeksIndex, bucket_week};
+
+mod simulate;
 
 /// Options of `tally demo`.
 #[derive(Debug, Clone, clap::Args)]
@@ -66,6 +71,17 @@ const SERVER_START_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DASHBOARD_LINE_PREFIX: &str = "dashboard: ";
 /// The line the demo prints with the temporary tally home; tests look for it.
 pub const HOME_LINE_PREFIX: &str = "demo tally home: ";
+
+/// Weeks of simulated installations in the demo's store, the last being the calendar week of
+/// the sample builds (the real report lands in it or, by the installation's weekday, in the one
+/// before), so the pages look like a collector's after a few months.
+pub const SIMULATED_WEEKS: usize = 12;
+/// The demo's publication threshold: the default, as a real collector's.
+pub const DEMO_THRESHOLD: u64 = 5;
+/// Platforms the demo's config asks for (and the simulation draws from), with this machine's
+/// own added when it is not among them.
+const DEMO_OS: [&str; 3] = ["linux", "macos", "windows"];
+const DEMO_ARCH: [&str; 2] = ["x86_64", "aarch64"];
 
 /// Runs `tally demo`.
 pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
@@ -205,9 +221,20 @@ impl Demo {
             .arg("--no-password")
             .env_remove("TALLY_SERVER_KEY_PASSWORD");
         run_quiet(&mut keygen, "tally-server keygen")?;
+        let (os, arch) = platforms();
+        let charts_path = self.dirs.keys.join("charts.toml");
+        std::fs::write(&charts_path, simulate::charts_toml(&os, &arch)?)
+            .with_context(|| format!("cannot write {}", charts_path.display()))?;
         let config_path = self.dirs.keys.join("config.json");
-        std::fs::write(&config_path, demo_config(expires)?)
-            .with_context(|| format!("cannot write {}", config_path.display()))?;
+        let mut generate = Command::new(&self.server_bin);
+        generate
+            .args(["config", "generate"])
+            .arg(&charts_path)
+            .args(["--expected-reports", "1", "--first", "--expires"])
+            .arg(expires.to_string())
+            .arg("--out")
+            .arg(&config_path);
+        run_quiet(&mut generate, "tally-server config generate")?;
         let mut sign = Command::new(&self.server_bin);
         sign.arg("sign")
             .arg(&config_path)
@@ -215,14 +242,42 @@ impl Demo {
             .arg(&secret_key)
             .env_remove("TALLY_SERVER_KEY_PASSWORD");
         run_quiet(&mut sign, "tally-server sign")?;
+        // Weeks of simulated installations, ending with the week of the sample builds.
+        let last = bucket_week(build_day);
+        let mondays: Vec<Day> = (0..SIMULATED_WEEKS)
+            .rev()
+            .filter_map(|back| last.plus_days(-7 * back as i64))
+            .collect();
+        let simulated_dir = self.dirs.keys.join("simulated");
+        std::fs::create_dir_all(&simulated_dir)
+            .with_context(|| format!("cannot create {}", simulated_dir.display()))?;
+        let simulated = simulate::reports(&mondays, &os, &arch, 2026);
+        for (i, report) in simulated.iter().enumerate() {
+            let path = simulated_dir.join(format!("{i:06}.json"));
+            std::fs::write(&path, report.to_canonical_json())
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        let mut import = Command::new(&self.server_bin);
+        import
+            .arg("import")
+            .arg("--store")
+            .arg(&self.dirs.store)
+            .arg("--simulated")
+            .arg(simulate::NOTE)
+            .arg(&simulated_dir);
+        run_quiet(&mut import, "tally-server import")?;
         let key_line = read_public_key(&public_key)?;
 
-        let port = self.start_server(&config_path, &public_key, today)?;
+        let port = self.start_server(&config_path, &charts_path, &public_key, today)?;
         let base = format!("http://127.0.0.1:{port}");
         wait_healthy(&base)?;
         say(&format!(
-            "   tally-server is serving on {base} with publication threshold 1 (a real collector keeps \
-             the default of 5 or more: with one user, 1 is the only way to see anything)"
+            "   tally-server is serving on {base} with publication threshold {DEMO_THRESHOLD}, its \
+             store holding {} SIMULATED reports over {SIMULATED_WEEKS} weeks ({} to {}), so the \
+             pages look like a collector's after a few months; every page says the data is simulated",
+            simulated.len(),
+            mondays.first().map_or(String::new(), Day::to_string),
+            last
         ));
 
         // 2. The client: a temporary home, turned on against that collector.
@@ -313,9 +368,11 @@ impl Demo {
         ));
         say(&format!("{DASHBOARD_LINE_PREFIX}{base}/"));
         say(&format!(
-            "   Look at: the index (reports per week), each program's page (share of reports per \
-             counter with its 95% interval; partitions like cargo/subcommand as one chart; splits by \
-             version, OS and arch), and the JSON at {base}/api/weeks."
+            "   Look at: the index (reports per week), each program's page (the latest week of each \
+             partition as bars with their 95% intervals, shares over the weeks, compile-time \
+             histograms, crashes per rustc version, the most frequent errors and lints; splits by \
+             version, OS and arch), what is collected and why at {base}/config, and the open data \
+             at {base}/data/."
         ));
         if self.home_outlives_summary {
             say(&format!(
@@ -395,6 +452,7 @@ impl Demo {
     fn start_server(
         &mut self,
         config: &Path,
+        charts: &Path,
         public_key: &Path,
         today: Day,
     ) -> anyhow::Result<u16> {
@@ -411,8 +469,10 @@ impl Demo {
             .arg(config)
             .arg("--key")
             .arg(public_key)
+            .arg("--charts")
+            .arg(charts)
             .arg("--threshold")
-            .arg("1")
+            .arg(DEMO_THRESHOLD.to_string())
             .arg("--flush-ms")
             .arg("50")
             .env("TALLY_NOW", today.to_string())
@@ -529,35 +589,18 @@ fn read_public_key(path: &Path) -> anyhow::Result<String> {
         .with_context(|| format!("{} holds no public key", path.display()))
 }
 
-/// A config asking for every counter tally knows, from every version, OS and arch, at rate 1.
-fn demo_config(expires: Day) -> anyhow::Result<String> {
-    let programs: Vec<serde_json::Value> = tally_grammar::Tool::ALL
-        .iter()
-        .map(|tool| {
-            let mut names = tally_grammar::vocabulary(*tool);
-            // The wrapper also counts how rustc's compiles fared (in rustc's files).
-            if *tool == tally_grammar::Tool::Rustc {
-                names.extend(tally_grammar::outcome::vocabulary());
-            }
-            let counters: Vec<serde_json::Value> = names
-                .into_iter()
-                .map(|name| serde_json::json!({ "name": name, "rate": 1.0 }))
-                .collect();
-            serde_json::json!({ "name": tool.name(), "versions": ">=0.0.0", "counters": counters })
-        })
-        .collect();
-    let config = serde_json::json!({
-        "version": 1,
-        "expires": expires.to_string(),
-        "sample_rate": 1.0,
-        "os": [std::env::consts::OS],
-        "arch": [std::env::consts::ARCH],
-        "programs": programs,
-    });
-    let text = serde_json::to_string_pretty(&config).context("serializing the demo config")?;
-    tally_protocol::UploadConfig::parse(text.as_bytes())
-        .context("the demo config does not validate (a bug in tally demo)")?;
-    Ok(text)
+/// The platforms the demo's config asks for: [`DEMO_OS`] and [`DEMO_ARCH`], and this
+/// machine's own.
+fn platforms() -> (Vec<&'static str>, Vec<&'static str>) {
+    let mut os = DEMO_OS.to_vec();
+    if !os.contains(&std::env::consts::OS) {
+        os.push(std::env::consts::OS);
+    }
+    let mut arch = DEMO_ARCH.to_vec();
+    if !arch.contains(&std::env::consts::ARCH) {
+        arch.push(std::env::consts::ARCH);
+    }
+    (os, arch)
 }
 
 fn write_rust_project(dir: &Path) -> anyhow::Result<()> {
@@ -690,25 +733,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn demo_config_asks_for_every_counter_of_every_tool() {
-        let expires: Day = "2027-01-01".parse().unwrap();
-        let text = demo_config(expires).unwrap();
-        let config = tally_protocol::UploadConfig::parse(text.as_bytes()).unwrap();
-        assert_eq!(config.sample_rate, 1.0);
-        for tool in tally_grammar::Tool::ALL {
-            let program = config.program(tool.name()).expect("every tool");
-            let rates = program.counter_rates();
-            for name in tally_grammar::vocabulary(tool) {
-                assert_eq!(rates.get(&name), Some(&1.0), "{name}");
-            }
-            assert!(program.allows_version("1.95.0") && program.allows_version("go1.19.8"));
-        }
-        assert!(config.allows(
-            "cargo",
-            "1.95.0",
-            std::env::consts::OS,
-            std::env::consts::ARCH
-        ));
+    fn the_demo_asks_for_this_machine() {
+        let (os, arch) = platforms();
+        assert!(os.contains(&std::env::consts::OS));
+        assert!(arch.contains(&std::env::consts::ARCH));
     }
 
     #[test]

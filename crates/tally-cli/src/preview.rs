@@ -4,10 +4,17 @@
 //! Like `tally upload`, it first builds the reports that are due (so the bytes shown are the
 //! bytes that will be sent: each report's random `x` is drawn once), but it never fetches or
 //! sends anything. With `TALLY=off` or `DO_NOT_TRACK` it touches nothing.
+//!
+//! After each week's bytes it names, for every counter sent, the chart the collector collects it
+//! for (the `chart` of the counter in the verified config, described on the collector's
+//! `/config` page), so the user can see why each number is asked for.
 
 use std::process::ExitCode;
 
+use std::collections::BTreeMap;
+
 use tally_home::{Env, Mode};
+use tally_protocol::{Report, UploadConfig};
 
 use crate::{Io, locate_home};
 
@@ -35,6 +42,9 @@ pub(crate) fn run(env: &Env, io: &mut Io<'_>) -> anyhow::Result<ExitCode> {
     let endpoint = tally_config::Endpoint::load(&home.config_dir())
         .ok()
         .flatten();
+    let config = tally_config::current(&home.config_dir(), env.today())
+        .ok()
+        .map(|verified| verified.config);
     let out = &mut *io.out;
     if mode == Mode::Off || preview.weeks.is_empty() {
         out.write_all(preview.explain().as_bytes())?;
@@ -54,6 +64,24 @@ pub(crate) fn run(env: &Env, io: &mut Io<'_>) -> anyhow::Result<ExitCode> {
                     bytes.len()
                 )?;
                 out.write_all(bytes)?;
+                if let (Some(config), Ok(report)) = (&config, Report::parse(bytes)) {
+                    let page = endpoint.as_ref().map_or_else(
+                        || "the collector's /config page".to_owned(),
+                        |e| format!("{}/config", e.url),
+                    );
+                    writeln!(
+                        out,
+                        "Why each counter is asked for (charts described at {page}):"
+                    )?;
+                    for (counter, charts) in charts_of(config, &report) {
+                        let charts = if charts.is_empty() {
+                            "no chart named in the collector's config".to_owned()
+                        } else {
+                            format!("chart {}", charts.join(", chart "))
+                        };
+                        writeln!(out, "  {counter}: {charts}")?;
+                    }
+                }
             }
             Err(why) => writeln!(out, "Week of {}: nothing would be sent: {why}.", week.week)?,
         }
@@ -65,4 +93,20 @@ pub(crate) fn run(env: &Env, io: &mut Io<'_>) -> anyhow::Result<ExitCode> {
         writeln!(io.err, "tally: problem: {problem}")?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Every counter `report` sends, as `counter (program)`, with the charts `config` collects it for.
+fn charts_of(config: &UploadConfig, report: &Report) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for section in &report.programs {
+        let charts = config
+            .program(&section.program)
+            .map(|p| p.counter_charts())
+            .unwrap_or_default();
+        for counter in section.counters.keys() {
+            out.entry(format!("{counter} ({})", section.program))
+                .or_insert_with(|| charts.get(counter).cloned().unwrap_or_default());
+        }
+    }
+    out
 }

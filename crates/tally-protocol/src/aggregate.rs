@@ -49,6 +49,11 @@ pub struct ProgramWeek {
     pub versions: BTreeMap<String, u64>,
     pub os: BTreeMap<String, u64>,
     pub arch: BTreeMap<String, u64>,
+    /// Per published version, the outcome counters (`rustc/outcome:ice`, …) among that
+    /// version's reports: `share` is `reports_with / versions[version]`. Counters under the
+    /// threshold, and any whose count could be derived from the others, are left out.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub by_version: BTreeMap<String, Vec<CounterAggregate>>,
 }
 
 /// One counter's aggregate over a program-week.

@@ -76,6 +76,13 @@ pub struct CounterConfig {
     /// Fraction in `[0, 1]`: the counter is kept in a report whose `x` is at most this.
     #[cfg_attr(test, schemars(range(min = 0.0, max = 1.0)))]
     pub rate: f64,
+    /// The chart this counter is collected for: the `id` of a chart in the collector's chart
+    /// config, described on the collector's public `/config` page (`/config#<id>`). Optional:
+    /// configs written before charts named their counters, or by hand, leave it out, and a
+    /// counter needed by two charts appears once per chart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, schemars(length(min = 1)))]
+    pub chart: Option<String>,
 }
 
 /// The language [`expand_pattern`] accepts, as a regular expression, for the JSON Schema: a
@@ -102,6 +109,8 @@ pub enum ConfigError {
     EmptyProgramName,
     #[error("program {program}: counter pattern {pattern:?} is malformed")]
     BadPattern { program: String, pattern: String },
+    #[error("program {program}: counter {pattern:?} names an empty chart")]
+    EmptyChart { program: String, pattern: String },
 }
 
 impl UploadConfig {
@@ -133,6 +142,12 @@ impl UploadConfig {
                     &format!("{}: {}.rate", program.name, counter.name),
                     counter.rate,
                 )?;
+                if counter.chart.as_deref() == Some("") {
+                    return Err(ConfigError::EmptyChart {
+                        program: program.name.clone(),
+                        pattern: counter.name.clone(),
+                    });
+                }
                 if expand_pattern(&counter.name).is_none() {
                     return Err(ConfigError::BadPattern {
                         program: program.name.clone(),
@@ -163,6 +178,24 @@ impl ProgramConfig {
     /// Whether `version` is in this program's range. An unreadable version never is.
     pub fn allows_version(&self, version: &str) -> bool {
         VersionReq::parse(&self.versions).is_ok_and(|req| crate::version::matches(&req, version))
+    }
+
+    /// The charts each counter name is collected for (patterns expanded), in config order;
+    /// counters without a chart are left out.
+    pub fn counter_charts(&self) -> BTreeMap<String, Vec<String>> {
+        let mut charts: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for counter in &self.counters {
+            let Some(chart) = &counter.chart else {
+                continue;
+            };
+            for name in expand_pattern(&counter.name).unwrap_or_default() {
+                let entry = charts.entry(name).or_default();
+                if !entry.contains(chart) {
+                    entry.push(chart.clone());
+                }
+            }
+        }
+        charts
     }
 
     /// Every counter name this program's config names, with its rate (patterns expanded).
@@ -252,6 +285,34 @@ mod tests {
         assert!(!config.allows("ghc", "9.4.0", "linux", "x86_64"));
         let rates = config.program("rustc").unwrap().counter_rates();
         assert!(rates.contains_key("rustc/edition:2021"));
+    }
+
+    #[test]
+    fn chart_names_are_optional_and_travel_with_their_counters() {
+        let config = UploadConfig::parse(EXAMPLE.as_bytes()).unwrap();
+        let cargo = config.program("cargo").unwrap();
+        assert_eq!(
+            cargo.counter_charts()["cargo/subcommand:build"],
+            ["cargo-subcommands"]
+        );
+        // An entry without a chart (a config from before chart names) still parses, and its
+        // counters have no chart.
+        assert!(!cargo.counter_charts().contains_key("cargo/invocations"));
+        assert!(cargo.counters.iter().any(|c| c.chart.is_none()));
+        // Serialised back, a counter without a chart has no `chart` key at all, so a config
+        // written by this version is byte-compatible with one written before the field.
+        let json = serde_json::to_string(&CounterConfig {
+            name: "cargo/invocations".into(),
+            rate: 1.0,
+            chart: None,
+        })
+        .unwrap();
+        assert_eq!(json, r#"{"name":"cargo/invocations","rate":1.0}"#);
+        let empty = EXAMPLE.replacen("\"chart\": \"cargo-subcommands\"", "\"chart\": \"\"", 1);
+        assert!(matches!(
+            UploadConfig::parse(empty.as_bytes()),
+            Err(ConfigError::EmptyChart { .. })
+        ));
     }
 
     #[test]

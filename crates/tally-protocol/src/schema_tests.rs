@@ -160,6 +160,14 @@ fn invalid_configs_are_refused_by_both() {
             set("/programs/0/counters/1/name", json!("cargo/x:{a,{b}}")),
         ),
         (
+            "empty chart name",
+            set("/programs/0/counters/1/chart", json!("")),
+        ),
+        (
+            "chart name not a string",
+            set("/programs/0/counters/1/chart", json!(7)),
+        ),
+        (
             "empty counter name",
             set("/programs/0/counters/1/name", json!("")),
         ),
@@ -277,8 +285,15 @@ fn rate_strategy() -> impl Strategy<Value = f64> {
 }
 
 fn valid_config_strategy() -> impl Strategy<Value = Value> {
-    let counter = (counter_pattern_strategy(), rate_strategy())
-        .prop_map(|(name, rate)| json!({ "name": name, "rate": rate }));
+    let counter = (
+        counter_pattern_strategy(),
+        rate_strategy(),
+        proptest::option::of(name_strategy()),
+    )
+        .prop_map(|(name, rate, chart)| match chart {
+            Some(chart) => json!({ "name": name, "rate": rate, "chart": chart }),
+            None => json!({ "name": name, "rate": rate }),
+        });
     let program = (name_strategy(), versions_strategy(), proptest::collection::vec(counter, 0..4))
         .prop_map(|(name, versions, counters)| {
             json!({ "name": name, "versions": versions, "counters": counters })

@@ -7,12 +7,17 @@
 //! Pages are self-contained HTML (inline CSS and SVG, no script), so the dashboard needs no
 //! network and no asset routes.
 
+use std::sync::Arc;
+
+use axum::Extension;
 use axum::extract::{Path, State};
-use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use tally_protocol::aggregate::{ProgramWeek, WeeksIndex};
 
 use crate::AppState;
+use crate::config_page::Site;
+use crate::routes::{html, with_banner};
 
 /// How many of a program's latest weeks its page charts.
 pub const PROGRAM_WEEKS: usize = 26;
@@ -25,7 +30,11 @@ pub fn page(index: &WeeksIndex, latest: &[ProgramWeek]) -> String {
 }
 
 /// `GET /programs/{program}`: the program's charts, or 404 when nothing about it is published.
-pub async fn program(State(state): State<AppState>, Path(program): Path<String>) -> Response {
+pub async fn program(
+    State(state): State<AppState>,
+    Extension(site): Extension<Arc<Site>>,
+    Path(program): Path<String>,
+) -> Response {
     let index = state.weeks_index();
     let weeks: Vec<ProgramWeek> = tally_charts::weeks_with_program(&index, &program, PROGRAM_WEEKS)
         .into_iter()
@@ -36,20 +45,8 @@ pub async fn program(State(state): State<AppState>, Path(program): Path<String>)
     } else {
         StatusCode::OK
     };
-    html(status, tally_charts::program_page(&program, &weeks))
-}
-
-fn html(status: StatusCode, body: String) -> Response {
-    (
+    html(
         status,
-        [
-            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-            (
-                header::CONTENT_SECURITY_POLICY,
-                tally_charts::CONTENT_SECURITY_POLICY,
-            ),
-        ],
-        body,
+        with_banner(tally_charts::program_page(&program, &weeks), &site),
     )
-        .into_response()
 }

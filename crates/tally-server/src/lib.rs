@@ -26,14 +26,21 @@
 //! [`store`] (the object store and its keys), [`validate`] (what an upload may hold), [`merge`]
 //! (one week's merge and its thresholded publication), [`dashboard`] (the pages), [`signing`]
 //! (keys and config signatures), [`clock`] (today, or `TALLY_NOW`), [`plan`] (the sample rate a
-//! wanted precision needs).
+//! wanted precision needs), [`charts_config`] (the chart config: what is collected and why, and
+//! the upload config generated from it), [`config_page`] (the public `/config` page and the
+//! [`config_page::Site`] the pages share), [`open_data`] (`/data/` downloads and `export`), [`import`] (reports written into a
+//! store directly: restores, and `tally demo`'s simulated weeks).
 
 #![forbid(unsafe_code)]
 
 mod background;
+pub mod charts_config;
 pub mod clock;
+pub mod config_page;
 pub mod dashboard;
+pub mod import;
 pub mod merge;
+pub mod open_data;
 pub mod plan;
 mod routes;
 pub mod serve;
@@ -42,5 +49,5 @@ mod state;
 pub mod store;
 pub mod validate;
 
-pub use routes::app;
+pub use routes::{app, app_with};
 pub use state::{AppState, DEFAULT_THRESHOLD, Options, SignedConfig};

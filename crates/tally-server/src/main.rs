@@ -1,4 +1,5 @@
-//! `tally-server`: the collector's command line (`serve`, `keygen`, `sign`, `plan`).
+//! `tally-server`: the collector's command line (`serve`, `keygen`, `sign`, `plan`,
+//! `config generate`, `export`, `import`).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -63,6 +64,22 @@ enum Command {
         #[arg(long)]
         expected_reports: u64,
     },
+    /// The upload config, from the chart config (`config generate`).
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Write the published aggregates of the store's weeks, as `/data/` serves them.
+    Export(tally_server::open_data::ExportArgs),
+    /// Store report files directly (no config or age checks), e.g. `tally demo`'s simulated
+    /// weeks.
+    Import(tally_server::import::ImportArgs),
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Write the upload config the charts of CHARTS need: their counters and nothing else, rates
+    /// planned from each chart's margin, version one above the last one served. Sign it with
+    /// `tally-server sign` before serving it.
+    Generate(tally_server::charts_config::GenerateArgs),
 }
 
 #[derive(clap::Args)]
@@ -80,6 +97,10 @@ struct ServeArgs {
     /// The collector's public key (a .pub file, or its base64 line): the config must verify.
     #[arg(long)]
     key: String,
+    /// The chart config the served config was generated from: the public /config page shows
+    /// its titles, questions and proposals. The server refuses a config not generated from it.
+    #[arg(long)]
+    charts: Option<PathBuf>,
     /// Publication threshold: anything seen in fewer distinct reports is withheld.
     #[arg(long, default_value_t = DEFAULT_THRESHOLD)]
     threshold: u64,
@@ -140,6 +161,11 @@ fn main() -> ExitCode {
         } => tally_server::plan::plan(margin, confidence, expected_reports).map(|plan| {
             print!("{}", plan.explain());
         }),
+        Command::Config(ConfigCommand::Generate(args)) => {
+            tally_server::charts_config::generate_command(&args)
+        }
+        Command::Export(args) => tally_server::open_data::export_command(&args),
+        Command::Import(args) => tally_server::import::import_command(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -199,6 +225,22 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             sig_path.display()
         )
     })?;
+    let charts = args
+        .charts
+        .as_deref()
+        .map(tally_server::charts_config::ChartsFile::read)
+        .transpose()?;
+    if let Some(charts) = &charts {
+        let served = tally_protocol::UploadConfig::parse(&json)
+            .with_context(|| format!("the config {} does not parse", args.config.display()))?;
+        tally_server::charts_config::check_served(charts, &served).with_context(|| {
+            format!(
+                "{} was not generated from {}",
+                args.config.display(),
+                args.charts.as_deref().unwrap_or(Path::new("")).display()
+            )
+        })?;
+    }
     let options = Options {
         threshold: args.threshold,
         clock,
@@ -222,6 +264,18 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let state = AppState::open(store, json.into(), signature.into(), &public_key, options)
             .await
             .with_context(|| format!("refusing to serve {}", args.config.display()))?;
+        let simulated = state
+            .store()
+            .get(&object_store::path::Path::from(
+                tally_server::open_data::SIMULATED_KEY,
+            ))
+            .await?
+            .map(|how| String::from_utf8_lossy(&how).into_owned());
+        let site = tally_server::config_page::Site {
+            charts,
+            simulated,
+            ..Default::default()
+        };
         let listener = tokio::net::TcpListener::bind(args.addr)
             .await
             .with_context(|| format!("cannot listen on {}", args.addr))?;
@@ -234,7 +288,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         println!("tally-server: listening on port {port}");
         tally_server::serve::serve(
             listener,
-            tally_server::app(state.clone()),
+            tally_server::app_with(state.clone(), site),
             limits,
             shutdown_signal(),
             Duration::from_secs(5),

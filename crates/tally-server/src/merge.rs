@@ -19,7 +19,7 @@ use tally_protocol::aggregate::{
 use tally_protocol::{Day, Report};
 
 /// Normal quantile of the published 95% intervals.
-const Z_95: f64 = 1.959_963_984_540_054;
+pub const Z_95: f64 = 1.959_963_984_540_054;
 
 /// The merged, unthresholded aggregate of one calendar week. Private to the server's store.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -40,6 +40,19 @@ pub struct MergedProgram {
     pub versions: BTreeMap<String, u64>,
     pub os: BTreeMap<String, u64>,
     pub arch: BTreeMap<String, u64>,
+    /// Per program version, the outcome counters ([`is_split_by_version`]) of that version's
+    /// sections: what "compiler crashes per version" is drawn from.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub by_version: BTreeMap<String, BTreeMap<String, MergedCounter>>,
+}
+
+/// Whether a counter is also merged per program version: the outcome families
+/// (`rustc/outcome:ice`, `clippy/outcome:error`), which are compared across releases. Other
+/// counters are not, as that would multiply every merge by the number of versions.
+pub fn is_split_by_version(counter: &str) -> bool {
+    counter
+        .split_once(':')
+        .is_some_and(|(family, _)| family.ends_with("/outcome"))
 }
 
 /// One counter's merged counts.
@@ -76,6 +89,15 @@ impl MergedWeek {
             for (name, count) in &section.counters {
                 let sum = entry.counters.entry(name.as_str()).or_insert(0);
                 *sum = sum.saturating_add(*count);
+                if is_split_by_version(name) {
+                    let sum = entry
+                        .by_version
+                        .entry(section.version.as_str())
+                        .or_default()
+                        .entry(name.as_str())
+                        .or_insert(0);
+                    *sum = sum.saturating_add(*count);
+                }
             }
         }
         for (program, seen) in per_program {
@@ -96,6 +118,16 @@ impl MergedWeek {
                     counter.reports_with += 1;
                 }
                 counter.total = counter.total.saturating_add(count);
+            }
+            for (version, counters) in seen.by_version {
+                let merged_version = merged.by_version.entry(version.to_string()).or_default();
+                for (name, count) in counters {
+                    let counter = merged_version.entry(name.to_string()).or_default();
+                    if count > 0 {
+                        counter.reports_with += 1;
+                    }
+                    counter.total = counter.total.saturating_add(count);
+                }
             }
         }
     }
@@ -163,15 +195,49 @@ impl MergedWeek {
             }
             published.into_iter().map(|(k, n)| (k.clone(), n)).collect()
         };
+        let versions = keep(&merged.versions);
+        // Per version, a counter's reports: the same suppression, over the versions, with a
+        // version withheld from `versions` counted as withheld here too.
+        let mut by_version: BTreeMap<String, Vec<CounterAggregate>> = BTreeMap::new();
+        let names: BTreeSet<&String> = merged.by_version.values().flat_map(|c| c.keys()).collect();
+        for name in names {
+            let per_version: BTreeMap<String, u64> = merged
+                .by_version
+                .iter()
+                .filter_map(|(v, c)| Some((v.clone(), c.get(name)?.reports_with)))
+                .filter(|(_, n)| *n > 0)
+                .collect();
+            let published: BTreeMap<String, u64> = per_version
+                .iter()
+                .map(|(v, n)| (v.clone(), if versions.contains_key(v) { *n } else { 0 }))
+                .collect();
+            for (version, reports_with) in keep(&published) {
+                let of = versions[&version];
+                let (low, high) = wilson_interval(reports_with, of, Z_95);
+                let total = merged.by_version[&version][name].total;
+                by_version
+                    .entry(version)
+                    .or_default()
+                    .push(CounterAggregate {
+                        name: name.clone(),
+                        reports_with,
+                        share: reports_with as f64 / of as f64,
+                        low,
+                        high,
+                        total,
+                    });
+            }
+        }
         Some(ProgramWeek {
             week: self.week,
             program: program.to_string(),
             reports: n,
             threshold,
             counters,
-            versions: keep(&merged.versions),
+            versions,
             os: keep(&merged.os),
             arch: keep(&merged.arch),
+            by_version,
         })
     }
 }
@@ -182,6 +248,7 @@ struct ReportProgram<'a> {
     os: BTreeSet<&'a str>,
     arch: BTreeSet<&'a str>,
     counters: BTreeMap<&'a str, u64>,
+    by_version: BTreeMap<&'a str, BTreeMap<&'a str, u64>>,
 }
 
 #[cfg(test)]
@@ -301,5 +368,45 @@ mod tests {
         let inv = &published.counters[0];
         assert_eq!((inv.reports_with, inv.total, inv.share), (5, 5, 1.0));
         assert!(inv.low < 1.0 && inv.high == 1.0);
+    }
+
+    #[test]
+    fn outcomes_are_published_per_version_under_the_same_threshold() {
+        let mut week = MergedWeek::new("2026-11-09".parse().unwrap());
+        let mut i = 0;
+        // 1.95.0: 6 reports, 2 with an ICE; 1.94.0: 5 reports, none; 1.80.0: 1 report, an ICE.
+        for (version, count, ices) in [("1.95.0", 6, 2), ("1.94.0", 5, 0), ("1.80.0", 1, 1)] {
+            for j in 0..count {
+                i += 1;
+                let ice = u64::from(j < ices);
+                let mut section = section(
+                    version,
+                    &[("rustc/outcome:ok", 3), ("rustc/outcome:ice", ice)],
+                );
+                section.program = "rustc".into();
+                week.add(&report(i as f64 / 100.0, vec![section]));
+            }
+        }
+        let all = week.publish("rustc", 1).unwrap();
+        let ice = |published: &ProgramWeek, version: &str| {
+            published.by_version.get(version).and_then(|c| {
+                c.iter()
+                    .find(|c| c.name == "rustc/outcome:ice")
+                    .map(|c| (c.reports_with, c.share))
+            })
+        };
+        assert_eq!(ice(&all, "1.95.0"), Some((2, 2.0 / 6.0)));
+        assert_eq!(ice(&all, "1.80.0"), Some((1, 1.0)));
+        assert_eq!(ice(&all, "1.94.0"), None, "no ICE, nothing to publish");
+        // Threshold 2: 1.80.0 is withheld, and with it its ICE; the ICE counts left published
+        // (1.95.0's 2) would give 1.80.0's away by subtraction from the 3 in all, so they go.
+        let some = week.publish("rustc", 2).unwrap();
+        assert!(!some.versions.contains_key("1.80.0"));
+        assert_eq!(ice(&some, "1.80.0"), None);
+        assert_eq!(ice(&some, "1.95.0"), None, "{:?}", some.by_version);
+        // Only the outcome families are split by version.
+        assert!(is_split_by_version("clippy/outcome:error"));
+        assert!(!is_split_by_version("rustc/error:E0308"));
+        assert!(!week.programs["rustc"].by_version["1.95.0"].contains_key("cargo/invocations"));
     }
 }

@@ -10,38 +10,205 @@
 //! | `POST /upload/{week}` | stores one report: 200 `stored` / `already stored`, 4xx with a reason, 503 if the store failed |
 //! | `GET /api/weeks` | every week with published data, newest first |
 //! | `GET /api/weeks/{week}/{program}` | one program's published week, or 404 |
+//! | `GET /config` | what is collected and why (`config_page.rs`) |
+//! | `GET /data/` | the published weeks, for download (`open_data.rs`) |
+//! | `GET /data/{monday}.json`, `.csv` | one week's published aggregates, or 404 |
 //!
 //! Promises: handlers hold no state of their own (all of it is [`AppState`]); an upload's body
 //! is bounded in size ([`MAX_REPORT_BYTES`]) and in time (`Options::body_timeout`) here, before
 //! any parsing; every answer that is not JSON or a page is one line of text; every page carries
 //! the charts' content security policy.
 
-use axum::Router;
+use std::fmt::Write as _;
+use std::sync::Arc;
+
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Redirect;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::{Extension, Router};
 use tally_protocol::aggregate::bucket_week;
 use tally_protocol::{Day, MAX_REPORT_BYTES};
 
 use crate::background::accept_detached;
+use crate::config_page::{self, Site};
 use crate::dashboard;
+use crate::open_data::{LICENCE_LINE, WeekData};
 use crate::state::AppState;
 
-/// The HTTP surface. Applies the body limit and body read timeout itself; connection limits
-/// and header timeouts belong to [`crate::serve::serve`].
+/// The HTTP surface with the default [`Site`] (no chart config, default retention). Applies the
+/// body limit and body read timeout itself; connection limits and header timeouts belong to
+/// [`crate::serve::serve`].
 pub fn app(state: AppState) -> Router {
+    app_with(state, Site::default())
+}
+
+/// The HTTP surface, with what the public pages say beyond the aggregates.
+pub fn app_with(state: AppState, site: Site) -> Router {
     Router::new()
         .route("/", get(dashboard_page))
         .route("/programs/{program}", get(dashboard::program))
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/config", get(config_html))
         .route("/config.json", get(config_json))
         .route("/config.json.minisig", get(config_signature))
         .route("/upload/{week}", post(upload))
         .route("/api/weeks", get(api_weeks))
         .route("/api/weeks/{week}/{program}", get(api_program_week))
+        .route("/data", get(|| async { Redirect::permanent("/data/") }))
+        .route("/data/", get(data_index))
+        .route("/data/{file}", get(data_file))
+        .layer(Extension(Arc::new(site)))
         .with_state(state)
+}
+
+/// A page with the simulated-data banner (if any) at the top of its body.
+pub(crate) fn with_banner(html: String, site: &Site) -> String {
+    let banner = site.banner();
+    if banner.is_empty() {
+        return html;
+    }
+    html.replacen("<body>\n", &format!("<body>\n{banner}\n"), 1)
+}
+
+pub(crate) fn html(status: StatusCode, body: String) -> Response {
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                tally_charts::CONTENT_SECURITY_POLICY,
+            ),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+async fn config_html(
+    State(state): State<AppState>,
+    Extension(site): Extension<Arc<Site>>,
+) -> Response {
+    html(
+        StatusCode::OK,
+        config_page::render(&site, &state.0.current.config, state.threshold()),
+    )
+}
+
+/// One week's published document, as the dashboard publishes it.
+fn week_data(state: &AppState, site: &Site, week: Day) -> Option<WeekData> {
+    let index = state.weeks_index();
+    let summary = index.weeks.iter().find(|w| w.week == week)?;
+    let programs = summary
+        .programs
+        .keys()
+        .filter_map(|program| state.program_week(week, program))
+        .collect();
+    Some(WeekData::new(
+        summary,
+        programs,
+        state.threshold(),
+        state.0.options.clock.today(),
+        site.simulated.is_some(),
+    ))
+}
+
+async fn data_index(
+    State(state): State<AppState>,
+    Extension(site): Extension<Arc<Site>>,
+) -> Response {
+    let index = state.weeks_index();
+    let today = state.0.options.clock.today();
+    let mut body = String::from(
+        "<header><p><a href=\"../\">← dashboard</a> · <a href=\"../config\">what is collected</a></p><h1>tally open data</h1>",
+    );
+    body.push_str(&site.banner());
+    let _ = write!(
+        body,
+        "<p class=\"note\">Every published week, as JSON and as CSV: exactly the aggregates the \
+         dashboard shows (anything seen in fewer than {} reports withheld, and whatever could be \
+         derived from the rest by subtraction). Schema: <code>{}</code>, described in \
+         docs/open-data.md. Data {LICENCE_LINE}.</p></header>",
+        state.threshold(),
+        crate::open_data::SCHEMA,
+    );
+    if index.weeks.is_empty() {
+        body.push_str("<p class=\"empty\">No week is published yet.</p>");
+    } else {
+        body.push_str("<div class=\"table-wrap\"><table class=\"weeks\"><thead><tr><th>week (Monday)</th><th class=\"num\">reports</th><th>status</th><th>files</th></tr></thead><tbody>");
+        for week in &index.weeks {
+            let status = match crate::open_data::final_after(week.week) {
+                Some(last) if today > last => "final".to_owned(),
+                Some(last) => format!("open to uploads until {last}"),
+                None => String::new(),
+            };
+            let _ = write!(
+                body,
+                "<tr data-week=\"{w}\"><td>{w}</td><td class=\"num\">{r}</td><td>{status}</td>\
+                 <td><a href=\"{w}.json\">{w}.json</a> · <a href=\"{w}.csv\">{w}.csv</a></td></tr>",
+                w = week.week,
+                r = week.reports,
+            );
+        }
+        body.push_str("</tbody></table></div>");
+    }
+    html(
+        StatusCode::OK,
+        tally_charts::html::page("tally open data", &body),
+    )
+}
+
+async fn data_file(
+    State(state): State<AppState>,
+    Extension(site): Extension<Arc<Site>>,
+    Path(file): Path<String>,
+) -> Response {
+    let (stem, csv) = match (file.strip_suffix(".json"), file.strip_suffix(".csv")) {
+        (Some(stem), _) => (stem, false),
+        (_, Some(stem)) => (stem, true),
+        _ => {
+            return reason(
+                StatusCode::NOT_FOUND,
+                "the files here are <monday>.json and <monday>.csv; /data/ lists them".into(),
+            );
+        }
+    };
+    let Ok(day) = stem.parse::<Day>() else {
+        return reason(
+            StatusCode::NOT_FOUND,
+            format!("{stem:?} is not a YYYY-MM-DD day"),
+        );
+    };
+    if bucket_week(day) != day {
+        return reason(
+            StatusCode::NOT_FOUND,
+            format!(
+                "files are named by the Monday of their week: {}",
+                bucket_week(day)
+            ),
+        );
+    }
+    let Some(data) = week_data(&state, &site, day) else {
+        return reason(
+            StatusCode::NOT_FOUND,
+            format!("nothing is published for the week of {day}"),
+        );
+    };
+    if csv {
+        (
+            [(
+                header::CONTENT_TYPE,
+                "text/csv; charset=utf-8; header=present",
+            )],
+            data.to_csv(true),
+        )
+            .into_response()
+    } else {
+        ([(header::CONTENT_TYPE, "application/json")], data.to_json()).into_response()
+    }
 }
 
 async fn config_json(State(state): State<AppState>) -> Response {
@@ -149,18 +316,11 @@ async fn api_program_week(
     }
 }
 
-async fn dashboard_page(State(state): State<AppState>) -> Response {
+async fn dashboard_page(
+    State(state): State<AppState>,
+    Extension(site): Extension<Arc<Site>>,
+) -> Response {
     // Program details live on `/programs/{program}`; the index needs only the weeks.
     let page = dashboard::page(&state.weeks_index(), &[]);
-    (
-        [
-            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-            (
-                header::CONTENT_SECURITY_POLICY,
-                tally_charts::CONTENT_SECURITY_POLICY,
-            ),
-        ],
-        page,
-    )
-        .into_response()
+    html(StatusCode::OK, with_banner(page, &site))
 }

@@ -198,3 +198,64 @@ fn console_check_sees_a_blocked_load() {
         "a blocked image shows in the console: {problems:?}"
     );
 }
+
+#[test]
+fn a_compiler_page_with_many_weeks_renders_in_headless_chromium() {
+    let Some(browser) = Browser::start(1280, 900) else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let weeks = fixtures::rustc_weeks(30);
+    let url = write_page(dir.path(), "rustc.html", &program_page("rustc", &weeks));
+    browser.goto(&url);
+    let problems = browser.console_problems();
+    assert!(problems.is_empty(), "console problems: {problems:?}");
+    let charts = browser.eval(SERIES_SCRIPT, json!([]));
+    let charts = charts.as_array().expect("charts");
+    let kinds: Vec<&str> = charts.iter().map(|c| c["kind"].as_str().unwrap()).collect();
+    for kind in [
+        "ice-by-version",
+        "outcome-mix",
+        "outcome-mix-weeks",
+        "histogram",
+        "histogram-weeks",
+        "latest",
+        "partition",
+    ] {
+        assert!(kinds.contains(&kind), "{kind} in {kinds:?}");
+    }
+    // Each latest-week bar has its interval: whiskers drawn beside it.
+    let bars = browser.eval(
+        "return Array.from(document.querySelectorAll('svg[data-chart=\"latest\"] rect.bar')).map(r => [Number(r.dataset.low), Number(r.dataset.value), Number(r.dataset.high), r.getBoundingClientRect().width]);",
+        json!([]),
+    );
+    let bars = bars.as_array().unwrap();
+    assert!(bars.len() >= 15);
+    for bar in bars {
+        let (low, value, high, width) = (
+            bar[0].as_f64().unwrap(),
+            bar[1].as_f64().unwrap(),
+            bar[2].as_f64().unwrap(),
+            bar[3].as_f64().unwrap(),
+        );
+        assert!(low <= value && value <= high, "{bar}");
+        assert!(width > 0.0, "{bar}");
+    }
+    assert!(charts.iter().all(|c| c["width"].as_f64().unwrap() > 100.0));
+    let rows = browser.eval(
+        "return document.querySelectorAll('table.weeks tbody tr').length;",
+        json!([]),
+    );
+    assert_eq!(rows, json!(12), "the table keeps to the latest weeks");
+    browser.screenshot(
+        &std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("rustc-page.png"),
+        1100,
+    );
+    browser.resize(390, 844);
+    browser.goto(&url);
+    assert_eq!(
+        browser.eval(OVERFLOW_SCRIPT, json!([])),
+        json!(0),
+        "the rustc page fits 390 px"
+    );
+}

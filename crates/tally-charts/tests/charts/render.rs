@@ -345,3 +345,128 @@ fn split_chart_snapshot() {
     let end = start + page[start..].find("</figure>").expect("figure end") + "</figure>".len();
     insta::assert_snapshot!(page[start..end].replace("><", ">\n<"));
 }
+
+/// The `data-value` of each drawn datum of `series` in the chart `kind`, in drawing order.
+fn values_in(page: &str, kind: &str, series: &str) -> Vec<String> {
+    let start = page
+        .find(&format!("<svg class=\"chart\" data-chart=\"{kind}\""))
+        .unwrap_or_else(|| panic!("no {kind} chart"));
+    let chart = &page[start..start + page[start..].find("</svg>").unwrap()];
+    let marker = format!("data-series=\"{series}\"");
+    chart
+        .split(&marker)
+        .skip(1)
+        .flat_map(|g| {
+            let g = &g[..g.find("</g>").unwrap()];
+            g.split("data-value=\"")
+                .skip(1)
+                .map(|v| v[..v.find('"').unwrap()].to_owned())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// The `data-series` of a chart `kind` whose title starts with `title`, in drawing order.
+fn series_of(page: &str, kind: &str, title: &str) -> Vec<String> {
+    let marker = format!(
+        "<svg class=\"chart\" data-chart=\"{kind}\" data-title=\"{}",
+        title.replace('<', "&lt;")
+    );
+    let start = page
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no {kind} chart titled {title}"));
+    let chart = &page[start..start + page[start..].find("</svg>").unwrap()];
+    chart
+        .split("data-series=\"")
+        .skip(1)
+        .map(|s| {
+            s[..s.find('"').unwrap()]
+                .replace("&lt;", "<")
+                .replace("&gt;", ">")
+        })
+        .collect()
+}
+
+#[test]
+fn compiler_pages_show_how_compiles_fare() {
+    let weeks = fixtures::rustc_weeks(30);
+    let latest = weeks.last().unwrap().clone();
+    let page = program_page("rustc", &weeks);
+    // Crashes per version: newest version first, each the share of that version's reports.
+    assert_eq!(
+        series_of(&page, "ice-by-version", "rustc:"),
+        ["1.100.0", "1.95.0", "1.94.0"]
+    );
+    let ice = &latest.by_version["1.100.0"][0];
+    assert_eq!(
+        values_in(&page, "ice-by-version", "1.100.0"),
+        [ice.share.to_string()]
+    );
+    // The outcome mix: shares of compiles (events), summing to one.
+    let mix: f64 = ["ok", "error", "ice"]
+        .iter()
+        .map(|o| {
+            values_in(&page, "outcome-mix", &format!("rustc/outcome:{o}"))[0]
+                .parse::<f64>()
+                .unwrap()
+        })
+        .sum();
+    assert!((mix - 1.0).abs() < 1e-12, "{mix}");
+    // The histogram's buckets in bucket order, not name order.
+    let histogram = &page[page.find("data-chart=\"histogram\"").unwrap()..];
+    let labels: Vec<&str> = ["&lt;0.1s", "&lt;1s", "&lt;10s", "&gt;=60s"]
+        .iter()
+        .map(|l| {
+            let at = histogram
+                .find(&format!(">{l}</text>"))
+                .unwrap_or_else(|| panic!("{l}"));
+            &histogram[at..at + 1]
+        })
+        .collect();
+    assert_eq!(labels.len(), 4);
+    let position = |l: &str| histogram.find(&format!(">{l}</text>")).unwrap();
+    assert!(
+        position("&lt;0.1s") < position("&lt;1s")
+            && position("&lt;1s") < position("&lt;10s")
+            && position("&lt;10s") < position("&gt;=60s")
+    );
+    assert_eq!(
+        series_of(&page, "histogram-weeks", "rustc/time/codegen-unopt"),
+        [
+            "rustc/time/codegen-unopt:<0.1s",
+            "rustc/time/codegen-unopt:<1s",
+            "rustc/time/codegen-unopt:<10s",
+            "rustc/time/codegen-unopt:>=60s"
+        ]
+    );
+    // The most frequent error codes: the 15 largest, largest first, the rest said.
+    let errors = series_of(&page, "latest", "Most frequent error codes (rustc/error)");
+    assert_eq!(errors.len(), 15);
+    assert_eq!(errors[0], "rustc/error:E0319");
+    assert!(page.contains("5 smaller buckets not drawn."));
+    let lints = series_of(&page, "latest", "Most frequent lints (rustc/lint)");
+    assert_eq!(lints[0], "rustc/lint:unused_variables:warn");
+    // Over the weeks, the 8 largest error codes.
+    assert_eq!(
+        series_of(
+            &page,
+            "partition",
+            "rustc/error: share of reports per bucket (the 8 largest of 20)"
+        )
+        .len(),
+        8
+    );
+    // Many weeks: the table lists the latest 12, the charts all 30.
+    assert_eq!(count(&page, "<tr data-week="), 12);
+    assert!(page.contains("The latest 12 of 30 weeks"));
+    assert!(page.contains("data-series=\"rustc/error:E0319\" data-points=\"30\""));
+
+    // No crash published for any version: no empty crash chart, the outcome mix stays.
+    let mut quiet = weeks.clone();
+    for week in &mut quiet {
+        week.by_version.clear();
+    }
+    let page = program_page("rustc", &quiet);
+    assert!(!page.contains("data-chart=\"ice-by-version\""));
+    assert!(page.contains("data-chart=\"outcome-mix\""));
+}

@@ -273,7 +273,19 @@ fn status_never_writes() {
 fn preview_shows_the_exact_bytes_or_why_nothing() {
     let server = Server::start();
     let collector = Collector::new();
-    let config = collector.config(3, "2027-01-01", 1.0, &[("cargo/invocations", 1.0)]);
+    // Counters carry the chart they are collected for; preview names it.
+    let config = collector
+        .config(
+            3,
+            "2027-01-01",
+            1.0,
+            &[("cargo/invocations", 1.0), ("cargo/subcommand:build", 1.0)],
+        )
+        .replacen(
+            "\"rate\": 1.0",
+            "\"rate\": 1.0, \"chart\": \"cargo-usage\"",
+            1,
+        );
     server.set_config(&config, &collector.sign(&config));
     let fx = Fixture::new();
     let local = fx.run("2026-11-10", &[], &["preview"]);

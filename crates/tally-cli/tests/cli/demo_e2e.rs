@@ -27,7 +27,8 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::json;
 use tally_cli::demo::{
-    CARGO_STEPS, DASHBOARD_LINE_PREFIX, GO_STEPS, GOFMT_STEPS, HOME_LINE_PREFIX,
+    CARGO_STEPS, DASHBOARD_LINE_PREFIX, DEMO_THRESHOLD, GO_STEPS, GOFMT_STEPS, HOME_LINE_PREFIX,
+    SIMULATED_WEEKS,
 };
 use tally_protocol::Report;
 use tally_protocol::aggregate::{ProgramWeek, WeeksIndex};
@@ -171,12 +172,26 @@ fn demo_publishes_exactly_the_invocations_made() {
             || home.starts_with(std::env::temp_dir())
     );
 
-    // The collector publishes exactly one week with one report.
+    // The collector publishes the simulated weeks; one of them holds the real report too.
     let index: WeeksIndex = get_json(&format!("{dashboard}/api/weeks"));
-    assert_eq!(index.threshold, 1);
-    assert_eq!(index.weeks.len(), 1, "{index:?}");
-    let week = &index.weeks[0];
-    assert_eq!(week.reports, 1);
+    assert_eq!(index.threshold, DEMO_THRESHOLD);
+    assert_eq!(index.weeks.len(), SIMULATED_WEEKS, "{index:?}");
+
+    // The real report, as uploaded, is among the week's stored reports, once.
+    let sent_dir = home.join("reports/sent");
+    let sent: Vec<Report> = std::fs::read_dir(&sent_dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", sent_dir.display()))
+        .map(|e| Report::parse(&std::fs::read(e.unwrap().path()).unwrap()).unwrap())
+        .collect();
+    assert_eq!(sent.len(), 1, "one ended week was sent");
+    let real = &sent[0];
+    // The installation's own week starts on its weekday: the real report is in the calendar
+    // week of that start, one of the simulated ones.
+    let week = index
+        .weeks
+        .iter()
+        .find(|w| w.week == tally_protocol::aggregate::bucket_week(real.week))
+        .unwrap_or_else(|| panic!("no published week holds {}: {index:?}", real.week));
     assert!(
         week.programs.contains_key("cargo") && week.programs.contains_key("rustc"),
         "{week:?}"
@@ -184,22 +199,71 @@ fn demo_publishes_exactly_the_invocations_made() {
     let fetch = |program: &str| -> ProgramWeek {
         get_json(&format!("{dashboard}/api/weeks/{}/{program}", week.week))
     };
-    let totals = |published: &ProgramWeek| -> BTreeMap<String, u64> {
-        published
+    let week_dir = demo_root.join(format!("collector/store/reports/{}", week.week));
+    let stored: Vec<Report> = std::fs::read_dir(&week_dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", week_dir.display()))
+        .map(|e| Report::parse(&std::fs::read(e.unwrap().path()).unwrap()).unwrap())
+        .collect();
+    assert_eq!(week.reports, stored.len() as u64);
+    assert_eq!(
+        stored.iter().filter(|r| *r == real).count(),
+        1,
+        "the real report is stored once"
+    );
+
+    // Every published number is the sum over the stored reports (the real one included), and
+    // every counter left out was seen in fewer than the threshold's reports.
+    let mut expected: BTreeMap<(String, String), (u64, u64)> = BTreeMap::new();
+    for report in &stored {
+        let mut per_program: BTreeMap<(String, String), u64> = BTreeMap::new();
+        for section in &report.programs {
+            for (name, count) in &section.counters {
+                *per_program
+                    .entry((section.program.clone(), name.clone()))
+                    .or_default() += count;
+            }
+        }
+        for (key, total) in per_program {
+            let entry = expected.entry(key).or_default();
+            entry.0 += u64::from(total > 0);
+            entry.1 += total;
+        }
+    }
+    for program in week.programs.keys() {
+        let published = fetch(program);
+        let shown: BTreeMap<&str, (u64, u64)> = published
             .counters
             .iter()
-            .map(|c| (c.name.clone(), c.total))
-            .collect()
-    };
+            .map(|c| (c.name.as_str(), (c.reports_with, c.total)))
+            .collect();
+        for ((p, name), (with, total)) in expected.iter().filter(|((p, _), _)| p == program) {
+            match shown.get(name.as_str()) {
+                Some(numbers) => assert_eq!(*numbers, (*with, *total), "{p} {name}"),
+                None => assert!(
+                    *with < DEMO_THRESHOLD,
+                    "{p} {name} in {with} reports withheld"
+                ),
+            }
+        }
+        assert!(
+            shown
+                .keys()
+                .all(|n| expected.contains_key(&(program.clone(), n.to_string())))
+        );
+    }
 
-    // cargo: one invocation per step, subcommands as run.
-    let cargo = fetch("cargo");
-    assert_eq!(cargo.reports, 1);
-    let cargo_totals = totals(&cargo);
+    // The real builds were counted: one cargo invocation per step, compiles through the
+    // wrapper, go and gofmt when installed.
+    let real_counts = |program: &str, name: &str| -> u64 {
+        real.programs
+            .iter()
+            .filter(|s| s.program == program)
+            .filter_map(|s| s.counters.get(name))
+            .sum()
+    };
     assert_eq!(
-        cargo_totals.get("cargo/invocations"),
-        Some(&(CARGO_STEPS.len() as u64)),
-        "{cargo_totals:?}"
+        real_counts("cargo", "cargo/invocations"),
+        CARGO_STEPS.len() as u64
     );
     let mut by_subcommand: BTreeMap<String, u64> = BTreeMap::new();
     for step in CARGO_STEPS {
@@ -208,39 +272,14 @@ fn demo_publishes_exactly_the_invocations_made() {
             .or_default() += 1;
     }
     for (name, count) in &by_subcommand {
-        assert_eq!(
-            cargo_totals.get(name),
-            Some(count),
-            "{name} in {cargo_totals:?}"
-        );
+        assert_eq!(real_counts("cargo", name), *count, "{name}");
     }
-    for counter in &cargo.counters {
-        assert_eq!(
-            (counter.reports_with, counter.share),
-            (1, 1.0),
-            "{counter:?}"
-        );
-    }
-
-    // rustc: compiles under cargo were counted through the wrapper.
-    let rustc = totals(&fetch("rustc"));
-    assert!(
-        rustc.get("rustc/invocations").is_some_and(|n| *n > 0),
-        "{rustc:?}"
-    );
-
+    assert!(real_counts("rustc", "rustc/invocations") > 0);
     if has_go() {
-        let go = totals(&fetch("go"));
+        assert_eq!(real_counts("go", "go/invocations"), GO_STEPS.len() as u64);
         assert_eq!(
-            go.get("go/invocations"),
-            Some(&(GO_STEPS.len() as u64)),
-            "{go:?}"
-        );
-        let gofmt = totals(&fetch("gofmt"));
-        assert_eq!(
-            gofmt.get("gofmt/invocations"),
-            Some(&(GOFMT_STEPS.len() as u64)),
-            "{gofmt:?}"
+            real_counts("gofmt", "gofmt/invocations"),
+            GOFMT_STEPS.len() as u64
         );
     } else {
         assert!(
@@ -250,8 +289,8 @@ fn demo_publishes_exactly_the_invocations_made() {
         println!("go is not installed: the Go half of the demo was skipped");
     }
 
-    // Every count the user's local report holds is what the collector publishes (the demo's
-    // config asks for every counter at rate 1).
+    // Every count the user's local report holds was sent (the demo's config asks for every
+    // counter at rate 1).
     let local_dir = home.join("reports/local");
     let local: Vec<Report> = std::fs::read_dir(&local_dir)
         .unwrap_or_else(|e| panic!("{}: {e}", local_dir.display()))
@@ -259,16 +298,28 @@ fn demo_publishes_exactly_the_invocations_made() {
         .collect();
     assert_eq!(local.len(), 1, "one ended week");
     for section in &local[0].programs {
-        let published = totals(&fetch(&section.program));
         for (name, count) in &section.counters {
             assert_eq!(
-                published.get(name),
-                Some(count),
+                real_counts(&section.program, name),
+                *count,
                 "{}: {name}",
                 section.program
             );
         }
     }
+
+    // The pages and files say the data is simulated.
+    for path in ["/", "/programs/rustc", "/config", "/data/"] {
+        let page = ureq::get(&format!("{dashboard}{path}"))
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_string()
+            .unwrap();
+        assert!(page.contains("SIMULATED DATA"), "{path}");
+    }
+    let data: serde_json::Value = get_json(&format!("{dashboard}/data/{}.json", week.week));
+    assert_eq!(data["simulated"], json!(true));
 
     let committed = committed_screenshots();
     browser_checks(&dashboard, &tally, &home);
@@ -356,7 +407,7 @@ fn browser_checks(dashboard: &str, tally: &Path, home: &Path) {
         .find(|c| {
             c["title"]
                 .as_str()
-                .is_some_and(|t| t.starts_with("cargo/subcommand"))
+                .is_some_and(|t| t.starts_with("cargo/subcommand:"))
         })
         .unwrap_or_else(|| panic!("no cargo/subcommand chart: {charts}"));
     assert_eq!(subcommands["kind"], "partition");
@@ -370,6 +421,44 @@ fn browser_checks(dashboard: &str, tally: &Path, home: &Path) {
         );
     }
     browser.screenshot(&shots.join("demo-cargo.png"), 1100);
+
+    // rustc: how compiles fare, with the simulated release that crashes more.
+    browser.goto(&format!("{dashboard}/programs/rustc"));
+    let problems = browser.console_problems();
+    assert!(
+        problems.is_empty(),
+        "console problems on the rustc page: {problems:?}"
+    );
+    let charts = browser.eval(SERIES_SCRIPT, json!([]));
+    let kinds: Vec<&str> = charts
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["kind"].as_str().unwrap())
+        .collect();
+    for kind in ["ice-by-version", "outcome-mix", "histogram", "latest"] {
+        assert!(kinds.contains(&kind), "{kind} in {kinds:?}");
+    }
+    browser.screenshot(&shots.join("demo-rustc.png"), 1100);
+
+    // What is collected and why, and the open data.
+    for (path, shot) in [("/config", "demo-config.png"), ("/data/", "demo-data.png")] {
+        browser.goto(&format!("{dashboard}{path}"));
+        let problems = browser.console_problems();
+        assert!(
+            problems.is_empty(),
+            "console problems on {path}: {problems:?}"
+        );
+        browser.screenshot(&shots.join(shot), 1100);
+        browser.resize(390, 844);
+        browser.goto(&format!("{dashboard}{path}"));
+        let overflow = browser.eval(
+            "return document.documentElement.scrollWidth - document.documentElement.clientWidth;",
+            json!([]),
+        );
+        assert_eq!(overflow, json!(0), "{path} fits a 390 px screen");
+        browser.resize(1280, 900);
+    }
 
     // `tally view` on the demo's home, served on loopback.
     let mut view = Command::new(tally)

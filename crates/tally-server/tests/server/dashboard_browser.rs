@@ -289,6 +289,49 @@ fn dashboard_shows_the_published_aggregates_in_chromium() {
     );
     assert_eq!(overflow, json!(0), "the cargo page fits a 390 px screen");
 
+    // What is collected, and the open data: they load cleanly, fit a phone, and hold what the
+    // API publishes (nothing withheld; every published week linked).
+    for path in ["/config", "/data/"] {
+        browser.resize(1280, 900);
+        browser.goto(&format!("{base}{path}"));
+        let problems = browser.console_problems();
+        assert!(
+            problems.is_empty(),
+            "console problems on {path}: {problems:?}"
+        );
+        let html = browser.eval("return document.documentElement.outerHTML;", json!([]));
+        let html = html.as_str().unwrap();
+        if path == "/data/" {
+            assert!(!html.contains("--locked"));
+            for (week, _) in SEEDED {
+                let monday = tally_protocol::aggregate::bucket_week(week.parse().unwrap());
+                assert!(html.contains(&format!("href=\"{monday}.csv\"")), "{monday}");
+            }
+        } else {
+            // Every counter the served config names is listed, by chart.
+            let listed = browser.eval(
+                "return document.querySelectorAll('tr[data-counter]').length;",
+                json!([]),
+            );
+            let config =
+                tally_protocol::UploadConfig::parse(&std::fs::read(&collector.config).unwrap())
+                    .unwrap();
+            let names: usize = config
+                .programs
+                .iter()
+                .map(|p| p.counter_rates().len())
+                .sum();
+            assert_eq!(listed, json!(names));
+        }
+        browser.resize(390, 844);
+        browser.goto(&format!("{base}{path}"));
+        let overflow = browser.eval(
+            "return document.documentElement.scrollWidth - document.documentElement.clientWidth;",
+            json!([]),
+        );
+        assert_eq!(overflow, json!(0), "{path} fits a 390 px screen");
+    }
+
     // An unknown program is a 404 page, not an error in the browser.
     let response = ureq::get(&format!("{base}/programs/%3Cscript%3E"))
         .config()

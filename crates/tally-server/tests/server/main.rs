@@ -7,6 +7,8 @@
 //! - `s3`: the same server on an S3-compatible store (moto);
 //! - `fuzz`: property tests of the upload parser and validator;
 //! - `dashboard_browser`: the dashboard in a real headless Chromium;
+//! - `governance`: `config generate`, `serve --charts` and the `/config` page;
+//! - `open_data`: `/data/`, its files, a chart recomputed from them, and `export`;
 //! - `common`: the shared fixtures.
 
 #![allow(clippy::disallowed_methods)] // tests read the harness's environment
@@ -16,5 +18,7 @@ mod cli;
 mod common;
 mod dashboard_browser;
 mod fuzz;
+mod governance;
+mod open_data;
 mod s3;
 mod socket;

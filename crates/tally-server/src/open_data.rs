@@ -1,0 +1,390 @@
+//! Open data: the published aggregates as downloadable files, one per calendar week.
+//!
+//! `GET /data/` lists the published weeks; `GET /data/<monday>.json` and `/data/<monday>.csv`
+//! hold exactly what the dashboard and `/api/weeks` publish for that week (publication
+//! threshold and complementary suppression applied by `merge.rs`, the only way anything leaves
+//! the server), under [`LICENCE`]. `tally-server export` writes the same bytes offline from a
+//! store. The formats are documented in `docs/open-data.md` and versioned by [`SCHEMA`]: a
+//! change that would break a reader gets a new schema name.
+//!
+//! Promises: a file is built only from `MergedWeek::summary` and `MergedWeek::publish`, so it
+//! can hold nothing the dashboard withholds; the server's file and the export's file of the
+//! same week, threshold and day are byte for byte equal.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
+use tally_protocol::aggregate::{
+    CounterAggregate, ProgramWeek, WeekSummary, bucket_week, wilson_interval,
+};
+use tally_protocol::{Day, MAX_REPORT_AGE_DAYS, Report, WEEK_DAYS};
+
+use crate::merge::MergedWeek;
+use crate::store::{Store, merged_key};
+
+/// The schema name every file carries; bumped only for changes that break readers.
+pub const SCHEMA: &str = "tally-open-data/1";
+
+/// The licence of the published data (SPDX identifier).
+pub const LICENCE: &str = "CC-BY-4.0";
+
+/// The licence in words, with its link, for pages and the CSV's first line.
+pub const LICENCE_LINE: &str = "licence CC-BY-4.0 (https://creativecommons.org/licenses/by/4.0/): share and adapt, with attribution";
+
+/// The store key whose presence marks a store as holding simulated reports (`tally demo`);
+/// its contents say how they were made.
+pub const SIMULATED_KEY: &str = "SIMULATED.txt";
+
+/// The CSV's column names, in order.
+pub const CSV_COLUMNS: [&str; 11] = [
+    "week",
+    "program",
+    "program_reports",
+    "dimension",
+    "version",
+    "name",
+    "reports",
+    "share",
+    "low",
+    "high",
+    "total",
+];
+
+/// One week's published aggregates: the `/data/<monday>.json` document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WeekData {
+    /// Always [`SCHEMA`].
+    pub schema: String,
+    /// Always [`LICENCE`].
+    pub licence: String,
+    /// Monday of the calendar week.
+    pub week: Day,
+    /// Anything seen in fewer distinct reports than this is withheld.
+    pub threshold: u64,
+    /// The week no longer accepts uploads, so its numbers are final.
+    #[serde(rename = "final")]
+    pub is_final: bool,
+    /// The reports are simulated (`tally demo`), not from real installations.
+    pub simulated: bool,
+    /// Reports stored for the week, all programs.
+    pub reports: u64,
+    /// Each published program's aggregates, by name.
+    pub programs: Vec<ProgramWeek>,
+}
+
+/// The last day a report of the calendar week starting `monday` can be accepted: a report's
+/// week may start on the Sunday and be sent up to [`MAX_REPORT_AGE_DAYS`] after it began.
+pub fn final_after(monday: Day) -> Option<Day> {
+    monday.plus_days(WEEK_DAYS - 1 + MAX_REPORT_AGE_DAYS)
+}
+
+impl WeekData {
+    /// The document of one week from its public summary and programs.
+    pub fn new(
+        summary: &WeekSummary,
+        programs: Vec<ProgramWeek>,
+        threshold: u64,
+        today: Day,
+        simulated: bool,
+    ) -> WeekData {
+        WeekData {
+            schema: SCHEMA.to_owned(),
+            licence: LICENCE.to_owned(),
+            week: summary.week,
+            threshold,
+            is_final: final_after(summary.week).is_some_and(|last| today > last),
+            simulated,
+            reports: summary.reports,
+            programs,
+        }
+    }
+
+    /// From a private merge, through the same thresholded publication as the dashboard.
+    /// `None` when the week publishes nothing.
+    pub fn from_merged(
+        merged: &MergedWeek,
+        threshold: u64,
+        today: Day,
+        simulated: bool,
+    ) -> Option<WeekData> {
+        let summary = merged.summary(threshold)?;
+        let programs = summary
+            .programs
+            .keys()
+            .filter_map(|program| merged.publish(program, threshold))
+            .collect();
+        Some(WeekData::new(
+            &summary, programs, threshold, today, simulated,
+        ))
+    }
+
+    /// The JSON file: pretty, newline-terminated.
+    pub fn to_json(&self) -> String {
+        let mut text = serde_json::to_string_pretty(self).expect("week data serializes");
+        text.push('\n');
+        text
+    }
+
+    /// The CSV file: a `#` line naming the schema and licence, the header, then one row per
+    /// published number (see `docs/open-data.md`).
+    pub fn to_csv(&self, with_preamble: bool) -> String {
+        let mut writer = csv::WriterBuilder::new()
+            .has_headers(false)
+            .from_writer(Vec::new());
+        if with_preamble {
+            let _ = writer.write_record(CSV_COLUMNS);
+        }
+        let week = self.week.to_string();
+        let _ = writer.write_record([
+            week.as_str(),
+            "",
+            "",
+            "reports",
+            "",
+            "",
+            &self.reports.to_string(),
+            "",
+            "",
+            "",
+            "",
+        ]);
+        for program in &self.programs {
+            let n = program.reports.to_string();
+            let row = |dimension: &str, version: &str, name: &str, reports: u64| {
+                vec![
+                    week.clone(),
+                    program.program.clone(),
+                    n.clone(),
+                    dimension.to_owned(),
+                    version.to_owned(),
+                    name.to_owned(),
+                    reports.to_string(),
+                ]
+            };
+            for counter in &program.counters {
+                let mut record = row("counter", "", &counter.name, counter.reports_with);
+                push_share(&mut record, counter);
+                let _ = writer.write_record(&record);
+            }
+            for (dimension, buckets) in [
+                ("version", &program.versions),
+                ("os", &program.os),
+                ("arch", &program.arch),
+            ] {
+                for (bucket, count) in buckets {
+                    let mut record = row(dimension, "", bucket, *count);
+                    record.extend(["", "", "", ""].map(String::from));
+                    let _ = writer.write_record(&record);
+                }
+            }
+            for (version, counters) in &program.by_version {
+                for counter in counters {
+                    let mut record = row(
+                        "version-counter",
+                        version,
+                        &counter.name,
+                        counter.reports_with,
+                    );
+                    push_share(&mut record, counter);
+                    let _ = writer.write_record(&record);
+                }
+            }
+        }
+        let body = writer.into_inner().unwrap_or_default();
+        let mut out = String::new();
+        if with_preamble {
+            let _ = writeln!(
+                out,
+                "# {SCHEMA}: tally published aggregates, week of {}{}; {LICENCE_LINE}",
+                self.week,
+                if self.simulated {
+                    " (SIMULATED data)"
+                } else {
+                    ""
+                }
+            );
+        }
+        out.push_str(&String::from_utf8_lossy(&body));
+        out
+    }
+}
+
+fn push_share(record: &mut Vec<String>, counter: &CounterAggregate) {
+    record.extend([
+        counter.share.to_string(),
+        counter.low.to_string(),
+        counter.high.to_string(),
+        counter.total.to_string(),
+    ]);
+}
+
+/// Recomputes a counter's share and interval from a file's numbers alone, as a reader would:
+/// `reports / program_reports` with the 95% Wilson interval.
+pub fn recompute_share(reports: u64, program_reports: u64) -> (f64, f64, f64) {
+    let (low, high) = wilson_interval(reports, program_reports, crate::merge::Z_95);
+    (reports as f64 / program_reports as f64, low, high)
+}
+
+/// Every week of the store from `since`'s calendar week on, merged: rebuilt from its raw
+/// reports where there are any, else its stored merge (raw reports past retention are gone,
+/// the merge stays). Oldest first.
+pub async fn merged_weeks(store: &Store, since: Day) -> anyhow::Result<Vec<MergedWeek>> {
+    let since = bucket_week(since);
+    let mut weeks: BTreeMap<Day, Option<MergedWeek>> = BTreeMap::new();
+    let (_, report_dirs) = store.list_dir("reports").await?;
+    for dir in report_dirs {
+        if let Some(monday) = dir.filename().and_then(|n| n.parse::<Day>().ok())
+            && monday >= since
+        {
+            weeks.insert(monday, None);
+        }
+    }
+    let (merged_keys, _) = store.list_dir("merged").await?;
+    for key in merged_keys {
+        if let Some(monday) = key
+            .filename()
+            .and_then(|n| n.strip_suffix(".json"))
+            .and_then(|n| n.parse::<Day>().ok())
+            && monday >= since
+        {
+            weeks.entry(monday).or_insert(None);
+        }
+    }
+    let mut out = Vec::new();
+    for (monday, _) in weeks {
+        let (keys, _) = store.list_dir(&format!("reports/{monday}")).await?;
+        let keys: Vec<_> = keys
+            .into_iter()
+            .filter(|k| k.as_ref().ends_with(".json"))
+            .collect();
+        if keys.is_empty() {
+            if let Some(bytes) = store.get(&merged_key(monday)).await? {
+                let merged: MergedWeek = serde_json::from_slice(&bytes)
+                    .with_context(|| format!("the stored merge of {monday} does not parse"))?;
+                out.push(merged);
+            }
+            continue;
+        }
+        let mut merged = MergedWeek::new(monday);
+        for key in keys {
+            let Some(bytes) = store.get(&key).await? else {
+                continue;
+            };
+            match Report::parse(&bytes) {
+                Ok(report) if bucket_week(report.week) == monday => merged.add(&report),
+                _ => eprintln!("tally-server: skipping unreadable stored report {key}"),
+            }
+        }
+        out.push(merged);
+    }
+    Ok(out)
+}
+
+/// Whether the store is marked as holding simulated reports.
+pub async fn is_simulated(store: &Store) -> anyhow::Result<bool> {
+    Ok(store
+        .get(&object_store::path::Path::from(SIMULATED_KEY))
+        .await?
+        .is_some())
+}
+
+/// Output format of `export`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Csv,
+    Json,
+}
+
+/// `tally-server export`'s arguments.
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    /// Storage: a directory, or s3://bucket/prefix (as for `serve`).
+    #[arg(long)]
+    pub store: String,
+    /// The first week to export (any day of it, YYYY-MM-DD).
+    #[arg(long)]
+    pub since: Day,
+    /// csv or json.
+    #[arg(long, value_enum)]
+    pub format: Format,
+    /// Publication threshold: the one the collector serves with.
+    #[arg(long, default_value_t = crate::DEFAULT_THRESHOLD)]
+    pub threshold: u64,
+    /// Write one file per week here (`<monday>.csv` / `.json`, the bytes `/data/` serves);
+    /// without it, everything goes to standard output (CSV: one header; JSON: an array).
+    #[arg(long, short = 'o')]
+    pub out: Option<std::path::PathBuf>,
+}
+
+/// Runs `tally-server export`.
+pub fn export_command(args: &ExportArgs) -> anyhow::Result<()> {
+    if args.threshold == 0 {
+        bail!("--threshold must be at least 1");
+    }
+    let today = crate::clock::Clock::from_env()?.today();
+    let store = Store::open(&args.store)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (weeks, simulated) = runtime.block_on(async {
+        anyhow::Ok((
+            merged_weeks(&store, args.since).await?,
+            is_simulated(&store).await?,
+        ))
+    })?;
+    let published: Vec<WeekData> = weeks
+        .iter()
+        .filter_map(|m| WeekData::from_merged(m, args.threshold, today, simulated))
+        .collect();
+    if let Some(dir) = &args.out {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        for week in &published {
+            let (name, text) = match args.format {
+                Format::Csv => (format!("{}.csv", week.week), week.to_csv(true)),
+                Format::Json => (format!("{}.json", week.week), week.to_json()),
+            };
+            let path = dir.join(name);
+            std::fs::write(&path, text)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        eprintln!(
+            "tally-server: exported {} week(s) to {}",
+            published.len(),
+            dir.display()
+        );
+        return Ok(());
+    }
+    let mut out = String::new();
+    match args.format {
+        Format::Csv => {
+            for (i, week) in published.iter().enumerate() {
+                if i == 0 {
+                    out.push_str(&week.to_csv(true));
+                } else {
+                    out.push_str(&week.to_csv(false));
+                }
+            }
+        }
+        Format::Json => {
+            out = serde_json::to_string_pretty(&published)?;
+            out.push('\n');
+        }
+    }
+    use std::io::Write as _;
+    std::io::stdout().lock().write_all(out.as_bytes())?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weeks_become_final_once_no_upload_can_reach_them() {
+        let monday: Day = "2026-11-02".parse().unwrap();
+        // The week's Sunday-starting reports may arrive until 21 days after that Sunday.
+        assert_eq!(final_after(monday).unwrap().to_string(), "2026-11-29");
+    }
+}

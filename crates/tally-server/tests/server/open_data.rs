@@ -1,0 +1,216 @@
+//! Open data: `/data/` and its files hold exactly the published aggregates (nothing under the
+//! threshold, nothing derivable by subtraction); a chart's numbers are recomputed from the
+//! downloaded CSV alone; `tally-server export` writes the same bytes offline from the store.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+
+use crate::common::*;
+use axum::http::StatusCode;
+use tally_protocol::aggregate::ProgramWeek;
+use tally_server::open_data::WeekData;
+
+const MONDAY: &str = "2026-11-16";
+
+/// 12 reports: invocations in all, build in 9, test in 6, `--release` in 3 (under the
+/// threshold of 5); versions 1.95.0 ×8, 1.94.0 ×3, 1.80.0 ×1 (both withheld).
+async fn seeded(store: &std::path::Path) -> tally_server::AppState {
+    let state = Collector::new().state(store, 5).await.unwrap();
+    for i in 0..12u64 {
+        let mut counters = vec![("cargo/invocations", 2 + i)];
+        if i < 9 {
+            counters.push(("cargo/subcommand:build", 1));
+        }
+        if i % 2 == 0 {
+            counters.push(("cargo/subcommand:test", 3));
+        }
+        if i < 3 {
+            counters.push(("cargo/build/flag:--release", 1));
+        }
+        let version = match i {
+            0..8 => "1.95.0",
+            8..11 => "1.94.0",
+            _ => "1.80.0",
+        };
+        // x at most 0.5: the flag counters' rate.
+        let (status, text) =
+            upload(&state, &report((i + 1) as f64 / 100.0, version, &counters)).await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+    }
+    state
+}
+
+/// The 95% Wilson interval, written out here so the check owes nothing to the server's code.
+fn wilson(successes: f64, n: f64) -> (f64, f64) {
+    let z = 1.959_963_984_540_054_f64;
+    let p = successes / n;
+    let denom = 1.0 + z * z / n;
+    let center = (p + z * z / (2.0 * n)) / denom;
+    let half = z * (p * (1.0 - p) / n + z * z / (4.0 * n * n)).sqrt() / denom;
+    ((center - half).max(0.0), (center + half).min(1.0))
+}
+
+/// The `data-value` of every drawn point of the series `name` on a page.
+fn charted_values(html: &str, name: &str) -> Vec<f64> {
+    let marker = format!("data-series=\"{name}\"");
+    let mut values = Vec::new();
+    for part in html.split(&marker).skip(1) {
+        let group = &part[..part.find("</g>").unwrap_or(part.len())];
+        for value in group.split("data-value=\"").skip(1) {
+            values.push(value[..value.find('"').unwrap()].parse().unwrap());
+        }
+    }
+    values
+}
+
+#[tokio::test]
+async fn the_files_hold_exactly_the_published_aggregates() {
+    let store = tempfile::tempdir().unwrap();
+    let state = seeded(store.path()).await;
+
+    let (status, index) = call(&state, "GET", "/data/", vec![]).await;
+    assert_eq!(status, StatusCode::OK);
+    let index = String::from_utf8(index).unwrap();
+    assert!(
+        index.contains(&format!("href=\"{MONDAY}.json\"")),
+        "{index}"
+    );
+    assert!(index.contains(&format!("href=\"{MONDAY}.csv\"")));
+    assert!(index.contains("CC-BY-4.0"));
+    assert!(
+        index.contains("open to uploads until 2026-12-13"),
+        "{index}"
+    );
+
+    let (status, json) = call(&state, "GET", &format!("/data/{MONDAY}.json"), vec![]).await;
+    assert_eq!(status, StatusCode::OK);
+    let data: WeekData = serde_json::from_slice(&json).unwrap();
+    assert_eq!(
+        (data.schema.as_str(), data.licence.as_str()),
+        ("tally-open-data/1", "CC-BY-4.0")
+    );
+    assert_eq!(
+        (data.reports, data.threshold, data.is_final, data.simulated),
+        (12, 5, false, false)
+    );
+    let (_, api) = call(&state, "GET", &format!("/api/weeks/{MONDAY}/cargo"), vec![]).await;
+    let api: ProgramWeek = serde_json::from_slice(&api).unwrap();
+    assert_eq!(
+        data.programs,
+        vec![api.clone()],
+        "the file is the API's publication"
+    );
+    for text in [
+        &json[..],
+        &call(&state, "GET", &format!("/data/{MONDAY}.csv"), vec![])
+            .await
+            .1[..],
+    ] {
+        let text = String::from_utf8_lossy(text);
+        assert!(
+            !text.contains("--release"),
+            "a counter under the threshold was published"
+        );
+        assert!(
+            !text.contains("1.94.0") && !text.contains("1.80.0"),
+            "a withheld version"
+        );
+    }
+
+    // A reader with only the CSV recomputes the dashboard's numbers.
+    let (_, csv_bytes) = call(&state, "GET", &format!("/data/{MONDAY}.csv"), vec![]).await;
+    assert!(csv_bytes.starts_with(b"# tally-open-data/1"));
+    let mut reader = csv::ReaderBuilder::new()
+        .comment(Some(b'#'))
+        .from_reader(&csv_bytes[..]);
+    let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
+    assert_eq!(header, tally_server::open_data::CSV_COLUMNS);
+    let (_, page) = call(&state, "GET", "/programs/cargo", vec![]).await;
+    let page = String::from_utf8(page).unwrap();
+    let mut counters = BTreeMap::new();
+    for row in reader.records() {
+        let row = row.unwrap();
+        let field = |name: &str| {
+            row.get(header.iter().position(|h| h == name).unwrap())
+                .unwrap()
+                .to_owned()
+        };
+        if field("dimension") != "counter" {
+            continue;
+        }
+        let (with, of): (f64, f64) = (
+            field("reports").parse().unwrap(),
+            field("program_reports").parse().unwrap(),
+        );
+        let share = with / of;
+        let (low, high) = wilson(with, of);
+        assert!((share - field("share").parse::<f64>().unwrap()).abs() < 1e-12);
+        assert!((low - field("low").parse::<f64>().unwrap()).abs() < 1e-9);
+        assert!((high - field("high").parse::<f64>().unwrap()).abs() < 1e-9);
+        // The dashboard charts this very share.
+        let charted = charted_values(&page, &field("name"));
+        assert!(
+            charted.iter().any(|v| (v - share).abs() < 1e-12),
+            "{}: recomputed {share}, charted {charted:?}",
+            field("name")
+        );
+        counters.insert(field("name"), share);
+    }
+    assert_eq!(counters.len(), 3, "{counters:?}");
+    assert_eq!(counters["cargo/subcommand:build"], 0.75);
+
+    for (path, status) in [
+        ("/data/2026-11-17.json", StatusCode::NOT_FOUND),
+        ("/data/2020-01-06.csv", StatusCode::NOT_FOUND),
+        ("/data/2026-11-16.txt", StatusCode::NOT_FOUND),
+        ("/data", StatusCode::PERMANENT_REDIRECT),
+    ] {
+        assert_eq!(call(&state, "GET", path, vec![]).await.0, status, "{path}");
+    }
+
+    // Offline, from the store: the same bytes.
+    state.flush().await.unwrap();
+    let out = tempfile::tempdir().unwrap();
+    for format in ["csv", "json"] {
+        let run = Command::new(env!("CARGO_BIN_EXE_tally-server"))
+            .args([
+                "export",
+                "--since",
+                "2026-11-18",
+                "--threshold",
+                "5",
+                "--format",
+                format,
+            ])
+            .arg("--store")
+            .arg(store.path())
+            .arg("--out")
+            .arg(out.path())
+            .env("TALLY_NOW", TODAY)
+            .output()
+            .unwrap();
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let served = call(&state, "GET", &format!("/data/{MONDAY}.{format}"), vec![])
+            .await
+            .1;
+        let exported = std::fs::read(out.path().join(format!("{MONDAY}.{format}"))).unwrap();
+        assert_eq!(
+            String::from_utf8(exported).unwrap(),
+            String::from_utf8(served).unwrap()
+        );
+    }
+    // Weeks before --since are left out.
+    let later = Command::new(env!("CARGO_BIN_EXE_tally-server"))
+        .args(["export", "--since", "2026-11-23", "--format", "json"])
+        .arg("--store")
+        .arg(store.path())
+        .env("TALLY_NOW", TODAY)
+        .output()
+        .unwrap();
+    assert!(later.status.success());
+    assert_eq!(String::from_utf8_lossy(&later.stdout).trim(), "[]");
+}
