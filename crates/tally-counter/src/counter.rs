@@ -158,8 +158,7 @@ impl Counter {
         self.slot.add(&SESSION, self.name, n);
     }
 
-    /// Adds `n` counting into `session` (the crate's tests).
-    #[cfg(test)]
+    /// Adds `n` counting into `session` (the crate's tests and benchmarks).
     pub(crate) fn add_in(&self, session: &Session, n: u64) {
         self.slot.add(session, self.name, n);
     }

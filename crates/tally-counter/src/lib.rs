@@ -75,8 +75,9 @@
 //! Hence the API: names are `&'static str` (literals in the source, checked at compile time by
 //! the macros); the runtime helpers name only what the tool's source defines (a clap flag's
 //! long name, a histogram's bounds); an unknown choice is counted as `other`, as tally counts an
-//! unknown flag. The name rule refuses what values are made of (capitals, dots between letters,
-//! `/` at the start or twice, spaces, `@`, `=`, `~`, anything over 32 bytes between separators),
+//! unknown flag. The name rule refuses what values are made of (capitals, dots but one between
+//! digits, `/` at the start or twice, spaces, `@`, `=`, `~`, anything over 32 bytes between
+//! separators),
 //! which catches most mistakes, but a short lowercase word passes whatever it came from: do not
 //! build names from input at run time.
 //!
@@ -253,6 +254,61 @@ macro_rules! histogram {
         const _: () = $crate::__assert_histogram_name($name);
         $crate::Histogram::values($name, $bounds)
     }};
+}
+
+/// For this crate's benchmarks only: not part of the API, may change at any time.
+#[doc(hidden)]
+pub mod __bench {
+    use std::ffi::OsString;
+    use std::path::Path;
+
+    use crate::session::{Session, Source, system_days};
+
+    /// A session reading the process's environment as the real one does, with `TALLY_DIR`
+    /// pointed at `data_dir`.
+    pub struct Bench(Session);
+
+    impl Bench {
+        pub fn new(data_dir: &Path) -> Bench {
+            let env = tally_home::Env::from_pairs([(
+                OsString::from(tally_home::env::TALLY_DIR),
+                data_dir.as_os_str().to_os_string(),
+            )]);
+            Bench(Session::new(Source::Overlay {
+                env,
+                days: system_days,
+            }))
+        }
+
+        /// What [`crate::open`] does in a process whose session is still untouched: name the
+        /// program, nothing else.
+        pub fn open_fresh_process_session(program: crate::Program) -> bool {
+            Session::new(Source::Process).open(program)
+        }
+
+        /// [`crate::open`] for this session.
+        pub fn open(&self, program: crate::Program) -> bool {
+            self.0.open(program)
+        }
+
+        /// What the first increment of a process does: decide (environment, data directory,
+        /// mode), open and map the week's file, find or insert `name`, add 1. Everything is
+        /// closed and unmapped again when it returns (the real session keeps it).
+        pub fn first_increment(&self, name: &str) -> bool {
+            let Some(program) = self.0.program() else {
+                return false;
+            };
+            let Some(opened) = self.0.decide(program) else {
+                return false;
+            };
+            opened.file.add(name, 1).is_ok()
+        }
+
+        /// [`crate::Counter::add`] in this session.
+        pub fn add(&self, counter: &crate::Counter, n: u64) {
+            counter.add_in(&self.0, n);
+        }
+    }
 }
 
 #[cfg(test)]

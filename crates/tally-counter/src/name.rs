@@ -9,13 +9,13 @@
 //!   process opened (its Cargo package name);
 //! - `<path>`: one or more `/`-separated segments, each 1 to [`MAX_PART_LEN`] bytes of
 //!   lowercase ASCII letters, digits, `-` and `_`;
-//! - `<bucket>`: 1 to [`MAX_PART_LEN`] bytes of the same alphabet, where a `.` may also stand
-//!   between two digits (`0.1`), optionally after `<` or `>=` (a histogram bucket, as Go names
-//!   them: `<0.1s`, `>=60s`); or a short flag, `-` and one ASCII letter or digit (`-V`);
+//! - `<bucket>`: 1 to [`MAX_PART_LEN`] bytes of the same alphabet, where one `.` may also stand
+//!   between two digits (`0.1`, `1.2`), optionally after `<` or `>=` (a histogram bucket, as Go
+//!   names them: `<0.1s`, `>=60s`); or a short flag, `-` and one ASCII letter or digit (`-V`);
 //! - at most [`MAX_NAME_LEN`] bytes in all.
 //!
-//! The alphabet is the point: capitals, dots between letters, spaces, `@`, `=`, `~`, `\`, `//`
-//! and anything over 32 bytes in one part are refused, which is what paths (`/home/…`,
+//! The alphabet is the point: capitals, dots between letters (or more than one), spaces, `@`,
+//! `=`, `~`, `\`, `//` and anything over 32 bytes in one part are refused, which is what paths (`/home/…`,
 //! `main.rs`), URLs, e-mail addresses, `KEY=value` pairs, mixed-case or long tokens and
 //! sentences are made of. A short lowercase word is still a valid name whatever it came from:
 //! the first rule is that names are literals in the tool's source, which the `'static` names
@@ -52,7 +52,7 @@ impl NameError {
                 "each `/`-separated part of a counter name is 1 to 32 lowercase ASCII letters, digits, `-` or `_`"
             }
             NameError::Bucket => {
-                "the part after `:` is 1 to 32 lowercase ASCII letters, digits, `-`, `_` (and `.` between digits), optionally after `<` or `>=`, or a short flag like `-V`"
+                "the part after `:` is 1 to 32 lowercase ASCII letters, digits, `-`, `_` (and one `.` between digits), optionally after `<` or `>=`, or a short flag like `-V`"
             }
         }
     }
@@ -153,13 +153,18 @@ const fn is_bucket_bytes(b: &[u8]) -> bool {
         return false;
     }
     let mut i = start;
+    let mut dots = 0;
     while i < b.len() {
         let c = b[i];
-        let ok = is_word_byte(c)
-            || (c == b'.' && i > start && i + 1 < b.len()
-                && b[i - 1].is_ascii_digit()
-                && b[i + 1].is_ascii_digit());
-        if !ok {
+        let dot = c == b'.'
+            && i > start
+            && i + 1 < b.len()
+            && b[i - 1].is_ascii_digit()
+            && b[i + 1].is_ascii_digit();
+        if dot {
+            dots += 1;
+        }
+        if !(is_word_byte(c) || dot) || dots > 1 {
             return false;
         }
         i += 1;
@@ -239,6 +244,8 @@ mod tests {
             ("greet/flag:{a,b}", NameError::Bucket),
             ("greet/x:.5", NameError::Bucket),
             ("greet/x:5.", NameError::Bucket),
+            ("greet/ip:10.0.0.1", NameError::Bucket),
+            ("greet/version:1.2.3", NameError::Bucket),
             (
                 "greet/flag:3f786850e387550fdab836ed7e6dc881de23001b",
                 NameError::Bucket,

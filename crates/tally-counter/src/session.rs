@@ -72,6 +72,22 @@ pub(crate) enum Source {
     /// Given ones (the crate's own tests: no process-wide state to set).
     #[cfg_attr(not(test), allow(dead_code))]
     Given { env: Env, days: fn() -> i64 },
+    /// The process's environment with some of the variables replaced (the benchmarks: the
+    /// same reads as [`Source::Process`], pointed at a temporary data directory).
+    Overlay { env: Env, days: fn() -> i64 },
+}
+
+/// A week's counter file just opened, and the Unix day it ends.
+pub(crate) struct Opened {
+    pub(crate) file: CounterFile,
+    pub(crate) ends: i64,
+}
+
+/// Today as a Unix day from the system clock.
+pub(crate) fn system_days() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| (d.as_secs() / 86_400) as i64)
 }
 
 pub(crate) struct Session {
@@ -156,57 +172,64 @@ impl Session {
         let Some(program) = self.program.get().copied() else {
             return 0;
         };
-        if !program.is_valid() {
+        let Some(opened) = self.decide(program) else {
             return OFF;
-        }
-        let env = self.env();
-        if env.forces_off() {
-            return OFF;
-        }
-        // tally not installed: no data directory, and the library never makes one.
-        let Some(home) = Home::locate(&env) else {
-            return OFF;
-        };
-        if !home.root().is_dir() {
-            return OFF;
-        }
-        if tally_home::effective_mode(&env, Some(&home)) == Mode::Off {
-            return OFF;
-        }
-        let today = match env.clock_override() {
-            Some(Ok(day)) => day,
-            _ => day_of(self.today()),
-        };
-        let version = tally_home::normalize_version(program.version);
-        let Ok((file, created)) = home
-            .counter_store()
-            .open_current(program.name, &version, today)
-        else {
-            return OFF;
-        };
-        if created {
-            // As the shims do: a new file is the one moment retention runs on this path.
-            let _ = tally_home::retention::sweep(&home, today);
-        }
-        let ends = match (env.clock_override(), file.meta().week_end.parse::<Day>()) {
-            // A fixed day never ends.
-            (Some(Ok(_)), _) => i64::MAX,
-            (_, Ok(end)) => end.to_unix_days(),
-            (_, Err(_)) => return OFF,
         };
         state.generation += 1;
         if state.generation >= OFF {
             return OFF;
         }
+        // Kept for the life of the process: counters hold cells of this mapping.
         let week: &'static WeekFile = Box::leak(Box::new(WeekFile {
-            file,
+            file: opened.file,
             generation: state.generation,
             other: format!("{}/other", program.name),
             program: program.name,
         }));
         state.week = Some(week);
-        self.ends.store(ends, Ordering::Release);
+        self.ends.store(opened.ends, Ordering::Release);
         state.generation
+    }
+
+    /// Whether `program` counts in this process now, and if so its week's file, opened and
+    /// mapped: `None` when tally is absent (no data directory, which is never created here),
+    /// off (`TALLY=off`, `DO_NOT_TRACK`, mode `off`), or anything fails.
+    pub(crate) fn decide(&self, program: Program) -> Option<Opened> {
+        if !program.is_valid() {
+            return None;
+        }
+        let env = self.env();
+        if env.forces_off() {
+            return None;
+        }
+        let home = Home::locate(&env)?;
+        if !home.root().is_dir() {
+            return None;
+        }
+        if tally_home::effective_mode(&env, Some(&home)) == Mode::Off {
+            return None;
+        }
+        let fixed = matches!(env.clock_override(), Some(Ok(_)));
+        let today = match env.clock_override() {
+            Some(Ok(day)) => day,
+            _ => day_of(self.today()),
+        };
+        let version = tally_home::normalize_version(program.version);
+        let (file, created) = home
+            .counter_store()
+            .open_current(program.name, &version, today)
+            .ok()?;
+        if created {
+            // As the shims do: a new file is the one moment retention runs on this path.
+            let _ = tally_home::retention::sweep(&home, today);
+        }
+        let ends = if fixed {
+            // A fixed day never ends.
+            i64::MAX
+        } else {
+            file.meta().week_end.parse::<Day>().ok()?.to_unix_days()
+        };
+        Some(Opened { file, ends })
     }
 
     fn env(&self) -> Env {
@@ -216,16 +239,27 @@ impl Session {
                     .filter_map(|name| vars::var_os(name).map(|v| (OsString::from(*name), v))),
             ),
             Source::Given { env, .. } => env.clone(),
+            Source::Overlay { env: given, .. } => {
+                let mut pairs: Vec<(OsString, OsString)> = READ
+                    .iter()
+                    .filter_map(|name| vars::var_os(name).map(|v| (OsString::from(*name), v)))
+                    .collect();
+                for name in READ {
+                    if let Some(v) = given.get(name) {
+                        pairs.retain(|(n, _)| n != name);
+                        pairs.push((OsString::from(name), v.to_os_string()));
+                    }
+                }
+                Env::from_pairs(pairs)
+            }
         }
     }
 
     /// Today as a Unix day, from the system clock (or the given one).
     fn today(&self) -> i64 {
         match &self.source {
-            Source::Process => std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| (d.as_secs() / 86_400) as i64),
-            Source::Given { days, .. } => days(),
+            Source::Process => system_days(),
+            Source::Given { days, .. } | Source::Overlay { days, .. } => days(),
         }
     }
 }
