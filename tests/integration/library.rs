@@ -89,7 +89,14 @@ fn collector(server_bin: &Path, dir: &Path, config: &str, today: Day) -> (Server
     std::fs::create_dir(dir.join("store")).unwrap();
     let mut child = Command::new(server_bin)
         .arg("serve")
-        .args(["--addr", "127.0.0.1:0", "--threshold", "1", "--flush-ms", "50"])
+        .args([
+            "--addr",
+            "127.0.0.1:0",
+            "--threshold",
+            "1",
+            "--flush-ms",
+            "50",
+        ])
         .arg("--store")
         .arg(dir.join("store"))
         .arg("--config")
@@ -139,7 +146,10 @@ fn get(server: &Server, path: &str) -> (u16, String) {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         unchunk(body)
     } else {
         body.to_string()
@@ -157,7 +167,7 @@ fn unchunk(mut body: &str) -> String {
             break;
         }
         out.push_str(&rest[..n]);
-        body = &rest[n..].trim_start_matches("\r\n");
+        body = rest[n..].trim_start_matches("\r\n");
     }
     out
 }
@@ -233,8 +243,13 @@ fn a_tool_counting_through_the_library_is_reported_uploaded_and_published() {
 
     // The user turns uploads on (this makes the data directory: tally is installed).
     let mut on = world.direct(TALLY);
-    on.env("TALLY_NOW", consent.to_string())
-        .args(["on", "--endpoint", &server.base, "--key", &key]);
+    on.env("TALLY_NOW", consent.to_string()).args([
+        "on",
+        "--endpoint",
+        &server.base,
+        "--key",
+        &key,
+    ]);
     ok(&mut on);
 
     // The tool, run three times with real arguments, in a week after consent.
@@ -308,7 +323,11 @@ fn a_tool_counting_through_the_library_is_reported_uploaded_and_published() {
             _ => std::thread::sleep(Duration::from_millis(100)),
         }
     };
-    let week = index.weeks.iter().find(|w| w.programs.contains_key(PROGRAM)).unwrap();
+    let week = index
+        .weeks
+        .iter()
+        .find(|w| w.programs.contains_key(PROGRAM))
+        .unwrap();
     let (status, body) = get(&server, &format!("/api/weeks/{}/{PROGRAM}", week.week));
     assert_eq!(status, 200, "{body}");
     let published: ProgramWeek = serde_json::from_str(&body).unwrap();
@@ -320,7 +339,10 @@ fn a_tool_counting_through_the_library_is_reported_uploaded_and_published() {
     assert_eq!(without_times(totals), expected());
     let (status, page) = get(&server, &format!("/programs/{PROGRAM}"));
     assert_eq!(status, 200);
-    for name in ["tally-example-greet/invocations", "tally-example-greet/hello/greeted"] {
+    for name in [
+        "tally-example-greet/invocations",
+        "tally-example-greet/hello/greeted",
+    ] {
         assert!(page.contains(name), "{name} not on the program page");
     }
 

@@ -35,7 +35,9 @@ fn bench(c: &mut Criterion) {
     );
 
     let mut group = c.benchmark_group("increment");
-    group.bench_function("open-counter", |b| b.iter(|| session.add(black_box(&HELLO), 1)));
+    group.bench_function("open-counter", |b| {
+        b.iter(|| session.add(black_box(&HELLO), 1))
+    });
     let off: &'static Bench = Box::leak(Box::new(Bench::new(&dir.path().join("absent"))));
     off.open(PROGRAM);
     static OFF: Counter = Counter::new("greet/hello");

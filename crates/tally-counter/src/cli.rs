@@ -138,9 +138,10 @@ mod tests {
     #[test]
     fn defaults_are_not_counted_and_external_subcommands_are_other() {
         let command = greet();
-        let matches = command
-            .clone()
-            .get_matches_from(["greet", "--color", "never", "deploy-to-prod", "x"]);
+        let matches =
+            command
+                .clone()
+                .get_matches_from(["greet", "--color", "never", "deploy-to-prod", "x"]);
         assert_eq!(
             command_names("greet/", &command, &matches),
             ["greet/flag:--color", "greet/subcommand:other"]

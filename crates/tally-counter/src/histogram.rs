@@ -78,9 +78,10 @@ impl Histogram {
     pub fn observe(&self, value: Duration) {
         let index = match self.bounds {
             Bounds::Durations(bounds) => bucket_index(bounds, &value),
-            Bounds::Values(bounds) => {
-                bucket_index(bounds, &u64::try_from(value.as_millis()).unwrap_or(u64::MAX))
-            }
+            Bounds::Values(bounds) => bucket_index(
+                bounds,
+                &u64::try_from(value.as_millis()).unwrap_or(u64::MAX),
+            ),
         };
         self.count(index);
     }

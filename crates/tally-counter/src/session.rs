@@ -145,8 +145,7 @@ impl Session {
         if current == OFF || self.program.get().is_none() {
             return current;
         }
-        if current != 0 && !(look_at_clock && self.today() >= self.ends.load(Ordering::Acquire))
-        {
+        if current != 0 && !(look_at_clock && self.today() >= self.ends.load(Ordering::Acquire)) {
             return current;
         }
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -176,7 +175,7 @@ impl Session {
             return OFF;
         };
         state.generation += 1;
-        if state.generation >= OFF {
+        if state.generation == OFF {
             return OFF;
         }
         // Kept for the life of the process: counters hold cells of this mapping.

@@ -34,8 +34,11 @@ fn session(env: Env, days: fn() -> i64) -> &'static Session {
     session
 }
 
-/// Every counter of every file in the data directory: (program, version, week) → counters.
-fn files(root: &Path) -> Vec<(String, String, String, Vec<(String, u64)>)> {
+/// One counter file: program, version, week start, counters.
+type FileCounts = (String, String, String, Vec<(String, u64)>);
+
+/// Every counter of every file in the data directory.
+fn files(root: &Path) -> Vec<FileCounts> {
     Home::at(root)
         .counter_store()
         .list()
@@ -68,7 +71,10 @@ fn counts_into_the_weeks_file_the_shims_would_use() {
     let found = files(tmp.path());
     assert_eq!(found.len(), 1);
     let (program, version, week, counters) = &found[0];
-    assert_eq!((program.as_str(), version.as_str()), ("greet", "0.3.1-beta.2"));
+    assert_eq!(
+        (program.as_str(), version.as_str()),
+        ("greet", "0.3.1-beta.2")
+    );
     // The same file the shims' store names for this program, version and week.
     let home = Home::at(tmp.path());
     let today = Day::from_unix_days(fixed_day()).unwrap();
@@ -170,7 +176,9 @@ fn a_long_running_process_moves_to_the_next_week() {
     let first = s.current();
     // Six days on: same week (weeks are seven days from the installation's weekday).
     let home = Home::at(tmp.path());
-    let week = home.week_of(Day::from_unix_days(moving_clock()).unwrap()).unwrap();
+    let week = home
+        .week_of(Day::from_unix_days(moving_clock()).unwrap())
+        .unwrap();
     CLOCK.store(week.end.to_unix_days() - 1, Ordering::SeqCst);
     for _ in 0..1000 {
         c.add_in(s, 1);

@@ -25,9 +25,8 @@ pub const fn is_program_name(name: &str) -> bool {
     let mut i = 0;
     while i < bytes.len() {
         let b = bytes[i];
-        let ok = b.is_ascii_lowercase()
-            || b.is_ascii_digit()
-            || (i > 0 && (b == b'-' || b == b'_'));
+        let ok =
+            b.is_ascii_lowercase() || b.is_ascii_digit() || (i > 0 && (b == b'-' || b == b'_'));
         if !ok {
             return false;
         }

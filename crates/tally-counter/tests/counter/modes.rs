@@ -43,7 +43,10 @@ fn a_tool_run_counts_its_names_in_the_programs_own_file() {
 fn nothing_is_written_when_tally_is_absent_or_off() {
     let absent = World::absent();
     ok(&mut absent.worker("tool", &[]));
-    assert!(!absent.data.exists(), "the library never makes the data directory");
+    assert!(
+        !absent.data.exists(),
+        "the library never makes the data directory"
+    );
 
     let world = World::installed();
     for extra in [
@@ -81,7 +84,10 @@ fn local_counts_and_unopened_counts_nothing() {
         })
         .unwrap();
     ok(&mut world.worker("tool", &[("TALLY", "local")]));
-    assert_eq!(world.counters()["counter-probe"]["counter-probe/invocations"], 1);
+    assert_eq!(
+        world.counters()["counter-probe"]["counter-probe/invocations"],
+        1
+    );
 
     let fresh = World::installed();
     let out = ok(&mut fresh.worker("unopened", &[]));
@@ -115,7 +121,10 @@ fn opening_without_counting_touches_nothing() {
     };
     let data = world.data.to_string_lossy().into_owned();
     let idle = traced("idle");
-    assert!(!idle.contains(&data), "opening touched the data directory:\n{idle}");
+    assert!(
+        !idle.contains(&data),
+        "opening touched the data directory:\n{idle}"
+    );
     // The check can fail: a run that counts is seen.
     let counting = traced("tool");
     assert!(counting.contains(&data), "{counting}");

@@ -24,8 +24,12 @@ pub fn threads_worker() {
         for t in 0..THREADS {
             s.spawn(move || {
                 // Each thread also makes a name of its own, inserted while the others count.
-                let own: &'static str = ["counter-probe/t0", "counter-probe/t1", "counter-probe/t2", "counter-probe/t3"]
-                    [t as usize];
+                let own: &'static str = [
+                    "counter-probe/t0",
+                    "counter-probe/t1",
+                    "counter-probe/t2",
+                    "counter-probe/t3",
+                ][t as usize];
                 let own = Counter::new(own);
                 for _ in 0..INCREMENTS {
                     SHARED.inc();
@@ -66,6 +70,9 @@ fn processes_and_threads_lose_no_increment() {
         PROCESSES * THREADS * INCREMENTS
     );
     for t in 0..THREADS {
-        assert_eq!(counters[&format!("counter-probe/t{t}")], PROCESSES * INCREMENTS);
+        assert_eq!(
+            counters[&format!("counter-probe/t{t}")],
+            PROCESSES * INCREMENTS
+        );
     }
 }

@@ -196,7 +196,9 @@ fn a_program_name_outside_the_rule_makes_nothing() {
         );
     }
     assert!(!root.exists(), "nothing may be created for a refused name");
-    store.open_current("cargo-nextest", "0.9.0", today()).unwrap();
+    store
+        .open_current("cargo-nextest", "0.9.0", today())
+        .unwrap();
     assert_eq!(store.list().len(), 1);
 }
 

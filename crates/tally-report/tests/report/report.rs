@@ -423,13 +423,7 @@ fn third_party_programs_are_reported_and_bad_program_names_quarantined() {
         WEEK,
         &[("cargo-nextest/run", 2)],
     );
-    let bad = counter_file(
-        &home,
-        "Secret Project",
-        "1.0.0",
-        WEEK,
-        &[("x/y", 1)],
-    );
+    let bad = counter_file(&home, "Secret Project", "1.0.0", WEEK, &[("x/y", 1)]);
     let summary = build_due_reports(&home, Mode::Local, day("2026-11-17")).unwrap();
     assert_eq!(summary.quarantined.len(), 1, "{:?}", summary.quarantined);
     let (_, reason) = &summary.quarantined[0];
