@@ -116,7 +116,7 @@ pub(crate) fn add_by_name(session: &Session, name: &str, n: u64) {
 /// ([`check_counter_name`](crate::check_counter_name)) or that does not start with the opened
 /// program's name counts as `<program>/other`.
 ///
-/// ```
+/// ```no_run
 /// use tally_counter::{Counter, counter};
 ///
 /// static GREETINGS: Counter = counter!("greet/hello");

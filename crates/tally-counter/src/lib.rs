@@ -1,7 +1,7 @@
 //! Count a Rust tool's own events into [tally](https://example.invalid/tally), under the
 //! consent its user gave tally, in the style of Go's `golang.org/x/telemetry/counter`.
 //!
-//! ```
+//! ```no_run
 //! use tally_counter::{Counter, Histogram, counter, histogram};
 //!
 //! static RUNS: Counter = counter!("greet/invocations");

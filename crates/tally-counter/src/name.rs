@@ -269,6 +269,15 @@ mod tests {
         assert!(!is_counter_name_of("greet", "cargo/invocations"));
     }
 
+    /// What makes `counter!("greet/Notes.txt")` a compile error: the same check, run now.
+    #[test]
+    fn the_macros_check_refuses_with_the_rule() {
+        let caught = std::panic::catch_unwind(|| __assert_counter_name("greet/Notes.txt"));
+        let message = *caught.unwrap_err().downcast::<String>().unwrap();
+        assert_eq!(message, NameError::Segment.message());
+        assert!(std::panic::catch_unwind(|| __assert_histogram_name("greet/time:x")).is_err());
+    }
+
     // Checked when this crate compiles.
     const _: () = __assert_counter_name("greet/time:<0.1s");
     const _: () = __assert_histogram_name("greet/time");
