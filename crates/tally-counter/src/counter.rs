@@ -81,7 +81,10 @@ fn resolve(session: &Session, generation: u32, name: &str) -> Option<Node> {
     } else {
         &week.other
     };
-    let cell = week.file.counter(name).ok()?;
+    let Ok(cell) = week.file.counter(name) else {
+        session.give_up();
+        return None;
+    };
     Some(Node {
         generation,
         cell,
@@ -105,7 +108,9 @@ pub(crate) fn add_by_name(session: &Session, name: &str, n: u64) {
     } else {
         &week.other
     };
-    let _ = week.file.add(name, n);
+    if week.file.add(name, n).is_err() {
+        session.give_up();
+    }
 }
 
 /// A counter: a name from the tool's source, made once (usually a `static`), incremented

@@ -159,6 +159,12 @@ impl Session {
         next
     }
 
+    /// Stops counting for the rest of the process (the week's file refused a name: it is
+    /// corrupt, which the next tally command finds and moves aside).
+    pub(crate) fn give_up(&self) {
+        self.current.store(OFF, Ordering::Release);
+    }
+
     /// The week's file for generation `generation`, if it is still the current one.
     pub(crate) fn week(&self, generation: u32) -> Option<&'static WeekFile> {
         let state = self.state.lock().unwrap_or_else(|e| e.into_inner());

@@ -220,3 +220,28 @@ fn a_new_week_reads_the_mode_again() {
     assert_eq!(s.current(), OFF);
     assert_eq!(files(tmp.path()).len(), 1);
 }
+
+/// A file found corrupt while counting (another program wrote over its table) stops counting
+/// for the process: no panic, no endless retries, nothing more written.
+#[test]
+fn a_file_found_corrupt_stops_counting_quietly() {
+    use std::os::unix::fs::FileExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let s = session(env(&[("TALLY_DIR", tmp.path())]), fixed_day);
+    Counter::new("greet/hello").add_in(s, 1);
+    assert!(s.current() != 0 && s.current() != OFF);
+    let (path, _) = Home::at(tmp.path()).counter_store().list().remove(0);
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .read(true)
+        .open(&path)
+        .unwrap();
+    let mut header_len = [0u8; 4];
+    file.read_exact_at(&mut header_len, 12).unwrap();
+    let table = u64::from(u32::from_le_bytes(header_len));
+    file.write_all_at(&[0xff; 2048], table).unwrap();
+    let other = Counter::new("greet/bye");
+    other.add_in(s, 1);
+    other.add_in(s, 1);
+    assert_eq!(s.current(), OFF);
+}
