@@ -6,6 +6,8 @@
 //!   week's file existing but not yet open in it: read the environment, find the data
 //!   directory, read the mode and weekday files, open and map the counter file, find the name,
 //!   add (target: at most 30 µs); each iteration unmaps and closes again;
+//! - `first-increment/floor`: the part of that no counting can skip, side by side: open the
+//!   same file, map it, add, unmap (`tally-sys` alone, as its own `fresh-process` benchmark);
 //! - `startup/open`: what `tally_counter::open!()` costs a tool that then never counts (a
 //!   fresh session given its program name: no system call, no allocation).
 //!
@@ -44,7 +46,15 @@ fn bench(c: &mut Criterion) {
     group.bench_function("off", |b| b.iter(|| off.add(black_box(&OFF), 1)));
     group.finish();
 
+    let (path, snapshot) = tally_home::Home::at(&data).counter_store().list().remove(0);
+    let meta = snapshot.unwrap().meta;
     let mut group = c.benchmark_group("first-increment");
+    group.bench_function("floor", |b| {
+        b.iter(|| {
+            let (file, _) = tally_sys::CounterFile::open_or_create(&path, &meta).unwrap();
+            file.add(black_box("greet/hello"), 1).unwrap();
+        })
+    });
     group.bench_function("fresh-process", |b| {
         b.iter_batched(
             || {
