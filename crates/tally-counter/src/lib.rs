@@ -193,13 +193,13 @@ pub fn open(program: Program) -> bool {
     session::SESSION.open(program)
 }
 
-/// The program [`open`] named, if any.
+/// The program [`open`](fn@open) named, if any.
 pub fn program() -> Option<Program> {
     session::SESSION.program()
 }
 
 /// Whether this process counts: decides now if no increment has yet (reading the environment,
-/// the data directory and the mode, and opening the week's file). False before [`open`].
+/// the data directory and the mode, and opening the week's file). False before [`open`](fn@open).
 pub fn counting() -> bool {
     let generation = session::SESSION.refresh(false);
     generation != 0 && generation != session::OFF
@@ -216,7 +216,7 @@ macro_rules! program {
     }};
 }
 
-/// [`open`]s the calling crate's program ([`program!`]). Call it first thing in `main`.
+/// [`open`](fn@open)s the calling crate's program ([`program!`]). Call it first thing in `main`.
 #[macro_export]
 macro_rules! open {
     () => {
