@@ -82,7 +82,8 @@
 //! build names from input at run time.
 //!
 //! The user stays in charge: `tally off`, `TALLY=off` or `DO_NOT_TRACK=1` stop this crate as
-//! they stop tally; `tally show` and `tally preview` show every count; and nothing leaves the
+//! they stop tally (the mode is read when a process starts counting, and again when its week
+//! ends); `tally show` and `tally preview` show every count; and nothing leaves the
 //! machine unless the user ran `tally on` and a collector's signed config names the tool's
 //! program and counters. A tool should say in its documentation which counters it has.
 //!
