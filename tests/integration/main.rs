@@ -11,6 +11,7 @@ mod fidelity;
 mod firstrun;
 mod go;
 mod install;
+mod library;
 mod outcomes;
 mod planted;
 mod privacy;

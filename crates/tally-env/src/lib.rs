@@ -104,32 +104,32 @@ pub const VARS: &[EnvVar] = &[
     EnvVar {
         name: TALLY,
         meaning: "`off` stops all counting and writing for this process; `local` keeps counting but uploads nothing. It can only lower the stored mode: turning uploads on takes `tally on`.",
-        read_by: "shims, wrapper, cli",
+        read_by: "shims, wrapper, cli, tally-counter",
     },
     EnvVar {
         name: DO_NOT_TRACK,
         meaning: "Any value other than empty, `0` or `false` means off (consoledonottrack.com).",
-        read_by: "shims, wrapper, cli",
+        read_by: "shims, wrapper, cli, tally-counter",
     },
     EnvVar {
         name: TALLY_DIR,
         meaning: "Data directory (absolute path). Default: $XDG_STATE_HOME/tally, else $HOME/.local/state/tally. A relative path means no data directory: nothing is counted.",
-        read_by: "shims, wrapper, cli",
+        read_by: "shims, wrapper, cli, tally-counter",
     },
     EnvVar {
         name: XDG_STATE_HOME,
         meaning: "State directory; tally keeps its data in its `tally/` subdirectory. Ignored unless absolute.",
-        read_by: "shims, wrapper, cli",
+        read_by: "shims, wrapper, cli, tally-counter",
     },
     EnvVar {
         name: HOME,
         meaning: "Home directory; data defaults to $HOME/.local/state/tally. Unset and no other directory: tally counts nothing.",
-        read_by: "shims, wrapper, cli",
+        read_by: "shims, wrapper, cli, tally-counter",
     },
     EnvVar {
         name: TALLY_NOW,
         meaning: "Clock override for tests and demos: YYYY-MM-DD or an RFC 3339 time (taken in UTC).",
-        read_by: "shims, wrapper, cli",
+        read_by: "shims, wrapper, cli, tally-counter",
     },
     EnvVar {
         name: TALLY_DEBUG_UPLOAD,

@@ -428,6 +428,16 @@ fn examples_from_the_issue_are_in_the_vocabulary() {
     }
 }
 
+/// The tools tally shims are programs like any other: their names follow the rule that the
+/// collector and the counter library apply to every program (`tally_protocol::is_program_name`).
+#[test]
+fn tool_names_follow_the_program_name_rule() {
+    for tool in Tool::ALL {
+        assert!(tally_protocol::is_program_name(tool.name()), "{tool:?}");
+        assert_eq!(Tool::from_name(tool.name()), Some(tool));
+    }
+}
+
 #[test]
 fn vocabulary_names_are_short_and_plain() {
     for tool in Tool::ALL {

@@ -83,6 +83,12 @@ pub enum Error {
         /// Its content (at most 64 characters).
         content: String,
     },
+    /// A program name that breaks the shared rule ([`tally_protocol::is_program_name`]): no
+    /// counter file is made for it.
+    #[error(
+        "program name {0:?} is not 1 to 64 lowercase ASCII letters, digits, `-` and `_` starting with a letter or digit; nothing is counted for it"
+    )]
+    BadProgramName(String),
     /// A day outside the supported calendar range.
     #[error("day arithmetic out of range near {0}")]
     DayOutOfRange(Day),

@@ -105,13 +105,19 @@ impl Store {
 
     /// The hot-path entry: the counter file for this program/version/os/arch in the week
     /// containing `today`, creating directories and the file as needed. A corrupt or
-    /// future-format file is quarantined and a fresh one started.
+    /// future-format file is quarantined and a fresh one started. A program name that breaks
+    /// [`tally_protocol::is_program_name`] is an error, with nothing created.
     pub fn open_current(
         &self,
         program: &str,
         version: &str,
         today: Day,
     ) -> Result<(CounterFile, bool), Error> {
+        // The one rule for program names, the collector's too: anything else never becomes a
+        // file (its name and header would carry it into every report).
+        if !tally_protocol::is_program_name(program) {
+            return Err(Error::BadProgramName(snippet(program)));
+        }
         let week = self.home.week_of(today)?;
         let meta = Self::meta_for(program, version, week);
         let dir = self.home.counters_dir();

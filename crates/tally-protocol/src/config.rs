@@ -56,8 +56,10 @@ pub struct UploadConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct ProgramConfig {
-    /// Program name: `cargo`, `rustc`, `rustfmt`, `cargo-fmt`, `go` or `gofmt`.
-    #[cfg_attr(test, schemars(length(min = 1)))]
+    /// Program name: `cargo`, `rustc`, `rustfmt`, `cargo-fmt`, `go`, `gofmt`, or a tool that
+    /// counts through the `tally-counter` library. 1 to 64 lowercase ASCII letters, digits,
+    /// `-` and `_`, starting with a letter or digit (`tally_protocol::is_program_name`).
+    #[cfg_attr(test, schemars(regex(pattern = crate::program::PROGRAM_NAME_REGEX)))]
     pub name: String,
     /// A semver range (`>=1.70.0`, `1.95.*`). Tool versions match by their numeric
     /// `major.minor.patch` (`go1.19.8` and `1.96.0-nightly` too); `unknown` matches nothing.
@@ -105,8 +107,10 @@ pub enum ConfigError {
         versions: String,
         reason: String,
     },
-    #[error("a program entry has an empty name; every program needs one (e.g. \"cargo\")")]
-    EmptyProgramName,
+    #[error(
+        "program name {0:?} is not 1 to 64 lowercase ASCII letters, digits, `-` and `_` starting with a letter or digit (e.g. \"cargo\", \"cargo-nextest\")"
+    )]
+    BadProgramName(String),
     #[error("program {program}: counter pattern {pattern:?} is malformed")]
     BadPattern { program: String, pattern: String },
     #[error("program {program}: counter {pattern:?} names an empty chart")]
@@ -129,8 +133,10 @@ impl UploadConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         check_rate("sample_rate", self.sample_rate)?;
         for program in &self.programs {
-            if program.name.is_empty() {
-                return Err(ConfigError::EmptyProgramName);
+            if !crate::is_program_name(&program.name) {
+                return Err(ConfigError::BadProgramName(
+                    program.name.chars().take(80).collect(),
+                ));
             }
             VersionReq::parse(&program.versions).map_err(|e| ConfigError::BadVersions {
                 program: program.name.clone(),

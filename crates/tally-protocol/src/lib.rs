@@ -7,6 +7,7 @@
 //!   signed with minisign by the collector and verified by the client (`tally-config`).
 //! - [`report::Report`]: one installation-week of counts, as the client keeps it locally and,
 //!   filtered by the config, as it uploads it.
+//! - [`program`]: the rule every program name follows in both ([`is_program_name`]).
 //!
 //! Their JSON Schemas live in `config-schema/` at the repository root; tests in this crate check
 //! that the schemas and these types cannot drift apart.
@@ -19,6 +20,7 @@
 pub mod aggregate;
 pub mod config;
 pub mod day;
+pub mod program;
 pub mod report;
 pub mod version;
 
@@ -27,6 +29,7 @@ mod schema_tests;
 
 pub use config::{CounterConfig, ProgramConfig, UploadConfig};
 pub use day::Day;
+pub use program::{MAX_PROGRAM_NAME_LEN, is_program_name};
 pub use report::{ProgramReport, Report};
 
 /// Largest upload config body a client will download or verify (1 MiB).

@@ -60,7 +60,10 @@ pub struct Report {
 #[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ProgramReport {
-    /// Program name (`cargo`, `rustc`, `rustfmt`, `cargo-fmt`, `go`, `gofmt`).
+    /// Program name (`cargo`, `rustc`, `rustfmt`, `cargo-fmt`, `go`, `gofmt`, or a tool that
+    /// counts through the `tally-counter` library): 1 to 64 lowercase ASCII letters, digits,
+    /// `-` and `_`, starting with a letter or digit (`tally_protocol::is_program_name`).
+    #[cfg_attr(test, schemars(regex(pattern = crate::program::PROGRAM_NAME_REGEX)))]
     pub program: String,
     /// The tool's version as tally read it (`1.95.0`, `go1.19.8`, `unknown`).
     pub version: String,
@@ -74,7 +77,8 @@ pub struct ProgramReport {
     pub counters: BTreeMap<String, u64>,
 }
 
-/// The `programs` list: refused when empty or when two sections have the same key.
+/// The `programs` list: refused when empty, when a program name breaks the rule
+/// ([`crate::is_program_name`]) or when two sections have the same key.
 fn sections<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ProgramReport>, D::Error> {
     let sections = Vec::<ProgramReport>::deserialize(d)?;
     if sections.is_empty() {
@@ -84,6 +88,13 @@ fn sections<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ProgramReport>, D::Er
     }
     let mut seen = BTreeSet::new();
     for s in &sections {
+        if !crate::is_program_name(&s.program) {
+            return Err(D::Error::custom(format_args!(
+                "program {:?} is not 1 to 64 lowercase ASCII letters, digits, `-` and `_` \
+                 starting with a letter or digit",
+                s.program.chars().take(80).collect::<String>()
+            )));
+        }
         if !seen.insert((&s.program, &s.version, &s.os, &s.arch)) {
             return Err(D::Error::custom(
                 "two sections of programs have the same program, version, os and arch",

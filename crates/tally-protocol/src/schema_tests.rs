@@ -172,6 +172,18 @@ fn invalid_configs_are_refused_by_both() {
             set("/programs/0/counters/1/name", json!("")),
         ),
         ("empty program name", set("/programs/0/name", json!(""))),
+        (
+            "program name with a capital",
+            set("/programs/0/name", json!("Cargo")),
+        ),
+        (
+            "program name a path",
+            set("/programs/0/name", json!("/usr/bin/cargo")),
+        ),
+        (
+            "program name too long",
+            set("/programs/0/name", json!("a".repeat(65))),
+        ),
         ("not an object", json!([1, 2, 3])),
     ];
     let schema = config_validator();
@@ -232,6 +244,14 @@ fn invalid_reports_are_refused_by_both() {
             add("/programs/0", "user", json!("me")),
         ),
         ("section without os", without(&good, "/programs/0", "os")),
+        (
+            "program name with a space",
+            set("/programs/0/program", json!("cargo fmt")),
+        ),
+        (
+            "program name a path",
+            set("/programs/0/program", json!("../cargo")),
+        ),
         ("config_version negative", set("/config_version", json!(-1))),
         ("programs not a list", set("/programs", json!({}))),
         ("programs empty", set("/programs", json!([]))),
@@ -253,6 +273,10 @@ fn invalid_reports_are_refused_by_both() {
 
 fn day_strategy() -> impl Strategy<Value = String> {
     (2000i32..2100, 1u8..=12, 1u8..=28).prop_map(|(y, m, d)| format!("{y:04}-{m:02}-{d:02}"))
+}
+
+fn program_strategy() -> impl Strategy<Value = String> {
+    "[a-z0-9][a-z0-9_-]{0,15}"
 }
 
 fn name_strategy() -> impl Strategy<Value = String> {
@@ -294,7 +318,7 @@ fn valid_config_strategy() -> impl Strategy<Value = Value> {
             Some(chart) => json!({ "name": name, "rate": rate, "chart": chart }),
             None => json!({ "name": name, "rate": rate }),
         });
-    let program = (name_strategy(), versions_strategy(), proptest::collection::vec(counter, 0..4))
+    let program = (program_strategy(), versions_strategy(), proptest::collection::vec(counter, 0..4))
         .prop_map(|(name, versions, counters)| {
             json!({ "name": name, "versions": versions, "counters": counters })
         });
@@ -316,7 +340,7 @@ fn valid_config_strategy() -> impl Strategy<Value = Value> {
 
 fn valid_report_strategy() -> impl Strategy<Value = Value> {
     let section = (
-        name_strategy(),
+        program_strategy(),
         "[a-z0-9.-]{1,12}",
         "[a-z0-9_]{1,8}",
         "[a-z0-9_]{1,8}",

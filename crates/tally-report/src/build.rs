@@ -141,6 +141,16 @@ fn consume_ended_weeks(
             quarantine(home, &path, &reason, summary);
             continue;
         };
+        // A report holds only program names that follow the shared rule (the collector and
+        // `Report::parse` refuse any other): a file naming another kind of program is not one
+        // tally's writers made.
+        if !tally_protocol::is_program_name(&snapshot.meta.program) {
+            // The name itself stays out of the reason: it is whatever the file held.
+            let reason = "its header's program name is not 1 to 64 lowercase ASCII letters, \
+                          digits, `-` and `_` starting with a letter or digit";
+            quarantine(home, &path, reason, summary);
+            continue;
+        }
         if end <= today {
             weeks.entry(start).or_default().push((path, snapshot));
         }

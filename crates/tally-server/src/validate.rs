@@ -12,7 +12,8 @@
 //!    reports);
 //! 5. the report names a config version the server has served ([`check_against_config`]), and
 //!    every section's program, version, OS and arch is allowed by it, and every counter is named
-//!    by it with a rate at least `x`;
+//!    by it with a rate at least `x` (a program name also follows the rule it shares with the
+//!    client, [`tally_protocol::is_program_name`], which [`Report::parse`] checks in step 1);
 //! 6. every version is canonical ([`tally_protocol::version::is_canonical`]: `MAJOR.MINOR.PATCH`
 //!    without leading zeros and with bounded numbers, optionally `-nightly`, `-beta`, `-beta.N`
 //!    or `-dev`), as the client writes upload copies: lenient range matching ignores
@@ -215,6 +216,11 @@ mod tests {
                 "2026-11-16",
                 REPORT.replace("\"cargo\"", "\"ghc\""),
                 "program \"ghc\"",
+            ),
+            (
+                "2026-11-16",
+                REPORT.replace("\"cargo\"", "\"/home/alice/Cargo\""),
+                "lowercase ASCII letters",
             ),
             (
                 "2026-11-16",

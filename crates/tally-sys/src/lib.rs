@@ -69,7 +69,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 pub use layout::{MAX_META_FIELD_LEN, MAX_META_LEN, PAGE_SIZE};
-pub use mapped::{CounterFile, FileId};
+pub use mapped::{Counter, CounterFile, FileId};
 pub use parse::parse;
 
 /// Longest counter name, in bytes. Longer names are not stored: the increment goes to `dropped`.

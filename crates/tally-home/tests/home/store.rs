@@ -170,14 +170,36 @@ fn a_file_for_something_else_is_not_counted_into() {
     let tmp = tempfile::tempdir().unwrap();
     let home = Home::at(tmp.path());
     let week = home.week_of(today()).unwrap();
-    // "a b" and "a_b" share a file name; the header tells them apart.
+    // "a-b" and "a_b" share a file name; the header tells them apart.
     let path = home.counters_dir();
     std::fs::create_dir_all(&path).unwrap();
     let store = home.counter_store();
-    store.open_current("a b", "1", today()).unwrap();
+    store.open_current("a-b", "1", today()).unwrap();
     let err = store.open_current("a_b", "1", today()).unwrap_err();
     assert!(err.to_string().contains("not the expected"), "{err}");
     let _ = week;
+}
+
+/// A program name outside the shared rule (free text, a path, capitals) never becomes a
+/// counter file, nor a directory: the error comes before anything is made.
+#[test]
+fn a_program_name_outside_the_rule_makes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("data");
+    let home = Home::at(&root);
+    let store = home.counter_store();
+    for bad in ["a b", "../etc", "/home/alice", "Cargo", "", "x\n"] {
+        let err = store.open_current(bad, "1.0.0", today()).unwrap_err();
+        assert!(
+            matches!(err, tally_home::Error::BadProgramName(_)),
+            "{bad:?}: {err}"
+        );
+    }
+    assert!(!root.exists(), "nothing may be created for a refused name");
+    store
+        .open_current("cargo-nextest", "0.9.0", today())
+        .unwrap();
+    assert_eq!(store.list().len(), 1);
 }
 
 const ROLE: &str = "TALLY_HOME_STORE_ROLE";

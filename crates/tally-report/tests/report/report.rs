@@ -409,6 +409,32 @@ fn corrupt_counter_files_are_quarantined_and_reported() {
     assert_eq!(summary.built.len(), 1, "the valid files are still reported");
 }
 
+/// Any program that follows the shared name rule is reported like the shimmed tools (a tool
+/// counting through `tally-counter`); a file whose header names something else is moved aside,
+/// and the report still reads back (`Report::parse` refuses such a name).
+#[test]
+fn third_party_programs_are_reported_and_bad_program_names_quarantined() {
+    let (_d, home) = setup();
+    typical_week(&home);
+    counter_file(
+        &home,
+        "cargo-nextest",
+        "0.9.3",
+        WEEK,
+        &[("cargo-nextest/run", 2)],
+    );
+    let bad = counter_file(&home, "Secret Project", "1.0.0", WEEK, &[("x/y", 1)]);
+    let summary = build_due_reports(&home, Mode::Local, day("2026-11-17")).unwrap();
+    assert_eq!(summary.quarantined.len(), 1, "{:?}", summary.quarantined);
+    let (_, reason) = &summary.quarantined[0];
+    assert!(!reason.contains("Secret"), "{reason}");
+    assert!(!bad.exists());
+    let report = read_report(&local_path(&home, WEEK));
+    let programs: Vec<&str> = report.programs.iter().map(|p| p.program.as_str()).collect();
+    assert_eq!(programs, ["cargo", "cargo-nextest", "rustc"]);
+    assert_eq!(report.programs[1].counters["cargo-nextest/run"], 2);
+}
+
 #[test]
 fn sections_with_the_same_key_are_merged_and_weeks_kept_apart() {
     let (_d, home) = setup();
