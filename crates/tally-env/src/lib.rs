@@ -37,6 +37,8 @@ pub const TALLY_DIR: &str = "TALLY_DIR";
 pub const XDG_STATE_HOME: &str = "XDG_STATE_HOME";
 /// `HOME`: the home directory (data under `.local/state/tally`).
 pub const HOME: &str = "HOME";
+/// `TALLY_INSTALL_DIR`: where `tally setup` and install.sh put the shims (its `bin/`).
+pub const TALLY_INSTALL_DIR: &str = "TALLY_INSTALL_DIR";
 /// `TALLY_NOW`: clock override.
 pub const TALLY_NOW: &str = "TALLY_NOW";
 /// `TALLY_FORCE_ARG0`: which tool the shim pretends to be (tests).
@@ -127,6 +129,11 @@ pub const VARS: &[EnvVar] = &[
         read_by: "shims, wrapper, cli",
     },
     EnvVar {
+        name: TALLY_INSTALL_DIR,
+        meaning: "Where `tally setup` puts the shims, in its `bin/` subdirectory, and where install.sh puts the binaries (absolute path). Default: $HOME/.local/share/tally.",
+        read_by: "cli (setup, status), install.sh",
+    },
+    EnvVar {
         name: TALLY_NOW,
         meaning: "Clock override for tests and demos: YYYY-MM-DD or an RFC 3339 time (taken in UTC).",
         read_by: "shims, wrapper, cli",
@@ -210,6 +217,11 @@ pub const SERVER_VARS: &[EnvVar] = &[
         name: TALLY_SERVER_KEY_PASSWORD,
         meaning: "The password of the encrypted signing key (`tally-server keygen`, `sign`); unset or empty: the key is not encrypted, or `--no-password`.",
         read_by: "tally-server (keygen, sign)",
+    },
+    EnvVar {
+        name: TALLY_INSTALL_DIR,
+        meaning: "Where `tally setup` puts the shims, in its `bin/` subdirectory, and where install.sh puts the binaries (absolute path). Default: $HOME/.local/share/tally.",
+        read_by: "cli (setup, status), install.sh",
     },
     EnvVar {
         name: TALLY_NOW,

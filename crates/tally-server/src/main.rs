@@ -1,4 +1,5 @@
-//! `tally-server`: the collector's command line (`serve`, `keygen`, `sign`, `plan`).
+//! `tally-server`: the collector's command line (`serve`, `keygen`, `sign`, `plan`), and its
+//! shell completions and man page (`completions`, `man`), generated from the same definition.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -6,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use tally_server::clock::Clock;
 use tally_server::serve::Limits;
 use tally_server::signing::{self, PASSWORD_ENV};
@@ -63,6 +64,14 @@ enum Command {
         #[arg(long)]
         expected_reports: u64,
     },
+    /// Print the shell completion script for SHELL.
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff): `tally-server man | man -l -`.
+    Man,
 }
 
 #[derive(clap::Args)]
@@ -140,6 +149,19 @@ fn main() -> ExitCode {
         } => tally_server::plan::plan(margin, confidence, expected_reports).map(|plan| {
             print!("{}", plan.explain());
         }),
+        Command::Completions { shell } => {
+            // Generated whole before it is written: clap_complete panics on a write error.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "tally-server", &mut script);
+            write_stdout(&script)
+        }
+        Command::Man => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut page)
+                .map_err(anyhow::Error::from)
+                .and_then(|()| write_stdout(&page))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -147,6 +169,16 @@ fn main() -> ExitCode {
             eprintln!("tally-server: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Writes `bytes` to stdout; a closed pipe (`tally-server man | head`) is not an error.
+fn write_stdout(bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
     }
 }
 
