@@ -15,4 +15,5 @@ mod outcomes;
 mod planted;
 mod privacy;
 mod rustc;
+mod setup;
 mod util;

@@ -1,10 +1,15 @@
-//! `tally completions SHELL` and `tally man`: the shell completion script (clap_complete) and
-//! the man page (clap_mangen), generated from the very clap definition the parser uses
-//! ([`crate::command_line`]), so neither can fall behind the commands.
+//! `tally completions SHELL` and `tally man [--dir DIR]`: the shell completion script
+//! (clap_complete) and the man pages (clap_mangen), generated from the very clap definition the
+//! parser uses ([`crate::command_line`]), so neither can fall behind the commands.
 //!
-//! Both are printed, never installed: `tally setup` says where each shell looks for them.
+//! Printed, or with `--dir` written as one page per command (`tally.1`, `tally-status.1`, ...,
+//! the pages `tally.1` refers to); never installed anywhere unasked: `tally setup` says where
+//! each shell and `man` look for them.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+
+use anyhow::Context;
 
 use crate::Io;
 
@@ -26,10 +31,31 @@ pub(crate) fn completions(args: &CompletionsArgs, io: &mut Io<'_>) -> anyhow::Re
     Ok(ExitCode::SUCCESS)
 }
 
+/// Options of `tally man`.
+#[derive(Debug, clap::Args)]
+pub struct ManArgs {
+    /// Write every page (tally.1 and one per subcommand) into this directory instead of
+    /// printing tally.1, e.g. ~/.local/share/man/man1.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
 /// `tally man`.
-pub(crate) fn man(io: &mut Io<'_>) -> anyhow::Result<ExitCode> {
+pub(crate) fn man(args: &ManArgs, io: &mut Io<'_>) -> anyhow::Result<ExitCode> {
+    if let Some(dir) = &args.dir {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        clap_mangen::generate_to(crate::command_line(), dir)
+            .with_context(|| format!("cannot write the man pages in {}", dir.display()))?;
+        writeln!(
+            io.out,
+            "Wrote tally.1 and a page per subcommand to {}.",
+            dir.display()
+        )?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let mut page = Vec::new();
-    clap_mangen::Man::new(crate::command_line()).render(&mut page)?;
+    // As `--dir` writes it: no page for `help`, which the pages themselves are.
+    clap_mangen::Man::new(crate::command_line().disable_help_subcommand(true)).render(&mut page)?;
     io.out.write_all(&page)?;
     Ok(ExitCode::SUCCESS)
 }

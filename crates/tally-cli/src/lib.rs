@@ -35,7 +35,7 @@ pub mod view;
 
 /// Opt-in, privacy-preserving usage counting for go, gofmt, cargo, rustc and rustfmt.
 #[derive(Debug, Parser)]
-#[command(name = "tally", version, about, propagate_version = true)]
+#[command(name = "tally", version, propagate_version = true)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -70,8 +70,8 @@ pub enum Command {
     Setup(setup::SetupArgs),
     /// Print the shell completion script for SHELL.
     Completions(completions::CompletionsArgs),
-    /// Print the man page (roff): `tally man | man -l -`.
-    Man,
+    /// Print the man page (roff: `tally man | man -l -`), or write every page with --dir.
+    Man(completions::ManArgs),
 }
 
 /// Options of `tally status`.
@@ -247,7 +247,7 @@ fn dispatch(command: &Command, env: &tally_home::Env, io: &mut Io<'_>) -> anyhow
         Command::Demo(args) => demo::run(args).map(|()| ExitCode::SUCCESS),
         Command::Setup(args) => setup::run(args, env, io),
         Command::Completions(args) => completions::completions(args, io),
-        Command::Man => completions::man(io),
+        Command::Man(args) => completions::man(args, io),
     }
 }
 

@@ -307,7 +307,9 @@ fn replace_link(exe: &Path, link: &Path) -> anyhow::Result<()> {
     let dir = link.parent().context("a link without a directory")?;
     let tmp = dir.join(format!(
         ".{}.tally-setup.{}",
-        link.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(),
+        link.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default(),
         std::process::id()
     ));
     let _ = fs::remove_file(&tmp);
@@ -448,7 +450,10 @@ fn replace_file(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
         .with_context(|| format!("cannot write in {}", dir.display()))?;
     tmp.write_all(contents)
         .and_then(|()| tmp.as_file().sync_all())
-        .and_then(|()| tmp.as_file().set_permissions(fs::Permissions::from_mode(mode)))
+        .and_then(|()| {
+            tmp.as_file()
+                .set_permissions(fs::Permissions::from_mode(mode))
+        })
         .with_context(|| format!("cannot write in {}", dir.display()))?;
     tmp.persist(&target)
         .with_context(|| format!("cannot replace {}", target.display()))?;
@@ -467,7 +472,11 @@ fn after_setup(
     let line = path_line(&dir, env)?;
     let home = home_dir(env)?;
     if report.changes.is_empty() {
-        writeln!(out, "Nothing to change: tally is set up in {}.", dir.display())?;
+        writeln!(
+            out,
+            "Nothing to change: tally is set up in {}.",
+            dir.display()
+        )?;
     }
     let with_line: Vec<String> = SHELL_FILES
         .iter()
@@ -478,9 +487,11 @@ fn after_setup(
     if modify_path {
         writeln!(
             out,
-            "The PATH line is in {}; a new shell puts the shims first on PATH.",
+            "The PATH line is in {}; it puts the shims first on PATH in a new shell (or run it \
+             in this one):",
             with_line.join(", ")
         )?;
+        writeln!(out, "\n    {line}\n")?;
     } else if with_line.is_empty() {
         writeln!(
             out,
@@ -501,7 +512,11 @@ fn after_setup(
     let found: Vec<String> = future
         .tools
         .iter()
-        .filter_map(|t| t.real.as_ref().map(|real| format!("{} ({})", t.tool, real.display())))
+        .filter_map(|t| {
+            t.real
+                .as_ref()
+                .map(|real| format!("{} ({})", t.tool, real.display()))
+        })
         .collect();
     let missing: Vec<&str> = future
         .tools
@@ -583,8 +598,8 @@ fn after_setup(
     )?;
     writeln!(
         out,
-        "Man pages: tally man > ~/.local/share/man/man1/tally.1 and tally-server man > \
-         ~/.local/share/man/man1/tally-server.1 (or read one with `tally man | man -l -`)."
+        "Man pages: tally man --dir ~/.local/share/man/man1 and tally-server man --dir \
+         ~/.local/share/man/man1 (then `man tally`), or read one with `tally man | man -l -`."
     )?;
     Ok(())
 }
@@ -599,8 +614,7 @@ fn uninstall(purge: bool, env: &Env, report: &mut Report) -> anyhow::Result<()> 
     for name in link_names() {
         let link = dir.join(name);
         if is_tally_link(&link, me) {
-            fs::remove_file(&link)
-                .with_context(|| format!("cannot remove {}", link.display()))?;
+            fs::remove_file(&link).with_context(|| format!("cannot remove {}", link.display()))?;
             report.changes.push(format!("Removed {}.", link.display()));
         }
     }
@@ -767,7 +781,12 @@ mod tests {
         ] {
             let added = with_line(original, &line);
             let stripped = without_ours(&added);
-            assert_eq!(stripped.text, original, "{:?}", String::from_utf8_lossy(original));
+            assert_eq!(
+                stripped.text,
+                original,
+                "{:?}",
+                String::from_utf8_lossy(original)
+            );
             assert_eq!(stripped.removed, 1);
             // Adding again to what was added changes nothing.
             assert_eq!(with_line(&without_ours(&added).text, &line), added);

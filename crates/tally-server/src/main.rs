@@ -70,8 +70,13 @@ enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff): `tally-server man | man -l -`.
-    Man,
+    /// Print the man page (roff: `tally-server man | man -l -`), or write every page with --dir.
+    Man {
+        /// Write every page (tally-server.1 and one per subcommand) into this directory, e.g.
+        /// ~/.local/share/man/man1.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -155,9 +160,19 @@ fn main() -> ExitCode {
             clap_complete::generate(shell, &mut Cli::command(), "tally-server", &mut script);
             write_stdout(&script)
         }
-        Command::Man => {
+        Command::Man { dir: Some(dir) } => std::fs::create_dir_all(&dir)
+            .and_then(|()| clap_mangen::generate_to(Cli::command(), &dir))
+            .with_context(|| format!("cannot write the man pages in {}", dir.display()))
+            .map(|()| {
+                println!(
+                    "Wrote tally-server.1 and a page per subcommand to {}.",
+                    dir.display()
+                );
+            }),
+        Command::Man { dir: None } => {
             let mut page = Vec::new();
-            clap_mangen::Man::new(Cli::command())
+            // As `--dir` writes it: no page for `help`, which the pages themselves are.
+            clap_mangen::Man::new(Cli::command().disable_help_subcommand(true))
                 .render(&mut page)
                 .map_err(anyhow::Error::from)
                 .and_then(|()| write_stdout(&page))
