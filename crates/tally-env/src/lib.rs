@@ -219,11 +219,6 @@ pub const SERVER_VARS: &[EnvVar] = &[
         read_by: "tally-server (keygen, sign)",
     },
     EnvVar {
-        name: TALLY_INSTALL_DIR,
-        meaning: "Where `tally setup` puts the shims, in its `bin/` subdirectory, and where install.sh puts the binaries (absolute path). Default: $HOME/.local/share/tally.",
-        read_by: "cli (setup, status), install.sh",
-    },
-    EnvVar {
         name: TALLY_NOW,
         meaning: "Clock override for tests and demos: YYYY-MM-DD or an RFC 3339 time (UTC); decides the current week the server accepts and merges.",
         read_by: "tally-server",
