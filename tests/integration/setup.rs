@@ -363,15 +363,24 @@ fn which(tool: &str) -> PathBuf {
     PathBuf::from(stdout(&out).trim())
 }
 
-/// Whether `program --version` runs; if not, the check that needs it skips with a message.
+/// Whether `program --version` runs; if not, the check that needs it skips with a message,
+/// unless TALLY_REQUIRE_SHELLS=1 (CI), which makes it fail.
 fn have(program: &str) -> bool {
     let found = Command::new(program)
         .arg("--version")
         .output()
         .is_ok_and(|o| o.status.success());
+    let package = match program {
+        "groff" => "groff-base",
+        "man" => "man-db",
+        other => other,
+    };
+    if !found && std::env::var_os("TALLY_REQUIRE_SHELLS").is_some_and(|v| v == "1") {
+        panic!("`{program}` is missing and TALLY_REQUIRE_SHELLS=1: install it (Debian: {package})");
+    }
     if !found {
         eprintln!(
-            "skipping the {program} check: not installed (Debian: apt-get install {program})"
+            "skipping the {program} check: not installed (Debian: apt-get install {package})"
         );
     }
     found

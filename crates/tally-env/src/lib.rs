@@ -63,6 +63,8 @@ pub const TALLY_REQUIRE_S3: &str = "TALLY_REQUIRE_S3";
 pub const TALLY_REQUIRE_MINISIGN: &str = "TALLY_REQUIRE_MINISIGN";
 /// `TALLY_REQUIRE_STRACE`: tests fail instead of skipping without `strace`.
 pub const TALLY_REQUIRE_STRACE: &str = "TALLY_REQUIRE_STRACE";
+/// `TALLY_REQUIRE_SHELLS`: tests fail instead of skipping without zsh, fish, groff or man.
+pub const TALLY_REQUIRE_SHELLS: &str = "TALLY_REQUIRE_SHELLS";
 /// `TALLY_RELEASE_KIND`: build time only, see [`VARS`].
 pub const TALLY_RELEASE_KIND: &str = "TALLY_RELEASE_KIND";
 
@@ -272,6 +274,11 @@ pub const TEST_VARS: &[EnvVar] = &[
     EnvVar {
         name: TALLY_REQUIRE_STRACE,
         meaning: "Tests only: `1` makes the test that traces the installed shim's system calls fail instead of skipping when `strace` is missing.",
+        read_by: "tests",
+    },
+    EnvVar {
+        name: TALLY_REQUIRE_SHELLS,
+        meaning: "Tests only: `1` makes the completion and man page tests fail instead of skipping a check when zsh, fish, groff or man is missing.",
         read_by: "tests",
     },
     EnvVar {
