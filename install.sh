@@ -7,12 +7,14 @@
 # What it installs (and all that --uninstall removes):
 #   $TALLY_INSTALL_DIR (default ~/.local/share/tally)/tally      the binary
 #   $TALLY_INSTALL_DIR/tally-server                              the collector (demo, self-hosting)
+# and then runs `tally setup`, which makes (and `tally setup --uninstall` removes):
 #   $TALLY_INSTALL_DIR/bin/{tally,cargo,rustc,rustfmt,cargo-fmt,go,gofmt}
 #                                                                links to it: the shims
-#   with --modify-path, one marked block in ~/.profile, ~/.bashrc and ~/.zshrc (those present,
-#   ~/.profile always) that puts the shims directory first on PATH.
+#   with --modify-path, one marked line at the end of ~/.profile, ~/.bashrc and ~/.zshrc (those
+#   present, ~/.profile always) that puts the shims directory first on PATH.
 # --purge also deletes tally's data directory ($TALLY_DIR, else $XDG_STATE_HOME/tally, else
-# ~/.local/state/tally). Running it again is harmless: every step replaces what it made.
+# ~/.local/state/tally), unless it holds anything that is not tally's. Running it again is
+# harmless: every step replaces what it made. Without --no-demo it ends with `tally demo`.
 #
 # The binary is built by scripts/release-build.sh: `cargo build --release`, static and not
 # position-independent (with Rust's musl target where it is installed, else static glibc, else a
@@ -21,16 +23,18 @@
 # tally's own code and data sit at a fixed address (stack, heap and mappings are still
 # randomised). --binary PATH installs an already built
 # tally instead (packagers, tests), --server-binary PATH likewise for tally-server.
+#
+# Everything after the build is `tally setup`'s (one implementation, also what users of
+# `cargo install` run); this script only builds, copies the binaries and calls it.
 set -euo pipefail
 
-tools=(cargo rustc rustfmt cargo-fmt go gofmt)
 install_dir=${TALLY_INSTALL_DIR:-$HOME/.local/share/tally}
+# `tally setup` finds the same directory through this variable.
+export TALLY_INSTALL_DIR=$install_dir
 bin_dir=$install_dir/bin
-marker_begin="# >>> tally shims (added by tally's install.sh; remove with ./install.sh --uninstall) >>>"
-marker_end="# <<< tally shims <<<"
 
 modify_path=0 uninstall=0 purge=0 demo=1 binary="" server_binary=""
-usage() { sed -n '2,23s/^# \{0,1\}//p' "$0"; }
+usage() { sed -n '2,29s/^# \{0,1\}//p' "$0"; }
 while (($#)); do
     case $1 in
         --modify-path) modify_path=1 ;;
@@ -47,63 +51,26 @@ done
 
 say() { printf 'install.sh: %s\n' "$*"; }
 
-profiles() {
-    local f
-    echo "$HOME/.profile"
-    for f in "$HOME/.bashrc" "$HOME/.zshrc"; do [[ -f $f ]] && echo "$f"; done
-    return 0
-}
-
-# Removes our marked block from a profile file, leaving everything else byte for byte.
-remove_block() {
-    local file=$1
-    [[ -f $file ]] || return 0
-    grep -qF "$marker_begin" "$file" || return 0
-    local tmp
-    tmp=$(mktemp "$file.tally.XXXXXX")
-    awk -v b="$marker_begin" -v e="$marker_end" '
-        $0 == b { skip = 1; next }
-        skip && $0 == e { skip = 0; next }
-        !skip { print }
-    ' "$file" >"$tmp"
-    cat "$tmp" >"$file"
-    rm -f "$tmp"
-    say "removed the PATH block from $file"
-}
-
-data_dir() {
-    if [[ ${TALLY_DIR:-} == /* ]]; then echo "$TALLY_DIR"
-    elif [[ -n ${TALLY_DIR:-} ]]; then echo ""
-    elif [[ ${XDG_STATE_HOME:-} == /* ]]; then echo "$XDG_STATE_HOME/tally"
-    else echo "$HOME/.local/state/tally"; fi
-}
-
 if ((uninstall)); then
-    for tool in tally "${tools[@]}"; do
-        link=$bin_dir/$tool
-        # Only links that point at our binary are ours.
-        if [[ -L $link && $(readlink "$link") == "$install_dir/tally" ]]; then rm -f "$link"; fi
-    done
-    rmdir "$bin_dir" 2>/dev/null || true
-    rm -f "$install_dir/tally" "$install_dir/tally-server"
-    rmdir "$install_dir" 2>/dev/null || true
-    while read -r f; do remove_block "$f"; done < <(profiles)
-    say "uninstalled tally from $install_dir"
-    if ((purge)); then
-        data=$(data_dir)
-        if [[ -z $data ]]; then
-            say "TALLY_DIR is not an absolute path; no data directory to delete"
-        elif [[ -d $data ]]; then
-            # Refuse to delete a directory that does not look like tally's.
-            if [[ -z $(ls -A "$data") || -e $data/counters || -e $data/mode || -e $data/weekday || -e $data/reports ]]; then
-                rm -rf -- "$data"
-                say "deleted tally's data in $data"
-            else
-                say "not deleting $data: it does not look like tally's data directory" >&2
-                exit 1
-            fi
+    # The installed binary undoes what its setup made; without one, a tally on PATH does.
+    tally=$install_dir/tally
+    [[ -x $tally ]] || tally=$(command -v tally || true)
+    if [[ -z $tally ]]; then
+        if ((purge)); then
+            echo "install.sh: no tally binary in $install_dir or on PATH to check and delete the data directory with; delete it yourself" >&2
+            exit 1
         fi
+        say "tally is not installed in $install_dir: nothing to uninstall"
+        exit 0
     fi
+    args=(--uninstall)
+    ((purge)) && args+=(--purge)
+    "$tally" setup "${args[@]}"
+    if [[ -e $install_dir/tally || -e $install_dir/tally-server ]]; then
+        rm -f "$install_dir/tally" "$install_dir/tally-server"
+        say "removed the binaries from $install_dir"
+    fi
+    rmdir "$install_dir" 2>/dev/null || true
     exit 0
 fi
 
@@ -120,7 +87,7 @@ if [[ -z $binary ]]; then
 fi
 [[ -x $binary ]] || { echo "install.sh: $binary is not an executable tally binary" >&2; exit 1; }
 
-mkdir -p "$bin_dir"
+mkdir -p "$install_dir"
 # Replace the binary atomically: running shims keep the old file until they exit.
 cp "$binary" "$install_dir/tally.new.$$"
 chmod 755 "$install_dir/tally.new.$$"
@@ -130,25 +97,10 @@ if [[ -n ${server_binary:-} && -x $server_binary ]]; then
     chmod 755 "$install_dir/tally-server.new.$$"
     mv -f "$install_dir/tally-server.new.$$" "$install_dir/tally-server"
 fi
-for tool in tally "${tools[@]}"; do
-    ln -sfn "$install_dir/tally" "$bin_dir/$tool"
-done
-say "installed $install_dir/tally and the shims in $bin_dir"
-
-path_line="export PATH=\"$bin_dir:\$PATH\""
-if ((modify_path)); then
-    while read -r f; do
-        remove_block "$f" >/dev/null
-        printf '%s\n%s\n%s\n' "$marker_begin" "$path_line" "$marker_end" >>"$f"
-        say "put the shims first on PATH in $f"
-    done < <(profiles)
-    say "open a new shell (or run the line below) for it to take effect"
-else
-    say "to use the shims, put this line in your shell profile (or rerun with --modify-path):"
-fi
-echo
-echo "    $path_line"
-echo
+say "installed $install_dir/tally; \`tally setup\` makes the shims:"
+setup_args=()
+((modify_path)) && setup_args+=(--modify-path)
+"$install_dir/tally" setup "${setup_args[@]}"
 say "then \`tally status\` shows whether the shims are first on PATH and which real tools they run"
 
 if ((demo)); then

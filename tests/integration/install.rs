@@ -108,7 +108,7 @@ fn install_twice_modify_path_uninstall_purge() {
     for profile in [".profile", ".bashrc"] {
         let text = std::fs::read_to_string(home.join(profile)).unwrap();
         assert_eq!(
-            text.matches(">>> tally shims").count(),
+            text.matches("# tally shims").count(),
             1,
             "{profile}: {text}"
         );

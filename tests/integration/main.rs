@@ -16,4 +16,5 @@ mod outcomes;
 mod planted;
 mod privacy;
 mod rustc;
+mod setup;
 mod util;

@@ -1,5 +1,5 @@
 //! The `tally` command line: `status`, `on`, `local`, `off`, `clean`, `show`, `preview`,
-//! `upload`, `config`, `view` and `demo`.
+//! `upload`, `config`, `view`, `demo`, `setup`, `completions` and `man`.
 //!
 //! The binary's `main` calls [`run`] when tally is invoked under its own name with a
 //! subcommand. Every command's output is produced here; the work itself lives in the library
@@ -21,11 +21,13 @@ use std::process::ExitCode;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 mod compiles;
+mod completions;
 mod config;
 pub mod demo;
 pub mod escape;
 mod modes;
 mod preview;
+mod setup;
 mod shim_report;
 mod show;
 mod status;
@@ -34,7 +36,7 @@ pub mod view;
 
 /// Opt-in, privacy-preserving usage counting for go, gofmt, cargo, rustc and rustfmt.
 #[derive(Debug, Parser)]
-#[command(name = "tally", version, about, propagate_version = true)]
+#[command(name = "tally", version, propagate_version = true)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -65,6 +67,12 @@ pub enum Command {
     View(view::ViewArgs),
     /// Run a complete collector and client on this machine, in temporary directories.
     Demo(demo::DemoArgs),
+    /// Install the shims for this user and check them; --uninstall removes what it made.
+    Setup(setup::SetupArgs),
+    /// Print the shell completion script for SHELL.
+    Completions(completions::CompletionsArgs),
+    /// Print the man page (roff: `tally man | man -l -`), or write every page with --dir.
+    Man(completions::ManArgs),
 }
 
 /// Options of `tally status`.
@@ -238,6 +246,9 @@ fn dispatch(command: &Command, env: &tally_home::Env, io: &mut Io<'_>) -> anyhow
         Command::Config(args) => config::run(args, env, io),
         Command::View(args) => view::run(args, env).map(|()| ExitCode::SUCCESS),
         Command::Demo(args) => demo::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Setup(args) => setup::run(args, env, io),
+        Command::Completions(args) => completions::completions(args, io),
+        Command::Man(args) => completions::man(args, io),
     }
 }
 

@@ -304,7 +304,7 @@ pub(crate) fn clean(args: &CleanArgs, env: &Env, io: &mut Io<'_>) -> anyhow::Res
 }
 
 /// The entries of the data directory that tally made: its known names and its temporary files.
-fn tally_entries(root: &Path) -> anyhow::Result<Vec<std::path::PathBuf>> {
+pub(crate) fn tally_entries(root: &Path) -> anyhow::Result<Vec<std::path::PathBuf>> {
     let entries = match fs::read_dir(root) {
         Ok(entries) => entries,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),

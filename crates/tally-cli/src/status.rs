@@ -47,6 +47,8 @@ pub(crate) struct Shims {
     pub cargo_compiles_counted: bool,
     /// How, or why not.
     pub cargo_compiles: String,
+    /// When the shims are not first on PATH: the shell line that puts them first.
+    pub fix: Option<String>,
 }
 
 /// One tool's shim.
@@ -123,6 +125,7 @@ impl From<ShimReport> for Shims {
                 .collect(),
             cargo_compiles_counted,
             cargo_compiles,
+            fix: report.fix,
         }
     }
 }
@@ -299,20 +302,28 @@ pub(crate) fn render(status: &Status, out: &mut dyn Write) -> std::io::Result<()
         )?,
         (None, _) => writeln!(
             out,
-            "Shims:        not on PATH (install.sh prints the PATH line to add): tools are not counted"
+            "Shims:        not on PATH (`tally setup` installs them and prints the line to add): tools are not counted"
         )?,
     }
     for tool in &shims.tools {
         let real = tool.real.as_deref().unwrap_or("not found");
         let state = match (&tool.shim, &tool.shadowed_by) {
-            (Some(_), _) => format!("counted, runs {real}"),
-            (None, Some(other)) if shims.dir.is_some() => {
-                format!("not counted: {other} comes first on PATH")
+            (Some(_), None) => format!("counted, runs {real}"),
+            (Some(_), Some(other)) => {
+                format!("not counted: {other} comes before the shim on PATH")
             }
             (None, Some(_)) => format!("not counted; real: {real}"),
             (None, None) => format!("not counted (no shim on PATH); real: {real}"),
         };
         writeln!(out, "  {:<12}{state}", tool.tool)?;
+    }
+    if let Some(fix) = &shims.fix {
+        writeln!(
+            out,
+            "  To put the shims first, make this the last line of your shell profile \
+             (`tally setup --modify-path` does):"
+        )?;
+        writeln!(out, "      {fix}")?;
     }
     writeln!(out, "Under cargo:  compiles {}", shims.cargo_compiles)?;
 

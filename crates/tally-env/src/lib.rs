@@ -37,6 +37,8 @@ pub const TALLY_DIR: &str = "TALLY_DIR";
 pub const XDG_STATE_HOME: &str = "XDG_STATE_HOME";
 /// `HOME`: the home directory (data under `.local/state/tally`).
 pub const HOME: &str = "HOME";
+/// `TALLY_INSTALL_DIR`: where `tally setup` and install.sh put the shims (its `bin/`).
+pub const TALLY_INSTALL_DIR: &str = "TALLY_INSTALL_DIR";
 /// `TALLY_NOW`: clock override.
 pub const TALLY_NOW: &str = "TALLY_NOW";
 /// `TALLY_FORCE_ARG0`: which tool the shim pretends to be (tests).
@@ -61,6 +63,8 @@ pub const TALLY_REQUIRE_S3: &str = "TALLY_REQUIRE_S3";
 pub const TALLY_REQUIRE_MINISIGN: &str = "TALLY_REQUIRE_MINISIGN";
 /// `TALLY_REQUIRE_STRACE`: tests fail instead of skipping without `strace`.
 pub const TALLY_REQUIRE_STRACE: &str = "TALLY_REQUIRE_STRACE";
+/// `TALLY_REQUIRE_SHELLS`: tests fail instead of skipping without zsh, fish, groff or man.
+pub const TALLY_REQUIRE_SHELLS: &str = "TALLY_REQUIRE_SHELLS";
 /// `TALLY_RELEASE_KIND`: build time only, see [`VARS`].
 pub const TALLY_RELEASE_KIND: &str = "TALLY_RELEASE_KIND";
 
@@ -125,6 +129,11 @@ pub const VARS: &[EnvVar] = &[
         name: HOME,
         meaning: "Home directory; data defaults to $HOME/.local/state/tally. Unset and no other directory: tally counts nothing.",
         read_by: "shims, wrapper, cli, tally-counter",
+    },
+    EnvVar {
+        name: TALLY_INSTALL_DIR,
+        meaning: "Where `tally setup` puts the shims, in its `bin/` subdirectory, and where install.sh puts the binaries (absolute path). Default: $HOME/.local/share/tally.",
+        read_by: "cli (setup, status), install.sh",
     },
     EnvVar {
         name: TALLY_NOW,
@@ -265,6 +274,11 @@ pub const TEST_VARS: &[EnvVar] = &[
     EnvVar {
         name: TALLY_REQUIRE_STRACE,
         meaning: "Tests only: `1` makes the test that traces the installed shim's system calls fail instead of skipping when `strace` is missing.",
+        read_by: "tests",
+    },
+    EnvVar {
+        name: TALLY_REQUIRE_SHELLS,
+        meaning: "Tests only: `1` makes the completion and man page tests fail instead of skipping a check when zsh, fish, groff or man is missing.",
         read_by: "tests",
     },
     EnvVar {

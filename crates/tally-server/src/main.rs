@@ -1,5 +1,6 @@
 //! `tally-server`: the collector's command line (`serve`, `keygen`, `sign`, `plan`,
-//! `config generate`, `export`, `import`).
+//! `config generate`, `export`, `import`), and its shell completions and man page
+//! (`completions`, `man`), generated from the same definition.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -7,7 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use tally_server::clock::Clock;
 use tally_server::serve::Limits;
 use tally_server::signing::{self, PASSWORD_ENV};
@@ -72,6 +73,19 @@ enum Command {
     /// Store report files directly (no config or age checks), e.g. `tally demo`'s simulated
     /// weeks.
     Import(tally_server::import::ImportArgs),
+    /// Print the shell completion script for SHELL.
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff: `tally-server man | man -l -`), or write every page with --dir.
+    Man {
+        /// Write every page (tally-server.1 and one per subcommand) into this directory, e.g.
+        /// ~/.local/share/man/man1.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -166,6 +180,29 @@ fn main() -> ExitCode {
         }
         Command::Export(args) => tally_server::open_data::export_command(&args),
         Command::Import(args) => tally_server::import::import_command(&args),
+        Command::Completions { shell } => {
+            // Generated whole before it is written: clap_complete panics on a write error.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "tally-server", &mut script);
+            write_stdout(&script)
+        }
+        Command::Man { dir: Some(dir) } => std::fs::create_dir_all(&dir)
+            .and_then(|()| clap_mangen::generate_to(Cli::command(), &dir))
+            .with_context(|| format!("cannot write the man pages in {}", dir.display()))
+            .map(|()| {
+                println!(
+                    "Wrote tally-server.1 and a page per subcommand to {}.",
+                    dir.display()
+                );
+            }),
+        Command::Man { dir: None } => {
+            let mut page = Vec::new();
+            // As `--dir` writes it: no page for `help`, which the pages themselves are.
+            clap_mangen::Man::new(Cli::command().disable_help_subcommand(true))
+                .render(&mut page)
+                .map_err(anyhow::Error::from)
+                .and_then(|()| write_stdout(&page))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -173,6 +210,16 @@ fn main() -> ExitCode {
             eprintln!("tally-server: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Writes `bytes` to stdout; a closed pipe (`tally-server man | head`) is not an error.
+fn write_stdout(bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
     }
 }
 

@@ -1,0 +1,693 @@
+//! `tally setup` from the installed binary alone, in a temporary HOME: the shims, the one marked
+//! PATH line, idempotence, `--uninstall [--purge]` leaving the home as it was, what it must
+//! leave alone, `TALLY=off`; `tally status` when the shims are not first on PATH; the shell
+//! completions in real shells and the man pages through groff. And once, the whole way a Rust
+//! user goes: `cargo install` into a temporary root, `tally setup`, a real `cargo build`
+//! through the shims, `tally setup --uninstall`; and the crates as they would be published
+//! (`cargo package --workspace`).
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use crate::util::{TALLY, TOOLS, copy_dir, ok, run};
+
+/// Every entry under `root`: directories, files with their bytes and permissions, links with
+/// their targets.
+fn tree(root: &Path) -> BTreeMap<PathBuf, String> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, String>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            let rel = path.strip_prefix(root).unwrap().to_path_buf();
+            use std::os::unix::fs::PermissionsExt;
+            let what = if meta.file_type().is_symlink() {
+                format!("link to {}", std::fs::read_link(&path).unwrap().display())
+            } else if meta.is_dir() {
+                walk(root, &path, out);
+                "dir".to_string()
+            } else {
+                format!(
+                    "file {:o} {:?}",
+                    meta.permissions().mode(),
+                    String::from_utf8_lossy(&std::fs::read(&path).unwrap())
+                )
+            };
+            out.insert(rel, what);
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(root, root, &mut out);
+    out
+}
+
+/// A user's home as setup finds it: shell files with content of their own (one without a final
+/// newline, one a link into a dotfiles directory), and the usual `~/.local/share`.
+struct Home {
+    tmp: tempfile::TempDir,
+}
+
+impl Home {
+    fn new() -> Home {
+        let tmp = tempfile::Builder::new()
+            .prefix("tally-setup-")
+            .tempdir()
+            .unwrap();
+        let home = tmp.path().join("home");
+        std::fs::create_dir_all(home.join(".local/share")).unwrap();
+        std::fs::create_dir_all(home.join("dotfiles")).unwrap();
+        std::fs::write(home.join(".profile"), "# my profile\nexport EDITOR=vi").unwrap();
+        std::fs::write(home.join("dotfiles/bashrc"), "alias ll='ls -l'\n").unwrap();
+        std::os::unix::fs::symlink("dotfiles/bashrc", home.join(".bashrc")).unwrap();
+        Home { tmp }
+    }
+
+    fn home(&self) -> PathBuf {
+        self.tmp.path().join("home")
+    }
+
+    fn data(&self) -> PathBuf {
+        self.tmp.path().join("data")
+    }
+
+    fn shims(&self) -> PathBuf {
+        self.home().join(".local/share/tally/bin")
+    }
+
+    /// `tally ARGS` (the binary `tally`) with only this home's environment and `path`.
+    fn tally(&self, tally: &Path, path: &OsString, args: &[&str]) -> Command {
+        let mut cmd = Command::new(tally);
+        cmd.args(args)
+            .env_clear()
+            .env("HOME", self.home())
+            .env("TALLY_DIR", self.data())
+            .env("PATH", path)
+            .env("LANG", "C");
+        cmd
+    }
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn real_path() -> OsString {
+    std::env::var_os("PATH").unwrap()
+}
+
+/// `dirs` first, then the test's own PATH.
+fn path_with(dirs: &[&Path]) -> OsString {
+    let mut all: Vec<PathBuf> = dirs.iter().map(|d| d.to_path_buf()).collect();
+    all.extend(std::env::split_paths(&real_path()));
+    std::env::join_paths(all).unwrap()
+}
+
+const MARK: &str = "# tally shims: `tally setup --uninstall` removes this line";
+const LINE: &str = r#"export PATH="$HOME/.local/share/tally/bin:$PATH""#;
+
+#[test]
+fn setup_is_idempotent_writes_one_line_and_uninstall_leaves_the_home_as_it_was() {
+    let h = Home::new();
+    let before = tree(&h.home());
+    let tally = std::fs::canonicalize(TALLY).unwrap();
+
+    // Without --modify-path: the shims and the printed line, no shell file touched.
+    let out = ok(&mut h.tally(&tally, &real_path(), &["setup"]));
+    let said = stdout(&out);
+    assert!(said.contains(LINE), "{said}");
+    for name in TOOLS.iter().chain(&["tally"]) {
+        assert_eq!(
+            std::fs::read_link(h.shims().join(name)).unwrap(),
+            tally,
+            "{name}"
+        );
+        assert!(
+            said.contains(&format!("Linked {}", h.shims().join(name).display())),
+            "one line per change: {said}"
+        );
+    }
+    assert!(
+        said.contains("Check: the shims hand over to cargo ("),
+        "{said}"
+    );
+    assert_eq!(
+        tree(&h.home()),
+        {
+            let mut expected = before.clone();
+            expected.extend(
+                tree(&h.home())
+                    .into_iter()
+                    .filter(|(p, _)| p.starts_with(".local/share/tally")),
+            );
+            expected
+        },
+        "no shell file touched without --modify-path"
+    );
+
+    // With it, twice: one marked line at the end of each file, the link kept a link.
+    for round in 0..2 {
+        let out = ok(&mut h.tally(&tally, &real_path(), &["setup", "--modify-path"]));
+        let said = stdout(&out);
+        if round == 1 {
+            assert!(said.starts_with("Nothing to change"), "{said}");
+        }
+        for file in [".profile", ".bashrc"] {
+            let text = std::fs::read_to_string(h.home().join(file)).unwrap();
+            assert_eq!(text.matches(MARK).count(), 1, "{file}: {text}");
+            assert!(
+                text.lines().last().unwrap().starts_with(LINE),
+                "{file}: {text}"
+            );
+        }
+    }
+    assert!(
+        std::fs::symlink_metadata(h.home().join(".bashrc"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert!(!h.home().join(".zshrc").exists(), "no .zshrc was made");
+
+    // A login shell reading the profile puts the shims first, and the shim counts.
+    let shell_path = ok(Command::new("sh")
+        .args(["-c", ". \"$HOME/.profile\"; printf %s \"$PATH\""])
+        .env_clear()
+        .env("HOME", h.home())
+        .env("PATH", real_path()));
+    let shell_path = OsString::from(stdout(&shell_path));
+    assert_eq!(
+        std::env::split_paths(&shell_path).next().unwrap(),
+        h.shims()
+    );
+    let out = ok(h.tally(&h.shims().join("rustc"), &shell_path, &["-V"]).env(
+        "RUSTUP_HOME",
+        std::env::var_os("RUSTUP_HOME").unwrap_or_else(|| real_home().join(".rustup").into()),
+    ));
+    assert!(stdout(&out).starts_with("rustc "));
+    let counted = tally_home::Home::at(h.data()).counter_store().list();
+    assert_eq!(counted.len(), 1, "the shim counted");
+
+    // Uninstall with --purge: the home exactly as before, the data gone; again, harmless.
+    let out = ok(&mut h.tally(&tally, &real_path(), &["setup", "--uninstall", "--purge"]));
+    let said = stdout(&out);
+    assert!(said.contains("Removed the PATH line from"), "{said}");
+    assert!(said.contains("Deleted tally's data directory"), "{said}");
+    assert_eq!(tree(&h.home()), before);
+    assert!(!h.data().exists());
+    let out = ok(&mut h.tally(&tally, &real_path(), &["setup", "--uninstall"]));
+    assert!(stdout(&out).starts_with("Nothing to remove"), "{out:?}");
+    assert_eq!(tree(&h.home()), before);
+}
+
+fn real_home() -> PathBuf {
+    std::env::var_os("HOME").map(PathBuf::from).unwrap()
+}
+
+#[test]
+fn setup_makes_a_profile_it_then_deletes_and_moves_its_line_last() {
+    let h = Home::new();
+    std::fs::remove_file(h.home().join(".profile")).unwrap();
+    std::fs::write(h.home().join(".zshrc"), "setopt autocd\n").unwrap();
+    let before = tree(&h.home());
+    let tally = std::fs::canonicalize(TALLY).unwrap();
+    ok(&mut h.tally(&tally, &real_path(), &["setup", "--modify-path"]));
+    assert!(
+        std::fs::read_to_string(h.home().join(".profile"))
+            .unwrap()
+            .starts_with(LINE)
+    );
+    // rustup's installer adds its line after ours: setup moves its line back to the end.
+    let zshrc = h.home().join(".zshrc");
+    let mut text = std::fs::read_to_string(&zshrc).unwrap();
+    text.push_str(". \"$HOME/.cargo/env\"\n");
+    std::fs::write(&zshrc, &text).unwrap();
+    let out = ok(&mut h.tally(&tally, &real_path(), &["setup", "--modify-path"]));
+    assert!(
+        stdout(&out).contains(&format!(
+            "Moved the PATH line to the end of {}",
+            zshrc.display()
+        )),
+        "{out:?}"
+    );
+    let text = std::fs::read_to_string(&zshrc).unwrap();
+    assert_eq!(text.matches(MARK).count(), 1, "{text}");
+    assert!(text.lines().last().unwrap().starts_with(LINE), "{text}");
+    ok(&mut h.tally(&tally, &real_path(), &["setup", "--uninstall"]));
+    let mut expected = before;
+    expected.insert(
+        PathBuf::from(".zshrc"),
+        format!(
+            "file 100644 {:?}",
+            "setopt autocd\n. \"$HOME/.cargo/env\"\n"
+        ),
+    );
+    assert_eq!(tree(&h.home()), expected);
+}
+
+#[test]
+fn setup_leaves_what_is_not_its_own_and_says_so() {
+    let h = Home::new();
+    let tally = std::fs::canonicalize(TALLY).unwrap();
+    // The user's own script where a shim would go.
+    std::fs::create_dir_all(h.shims()).unwrap();
+    let mine = h.shims().join("cargo");
+    std::fs::write(&mine, "#!/bin/sh\nexec /usr/bin/true\n").unwrap();
+    let out = run(&mut h.tally(&tally, &real_path(), &["setup"]));
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("left {} alone", mine.display())),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&mine).unwrap(),
+        "#!/bin/sh\nexec /usr/bin/true\n"
+    );
+    assert_eq!(
+        std::fs::read_link(h.shims().join("rustc")).unwrap(),
+        tally,
+        "the other shims were made"
+    );
+    ok(&mut h.tally(&tally, &real_path(), &["setup", "--uninstall"]));
+    assert!(mine.exists(), "uninstall left the user's file");
+    assert!(!h.shims().join("rustc").exists());
+
+    // --purge refuses a data directory with anything of the user's, before changing anything.
+    std::fs::remove_file(&mine).unwrap();
+    ok(&mut h.tally(&tally, &real_path(), &["setup", "--modify-path"]));
+    std::fs::create_dir_all(h.data().join("counters")).unwrap();
+    std::fs::write(h.data().join("thesis.tex"), "...").unwrap();
+    let before = tree(h.tmp.path());
+    let out = run(&mut h.tally(&tally, &real_path(), &["setup", "--uninstall", "--purge"]));
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("thesis.tex"),
+        "{out:?}"
+    );
+    assert_eq!(tree(h.tmp.path()), before, "nothing changed");
+}
+
+#[test]
+fn setup_works_with_tally_off_and_writes_no_data() {
+    for (name, value) in [("TALLY", "off"), ("DO_NOT_TRACK", "1")] {
+        let h = Home::new();
+        let tally = std::fs::canonicalize(TALLY).unwrap();
+        let out = ok(h
+            .tally(&tally, &real_path(), &["setup", "--modify-path"])
+            .env(name, value));
+        assert!(stdout(&out).contains("count nothing"), "{out:?}");
+        assert!(h.shims().join("cargo").exists());
+        ok(
+            h.tally(&h.shims().join("rustc"), &path_with(&[&h.shims()]), &["-V"])
+                .env(name, value)
+                .env(
+                    "RUSTUP_HOME",
+                    std::env::var_os("RUSTUP_HOME")
+                        .unwrap_or_else(|| real_home().join(".rustup").into()),
+                ),
+        );
+        assert!(!h.data().exists(), "{name}={value}: nothing written");
+        ok(h.tally(&tally, &real_path(), &["setup", "--uninstall"])
+            .env(name, value));
+        assert!(!h.shims().exists());
+    }
+}
+
+#[test]
+fn status_says_when_the_shims_are_not_first_and_the_line_that_fixes_it() {
+    let h = Home::new();
+    let tally = std::fs::canonicalize(TALLY).unwrap();
+    ok(&mut h.tally(&tally, &real_path(), &["setup"]));
+    // A toolchain directory before the shims, as rustup's ~/.cargo/bin often is.
+    let cargo_bin = h.tmp.path().join("cargo-bin");
+    std::fs::create_dir(&cargo_bin).unwrap();
+    for tool in ["cargo", "rustc"] {
+        let real = which(tool);
+        std::os::unix::fs::symlink(real, cargo_bin.join(tool)).unwrap();
+    }
+    let shadowed = path_with(&[&cargo_bin, &h.shims()]);
+    let out = ok(&mut h.tally(&h.shims().join("tally"), &shadowed, &["status"]));
+    let text = stdout(&out);
+    assert!(
+        text.contains(&format!(
+            "cargo       not counted: {} comes before the shim on PATH",
+            cargo_bin.join("cargo").display()
+        )),
+        "{text}"
+    );
+    assert!(text.contains(&format!("      {LINE}\n")), "{text}");
+    let json = ok(&mut h.tally(&tally, &shadowed, &["status", "--json"]));
+    let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(json["shims"]["fix"], LINE);
+    assert_eq!(json["shims"]["first_on_path"], false);
+
+    // Not on PATH at all: status still finds setup's directory and prints the line.
+    let out = ok(&mut h.tally(&tally, &real_path(), &["status"]));
+    assert!(stdout(&out).contains(LINE), "{out:?}");
+
+    // First: no fix to print.
+    let first = path_with(&[&h.shims(), &cargo_bin]);
+    let out = ok(&mut h.tally(&tally, &first, &["status"]));
+    let text = stdout(&out);
+    assert!(text.contains("(first on PATH for every tool)"), "{text}");
+    assert!(!text.contains(LINE), "{text}");
+}
+
+/// Where `tool` is on the test's PATH.
+fn which(tool: &str) -> PathBuf {
+    let out = ok(Command::new("sh").args(["-c", &format!("command -v {tool}")]));
+    PathBuf::from(stdout(&out).trim())
+}
+
+/// Whether `program --version` runs; if not, the check that needs it skips with a message,
+/// unless TALLY_REQUIRE_SHELLS=1 (CI), which makes it fail.
+fn have(program: &str) -> bool {
+    let found = Command::new(program)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let package = match program {
+        "groff" => "groff-base",
+        "man" => "man-db",
+        other => other,
+    };
+    if !found && std::env::var_os("TALLY_REQUIRE_SHELLS").is_some_and(|v| v == "1") {
+        panic!("`{program}` is missing and TALLY_REQUIRE_SHELLS=1: install it (Debian: {package})");
+    }
+    if !found {
+        eprintln!(
+            "skipping the {program} check: not installed (Debian: apt-get install {package})"
+        );
+    }
+    found
+}
+
+#[test]
+fn completions_load_in_real_shells_for_both_binaries() {
+    let server = server_binary();
+    let tmp = tempfile::tempdir().unwrap();
+    for (binary, name, sub) in [
+        (PathBuf::from(TALLY), "tally", "setup"),
+        (server, "tally-server", "keygen"),
+    ] {
+        for shell in ["bash", "zsh", "fish"] {
+            let script = tmp.path().join(format!("{name}.{shell}"));
+            let out = ok(Command::new(&binary).args(["completions", shell]));
+            std::fs::write(&script, &out.stdout).unwrap();
+            if shell != "bash" && !have(shell) {
+                continue;
+            }
+            // Load the script and ask for the completions of `NAME <prefix of SUB>`.
+            let prefix = &sub[..2];
+            let program = match shell {
+                "bash" => format!(
+                    "source \"$0\"; COMP_WORDS=({name} {prefix}); COMP_CWORD=1; COMP_LINE=\"{name} {prefix}\"; COMP_POINT=${{#COMP_LINE}}; \
+                     $(complete -p {name} | sed -E 's/.* -F ([^ ]+) .*/\\1/') {name} {prefix} {name}; printf '%s\\n' \"${{COMPREPLY[@]}}\""
+                ),
+                "zsh" => format!(
+                    "autoload -U compinit && compinit -u -d \"$0.zcompdump\"; source \"$0\"; print -r -- ${{_comps[{name}]}}"
+                ),
+                _ => format!("source $argv[1]; complete -C '{name} {prefix}'"),
+            };
+            let out = ok(Command::new(shell)
+                .args(["-c", &program, script.to_str().unwrap()])
+                .env("HOME", tmp.path()));
+            let said = stdout(&out);
+            let expected = match shell {
+                "zsh" => format!("_{name}"),
+                _ => sub.to_string(),
+            };
+            assert!(
+                said.lines()
+                    .any(|l| l.split_whitespace().next() == Some(expected.as_str())),
+                "{shell} completing `{name} {prefix}` gave {said:?}"
+            );
+        }
+    }
+}
+
+/// The man pages of both binaries: printed, and written one per command with `--dir`; every
+/// page that one refers to (`tally-status(1)`) is there, and groff renders each without a
+/// warning (and `man -l` the top one) where they are installed.
+#[test]
+fn man_pages_render() {
+    let server = server_binary();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("man1");
+    for (binary, name, sub) in [
+        (PathBuf::from(TALLY), "tally", "setup"),
+        (server, "tally-server", "keygen"),
+    ] {
+        let page = ok(Command::new(&binary).arg("man"));
+        let page = String::from_utf8(page.stdout).unwrap();
+        assert!(page.contains(&format!(".TH {name} 1")), "{page}");
+        ok(Command::new(&binary).args(["man", "--dir"]).arg(&dir));
+        assert_eq!(
+            std::fs::read_to_string(dir.join(format!("{name}.1"))).unwrap(),
+            page
+        );
+        let unescaped = page.replace("\\-", "-");
+        let referred: Vec<&str> = unescaped
+            .split_whitespace()
+            .filter_map(|word| word.strip_suffix("(1)"))
+            .collect();
+        assert!(referred.len() > 3, "{page}");
+        for referred in referred {
+            assert!(dir.join(format!("{referred}.1")).is_file(), "{referred}");
+        }
+        assert!(dir.join(format!("{name}-{sub}.1")).is_file());
+    }
+    if !have("groff") {
+        return;
+    }
+    for page in std::fs::read_dir(&dir).unwrap() {
+        let page = std::fs::read(page.unwrap().path()).unwrap();
+        // -z: parse only; -ww: every warning, on stderr.
+        let out = pipe(
+            Command::new("groff").args(["-man", "-Tutf8", "-ww", "-z"]),
+            &page,
+        );
+        assert!(out.status.success() && out.stderr.is_empty(), "{out:?}");
+    }
+    for (name, sub) in [("tally", "setup"), ("tally-server", "keygen")] {
+        let page = std::fs::read(dir.join(format!("{name}.1"))).unwrap();
+        let out = pipe(
+            Command::new("groff").args(["-man", "-Tascii", "-P-bcou"]),
+            &page,
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("NAME") && text.contains(&format!("{name}-{sub}(1)")),
+            "{text}"
+        );
+    }
+    if have("man") {
+        let out = ok(Command::new("man")
+            .arg("-l")
+            .arg(dir.join("tally.1"))
+            .env("MANPAGER", "cat")
+            .env("MAN_KEEP_FORMATTING", "0"));
+        assert!(
+            stdout(&out).contains("privacy-preserving usage counting"),
+            "{out:?}"
+        );
+    }
+}
+
+/// Runs `cmd` with `input` on its stdin and its output captured.
+fn pipe(cmd: &mut Command, input: &[u8]) -> Output {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// The `tally-server` binary, built by cargo next to `tally` with the same profile (another
+/// package's binary is not built for this test binary).
+fn server_binary() -> PathBuf {
+    let dir = Path::new(TALLY).parent().unwrap();
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut build = Command::new(cargo);
+    build
+        .args([
+            "build",
+            "-q",
+            "--locked",
+            "-p",
+            "tally-server",
+            "--bin",
+            "tally-server",
+        ])
+        .env("CARGO_TARGET_DIR", target_dir())
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    if dir.file_name().is_some_and(|n| n == "release") {
+        build.arg("--release");
+    }
+    ok(&mut build);
+    dir.join("tally-server")
+}
+
+/// The workspace's target directory (cargo's test binaries live in `<target>/debug/deps`).
+fn target_dir() -> PathBuf {
+    Path::new(TALLY)
+        .parent()
+        .and_then(Path::parent)
+        .unwrap()
+        .to_path_buf()
+}
+
+/// A cargo command with the toolchain's own environment and nothing of the test harness's.
+fn cargo(home: &Path) -> Command {
+    let mut cmd = Command::new("cargo");
+    cmd.env_clear()
+        .env("PATH", real_path())
+        .env("HOME", home)
+        .env(
+            "RUSTUP_HOME",
+            std::env::var_os("RUSTUP_HOME").unwrap_or_else(|| real_home().join(".rustup").into()),
+        )
+        .env(
+            "CARGO_HOME",
+            std::env::var_os("CARGO_HOME").unwrap_or_else(|| real_home().join(".cargo").into()),
+        )
+        .env("CARGO_TERM_COLOR", "never");
+    if let Some(toolchain) = std::env::var_os("RUSTUP_TOOLCHAIN") {
+        cmd.env("RUSTUP_TOOLCHAIN", toolchain);
+    }
+    cmd
+}
+
+/// The way a Rust user installs it: `cargo install --path .` (and the collector's crate) into a
+/// temporary root, `tally setup` into a temporary home, a real `cargo build` through the
+/// shims, counted, then `tally setup --uninstall`, after which the home is as it was.
+///
+/// One release install per binary, into the workspace's own target directory: install.sh's
+/// test builds tally-server there with the same profile, so CI compiles it once, and a rerun
+/// is a check of fingerprints.
+#[test]
+fn cargo_install_then_setup_then_a_real_build_then_uninstall() {
+    let tmp = tempfile::Builder::new()
+        .prefix("tally-cargo-install-")
+        .tempdir()
+        .unwrap();
+    let root = tmp.path().join("root");
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for crate_dir in [repo.to_path_buf(), repo.join("crates/tally-server")] {
+        ok(cargo(tmp.path())
+            .args(["install", "--quiet", "--locked", "--path"])
+            .arg(&crate_dir)
+            .arg("--root")
+            .arg(&root)
+            .arg("--target-dir")
+            .arg(target_dir())
+            .current_dir(tmp.path()));
+    }
+    let installed = root.join("bin");
+    let tally = installed.join("tally");
+    assert!(installed.join("tally-server").is_file());
+    ok(Command::new(installed.join("tally-server")).arg("--version"));
+
+    let h = Home::new();
+    let before = tree(&h.home());
+    // The user's PATH after `cargo install`: the root's bin/ on it.
+    let user_path = path_with(&[&installed]);
+    let out = ok(&mut h.tally(&tally, &user_path, &["setup", "--modify-path"]));
+    let said = stdout(&out);
+    assert!(
+        !said.contains("tally-server (the collector"),
+        "found beside tally: {said}"
+    );
+    for name in TOOLS {
+        assert_eq!(std::fs::read_link(h.shims().join(name)).unwrap(), tally);
+    }
+
+    // A new login shell's PATH, and a real build through the shims.
+    let shell_path = ok(Command::new("sh")
+        .args(["-c", ". \"$HOME/.profile\"; printf %s \"$PATH\""])
+        .env_clear()
+        .env("HOME", h.home())
+        .env("PATH", &user_path));
+    let shell_path = OsString::from(stdout(&shell_path));
+    let project = h.tmp.path().join("hello");
+    copy_dir(&repo.join("tests/fixtures/cargo-hello"), &project);
+    let mut build = cargo(&h.home());
+    build
+        .args(["build", "-q"])
+        .current_dir(&project)
+        .env("PATH", &shell_path)
+        .env("TALLY_DIR", h.data())
+        .env("CARGO_TARGET_DIR", h.tmp.path().join("target"));
+    ok(&mut build);
+    assert!(h.tmp.path().join("target/debug/hello").is_file());
+    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+    for (_, snapshot) in tally_home::Home::at(h.data()).counter_store().list() {
+        for (name, n) in snapshot.unwrap().counters {
+            *counts.entry(name).or_default() += n;
+        }
+    }
+    assert_eq!(
+        counts.get("cargo/subcommand:build"),
+        Some(&1),
+        "{counts:#?}"
+    );
+    assert_eq!(counts.get("rustc/compiles"), Some(&1), "{counts:#?}");
+    let status = ok(&mut h.tally(&tally, &shell_path, &["status"]));
+    assert!(
+        stdout(&status).contains("(first on PATH for every tool)"),
+        "{status:?}"
+    );
+
+    // Uninstall: the home exactly as before, the data directory gone.
+    ok(&mut h.tally(&tally, &user_path, &["setup", "--uninstall", "--purge"]));
+    assert_eq!(tree(&h.home()), before);
+    assert!(!h.data().exists());
+    ok(cargo(tmp.path())
+        .args(["uninstall", "--quiet", "--root"])
+        .arg(&root)
+        .args(["tally", "tally-server"]));
+    assert!(!tally.exists() && !installed.join("tally-server").exists());
+}
+
+/// The crates as they would be published: `cargo package --workspace` packs every crate and
+/// builds each from exactly the files it would upload, against the others' packed forms.
+#[test]
+fn the_workspace_packages_as_it_would_be_published() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = run(cargo(tmp.path())
+        .args([
+            "package",
+            "--workspace",
+            "--locked",
+            "--allow-dirty",
+            "--target-dir",
+        ])
+        .arg(target_dir())
+        .current_dir(env!("CARGO_MANIFEST_DIR")));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let packaged = target_dir().join("package");
+    for name in [
+        "tally",
+        "tally-cli",
+        "tally-server",
+        "tally-shims",
+        "tally-wrapper",
+    ] {
+        assert!(
+            packaged.join(format!("{name}-0.1.0.crate")).is_file(),
+            "{name}"
+        );
+    }
+}
