@@ -400,6 +400,8 @@ mod tests {
         assert_eq!(state.pending(), 1);
         assert!(state.contains(report_id(a.week, a.x)));
         assert!(!state.contains(report_id(b.week, b.x)));
+        assert!(!state.add(1, &a), "a report the checkpoint holds");
+        assert_eq!(state.live().reports, 2);
         assert_eq!(state.open_generation(), 1);
     }
 }
