@@ -124,7 +124,12 @@ impl Checkpoint {
         }
         let ids: HashSet<ReportId> = raw
             .chunks_exact(9)
-            .map(|c| (c[0], u64::from_le_bytes(c[1..].try_into().expect("8 bytes"))))
+            .map(|c| {
+                (
+                    c[0],
+                    u64::from_le_bytes(c[1..].try_into().expect("8 bytes")),
+                )
+            })
             .collect();
         if ids.len() as u64 != file.merged.reports {
             bail!(
@@ -344,7 +349,10 @@ mod tests {
     fn checkpoints_round_trip_and_refuse_what_they_are_not() {
         let mut checkpoint = Checkpoint::empty(monday());
         checkpoint.covers = 3;
-        for (i, day) in ["2026-11-16", "2026-11-22", "2026-11-18"].iter().enumerate() {
+        for (i, day) in ["2026-11-16", "2026-11-22", "2026-11-18"]
+            .iter()
+            .enumerate()
+        {
             let r = report(day, 0.1 + i as f64 / 10.0);
             checkpoint.merged.add(&r);
             checkpoint.ids.insert(report_id(r.week, r.x));
@@ -354,7 +362,9 @@ mod tests {
         assert!(Checkpoint::parse(&bytes, monday(), 4).is_err());
         assert!(Checkpoint::parse(&bytes, "2026-11-23".parse().unwrap(), 3).is_err());
         assert!(Checkpoint::parse(b"garbage", monday(), 3).is_err());
-        checkpoint.ids.remove(&report_id("2026-11-16".parse().unwrap(), 0.1));
+        checkpoint
+            .ids
+            .remove(&report_id("2026-11-16".parse().unwrap(), 0.1));
         assert!(Checkpoint::parse(&checkpoint.to_bytes(), monday(), 3).is_err());
     }
 

@@ -47,9 +47,8 @@ mod state;
 pub mod store;
 pub mod validate;
 
-pub use routes::app;
 pub use background::raw_deleted_on;
+pub use routes::app;
 pub use state::{
-    AppState, DEFAULT_RETENTION_WEEKS, DEFAULT_THRESHOLD, Options, SignedConfig, Status,
-    WeekStatus,
+    AppState, DEFAULT_RETENTION_WEEKS, DEFAULT_THRESHOLD, Options, SignedConfig, Status, WeekStatus,
 };

@@ -279,9 +279,7 @@ impl AppState {
         validate::check_against_config(&report, &config).map_err(bad_request)?;
         let monday = bucket_week(report.week);
         let slot = self.slot(monday);
-        self.load_week(monday, &slot)
-            .await
-            .map_err(storage_error)?;
+        self.load_week(monday, &slot).await.map_err(storage_error)?;
         let id = report_id(report.week, report.x);
         let mut generation = {
             let state = slot.state();

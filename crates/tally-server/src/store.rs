@@ -450,7 +450,10 @@ mod tests {
             assert_eq!(x_of(&key).to_bits(), x.to_bits(), "{text}");
             assert_eq!(x_of_key(&key).unwrap().to_bits(), x.to_bits(), "{text}");
             assert!(key.as_ref().len() <= MAX_REPORT_KEY_LEN, "{key}");
-            assert!(key.filename().unwrap().len() <= MAX_REPORT_NAME_LEN, "{key}");
+            assert!(
+                key.filename().unwrap().len() <= MAX_REPORT_NAME_LEN,
+                "{key}"
+            );
         }
     }
 

@@ -15,7 +15,13 @@ fn monday() -> Day {
 
 /// A server on `store` whose clock says `today`, publishing from one report on.
 async fn server(collector: &Collector, store: &std::path::Path, today: Day) -> AppState {
-    server_keeping(collector, store, today, tally_server::DEFAULT_RETENTION_WEEKS).await
+    server_keeping(
+        collector,
+        store,
+        today,
+        tally_server::DEFAULT_RETENTION_WEEKS,
+    )
+    .await
 }
 
 async fn server_keeping(
@@ -93,7 +99,9 @@ async fn a_restart_reads_the_checkpoint_and_the_open_generation_only() {
     // generation 0 just before the listing, then found the seal and wrote it again) is one.
     std::fs::copy(
         sealed.join("2026-11-16_0.004.json"),
-        store.path().join("reports/2026-11-16/1/2026-11-16_0.004.json"),
+        store
+            .path()
+            .join("reports/2026-11-16/1/2026-11-16_0.004.json"),
     )
     .unwrap();
     let mut garbled = 0;
@@ -118,7 +126,10 @@ async fn a_restart_reads_the_checkpoint_and_the_open_generation_only() {
     assert_eq!(copy.reports, 50);
     // A re-sent report of a sealed generation is still "already stored", and counted once.
     let (status, reply) = upload(&restarted, &numbered(7)).await;
-    assert_eq!((status, reply.as_str()), (StatusCode::OK, "already stored\n"));
+    assert_eq!(
+        (status, reply.as_str()),
+        (StatusCode::OK, "already stored\n")
+    );
     assert_eq!(counted(&restarted), (55, invocations(0..55)));
 }
 

@@ -19,5 +19,6 @@ mod cli;
 mod common;
 mod dashboard_browser;
 mod fuzz;
+mod replicas;
 mod s3;
 mod socket;
