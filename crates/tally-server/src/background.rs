@@ -208,7 +208,7 @@ impl AppState {
                     .await?;
                 // Two checkpoints stay: a reader that has just found the older one can still
                 // read it.
-                if open >= 1 {
+                if open >= 2 {
                     store.delete(&checkpoint_key(monday, open - 1)).await?;
                 }
                 next
@@ -266,6 +266,13 @@ impl AppState {
             // Anything written to it before the seal, or to the next one after, is found now.
             self.refresh_week(monday, slot).await?;
             if slot.state().pending() == 0 {
+                // The copy for tools that read the store: the final merge, whatever order
+                // servers wrote it in while the week was open.
+                let merged = serde_json::to_vec(&slot.state().base().merged)?;
+                self.0
+                    .store
+                    .put(&merged_key(monday), Bytes::from(merged), Some(monday))
+                    .await?;
                 return Ok(true);
             }
         }

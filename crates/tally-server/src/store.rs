@@ -10,7 +10,7 @@
 //! | `reports/<monday>/<week>_<x>.json` | a report stored before generations existed: read as part of generation 0 |
 //! | `merged/<monday>/<n>.json` | checkpoint `n`: the merge of every report of generations below `n`, and their `x`s ([`checkpoint_key`]) |
 //! | `merged/<monday>/latest` | the number of a recent checkpoint, where readers start looking ([`latest_key`]) |
-//! | `merged/<monday>.json` | a copy of the newest checkpoint's merged aggregate, for tools that read the store ([`merged_key`]) |
+//! | `merged/<monday>.json` | a copy of a recent checkpoint's merged aggregate (the final one once retention ran), for tools that read the store ([`merged_key`]); `checkpoint::find_newer(store, monday, 0)` gives the newest |
 //!
 //! `crate::checkpoint` says how generations, seals and checkpoints work together; retention
 //! deletes `reports/<monday>/` and keeps `merged/`.
@@ -234,8 +234,17 @@ impl Store {
         }
     }
 
-    /// Whether `key` exists (one `HEAD`).
+    /// Whether `key` exists (one `HEAD`; on the local disk one `lstat`, on this thread: it is
+    /// on every upload's path, and a hop to the blocking pool costs more than the call).
     pub async fn exists(&self, key: &Path) -> anyhow::Result<bool> {
+        if let Some(root) = &self.local_root {
+            let path = root.join(key.as_ref());
+            return match std::fs::symlink_metadata(&path) {
+                Ok(meta) => Ok(meta.is_file()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+                Err(e) => Err(e).with_context(|| format!("looking for {}", path.display())),
+            };
+        }
         match self.objects.head(key).await {
             Ok(_) => Ok(true),
             Err(object_store::Error::NotFound { .. }) => Ok(false),
@@ -329,8 +338,10 @@ pub fn x_in_key(x: f64) -> String {
     }
 }
 
-/// Key of the copy of a calendar week's newest merged aggregate (no `x`s): for tools that read
-/// the store; the server itself never reads it back.
+/// Key of the copy of a recent checkpoint's merged aggregate of a calendar week (without report
+/// ids): for tools that read the store; the server itself never reads it back. Servers write it
+/// after each checkpoint, so a slow one may put back an older merge while the week is open;
+/// retention writes the final one before it deletes the raw reports.
 pub fn merged_key(monday: Day) -> Path {
     Path::from(format!("merged/{monday}.json"))
 }
