@@ -6,6 +6,7 @@
 #   bench/server/replicas.sh [VALID] [INVALID] [CONCURRENCY] [RESTART_SIZES]
 #   e.g. bench/server/replicas.sh 20000 2000 64 "100000 1000000"
 #   BASELINE=/path/to/older/tally-server bench/server/replicas.sh ...
+#   bench/server/replicas.sh 20000 2000 64 ""          (no restart phase)
 #
 # With BASELINE (a tally-server built before checkpoints), every ingestion phase and every
 # restart runs with it too, alternating with this tree's build (the baseline's store in the
@@ -28,7 +29,7 @@ set -euo pipefail
 VALID=${1:-20000}
 INVALID=${2:-2000}
 CONCURRENCY=${3:-64}
-RESTART_SIZES=${4:-"100000 1000000"}
+RESTART_SIZES=${4-"100000 1000000"}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 export TALLY_NOW=2026-11-24
