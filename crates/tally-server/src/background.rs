@@ -1,140 +1,306 @@
-//! The server's work outside requests: keeping each week's in-memory merge in step with the
-//! store, and the tasks that must outlive the connection that started them.
+//! The server's work outside requests: keeping each week's merge in step with the store,
+//! checkpointing it, deleting raw reports once retention allows, and the tasks that must outlive
+//! the connection that started them.
 //!
-//! - [`AppState::reconcile`] rebuilds, from the raw reports, every week whose merge disagrees
-//!   with the store (at start-up, and on the timer to pick up what other servers sharing the
-//!   store wrote); a rebuild holds its week's gate exclusively, so a concurrent upload is either
-//!   listed by it or merged after it, never both or neither;
-//! - [`AppState::flush`] writes every changed merge to `merged/<monday>.json`; a failed write
-//!   leaves the week marked changed for the next flush;
-//! - [`AppState::spawn_background`] (the timer: flush and reconcile, forever) and
+//! - [`AppState::reconcile`] brings weeks up to date with the store (at start-up every week, on
+//!   the timer the weeks still open to uploads): the newest checkpoint, then the reports of the
+//!   open generation this server does not hold yet (`checkpoint.rs` says why that is enough);
+//! - [`AppState::flush`] makes the next checkpoint of every week with reports beyond its
+//!   checkpoint;
+//! - [`AppState::apply_retention`] deletes the raw reports of weeks merged more than
+//!   `retention_weeks` weeks ago, once a checkpoint holds every one of them;
+//! - [`AppState::spawn_background`] (the timer: all of the above, forever) and
 //!   [`accept_detached`] (one upload, run to its end even when its connection closes) start the
 //!   app's own tasks; connections' tasks belong to `serve.rs`, blocking file I/O to `store.rs`.
 //!
 //! Promises: on the timer, a failure is logged and retried on the next tick, never fatal to
-//! serving (at start-up, [`AppState::open`] fails instead); a stored merge is only a cache of the
-//! raw reports, so losing or corrupting one costs a rebuild, not a count.
+//! serving (at start-up, [`AppState::open`] fails instead); a server killed at any point leaves
+//! the store in a state any server continues from (a seal without its checkpoint is finished by
+//! the next server that checkpoints; a checkpoint without its `latest` hint is found past it).
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use anyhow::Context;
 use axum::body::Bytes;
 use axum::http::StatusCode;
 use tally_protocol::aggregate::bucket_week;
-use tally_protocol::{Day, MAX_REPORT_AGE_DAYS, Report};
+use tally_protocol::{Day, MAX_REPORT_AGE_DAYS};
 use tokio::task::JoinHandle;
 
-use crate::merge::MergedWeek;
-use crate::state::AppState;
-use crate::store::merged_key;
+use crate::checkpoint::{self, Checkpoint, id_of_key};
+use crate::state::{AppState, WeekSlot};
+use crate::store::{Created, checkpoint_key, latest_key, merged_key, seal_key};
+
+/// Most checkpoints retention makes of one week before it gives up for this tick (more means
+/// reports are still arriving for a week that should be closed).
+const MAX_FINAL_CHECKPOINTS: usize = 4;
 
 impl AppState {
-    /// Rebuilds, from the raw reports, every calendar week whose merge disagrees with the
-    /// store: all weeks, or those from `since` (a Monday) on.
+    /// Brings every calendar week with data in the store up to date: all weeks, or those from
+    /// `since` (a Monday) on. Weeks whose raw reports retention deleted are read from their
+    /// checkpoints.
     pub async fn reconcile(&self, since: Option<Day>) -> anyhow::Result<()> {
-        let (_, week_dirs) = self.0.store.list_dir("reports").await?;
-        for dir in week_dirs {
-            let Some(monday) = dir.filename().and_then(|name| name.parse::<Day>().ok()) else {
-                continue;
+        let (_, raw_dirs) = self.0.store.list_dir("reports").await?;
+        let (_, merged_dirs) = self.0.store.list_dir("merged").await?;
+        let mondays = |dirs: Vec<object_store::path::Path>| -> Vec<Day> {
+            dirs.iter()
+                .filter_map(|dir| dir.filename()?.parse::<Day>().ok())
+                .filter(|monday| since.is_none_or(|since| *monday >= since))
+                .collect()
+        };
+        let raw = mondays(raw_dirs);
+        let mut all = raw.clone();
+        all.extend(mondays(merged_dirs));
+        all.sort();
+        all.dedup();
+        for monday in all {
+            let slot = self.slot(monday);
+            self.refresh_week(monday, &slot).await?;
+            if !raw.contains(&monday) {
+                slot.raw_deleted.store(true, Ordering::Release);
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the week from the store unless this server has already.
+    pub(crate) async fn load_week(&self, monday: Day, slot: &WeekSlot) -> anyhow::Result<()> {
+        if slot.loaded.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let _work = slot.work.lock().await;
+        if slot.loaded.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        self.refresh_locked(monday, slot).await
+    }
+
+    async fn refresh_week(&self, monday: Day, slot: &WeekSlot) -> anyhow::Result<()> {
+        let _work = slot.work.lock().await;
+        self.refresh_locked(monday, slot).await
+    }
+
+    /// The newest checkpoint, then every report of the open generation (and of the ones after
+    /// it, while the one before is sealed) that this server does not count yet.
+    async fn refresh_locked(&self, monday: Day, slot: &WeekSlot) -> anyhow::Result<()> {
+        let store = &self.0.store;
+        let have = slot.state().open_generation();
+        if let Some(newer) = checkpoint::find_newer(store, monday, have).await? {
+            slot.state().adopt(Arc::new(newer));
+        }
+        let mut generation = slot.state().open_generation();
+        loop {
+            let keys = checkpoint::list_generation(store, monday, generation).await?;
+            let missing: Vec<_> = {
+                let state = slot.state();
+                keys.into_iter()
+                    .filter(|key| id_of_key(key).is_some_and(|id| !state.contains(id)))
+                    .collect()
             };
-            if since.is_some_and(|since| monday < since) {
-                continue;
-            }
-            self.reconcile_week(monday).await?;
-        }
-        Ok(())
-    }
-
-    async fn reconcile_week(&self, monday: Day) -> anyhow::Result<()> {
-        let slot = self.slot(monday);
-        let _gate = slot.gate.write().await;
-        let (keys, _) = self.0.store.list_dir(&format!("reports/{monday}")).await?;
-        let keys: Vec<_> = keys
-            .into_iter()
-            .filter(|k| k.as_ref().ends_with(".json"))
-            .collect();
-        let stored = keys.len() as u64;
-        if slot
-            .merged
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .reports
-            == stored
-        {
-            return Ok(());
-        }
-        if let Some(bytes) = self.0.store.get(&merged_key(monday)).await?
-            && let Ok(merged) = serde_json::from_slice::<MergedWeek>(&bytes)
-            && merged.week == monday
-            && merged.reports == stored
-        {
-            *slot.merged.lock().unwrap_or_else(|e| e.into_inner()) = merged;
-            return Ok(());
-        }
-        let mut rebuilt = MergedWeek::new(monday);
-        let mut tasks = tokio::task::JoinSet::new();
-        for chunk in keys.chunks(keys.len().div_ceil(16).max(1)) {
-            let store = self.0.store.clone();
-            let chunk = chunk.to_vec();
-            tasks.spawn(async move {
-                let mut reports = Vec::with_capacity(chunk.len());
-                for key in chunk {
-                    let Some(bytes) = store.get(&key).await? else {
-                        continue;
-                    };
-                    match Report::parse(&bytes) {
-                        Ok(report) if bucket_week(report.week) == monday => reports.push(report),
-                        _ => eprintln!("tally-server: skipping unreadable stored report {key}"),
-                    }
+            let reports = checkpoint::fetch(store, monday, missing).await?;
+            {
+                let mut state = slot.state();
+                for report in &reports {
+                    state.add(generation, report);
                 }
-                anyhow::Ok(reports)
-            });
-        }
-        while let Some(joined) = tasks.join_next().await {
-            for report in joined.context("a rebuild task failed")?? {
-                rebuilt.add(&report);
             }
+            if !store.exists(&seal_key(monday, generation)).await? {
+                break;
+            }
+            generation += 1;
         }
-        *slot.merged.lock().unwrap_or_else(|e| e.into_inner()) = rebuilt;
-        slot.dirty.store(true, Ordering::Release);
+        slot.loaded.store(true, Ordering::Release);
         Ok(())
     }
 
-    /// Writes every changed week's merge to `merged/<monday>.json`. Returns how many.
+    /// Makes the next checkpoint of every week with reports beyond its checkpoint. Returns
+    /// how many weeks got one (made here or adopted from another server that made it first).
     pub async fn flush(&self) -> anyhow::Result<usize> {
         let slots: Vec<_> = self
             .0
             .weeks
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .cloned()
+            .iter()
+            .map(|(monday, slot)| (*monday, slot.clone()))
             .collect();
         let mut written = 0;
-        for slot in slots {
-            if !slot.dirty.swap(false, Ordering::AcqRel) {
+        for (monday, slot) in slots {
+            if slot.state().pending() == 0 {
                 continue;
             }
-            let (monday, bytes) = {
-                let merged = slot.merged.lock().unwrap_or_else(|e| e.into_inner());
-                (
-                    merged.week,
-                    serde_json::to_vec(&*merged).context("serializing a merged week")?,
-                )
-            };
-            if let Err(e) = self
-                .0
-                .store
-                .put(&merged_key(monday), Bytes::from(bytes), Some(monday))
-                .await
-            {
-                slot.dirty.store(true, Ordering::Release);
-                return Err(e);
+            if self.checkpoint_week(monday, &slot).await? {
+                written += 1;
             }
-            written += 1;
         }
         Ok(written)
+    }
+
+    /// Seals the open generation, merges it into the checkpoint, and writes that as the next
+    /// checkpoint, unless another server wrote it first (then adopts theirs). `Ok(false)` if
+    /// there was nothing to merge.
+    async fn checkpoint_week(&self, monday: Day, slot: &WeekSlot) -> anyhow::Result<bool> {
+        let store = &self.0.store;
+        let _work = slot.work.lock().await;
+        let have = slot.state().open_generation();
+        if let Some(newer) = checkpoint::find_newer(store, monday, have).await? {
+            slot.state().adopt(Arc::new(newer));
+        }
+        let base = {
+            let state = slot.state();
+            if state.pending() == 0 {
+                return Ok(false);
+            }
+            state.base().clone()
+        };
+        let open = base.covers;
+        checkpoint::seal(store, monday, open).await?;
+        // Listed after the seal: every report answered 2xx for this generation is here.
+        let keys = checkpoint::list_generation(store, monday, open).await?;
+        let mut next = Checkpoint {
+            covers: open + 1,
+            merged: base.merged.clone(),
+            ids: base.ids.clone(),
+        };
+        let mut missing = Vec::new();
+        {
+            let state = slot.state();
+            for key in keys {
+                let Some(id) = id_of_key(&key) else { continue };
+                if next.ids.contains(&id) {
+                    continue;
+                }
+                match state.pending_report(id) {
+                    Some(report) => {
+                        next.merged.add(report);
+                        next.ids.insert(id);
+                    }
+                    None => missing.push(key),
+                }
+            }
+        }
+        for report in checkpoint::fetch(store, monday, missing).await? {
+            if next
+                .ids
+                .insert(checkpoint::report_id(report.week, report.x))
+            {
+                next.merged.add(&report);
+            }
+        }
+        let key = checkpoint_key(monday, next.covers);
+        let adopted = match store
+            .create(&key, Bytes::from(next.to_bytes()), monday)
+            .await?
+        {
+            Created::New => {
+                // Hints for readers; a crash before them costs readers a few more requests.
+                store
+                    .put(
+                        &latest_key(monday),
+                        Bytes::from(next.covers.to_string()),
+                        Some(monday),
+                    )
+                    .await?;
+                let merged = serde_json::to_vec(&next.merged)?;
+                store
+                    .put(&merged_key(monday), Bytes::from(merged), Some(monday))
+                    .await?;
+                // Two checkpoints stay: a reader that has just found the older one can still
+                // read it.
+                if open >= 2 {
+                    store.delete(&checkpoint_key(monday, open - 1)).await?;
+                }
+                next
+            }
+            Created::AlreadyThere => {
+                let Some(bytes) = store.get(&key).await? else {
+                    anyhow::bail!("checkpoint {key} vanished just after it was written");
+                };
+                Checkpoint::parse(&bytes, monday, open + 1)?
+            }
+        };
+        slot.state().adopt(Arc::new(adopted));
+        Ok(true)
+    }
+
+    /// Deletes the raw reports of every week closed to uploads (its last day plus
+    /// `MAX_REPORT_AGE_DAYS`) more than `retention_weeks` weeks before `today`, once a
+    /// checkpoint holds all of them: the week's open generation is sealed and found empty
+    /// first. The checkpoints (the merged aggregates) are kept. Returns the weeks deleted.
+    pub async fn apply_retention(&self, today: Day) -> anyhow::Result<Vec<Day>> {
+        let (_, week_dirs) = self.0.store.list_dir("reports").await?;
+        let mut deleted = Vec::new();
+        for dir in week_dirs {
+            let Some(monday) = dir.filename().and_then(|name| name.parse::<Day>().ok()) else {
+                continue;
+            };
+            if raw_deleted_on(monday, self.retention_weeks()).is_none_or(|day| today < day) {
+                continue;
+            }
+            let slot = self.slot(monday);
+            if !self.finish_week(monday, &slot).await? {
+                eprintln!(
+                    "tally-server: the week of {monday} still receives reports; its raw reports are kept for now"
+                );
+                continue;
+            }
+            self.delete_raw(monday).await?;
+            slot.raw_deleted.store(true, Ordering::Release);
+            deleted.push(monday);
+        }
+        Ok(deleted)
+    }
+
+    /// Checkpoints the week until a checkpoint holds every report stored for it, with the open
+    /// generation sealed: `Ok(false)` if reports kept arriving.
+    async fn finish_week(&self, monday: Day, slot: &WeekSlot) -> anyhow::Result<bool> {
+        for _ in 0..MAX_FINAL_CHECKPOINTS {
+            self.refresh_week(monday, slot).await?;
+            if slot.state().pending() > 0 {
+                self.checkpoint_week(monday, slot).await?;
+                continue;
+            }
+            let open = slot.state().open_generation();
+            checkpoint::seal(&self.0.store, monday, open).await?;
+            // Anything written to it before the seal, or to the next one after, is found now.
+            self.refresh_week(monday, slot).await?;
+            if slot.state().pending() == 0 {
+                // The copy for tools that read the store: the final merge, whatever order
+                // servers wrote it in while the week was open.
+                let merged = serde_json::to_vec(&slot.state().base().merged)?;
+                self.0
+                    .store
+                    .put(&merged_key(monday), Bytes::from(merged), Some(monday))
+                    .await?;
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Deletes everything under `reports/<monday>/`, 16 deletions at a time.
+    async fn delete_raw(&self, monday: Day) -> anyhow::Result<()> {
+        let store = &self.0.store;
+        let week = format!("reports/{monday}");
+        let (mut keys, generations) = store.list_dir(&week).await?;
+        for generation in generations {
+            keys.extend(store.list_dir(generation.as_ref()).await?.0);
+        }
+        let mut tasks = tokio::task::JoinSet::new();
+        for chunk in keys.chunks(keys.len().div_ceil(16).max(1)) {
+            let (store, chunk) = (store.clone(), chunk.to_vec());
+            tasks.spawn(async move {
+                for key in chunk {
+                    store.delete(&key).await?;
+                }
+                anyhow::Ok(())
+            });
+        }
+        while let Some(joined) = tasks.join_next().await {
+            joined??;
+        }
+        Ok(())
     }
 
     /// [`AppState::run_background`] on its own task; abort the handle to stop it.
@@ -146,9 +312,9 @@ impl AppState {
         tokio::spawn(self.clone().run_background(flush_every, reconcile_every))
     }
 
-    /// Runs forever: flushes merges every `flush_every`, and every `reconcile_every` picks up
-    /// reports that other servers sharing the store have written in the weeks still open to
-    /// uploads.
+    /// Runs forever: checkpoints every `flush_every`; every `reconcile_every` picks up reports
+    /// that other servers sharing the store have written in the weeks still open to uploads,
+    /// and applies retention.
     pub async fn run_background(self, flush_every: Duration, reconcile_every: Duration) {
         let mut flush = tokio::time::interval(flush_every);
         let mut reconcile = tokio::time::interval(reconcile_every);
@@ -157,7 +323,7 @@ impl AppState {
             tokio::select! {
                 _ = flush.tick() => {
                     if let Err(e) = self.flush().await {
-                        eprintln!("tally-server: writing merged aggregates failed (will retry): {e:#}");
+                        eprintln!("tally-server: writing a checkpoint failed (will retry): {e:#}");
                     }
                 }
                 _ = reconcile.tick() => {
@@ -166,10 +332,21 @@ impl AppState {
                     if let Err(e) = self.reconcile(since).await {
                         eprintln!("tally-server: reconciling with the store failed (will retry): {e:#}");
                     }
+                    if let Err(e) = self.apply_retention(today).await {
+                        eprintln!("tally-server: deleting old raw reports failed (will retry): {e:#}");
+                    }
                 }
             }
         }
     }
+}
+
+/// The first day the raw reports of the week of `monday` may be deleted: `retention_weeks`
+/// weeks after the week closes to uploads (its Sunday plus `MAX_REPORT_AGE_DAYS`, the last day
+/// a report of it is accepted, plus one); `None` if that is past the calendar's end.
+pub fn raw_deleted_on(monday: Day, retention_weeks: u32) -> Option<Day> {
+    let closed = 7 + MAX_REPORT_AGE_DAYS;
+    monday.plus_days(closed + 7 * i64::from(retention_weeks))
 }
 
 /// Validates, stores and merges one upload ([`AppState::accept_upload`]) on its own task: a

@@ -17,29 +17,14 @@ use tally_protocol::config::expand_pattern;
 
 use crate::charts_config::ChartsFile;
 
-/// What the public pages need beyond the published aggregates: the chart config, the retention
-/// period, and whether the store's reports are simulated.
-#[derive(Debug, Clone)]
+/// What the public pages need beyond the published aggregates and the server's state: the chart
+/// config, and whether the store's reports are simulated.
+#[derive(Debug, Clone, Default)]
 pub struct Site {
     /// The chart config the served config was generated from, if the server was given one.
     pub charts: Option<ChartsFile>,
-    /// Raw reports are deleted this many weeks after their week is merged.
-    pub retention_weeks: u64,
     /// Set when the store holds simulated reports (`tally demo`): said on every page.
     pub simulated: Option<String>,
-}
-
-/// Weeks raw reports are kept after their week is merged, unless `serve` is told otherwise.
-pub const DEFAULT_RETENTION_WEEKS: u64 = 8;
-
-impl Default for Site {
-    fn default() -> Self {
-        Site {
-            charts: None,
-            retention_weeks: DEFAULT_RETENTION_WEEKS,
-            simulated: None,
-        }
-    }
 }
 
 impl Site {
@@ -62,7 +47,7 @@ struct Group<'a> {
 }
 
 /// The `/config` page for the served `config`.
-pub fn render(site: &Site, config: &UploadConfig, threshold: u64) -> String {
+pub fn render(site: &Site, config: &UploadConfig, threshold: u64, retention_weeks: u32) -> String {
     let mut groups: BTreeMap<Option<&str>, Group<'_>> = BTreeMap::new();
     let mut order: Vec<Option<&str>> = Vec::new();
     for program in &config.programs {
@@ -126,7 +111,7 @@ pub fn render(site: &Site, config: &UploadConfig, threshold: u64) -> String {
          {weeks} weeks after their week is merged; the merged weekly aggregates are kept. \
          Publication: anything seen in fewer than {threshold} reports is withheld from every page \
          and download.</p></header>",
-        weeks = site.retention_weeks,
+        weeks = retention_weeks,
     );
     let counters_total: usize = groups
         .values()

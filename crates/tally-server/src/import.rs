@@ -19,7 +19,8 @@ use axum::body::Bytes;
 use tally_protocol::{MAX_REPORT_BYTES, Report};
 
 use crate::open_data::SIMULATED_KEY;
-use crate::store::{Created, Store, report_key};
+use crate::store::{Created, Store, report_key, seal_key};
+use tally_protocol::aggregate::bucket_week;
 
 /// `tally-server import`'s arguments.
 #[derive(Debug, clap::Args)]
@@ -67,6 +68,7 @@ pub fn import_command(args: &ImportArgs) -> anyhow::Result<()> {
                 .await?;
         }
         let (mut stored, mut present) = (0u64, 0u64);
+        let mut open = std::collections::BTreeMap::new();
         for file in &files {
             let bytes =
                 std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
@@ -80,10 +82,23 @@ pub fn import_command(args: &ImportArgs) -> anyhow::Result<()> {
             let report = Report::parse(&bytes)
                 .with_context(|| format!("{} is not a report", file.display()))?;
             let canonical = Bytes::from(report.to_canonical_json());
-            match store
-                .create(&report_key(report.week, report.x), canonical, report.week)
-                .await?
-            {
+            // As an upload is stored (`AppState::accept_upload`): into the week's first
+            // generation not yet sealed, and into the next one if a seal came after the write,
+            // so the next checkpoint holds it whatever servers run meanwhile (merges count a
+            // report stored twice once).
+            let monday = bucket_week(report.week);
+            let generation = open.entry(monday).or_insert(0);
+            let created = loop {
+                while store.exists(&seal_key(monday, *generation)).await? {
+                    *generation += 1;
+                }
+                let key = report_key(report.week, report.x, *generation);
+                let created = store.create(&key, canonical.clone(), report.week).await?;
+                if !store.exists(&seal_key(monday, *generation)).await? {
+                    break created;
+                }
+            };
+            match created {
                 Created::New => stored += 1,
                 Created::AlreadyThere => present += 1,
             }

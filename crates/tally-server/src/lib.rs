@@ -12,8 +12,11 @@
 //! kept here (`docs/reliability.md` lists the tests that hold each):
 //!
 //! - a report answered 2xx is durable in the store and counted exactly once, across restarts
-//!   and crashes (the merged aggregates are rebuilt from the raw reports whenever they disagree),
-//!   also with several servers on one store;
+//!   and crashes, also with several servers on one store writing at once; keeping servers in
+//!   step and restarting cost what was stored since the last checkpoint, not all reports
+//!   ([`checkpoint`]);
+//! - raw reports are deleted `retention_weeks` weeks after their week is merged; the merged
+//!   aggregates stay;
 //! - a report is stored under exactly the `x` it was sent with, and any report that passes
 //!   validation can be stored: what the server refuses it refuses with a 4xx and a reason, and
 //!   a 5xx means only that the store failed (the client retries);
@@ -21,8 +24,9 @@
 //! - nothing under the publication threshold appears in any public output.
 //!
 //! Modules, by responsibility: `state` (the shared [`AppState`]: open, accept an upload,
-//! publish), `routes` ([`app`] and its handlers), `background` (rebuilds and flushes of the
-//! weekly merges, the timer, and every task the app spawns), [`serve`] (the listener),
+//! publish), `routes` ([`app`] and its handlers), `background` (re-reads of the store,
+//! checkpoints, retention, the timer, and every task the app spawns), [`checkpoint`]
+//! (generations, seals and checkpoints: the protocol replicas share), [`serve`] (the listener),
 //! [`store`] (the object store and its keys), [`validate`] (what an upload may hold), [`merge`]
 //! (one week's merge and its thresholded publication), [`dashboard`] (the pages), [`signing`]
 //! (keys and config signatures), [`clock`] (today, or `TALLY_NOW`), [`plan`] (the sample rate a
@@ -35,6 +39,7 @@
 
 mod background;
 pub mod charts_config;
+pub mod checkpoint;
 pub mod clock;
 pub mod config_page;
 pub mod dashboard;
@@ -49,5 +54,8 @@ mod state;
 pub mod store;
 pub mod validate;
 
+pub use background::raw_deleted_on;
 pub use routes::{app, app_with};
-pub use state::{AppState, DEFAULT_THRESHOLD, Options, SignedConfig};
+pub use state::{
+    AppState, DEFAULT_RETENTION_WEEKS, DEFAULT_THRESHOLD, Options, SignedConfig, Status, WeekStatus,
+};

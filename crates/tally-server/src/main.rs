@@ -13,7 +13,7 @@ use tally_server::clock::Clock;
 use tally_server::serve::Limits;
 use tally_server::signing::{self, PASSWORD_ENV};
 use tally_server::store::{Durability, Store};
-use tally_server::{AppState, DEFAULT_THRESHOLD, Options};
+use tally_server::{AppState, DEFAULT_RETENTION_WEEKS, DEFAULT_THRESHOLD, Options};
 
 #[derive(Parser)]
 #[command(
@@ -135,16 +135,22 @@ struct ServeArgs {
     /// is being handled.
     #[arg(long, default_value_t = 10.0)]
     stall_timeout: f64,
-    /// Milliseconds between writes of the merged aggregates.
-    #[arg(long, default_value_t = 1000)]
+    /// Milliseconds between checkpoints of the merged aggregates (made when reports arrived
+    /// since the last one): a restart re-reads at most the reports of this long.
+    #[arg(long, default_value_t = 5000)]
     flush_ms: u64,
     /// Local store only: answer uploads once on disk (`disk`, survives power loss) or once in the
     /// page cache (`process-crash`, survives a killed server, not a power cut).
     #[arg(long, value_enum, default_value_t = DurabilityArg::Disk)]
     durability: DurabilityArg,
-    /// Seconds between re-reads of the store (reports written by other servers).
-    #[arg(long, default_value_t = 60)]
+    /// Seconds between re-reads of the store (reports written by other servers; each re-read
+    /// lists only what is new since the last checkpoint).
+    #[arg(long, default_value_t = 5)]
     reconcile_secs: u64,
+    /// Weeks raw reports are kept after their week is merged (closed to uploads); the merged
+    /// aggregates are kept.
+    #[arg(long, default_value_t = DEFAULT_RETENTION_WEEKS)]
+    retention_weeks: u32,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -292,6 +298,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         threshold: args.threshold,
         clock,
         body_timeout: seconds(args.body_timeout),
+        retention_weeks: args.retention_weeks,
     };
     let limits = Limits {
         max_connections: args.max_connections,
@@ -318,11 +325,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             ))
             .await?
             .map(|how| String::from_utf8_lossy(&how).into_owned());
-        let site = tally_server::config_page::Site {
-            charts,
-            simulated,
-            ..Default::default()
-        };
+        let site = tally_server::config_page::Site { charts, simulated };
         let listener = tokio::net::TcpListener::bind(args.addr)
             .await
             .with_context(|| format!("cannot listen on {}", args.addr))?;

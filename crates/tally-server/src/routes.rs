@@ -6,6 +6,7 @@
 //! | `GET /` | the dashboard's index page |
 //! | `GET /programs/{program}` | one program's charts (`dashboard.rs`) |
 //! | `GET /healthz` | `ok` |
+//! | `GET /status` | retention: weeks raw reports are kept, and when each published week's go (JSON) |
 //! | `GET /config.json`, `/config.json.minisig` | the served config and its signature, byte for byte |
 //! | `POST /upload/{week}` | stores one report: 200 `stored` / `already stored`, 4xx with a reason, 503 if the store failed |
 //! | `GET /api/weeks` | every week with published data, newest first |
@@ -52,6 +53,7 @@ pub fn app_with(state: AppState, site: Site) -> Router {
         .route("/programs/{program}", get(dashboard::program))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/config", get(config_html))
+        .route("/status", get(api_status))
         .route("/config.json", get(config_json))
         .route("/config.json.minisig", get(config_signature))
         .route("/upload/{week}", post(upload))
@@ -94,7 +96,12 @@ async fn config_html(
 ) -> Response {
     html(
         StatusCode::OK,
-        config_page::render(&site, &state.0.current.config, state.threshold()),
+        config_page::render(
+            &site,
+            &state.0.current.config,
+            state.threshold(),
+            state.retention_weeks(),
+        ),
     )
 }
 
@@ -287,6 +294,10 @@ fn reason(status: StatusCode, text: String) -> Response {
         format!("{text}\n"),
     )
         .into_response()
+}
+
+async fn api_status(State(state): State<AppState>) -> Response {
+    axum::Json(state.status()).into_response()
 }
 
 async fn api_weeks(State(state): State<AppState>) -> Response {

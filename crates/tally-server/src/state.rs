@@ -5,16 +5,17 @@
 //! in the store and loads the merged weeks; [`AppState::accept_upload`] validates one upload,
 //! stores it canonically and adds it to its week's merge; [`AppState::weeks_index`] and
 //! [`AppState::program_week`] publish the merges, thresholded. Keeping the merges in step with
-//! the store (rebuilds, flushes, the timer) is `background.rs`'s work on the same state.
+//! the store (checkpoints, the open generation, retention, the timer) is `background.rs`'s work
+//! on the same state, with the protocol of `checkpoint.rs`.
 //!
-//! Promises: an upload answered `Ok` is in the store and in its week's merge exactly once (the
-//! week's `gate` orders it against rebuilds); a refusal is a 4xx with a one-line reason and
-//! writes nothing; a 5xx means only that the store failed. Nothing under the threshold leaves
-//! through the publishing methods.
+//! Promises: an upload answered `Ok` is in the store, in a generation that was not sealed when
+//! it was written (so in the next checkpoint), and in its week's merge exactly once; a refusal
+//! is a 4xx with a one-line reason and writes nothing; a 5xx means only that the store failed.
+//! Nothing under the threshold leaves through the publishing methods.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -23,14 +24,21 @@ use axum::http::StatusCode;
 use tally_protocol::aggregate::{ProgramWeek, WeeksIndex, bucket_week};
 use tally_protocol::{Day, UploadConfig};
 
+use crate::checkpoint::{WeekState, report_id};
 use crate::clock::Clock;
-use crate::merge::MergedWeek;
 use crate::signing;
-use crate::store::{Created, Store, config_keys, report_key};
+use crate::store::{Created, Store, config_keys, report_key, seal_key};
 use crate::validate;
 
 /// Default publication threshold: counts seen in fewer distinct reports are withheld.
 pub const DEFAULT_THRESHOLD: u64 = 5;
+
+/// Default number of weeks raw reports are kept after their week is merged.
+pub const DEFAULT_RETENTION_WEEKS: u32 = 8;
+
+/// Most generations an upload moves on when it finds the one it wrote to sealed (each step is a
+/// checkpoint made by some server during this one upload).
+const MAX_GENERATION_STEPS: usize = 64;
 
 /// Settings of a running server.
 #[derive(Debug, Clone)]
@@ -41,6 +49,9 @@ pub struct Options {
     pub clock: Clock,
     /// Longest time a client may take to send an upload's body.
     pub body_timeout: Duration,
+    /// Weeks raw reports are kept after their week is merged (closed to uploads and in a
+    /// checkpoint); the merged aggregates are kept.
+    pub retention_weeks: u32,
 }
 
 impl Default for Options {
@@ -49,6 +60,7 @@ impl Default for Options {
             threshold: DEFAULT_THRESHOLD,
             clock: Clock::System,
             body_timeout: Duration::from_secs(10),
+            retention_weeks: DEFAULT_RETENTION_WEEKS,
         }
     }
 }
@@ -72,16 +84,28 @@ pub(crate) struct Inner {
     configs: RwLock<HashMap<u64, Arc<UploadConfig>>>,
     pub(crate) weeks: RwLock<BTreeMap<Day, Arc<WeekSlot>>>,
     pub(crate) options: Options,
+    /// Weeks raw reports are kept after their week is merged (`Options::retention_weeks`).
+    pub(crate) retention_weeks: u32,
 }
 
-/// One calendar week's merge. Uploads hold `gate` shared from before their write until they
-/// are merged; a rebuild from the store holds it exclusively, so every report is in exactly
-/// one of "listed by the rebuild" or "merged after it".
+/// One calendar week on this server. Every change to `state` is idempotent (a report is added
+/// only if its id is not counted yet, a checkpoint adopted only if newer), so uploads, store
+/// re-reads and checkpoints need no ordering among themselves beyond `state`'s lock.
 pub(crate) struct WeekSlot {
-    pub(crate) gate: tokio::sync::RwLock<()>,
-    pub(crate) merged: Mutex<MergedWeek>,
-    /// Set when `merged` has changed since it was last written to the store.
-    pub(crate) dirty: AtomicBool,
+    pub(crate) state: Mutex<WeekState>,
+    /// Held while re-reading the store or making a checkpoint, so that this server does each
+    /// once at a time per week.
+    pub(crate) work: tokio::sync::Mutex<()>,
+    /// Set once the week has been read from the store by this server.
+    pub(crate) loaded: AtomicBool,
+    /// Set once retention has deleted the week's raw reports (or found them deleted).
+    pub(crate) raw_deleted: AtomicBool,
+}
+
+impl WeekSlot {
+    pub(crate) fn state(&self) -> MutexGuard<'_, WeekState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 impl AppState {
@@ -117,6 +141,7 @@ impl AppState {
             current,
             configs: RwLock::new(HashMap::new()),
             weeks: RwLock::new(BTreeMap::new()),
+            retention_weeks: options.retention_weeks,
             options,
         }));
         state.register_current_config().await?;
@@ -132,6 +157,11 @@ impl AppState {
     /// The publication threshold.
     pub fn threshold(&self) -> u64 {
         self.0.options.threshold
+    }
+
+    /// Weeks raw reports are kept after their week is merged.
+    pub fn retention_weeks(&self) -> u32 {
+        self.0.retention_weeks
     }
 
     async fn register_current_config(&self) -> anyhow::Result<()> {
@@ -218,9 +248,10 @@ impl AppState {
             .entry(monday)
             .or_insert_with(|| {
                 Arc::new(WeekSlot {
-                    gate: tokio::sync::RwLock::new(()),
-                    merged: Mutex::new(MergedWeek::new(monday)),
-                    dirty: AtomicBool::new(false),
+                    state: Mutex::new(WeekState::new(monday)),
+                    work: tokio::sync::Mutex::new(()),
+                    loaded: AtomicBool::new(false),
+                    raw_deleted: AtomicBool::new(false),
                 })
             })
             .clone()
@@ -248,26 +279,49 @@ impl AppState {
         validate::check_against_config(&report, &config).map_err(bad_request)?;
         let monday = bucket_week(report.week);
         let slot = self.slot(monday);
-        let _gate = slot.gate.read().await;
+        self.load_week(monday, &slot).await.map_err(storage_error)?;
+        let id = report_id(report.week, report.x);
+        let mut generation = {
+            let state = slot.state();
+            if state.contains(id) {
+                return Ok(false);
+            }
+            state.open_generation()
+        };
         // Stored canonical: only what validation saw, in a fixed form, is ever written.
         let canonical = Bytes::from(report.to_canonical_json());
-        match self
-            .0
-            .store
-            .create(&report_key(report.week, report.x), canonical, report.week)
-            .await
-        {
-            Ok(Created::New) => {
-                slot.merged
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .add(&report);
-                slot.dirty.store(true, Ordering::Release);
-                Ok(true)
+        let mut created = false;
+        for _ in 0..MAX_GENERATION_STEPS {
+            let key = report_key(report.week, report.x, generation);
+            match self
+                .0
+                .store
+                .create(&key, canonical.clone(), report.week)
+                .await
+                .map_err(storage_error)?
+            {
+                Created::New => created = true,
+                Created::AlreadyThere => {}
             }
-            Ok(Created::AlreadyThere) => Ok(false),
-            Err(e) => Err(storage_error(e)),
+            // Written before the seal: the checkpoint of this generation lists it. Written
+            // after: that checkpoint may have missed it, so it goes into the next generation
+            // too (counted once: merges skip ids they hold).
+            let sealed = self
+                .0
+                .store
+                .exists(&seal_key(monday, generation))
+                .await
+                .map_err(storage_error)?;
+            if !sealed {
+                slot.state().add(generation, &report);
+                return Ok(created);
+            }
+            // Straight to the newest generation this server knows of, if it is further on.
+            generation = (generation + 1).max(slot.state().open_generation());
         }
+        Err(storage_error(anyhow::anyhow!(
+            "the week of {monday} had {MAX_GENERATION_STEPS} generations sealed during one upload"
+        )))
     }
 
     /// `GET /api/weeks`: every week with published data, newest first.
@@ -283,12 +337,7 @@ impl AppState {
             .collect();
         let mut weeks: Vec<_> = slots
             .iter()
-            .filter_map(|slot| {
-                slot.merged
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .summary(threshold)
-            })
+            .filter_map(|slot| slot.state().live().summary(threshold))
             .collect();
         weeks.sort_by_key(|summary| std::cmp::Reverse(summary.week));
         WeeksIndex { threshold, weeks }
@@ -303,8 +352,61 @@ impl AppState {
             .unwrap_or_else(|e| e.into_inner())
             .get(&bucket_week(week))?
             .clone();
-        let merged = slot.merged.lock().unwrap_or_else(|e| e.into_inner());
-        merged.publish(program, self.threshold())
+        let state = slot.state();
+        state.live().publish(program, self.threshold())
+    }
+}
+
+/// `GET /status`: what the server keeps and for how long.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Status {
+    /// Weeks raw reports are kept after their week is merged.
+    pub retention_weeks: u32,
+    /// Every week with published data, newest first.
+    pub weeks: Vec<WeekStatus>,
+}
+
+/// One published week in [`Status`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct WeekStatus {
+    pub week: Day,
+    /// Whether the week's raw reports have been deleted (its merged aggregate stays).
+    pub raw_reports_deleted: bool,
+    /// The first day retention deletes them.
+    pub raw_reports_deleted_on: Option<Day>,
+}
+
+impl AppState {
+    /// `GET /status`: the retention period and, for each published week (only those: a week
+    /// under the threshold is not named), whether and when its raw reports go.
+    pub fn status(&self) -> Status {
+        let retention_weeks = self.retention_weeks();
+        let weeks = self
+            .weeks_index()
+            .weeks
+            .iter()
+            .map(|summary| {
+                let raw_reports_deleted = self
+                    .0
+                    .weeks
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(&summary.week)
+                    .is_some_and(|slot| slot.raw_deleted.load(Ordering::Acquire));
+                WeekStatus {
+                    week: summary.week,
+                    raw_reports_deleted,
+                    raw_reports_deleted_on: crate::background::raw_deleted_on(
+                        summary.week,
+                        retention_weeks,
+                    ),
+                }
+            })
+            .collect();
+        Status {
+            retention_weeks,
+            weeks,
+        }
     }
 }
 

@@ -5,19 +5,26 @@
 //! | key | contents |
 //! | --- | --- |
 //! | `configs/<version>.json`, `configs/<version>.json.minisig` | every config version ever served |
-//! | `reports/<monday>/<week>_<x>.json` | one accepted report, in canonical form ([`report_key`]) |
-//! | `merged/<monday>.json` | the merged aggregate of that calendar week's reports (unthresholded) |
+//! | `reports/<monday>/<generation>/<week>_<x>.json` | one accepted report, in canonical form ([`report_key`]) |
+//! | `reports/<monday>/<generation>/sealed` | the generation is closed to writes: a checkpoint of it is being made ([`seal_key`]) |
+//! | `reports/<monday>/<week>_<x>.json` | a report stored before generations existed: read as part of generation 0 |
+//! | `merged/<monday>/<n>.json` | checkpoint `n`: the merge of every report of generations below `n`, and their `x`s ([`checkpoint_key`]) |
+//! | `merged/<monday>/latest` | the number of a recent checkpoint, where readers start looking ([`latest_key`]) |
+//! | `merged/<monday>.json` | a copy of a recent checkpoint's merged aggregate (the final one once retention ran), for tools that read the store ([`merged_key`]); `checkpoint::find_newer(store, monday, 0)` gives the newest |
+//!
+//! `crate::checkpoint` says how generations, seals and checkpoints work together; retention
+//! deletes `reports/<monday>/` and keeps `merged/`.
 //!
 //! Promises: a report is written with create-if-absent semantics, so the same (week, x) is
-//! stored once however often it is uploaded; on the local disk a write that returned is on
-//! stable storage (a group `syncfs` after the rename, shared by concurrent writers) before the
-//! upload is answered. Nothing here ever records who sent what, nor when: on the local disk a
-//! stored report's access and modification times, and those of the directories it is in, are
-//! midnight UTC of the report's week, and a merged week's are its Monday's. What the backend
-//! keeps anyway is out of reach: a local file's change time (`ctime`, set by the kernel on every
-//! write; no call sets it) and an S3 object's `Last-Modified` (set by the S3 server; no API
-//! changes it). They are the operator's to protect: nobody else should be able to list the
-//! store.
+//! stored once in a generation however often it is uploaded; on the local disk a write that
+//! returned is on stable storage (a group `syncfs` after the rename, shared by concurrent
+//! writers) before the upload is answered. Nothing here ever records who sent what, nor when: on
+//! the local disk a stored report's access and modification times, and those of the directories
+//! it is in, are midnight UTC of the report's week, and a merged week's are its Monday's. What
+//! the backend keeps anyway is out of reach: a local file's change time (`ctime`, set by the
+//! kernel on every write; no call sets it) and an S3 object's `Last-Modified` (set by the S3
+//! server; no API changes it). They are the operator's to protect: nobody else should be able to
+//! list the store.
 
 use std::fs::FileTimes;
 use std::path::{Path as FsPath, PathBuf};
@@ -123,8 +130,10 @@ impl Store {
         let dir = dir
             .canonicalize()
             .with_context(|| format!("cannot resolve the store directory {}", dir.display()))?;
+        // Deleting a week's last report (retention) removes its emptied directories too.
         let local = LocalFileSystem::new_with_prefix(&dir)
-            .with_context(|| format!("cannot use {} as a store", dir.display()))?;
+            .with_context(|| format!("cannot use {} as a store", dir.display()))?
+            .with_automatic_cleanup(true);
         let sync = match durability {
             Durability::Disk => Some(Arc::new(GroupSync::open(&dir)?)),
             Durability::ProcessCrash => None,
@@ -225,6 +234,32 @@ impl Store {
         }
     }
 
+    /// Whether `key` exists (one `HEAD`; on the local disk one `lstat`, on this thread: it is
+    /// on every upload's path, and a hop to the blocking pool costs more than the call).
+    pub async fn exists(&self, key: &Path) -> anyhow::Result<bool> {
+        if let Some(root) = &self.local_root {
+            let path = root.join(key.as_ref());
+            return match std::fs::symlink_metadata(&path) {
+                Ok(meta) => Ok(meta.is_file()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+                Err(e) => Err(e).with_context(|| format!("looking for {}", path.display())),
+            };
+        }
+        match self.objects.head(key).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e).with_context(|| format!("looking for {key}")),
+        }
+    }
+
+    /// Deletes `key`; a key that is already gone is not an error.
+    pub async fn delete(&self, key: &Path) -> anyhow::Result<()> {
+        match self.objects.delete(key).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("deleting {key}")),
+        }
+    }
+
     /// The objects and sub-"directories" directly under `prefix` (one level, every page).
     pub async fn list_dir(&self, prefix: &str) -> anyhow::Result<(Vec<Path>, Vec<Path>)> {
         let prefix = Path::from(prefix);
@@ -249,16 +284,46 @@ impl Store {
     }
 }
 
-/// Key of a stored report: its calendar week, then its own week day and `x`
-/// ([`x_in_key`]). At most [`MAX_REPORT_KEY_LEN`] bytes for any `x` in `(0, 1)`.
-pub fn report_key(week: Day, x: f64) -> Path {
+/// Key of a stored report: its calendar week, the generation it was written in
+/// (`crate::checkpoint`), then its own week day and `x` ([`x_in_key`]). At most
+/// [`MAX_REPORT_KEY_LEN`] bytes for any `x` in `(0, 1)` and any generation.
+pub fn report_key(week: Day, x: f64, generation: u64) -> Path {
     let monday = tally_protocol::aggregate::bucket_week(week);
-    Path::from(format!("reports/{monday}/{week}_{}.json", x_in_key(x)))
+    Path::from(format!(
+        "reports/{monday}/{generation}/{week}_{}.json",
+        x_in_key(x)
+    ))
 }
 
-/// Longest [`report_key`]: `reports/` + Monday + `/` + week + `_` + the longest [`x_in_key`]
-/// (23 bytes) + `.json`.
-pub const MAX_REPORT_KEY_LEN: usize = 8 + 10 + 1 + 10 + 1 + 23 + 5;
+/// The `x` a report's key names (any generation, or the flat layout from before generations),
+/// bit for bit; `None` for a key that is not a report's.
+pub fn x_of_key(key: &Path) -> Option<f64> {
+    let name = key.filename()?.strip_suffix(".json")?;
+    let (_, x) = name.split_once('_')?;
+    x.parse().ok()
+}
+
+/// Key of the mark that closes generation `generation` of the week of `monday` to writes.
+pub fn seal_key(monday: Day, generation: u64) -> Path {
+    Path::from(format!("reports/{monday}/{generation}/sealed"))
+}
+
+/// Key of checkpoint `n` of the week of `monday`: the merge of generations below `n`.
+pub fn checkpoint_key(monday: Day, n: u64) -> Path {
+    Path::from(format!("merged/{monday}/{n}.json"))
+}
+
+/// Key of the hint that names a recent checkpoint of the week of `monday`.
+pub fn latest_key(monday: Day) -> Path {
+    Path::from(format!("merged/{monday}/latest"))
+}
+
+/// Longest [`report_key`]: `reports/` + Monday + `/` + the longest generation (20 digits) +
+/// `/` + week + `_` + the longest [`x_in_key`] (23 bytes) + `.json`.
+pub const MAX_REPORT_KEY_LEN: usize = 8 + 10 + 1 + 20 + 1 + 10 + 1 + 23 + 5;
+
+/// Longest file name of a stored report: week + `_` + the longest [`x_in_key`] + `.json`.
+pub const MAX_REPORT_NAME_LEN: usize = 10 + 1 + 23 + 5;
 
 /// `x` as it appears in a report's key: Rust's shortest decimal that parses back to the same
 /// f64 (so equal keys exactly when the f64s are equal, and the key names the very `x` that was
@@ -273,7 +338,10 @@ pub fn x_in_key(x: f64) -> String {
     }
 }
 
-/// Key of a calendar week's merged aggregate.
+/// Key of the copy of a recent checkpoint's merged aggregate of a calendar week (without report
+/// ids): for tools that read the store; the server itself never reads it back. Servers write it
+/// after each checkpoint, so a slow one may put back an older merge while the week is open;
+/// retention writes the final one before it deletes the raw reports.
 pub fn merged_key(monday: Day) -> Path {
     Path::from(format!("merged/{monday}.json"))
 }
@@ -340,8 +408,8 @@ mod tests {
         for durability in [Durability::Disk, Durability::ProcessCrash] {
             let dir = tempfile::tempdir().unwrap();
             let store = Store::open_with(dir.path().to_str().unwrap(), durability).unwrap();
-            let key = report_key("2026-11-18".parse().unwrap(), 0.25);
-            assert_eq!(key.as_ref(), "reports/2026-11-16/2026-11-18_0.25.json");
+            let key = report_key("2026-11-18".parse().unwrap(), 0.25, 3);
+            assert_eq!(key.as_ref(), "reports/2026-11-16/3/2026-11-18_0.25.json");
             let first = Bytes::from_static(b"first");
             assert_eq!(
                 store.create(&key, first.clone(), WEEK_DAY()).await.unwrap(),
@@ -355,7 +423,7 @@ mod tests {
                 Created::AlreadyThere
             );
             assert_eq!(store.get(&key).await.unwrap(), Some(first));
-            let (objects, _) = store.list_dir("reports/2026-11-16").await.unwrap();
+            let (objects, _) = store.list_dir("reports/2026-11-16/3").await.unwrap();
             assert_eq!(objects, [key]);
         }
     }
@@ -385,13 +453,18 @@ mod tests {
             (0.00012345678901234567, "0.00012345678901234567"),
             (1.2345678901234567e-300, "1.2345678901234568e-300"),
         ] {
-            let key = report_key(week, x);
+            let key = report_key(week, x, u64::MAX);
             assert_eq!(
                 key.as_ref(),
-                format!("reports/2026-11-16/2026-11-18_{text}.json")
+                format!("reports/2026-11-16/{}/2026-11-18_{text}.json", u64::MAX)
             );
             assert_eq!(x_of(&key).to_bits(), x.to_bits(), "{text}");
+            assert_eq!(x_of_key(&key).unwrap().to_bits(), x.to_bits(), "{text}");
             assert!(key.as_ref().len() <= MAX_REPORT_KEY_LEN, "{key}");
+            assert!(
+                key.filename().unwrap().len() <= MAX_REPORT_NAME_LEN,
+                "{key}"
+            );
         }
     }
 
@@ -400,7 +473,7 @@ mod tests {
         #[test]
         fn every_x_has_one_bounded_key(bits in 1u64..0x3ff0_0000_0000_0000) {
             let x = f64::from_bits(bits);
-            let key = report_key("2026-11-22".parse().unwrap(), x);
+            let key = report_key("2026-11-22".parse().unwrap(), x, u64::MAX);
             proptest::prop_assert_eq!(x_of(&key).to_bits(), bits);
             proptest::prop_assert!(key.as_ref().len() <= MAX_REPORT_KEY_LEN, "{}", key);
         }
@@ -411,7 +484,7 @@ mod tests {
         use std::os::unix::fs::MetadataExt;
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path().to_str().unwrap()).unwrap();
-        let key = report_key(WEEK_DAY(), 0.5);
+        let key = report_key(WEEK_DAY(), 0.5, 0);
         store
             .create(&key, Bytes::from_static(b"{}"), WEEK_DAY())
             .await
@@ -430,6 +503,7 @@ mod tests {
         for (path, midnight) in [
             (report_file.clone(), 1_794_960_000),
             (report_file.parent().unwrap().to_path_buf(), 1_794_960_000),
+            (dir.path().join("reports/2026-11-16"), 1_794_960_000),
             (dir.path().join("reports"), 1_794_960_000),
             (dir.path().join(merged.as_ref()), 1_794_787_200),
             (dir.path().join("merged"), 1_794_787_200),

@@ -375,8 +375,9 @@ async fn stores_each_report_under_exactly_the_x_it_sent() {
     let store = tempfile::tempdir().unwrap();
     let state = collector.state(store.path(), 1).await.unwrap();
     let key_name = |x: f64| {
-        let key = tally_server::store::report_key(WEEK.parse().unwrap(), x);
+        let key = tally_server::store::report_key(WEEK.parse().unwrap(), x, 0);
         assert!(key.as_ref().len() <= tally_server::store::MAX_REPORT_KEY_LEN);
+        assert!(key.filename().unwrap().len() <= tally_server::store::MAX_REPORT_NAME_LEN);
         key.filename().unwrap().to_string()
     };
     let name_exists = |name: &str| {
@@ -437,7 +438,7 @@ async fn stores_each_report_under_exactly_the_x_it_sent() {
         );
         let name = key_name(x);
         assert!(name_exists(&name), "x = {text} is not stored as {name}");
-        let stored = std::fs::read(store.path().join("reports/2026-11-16").join(&name)).unwrap();
+        let stored = std::fs::read(store.path().join("reports/2026-11-16/0").join(&name)).unwrap();
         let stored = tally_protocol::Report::parse(&stored).unwrap();
         assert_eq!(stored.x.to_bits(), x.to_bits(), "x = {text}");
         sent += 1;

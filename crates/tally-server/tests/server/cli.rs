@@ -394,7 +394,7 @@ fn every_2xx_report_survives_sigkill_and_is_counted_once() {
                         Ok(response) if response.status() == 200 => {
                             assert!(!invalid);
                             // Stored under exactly the x that was sent.
-                            let key = tally_server::store::report_key(r.week, r.x);
+                            let key = tally_server::store::report_key(r.week, r.x, 0);
                             accepted
                                 .lock()
                                 .unwrap()
@@ -428,7 +428,9 @@ fn every_2xx_report_survives_sigkill_and_is_counted_once() {
     );
     let mut logs = server.output.lock().unwrap().clone();
 
-    let stored: Vec<String> = stored_reports(store.path())
+    // A report may be stored twice (written again into the next generation when its first
+    // one was sealed meanwhile); it is one report.
+    let stored: std::collections::BTreeSet<String> = stored_reports(store.path())
         .iter()
         .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
         .collect();
@@ -438,7 +440,8 @@ fn every_2xx_report_survives_sigkill_and_is_counted_once() {
             "report {name} was answered 200 but is not stored"
         );
     }
-    // Restart: every stored report is counted exactly once.
+    // Restart: every report answered 2xx is counted, none twice (at most every distinct report
+    // stored: one written just before the kill and never answered may be left out).
     let restarted = spawn_server(&collector, store.path(), &collector.public_key);
     let index: tally_protocol::aggregate::WeeksIndex = agent
         .get(&format!("http://127.0.0.1:{}/api/weeks", restarted.port))
@@ -448,12 +451,18 @@ fn every_2xx_report_survives_sigkill_and_is_counted_once() {
         .read_json()
         .unwrap();
     assert_eq!(index.weeks.len(), 1);
-    assert_eq!(index.weeks[0].reports, stored.len() as u64);
+    let counted = index.weeks[0].reports;
+    assert!(
+        accepted.len() as u64 <= counted && counted <= stored.len() as u64,
+        "{} answered 200, {} distinct reports stored, {counted} counted",
+        accepted.len(),
+        stored.len()
+    );
     eprintln!(
         "SIGKILL under load: {} reports answered 200, {} stored, {} counted after the restart",
         accepted.len(),
         stored.len(),
-        index.weeks[0].reports
+        counted
     );
     let mut restarted = restarted;
     restarted.child.kill().unwrap();
@@ -527,13 +536,22 @@ fn two_servers_on_one_store_count_every_report_once() {
     for thread in threads {
         thread.join().unwrap();
     }
+    // The 20 reports sent to both: each server answers "stored" when it wrote the report
+    // (into its open generation) and "already stored" when it found it there.
     let replies = replies.lock().unwrap().clone();
-    assert_eq!(replies.iter().filter(|r| *r == "stored\n").count(), 60);
-    assert_eq!(
-        replies.iter().filter(|r| *r == "already stored\n").count(),
-        20
+    assert_eq!(replies.len(), 80);
+    assert!(
+        replies
+            .iter()
+            .all(|r| *r == "stored\n" || *r == "already stored\n"),
+        "{replies:?}"
     );
-    assert_eq!(stored_reports(store.path()).len(), 60);
+    assert!(replies.iter().filter(|r| *r == "stored\n").count() >= 60);
+    let distinct: std::collections::BTreeSet<_> = stored_reports(store.path())
+        .iter()
+        .map(|p| p.file_name().unwrap().to_owned())
+        .collect();
+    assert_eq!(distinct.len(), 60);
     let reports_seen_by = |base: &str| -> u64 {
         let index: tally_protocol::aggregate::WeeksIndex = agent
             .get(&format!("{base}/api/weeks"))

@@ -204,6 +204,17 @@ fn the_config_page_and_the_served_config_come_from_one_chart_file() {
         std::fs::read(&config).unwrap()
     );
     drop(server);
+    // The retention the page states is the one the server applies.
+    let server = serve(
+        &store,
+        &config,
+        &public,
+        &["--charts", charts_arg, "--retention-weeks", "3"],
+    )
+    .unwrap();
+    let page = String::from_utf8(get(server.1, "/config").1).unwrap();
+    assert_eq!(attributes(&page, "data-retention-weeks"), ["3"]);
+    drop(server);
 
     // The next config goes one above the one served: from the file, or from the store.
     for source in [

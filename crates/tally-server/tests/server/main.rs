@@ -3,6 +3,8 @@
 //!
 //! - `app`: the HTTP surface through `app()`, without a socket;
 //! - `socket`: the app on a real loopback socket through `serve::serve`;
+//! - `checkpoints`: generations, seals, checkpoints and retention, several servers in-process;
+//! - `replicas`: three `tally-server serve` on one store (local and moto), with SIGKILL;
 //! - `cli`: the built binary (keygen, sign, plan, serve), crashes and shared stores;
 //! - `s3`: the same server on an S3-compatible store (moto);
 //! - `fuzz`: property tests of the upload parser and validator;
@@ -14,11 +16,13 @@
 #![allow(clippy::disallowed_methods)] // tests read the harness's environment
 
 mod app;
+mod checkpoints;
 mod cli;
 mod common;
 mod dashboard_browser;
 mod fuzz;
 mod governance;
 mod open_data;
+mod replicas;
 mod s3;
 mod socket;

@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 use crate::common::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_tally-server");
-const BUCKET: &str = "tally-test";
+pub(crate) const BUCKET: &str = "tally-test";
 
 /// Kills a child process when dropped, so no test leaves a server behind.
-struct Reaped(Child);
+pub(crate) struct Reaped(pub(crate) Child);
 
 impl Drop for Reaped {
     fn drop(&mut self) {
@@ -31,7 +31,9 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn start_moto() -> Option<(Reaped, String)> {
+/// A moto server with the bucket [`BUCKET`], and its endpoint; `None` (with a message) when
+/// moto is not installed and `TALLY_REQUIRE_S3` is not 1.
+pub(crate) fn start_moto() -> Option<(Reaped, String)> {
     let required = tally_env::var_os(tally_env::TALLY_REQUIRE_S3).is_some_and(|v| v == "1");
     let probe = Command::new("python3")
         .args(["-c", "import moto.server"])

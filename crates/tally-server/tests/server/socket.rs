@@ -28,6 +28,7 @@ fn start(
             threshold: 1,
             clock: tally_server::clock::Clock::Fixed(today()),
             body_timeout,
+            ..tally_server::Options::default()
         };
         let store = tally_server::store::Store::open(store.to_str().unwrap()).unwrap();
         let state = tally_server::AppState::open(store, json, sig, &key, options)
