@@ -19,9 +19,10 @@ pub fn summarize(weeks: &[&UserWeek]) -> CompileSummary {
     let mut summary = CompileSummary::default();
     for week in weeks {
         let key = week.week.to_string();
-        for section in week.programs.iter().filter(|s| s.program == "rustc") {
+        for section in &week.programs {
             summary.add_section(
                 &key,
+                &section.program,
                 &section.version,
                 section.counters.iter().map(|(n, c)| (n.as_str(), *c)),
             );

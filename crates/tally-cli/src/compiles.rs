@@ -18,9 +18,10 @@ pub(crate) fn summarize(weeks: &[WeekCounts]) -> CompileSummary {
     let mut summary = CompileSummary::default();
     for week in weeks {
         let key = week.week.to_string();
-        for section in week.programs.iter().filter(|s| s.program == "rustc") {
+        for section in &week.programs {
             summary.add_section(
                 &key,
+                &section.program,
                 &section.version,
                 section.counters.iter().map(|(n, c)| (n.as_str(), *c)),
             );

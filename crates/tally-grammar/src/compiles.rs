@@ -116,13 +116,19 @@ pub struct CompileSummary {
 }
 
 impl CompileSummary {
-    /// Adds one section: the counters of `version` (the compiler's) in the week `week`.
+    /// Adds one section of a report or counter file: `program`'s counters at `version` in the
+    /// week `week`. Only `rustc`'s sections hold compile counters (the wrapper counts into the
+    /// compiler's file, clippy's compiles included); any other program's is skipped.
     pub fn add_section<'a>(
         &mut self,
         week: &str,
+        program: &str,
         version: &str,
         counters: impl IntoIterator<Item = (&'a str, u64)>,
     ) {
+        if program != "rustc" {
+            return;
+        }
         let mut compiled = false;
         let mut crashed = false;
         for (name, count) in counters {
@@ -253,6 +259,7 @@ mod tests {
         let mut summary = CompileSummary::default();
         summary.add_section(
             "2026-11-02",
+            "rustc",
             "1.91.0",
             [
                 ("rustc/outcome:ok", 10),
@@ -266,17 +273,26 @@ mod tests {
         // Another platform in the same week: the week counts once.
         summary.add_section(
             "2026-11-02",
+            "rustc",
             "1.91.0",
             [("rustc/outcome:ok", 2), ("clippy/outcome:error", 1)],
         );
         summary.add_section(
             "2026-11-09",
+            "rustc",
             "1.91.0",
             [("rustc/outcome:ok", 2), ("rustc/error:E0425", 3)],
         );
-        summary.add_section("2026-11-09", "1.92.0", [("rustc/outcome:error", 1)]);
+        summary.add_section(
+            "2026-11-09",
+            "rustc",
+            "1.92.0",
+            [("rustc/outcome:error", 1)],
+        );
+        // Not the compiler's section: skipped.
+        summary.add_section("2026-11-09", "cargo", "1.92.0", [("rustc/outcome:ok", 9)]);
         // No compile in this section: no week for its version.
-        summary.add_section("2026-11-09", "1.93.0", [("rustc/compiles", 1)]);
+        summary.add_section("2026-11-09", "rustc", "1.93.0", [("rustc/compiles", 1)]);
 
         assert_eq!(summary.compiles(), 17);
         assert_eq!(summary.outcomes[&Driver::Rustc], [14, 1, 1, 0, 0]);

@@ -528,7 +528,7 @@ mod tests {
         assert!(errors.is_empty(), "{errors:?}");
         let charts = ChartsFile::parse(EXAMPLE).unwrap();
         assert!(charts.charts.len() >= 6);
-        // The example names #17's counters.
+        // The example names the compile-outcome counters (outcome, time, errors, lints).
         let all: Vec<&str> = charts
             .charts
             .iter()

@@ -41,7 +41,7 @@ use tally_protocol::aggregate::bucket_week;
 use tally_protocol::{Day, Report};
 
 use crate::merge::MergedWeek;
-use crate::store::{Store, checkpoint_key, latest_key, seal_key, x_of_key};
+use crate::store::{Created, Store, checkpoint_key, latest_key, report_key, seal_key, x_of_key};
 
 /// A report's identity within its calendar week: its week day and `x`, as the key names them.
 /// Two uploads with the same id are the same report (the key is create-if-absent).
@@ -234,6 +234,36 @@ pub async fn seal(store: &Store, monday: Day, generation: u64) -> anyhow::Result
         .create(&seal_key(monday, generation), Bytes::new(), monday)
         .await?;
     Ok(())
+}
+
+/// Most generations one write moves on when it finds the one it wrote to sealed (each step is a
+/// checkpoint made by some server during this one write).
+const MAX_GENERATION_STEPS: usize = 64;
+
+/// Stores `canonical` as `report`'s raw copy, starting in `generation`: written, then kept if
+/// that generation was not sealed after the write, else written again into the next. So the
+/// next checkpoint holds it whoever checkpoints meanwhile (a copy left in a sealed generation
+/// counts once: merges skip ids they hold). Returns whether any write was new, and the
+/// generation that holds it.
+pub async fn store_report(
+    store: &Store,
+    report: &Report,
+    canonical: Bytes,
+    mut generation: u64,
+) -> anyhow::Result<(bool, u64)> {
+    let monday = bucket_week(report.week);
+    let mut created = false;
+    for _ in 0..MAX_GENERATION_STEPS {
+        let key = report_key(report.week, report.x, generation);
+        if store.create(&key, canonical.clone(), report.week).await? == Created::New {
+            created = true;
+        }
+        if !store.exists(&seal_key(monday, generation)).await? {
+            return Ok((created, generation));
+        }
+        generation += 1;
+    }
+    bail!("the week of {monday} had {MAX_GENERATION_STEPS} generations sealed during one write")
 }
 
 /// The newest checkpoint of the week of `monday` above checkpoint `have`, if there is one:

@@ -19,7 +19,7 @@ use axum::body::Bytes;
 use tally_protocol::{MAX_REPORT_BYTES, Report};
 
 use crate::open_data::SIMULATED_KEY;
-use crate::store::{Created, Store, report_key, seal_key};
+use crate::store::{Store, seal_key};
 use tally_protocol::aggregate::bucket_week;
 
 /// `tally-server import`'s arguments.
@@ -88,19 +88,16 @@ pub fn import_command(args: &ImportArgs) -> anyhow::Result<()> {
             // report stored twice once).
             let monday = bucket_week(report.week);
             let generation = open.entry(monday).or_insert(0);
-            let created = loop {
-                while store.exists(&seal_key(monday, *generation)).await? {
-                    *generation += 1;
-                }
-                let key = report_key(report.week, report.x, *generation);
-                let created = store.create(&key, canonical.clone(), report.week).await?;
-                if !store.exists(&seal_key(monday, *generation)).await? {
-                    break created;
-                }
-            };
-            match created {
-                Created::New => stored += 1,
-                Created::AlreadyThere => present += 1,
+            while store.exists(&seal_key(monday, *generation)).await? {
+                *generation += 1;
+            }
+            let (created, held_in) =
+                crate::checkpoint::store_report(&store, &report, canonical, *generation).await?;
+            *generation = held_in;
+            if created {
+                stored += 1;
+            } else {
+                present += 1;
             }
         }
         anyhow::Ok((stored, present))

@@ -27,7 +27,7 @@ use tally_protocol::{Day, UploadConfig};
 use crate::checkpoint::{WeekState, report_id};
 use crate::clock::Clock;
 use crate::signing;
-use crate::store::{Created, Store, config_keys, report_key, seal_key};
+use crate::store::{Store, config_keys};
 use crate::validate;
 
 /// Default publication threshold: counts seen in fewer distinct reports are withheld.
@@ -35,10 +35,6 @@ pub const DEFAULT_THRESHOLD: u64 = 5;
 
 /// Default number of weeks raw reports are kept after their week is merged.
 pub const DEFAULT_RETENTION_WEEKS: u32 = 8;
-
-/// Most generations an upload moves on when it finds the one it wrote to sealed (each step is a
-/// checkpoint made by some server during this one upload).
-const MAX_GENERATION_STEPS: usize = 64;
 
 /// Settings of a running server.
 #[derive(Debug, Clone)]
@@ -281,7 +277,7 @@ impl AppState {
         let slot = self.slot(monday);
         self.load_week(monday, &slot).await.map_err(storage_error)?;
         let id = report_id(report.week, report.x);
-        let mut generation = {
+        let generation = {
             let state = slot.state();
             if state.contains(id) {
                 return Ok(false);
@@ -290,38 +286,12 @@ impl AppState {
         };
         // Stored canonical: only what validation saw, in a fixed form, is ever written.
         let canonical = Bytes::from(report.to_canonical_json());
-        let mut created = false;
-        for _ in 0..MAX_GENERATION_STEPS {
-            let key = report_key(report.week, report.x, generation);
-            match self
-                .0
-                .store
-                .create(&key, canonical.clone(), report.week)
-                .await
-                .map_err(storage_error)?
-            {
-                Created::New => created = true,
-                Created::AlreadyThere => {}
-            }
-            // Written before the seal: the checkpoint of this generation lists it. Written
-            // after: that checkpoint may have missed it, so it goes into the next generation
-            // too (counted once: merges skip ids they hold).
-            let sealed = self
-                .0
-                .store
-                .exists(&seal_key(monday, generation))
+        let (created, generation) =
+            crate::checkpoint::store_report(&self.0.store, &report, canonical, generation)
                 .await
                 .map_err(storage_error)?;
-            if !sealed {
-                slot.state().add(generation, &report);
-                return Ok(created);
-            }
-            // Straight to the newest generation this server knows of, if it is further on.
-            generation = (generation + 1).max(slot.state().open_generation());
-        }
-        Err(storage_error(anyhow::anyhow!(
-            "the week of {monday} had {MAX_GENERATION_STEPS} generations sealed during one upload"
-        )))
+        slot.state().add(generation, &report);
+        Ok(created)
     }
 
     /// `GET /api/weeks`: every week with published data, newest first.
