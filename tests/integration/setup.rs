@@ -662,6 +662,28 @@ fn cargo_install_then_setup_then_a_real_build_then_uninstall() {
 #[test]
 fn the_workspace_packages_as_it_would_be_published() {
     let tmp = tempfile::tempdir().unwrap();
+    // cargo verifies each packed crate against the others' packed forms, which it unpacks from
+    // a local registry into `$CARGO_HOME/registry/src/-<hash>/<name>-<version>` and reuses when
+    // that directory exists: after a change, an earlier run's unpacked copy of the same version
+    // would be built instead of the new one. Those copies of our own crates are removed first
+    // (local registries' directories start with `-`; crates.io's never do).
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| real_home().join(".cargo"));
+    if let Ok(registries) = std::fs::read_dir(cargo_home.join("registry/src")) {
+        for registry in registries.filter_map(Result::ok) {
+            if !registry.file_name().to_string_lossy().starts_with('-') {
+                continue;
+            }
+            for krate in std::fs::read_dir(registry.path()).into_iter().flatten() {
+                let krate = krate.unwrap().path();
+                let name = krate.file_name().unwrap().to_string_lossy().into_owned();
+                if name.starts_with("tally") && name.ends_with("-0.1.0") {
+                    let _ = std::fs::remove_dir_all(&krate);
+                }
+            }
+        }
+    }
     let out = run(cargo(tmp.path())
         .args([
             "package",
