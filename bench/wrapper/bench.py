@@ -1,19 +1,31 @@
 #!/usr/bin/env python3
 """`RUSTC_WRAPPER=tally` against no wrapper on real `cargo build`s, side by side in one run.
 
-Generates two offline workspaces in a temporary directory:
+Generates two offline workspaces in a temporary directory (on tmpfs where /dev/shm exists, so
+that writing target directories does not wait on the disk):
 - `chain`: 6 crates, each depending on the one before (so cargo pipelines them on rustc's
   `artifact` lines), each with a few hundred generic functions;
 - `warnings`: one crate whose compile emits 1,000 `unused_variables` warnings.
-Each round builds each workspace from scratch twice, without and with tally as the wrapper
-(the order alternates by round), and measures the wall time and the CPU time (user + system of
-cargo and everything under it, from wait4). Reports the ratio with/without per round: its mean
-with a 95% confidence interval (Student's t over the rounds).
 
-Usage: bench.py TALLY_BINARY ROUNDS
+Each is built in two scenarios:
+- `scratch`: the target directory is deleted first, so cargo also runs its probes (`rustc -vV`,
+  `--print`) through the wrapper;
+- `edit`: the first crate's source is touched, as after an edit, and cargo rebuilds it and
+  everything that depends on it (probes answered from cargo's cache).
+
+Three variants, each with its own target directory, in a fresh random order every round:
+`without` (no wrapper), `exec-wrapper` (exec_wrapper.c: a static C program that only execs the
+compiler, the cost every wrapper pays) and `tally`. Wall time, and CPU time (user + system of
+cargo and everything under it, from wait4). For each wrapper: the mean per-round difference
+from `without` in milliseconds and the mean per-round ratio, each with a 95% confidence
+interval (Student's t over the rounds).
+
+Usage: bench.py TALLY_BINARY ROUNDS [PROJECT[:SCENARIO] ...]
+       (default: chain:scratch chain:edit warnings:scratch warnings:edit)
 """
 
 import os
+import random
 import shutil
 import statistics
 import subprocess
@@ -21,16 +33,16 @@ import sys
 import tempfile
 import time
 
+HERE = os.path.dirname(os.path.abspath(__file__))
 T95 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26,
        10: 2.23, 15: 2.13, 20: 2.09, 30: 2.04}
 
 
 def t95(df):
-    best = 1.96
     for k in sorted(T95):
         if df <= k:
             return T95[k]
-    return best
+    return 1.96 + 2.5 / df
 
 
 def write(path, text):
@@ -60,6 +72,7 @@ def chain_workspace(root, crates=6, functions=300):
             body.append(f"    s += f{f}({f}u32, 3).len() + f{f}(\"s\", 2).len();")
         body.append("    s }")
         write(f"{root}/{name}/src/lib.rs", "\n".join(body) + "\n")
+    return f"{root}/c0/src/lib.rs"
 
 
 def warnings_workspace(root, warnings=1000):
@@ -69,10 +82,10 @@ def warnings_workspace(root, warnings=1000):
     lines += [f"    let unused_{i} = {i};" for i in range(warnings)]
     lines.append("}")
     write(f"{root}/src/lib.rs", "\n".join(lines) + "\n")
+    return f"{root}/src/lib.rs"
 
 
-def build(project, target, env):
-    shutil.rmtree(target, ignore_errors=True)
+def build(project, env):
     start = time.monotonic()
     proc = subprocess.Popen(["cargo", "build", "--offline", "-q"], cwd=project, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -83,48 +96,75 @@ def build(project, target, env):
     return wall, usage.ru_utime + usage.ru_stime
 
 
-def summary(ratios):
-    mean = statistics.mean(ratios)
-    if len(ratios) < 2:
-        return f"{mean:.4f}"
-    half = t95(len(ratios) - 1) * statistics.stdev(ratios) / len(ratios) ** 0.5
-    return f"{mean:.4f} [{mean - half:.4f}, {mean + half:.4f}]"
+def interval(values, scale=1.0, fmt="{:+.1f}"):
+    mean = statistics.mean(values) * scale
+    if len(values) < 2:
+        return fmt.format(mean)
+    half = t95(len(values) - 1) * statistics.stdev(values) * scale / len(values) ** 0.5
+    return f"{fmt.format(mean)} [{fmt.format(mean - half)}, {fmt.format(mean + half)}]"
 
 
 def main():
     tally, rounds = os.path.abspath(sys.argv[1]), int(sys.argv[2])
-    tmp = tempfile.mkdtemp(prefix="tally-bench-wrapper-")
+    cases = sys.argv[3:] or ["chain:scratch", "chain:edit", "warnings:scratch", "warnings:edit"]
+    tmp = tempfile.mkdtemp(prefix="tally-bench-wrapper-",
+                           dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
     try:
-        chain_workspace(f"{tmp}/chain")
-        warnings_workspace(f"{tmp}/warnings")
+        floor = f"{tmp}/exec_wrapper"
+        subprocess.run(["cc", "-O2", "-static", "-o", floor, f"{HERE}/exec_wrapper.c"],
+                       check=True)
+        sources = {"chain": chain_workspace(f"{tmp}/chain"),
+                   "warnings": warnings_workspace(f"{tmp}/warnings")}
         base = {k: v for k, v in os.environ.items()
-                if k not in ("RUSTC_WRAPPER", "CARGO_BUILD_RUSTC_WRAPPER", "TALLY")}
+                if k not in ("RUSTC_WRAPPER", "CARGO_BUILD_RUSTC_WRAPPER", "TALLY",
+                             "RUSTC_WORKSPACE_WRAPPER")}
         base["CARGO_INCREMENTAL"] = "0"
         base["TALLY_DIR"] = f"{tmp}/data"
-        variants = {"without": dict(base), "with": dict(base, RUSTC_WRAPPER=tally)}
-        for project in ("chain", "warnings"):
-            # One unmeasured build each, for the page cache and tally's version cache.
-            for name, env in variants.items():
-                build(f"{tmp}/{project}", f"{tmp}/target-{name}", dict(env, CARGO_TARGET_DIR=f"{tmp}/target-{name}"))
+        variants = {"without": dict(base), "exec-wrapper": dict(base, RUSTC_WRAPPER=floor),
+                    "tally": dict(base, RUSTC_WRAPPER=tally)}
+        for case in cases:
+            project, _, scenario = case.partition(":")
+            scenario = scenario or "scratch"
+            source = sources[project]
+            envs = {name: dict(env, CARGO_TARGET_DIR=f"{tmp}/target-{project}-{name}")
+                    for name, env in variants.items()}
+
+            def measured(name):
+                target = envs[name]["CARGO_TARGET_DIR"]
+                if scenario == "scratch":
+                    shutil.rmtree(target, ignore_errors=True)
+                else:
+                    os.utime(source)
+                return build(f"{tmp}/{project}", envs[name])
+
+            # One unmeasured build each: the page cache, cargo's caches, tally's version cache.
+            for name in variants:
+                measured(name)
             results = {name: [] for name in variants}
-            for r in range(rounds):
-                order = list(variants) if r % 2 == 0 else list(reversed(variants))
+            for _ in range(rounds):
+                order = list(variants)
+                random.shuffle(order)
                 for name in order:
-                    env = dict(variants[name], CARGO_TARGET_DIR=f"{tmp}/target-{name}")
-                    results[name].append(build(f"{tmp}/{project}", f"{tmp}/target-{name}", env))
-            wall = [w / o for (w, _), (o, _) in zip(results["with"], results["without"])]
-            cpu = [w / o for (_, w), (_, o) in zip(results["with"], results["without"])]
-            med = lambda name, i: statistics.median(x[i] for x in results[name])
-            print(f"{project}: {rounds} rounds; median without {med('without', 0):.3f} s wall, "
-                  f"{med('without', 1):.3f} s CPU; with {med('with', 0):.3f} s wall, "
-                  f"{med('with', 1):.3f} s CPU")
-            print(f"  wall ratio with/without: {summary(wall)}")
-            print(f"  CPU ratio with/without:  {summary(cpu)}")
+                    results[name].append(measured(name))
+            med = {name: (statistics.median(w for w, _ in r), statistics.median(c for _, c in r))
+                   for name, r in results.items()}
+            print(f"{project}, {scenario}: {rounds} rounds; median wall / CPU: "
+                  + "; ".join(f"{n} {w:.3f} / {c:.3f} s" for n, (w, c) in med.items()))
+            for name in ("exec-wrapper", "tally"):
+                for i, what in ((0, "wall"), (1, "CPU ")):
+                    pairs = list(zip(results[name], results["without"]))
+                    diff = [a[i] - b[i] for a, b in pairs]
+                    ratio = [a[i] / b[i] for a, b in pairs]
+                    print(f"  {name:12} {what}: {interval(diff, 1000)} ms, "
+                          f"ratio {interval(ratio, 1, '{:.4f}')}")
+            pairs = list(zip(results["tally"], results["exec-wrapper"]))
+            print(f"  tally - exec-wrapper: wall {interval([a[0] - b[0] for a, b in pairs], 1000)}"
+                  f" ms, CPU {interval([a[1] - b[1] for a, b in pairs], 1000)} ms", flush=True)
         subprocess.run([tally, "show"], env=dict(base), check=False,
                        stdout=open(f"{tmp}/show.txt", "w"), stderr=subprocess.DEVNULL)
-        counted = [l.strip() for l in open(f"{tmp}/show.txt")
-                   if "outcome:" in l or "unused_variables" in l]
-        print("counted (all rounds):", "; ".join(" ".join(l.split()) for l in counted))
+        counted = [line.strip() for line in open(f"{tmp}/show.txt")
+                   if "outcome:" in line or "unused_variables" in line]
+        print("counted (all rounds):", "; ".join(" ".join(line.split()) for line in counted))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

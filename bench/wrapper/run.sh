@@ -1,9 +1,10 @@
 #!/bin/sh
 # The wrapper benchmark: `RUSTC_WRAPPER=tally` (the release build, counting outcomes, time
-# buckets and diagnostics) against no wrapper, on a 6-crate pipelined workspace and on a crate
-# with 1,000 warnings, interleaved in one run (bench.py says how).
+# buckets and diagnostics) against no wrapper and against a wrapper that only execs the
+# compiler, on a 6-crate pipelined workspace and on a crate with 1,000 warnings, built from
+# scratch and after an edit, interleaved in one run (bench.py says how).
 #
-# Usage: bench/wrapper/run.sh [ROUNDS]   (default 10)
+# Usage: bench/wrapper/run.sh [ROUNDS [PROJECT[:SCENARIO] ...]]   (default 10 rounds, all four)
 # TALLY_BIN=path uses that binary instead of building the release one.
 set -eu
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -13,4 +14,5 @@ if [ -z "${TALLY_BIN:-}" ]; then
 fi
 echo "tally: $TALLY_BIN"
 rustc -V
-exec python3 "$root/bench/wrapper/bench.py" "$TALLY_BIN" "$rounds"
+shift || true
+exec python3 "$root/bench/wrapper/bench.py" "$TALLY_BIN" "$rounds" "$@"
