@@ -17,8 +17,9 @@ Three variants, each with its own target directory, in a fresh random order ever
 `without` (no wrapper), `exec-wrapper` (exec_wrapper.c: a static C program that only execs the
 compiler, the cost every wrapper pays) and `tally`. Wall time, and CPU time (user + system of
 cargo and everything under it, from wait4). For each wrapper: the mean per-round difference
-from `without` in milliseconds and the mean per-round ratio, each with a 95% confidence
-interval (Student's t over the rounds).
+from `without` in milliseconds with a 95% confidence interval (Student's t over the rounds),
+and the same as a share of the mean build without a wrapper. (A mean of per-round ratios is
+not used: a few slow rounds skew it.)
 
 Usage: bench.py TALLY_BINARY ROUNDS [PROJECT[:SCENARIO] ...]
        (default: chain:scratch chain:edit warnings:scratch warnings:edit)
@@ -150,16 +151,15 @@ def main():
                    for name, r in results.items()}
             print(f"{project}, {scenario}: {rounds} rounds; median wall / CPU: "
                   + "; ".join(f"{n} {w:.3f} / {c:.3f} s" for n, (w, c) in med.items()))
-            for name in ("exec-wrapper", "tally"):
+            for name, against in (("exec-wrapper", "without"), ("tally", "without"),
+                                  ("tally", "exec-wrapper")):
                 for i, what in ((0, "wall"), (1, "CPU ")):
-                    pairs = list(zip(results[name], results["without"]))
+                    pairs = list(zip(results[name], results[against]))
                     diff = [a[i] - b[i] for a, b in pairs]
-                    ratio = [a[i] / b[i] for a, b in pairs]
-                    print(f"  {name:12} {what}: {interval(diff, 1000)} ms, "
-                          f"ratio {interval(ratio, 1, '{:.4f}')}")
-            pairs = list(zip(results["tally"], results["exec-wrapper"]))
-            print(f"  tally - exec-wrapper: wall {interval([a[0] - b[0] for a, b in pairs], 1000)}"
-                  f" ms, CPU {interval([a[1] - b[1] for a, b in pairs], 1000)} ms", flush=True)
+                    mean_without = statistics.mean(r[i] for r in results["without"])
+                    print(f"  {name + ' - ' + against:22} {what}: {interval(diff, 1000)} ms = "
+                          f"{interval(diff, 100 / mean_without, '{:+.2f}')} %")
+            sys.stdout.flush()
         subprocess.run([tally, "show"], env=dict(base), check=False,
                        stdout=open(f"{tmp}/show.txt", "w"), stderr=subprocess.DEVNULL)
         counted = [line.strip() for line in open(f"{tmp}/show.txt")
