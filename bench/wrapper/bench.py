@@ -21,8 +21,9 @@ from `without` in milliseconds with a 95% confidence interval (Student's t over 
 and the same as a share of the mean build without a wrapper. (A mean of per-round ratios is
 not used: a few slow rounds skew it.)
 
-Usage: bench.py TALLY_BINARY ROUNDS [PROJECT[:SCENARIO] ...]
-       (default: chain:scratch chain:edit warnings:scratch warnings:edit)
+Usage: bench.py TALLY_BINARY ROUNDS [--no-floor] [PROJECT[:SCENARIO] ...]
+       (default: chain:scratch chain:edit warnings:scratch warnings:edit; --no-floor leaves
+       the exec-only wrapper out, for more rounds in the same time)
 """
 
 import os
@@ -107,7 +108,9 @@ def interval(values, scale=1.0, fmt="{:+.1f}"):
 
 def main():
     tally, rounds = os.path.abspath(sys.argv[1]), int(sys.argv[2])
-    cases = sys.argv[3:] or ["chain:scratch", "chain:edit", "warnings:scratch", "warnings:edit"]
+    cases = [a for a in sys.argv[3:] if a != "--no-floor"]
+    cases = cases or ["chain:scratch", "chain:edit", "warnings:scratch", "warnings:edit"]
+    with_floor = "--no-floor" not in sys.argv[3:]
     tmp = tempfile.mkdtemp(prefix="tally-bench-wrapper-",
                            dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
     try:
@@ -123,6 +126,8 @@ def main():
         base["TALLY_DIR"] = f"{tmp}/data"
         variants = {"without": dict(base), "exec-wrapper": dict(base, RUSTC_WRAPPER=floor),
                     "tally": dict(base, RUSTC_WRAPPER=tally)}
+        if not with_floor:
+            del variants["exec-wrapper"]
         for case in cases:
             project, _, scenario = case.partition(":")
             scenario = scenario or "scratch"
@@ -151,8 +156,11 @@ def main():
                    for name, r in results.items()}
             print(f"{project}, {scenario}: {rounds} rounds; median wall / CPU: "
                   + "; ".join(f"{n} {w:.3f} / {c:.3f} s" for n, (w, c) in med.items()))
-            for name, against in (("exec-wrapper", "without"), ("tally", "without"),
-                                  ("tally", "exec-wrapper")):
+            comparisons = [("exec-wrapper", "without"), ("tally", "without"),
+                           ("tally", "exec-wrapper")]
+            for name, against in comparisons:
+                if name not in results or against not in results:
+                    continue
                 for i, what in ((0, "wall"), (1, "CPU ")):
                     pairs = list(zip(results[name], results[against]))
                     diff = [a[i] - b[i] for a, b in pairs]
