@@ -4,7 +4,8 @@
 # compiler, on a 6-crate pipelined workspace and on a crate with 1,000 warnings, built from
 # scratch and after an edit, interleaved in one run (bench.py says how).
 #
-# Usage: bench/wrapper/run.sh [ROUNDS [PROJECT[:SCENARIO] ...]]   (default 10 rounds, all four)
+# Usage: bench/wrapper/run.sh [ROUNDS [--no-floor] [PROJECT[:SCENARIO] ...]]   (default 10 rounds,
+# all four cases; bench.py says what --no-floor does)
 # TALLY_BIN=path uses that binary instead of building the release one.
 set -eu
 root=$(cd "$(dirname "$0")/../.." && pwd)
