@@ -98,6 +98,35 @@ def build(project, env):
     return wall, usage.ru_utime + usage.ru_stime
 
 
+def scratch_dir(prefix):
+    """A temporary directory, on tmpfs where /dev/shm exists."""
+    return tempfile.mkdtemp(prefix=prefix,
+                            dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
+
+
+def set_up(tmp):
+    """In `tmp`: the exec-only wrapper, both workspaces and the environment every build starts
+    from (no wrapper, tally's data in `tmp`). Returns (floor, {project: source to touch}, env)."""
+    floor = f"{tmp}/exec_wrapper"
+    subprocess.run(["cc", "-O2", "-static", "-o", floor, f"{HERE}/exec_wrapper.c"], check=True)
+    sources = {"chain": chain_workspace(f"{tmp}/chain"),
+               "warnings": warnings_workspace(f"{tmp}/warnings")}
+    base = {k: v for k, v in os.environ.items()
+            if k not in ("RUSTC_WRAPPER", "CARGO_BUILD_RUSTC_WRAPPER", "TALLY",
+                         "RUSTC_WORKSPACE_WRAPPER")}
+    base["CARGO_INCREMENTAL"] = "0"
+    base["TALLY_DIR"] = f"{tmp}/data"
+    return floor, sources, base
+
+
+def prepare(scenario, target, source):
+    """Before a build: `scratch` deletes the target directory, `edit` touches the source."""
+    if scenario == "scratch":
+        shutil.rmtree(target, ignore_errors=True)
+    else:
+        os.utime(source)
+
+
 def interval(values, scale=1.0, fmt="{:+.1f}"):
     mean = statistics.mean(values) * scale
     if len(values) < 2:
@@ -111,19 +140,9 @@ def main():
     cases = [a for a in sys.argv[3:] if a != "--no-floor"]
     cases = cases or ["chain:scratch", "chain:edit", "warnings:scratch", "warnings:edit"]
     with_floor = "--no-floor" not in sys.argv[3:]
-    tmp = tempfile.mkdtemp(prefix="tally-bench-wrapper-",
-                           dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
+    tmp = scratch_dir("tally-bench-wrapper-")
     try:
-        floor = f"{tmp}/exec_wrapper"
-        subprocess.run(["cc", "-O2", "-static", "-o", floor, f"{HERE}/exec_wrapper.c"],
-                       check=True)
-        sources = {"chain": chain_workspace(f"{tmp}/chain"),
-                   "warnings": warnings_workspace(f"{tmp}/warnings")}
-        base = {k: v for k, v in os.environ.items()
-                if k not in ("RUSTC_WRAPPER", "CARGO_BUILD_RUSTC_WRAPPER", "TALLY",
-                             "RUSTC_WORKSPACE_WRAPPER")}
-        base["CARGO_INCREMENTAL"] = "0"
-        base["TALLY_DIR"] = f"{tmp}/data"
+        floor, sources, base = set_up(tmp)
         variants = {"without": dict(base), "exec-wrapper": dict(base, RUSTC_WRAPPER=floor),
                     "tally": dict(base, RUSTC_WRAPPER=tally)}
         if not with_floor:
@@ -136,11 +155,7 @@ def main():
                     for name, env in variants.items()}
 
             def measured(name):
-                target = envs[name]["CARGO_TARGET_DIR"]
-                if scenario == "scratch":
-                    shutil.rmtree(target, ignore_errors=True)
-                else:
-                    os.utime(source)
+                prepare(scenario, envs[name]["CARGO_TARGET_DIR"], source)
                 return build(f"{tmp}/{project}", envs[name])
 
             # One unmeasured build each: the page cache, cargo's caches, tally's version cache.

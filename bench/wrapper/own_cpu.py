@@ -18,18 +18,13 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 
 import bench
 
 
 def loop(project, scenario, source, rounds, env):
-    target = env["CARGO_TARGET_DIR"]
     for _ in range(rounds):
-        if scenario == "scratch":
-            shutil.rmtree(target, ignore_errors=True)
-        else:
-            os.utime(source)
+        bench.prepare(scenario, env["CARGO_TARGET_DIR"], source)
         bench.build(project, env)
 
 
@@ -53,19 +48,9 @@ def main():
         return
     tally, rounds = os.path.abspath(sys.argv[1]), int(sys.argv[2])
     cases = sys.argv[3:] or ["chain:scratch", "chain:edit", "warnings:scratch", "warnings:edit"]
-    tmp = tempfile.mkdtemp(prefix="tally-bench-own-",
-                           dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
+    tmp = bench.scratch_dir("tally-bench-own-")
     try:
-        floor = f"{tmp}/exec_wrapper"
-        subprocess.run(["cc", "-O2", "-static", "-o", floor, f"{bench.HERE}/exec_wrapper.c"],
-                       check=True)
-        sources = {"chain": bench.chain_workspace(f"{tmp}/chain"),
-                   "warnings": bench.warnings_workspace(f"{tmp}/warnings")}
-        base = {k: v for k, v in os.environ.items()
-                if k not in ("RUSTC_WRAPPER", "CARGO_BUILD_RUSTC_WRAPPER", "TALLY",
-                             "RUSTC_WORKSPACE_WRAPPER")}
-        base["CARGO_INCREMENTAL"] = "0"
-        base["TALLY_DIR"] = f"{tmp}/data"
+        floor, sources, base = bench.set_up(tmp)
         for case in cases:
             project, _, scenario = case.partition(":")
             scenario = scenario or "scratch"
