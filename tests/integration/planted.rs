@@ -8,47 +8,10 @@
 use std::io::Read;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::util::{TALLY, World, ok};
-
-/// Generous: a run takes milliseconds; this only has to tell "finished" from "blocked".
-const DEADLINE: Duration = Duration::from_secs(20);
-
-/// Runs `cmd` and returns its output, failing the test if it is not done by [`DEADLINE`] (the
-/// process is killed then, so a regression cannot hang the suite).
-fn within_deadline(cmd: &mut Command) -> Output {
-    within_deadline_to(cmd, Stdio::piped())
-}
-
-/// [`within_deadline`] with stderr going to `stderr`.
-fn within_deadline_to(cmd: &mut Command, stderr: Stdio) -> Output {
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(stderr)
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    let pid = child.id();
-    let (done, wait) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = done.send(child.wait_with_output());
-    });
-    match wait.recv_timeout(DEADLINE) {
-        Ok(output) => output.unwrap(),
-        Err(_) => {
-            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
-            panic!("{cmd:?} was still running after {DEADLINE:?}: blocked");
-        }
-    }
-}
-
-fn mkfifo(path: &Path) {
-    let _ = std::fs::remove_file(path);
-    assert!(Command::new("mkfifo").arg(path).status().unwrap().success());
-}
+use crate::util::{DEADLINE, TALLY, World, mkfifo, ok, within_deadline, within_deadline_to};
 
 fn files_in(dir: &Path) -> Vec<PathBuf> {
     std::fs::read_dir(dir)

@@ -11,7 +11,7 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use crate::util::{TALLY, TOOLS, copy_dir, ok, run};
+use crate::util::{TALLY, TOOLS, copy_dir, mkfifo, ok, run, within_deadline};
 
 /// Every entry under `root`: directories, files with their bytes and permissions, links with
 /// their targets.
@@ -30,6 +30,9 @@ fn tree(root: &Path) -> BTreeMap<PathBuf, String> {
             } else if meta.is_dir() {
                 walk(root, &path, out);
                 "dir".to_string()
+            } else if !meta.is_file() {
+                // A FIFO is never opened here: that would wait for a writer.
+                format!("special {:?}", meta.file_type())
             } else {
                 format!(
                     "file {:o} {:?}",
@@ -289,6 +292,370 @@ fn setup_leaves_what_is_not_its_own_and_says_so() {
         "{out:?}"
     );
     assert_eq!(tree(h.tmp.path()), before, "nothing changed");
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The first line of install.sh's old three-line block, and its last.
+const OLD_BEGIN: &str =
+    "# >>> tally shims (added by tally's install.sh; remove with ./install.sh --uninstall) >>>";
+const OLD_END: &str = "# <<< tally shims <<<";
+
+/// An old install.sh block that is not whole (its end line missing, a line of the user's
+/// inside it) is not guessed at: setup and uninstall name the file and the line, and change
+/// nothing at all. A whole block is still replaced by the marked line, every other line kept.
+#[test]
+fn an_old_block_that_is_not_whole_is_refused_and_no_line_is_lost() {
+    let tally = std::fs::canonicalize(TALLY).unwrap();
+    for (what, bashrc) in [
+        (
+            "its end line missing",
+            format!(
+                "alias ll='ls -l'\n{OLD_BEGIN}\nexport PATH=\"/old/bin:$PATH\"\nalias gs='git status'\nexport EDITOR=vi\n"
+            ),
+        ),
+        (
+            "a line of the user's inside",
+            format!(
+                "alias ll='ls -l'\n{OLD_BEGIN}\nexport PATH=\"/old/bin:$PATH\"\nalias gs='git status'\n{OLD_END}\nexport EDITOR=vi\n"
+            ),
+        ),
+    ] {
+        let h = Home::new();
+        std::fs::write(h.home().join("dotfiles/bashrc"), &bashrc).unwrap();
+        let before = tree(h.tmp.path());
+        for args in [&["setup", "--modify-path"][..], &["setup", "--uninstall"]] {
+            let out = run(&mut h.tally(&tally, &real_path(), args));
+            assert_eq!(out.status.code(), Some(1), "{what}, {args:?}: {out:?}");
+            let err = stderr(&out);
+            assert!(
+                err.contains(&format!(
+                    "left {} alone",
+                    h.home().join(".bashrc").display()
+                )) && err.contains("line 2")
+                    && err.contains("nothing was changed"),
+                "{what}, {args:?}: {err}"
+            );
+            assert_eq!(
+                tree(h.tmp.path()),
+                before,
+                "{what}, {args:?}: nothing changed"
+            );
+        }
+    }
+
+    let h = Home::new();
+    let bashrc = h.home().join("dotfiles/bashrc");
+    std::fs::write(
+        &bashrc,
+        format!("alias ll='ls -l'\n{OLD_BEGIN}\nexport PATH=\"/old/bin:$PATH\"\n{OLD_END}\nexport EDITOR=vi\n"),
+    )
+    .unwrap();
+    ok(&mut h.tally(&tally, &real_path(), &["setup", "--modify-path"]));
+    assert_eq!(
+        std::fs::read_to_string(&bashrc).unwrap(),
+        format!("alias ll='ls -l'\nexport EDITOR=vi\n{LINE}  {MARK}\n")
+    );
+    ok(&mut h.tally(&tally, &real_path(), &["setup", "--uninstall"]));
+    assert_eq!(
+        std::fs::read_to_string(&bashrc).unwrap(),
+        "alias ll='ls -l'\nexport EDITOR=vi\n"
+    );
+}
+
+/// Whether this test runs as root (then it can give a file to another user).
+fn is_root() -> bool {
+    let out = ok(Command::new("id").arg("-u"));
+    stdout(&out).trim() == "0"
+}
+
+/// The uid and gid of `nobody` on Debian, for files and runs of another, unprivileged user.
+const NOBODY: u32 = 65534;
+
+/// A read-only shell file, and one owned by another user, are the user's way of saying "not
+/// this one": setup names the file, says what to do, exits 1 and changes nothing at all (no
+/// other shell file, no shim), and uninstall likewise.
+#[test]
+fn protected_shell_files_are_named_and_nothing_is_changed() {
+    let tally = std::fs::canonicalize(TALLY).unwrap();
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    let h = Home::new();
+    let profile = h.home().join(".profile");
+    std::fs::set_permissions(&profile, std::fs::Permissions::from_mode(0o444)).unwrap();
+    let before = tree(h.tmp.path());
+    let out = run(&mut h.tally(&tally, &real_path(), &["setup", "--modify-path"]));
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("left {} alone", profile.display()))
+            && err.contains("read-only (mode 0444)")
+            && err.contains("nothing was changed"),
+        "{err}"
+    );
+    assert_eq!(
+        tree(h.tmp.path()),
+        before,
+        "nothing changed, .bashrc neither"
+    );
+
+    // Set up while writable, then protected: uninstall leaves its line and says so.
+    std::fs::set_permissions(&profile, std::fs::Permissions::from_mode(0o644)).unwrap();
+    ok(&mut h.tally(&tally, &real_path(), &["setup", "--modify-path"]));
+    std::fs::set_permissions(&profile, std::fs::Permissions::from_mode(0o444)).unwrap();
+    let before = tree(h.tmp.path());
+    let out = run(&mut h.tally(&tally, &real_path(), &["setup", "--uninstall"]));
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(stderr(&out).contains("read-only"), "{out:?}");
+    assert_eq!(tree(h.tmp.path()), before, "nothing removed");
+
+    if !is_root() {
+        eprintln!("skipping the other owner's file: giving a file away needs root");
+        return;
+    }
+    // Run by root, a file of another user's is not root's to rewrite either.
+    let h = Home::new();
+    let bashrc = h.home().join("dotfiles/bashrc");
+    std::os::unix::fs::chown(&bashrc, Some(NOBODY), Some(NOBODY)).unwrap();
+    let before = tree(h.tmp.path());
+    let out = run(&mut h.tally(&tally, &real_path(), &["setup", "--modify-path"]));
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "left {} alone",
+            h.home().join(".bashrc").display()
+        )) && err.contains(&format!("uid {NOBODY}) and you are root (uid 0)")),
+        "{err}"
+    );
+    assert_eq!(tree(h.tmp.path()), before);
+    assert_eq!(std::fs::metadata(&bashrc).unwrap().uid(), NOBODY);
+}
+
+/// The auditor's case as it happens: an ordinary user (uid 65534, run through `setpriv`) whose
+/// `~/.bashrc` belongs to root. Setup refuses it, changes nothing, and leaves it root's; once
+/// the file is the user's, setup edits it and keeps it the user's.
+#[test]
+fn an_ordinary_user_cannot_make_setup_replace_a_root_owned_file() {
+    if !is_root() || Command::new("setpriv").arg("--version").output().is_err() {
+        eprintln!("skipping: needs root and setpriv (util-linux) to run setup as another user");
+        return;
+    }
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let tally = std::fs::canonicalize(TALLY).unwrap();
+    let h = Home::new();
+    // The user's home and everything in it is theirs; the way there is open to them.
+    std::fs::set_permissions(h.tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let home = h.home();
+    std::fs::remove_file(home.join(".bashrc")).unwrap();
+    for entry in walk_all(&home) {
+        std::os::unix::fs::lchown(&entry, Some(NOBODY), Some(NOBODY)).unwrap();
+    }
+    let bashrc = home.join(".bashrc");
+    std::fs::write(&bashrc, "# the administrator's\n").unwrap();
+    let as_nobody = |args: &[&str]| {
+        let mut cmd = Command::new("setpriv");
+        cmd.args([
+            "--reuid",
+            &NOBODY.to_string(),
+            "--regid",
+            &NOBODY.to_string(),
+            "--clear-groups",
+        ])
+        .arg(&tally)
+        .args(args)
+        .env_clear()
+        .env("HOME", &home)
+        .env("TALLY_DIR", h.data())
+        .env("PATH", real_path())
+        .env("LANG", "C");
+        run(&mut cmd)
+    };
+    if !as_nobody(&["--version"]).status.success() {
+        eprintln!("skipping: uid {NOBODY} cannot run {}", tally.display());
+        return;
+    }
+    let before = tree(h.tmp.path());
+    let out = as_nobody(&["setup", "--modify-path"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("left {} alone", bashrc.display()))
+            && err.contains("owned by root (uid 0)"),
+        "{err}"
+    );
+    assert_eq!(tree(h.tmp.path()), before);
+    assert_eq!(std::fs::metadata(&bashrc).unwrap().uid(), 0, "still root's");
+
+    std::os::unix::fs::chown(&bashrc, Some(NOBODY), Some(NOBODY)).unwrap();
+    let out = as_nobody(&["setup", "--modify-path"]);
+    assert!(out.status.success(), "{out:?}");
+    for file in [".profile", ".bashrc"] {
+        let meta = std::fs::metadata(home.join(file)).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), (NOBODY, NOBODY), "{file}");
+        let text = std::fs::read_to_string(home.join(file)).unwrap();
+        assert!(
+            text.lines().last().unwrap().starts_with(LINE),
+            "{file}: {text}"
+        );
+    }
+}
+
+/// Every path under `dir`, `dir` included.
+fn walk_all(dir: &Path) -> Vec<PathBuf> {
+    let mut out = vec![dir.to_path_buf()];
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if std::fs::symlink_metadata(&path).unwrap().is_dir() {
+            out.extend(walk_all(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+/// A shell file with a second hard link (a dotfiles directory kept that way) is edited in
+/// place: both names see the line come and go, and the file keeps its inode and its mode.
+#[test]
+fn a_hard_linked_shell_file_keeps_its_links_and_its_mode() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let tally = std::fs::canonicalize(TALLY).unwrap();
+    let h = Home::new();
+    let kept = h.home().join("dotfiles/zshrc");
+    std::fs::write(&kept, "setopt autocd\n").unwrap();
+    std::fs::set_permissions(&kept, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let zshrc = h.home().join(".zshrc");
+    std::fs::hard_link(&kept, &zshrc).unwrap();
+    let profile = h.home().join(".profile");
+    std::fs::set_permissions(&profile, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let inode = std::fs::metadata(&kept).unwrap().ino();
+
+    ok(&mut h.tally(&tally, &real_path(), &["setup", "--modify-path"]));
+    for path in [&kept, &zshrc] {
+        let meta = std::fs::metadata(path).unwrap();
+        assert_eq!(
+            (meta.ino(), meta.nlink(), meta.mode() & 0o7777),
+            (inode, 2, 0o640),
+            "{}",
+            path.display()
+        );
+        assert_eq!(
+            std::fs::read_to_string(path).unwrap(),
+            format!("setopt autocd\n{LINE}  {MARK}\n")
+        );
+    }
+    assert_eq!(
+        std::fs::metadata(&profile).unwrap().mode() & 0o7777,
+        0o600,
+        "mode kept"
+    );
+
+    ok(&mut h.tally(&tally, &real_path(), &["setup", "--uninstall"]));
+    for path in [&kept, &zshrc] {
+        let meta = std::fs::metadata(path).unwrap();
+        assert_eq!(
+            (meta.ino(), meta.nlink(), meta.mode() & 0o7777),
+            (inode, 2, 0o640)
+        );
+        assert_eq!(std::fs::read_to_string(path).unwrap(), "setopt autocd\n");
+    }
+    assert_eq!(std::fs::metadata(&profile).unwrap().mode() & 0o7777, 0o600);
+}
+
+/// A FIFO at `~/.bashrc` is never opened for reading (that would wait for a writer forever):
+/// setup and uninstall name it, finish at once, and change nothing, `~/.profile` included.
+#[test]
+fn a_fifo_at_a_shell_file_never_blocks_and_nothing_is_changed() {
+    let tally = std::fs::canonicalize(TALLY).unwrap();
+    let h = Home::new();
+    let bashrc = h.home().join(".bashrc");
+    mkfifo(&bashrc);
+    let before = tree(h.tmp.path());
+    let out = within_deadline(&mut h.tally(&tally, &real_path(), &["setup", "--modify-path"]));
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("left {} alone", bashrc.display())) && err.contains("a FIFO"),
+        "{err}"
+    );
+    assert_eq!(tree(h.tmp.path()), before);
+
+    // Set up with a regular .bashrc; the FIFO comes after.
+    std::fs::remove_file(&bashrc).unwrap();
+    std::fs::write(&bashrc, "# mine\n").unwrap();
+    ok(&mut h.tally(&tally, &real_path(), &["setup", "--modify-path"]));
+    mkfifo(&bashrc);
+    let before = tree(h.tmp.path());
+    let out = within_deadline(&mut h.tally(&tally, &real_path(), &["setup", "--uninstall"]));
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(stderr(&out).contains("a FIFO"), "{out:?}");
+    assert_eq!(
+        tree(h.tmp.path()),
+        before,
+        ".profile keeps its line, the shims stay"
+    );
+}
+
+/// Setup replaces a link in its directory only when it points at a tally binary (this one, a
+/// copy of it elsewhere, or one since removed), never a user's link to their own program that
+/// happens to be named `tally`; `--purge` deletes the data directory only when every file in
+/// it, at every depth, is tally's.
+#[test]
+fn links_and_purge_touch_only_what_is_tallys() {
+    use std::os::unix::fs::PermissionsExt;
+    let tally = std::fs::canonicalize(TALLY).unwrap();
+    let h = Home::new();
+    ok(&mut h.tally(&tally, &real_path(), &["setup"]));
+    let theirs = h.tmp.path().join("theirs/tally");
+    std::fs::create_dir_all(theirs.parent().unwrap()).unwrap();
+    std::fs::write(&theirs, "#!/bin/sh\necho mine\n").unwrap();
+    std::fs::set_permissions(&theirs, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let older = h.tmp.path().join("older/tally");
+    std::fs::create_dir_all(older.parent().unwrap()).unwrap();
+    std::fs::copy(&tally, &older).unwrap();
+    let removed = h.tmp.path().join("removed/tally");
+    for (name, to) in [("cargo", &theirs), ("rustc", &older), ("go", &removed)] {
+        std::fs::remove_file(h.shims().join(name)).unwrap();
+        std::os::unix::fs::symlink(to, h.shims().join(name)).unwrap();
+    }
+    let out = run(&mut h.tally(&tally, &real_path(), &["setup"]));
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        stderr(&out).contains(&format!("left {} alone", h.shims().join("cargo").display())),
+        "{out:?}"
+    );
+    assert_eq!(std::fs::read_link(h.shims().join("cargo")).unwrap(), theirs);
+    for name in ["rustc", "go"] {
+        assert_eq!(
+            std::fs::read_link(h.shims().join(name)).unwrap(),
+            tally,
+            "{name}"
+        );
+    }
+    run(&mut h.tally(&tally, &real_path(), &["setup", "--uninstall"]));
+    assert_eq!(std::fs::read_link(h.shims().join("cargo")).unwrap(), theirs);
+    assert!(!h.shims().join("rustc").exists());
+
+    // A file of the user's two levels down in the data directory.
+    let local = h.data().join("reports/local");
+    std::fs::create_dir_all(&local).unwrap();
+    std::fs::write(local.join("2026-11-16.json"), "{}").unwrap();
+    std::fs::write(local.join("my-notes.txt"), "keep me").unwrap();
+    std::fs::write(h.data().join("mode"), "local\n").unwrap();
+    let before = tree(h.tmp.path());
+    let out = run(&mut h.tally(&tally, &real_path(), &["setup", "--uninstall", "--purge"]));
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        stderr(&out).contains("reports/local/my-notes.txt"),
+        "{out:?}"
+    );
+    assert_eq!(tree(h.tmp.path()), before, "nothing changed");
+    std::fs::remove_file(local.join("my-notes.txt")).unwrap();
+    ok(&mut h.tally(&tally, &real_path(), &["setup", "--uninstall", "--purge"]));
+    assert!(!h.data().exists());
 }
 
 #[test]

@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
 
 pub const TALLY: &str = env!("CARGO_BIN_EXE_tally");
 pub const TOOLS: [&str; 6] = ["cargo", "rustc", "rustfmt", "cargo-fmt", "go", "gofmt"];
@@ -226,4 +228,41 @@ fn have_tool(program: &str, version_arg: &str, require_var: &str, package: &str)
         eprintln!("skipping: `{program}` is not installed (set {require_var}=1 to make this fail)");
     }
     found
+}
+
+/// Generous: a run takes milliseconds; this only has to tell "finished" from "blocked".
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+/// Runs `cmd` and returns its output, failing the test if it is not done by [`DEADLINE`] (the
+/// process is killed then, so a regression cannot hang the suite).
+pub fn within_deadline(cmd: &mut Command) -> Output {
+    within_deadline_to(cmd, Stdio::piped())
+}
+
+/// [`within_deadline`] with stderr going to `stderr`.
+pub fn within_deadline_to(cmd: &mut Command, stderr: Stdio) -> Output {
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let pid = child.id();
+    let (done, wait) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(child.wait_with_output());
+    });
+    match wait.recv_timeout(DEADLINE) {
+        Ok(output) => output.unwrap(),
+        Err(_) => {
+            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+            panic!("{cmd:?} was still running after {DEADLINE:?}: blocked");
+        }
+    }
+}
+
+/// Makes a FIFO at `path` (replacing whatever is there).
+pub fn mkfifo(path: &Path) {
+    let _ = std::fs::remove_file(path);
+    assert!(Command::new("mkfifo").arg(path).status().unwrap().success());
 }

@@ -23,6 +23,7 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 mod compiles;
 mod completions;
 mod config;
+mod data_files;
 pub mod demo;
 pub mod escape;
 mod modes;

@@ -9,7 +9,6 @@
 
 use std::fs;
 use std::io::BufRead;
-use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
@@ -22,22 +21,6 @@ use crate::{CleanArgs, Io, OnArgs, locate_home};
 const BUILTIN_ENDPOINT: Option<&str> = option_env!("TALLY_BUILTIN_ENDPOINT");
 /// The collector's public keys this build was packaged with (comma- or space-separated).
 const BUILTIN_KEYS: Option<&str> = option_env!("TALLY_BUILTIN_KEYS");
-
-/// Every name tally makes in its data directory; `clean` removes these and nothing else.
-pub(crate) const TALLY_ENTRIES: &[&str] = &[
-    "counters",
-    "quarantine",
-    "reports",
-    "config",
-    "versions",
-    "wrappers",
-    "mode",
-    "weekday",
-    "upload.token",
-    "upload.lock",
-    "upload.last.json",
-    "notice-shown",
-];
 
 fn refuse_when_forced_off(env: &Env, what: &str) -> anyhow::Result<()> {
     if env.forces_off() {
@@ -239,8 +222,8 @@ fn withdraw_pending(home: &Home, io: &mut Io<'_>) -> anyhow::Result<()> {
 pub(crate) fn clean(args: &CleanArgs, env: &Env, io: &mut Io<'_>) -> anyhow::Result<ExitCode> {
     let home = locate_home(env)?;
     let root = home.root();
-    let targets = tally_entries(root)?;
-    if targets.is_empty() {
+    let inventory = crate::data_files::inventory(root)?;
+    if inventory.holds_nothing_of_tallys() {
         writeln!(
             io.out,
             "Nothing to delete: {} holds no tally data.",
@@ -271,27 +254,26 @@ pub(crate) fn clean(args: &CleanArgs, env: &Env, io: &mut Io<'_>) -> anyhow::Res
     }
     // An `off` stays off: deleting the mode file would quietly turn counting back on.
     let keep_off = home.stored_mode().is_ok_and(|m| m == Mode::Off);
-    let mut removed = 0usize;
-    for path in targets {
-        if keep_off && path == home.mode_path() {
-            continue;
-        }
-        let result = if path.is_dir() && !path.is_symlink() {
-            fs::remove_dir_all(&path)
-        } else {
-            fs::remove_file(&path)
-        };
-        match result {
-            Ok(()) => removed += 1,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-            Err(err) => {
-                return Err(err).with_context(|| {
-                    format!("deleting {} (check its permissions)", path.display())
-                });
-            }
-        }
-    }
+    let mode_path = home.mode_path();
+    let files = inventory
+        .files
+        .iter()
+        .filter(|path| !(keep_off && **path == mode_path));
+    let removed = delete(files, &inventory.dirs)?;
     writeln!(io.out, "Deleted {removed} item(s) from {}.", root.display())?;
+    if !inventory.foreign.is_empty() {
+        writeln!(
+            io.out,
+            "Kept {} entr{} that tally did not make: {}.",
+            inventory.foreign.len(),
+            if inventory.foreign.len() == 1 {
+                "y"
+            } else {
+                "ies"
+            },
+            inventory.some_foreign(root)
+        )?;
+    }
     if keep_off {
         writeln!(io.out, "tally stays off (the mode file was kept).")?;
     } else {
@@ -303,31 +285,40 @@ pub(crate) fn clean(args: &CleanArgs, env: &Env, io: &mut Io<'_>) -> anyhow::Res
     Ok(ExitCode::SUCCESS)
 }
 
-/// The entries of the data directory that tally made: its known names and its temporary files.
-pub(crate) fn tally_entries(root: &Path) -> anyhow::Result<Vec<std::path::PathBuf>> {
-    let entries = match fs::read_dir(root) {
-        Ok(entries) => entries,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(err) => {
-            return Err(err).with_context(|| format!("reading {}", root.display()));
-        }
-    };
-    let mut found = Vec::new();
-    for entry in entries {
-        let entry = entry?;
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        let is_temp = name.starts_with('.')
-            && name.ends_with(".tmp")
-            && TALLY_ENTRIES
-                .iter()
-                .any(|known| name[1..].starts_with(known));
-        if TALLY_ENTRIES.contains(&name.as_ref()) || is_temp {
-            found.push(entry.path());
+/// Deletes `files` (each by itself: a link, never what it points to), then each of `dirs`
+/// (deepest first) that is empty by then. Returns how many files went.
+pub(crate) fn delete<'a>(
+    files: impl IntoIterator<Item = &'a std::path::PathBuf>,
+    dirs: &[std::path::PathBuf],
+) -> anyhow::Result<usize> {
+    let mut removed = 0usize;
+    for path in files {
+        match fs::remove_file(path) {
+            Ok(()) => removed += 1,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => {
+                return Err(err).with_context(|| {
+                    format!("deleting {} (check its permissions)", path.display())
+                });
+            }
         }
     }
-    found.sort();
-    Ok(found)
+    for dir in dirs {
+        match fs::remove_dir(dir) {
+            Ok(()) => {}
+            Err(err)
+                if matches!(
+                    err.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::DirectoryNotEmpty
+                ) => {}
+            Err(err) => {
+                return Err(err).with_context(|| {
+                    format!("deleting {} (check its permissions)", dir.display())
+                });
+            }
+        }
+    }
+    Ok(removed)
 }
 
 #[cfg(test)]
@@ -340,25 +331,5 @@ mod tests {
         assert!(is_loopback_url("http://localhost/x"));
         assert!(is_loopback_url("http://[::1]:9"));
         assert!(!is_loopback_url("http://tally.example.org"));
-    }
-
-    #[test]
-    fn clean_only_sees_tally_files() {
-        let dir = tempfile::tempdir().unwrap();
-        for name in [
-            "mode",
-            "counters",
-            "notes.txt",
-            ".mode.12.ab.tmp",
-            ".bashrc",
-        ] {
-            fs::write(dir.path().join(name), "x").unwrap();
-        }
-        let names: Vec<String> = tally_entries(dir.path())
-            .unwrap()
-            .iter()
-            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
-            .collect();
-        assert_eq!(names, [".mode.12.ab.tmp", "counters", "mode"]);
     }
 }

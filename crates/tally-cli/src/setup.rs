@@ -13,20 +13,21 @@
 //!   it no shell file is touched: the line is printed for the user to place.
 //!
 //! `--purge` also deletes the data directory, and refuses, changing nothing, if it holds anything
-//! that is not tally's.
+//! that is not tally's, at any depth.
 //!
-//! Promises: a second run changes nothing; every change is one line of output; a shell file
-//! keeps every byte that is not tally's line (one without a final newline gets none back), is
-//! replaced atomically where it really is (a symlinked dotfile stays a link), and is deleted by
-//! `--uninstall` only if setup created it and nothing else has been written to it since. Only
-//! links that point at a tally binary and lines carrying the marker are removed; anything else
-//! in the way is left alone and named, and setup then exits with status 1. Setup writes nothing
-//! in the data directory and counts nothing, so it works the same under `TALLY=off` or
+//! Promises: a second run changes nothing; every change is one line of output. Shell files
+//! ([`shell_files`]) keep every byte that is not tally's line, their mode, owner, group and hard
+//! links; every one is checked before any changes, and one that setup must not change (not a
+//! regular file, someone else's, read-only, holding an old block that is not whole) is named
+//! with what to do, and then nothing at all is changed (exit status 1). A file setup created is
+//! deleted by `--uninstall` only if nothing else has been written to it since. Only links that
+//! point at a tally binary and lines carrying the marker are removed; any other entry in the
+//! shims directory is left alone and named, and setup then exits with status 1. Setup writes
+//! nothing in the data directory and counts nothing, so it works the same under `TALLY=off` or
 //! `DO_NOT_TRACK=1`. After a change it checks the result, as `tally status` does.
 
 use std::fs;
-use std::io::{ErrorKind, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -36,7 +37,10 @@ use tally_home::{Env, Home};
 use tally_process::identity::{FileId, file_stem};
 
 use crate::Io;
+use crate::data_files::Inventory;
 use crate::shim_report::{shim_report, shim_report_with_path};
+
+mod shell_files;
 
 /// Options of `tally setup`.
 #[derive(Debug, clap::Args)]
@@ -53,21 +57,6 @@ pub struct SetupArgs {
     #[arg(long, requires = "uninstall")]
     pub purge: bool,
 }
-
-/// The marker at the end of the PATH line setup writes; any line containing it is setup's.
-const MARK: &str = "# tally shims: `tally setup --uninstall` removes this line";
-/// The marker of the line in a shell file setup created (then `--uninstall` deletes the file
-/// if nothing else was written to it).
-const MARK_CREATED: &str =
-    "# tally shims: `tally setup --uninstall` removes this line and this file, which it created";
-/// The three-line block earlier versions of install.sh wrote: removed like the marked line.
-const LEGACY_BEGIN: &[u8] = b"# >>> tally shims (added by tally's install.sh";
-const LEGACY_END: &[u8] = b"# <<< tally shims <<<";
-
-/// The shell files setup edits, relative to the home directory, and whether it creates the
-/// file when it is missing (`~/.profile` is read by every login shell; the others only where
-/// the user has them).
-const SHELL_FILES: &[(&str, bool)] = &[(".profile", true), (".bashrc", false), (".zshrc", false)];
 
 /// The names the shims directory holds links under: `tally` (so that `tally` runs once the
 /// directory is on PATH, when the binary itself is not) and every tool's.
@@ -173,19 +162,50 @@ fn this_binary() -> anyhow::Result<PathBuf> {
     Ok(exe)
 }
 
-/// Whether `path` is a link setup made or may replace: a symbolic link to a file named `tally`
-/// (a tally binary, even one since removed), or any link to this binary.
+/// Whether `path` is a link setup made or may replace: any link to this binary, or a symbolic
+/// link to a file named `tally` that is a tally binary ([`is_tally_binary`]) or no longer
+/// exists (a tally binary since removed, an old checkout's). A link to the user's own program
+/// that happens to be named `tally` is theirs.
 fn is_tally_link(path: &Path, tally: Option<FileId>) -> bool {
     let Ok(meta) = fs::symlink_metadata(path) else {
         return false;
     };
-    if meta.file_type().is_symlink() {
-        let named_tally = fs::read_link(path).is_ok_and(|to| file_stem(&to) == Some("tally"));
-        named_tally || (tally.is_some() && FileId::of_target(path) == tally)
-    } else {
+    if !meta.file_type().is_symlink() {
         // A hard link to this very binary.
-        meta.is_file() && tally.is_some() && Some(FileId::of(&meta)) == tally
+        return meta.is_file() && tally.is_some() && Some(FileId::of(&meta)) == tally;
     }
+    if tally.is_some() && FileId::of_target(path) == tally {
+        return true;
+    }
+    if !fs::read_link(path).is_ok_and(|to| file_stem(&to) == Some("tally")) {
+        return false;
+    }
+    match fs::metadata(path) {
+        Err(err) => err.kind() == ErrorKind::NotFound,
+        Ok(target) => target.is_file() && is_tally_binary(path),
+    }
+}
+
+/// Bytes every tally binary holds: the name of the variable its shims are tested with
+/// (`tally_env` declares it; the shim reads it). How setup tells another copy of tally from a
+/// user's program of the same name.
+const TALLY_BINARY_MARK: &str = tally_home::env::TALLY_FORCE_ARG0;
+
+/// Whether the file `path` leads to holds [`TALLY_BINARY_MARK`] (read without waiting, at most
+/// 256 MiB).
+fn is_tally_binary(path: &Path) -> bool {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let Ok(file) = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+        .open(path)
+    else {
+        return false;
+    };
+    let mut bytes = Vec::new();
+    file.take(256 << 20).read_to_end(&mut bytes).is_ok()
+        && memchr::memmem::find(&bytes, TALLY_BINARY_MARK.as_bytes()).is_some()
 }
 
 /// What one run changed, one line each, and what it had to leave alone.
@@ -193,6 +213,8 @@ fn is_tally_link(path: &Path, tally: Option<FileId>) -> bool {
 struct Report {
     changes: Vec<String>,
     left_alone: Vec<String>,
+    /// A shell file was refused: the run stopped before changing anything.
+    refused: bool,
 }
 
 /// `tally setup`.
@@ -210,6 +232,20 @@ pub(crate) fn run(args: &SetupArgs, env: &Env, io: &mut Io<'_>) -> anyhow::Resul
         writeln!(io.err, "tally setup: {line}")?;
     }
     result?;
+    if report.refused {
+        let again = if args.uninstall {
+            "`tally setup --uninstall` again (or remove the lines ending in `# tally shims: …` \
+             yourself)"
+        } else {
+            "`tally setup --modify-path` again, or `tally setup` without --modify-path, which \
+             edits no shell file and prints the PATH line for you to place"
+        };
+        writeln!(
+            io.err,
+            "tally setup: nothing was changed. Once the file(s) above are fixed, run {again}."
+        )?;
+        return Ok(ExitCode::FAILURE);
+    }
     if args.uninstall {
         if report.changes.is_empty() {
             writeln!(
@@ -235,6 +271,17 @@ fn setup(modify_path: bool, env: &Env, report: &mut Report) -> anyhow::Result<()
     let dir = shims_dir(env)?;
     let line = path_line(&dir, env)?;
     let home = home_dir(env)?;
+    // Every shell file is checked before anything changes: a refusal changes nothing.
+    let shell = if modify_path {
+        shell_files::plan_add(&home, &line)
+    } else {
+        shell_files::Plan::default()
+    };
+    if !shell.refused.is_empty() {
+        report.left_alone.extend(shell.refused);
+        report.refused = true;
+        return Ok(());
+    }
     if !dir.is_dir() {
         fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create the shims directory {}", dir.display()))?;
@@ -289,14 +336,8 @@ fn setup(modify_path: bool, env: &Env, report: &mut Report) -> anyhow::Result<()
             }
         }
     }
-    if modify_path {
-        for (name, create) in SHELL_FILES {
-            let file = home.join(name);
-            let exists = fs::symlink_metadata(&file).is_ok();
-            if exists || *create {
-                add_path_line(&file, &line, report)?;
-            }
-        }
+    for change in shell.changes {
+        report.changes.push(shell_files::apply(change)?);
     }
     Ok(())
 }
@@ -321,145 +362,6 @@ fn replace_link(exe: &Path, link: &Path) -> anyhow::Result<()> {
     })
 }
 
-/// Puts the marked PATH line at the end of `file` (creating it if missing): the file's other
-/// lines stay as they are, an earlier marked line (or install.sh's old block) goes.
-fn add_path_line(file: &Path, line: &str, report: &mut Report) -> anyhow::Result<()> {
-    let existing = match fs::read(file) {
-        Ok(bytes) => Some(bytes),
-        Err(err) if err.kind() == ErrorKind::NotFound => None,
-        Err(err) => return Err(err).with_context(|| format!("cannot read {}", file.display())),
-    };
-    let (wanted, what) = match &existing {
-        None => (
-            format!("{line}  {MARK_CREATED}\n").into_bytes(),
-            format!("Created {} with the PATH line.", file.display()),
-        ),
-        Some(old) => {
-            let stripped = without_ours(old);
-            let wanted = if stripped.created && stripped.text.is_empty() {
-                format!("{line}  {MARK_CREATED}\n").into_bytes()
-            } else {
-                with_line(&stripped.text, &format!("{line}  {MARK}"))
-            };
-            let what = if stripped.removed == 0 {
-                format!("Added the PATH line to the end of {}.", file.display())
-            } else {
-                format!("Moved the PATH line to the end of {}.", file.display())
-            };
-            (wanted, what)
-        }
-    };
-    if existing.as_deref() == Some(wanted.as_slice()) {
-        return Ok(());
-    }
-    replace_file(file, &wanted)?;
-    report.changes.push(what);
-    Ok(())
-}
-
-/// A shell file's bytes without tally's lines.
-#[derive(Debug, PartialEq, Eq)]
-struct Stripped {
-    text: Vec<u8>,
-    /// How many of tally's lines (or old blocks) there were.
-    removed: usize,
-    /// Whether a removed line said that setup created the file.
-    created: bool,
-}
-
-/// `text` without every line that carries [`MARK`] and without install.sh's old block, every
-/// other byte kept. A marked line that ends the file without a newline was written after a
-/// newline setup added (the file had no final one): that newline goes with it.
-fn without_ours(text: &[u8]) -> Stripped {
-    let mut out = Vec::with_capacity(text.len());
-    let mut removed = 0;
-    let mut created = false;
-    let mut in_block = false;
-    for line in text.split_inclusive(|b| *b == b'\n') {
-        let bare = line.strip_suffix(b"\n").unwrap_or(line);
-        if in_block {
-            in_block = bare != LEGACY_END;
-            continue;
-        }
-        if bare.starts_with(LEGACY_BEGIN) {
-            in_block = true;
-            removed += 1;
-            continue;
-        }
-        if contains(bare, MARK.as_bytes()) {
-            removed += 1;
-            created |= contains(bare, MARK_CREATED.as_bytes());
-            if !line.ends_with(b"\n") && out.ends_with(b"\n") {
-                out.pop();
-            }
-            continue;
-        }
-        out.extend_from_slice(line);
-    }
-    Stripped {
-        text: out,
-        removed,
-        created,
-    }
-}
-
-/// `text` with `line` as its last line. A file that did not end in a newline gets one before
-/// the line and none after it, so that removing the line gives back the same bytes.
-fn with_line(text: &[u8], line: &str) -> Vec<u8> {
-    let mut out = text.to_vec();
-    if text.is_empty() || text.ends_with(b"\n") {
-        out.extend_from_slice(line.as_bytes());
-        out.push(b'\n');
-    } else {
-        out.push(b'\n');
-        out.extend_from_slice(line.as_bytes());
-    }
-    out
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
-}
-
-/// Replaces the contents of `path` atomically, where the file really is (a symlinked dotfile is
-/// written through and stays a link), keeping its permissions.
-fn replace_file(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
-    let target = match fs::canonicalize(path) {
-        Ok(target) => target,
-        Err(err) if err.kind() == ErrorKind::NotFound => {
-            if fs::symlink_metadata(path).is_ok() {
-                bail!(
-                    "{} is a link to a file that does not exist; fix or remove it, then run \
-                     `tally setup` again",
-                    path.display()
-                );
-            }
-            path.to_path_buf()
-        }
-        Err(err) => return Err(err).with_context(|| format!("cannot resolve {}", path.display())),
-    };
-    let dir = target
-        .parent()
-        .with_context(|| format!("{} has no directory", target.display()))?;
-    let mode = fs::metadata(&target)
-        .map(|meta| meta.permissions().mode() & 0o7777)
-        .unwrap_or(0o644);
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".tally-setup.")
-        .tempfile_in(dir)
-        .with_context(|| format!("cannot write in {}", dir.display()))?;
-    tmp.write_all(contents)
-        .and_then(|()| tmp.as_file().sync_all())
-        .and_then(|()| {
-            tmp.as_file()
-                .set_permissions(fs::Permissions::from_mode(mode))
-        })
-        .with_context(|| format!("cannot write in {}", dir.display()))?;
-    tmp.persist(&target)
-        .with_context(|| format!("cannot replace {}", target.display()))?;
-    Ok(())
-}
-
 /// What to say after setup: the PATH line or where it went, the check, the completions.
 fn after_setup(
     modify_path: bool,
@@ -478,10 +380,8 @@ fn after_setup(
             dir.display()
         )?;
     }
-    let with_line: Vec<String> = SHELL_FILES
+    let with_line: Vec<String> = shell_files::holding_the_line(&home)
         .iter()
-        .map(|(name, _)| home.join(name))
-        .filter(|file| fs::read(file).is_ok_and(|text| without_ours(&text).removed > 0))
         .map(|file| file.display().to_string())
         .collect();
     if modify_path {
@@ -608,6 +508,15 @@ fn after_setup(
 fn uninstall(purge: bool, env: &Env, report: &mut Report) -> anyhow::Result<()> {
     // Refused before anything changes.
     let data = if purge { data_to_purge(env)? } else { None };
+    let shell = match home_dir(env) {
+        Ok(home) => shell_files::plan_remove(&home),
+        Err(_) => shell_files::Plan::default(),
+    };
+    if !shell.refused.is_empty() {
+        report.left_alone.extend(shell.refused);
+        report.refused = true;
+        return Ok(());
+    }
     let install = install_dir(env)?;
     let dir = install.join("bin");
     let me = tally_process::identity::self_identity();
@@ -627,100 +536,41 @@ fn uninstall(purge: bool, env: &Env, report: &mut Report) -> anyhow::Result<()> 
             Err(_) => {}
         }
     }
-    if let Ok(home) = home_dir(env) {
-        for (name, _) in SHELL_FILES {
-            remove_path_line(&home.join(name), report)?;
-        }
+    for change in shell.changes {
+        report.changes.push(shell_files::apply(change)?);
     }
-    if let Some(home) = data {
-        purge_data(&home, report)?;
+    if let Some((home, inventory)) = data {
+        purge_data(&home, &inventory, report)?;
     }
     Ok(())
 }
 
-/// Removes tally's lines from `file`, or the file itself if setup created it and it holds
-/// nothing else.
-fn remove_path_line(file: &Path, report: &mut Report) -> anyhow::Result<()> {
-    let text = match fs::read(file) {
-        Ok(text) => text,
-        Err(err) if err.kind() == ErrorKind::NotFound => return Ok(()),
-        Err(err) => return Err(err).with_context(|| format!("cannot read {}", file.display())),
-    };
-    let stripped = without_ours(&text);
-    if stripped.removed == 0 {
-        return Ok(());
-    }
-    let is_plain_file = fs::symlink_metadata(file).is_ok_and(|m| m.is_file());
-    if stripped.created && stripped.text.is_empty() && is_plain_file {
-        fs::remove_file(file).with_context(|| format!("cannot remove {}", file.display()))?;
-        report.changes.push(format!(
-            "Deleted {} (tally setup had created it for the PATH line).",
-            file.display()
-        ));
-    } else {
-        replace_file(file, &stripped.text)?;
-        report
-            .changes
-            .push(format!("Removed the PATH line from {}.", file.display()));
-    }
-    Ok(())
-}
-
-/// The data directory `--purge` deletes, after checking that everything in it is tally's.
-fn data_to_purge(env: &Env) -> anyhow::Result<Option<Home>> {
+/// The data directory `--purge` deletes and what is in it, after checking that all of it, at
+/// every depth, is tally's ([`crate::data_files`]).
+fn data_to_purge(env: &Env) -> anyhow::Result<Option<(Home, Inventory)>> {
     let Some(home) = Home::locate(env) else {
         return Ok(None);
     };
     let root = home.root();
-    let entries = match fs::read_dir(root) {
-        Ok(entries) => entries,
-        Err(err) if err.kind() == ErrorKind::NotFound => return Ok(None),
-        Err(err) => return Err(err).with_context(|| format!("cannot read {}", root.display())),
-    };
-    let ours = crate::modes::tally_entries(root)?;
-    let mut foreign: Vec<String> = Vec::new();
-    for entry in entries {
-        let path = entry?.path();
-        if !ours.contains(&path) {
-            foreign.push(
-                path.file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
-            );
-        }
+    if fs::symlink_metadata(root).is_err_and(|err| err.kind() == ErrorKind::NotFound) {
+        return Ok(None);
     }
-    if !foreign.is_empty() {
-        foreign.sort();
-        foreign.truncate(3);
+    let inventory = crate::data_files::inventory(root)?;
+    if !inventory.foreign.is_empty() {
         bail!(
-            "not deleting {}: it holds files that are not tally's ({}{}); nothing was changed. \
+            "not deleting {}: it holds files that are not tally's ({}); nothing was changed. \
              Move them away, or run without --purge",
             root.display(),
-            foreign.join(", "),
-            if foreign.len() == 3 { ", ..." } else { "" }
+            inventory.some_foreign(root)
         );
     }
-    Ok(Some(home))
+    Ok(Some((home, inventory)))
 }
 
 /// Deletes tally's entries in the data directory, then the directory.
-fn purge_data(home: &Home, report: &mut Report) -> anyhow::Result<()> {
+fn purge_data(home: &Home, inventory: &Inventory, report: &mut Report) -> anyhow::Result<()> {
     let root = home.root();
-    for path in crate::modes::tally_entries(root)? {
-        let is_dir = fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir());
-        let result = if is_dir {
-            fs::remove_dir_all(&path)
-        } else {
-            fs::remove_file(&path)
-        };
-        match result {
-            Ok(()) => {}
-            Err(err) if err.kind() == ErrorKind::NotFound => {}
-            Err(err) => {
-                return Err(err).with_context(|| format!("cannot delete {}", path.display()));
-            }
-        }
-    }
+    crate::modes::delete(&inventory.files, &inventory.dirs)?;
     let is_link = fs::symlink_metadata(root).is_ok_and(|m| m.file_type().is_symlink());
     if is_link {
         report.changes.push(format!(
@@ -750,10 +600,6 @@ mod tests {
         )
     }
 
-    fn marked(line: &str) -> String {
-        format!("{line}  {MARK}")
-    }
-
     #[test]
     fn the_line_spells_home_and_quotes_the_rest() {
         let env = env_with(&[("HOME", "/home/a")]);
@@ -767,44 +613,5 @@ mod tests {
         );
         assert!(path_line(Path::new("/opt/a:b/bin"), &env).is_err());
         assert!(path_line(Path::new("/opt/a\nb/bin"), &env).is_err());
-    }
-
-    #[test]
-    fn adding_then_removing_the_line_gives_back_the_same_bytes() {
-        let line = marked("export PATH=\"$HOME/x:$PATH\"");
-        for original in [
-            &b""[..],
-            b"# mine\n",
-            b"# mine, no final newline",
-            b"a\n\n\nb\n",
-            b"\xff\xfe not UTF-8\n",
-        ] {
-            let added = with_line(original, &line);
-            let stripped = without_ours(&added);
-            assert_eq!(
-                stripped.text,
-                original,
-                "{:?}",
-                String::from_utf8_lossy(original)
-            );
-            assert_eq!(stripped.removed, 1);
-            // Adding again to what was added changes nothing.
-            assert_eq!(with_line(&without_ours(&added).text, &line), added);
-        }
-    }
-
-    #[test]
-    fn every_marked_line_and_the_old_block_go_and_nothing_else() {
-        let text = format!(
-            "a\n{}\nb\n# >>> tally shims (added by tally's install.sh; remove with ./install.sh --uninstall) >>>\nexport PATH=\"/h/bin:$PATH\"\n# <<< tally shims <<<\nc\n{}\n",
-            marked("export PATH=old"),
-            marked("export PATH=new")
-        );
-        let stripped = without_ours(text.as_bytes());
-        assert_eq!(String::from_utf8(stripped.text).unwrap(), "a\nb\nc\n");
-        assert_eq!(stripped.removed, 3);
-        assert!(!stripped.created);
-        let created = without_ours(format!("x  {MARK_CREATED}\n").as_bytes());
-        assert!(created.created && created.text.is_empty());
     }
 }

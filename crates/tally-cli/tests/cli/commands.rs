@@ -499,6 +499,11 @@ fn clean_asks_and_removes_only_tally_files() {
     let fx = counted();
     let foreign = fx.root().join("my-notes.txt");
     std::fs::write(&foreign, "not tally's").unwrap();
+    // One inside a directory of tally's, too.
+    let local = fx.root().join("reports/local");
+    std::fs::create_dir_all(&local).unwrap();
+    std::fs::write(local.join("2026-11-09.json"), "{}").unwrap();
+    std::fs::write(local.join("keep.txt"), "not tally's either").unwrap();
     // The wrapper links the cargo shim makes (one per user RUSTC_WRAPPER) are tally's too; the
     // binary they point at is not.
     let wrappers = fx.root().join("wrappers");
@@ -520,7 +525,16 @@ fn clean_asks_and_removes_only_tally_files() {
     let clean = fx.run("2026-11-18", &[], &["clean", "--yes"]);
     assert!(clean.ok(), "{clean:?}");
     assert!(clean.stdout.contains("tally stays off"), "{}", clean.stdout);
-    assert_eq!(fx.all_files(), ["mode", "my-notes.txt"]);
+    assert!(
+        clean.stdout.contains(
+            "Kept 2 entries that tally did not make: my-notes.txt, reports/local/keep.txt."
+        ),
+        "{}",
+        clean.stdout
+    );
+    let mut files = fx.all_files();
+    files.sort();
+    assert_eq!(files, ["mode", "my-notes.txt", "reports/local/keep.txt"]);
     assert!(binary.path().exists());
     let show = fx.run("2026-11-18", &[], &["show"]);
     assert!(
@@ -537,7 +551,9 @@ fn clean_asks_and_removes_only_tally_files() {
         "{}",
         clean.stdout
     );
-    assert_eq!(fx.all_files(), ["my-notes.txt"]);
+    let mut files = fx.all_files();
+    files.sort();
+    assert_eq!(files, ["my-notes.txt", "reports/local/keep.txt"]);
 }
 
 #[test]
