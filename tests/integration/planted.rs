@@ -257,3 +257,44 @@ fn a_custom_builds_version_text_is_kept_nowhere() {
         }
     }
 }
+
+/// Another program's counter file put at the name of rustc's (copied, renamed, planted): the
+/// shim never counts into it and `tally show` never lists it under its header's program. The
+/// shim moves it to `quarantine/` as it was, with a reason, and counts in a fresh file.
+#[test]
+fn a_counter_file_under_another_programs_name_is_moved_aside_not_counted_into() {
+    let w = World::new();
+    ok(w.cmd("rustc").arg("-V"));
+    let rustc = files_in(&w.data.join("counters")).remove(0);
+    let mut meta = tally_sys_meta(&rustc);
+    meta.program = "gofmt".to_string();
+    let elsewhere = w.tmp.path().join("gofmt.count");
+    let (file, _) = tally_home::CounterFile::open_or_create(&elsewhere, &meta).unwrap();
+    file.add("gofmt/invocations", 7).unwrap();
+    drop(file);
+    std::fs::rename(&elsewhere, &rustc).unwrap();
+    let planted = std::fs::read(&rustc).unwrap();
+
+    version_through_shim(&w);
+    let show = within_deadline(w.direct(TALLY).arg("show"));
+    assert!(
+        !String::from_utf8_lossy(&show.stdout).contains("gofmt"),
+        "listed under the header's program: {show:?}"
+    );
+    assert_eq!(w.program("rustc").get("rustc/invocations"), Some(&1));
+    assert!(w.program("gofmt").is_empty(), "{:?}", w.counters());
+    let moved: Vec<PathBuf> = files_in(&w.data.join("quarantine"));
+    let copy = moved
+        .iter()
+        .find(|p| std::fs::read(p).is_ok_and(|b| b == planted))
+        .unwrap_or_else(|| panic!("the planted file, untouched, in quarantine: {moved:?}"));
+    let reason = std::fs::read_to_string(format!("{}.reason", copy.display())).unwrap();
+    assert!(reason.contains("another program"), "{reason}");
+}
+
+/// The header of the counter file at `path`.
+fn tally_sys_meta(path: &Path) -> tally_home::FileMeta {
+    tally_home::parse_counter_file(&std::fs::read(path).unwrap())
+        .unwrap()
+        .meta
+}

@@ -81,7 +81,7 @@ pub fn sweep(home: &Home, today: Day) -> Result<SweepSummary, Error> {
     let mut counter_paths = store.counter_paths();
     counter_paths.sort();
     for path in counter_paths {
-        match tally_sys::read_file(&path) {
+        match crate::Store::read(&path) {
             Ok(snapshot) => {
                 if let Ok(end) = snapshot.meta.week_end.parse::<Day>()
                     && expired(end, today)

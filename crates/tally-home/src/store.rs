@@ -78,6 +78,51 @@ pub fn counter_file_name(meta: &FileMeta) -> String {
     name
 }
 
+/// Why a counter file's header disagrees with its file name, if it does: which of the fields
+/// that make up the name (program, version, OS, arch, week) name something else, in words that
+/// carry none of the values (a `.reason` file is a file tally writes). Such a file is never
+/// counted into and never read under either name: a file is trusted only when its name is
+/// [`counter_file_name`] of its own header.
+pub fn name_disagreement(path: &Path, meta: &FileMeta) -> Option<String> {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    let expected = counter_file_name(meta);
+    if name == expected {
+        return None;
+    }
+    // Both names split into their fields: `<program>@<version>-<os>-<arch>-<week>.v1.count`,
+    // with no `-` in the first four (sanitized) and the week last.
+    fn fields(name: &str) -> Option<[&str; 5]> {
+        let (program, rest) = name.strip_suffix(".v1.count")?.split_once('@')?;
+        let mut parts = rest.splitn(4, '-');
+        Some([
+            program,
+            parts.next()?,
+            parts.next()?,
+            parts.next()?,
+            parts.next()?,
+        ])
+    }
+    const FIELDS: [&str; 5] = ["program", "version", "OS", "arch", "week"];
+    let differ: Vec<&str> = match (fields(name), fields(&expected)) {
+        (Some(found), Some(wanted)) => FIELDS
+            .iter()
+            .zip(found.iter().zip(wanted.iter()))
+            .filter(|(_, (a, b))| a != b)
+            .map(|(field, _)| *field)
+            .collect(),
+        _ => Vec::new(),
+    };
+    Some(if differ.is_empty() {
+        "its header does not describe the file its name says it is".to_string()
+    } else {
+        format!(
+            "its header names another {} than its file name; tally counts into and reads a file \
+             only under its own header's name",
+            differ.join(", ")
+        )
+    })
+}
+
 /// The counter files of one data directory.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -144,6 +189,22 @@ impl Store {
                     self.quarantine_if_same(&path, e.file_id(), &quarantine_reason(&e))?;
                     quarantined = true;
                 }
+                // Another program's (or week's) file put at this one's name: moved aside like a
+                // corrupt one. A file whose header agrees with its name but not with `meta` is
+                // another program's own (two names sanitized alike) and stays.
+                Err(tally_sys::Error::MetaMismatch { found, file_id, .. }) if !quarantined => {
+                    let Some(reason) = name_disagreement(&path, &found) else {
+                        return Err(tally_sys::Error::MetaMismatch {
+                            path,
+                            expected: Box::new(meta),
+                            found,
+                            file_id,
+                        }
+                        .into());
+                    };
+                    self.quarantine_if_same(&path, file_id, &reason)?;
+                    quarantined = true;
+                }
                 Err(e) => return Err(e.into()),
             }
         }
@@ -195,19 +256,32 @@ impl Store {
         })
     }
 
-    /// Every counter file (`*.count` in `counters/`), sorted by path, each parsed. A missing
-    /// directory is an empty list. Invalid files come back as errors (see
-    /// [`ReadError::is_invalid_file`]); nothing is moved.
+    /// Every counter file (`*.count` in `counters/`), sorted by path, each read with
+    /// [`Store::read`]. A missing directory is an empty list. Invalid files come back as errors
+    /// (see [`ReadError::is_invalid_file`]); nothing is moved.
     pub fn list(&self) -> Vec<(PathBuf, Result<Snapshot, ReadError>)> {
         let mut paths = self.counter_paths();
         paths.sort();
         paths
             .into_iter()
             .map(|p| {
-                let r = tally_sys::read_file(&p);
+                let r = Self::read(&p);
                 (p, r)
             })
             .collect()
+    }
+
+    /// Reads and parses the counter file at `path`; a file whose header disagrees with its
+    /// name ([`name_disagreement`]) is an invalid file, like a corrupt one.
+    pub fn read(path: &Path) -> Result<Snapshot, ReadError> {
+        let snapshot = tally_sys::read_file(path)?;
+        match name_disagreement(path, &snapshot.meta) {
+            None => Ok(snapshot),
+            Some(reason) => Err(ReadError::Parse {
+                path: path.to_path_buf(),
+                source: tally_sys::ParseError::Corrupt(reason),
+            }),
+        }
     }
 
     /// Paths of the counter files, unsorted: every `*.count` entry, links and special files

@@ -223,6 +223,9 @@ pub enum Error {
         expected: Box<FileMeta>,
         /// What the file's header says.
         found: Box<FileMeta>,
+        /// Identity of the file (see [`Error::Corrupt`]): a caller that finds the header at odds
+        /// with the file's name moves it aside.
+        file_id: Option<FileId>,
     },
     /// The metadata given for a new file cannot be stored.
     #[error("invalid counter file metadata: {0}")]
@@ -241,7 +244,9 @@ impl Error {
     /// Identity of the invalid file, when known.
     pub fn file_id(&self) -> Option<FileId> {
         match self {
-            Error::Corrupt { file_id, .. } | Error::FutureVersion { file_id, .. } => *file_id,
+            Error::Corrupt { file_id, .. }
+            | Error::FutureVersion { file_id, .. }
+            | Error::MetaMismatch { file_id, .. } => *file_id,
             _ => None,
         }
     }

@@ -211,6 +211,7 @@ impl CounterFile {
                 path: path.to_path_buf(),
                 expected: Box::new(meta.clone()),
                 found: Box::new(this.meta.clone()),
+                file_id: FileId::of_file(&this.file).ok(),
             });
         }
         Ok((this, created))

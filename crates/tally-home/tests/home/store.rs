@@ -180,6 +180,80 @@ fn a_file_for_something_else_is_not_counted_into() {
     let _ = week;
 }
 
+/// A counter file whose header names another program, version or week than its file name
+/// (another program's file copied or renamed to this one's name): never counted into, never
+/// read under either name. Listing calls it invalid; counting moves it, untouched, into
+/// quarantine with a reason naming the field, and counts in a fresh file; so does retention.
+#[test]
+fn a_file_whose_header_disagrees_with_its_name_is_never_counted_into_or_shown() {
+    for field in ["program", "version", "week"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let home = Home::at(tmp.path());
+        let store = home.counter_store();
+        let week = home.week_of(today()).unwrap();
+        let meta = match field {
+            "program" => Store::meta_for("tally-example-greet", "1.91.0", week),
+            "version" => Store::meta_for("rustc", "1.90.0", week),
+            _ => Store::meta_for(
+                "rustc",
+                "1.91.0",
+                home.week_of(today().plus_days(7).unwrap()).unwrap(),
+            ),
+        };
+        std::fs::create_dir_all(home.counters_dir()).unwrap();
+        let elsewhere = home.counters_dir().join("elsewhere.tmp");
+        let (file, _) = CounterFile::open_or_create(&elsewhere, &meta).unwrap();
+        file.add("tally-example-greet/invocations", 5).unwrap();
+        drop(file);
+        let rustc = current_path(&home);
+        std::fs::rename(&elsewhere, &rustc).unwrap();
+        let planted_bytes = std::fs::read(&rustc).unwrap();
+
+        let listed = store.list();
+        assert_eq!(listed.len(), 1);
+        let err = listed[0].1.as_ref().unwrap_err();
+        assert!(err.is_invalid_file(), "{field}: {err}");
+        assert!(
+            err.to_string()
+                .contains(&format!("header names another {field} than its file name")),
+            "{field}: {err}"
+        );
+
+        store
+            .count_names("rustc", "1.91.0", today(), &["rustc/invocations"])
+            .unwrap();
+        let moved = home.quarantine_dir().join(rustc.file_name().unwrap());
+        assert_eq!(
+            std::fs::read(&moved).unwrap(),
+            planted_bytes,
+            "{field}: untouched"
+        );
+        let reason = std::fs::read_to_string(moved.with_extension("count.reason")).unwrap();
+        assert!(
+            reason.contains(&format!("another {field}")),
+            "{field}: {reason}"
+        );
+        let listed = store.list();
+        assert_eq!(listed.len(), 1);
+        let fresh = listed[0].1.as_ref().unwrap();
+        assert_eq!(
+            (fresh.meta.program.as_str(), fresh.meta.version.as_str()),
+            ("rustc", "1.91.0")
+        );
+        assert_eq!(counts_in(&rustc), [("rustc/invocations".to_string(), 1)]);
+
+        // Retention moves one aside too, rather than reading it under its header's name.
+        std::fs::rename(
+            &moved,
+            home.counters_dir()
+                .join("zz@1-linux-x86_64-2026-11-24.v1.count"),
+        )
+        .unwrap();
+        let swept = tally_home::retention::sweep(&home, today()).unwrap();
+        assert_eq!(swept.quarantined.len(), 1, "{field}");
+    }
+}
+
 /// A program name outside the shared rule (free text, a path, capitals) never becomes a
 /// counter file, nor a directory: the error comes before anything is made.
 #[test]
@@ -522,11 +596,11 @@ fn links_in_counters_are_moved_aside_never_followed() {
     let home = Home::at(tmp.path().join("data"));
     let store = home.counter_store();
     let path = current_path(&home);
-    // A valid counter file for the same program and week, elsewhere in `counters/`.
-    let other = home.counters_dir().join("elsewhere.count");
-    let week = home.week_of(today()).unwrap();
-    let (file, _) =
-        CounterFile::open_or_create(&other, &Store::meta_for("rustc", "1.91.0", week)).unwrap();
+    // A valid counter file for the same program, the week before, in `counters/`.
+    let week = home.week_of(today().plus_days(-7).unwrap()).unwrap();
+    let meta = Store::meta_for("rustc", "1.91.0", week);
+    let other = home.counters_dir().join(counter_file_name(&meta));
+    let (file, _) = CounterFile::open_or_create(&other, &meta).unwrap();
     file.add("rustc/invocations", 5).unwrap();
     drop(file);
     // And a file outside the data directory, with an old time.
