@@ -12,6 +12,7 @@ mod firstrun;
 mod go;
 mod install;
 mod library;
+mod mapped;
 mod outcomes;
 mod planted;
 mod privacy;

@@ -2,6 +2,10 @@
 //! - `increment/open-counter`: `Counter::inc` on a counter already resolved in an open session
 //!   (target: at most 10 ns): the thread's tick, one load of the generation, one atomic add;
 //! - `increment/off`: the same when the session counts nothing (tally absent or off);
+//! - `increment/length-checked`: one increment on a mapped file after checking the file's
+//!   length with one `fstat` (`CounterFile::still_whole`): what guarding every increment
+//!   against a truncation by another program would cost (the library does not; its docs say
+//!   why);
 //! - `first-increment/fresh-process`: what the first increment of a fresh process does, the
 //!   week's file existing but not yet open in it: read the environment, find the data
 //!   directory, read the mode and weekday files, open and map the counter file, find the name,
@@ -44,10 +48,19 @@ fn bench(c: &mut Criterion) {
     off.open(PROGRAM);
     static OFF: Counter = Counter::new("greet/hello");
     group.bench_function("off", |b| b.iter(|| off.add(black_box(&OFF), 1)));
-    group.finish();
-
     let (path, snapshot) = tally_home::Home::at(&data).counter_store().list().remove(0);
     let meta = snapshot.unwrap().meta;
+    let (mapped, _) = tally_sys::CounterFile::open_or_create(&path, &meta).unwrap();
+    let cell = mapped.counter("greet/hello").unwrap();
+    group.bench_function("length-checked", |b| {
+        b.iter(|| {
+            if black_box(&mapped).still_whole() {
+                cell.add(1);
+            }
+        })
+    });
+    group.finish();
+
     let mut group = c.benchmark_group("first-increment");
     group.bench_function("floor", |b| {
         b.iter(|| {

@@ -55,8 +55,8 @@ pub fn sanitize_component(s: &str) -> String {
 /// e.g. `rustc@1.91.0-linux-x86_64-2026-11-24.v1.count`. Program, version, OS and arch are
 /// sanitized to `[A-Za-z0-9._+~]` (anything else becomes `_`, so they contain no `-`); the week
 /// start keeps its `YYYY-MM-DD` dashes when it is a valid day (it is the fixed-length last
-/// component) and is sanitized like the rest otherwise. Readers trust the file's header, never
-/// its name.
+/// component) and is sanitized like the rest otherwise. A file is counted into and read only
+/// under the name its own header gives ([`name_disagreement`]).
 pub fn counter_file_name(meta: &FileMeta) -> String {
     // A day parses only from its one canonical `YYYY-MM-DD` text, so that text is the name's.
     let week_start = match meta.week_start.parse::<Day>() {

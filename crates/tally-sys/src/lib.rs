@@ -42,7 +42,11 @@
 //! before it counts the compile's outcome, and counts nothing when the file shrank. What is left
 //! is a truncation by another program in the microseconds between that check (or the shim's
 //! `fstat`) and the increments, which kills that one run with `SIGBUS`; the next run finds a
-//! file shorter than its header says and quarantines it.
+//! file shorter than its header says and quarantines it. A tool counting through
+//! `tally-counter` keeps its file mapped for its whole life and does not check (its docs say
+//! why): a truncation by another program kills it at its next increment.
+//! `tests/integration/mapped.rs` holds both sides: everything tally does in `counters/` while
+//! another process has a file mapped, and the `SIGBUS` of a truncation.
 //!
 //! # File format
 //!
