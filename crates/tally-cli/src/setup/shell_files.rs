@@ -209,6 +209,17 @@ pub(super) fn plan_add(home: &Path, line: &str) -> Plan {
             }
             Ok(None) => {
                 if *create {
+                    if let Err(err) = nix::unistd::access(home, AccessFlags::W_OK) {
+                        plan.refuse(
+                            &path,
+                            &format!(
+                                "it does not exist and cannot be created ({} is not writable: {})",
+                                home.display(),
+                                err.desc()
+                            ),
+                        );
+                        continue;
+                    }
                     plan.changes.push(Change {
                         said: format!("Created {} with the PATH line.", path.display()),
                         action: Action::Create {
