@@ -22,12 +22,12 @@
 
 use std::fs::{self, OpenOptions};
 use std::io::{ErrorKind, Read, Write};
-use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use nix::fcntl::OFlag;
 use nix::unistd::{AccessFlags, Uid, User};
+use tally_home::fsio;
 
 /// The marker at the end of the PATH line setup writes; any line containing it is setup's.
 pub(super) const MARK: &str = "# tally shims: `tally setup --uninstall` removes this line";
@@ -78,9 +78,10 @@ fn look(path: &Path) -> Result<Option<Found>, String> {
         }
         Err(err) => return Err(format!("it cannot be looked at ({err})")),
     };
-    if let Some(kind) = not_a_file(&meta) {
+    if let Some(found) = fsio::kind_of(meta.file_type()) {
         return Err(format!(
-            "it is {kind}, not a regular file, and tally setup reads and edits only regular files"
+            "it is {}, not a regular file, and tally setup reads and edits only regular files",
+            found.what
         ));
     }
     let real = fs::canonicalize(path).map_err(|err| format!("it cannot be resolved ({err})"))?;
@@ -88,7 +89,7 @@ fn look(path: &Path) -> Result<Option<Found>, String> {
     // at once, and the check below refuses it.
     let file = OpenOptions::new()
         .read(true)
-        .custom_flags((OFlag::O_NONBLOCK | OFlag::O_NOFOLLOW).bits())
+        .custom_flags(fsio::FLAGS)
         .open(&real)
         .map_err(|err| format!("it cannot be read ({err})"))?;
     let opened = file
@@ -113,24 +114,6 @@ fn look(path: &Path) -> Result<Option<Found>, String> {
         bytes,
         meta: opened,
     }))
-}
-
-/// What a file that is not a regular file is, in words.
-fn not_a_file(meta: &fs::Metadata) -> Option<&'static str> {
-    let kind = meta.file_type();
-    Some(if kind.is_file() {
-        return None;
-    } else if kind.is_fifo() {
-        "a FIFO"
-    } else if kind.is_socket() {
-        "a socket"
-    } else if kind.is_dir() {
-        "a directory"
-    } else if kind.is_char_device() || kind.is_block_device() {
-        "a device"
-    } else {
-        "something else"
-    })
 }
 
 /// Why setup must not change `found`, if it must not: someone else owns it, its owner made it
@@ -326,7 +309,7 @@ pub(super) fn apply(change: Change) -> anyhow::Result<String> {
                 .write(true)
                 .create_new(true)
                 .mode(0o644)
-                .custom_flags(OFlag::O_NOFOLLOW.bits())
+                .custom_flags(fsio::FLAGS)
                 .open(&path)
                 .with_context(|| format!("cannot create {}", path.display()))?;
             file.write_all(&contents)
@@ -395,7 +378,7 @@ fn replace(found: &Found, contents: &[u8]) -> std::io::Result<bool> {
 fn write_in_place(found: &Found, contents: &[u8]) -> std::io::Result<()> {
     let file = OpenOptions::new()
         .write(true)
-        .custom_flags((OFlag::O_NONBLOCK | OFlag::O_NOFOLLOW).bits())
+        .custom_flags(fsio::FLAGS)
         .open(&found.real)?;
     still_as_found(found, &file.metadata()?)?;
     match contents.strip_prefix(found.bytes.as_slice()) {
