@@ -24,7 +24,8 @@
 //! - nothing under the publication threshold appears in any public output.
 //!
 //! Modules, by responsibility: `state` (the shared [`AppState`]: open, accept an upload,
-//! publish), `routes` ([`app`] and its handlers), `background` (re-reads of the store,
+//! publish), [`configs`] (every config served from the store, what uploads and stored reports are
+//! checked against), `routes` ([`app`] and its handlers), `background` (re-reads of the store,
 //! checkpoints, retention, the timer, and every task the app spawns), [`checkpoint`]
 //! (generations, seals and checkpoints: the protocol replicas share), [`serve`] (the listener),
 //! [`store`] (the object store and its keys), [`validate`] (what an upload may hold), [`merge`]
@@ -42,6 +43,7 @@ pub mod charts_config;
 pub mod checkpoint;
 pub mod clock;
 pub mod config_page;
+pub mod configs;
 pub mod dashboard;
 pub mod import;
 pub mod merge;
