@@ -336,6 +336,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen on {}", args.addr))?;
         let port = listener.local_addr()?.port();
+        let shutdown = shutdown_signal()?;
         let background = state.spawn_background(
             Duration::from_millis(args.flush_ms.max(10)),
             Duration::from_secs(args.reconcile_secs.max(1)),
@@ -346,7 +347,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             listener,
             tally_server::app_with(state.clone(), site),
             limits,
-            shutdown_signal(),
+            shutdown,
             Duration::from_secs(5),
         )
         .await;
@@ -379,14 +380,17 @@ fn seconds(value: f64) -> Duration {
     Duration::try_from_secs_f64(value.max(0.001)).unwrap_or(Duration::from_secs(86_400))
 }
 
-async fn shutdown_signal() {
+/// Completes on SIGTERM or SIGINT. The handlers are installed when this is called, not when
+/// the future is first polled: a signal arriving before the accept loop first runs must stop
+/// the server as any other, not kill it outright.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(term) => term,
-        Err(_) => return std::future::pending().await,
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
+    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = interrupt.recv() => {}
+        }
+    })
 }
