@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use anyhow::Context;
 use axum::body::Bytes;
 use axum::http::StatusCode;
 use tally_protocol::aggregate::bucket_week;
@@ -88,7 +89,7 @@ impl AppState {
     async fn refresh_locked(&self, monday: Day, slot: &WeekSlot) -> anyhow::Result<()> {
         let store = &self.0.store;
         let have = slot.state().open_generation();
-        if let Some(newer) = checkpoint::find_newer(store, monday, have).await? {
+        if let Some(newer) = checkpoint::find_newer(store, &self.0.configs, monday, have).await? {
             slot.state().adopt(Arc::new(newer));
         }
         let mut generation = slot.state().open_generation();
@@ -161,7 +162,7 @@ impl AppState {
         let store = &self.0.store;
         let _work = slot.work.lock().await;
         let have = slot.state().open_generation();
-        if let Some(newer) = checkpoint::find_newer(store, monday, have).await? {
+        if let Some(newer) = checkpoint::find_newer(store, &self.0.configs, monday, have).await? {
             slot.state().adopt(Arc::new(newer));
         }
         let base = {
@@ -234,7 +235,14 @@ impl AppState {
                 let Some(bytes) = store.get(&key, MAX_CHECKPOINT_BYTES).await? else {
                     anyhow::bail!("checkpoint {key} vanished just after it was written");
                 };
-                Checkpoint::parse(&bytes, monday, open + 1)?
+                let theirs = Checkpoint::parse(&bytes, monday, open + 1)
+                    .with_context(|| format!("checkpoint {key} is unreadable"))?;
+                if let Err(why) = self.0.configs.check_merged(&theirs.merged).await? {
+                    anyhow::bail!(
+                        "checkpoint {key} holds what no upload could have brought: {why}; remove it"
+                    );
+                }
+                theirs
             }
         };
         slot.state().adopt(Arc::new(adopted));

@@ -272,9 +272,11 @@ pub async fn store_report(
 
 /// The newest checkpoint of the week of `monday` above checkpoint `have`, if there is one:
 /// from the `latest` hint (or `have`), past every sealed generation, then down to the newest
-/// checkpoint that exists. A corrupt checkpoint is reported and the one below it tried.
+/// checkpoint that exists. A corrupt checkpoint, or one holding what no served config collects
+/// ([`Configs::check_merged`]), is reported and the one below it tried.
 pub async fn find_newer(
     store: &Store,
+    configs: &Configs,
     monday: Day,
     have: u64,
 ) -> anyhow::Result<Option<Checkpoint>> {
@@ -297,8 +299,17 @@ pub async fn find_newer(
             continue;
         };
         match Checkpoint::parse(&bytes, monday, n) {
-            Ok(checkpoint) => return Ok(Some(checkpoint)),
-            Err(e) => eprintln!("tally-server: checkpoint {key} is unreadable: {e:#}"),
+            Ok(checkpoint) => match configs.check_merged(&checkpoint.merged).await? {
+                Ok(()) => return Ok(Some(checkpoint)),
+                Err(why) => note_skipped(
+                    key.as_ref(),
+                    &format!("checkpoint {key} holds what no upload could have brought: {why}"),
+                ),
+            },
+            Err(e) => note_skipped(
+                key.as_ref(),
+                &format!("checkpoint {key} is unreadable: {e:#}"),
+            ),
         }
     }
     Ok(None)

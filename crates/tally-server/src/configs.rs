@@ -2,9 +2,10 @@
 //! uploads, stored reports and imports are checked against.
 //!
 //! Promises: a report read back from the store is counted only if it passes the checks an
-//! upload passed ([`crate::validate::check_against_config`]) against the config version it names, so a
-//! report planted in the store, or written by an older collector that checked less, is never
-//! published; the store is asked for a version only when it is not known here (another server
+//! upload passed ([`crate::validate::check_against_config`]) against the config version it
+//! names, and a merge (checkpoint, merged copy) is used only if everything in it is collected
+//! by some served config ([`crate::validate::check_merged`]), so a report or merge planted in
+//! the store, or written by an older collector that checked less, is never published; the store is asked for a version only when it is not known here (another server
 //! sharing the store may have served it since).
 
 use std::collections::HashMap;
@@ -13,6 +14,7 @@ use std::sync::{Arc, RwLock};
 use anyhow::Context;
 use tally_protocol::{Report, UploadConfig};
 
+use crate::merge::MergedWeek;
 use crate::store::{MAX_CONFIG_BYTES, Read, Store, config_keys};
 
 /// What the store holds of one config version.
@@ -99,6 +101,24 @@ impl Configs {
                 "it names config version {version}, whose record cannot be used: {why}"
             )),
         })
+    }
+
+    /// Checks a week's merge read back from the store ([`crate::validate::check_merged`])
+    /// against the configs known here, and, if it fails, against every config the store holds
+    /// (another server may have served one since): `Ok(Err(reason))` when it is not to be
+    /// used, `Err` when the store could not be read.
+    pub async fn check_merged(&self, merged: &MergedWeek) -> anyhow::Result<Result<(), String>> {
+        let known: Vec<Arc<UploadConfig>> = self
+            .known
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        if crate::validate::check_merged(merged, &known).is_ok() {
+            return Ok(Ok(()));
+        }
+        Ok(crate::validate::check_merged(merged, &self.all().await?))
     }
 
     /// Every config version served from the store (those whose record cannot be used named in

@@ -288,7 +288,7 @@ pub async fn merged_weeks(store: &Store, since: Day) -> anyhow::Result<StoredWee
             .collect();
         if keys.is_empty() {
             let key = merged_key(monday);
-            match stored_merge(store, &key, monday).await {
+            match stored_merge(store, &configs, &key, monday).await {
                 Ok(Some(merged)) => out.merged.push(merged),
                 Ok(None) => {}
                 Err(why) => out.unreadable.push((monday, why)),
@@ -308,6 +308,7 @@ pub async fn merged_weeks(store: &Store, since: Day) -> anyhow::Result<StoredWee
 /// why it cannot be read.
 async fn stored_merge(
     store: &Store,
+    configs: &Configs,
     key: &Path,
     monday: Day,
 ) -> Result<Option<MergedWeek>, String> {
@@ -318,7 +319,13 @@ async fn stored_merge(
         Err(e) => return Err(format!("{e:#}")),
     };
     match serde_json::from_slice::<MergedWeek>(&bytes) {
-        Ok(merged) if merged.week == monday => Ok(Some(merged)),
+        Ok(merged) if merged.week == monday => match configs.check_merged(&merged).await {
+            Ok(Ok(())) => Ok(Some(merged)),
+            Ok(Err(why)) => Err(format!(
+                "{key} holds what no upload could have brought: {why}"
+            )),
+            Err(e) => Err(format!("{e:#}")),
+        },
         Ok(merged) => Err(format!("{key} holds the week of {}", merged.week)),
         Err(e) => Err(format!("{key} does not parse: {e}")),
     }

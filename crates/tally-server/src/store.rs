@@ -10,7 +10,7 @@
 //! | `reports/<monday>/<week>_<x>.json` | a report stored before generations existed: read as part of generation 0 |
 //! | `merged/<monday>/<n>.json` | checkpoint `n`: the merge of every report of generations below `n`, and their `x`s ([`checkpoint_key`]) |
 //! | `merged/<monday>/latest` | the number of a recent checkpoint, where readers start looking ([`latest_key`]) |
-//! | `merged/<monday>.json` | a copy of a recent checkpoint's merged aggregate (the final one once retention ran), for tools that read the store ([`merged_key`]); `checkpoint::find_newer(store, monday, 0)` gives the newest |
+//! | `merged/<monday>.json` | a copy of a recent checkpoint's merged aggregate (the final one once retention ran), for tools that read the store ([`merged_key`]); `checkpoint::find_newer(store, configs, monday, 0)` gives the newest |
 //!
 //! `crate::checkpoint` says how generations, seals and checkpoints work together; retention
 //! deletes `reports/<monday>/` and keeps `merged/`.

@@ -28,9 +28,14 @@
 //! when it was uploaded. `tally-server import` checks the same when the store has served that
 //! version, and otherwise what every config implies ([`check_without_config`]).
 
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
 use tally_protocol::version::{MAX_MAJOR, MAX_MINOR_PATCH, is_canonical};
+
+use crate::merge::MergedWeek;
 use tally_protocol::{
-    Day, MAX_REPORT_AGE_DAYS, MAX_REPORT_BYTES, Report, UploadConfig, WEEK_DAYS,
+    Day, MAX_REPORT_AGE_DAYS, MAX_REPORT_BYTES, ProgramConfig, Report, UploadConfig, WEEK_DAYS,
     report::ReportError,
 };
 
@@ -153,6 +158,69 @@ pub fn check_against_config(report: &Report, config: &UploadConfig) -> Result<()
                 }
                 Some(_) => {}
             }
+        }
+    }
+    Ok(())
+}
+
+/// Checks a week's merge read back from the store (a checkpoint, or the merged copy `export`
+/// reads) against every config served: each program, counter, version, OS and architecture in
+/// it must be one some served config collects, as it is when the merge was made of checked
+/// reports. A merge planted in the store, or made by a collector that checked less, fails.
+pub fn check_merged(merged: &MergedWeek, configs: &[Arc<UploadConfig>]) -> Result<(), String> {
+    for (name, program) in &merged.programs {
+        let wanted: Vec<&ProgramConfig> = configs.iter().filter_map(|c| c.program(name)).collect();
+        if wanted.is_empty() {
+            return Err(format!(
+                "program {} is collected by no config served",
+                echo(name)
+            ));
+        }
+        let counters: BTreeSet<String> = wanted
+            .iter()
+            .flat_map(|p| p.counter_rates().into_keys())
+            .collect();
+        let split = program.by_version.values().flat_map(|c| c.keys());
+        if let Some(counter) = program
+            .counters
+            .keys()
+            .chain(split)
+            .find(|c| !counters.contains(*c))
+        {
+            return Err(format!(
+                "counter {} is collected for {} by no config served",
+                echo(counter),
+                echo(name)
+            ));
+        }
+        if let Some(version) = program
+            .versions
+            .keys()
+            .chain(program.by_version.keys())
+            .find(|v| !is_canonical(v) || !wanted.iter().any(|p| p.allows_version(v)))
+        {
+            return Err(format!(
+                "version {} of {} is collected by no config served",
+                echo(version),
+                echo(name)
+            ));
+        }
+        let os = program
+            .os
+            .keys()
+            .find(|v| !configs.iter().any(|c| c.os.contains(v)));
+        if let Some(os) = os {
+            return Err(format!("OS {} is collected by no config served", echo(os)));
+        }
+        let arch = program
+            .arch
+            .keys()
+            .find(|v| !configs.iter().any(|c| c.arch.contains(v)));
+        if let Some(arch) = arch {
+            return Err(format!(
+                "architecture {} is collected by no config served",
+                echo(arch)
+            ));
         }
     }
     Ok(())
@@ -445,6 +513,33 @@ mod tests {
             let err = check(&body).unwrap_err();
             assert!(err.contains(want), "{err:?} should mention {want:?}");
             assert!(err.len() < 400, "{err}");
+        }
+    }
+
+    /// A merge of accepted reports passes; one holding a program, counter, version, OS or
+    /// architecture that no served config collects does not.
+    #[test]
+    fn merges_hold_only_what_a_config_collects() {
+        let configs = [Arc::new(UploadConfig::parse(CONFIG.as_bytes()).unwrap())];
+        let report = Report::parse(REPORT.as_bytes()).unwrap();
+        let mut merged = MergedWeek::new(report.week);
+        merged.add(&report);
+        check_merged(&merged, &configs).unwrap();
+        for (change, want) in [
+            (REPORT.replace("\"cargo\"", "\"zqsecret-prog\""), "program"),
+            (
+                REPORT.replace("cargo/invocations", "cargo/zqsecret"),
+                "counter",
+            ),
+            (REPORT.replace("1.95.0", "zqsecret"), "version"),
+            (REPORT.replace("1.95.0", "1.60.0"), "version"),
+            (REPORT.replace("linux", "zqsecret"), "OS"),
+            (REPORT.replace("x86_64", "zqsecret"), "architecture"),
+        ] {
+            let mut planted = merged.clone();
+            planted.add(&Report::parse(change.as_bytes()).unwrap());
+            let err = check_merged(&planted, &configs).unwrap_err();
+            assert!(err.contains(want) && err.contains("no config"), "{err}");
         }
     }
 

@@ -922,3 +922,57 @@ fn sigterm_right_after_start_stops_the_server_cleanly() {
     assert!(killed.is_empty(), "{}", killed.join("\n"));
     assert!(store.path().join("merged/2026-11-16/2.json").is_file());
 }
+
+/// A checkpoint planted in the store that parses and adds up, but holds a program no config
+/// collects, is not adopted: the week is rebuilt from its raw reports, and nothing of it is
+/// published; `export` skips a merged copy holding the same, naming it. Before, the checkpoint
+/// was adopted as it was and `zqsecret-prog` published.
+#[test]
+fn a_planted_checkpoint_or_merge_is_checked_too() {
+    let collector = Collector::new();
+    let store = tempfile::tempdir().unwrap();
+    populated(&collector, store.path());
+    let monday: tally_protocol::Day = MONDAY.parse().unwrap();
+    let path = store.path().join("merged/2026-11-16/1.json");
+    let mut checkpoint =
+        tally_server::checkpoint::Checkpoint::parse(&std::fs::read(&path).unwrap(), monday, 1)
+            .unwrap();
+    let mut secret = report(0.95, "1.95.0", &[("cargo/invocations", 1)]);
+    secret.programs[0].program = "zqsecret-prog".into();
+    checkpoint.merged.add(&secret);
+    checkpoint
+        .ids
+        .insert(tally_server::checkpoint::report_id(secret.week, secret.x));
+    std::fs::write(&path, checkpoint.to_bytes()).unwrap();
+    let mut merged = checkpoint.merged.clone();
+    merged.add(&report(0.96, "1.95.0", &[("cargo/invocations", 1)]));
+    std::fs::write(
+        store.path().join("merged/2026-11-16.json"),
+        serde_json::to_vec(&merged).unwrap(),
+    )
+    .unwrap();
+
+    block_on(async {
+        let state = collector.state(store.path(), 1).await.unwrap();
+        assert_eq!(state.weeks_index().weeks[0].reports, 5);
+        assert!(!everything_published(&state).await.contains("zqsecret"));
+    });
+
+    let out = run_within_deadline(
+        Command::new(BIN)
+            .args(["export", "--since", MONDAY, "--threshold", "1"])
+            .args(["--format", "json", "--store"])
+            .arg(store.path())
+            .env("TALLY_NOW", TODAY),
+    )
+    .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("zqsecret"));
+    assert!(
+        err.lines().any(|l| l.contains("merged/2026-11-16.json")
+            && l.contains("zqsecret-prog")
+            && l.contains("no config")),
+        "{err}"
+    );
+}
