@@ -170,8 +170,8 @@ async fn refuses_invalid_uploads_and_stores_nothing() {
 }
 
 /// A program page with nothing published (an unknown program, or one under the threshold)
-/// is a 404 that states the server's threshold. Before, it said "Publication threshold 0:
-/// everything is shown" whatever `--threshold` was.
+/// is a 404 that states the server's threshold. Fails if the page takes the threshold from the
+/// published weeks: with none, it says "Publication threshold 0: everything is shown".
 #[tokio::test]
 async fn a_program_page_with_nothing_published_states_the_real_threshold() {
     let collector = Collector::new();

@@ -219,8 +219,8 @@ async fn the_files_hold_exactly_the_published_aggregates() {
 /// a carriage return: the OWASP rule) is written with a leading `'`; numbers and every other
 /// cell are left as they are, and the JSON file keeps the names as the config gives them.
 /// The config is the collector's own, and load checks every stored report against it, so only
-/// a config naming such a counter or OS can put one in a file. Before, the cells went out as
-/// they were.
+/// a config naming such a counter or OS can put one in a file. Fails if the cells go out as
+/// they are.
 #[tokio::test]
 async fn the_csv_never_holds_a_formula() {
     let formulas = [

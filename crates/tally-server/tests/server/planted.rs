@@ -273,9 +273,9 @@ struct Planted {
 }
 
 /// Every planted case: the server listens within the deadline, counts what it should, names
-/// what it skipped, and stops on SIGTERM. Before, the FIFOs hung start-up (no line logged), the
-/// socket failed it, the links were followed (6 reports, and a week from outside the store),
-/// and the plain file failed it with an error naming the config.
+/// what it skipped, and stops on SIGTERM. Without those checks the FIFOs hang start-up (no line
+/// logged), the socket fails it, the links are followed (6 reports, and a week from outside the
+/// store), and the plain file fails it with an error naming the config.
 #[test]
 fn nothing_planted_in_the_store_blocks_start_up_or_is_followed() {
     let cases = [
@@ -444,8 +444,8 @@ fn wait_for_file(path: &Path, served: &Served) {
 
 /// A FIFO planted at a report's name in the open generation while the server runs: the next
 /// re-read of the store skips it and names it, checkpoints go on, uploads are answered, SIGTERM
-/// stops the server. Before, the re-read blocked holding the week, so checkpoints stopped and
-/// SIGTERM never finished.
+/// stops the server. Without the checks, the re-read blocks holding the week: checkpoints stop
+/// and SIGTERM never finishes.
 #[test]
 fn a_fifo_planted_while_serving_stops_neither_checkpoints_nor_sigterm() {
     let collector = Collector::new();
@@ -477,7 +477,7 @@ fn a_fifo_planted_while_serving_stops_neither_checkpoints_nor_sigterm() {
 }
 
 /// `import` of a FIFO, named or found in a directory, or of a socket: a clear error naming it,
-/// at once, nothing stored. Before, it blocked reading the FIFO.
+/// at once, nothing stored. A blocking open of the FIFO hangs it.
 #[test]
 fn import_refuses_fifos_and_special_files_at_once() {
     let store = tempfile::tempdir().unwrap();
@@ -514,8 +514,8 @@ fn import_refuses_fifos_and_special_files_at_once() {
 }
 
 /// Three weeks merged; one week's merged copy corrupt, another's a FIFO: `export` writes the
-/// good week, names both bad ones and their files, and exits with a failure. Before, the FIFO
-/// blocked it, and the corrupt week alone aborted the whole export.
+/// good week, names both bad ones and their files, and exits with a failure. Without the
+/// checks, the FIFO blocks it, and the corrupt week alone aborts the whole export.
 #[test]
 fn export_skips_and_names_unreadable_weeks_and_exports_the_rest() {
     let collector = Collector::new();
@@ -597,7 +597,8 @@ async fn everything_published(state: &tally_server::AppState) -> String {
 /// Reports planted in the store that upload would refuse (a program, a counter and a version
 /// no config allows, a report without a config version), and a link to a valid report outside
 /// the store: none is counted or published, at start-up, in a checkpoint, or after a restart.
-/// Before, all five were counted and `zqsecret` was on `/api`, `/data` and the dashboard.
+/// Without the checks at load, all five are counted and `zqsecret` is on `/api`, `/data` and
+/// the dashboard.
 #[tokio::test]
 async fn stored_reports_are_checked_again_when_loaded() {
     let collector = Collector::new();
@@ -664,8 +665,8 @@ fn import(store: &Path, file: &Path) -> Output {
 /// a counter that is a spreadsheet formula, a program no config names, a report without a
 /// config version. Into a store that served the config, each is refused as upload refuses it;
 /// into a fresh store (no config to check against yet, as in `tally demo`), by the rules every
-/// config shares, and a server counts nothing its config does not allow. Before, all were
-/// imported, and the formula reached the CSV download as it was.
+/// config shares, and a server counts nothing its config does not allow. Without the checks,
+/// all are imported, and the formula reaches the CSV download as it is.
 #[test]
 fn import_applies_the_checks_of_upload() {
     let collector = Collector::new();
@@ -787,8 +788,8 @@ fn put_object(endpoint: &str, key: &str, bytes: &[u8]) {
 /// On S3 (moto) there are no FIFOs or links, but the same checks apply to what there is:
 /// objects planted at a report's key are checked as an upload is (a program no config allows
 /// is not counted or published), and objects over the size a report or a hint can have are
-/// skipped, named in the log, without being read. Before, the planted report was counted and
-/// published, and every object was read whole whatever its size.
+/// skipped, named in the log, without being read. Without the checks, the planted report is
+/// counted and published, and every object read whole whatever its size.
 #[test]
 fn objects_planted_on_s3_are_checked_and_bounded() {
     let Some((_moto, endpoint)) = crate::s3::start_moto() else {
@@ -854,7 +855,8 @@ fn objects_planted_on_s3_are_checked_and_bounded() {
 }
 
 /// `export` from S3 with one week's merged copy corrupt: the other week is exported, the bad
-/// one named with its key, and the command fails. Before, the one corrupt week aborted it.
+/// one named with its key, and the command fails. Without the skip, the one corrupt week aborts
+/// it.
 #[test]
 fn export_from_s3_skips_and_names_a_corrupt_week() {
     let Some((_moto, endpoint)) = crate::s3::start_moto() else {
@@ -902,8 +904,8 @@ fn export_from_s3_skips_and_names_a_corrupt_week() {
 }
 
 /// SIGTERM as soon as the server says it listens: it stops cleanly ("stopped", status 0), its
-/// last checkpoint written, every time. Before, the handler was installed only once the accept
-/// loop first ran, and a SIGTERM in between killed the server outright (17 times in 40).
+/// last checkpoint written, every time. With the handler installed only once the accept loop
+/// first runs, a SIGTERM in between kills the server outright (17 times in 40).
 #[test]
 fn sigterm_right_after_start_stops_the_server_cleanly() {
     let collector = Collector::new();
@@ -925,8 +927,8 @@ fn sigterm_right_after_start_stops_the_server_cleanly() {
 
 /// A checkpoint planted in the store that parses and adds up, but holds a program no config
 /// collects, is not adopted: the week is rebuilt from its raw reports, and nothing of it is
-/// published; `export` skips a merged copy holding the same, naming it. Before, the checkpoint
-/// was adopted as it was and `zqsecret-prog` published.
+/// published; `export` skips a merged copy holding the same, naming it. Without the check, the
+/// checkpoint is adopted as it is and `zqsecret-prog` published.
 #[test]
 fn a_planted_checkpoint_or_merge_is_checked_too() {
     let collector = Collector::new();
