@@ -3,6 +3,7 @@
 #
 #   bench/server/run.sh [VALID] [INVALID] [CONCURRENCY]
 #   DURABILITY=process-crash bench/server/run.sh ...   (default: disk)
+#   SERVER=/path/to/tally-server bench/server/run.sh ... (another build, e.g. to compare two)
 #
 # 1. builds tally-server and the loadgen example (release);
 # 2. makes a key, signs config-schema/example-config.json, starts `tally-server serve` on
@@ -22,7 +23,7 @@ export TALLY_NOW=2026-11-24
 WEEK=2026-11-16
 
 cargo build --quiet --release --manifest-path "$ROOT/Cargo.toml" -p tally-server --bin tally-server --example loadgen
-SERVER=$CARGO_TARGET_DIR/release/tally-server
+SERVER=${SERVER:-$CARGO_TARGET_DIR/release/tally-server}
 LOADGEN=$CARGO_TARGET_DIR/release/examples/loadgen
 
 WORK=$(mktemp -d)

@@ -141,8 +141,10 @@ const MAX_VERSIONS: usize = 12;
 /// partition's and counter's share of reports over the weeks with the Wilson interval;
 /// histograms of bucketed counters (`…/time:<1s`), ordered by bucket; for compilers, how
 /// compiles fare (crashes per version, the outcome mix); the most frequent error codes and
-/// lints; then the splits by version, OS and arch.
-pub fn program_page(program: &str, weeks: &[ProgramWeek]) -> String {
+/// lints; then the splits by version, OS and arch. `threshold` is the publication threshold the
+/// weeks were published under, stated on the page (also when nothing is published, where the
+/// weeks cannot tell it).
+pub fn program_page(program: &str, weeks: &[ProgramWeek], threshold: u64) -> String {
     let mut weeks: Vec<&ProgramWeek> = weeks.iter().collect();
     weeks.sort_by_key(|w| w.week);
     let x_labels: Vec<String> = weeks.iter().map(|w| w.week.to_string()).collect();
@@ -154,7 +156,6 @@ pub fn program_page(program: &str, weeks: &[ProgramWeek]) -> String {
         "<header><p><a href=\"../\">← all programs</a> · <a href=\"../config\">what is collected, and why</a> · <a href=\"../data/\">open data</a></p><h1 data-program=\"{p}\">{p}</h1>",
         p = escape(program)
     );
-    let threshold = weeks.iter().map(|w| w.threshold).max().unwrap_or(0);
     let _ = writeln!(
         body,
         "<p class=\"note\">Shares are of this program's reports (one installation-week each) in \

@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use anyhow::Context;
 use axum::body::Bytes;
 use axum::http::StatusCode;
 use tally_protocol::aggregate::bucket_week;
@@ -30,7 +31,9 @@ use tokio::task::JoinHandle;
 
 use crate::checkpoint::{self, Checkpoint, id_of_key};
 use crate::state::{AppState, WeekSlot};
-use crate::store::{Created, checkpoint_key, latest_key, merged_key, seal_key};
+use crate::store::{
+    Created, MAX_CHECKPOINT_BYTES, checkpoint_key, latest_key, merged_key, seal_key,
+};
 
 /// Most checkpoints retention makes of one week before it gives up for this tick (more means
 /// reports are still arriving for a week that should be closed).
@@ -86,7 +89,7 @@ impl AppState {
     async fn refresh_locked(&self, monday: Day, slot: &WeekSlot) -> anyhow::Result<()> {
         let store = &self.0.store;
         let have = slot.state().open_generation();
-        if let Some(newer) = checkpoint::find_newer(store, monday, have).await? {
+        if let Some(newer) = checkpoint::find_newer(store, &self.0.configs, monday, have).await? {
             slot.state().adopt(Arc::new(newer));
         }
         let mut generation = slot.state().open_generation();
@@ -98,7 +101,7 @@ impl AppState {
                     .filter(|key| id_of_key(key).is_some_and(|id| !state.contains(id)))
                     .collect()
             };
-            let reports = checkpoint::fetch(store, monday, missing).await?;
+            let reports = checkpoint::fetch(store, &self.0.configs, monday, missing).await?;
             {
                 let mut state = slot.state();
                 for report in &reports {
@@ -115,7 +118,9 @@ impl AppState {
     }
 
     /// Makes the next checkpoint of every week with reports beyond its checkpoint. Returns
-    /// how many weeks got one (made here or adopted from another server that made it first).
+    /// how many weeks got one (made here or adopted from another server that made it first). A
+    /// week that fails does not keep the others from theirs: the first failure is returned
+    /// after all were tried, the others are logged.
     pub async fn flush(&self) -> anyhow::Result<usize> {
         let slots: Vec<_> = self
             .0
@@ -126,15 +131,28 @@ impl AppState {
             .map(|(monday, slot)| (*monday, slot.clone()))
             .collect();
         let mut written = 0;
+        let mut failed = None;
         for (monday, slot) in slots {
             if slot.state().pending() == 0 {
                 continue;
             }
-            if self.checkpoint_week(monday, &slot).await? {
-                written += 1;
+            match self.checkpoint_week(monday, &slot).await {
+                Ok(true) => written += 1,
+                Ok(false) => {}
+                Err(e) => {
+                    let e = e.context(format!("checkpointing the week of {monday}"));
+                    if failed.is_none() {
+                        failed = Some(e);
+                    } else {
+                        eprintln!("tally-server: {e:#}");
+                    }
+                }
             }
         }
-        Ok(written)
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(written),
+        }
     }
 
     /// Seals the open generation, merges it into the checkpoint, and writes that as the next
@@ -144,7 +162,7 @@ impl AppState {
         let store = &self.0.store;
         let _work = slot.work.lock().await;
         let have = slot.state().open_generation();
-        if let Some(newer) = checkpoint::find_newer(store, monday, have).await? {
+        if let Some(newer) = checkpoint::find_newer(store, &self.0.configs, monday, have).await? {
             slot.state().adopt(Arc::new(newer));
         }
         let base = {
@@ -180,7 +198,7 @@ impl AppState {
                 }
             }
         }
-        for report in checkpoint::fetch(store, monday, missing).await? {
+        for report in checkpoint::fetch(store, &self.0.configs, monday, missing).await? {
             if next
                 .ids
                 .insert(checkpoint::report_id(report.week, report.x))
@@ -214,10 +232,17 @@ impl AppState {
                 next
             }
             Created::AlreadyThere => {
-                let Some(bytes) = store.get(&key).await? else {
+                let Some(bytes) = store.get(&key, MAX_CHECKPOINT_BYTES).await? else {
                     anyhow::bail!("checkpoint {key} vanished just after it was written");
                 };
-                Checkpoint::parse(&bytes, monday, open + 1)?
+                let theirs = Checkpoint::parse(&bytes, monday, open + 1)
+                    .with_context(|| format!("checkpoint {key} is unreadable"))?;
+                if let Err(why) = self.0.configs.check_merged(&theirs.merged).await? {
+                    anyhow::bail!(
+                        "checkpoint {key} holds what no upload could have brought: {why}; remove it"
+                    );
+                }
+                theirs
             }
         };
         slot.state().adopt(Arc::new(adopted));

@@ -40,8 +40,12 @@ use serde::{Deserialize, Serialize};
 use tally_protocol::aggregate::bucket_week;
 use tally_protocol::{Day, Report};
 
+use crate::configs::Configs;
 use crate::merge::MergedWeek;
-use crate::store::{Created, Store, checkpoint_key, latest_key, report_key, seal_key, x_of_key};
+use crate::store::{
+    Created, MAX_CHECKPOINT_BYTES, MAX_HINT_BYTES, MAX_STORED_REPORT_BYTES, Store, checkpoint_key,
+    latest_key, note_skipped, report_key, seal_key, x_of_key,
+};
 
 /// A report's identity within its calendar week: its week day and `x`, as the key names them.
 /// Two uploads with the same id are the same report (the key is create-if-absent).
@@ -268,13 +272,15 @@ pub async fn store_report(
 
 /// The newest checkpoint of the week of `monday` above checkpoint `have`, if there is one:
 /// from the `latest` hint (or `have`), past every sealed generation, then down to the newest
-/// checkpoint that exists. A corrupt checkpoint is reported and the one below it tried.
+/// checkpoint that exists. A corrupt checkpoint, or one holding what no served config collects
+/// ([`Configs::check_merged`]), is reported and the one below it tried.
 pub async fn find_newer(
     store: &Store,
+    configs: &Configs,
     monday: Day,
     have: u64,
 ) -> anyhow::Result<Option<Checkpoint>> {
-    let hint = match store.get(&latest_key(monday)).await? {
+    let hint = match store.get(&latest_key(monday), MAX_HINT_BYTES).await? {
         Some(bytes) => std::str::from_utf8(&bytes)
             .ok()
             .and_then(|text| text.trim().parse::<u64>().ok())
@@ -289,12 +295,21 @@ pub async fn find_newer(
     // below it does. Older ones may have been deleted, so a few tries are enough.
     for n in (have + 1..=unsealed).rev().take(4) {
         let key = checkpoint_key(monday, n);
-        let Some(bytes) = store.get(&key).await? else {
+        let Some(bytes) = store.get(&key, MAX_CHECKPOINT_BYTES).await? else {
             continue;
         };
         match Checkpoint::parse(&bytes, monday, n) {
-            Ok(checkpoint) => return Ok(Some(checkpoint)),
-            Err(e) => eprintln!("tally-server: checkpoint {key} is unreadable: {e:#}"),
+            Ok(checkpoint) => match configs.check_merged(&checkpoint.merged).await? {
+                Ok(()) => return Ok(Some(checkpoint)),
+                Err(why) => note_skipped(
+                    key.as_ref(),
+                    &format!("checkpoint {key} holds what no upload could have brought: {why}"),
+                ),
+            },
+            Err(e) => note_skipped(
+                key.as_ref(),
+                &format!("checkpoint {key} is unreadable: {e:#}"),
+            ),
         }
     }
     Ok(None)
@@ -318,27 +333,46 @@ pub async fn list_generation(
     Ok(keys)
 }
 
-/// Reads the reports at `keys` (16 at a time), skipping with a message any that is gone,
-/// unreadable, of another week or not under the key its `x` gives.
-pub async fn fetch(store: &Store, monday: Day, keys: Vec<Path>) -> anyhow::Result<Vec<Report>> {
+/// Reads the reports at `keys` (16 at a time), skipping with a message any that is gone, not a
+/// regular file or too big (`Store::get`), unreadable, of another week, not under the key its
+/// `x` gives, or refused by the checks its upload passed ([`Configs::check_stored`]).
+pub async fn fetch(
+    store: &Store,
+    configs: &Configs,
+    monday: Day,
+    keys: Vec<Path>,
+) -> anyhow::Result<Vec<Report>> {
     let mut tasks = tokio::task::JoinSet::new();
     for chunk in keys.chunks(keys.len().div_ceil(16).max(1)) {
-        let store = store.clone();
+        let (store, configs) = (store.clone(), configs.clone());
         let chunk = chunk.to_vec();
         tasks.spawn(async move {
             let mut reports = Vec::with_capacity(chunk.len());
             for key in chunk {
-                let Some(bytes) = store.get(&key).await? else {
+                let Some(bytes) = store.get(&key, MAX_STORED_REPORT_BYTES).await? else {
                     continue;
                 };
-                match Report::parse(&bytes) {
+                let report = match Report::parse(&bytes) {
                     Ok(report)
                         if bucket_week(report.week) == monday
                             && id_of_key(&key) == Some(report_id(report.week, report.x)) =>
                     {
-                        reports.push(report)
+                        report
                     }
-                    _ => eprintln!("tally-server: skipping unreadable stored report {key}"),
+                    _ => {
+                        note_skipped(
+                            key.as_ref(),
+                            &format!("{key} is not a report of the week and x its key names"),
+                        );
+                        continue;
+                    }
+                };
+                match configs.check_stored(&report).await? {
+                    Ok(()) => reports.push(report),
+                    Err(why) => note_skipped(
+                        key.as_ref(),
+                        &format!("{key} is a report its upload would have been refused: {why}"),
+                    ),
                 }
             }
             anyhow::Ok(reports)

@@ -47,6 +47,9 @@ pub async fn program(
     };
     html(
         status,
-        with_banner(tally_charts::program_page(&program, &weeks), &site),
+        with_banner(
+            tally_charts::program_page(&program, &weeks, state.threshold()),
+            &site,
+        ),
     )
 }

@@ -21,10 +21,17 @@
 //!   validation can be stored: what the server refuses it refuses with a 4xx and a reason, and
 //!   a 5xx means only that the store failed (the client retries);
 //! - the server never sees client addresses: the accept loop drops them and nothing logs them;
-//! - nothing under the publication threshold appears in any public output.
+//! - nothing under the publication threshold appears in any public output;
+//! - nothing in the store is followed or waited on: on the local disk only regular files are
+//!   read, through directories only, never through a link, and a FIFO is never opened; on any
+//!   store an object is read only up to the size its kind can have; whatever is skipped is named
+//!   in the log and the server goes on ([`store`]);
+//! - what is read back from the store is checked again: a stored report as its upload was, a
+//!   checkpoint or merged copy against every served config ([`configs`]).
 //!
 //! Modules, by responsibility: `state` (the shared [`AppState`]: open, accept an upload,
-//! publish), `routes` ([`app`] and its handlers), `background` (re-reads of the store,
+//! publish), [`configs`] (every config served from the store, what uploads and stored reports are
+//! checked against), `routes` ([`app`] and its handlers), `background` (re-reads of the store,
 //! checkpoints, retention, the timer, and every task the app spawns), [`checkpoint`]
 //! (generations, seals and checkpoints: the protocol replicas share), [`serve`] (the listener),
 //! [`store`] (the object store and its keys), [`validate`] (what an upload may hold), [`merge`]
@@ -42,6 +49,7 @@ pub mod charts_config;
 pub mod checkpoint;
 pub mod clock;
 pub mod config_page;
+pub mod configs;
 pub mod dashboard;
 pub mod import;
 pub mod merge;

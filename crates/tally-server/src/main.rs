@@ -294,6 +294,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             )
         })?;
     }
+    // Checked here, so that only the config's own faults are reported as the config's: what
+    // `AppState::open` finds wrong in the store says so and names the file.
+    if let Ok(signature_text) = std::str::from_utf8(&signature) {
+        signing::verify_config(&json, signature_text, &public_key)
+            .with_context(|| format!("refusing to serve {}", args.config.display()))?;
+    }
     let options = Options {
         threshold: args.threshold,
         clock,
@@ -309,20 +315,20 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(async move {
+    let served = runtime.block_on(async move {
         let durability = match args.durability {
             DurabilityArg::Disk => Durability::Disk,
             DurabilityArg::ProcessCrash => Durability::ProcessCrash,
         };
         let store = Store::open_with(&args.store, durability)?;
-        let state = AppState::open(store, json.into(), signature.into(), &public_key, options)
-            .await
-            .with_context(|| format!("refusing to serve {}", args.config.display()))?;
+        let state =
+            AppState::open(store, json.into(), signature.into(), &public_key, options).await?;
         let simulated = state
             .store()
-            .get(&object_store::path::Path::from(
-                tally_server::open_data::SIMULATED_KEY,
-            ))
+            .get(
+                &object_store::path::Path::from(tally_server::open_data::SIMULATED_KEY),
+                tally_server::store::MAX_NOTE_BYTES,
+            )
             .await?
             .map(|how| String::from_utf8_lossy(&how).into_owned());
         let site = tally_server::config_page::Site { charts, simulated };
@@ -330,6 +336,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen on {}", args.addr))?;
         let port = listener.local_addr()?.port();
+        let shutdown = shutdown_signal()?;
         let background = state.spawn_background(
             Duration::from_millis(args.flush_ms.max(10)),
             Duration::from_secs(args.reconcile_secs.max(1)),
@@ -340,16 +347,32 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             listener,
             tally_server::app_with(state.clone(), site),
             limits,
-            shutdown_signal(),
+            shutdown,
             Duration::from_secs(5),
         )
         .await;
         background.abort();
-        state.flush().await?;
+        // The last checkpoint saves the next start re-reading these reports; it is bounded, so
+        // that a store that stopped answering cannot keep the server from stopping.
+        match tokio::time::timeout(FINAL_CHECKPOINT_TIMEOUT, state.flush()).await {
+            Ok(flushed) => {
+                flushed.context("the last checkpoint failed (the next start reads the reports since the one before)")?;
+            }
+            Err(_) => anyhow::bail!(
+                "the last checkpoint did not finish within {FINAL_CHECKPOINT_TIMEOUT:?} (the next start reads the reports since the one before)"
+            ),
+        }
         println!("tally-server: stopped");
         anyhow::Ok(())
-    })
+    });
+    // Blocking reads of the store still running (a store that stopped answering) do not keep
+    // the process alive.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    served
 }
+
+/// Longest the last checkpoint may take once the server was asked to stop.
+const FINAL_CHECKPOINT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A timeout given in seconds on the command line; at least a millisecond, and a value that is
 /// not a finite number of seconds (NaN, infinite, beyond `Duration`) is a day.
@@ -357,14 +380,17 @@ fn seconds(value: f64) -> Duration {
     Duration::try_from_secs_f64(value.max(0.001)).unwrap_or(Duration::from_secs(86_400))
 }
 
-async fn shutdown_signal() {
+/// Completes on SIGTERM or SIGINT. The handlers are installed when this is called, not when
+/// the future is first polled: a signal arriving before the accept loop first runs must stop
+/// the server as any other, not kill it outright.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(term) => term,
-        Err(_) => return std::future::pending().await,
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
+    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = interrupt.recv() => {}
+        }
+    })
 }

@@ -19,10 +19,12 @@ use serde::{Deserialize, Serialize};
 use tally_protocol::aggregate::{
     CounterAggregate, ProgramWeek, WeekSummary, bucket_week, wilson_interval,
 };
-use tally_protocol::{Day, MAX_REPORT_AGE_DAYS, Report, WEEK_DAYS};
+use tally_protocol::{Day, MAX_REPORT_AGE_DAYS, WEEK_DAYS};
 
+use crate::configs::Configs;
 use crate::merge::MergedWeek;
-use crate::store::{Store, merged_key};
+use crate::store::{MAX_MERGED_BYTES, MAX_NOTE_BYTES, Read, Store, merged_key};
+use object_store::path::Path;
 
 /// The schema name every file carries; bumped only for changes that break readers.
 pub const SCHEMA: &str = "tally-open-data/1";
@@ -155,11 +157,11 @@ impl WeekData {
             let row = |dimension: &str, version: &str, name: &str, reports: u64| {
                 vec![
                     week.clone(),
-                    program.program.clone(),
+                    inert(&program.program),
                     n.clone(),
                     dimension.to_owned(),
-                    version.to_owned(),
-                    name.to_owned(),
+                    inert(version),
+                    inert(name),
                     reports.to_string(),
                 ]
             };
@@ -211,6 +213,19 @@ impl WeekData {
     }
 }
 
+/// A text cell as a spreadsheet shows it and never runs it: one that starts with `=`, `+`, `-`,
+/// `@`, a tab or a carriage return (what spreadsheets take for a formula: OWASP's rule against
+/// CSV injection) gets a leading `'`. Only text cells (program, version, counter and bucket
+/// names, which a collector's config could spell so) pass here; number cells are written by
+/// this module from counts and shares, never negative, and are left alone.
+pub fn inert(cell: &str) -> String {
+    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{cell}")
+    } else {
+        cell.to_owned()
+    }
+}
+
 fn push_share(record: &mut Vec<String>, counter: &CounterAggregate) {
     record.extend([
         counter.share.to_string(),
@@ -227,10 +242,21 @@ pub fn recompute_share(reports: u64, program_reports: u64) -> (f64, f64, f64) {
     (reports as f64 / program_reports as f64, low, high)
 }
 
+/// The weeks of a store, merged, and those that could not be read.
+#[derive(Debug, Default)]
+pub struct StoredWeeks {
+    /// Oldest first.
+    pub merged: Vec<MergedWeek>,
+    /// Each week whose merge could not be read (not a regular file, too big, does not parse,
+    /// the store failed reading it), with why, naming the key.
+    pub unreadable: Vec<(Day, String)>,
+}
+
 /// Every week of the store from `since`'s calendar week on, merged: rebuilt from its raw
-/// reports where there are any, else its stored merge (raw reports past retention are gone,
-/// the merge stays). Oldest first.
-pub async fn merged_weeks(store: &Store, since: Day) -> anyhow::Result<Vec<MergedWeek>> {
+/// reports where there are any (each checked again as its upload was, [`Configs`]), else its
+/// stored merge (raw reports past retention are gone, the merge stays). A week that cannot be
+/// read is set aside with the reason, and the others are read.
+pub async fn merged_weeks(store: &Store, since: Day) -> anyhow::Result<StoredWeeks> {
     let since = bucket_week(since);
     let mut weeks: BTreeMap<Day, Option<MergedWeek>> = BTreeMap::new();
     let (_, report_dirs) = store.list_dir("reports").await?;
@@ -252,7 +278,8 @@ pub async fn merged_weeks(store: &Store, since: Day) -> anyhow::Result<Vec<Merge
             weeks.entry(monday).or_insert(None);
         }
     }
-    let mut out = Vec::new();
+    let configs = Configs::new(store.clone());
+    let mut out = StoredWeeks::default();
     for (monday, _) in weeks {
         let (keys, _) = store.list_dir(&format!("reports/{monday}")).await?;
         let keys: Vec<_> = keys
@@ -260,32 +287,54 @@ pub async fn merged_weeks(store: &Store, since: Day) -> anyhow::Result<Vec<Merge
             .filter(|k| k.as_ref().ends_with(".json"))
             .collect();
         if keys.is_empty() {
-            if let Some(bytes) = store.get(&merged_key(monday)).await? {
-                let merged: MergedWeek = serde_json::from_slice(&bytes)
-                    .with_context(|| format!("the stored merge of {monday} does not parse"))?;
-                out.push(merged);
+            let key = merged_key(monday);
+            match stored_merge(store, &configs, &key, monday).await {
+                Ok(Some(merged)) => out.merged.push(merged),
+                Ok(None) => {}
+                Err(why) => out.unreadable.push((monday, why)),
             }
             continue;
         }
         let mut merged = MergedWeek::new(monday);
-        for key in keys {
-            let Some(bytes) = store.get(&key).await? else {
-                continue;
-            };
-            match Report::parse(&bytes) {
-                Ok(report) if bucket_week(report.week) == monday => merged.add(&report),
-                _ => eprintln!("tally-server: skipping unreadable stored report {key}"),
-            }
+        for report in crate::checkpoint::fetch(store, &configs, monday, keys).await? {
+            merged.add(&report);
         }
-        out.push(merged);
+        out.merged.push(merged);
     }
     Ok(out)
+}
+
+/// The merged copy of the week of `monday` at `key`: `Ok(None)` if there is none, `Err` with
+/// why it cannot be read.
+async fn stored_merge(
+    store: &Store,
+    configs: &Configs,
+    key: &Path,
+    monday: Day,
+) -> Result<Option<MergedWeek>, String> {
+    let bytes = match store.read(key, MAX_MERGED_BYTES).await {
+        Ok(Read::Found(bytes)) => bytes,
+        Ok(Read::Missing) => return Ok(None),
+        Ok(Read::Skipped(why)) => return Err(why),
+        Err(e) => return Err(format!("{e:#}")),
+    };
+    match serde_json::from_slice::<MergedWeek>(&bytes) {
+        Ok(merged) if merged.week == monday => match configs.check_merged(&merged).await {
+            Ok(Ok(())) => Ok(Some(merged)),
+            Ok(Err(why)) => Err(format!(
+                "{key} holds what no upload could have brought: {why}"
+            )),
+            Err(e) => Err(format!("{e:#}")),
+        },
+        Ok(merged) => Err(format!("{key} holds the week of {}", merged.week)),
+        Err(e) => Err(format!("{key} does not parse: {e}")),
+    }
 }
 
 /// Whether the store is marked as holding simulated reports.
 pub async fn is_simulated(store: &Store) -> anyhow::Result<bool> {
     Ok(store
-        .get(&object_store::path::Path::from(SIMULATED_KEY))
+        .get(&Path::from(SIMULATED_KEY), MAX_NOTE_BYTES)
         .await?
         .is_some())
 }
@@ -334,7 +383,11 @@ pub fn export_command(args: &ExportArgs) -> anyhow::Result<()> {
             is_simulated(&store).await?,
         ))
     })?;
+    for (monday, why) in &weeks.unreadable {
+        eprintln!("tally-server: skipped the week of {monday}: {why}");
+    }
     let published: Vec<WeekData> = weeks
+        .merged
         .iter()
         .filter_map(|m| WeekData::from_merged(m, args.threshold, today, simulated))
         .collect();
@@ -354,7 +407,7 @@ pub fn export_command(args: &ExportArgs) -> anyhow::Result<()> {
             published.len(),
             dir.display()
         );
-        return Ok(());
+        return all_exported(&weeks);
     }
     let mut out = String::new();
     match args.format {
@@ -374,12 +427,42 @@ pub fn export_command(args: &ExportArgs) -> anyhow::Result<()> {
     }
     use std::io::Write as _;
     std::io::stdout().lock().write_all(out.as_bytes())?;
-    Ok(())
+    all_exported(&weeks)
+}
+
+/// `Ok` if every week was read; else the error that makes `export` fail once the others are
+/// written, so that a script notices a week is missing.
+fn all_exported(weeks: &StoredWeeks) -> anyhow::Result<()> {
+    match weeks.unreadable.len() {
+        0 => Ok(()),
+        n => bail!(
+            "{n} week(s) could not be read and were not exported (named above); the others were. \
+             Repair or remove the files named, or restore them from a backup"
+        ),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cells_a_spreadsheet_would_run_are_made_inert() {
+        for formula in ["=1+1", "+1", "-2+3", "@SUM(A1)", "\t=1", "\r=1", "-V"] {
+            assert_eq!(inert(formula), format!("'{formula}"));
+        }
+        for text in [
+            "cargo/invocations",
+            "1.95.0",
+            "linux",
+            "",
+            "a=b",
+            "'quoted",
+            "0.25",
+        ] {
+            assert_eq!(inert(text), text);
+        }
+    }
 
     #[test]
     fn weeks_become_final_once_no_upload_can_reach_them() {

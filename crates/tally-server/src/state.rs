@@ -13,7 +13,7 @@
 //! is a 4xx with a one-line reason and writes nothing; a 5xx means only that the store failed.
 //! Nothing under the threshold leaves through the publishing methods.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
@@ -26,8 +26,9 @@ use tally_protocol::{Day, UploadConfig};
 
 use crate::checkpoint::{WeekState, report_id};
 use crate::clock::Clock;
+use crate::configs::{Configs, Served};
 use crate::signing;
-use crate::store::{Store, config_keys};
+use crate::store::{MAX_CONFIG_BYTES, Store, config_keys};
 use crate::validate;
 
 /// Default publication threshold: counts seen in fewer distinct reports are withheld.
@@ -76,8 +77,8 @@ pub struct AppState(pub(crate) Arc<Inner>);
 pub(crate) struct Inner {
     pub(crate) store: Store,
     pub(crate) current: SignedConfig,
-    /// Every config version known to have been served, by version.
-    configs: RwLock<HashMap<u64, Arc<UploadConfig>>>,
+    /// Every config version served from the store.
+    pub(crate) configs: Configs,
     pub(crate) weeks: RwLock<BTreeMap<Day, Arc<WeekSlot>>>,
     pub(crate) options: Options,
     /// Weeks raw reports are kept after their week is merged (`Options::retention_weeks`).
@@ -132,16 +133,23 @@ impl AppState {
             signature,
             config,
         };
+        let store_name = format!("{store:?}");
         let state = AppState(Arc::new(Inner {
+            configs: Configs::new(store.clone()),
             store,
             current,
-            configs: RwLock::new(HashMap::new()),
             weeks: RwLock::new(BTreeMap::new()),
             retention_weeks: options.retention_weeks,
             options,
         }));
-        state.register_current_config().await?;
-        state.reconcile(None).await?;
+        state
+            .register_current_config()
+            .await
+            .with_context(|| format!("cannot record the config in the store {store_name}"))?;
+        state
+            .reconcile(None)
+            .await
+            .with_context(|| format!("cannot read the store {store_name}"))?;
         Ok(state)
     }
 
@@ -174,7 +182,8 @@ impl AppState {
                 "config version {version} is lower than version {highest} already served from this store; clients refuse rollbacks, so give it a version above {highest}"
             );
         }
-        match self.0.store.get(&json_key).await? {
+        // A record that cannot be read (a FIFO, a link…) is named in the log and replaced.
+        match self.0.store.get(&json_key, MAX_CONFIG_BYTES).await? {
             Some(existing) if existing != current.json => bail!(
                 "config version {version} was already served from this store with different contents; give the new config a higher version and sign it again"
             ),
@@ -192,40 +201,8 @@ impl AppState {
                     .await?;
             }
         }
-        self.0
-            .configs
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(version, current.config.clone());
+        self.0.configs.insert(current.config.clone());
         Ok(())
-    }
-
-    /// The config of `version`, from memory or from the store (another server sharing the
-    /// store may have served it). `Ok(None)` if it was never served.
-    async fn config(&self, version: u64) -> anyhow::Result<Option<Arc<UploadConfig>>> {
-        if let Some(config) = self
-            .0
-            .configs
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&version)
-        {
-            return Ok(Some(config.clone()));
-        }
-        let (json_key, _) = config_keys(version);
-        let Some(bytes) = self.0.store.get(&json_key).await? else {
-            return Ok(None);
-        };
-        let config = Arc::new(
-            UploadConfig::parse(&bytes)
-                .with_context(|| format!("stored config {json_key} does not parse"))?,
-        );
-        self.0
-            .configs
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(version, config.clone());
-        Ok(Some(config))
     }
 
     /// The slot of the calendar week starting on `monday`, created empty on first use.
@@ -263,13 +240,16 @@ impl AppState {
         let today = self.0.options.clock.today();
         let report = validate::parse_upload(url_week, body, today).map_err(bad_request)?;
         let version = report.config_version.unwrap_or_default();
-        let config = match self.config(version).await {
-            Ok(Some(config)) => config,
-            Ok(None) => {
+        let config = match self.0.configs.lookup(version).await {
+            Ok(Served::Config(config)) => config,
+            Ok(Served::Never) => {
                 return Err(bad_request(format!(
                     "config version {version} was never served here"
                 )));
             }
+            // The store's record of a served config is damaged: the operator's to repair, and
+            // the client's to retry meanwhile.
+            Ok(Served::Unusable(why)) => return Err(storage_error(anyhow::anyhow!(why))),
             Err(e) => return Err(storage_error(e)),
         };
         validate::check_against_config(&report, &config).map_err(bad_request)?;

@@ -10,12 +10,24 @@
 //! | `reports/<monday>/<week>_<x>.json` | a report stored before generations existed: read as part of generation 0 |
 //! | `merged/<monday>/<n>.json` | checkpoint `n`: the merge of every report of generations below `n`, and their `x`s ([`checkpoint_key`]) |
 //! | `merged/<monday>/latest` | the number of a recent checkpoint, where readers start looking ([`latest_key`]) |
-//! | `merged/<monday>.json` | a copy of a recent checkpoint's merged aggregate (the final one once retention ran), for tools that read the store ([`merged_key`]); `checkpoint::find_newer(store, monday, 0)` gives the newest |
+//! | `merged/<monday>.json` | a copy of a recent checkpoint's merged aggregate (the final one once retention ran), for tools that read the store ([`merged_key`]); `checkpoint::find_newer(store, configs, monday, 0)` gives the newest |
 //!
 //! `crate::checkpoint` says how generations, seals and checkpoints work together; retention
 //! deletes `reports/<monday>/` and keeps `merged/`.
 //!
-//! Promises: a report is written with create-if-absent semantics, so the same (week, x) is
+//! Promises: nothing in the store is followed or waited on. On the local disk every read opens
+//! a regular file only, `O_NOFOLLOW|O_NONBLOCK` (`tally_sys::safe_open`, as the client opens its
+//! data directory), after checking with `lstat` that each directory on the way is a directory
+//! and not a link; listings name only regular files and directories; writes and deletions go
+//! through no link either, and a create-if-absent write finding something else than a regular
+//! file at its key fails naming it. On any store an object is read only if it is no bigger than
+//! its kind can be ([`MAX_STORED_REPORT_BYTES`] and the other `MAX_*`). Whatever is skipped is
+//! named in the log (once an hour per key) and treated as absent, so a FIFO, socket, device,
+//! link or oversized object planted in the store costs the collector nothing but that entry. The
+//! check and the use are separate calls: someone who can swap directories in the store while it
+//! runs can still race them, as they can write any report there.
+//!
+//! A report is written with create-if-absent semantics, so the same (week, x) is
 //! stored once in a generation however often it is uploaded; on the local disk a write that
 //! returned is on stable storage (a group `syncfs` after the rename, shared by concurrent
 //! writers) before the upload is answered. Nothing here ever records who sent what, nor when: on
@@ -26,11 +38,11 @@
 //! server; no API changes it). They are the operator's to protect: nobody else should be able to
 //! list the store.
 
-use std::fs::FileTimes;
+use std::collections::HashMap;
 use std::path::{Path as FsPath, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use axum::body::Bytes;
@@ -40,6 +52,39 @@ use object_store::path::Path;
 use object_store::prefix::PrefixStore;
 use object_store::{ObjectStore, PutMode, PutOptions, PutPayload};
 use tally_protocol::Day;
+
+mod local;
+
+/// Largest stored report read back: what an upload may be ([`tally_protocol::MAX_REPORT_BYTES`]).
+pub const MAX_STORED_REPORT_BYTES: usize = tally_protocol::MAX_REPORT_BYTES;
+
+/// Largest checkpoint read: its merge and 12 bytes a report (about 40 million reports a week).
+pub const MAX_CHECKPOINT_BYTES: usize = 512 << 20;
+
+/// Largest merged copy (`merged/<monday>.json`) read: a week's merge without report ids.
+pub const MAX_MERGED_BYTES: usize = 64 << 20;
+
+/// Largest `latest` hint read: a checkpoint number.
+pub const MAX_HINT_BYTES: usize = 32;
+
+/// Largest served config read: what a client accepts ([`tally_protocol::MAX_CONFIG_BYTES`]).
+pub const MAX_CONFIG_BYTES: usize = tally_protocol::MAX_CONFIG_BYTES;
+
+/// Largest note read (`SIMULATED.txt`).
+pub const MAX_NOTE_BYTES: usize = 64 << 10;
+
+/// What reading one key found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Read {
+    /// The object's bytes.
+    Found(Bytes),
+    /// Nothing at the key.
+    Missing,
+    /// Something that is not read: a link, a FIFO or other special file, a path through
+    /// something that is not a directory, an object bigger than its kind can be. The text says
+    /// which and why, naming the key or the directory at fault.
+    Skipped(String),
+}
 
 /// Result of a create-if-absent write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,6 +194,7 @@ impl Store {
     /// Writes `bytes` at `key` unless something is there already; durable when it returns.
     /// The object is dated `dated` (see `Store::date`), also when it was there already.
     pub async fn create(&self, key: &Path, bytes: Bytes, dated: Day) -> anyhow::Result<Created> {
+        self.check_writable(key)?;
         let options = PutOptions {
             mode: PutMode::Create,
             ..Default::default()
@@ -159,12 +205,21 @@ impl Store {
             .await
         {
             Ok(_) => Created::New,
-            Err(object_store::Error::AlreadyExists { .. }) => Created::AlreadyThere,
+            Err(object_store::Error::AlreadyExists { .. }) => {
+                // Only a regular file is an object; anything else at the key is not ours to
+                // write through, read or count as the object.
+                if let Some(root) = &self.local_root
+                    && let Some(why) = local::not_a_regular_file(root, key)?
+                {
+                    bail!("cannot write {key}: {why}");
+                }
+                Created::AlreadyThere
+            }
             // A store without conditional writes: check, then write. Racing writers of one key
             // write identical bytes (the key is derived from the content), so this stays
             // idempotent.
             Err(object_store::Error::NotImplemented | object_store::Error::NotSupported { .. }) => {
-                if self.get(key).await?.is_some() {
+                if self.exists(key).await? {
                     Created::AlreadyThere
                 } else {
                     self.objects
@@ -186,6 +241,7 @@ impl Store {
     /// Writes (or replaces) `key`, dated `dated` if given (see `Store::date`); durable when
     /// it returns.
     pub async fn put(&self, key: &Path, bytes: Bytes, dated: Option<Day>) -> anyhow::Result<()> {
+        self.check_writable(key)?;
         self.objects
             .put(key, PutPayload::from(bytes))
             .await
@@ -205,32 +261,60 @@ impl Store {
             return Ok(());
         };
         let path = root.join(key.as_ref());
-        let secs = day.to_unix_days().max(0).unsigned_abs() * 86_400;
-        let midnight = SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
-        let times = FileTimes::new()
-            .set_accessed(midnight)
-            .set_modified(midnight);
+        let secs = day.to_unix_days().max(0);
+        let midnight = nix::sys::time::TimeSpec::new(secs.saturating_mul(86_400), 0);
         // Directories after the file: creating it changed its directory's times (and creating
-        // a week's directory those of `reports/`).
+        // a week's directory those of `reports/`). Set on the entries themselves, never through
+        // a link, and without opening anything (a FIFO there would block an open).
         for target in path.ancestors().take_while(|dir| *dir != root.as_path()) {
-            std::fs::File::open(target)
-                .and_then(|file| file.set_times(times))
-                .with_context(|| format!("setting the times of {}", target.display()))?;
+            nix::sys::stat::utimensat(
+                None,
+                target,
+                &midnight,
+                &midnight,
+                nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+            )
+            .with_context(|| format!("setting the times of {}", target.display()))?;
         }
         Ok(())
     }
 
-    /// Reads `key`, `None` if it does not exist.
-    pub async fn get(&self, key: &Path) -> anyhow::Result<Option<Bytes>> {
+    /// Reads `key` if it is an object of at most `max_bytes` (see [`Read`]). On the local disk:
+    /// a regular file reached through directories only, opened without following a link or
+    /// waiting; on S3: an object whose size is read before its body.
+    pub async fn read(&self, key: &Path, max_bytes: usize) -> anyhow::Result<Read> {
+        if let Some(root) = &self.local_root {
+            let (root, key) = (root.clone(), key.clone());
+            return tokio::task::spawn_blocking(move || local::read(&root, &key, max_bytes))
+                .await
+                .context("a task reading the store failed")?;
+        }
         match self.objects.get(key).await {
-            Ok(result) => Ok(Some(
+            Ok(result) if result.meta.size > max_bytes as u64 => Ok(Read::Skipped(local::too_big(
+                key,
+                result.meta.size,
+                max_bytes,
+            ))),
+            Ok(result) => Ok(Read::Found(
                 result
                     .bytes()
                     .await
                     .with_context(|| format!("reading {key}"))?,
             )),
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(object_store::Error::NotFound { .. }) => Ok(Read::Missing),
             Err(e) => Err(e).with_context(|| format!("reading {key}")),
+        }
+    }
+
+    /// [`Store::read`], with anything skipped named in the log and treated as absent.
+    pub async fn get(&self, key: &Path, max_bytes: usize) -> anyhow::Result<Option<Bytes>> {
+        match self.read(key, max_bytes).await? {
+            Read::Found(bytes) => Ok(Some(bytes)),
+            Read::Missing => Ok(None),
+            Read::Skipped(why) => {
+                note_skipped(key.as_ref(), &why);
+                Ok(None)
+            }
         }
     }
 
@@ -241,7 +325,14 @@ impl Store {
             let path = root.join(key.as_ref());
             return match std::fs::symlink_metadata(&path) {
                 Ok(meta) => Ok(meta.is_file()),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+                // Missing, or a directory on the way is not one (a planted file or FIFO, which
+                // reads and listings skip too).
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::NotFound
+                        || e.raw_os_error() == Some(nix::libc::ENOTDIR) =>
+                {
+                    Ok(false)
+                }
                 Err(e) => Err(e).with_context(|| format!("looking for {}", path.display())),
             };
         }
@@ -254,15 +345,25 @@ impl Store {
 
     /// Deletes `key`; a key that is already gone is not an error.
     pub async fn delete(&self, key: &Path) -> anyhow::Result<()> {
+        self.check_writable(key)?;
         match self.objects.delete(key).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(e).with_context(|| format!("deleting {key}")),
         }
     }
 
-    /// The objects and sub-"directories" directly under `prefix` (one level, every page).
+    /// The objects and sub-"directories" directly under `prefix` (one level, every page). On
+    /// the local disk only regular files and directories, reached through directories only;
+    /// anything else is named in the log and left out, and a `prefix` that is not a directory
+    /// lists as empty.
     pub async fn list_dir(&self, prefix: &str) -> anyhow::Result<(Vec<Path>, Vec<Path>)> {
         let prefix = Path::from(prefix);
+        if let Some(root) = &self.local_root {
+            let (root, prefix) = (root.clone(), prefix.clone());
+            return tokio::task::spawn_blocking(move || local::list(&root, &prefix))
+                .await
+                .context("a task listing the store failed")?;
+        }
         let listing = self
             .objects
             .list_with_delimiter(Some(&prefix))
@@ -276,12 +377,44 @@ impl Store {
         Ok((objects, listing.common_prefixes))
     }
 
+    /// On the local disk: refuses a write or deletion at `key` through anything but
+    /// directories (a link, a FIFO, a plain file where a directory belongs). Missing directories
+    /// are fine: the write makes them.
+    fn check_writable(&self, key: &Path) -> anyhow::Result<()> {
+        if let Some(root) = &self.local_root
+            && let Some(why) = local::not_through_directories(root, key)?
+        {
+            bail!("cannot write {key}: {why}");
+        }
+        Ok(())
+    }
+
     async fn make_durable(&self) -> anyhow::Result<()> {
         match &self.sync {
             Some(sync) => sync.sync().await,
             None => Ok(()),
         }
     }
+}
+
+/// Says in the log that `key` was skipped and why (`why` names the entry at fault): once an hour per key, so that a planted
+/// entry is named without flooding the log on every re-read of the store.
+pub(crate) fn note_skipped(key: &str, why: &str) {
+    const AGAIN_AFTER: Duration = Duration::from_secs(3600);
+    static NOTED: Mutex<Option<HashMap<String, Instant>>> = Mutex::new(None);
+    let mut noted = NOTED.lock().unwrap_or_else(|e| e.into_inner());
+    let noted = noted.get_or_insert_with(HashMap::new);
+    if noted
+        .get(key)
+        .is_some_and(|when| when.elapsed() < AGAIN_AFTER)
+    {
+        return;
+    }
+    if noted.len() >= 10_000 {
+        noted.retain(|_, when| when.elapsed() < AGAIN_AFTER);
+    }
+    noted.insert(key.to_owned(), Instant::now());
+    eprintln!("tally-server: skipped in the store: {why}");
 }
 
 /// Key of a stored report: its calendar week, the generation it was written in
@@ -422,7 +555,7 @@ mod tests {
                     .unwrap(),
                 Created::AlreadyThere
             );
-            assert_eq!(store.get(&key).await.unwrap(), Some(first));
+            assert_eq!(store.get(&key, 100).await.unwrap(), Some(first));
             let (objects, _) = store.list_dir("reports/2026-11-16/3").await.unwrap();
             assert_eq!(objects, [key]);
         }
@@ -521,6 +654,130 @@ mod tests {
                 path.display()
             );
         }
+    }
+
+    /// On the local disk nothing is followed or waited on: a FIFO, a socket, a link (to a file
+    /// or to a directory), a plain file where a directory belongs and an oversized file are
+    /// skipped, each with a reason naming the entry at fault; listings leave them out; a write
+    /// through a linked directory, or over a FIFO with create-if-absent, is refused.
+    #[tokio::test]
+    async fn local_reads_follow_no_link_and_wait_on_nothing() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret"), "outside").unwrap();
+        std::fs::create_dir(outside.path().join("week")).unwrap();
+        let store = Store::open(dir.path().to_str().unwrap()).unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("a/b")).unwrap();
+        std::fs::write(root.join("a/b/file"), "ok").unwrap();
+        std::fs::write(root.join("a/b/big"), vec![b'x'; 101]).unwrap();
+        nix::unistd::mkfifo(&root.join("a/b/fifo"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        drop(std::os::unix::net::UnixListener::bind(root.join("a/b/socket")).unwrap());
+        symlink(outside.path().join("secret"), root.join("a/b/link")).unwrap();
+        symlink(outside.path().join("week"), root.join("a/linked")).unwrap();
+        std::fs::write(root.join("a/plain"), "a file").unwrap();
+        std::fs::write(root.join("a/b/staged#1"), "half-written").unwrap();
+        let key = |k: &str| Path::from(k);
+        let started = Instant::now();
+        assert_eq!(
+            store.read(&key("a/b/file"), 100).await.unwrap(),
+            Read::Found(Bytes::from_static(b"ok"))
+        );
+        assert_eq!(
+            store.read(&key("a/b/missing"), 100).await.unwrap(),
+            Read::Missing
+        );
+        for (k, says) in [
+            ("a/b/fifo", "a/b/fifo is a FIFO, not a regular file"),
+            ("a/b/socket", "a/b/socket is a socket, not a regular file"),
+            (
+                "a/b/link",
+                "a/b/link is a symbolic link, not a regular file",
+            ),
+            ("a/b", "a/b is a directory, not a regular file"),
+            ("a/b/big", "a/b/big is 101 bytes, more than the 100 bytes"),
+            ("a/linked/x", "a/linked is a symbolic link, not a directory"),
+            ("a/plain/x", "a/plain is a plain file, not a directory"),
+            ("a/b/fifo/x", "a/b/fifo is a FIFO, not a directory"),
+        ] {
+            match store.read(&key(k), 100).await.unwrap() {
+                Read::Skipped(why) => assert!(why.starts_with(says), "{k}: {why}"),
+                other => panic!("{k}: {other:?}"),
+            }
+            assert_eq!(store.get(&key(k), 100).await.unwrap(), None, "{k}");
+        }
+        assert!(started.elapsed() < Duration::from_secs(2));
+        let (objects, dirs) = store.list_dir("a/b").await.unwrap();
+        assert_eq!(objects, [key("a/b/big"), key("a/b/file")]);
+        assert!(dirs.is_empty());
+        let (objects, dirs) = store.list_dir("a").await.unwrap();
+        assert_eq!((objects, dirs), (vec![key("a/plain")], vec![key("a/b")]));
+        for prefix in ["a/linked", "a/plain", "a/b/fifo", "nothing"] {
+            assert_eq!(
+                store.list_dir(prefix).await.unwrap(),
+                (vec![], vec![]),
+                "{prefix}"
+            );
+        }
+        let day = WEEK_DAY();
+        let refused = store
+            .put(&key("a/linked/new"), Bytes::from_static(b"x"), Some(day))
+            .await
+            .unwrap_err();
+        assert!(format!("{refused:#}").contains("a/linked is a symbolic link"));
+        let refused = store
+            .create(&key("a/b/fifo"), Bytes::from_static(b"x"), day)
+            .await
+            .unwrap_err();
+        assert!(format!("{refused:#}").contains("a/b/fifo is a FIFO"));
+        assert!(
+            std::fs::read_dir(outside.path().join("week"))
+                .unwrap()
+                .next()
+                .is_none()
+        );
+        assert_eq!(
+            std::fs::read_to_string(outside.path().join("secret")).unwrap(),
+            "outside"
+        );
+        // Dating a report sets the times of what is in the store, not of a link's target.
+        store
+            .create(&key("a/b/new"), Bytes::from_static(b"x"), day)
+            .await
+            .unwrap();
+        let target = std::fs::metadata(outside.path().join("secret")).unwrap();
+        assert_ne!(
+            target.modified().unwrap(),
+            std::fs::metadata(root.join("a/b/new"))
+                .unwrap()
+                .modified()
+                .unwrap()
+        );
+    }
+
+    /// On any store, an object is read only up to its kind's size.
+    #[tokio::test]
+    async fn oversized_objects_are_skipped_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().to_str().unwrap()).unwrap();
+        let key = Path::from("merged/2026-11-16/latest");
+        store
+            .put(&key, Bytes::from(vec![b'1'; MAX_HINT_BYTES + 1]), None)
+            .await
+            .unwrap();
+        assert!(matches!(
+            store.read(&key, MAX_HINT_BYTES).await.unwrap(),
+            Read::Skipped(why) if why.contains("33 bytes, more than the 32 bytes")
+        ));
+        store
+            .put(&key, Bytes::from_static(b"7"), None)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.get(&key, MAX_HINT_BYTES).await.unwrap(),
+            Some(Bytes::from_static(b"7"))
+        );
     }
 
     /// Every variable the server reads is in the registry's server table, so that

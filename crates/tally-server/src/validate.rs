@@ -22,10 +22,20 @@
 //! 7. every section counts something, and every count is above zero: the client leaves zero
 //!    counts and empty sections out of upload copies, so anything else would only add a report
 //!    to a program's or version's total without a single count behind it.
+//!
+//! A report read back from the store is checked again, by steps 1 and 4 to 7 against the config
+//! version it names (`crate::configs::Configs::check_stored`): not its age, as it was recent
+//! when it was uploaded. `tally-server import` checks the same when the store has served that
+//! version, and otherwise what every config implies ([`check_without_config`]).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use tally_protocol::version::{MAX_MAJOR, MAX_MINOR_PATCH, is_canonical};
+
+use crate::merge::MergedWeek;
 use tally_protocol::{
-    Day, MAX_REPORT_AGE_DAYS, MAX_REPORT_BYTES, Report, UploadConfig, WEEK_DAYS,
+    Day, MAX_REPORT_AGE_DAYS, MAX_REPORT_BYTES, ProgramConfig, Report, UploadConfig, WEEK_DAYS,
     report::ReportError,
 };
 
@@ -147,6 +157,140 @@ pub fn check_against_config(report: &Report, config: &UploadConfig) -> Result<()
                     ));
                 }
                 Some(_) => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Checks a week's merge read back from the store (a checkpoint, or the merged copy `export`
+/// reads) against every config served: each program, counter, version, OS and architecture in
+/// it must be one some served config collects, as it is when the merge was made of checked
+/// reports. A merge planted in the store, or made by a collector that checked less, fails.
+pub fn check_merged(merged: &MergedWeek, configs: &[Arc<UploadConfig>]) -> Result<(), String> {
+    for (name, program) in &merged.programs {
+        let wanted: Vec<&ProgramConfig> = configs.iter().filter_map(|c| c.program(name)).collect();
+        if wanted.is_empty() {
+            return Err(format!(
+                "program {} is collected by no config served",
+                echo(name)
+            ));
+        }
+        let counters: BTreeSet<String> = wanted
+            .iter()
+            .flat_map(|p| p.counter_rates().into_keys())
+            .collect();
+        let split = program.by_version.values().flat_map(|c| c.keys());
+        if let Some(counter) = program
+            .counters
+            .keys()
+            .chain(split)
+            .find(|c| !counters.contains(*c))
+        {
+            return Err(format!(
+                "counter {} is collected for {} by no config served",
+                echo(counter),
+                echo(name)
+            ));
+        }
+        if let Some(version) = program
+            .versions
+            .keys()
+            .chain(program.by_version.keys())
+            .find(|v| !is_canonical(v) || !wanted.iter().any(|p| p.allows_version(v)))
+        {
+            return Err(format!(
+                "version {} of {} is collected by no config served",
+                echo(version),
+                echo(name)
+            ));
+        }
+        let os = program
+            .os
+            .keys()
+            .find(|v| !configs.iter().any(|c| c.os.contains(v)));
+        if let Some(os) = os {
+            return Err(format!("OS {} is collected by no config served", echo(os)));
+        }
+        let arch = program
+            .arch
+            .keys()
+            .find(|v| !configs.iter().any(|c| c.arch.contains(v)));
+        if let Some(arch) = arch {
+            return Err(format!(
+                "architecture {} is collected by no config served",
+                echo(arch)
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Longest OS or architecture name (Rust's `std::env::consts::OS` and `ARCH` are far shorter).
+const MAX_PLATFORM_LEN: usize = 32;
+
+/// Checks what every config implies, for a report that cannot be checked against its own config
+/// (`import` into a store that has not served it yet): a config version named, versions in the
+/// canonical form, sections with counts above zero, OS and architecture names of lowercase ASCII
+/// letters, digits and `_`, and counter names a client can count: at most
+/// [`tally_sys::MAX_NAME_LEN`] bytes (the longest a counter file holds), no control characters,
+/// and a program name and `/` first, as every name in tally's vocabulary and every name the
+/// counter library accepts (so none starts like a spreadsheet formula).
+pub fn check_without_config(report: &Report) -> Result<(), String> {
+    if report.config_version.is_none() {
+        return Err("report names no config_version (only upload copies are accepted)".into());
+    }
+    let is_platform = |name: &str| {
+        !name.is_empty()
+            && name.len() <= MAX_PLATFORM_LEN
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    };
+    for section in &report.programs {
+        if !is_canonical(&section.version) {
+            return Err(format!(
+                "version {} is not MAJOR.MINOR.PATCH (no leading zeros, major at most \
+                 {MAX_MAJOR}, minor and patch at most {MAX_MINOR_PATCH}) with an optional \
+                 -nightly, -beta[.N] or -dev",
+                echo(&section.version)
+            ));
+        }
+        for (what, name) in [("OS", &section.os), ("architecture", &section.arch)] {
+            if !is_platform(name) {
+                return Err(format!(
+                    "{what} {} is not 1 to {MAX_PLATFORM_LEN} lowercase ASCII letters, digits \
+                     and `_`",
+                    echo(name)
+                ));
+            }
+        }
+        if section.counters.is_empty() {
+            return Err(format!(
+                "the section for {} {} has no counters; upload copies leave such sections out",
+                echo(&section.program),
+                echo(&section.version)
+            ));
+        }
+        for (name, count) in &section.counters {
+            let program = name.split_once('/').map(|(program, _)| program);
+            if name.len() > tally_sys::MAX_NAME_LEN
+                || name.chars().any(char::is_control)
+                || !program.is_some_and(tally_protocol::is_program_name)
+            {
+                return Err(format!(
+                    "counter {} ({} bytes) is not a name a client counts: at most {} bytes \
+                     without control characters, starting with a program name and `/`",
+                    echo(name),
+                    name.len(),
+                    tally_sys::MAX_NAME_LEN
+                ));
+            }
+            if *count == 0 {
+                return Err(format!(
+                    "counter {} has count 0; upload copies leave zero counts out",
+                    echo(name)
+                ));
             }
         }
     }
@@ -330,6 +474,73 @@ mod tests {
             "\"cargo/build/flag:--release\": 1",
         );
         check("2026-11-16", &body).unwrap();
+    }
+
+    /// What every config implies, for `import` into a store that has not served the report's
+    /// config: the example passes; free text in a version, OS or counter name, an overlong or
+    /// formula-like counter name, an empty section or a zero count do not.
+    #[test]
+    fn checks_what_every_config_implies() {
+        let check = |body: &str| {
+            let report = Report::parse(body.as_bytes()).unwrap();
+            check_without_config(&report)
+        };
+        check(REPORT).unwrap();
+        let long = format!("cargo/{}", "z".repeat(tally_sys::MAX_NAME_LEN));
+        for (body, want) in [
+            (REPORT.replace("1.95.0", "zqsecret"), "version \"zqsecret\""),
+            (REPORT.replace("linux", "Linux 6.1"), "OS"),
+            (REPORT.replace("x86_64", "=cmd"), "architecture"),
+            (REPORT.replace("cargo/invocations", &long), "counter"),
+            (
+                REPORT.replace("cargo/invocations", "=HYPERLINK(1)"),
+                "counter",
+            ),
+            (
+                REPORT.replace("cargo/invocations", "/home/alice"),
+                "counter",
+            ),
+            (
+                REPORT.replace("cargo/invocations", "cargo/a\\u0007"),
+                "counter",
+            ),
+            (REPORT.replace(": 12", ": 0"), "count 0"),
+            (
+                REPORT.replace("\"config_version\": 1,", ""),
+                "config_version",
+            ),
+        ] {
+            let err = check(&body).unwrap_err();
+            assert!(err.contains(want), "{err:?} should mention {want:?}");
+            assert!(err.len() < 400, "{err}");
+        }
+    }
+
+    /// A merge of accepted reports passes; one holding a program, counter, version, OS or
+    /// architecture that no served config collects does not.
+    #[test]
+    fn merges_hold_only_what_a_config_collects() {
+        let configs = [Arc::new(UploadConfig::parse(CONFIG.as_bytes()).unwrap())];
+        let report = Report::parse(REPORT.as_bytes()).unwrap();
+        let mut merged = MergedWeek::new(report.week);
+        merged.add(&report);
+        check_merged(&merged, &configs).unwrap();
+        for (change, want) in [
+            (REPORT.replace("\"cargo\"", "\"zqsecret-prog\""), "program"),
+            (
+                REPORT.replace("cargo/invocations", "cargo/zqsecret"),
+                "counter",
+            ),
+            (REPORT.replace("1.95.0", "zqsecret"), "version"),
+            (REPORT.replace("1.95.0", "1.60.0"), "version"),
+            (REPORT.replace("linux", "zqsecret"), "OS"),
+            (REPORT.replace("x86_64", "zqsecret"), "architecture"),
+        ] {
+            let mut planted = merged.clone();
+            planted.add(&Report::parse(change.as_bytes()).unwrap());
+            let err = check_merged(&planted, &configs).unwrap_err();
+            assert!(err.contains(want) && err.contains("no config"), "{err}");
+        }
     }
 
     #[test]

