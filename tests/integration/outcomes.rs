@@ -871,3 +871,95 @@ fn output_a_compilers_child_writes_after_it_exits_reaches_stderr() {
     );
     assert_eq!(fared(&w).get("rustc/outcome:ok"), Some(&1));
 }
+
+/// The compiles cargo runs in `stderr` of `cargo build -v`: each is printed as
+/// ``Running `<wrapper> <rustc> --crate-name …` ``; build scripts' runs name no crate.
+fn compiles_cargo_ran(stderr: &str) -> u64 {
+    stderr
+        .lines()
+        .filter(|l| l.trim_start().starts_with("Running `") && l.contains(" --crate-name "))
+        .count() as u64
+}
+
+#[test]
+fn build_scripts_probes_are_not_counted_as_the_users_compiles() {
+    let w = World::new();
+    let project = w.fixture("outcomes-probes");
+    // Without tally, then through the shims: the probes decide the same, the program is the
+    // same.
+    for (mut cargo, target) in [
+        (w.direct("cargo"), "target-direct"),
+        (w.cmd("cargo"), "target-tally"),
+    ] {
+        ok(cargo
+            .args(["build", "--offline"])
+            .env("CARGO_TARGET_DIR", w.tmp.path().join(target))
+            .current_dir(&project));
+        let out = ok(&mut Command::new(
+            w.tmp.path().join(target).join("debug/outcomes-probes"),
+        ));
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "43\n", "{target}");
+    }
+    let built = ok(w
+        .cmd("cargo")
+        .args(["build", "--offline", "-v"])
+        .env("CARGO_TARGET_DIR", w.tmp.path().join("target-counted"))
+        .current_dir(&project));
+    let compiles = compiles_cargo_ran(&String::from_utf8_lossy(&built.stderr));
+    // autocfg, anyhow's and this crate's build scripts, anyhow, this crate; twice.
+    assert_eq!(compiles, 5);
+    let counters = w.program("rustc");
+    let counted = fared(&w);
+    let times: u64 = counted
+        .iter()
+        .filter(|(n, _)| n.starts_with("rustc/time/"))
+        .map(|(_, c)| c)
+        .sum();
+    // Every compile cargo ran is counted `ok`, with its time; none failed, no error code.
+    assert_eq!(
+        counted.get("rustc/outcome:ok"),
+        Some(&(2 * compiles)),
+        "{counters:#?}"
+    );
+    assert_eq!(times, 2 * compiles, "{counters:#?}");
+    assert!(
+        !counted.keys().any(
+            |n| n.contains("/outcome:") && !n.ends_with(":ok") || n.starts_with("rustc/error:")
+        ),
+        "a build script's probe was counted as the user's compile: {counters:#?}"
+    );
+    // The probes are counted apart: anyhow's and this crate's failing ones, autocfg's own and
+    // this crate's succeeding ones, twice.
+    let probes = |outcome: &str| {
+        counters
+            .get(&format!("rustc/build-script-outcome:{outcome}"))
+            .copied()
+            .unwrap_or(0)
+    };
+    assert_eq!(probes("error"), 4, "{counters:#?}");
+    assert!(probes("ok") >= 4, "{counters:#?}");
+    assert!(
+        counters
+            .get("rustc/caller:build-script")
+            .copied()
+            .unwrap_or(0)
+            >= 8,
+        "{counters:#?}"
+    );
+
+    // A user's crate that does not compile is still an error, with its code.
+    std::fs::write(
+        project.join("src/main.rs"),
+        "fn main() {\n    let n: u32 = \"forty-two\";\n    println!(\"{n}\");\n}\n",
+    )
+    .unwrap();
+    let failed = run(w
+        .cmd("cargo")
+        .args(["build", "--offline"])
+        .env("CARGO_TARGET_DIR", w.tmp.path().join("target-counted"))
+        .current_dir(&project));
+    assert!(!failed.status.success());
+    let counted = fared(&w);
+    assert_eq!(counted.get("rustc/outcome:error"), Some(&1), "{counted:#?}");
+    assert_eq!(counted.get("rustc/error:E0308"), Some(&1), "{counted:#?}");
+}

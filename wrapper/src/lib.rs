@@ -9,6 +9,43 @@
 //! mode is off (or counting failed), is `exec`ed as before, with nothing read. If the child
 //! cannot be set up, the compiler is `exec`ed instead.
 //!
+//! The compiler's version names the counter file. When it is not cached yet, nothing waits for
+//! it: the compile starts at once, and its counts (the call's and the outcome's, after the
+//! compile) go to a detached helper that asks the compiler and counts under its answer
+//! (`tally_process::version`).
+//!
+//! # Build scripts' compiles
+//!
+//! Build scripts compile scraps of code to learn what the compiler supports (anyhow's,
+//! thiserror's and proc-macro2's nightly probes, autocfg's, hence num-traits' and many more):
+//! they run `$RUSTC_WRAPPER $RUSTC … probe.rs`, so tally sees them as compiles, and many are
+//! meant to fail on a stable compiler. They are not the user's compiles: such a compile is
+//! counted by its outcome under `<driver>/build-script-outcome:<outcome>` only (a crash in one
+//! is still seen), never in the outcome, time, error and lint counters, which say how the
+//! user's compiles fare. Its call is counted like any other, with `rustc/caller:build-script`.
+//!
+//! How a build script's compile is told apart (`tally_grammar::caller_from_env`), from the
+//! environment cargo documents (rust-lang/cargo `doc/book/src/reference/environment-variables.md`,
+//! "Environment variables Cargo sets for crates" and "… for build scripts") and sets
+//! (`src/compiler/compilation.rs`, `src/compiler/custom_build.rs`):
+//! - `CARGO_CRATE_NAME` is set by cargo on every rustc it runs to compile a crate
+//!   (`Compilation::rustc_process` → `fill_rustc_tool_env`), build scripts' own compiles
+//!   included (`build_script_build`), and never on a process it runs that is not a compile: a
+//!   build script runs with `host_process`, which does not set it. Present → cargo's compile.
+//! - `CARGO_CFG_TARGET_ARCH` (one of the `CARGO_CFG_*` cargo derives from `rustc --print cfg`,
+//!   always present) is set by cargo only when it runs a build script (`custom_build.rs`), and
+//!   whatever the build script starts inherits it. Present without `CARGO_CRATE_NAME` → a
+//!   compile a build script ran.
+//!
+//! Why this holds: the pair is cargo's own bookkeeping, not the user's (no one exports
+//! `CARGO_CFG_TARGET_ARCH` to a shell), and each variable answers a different question.
+//! `CARGO_CRATE_NAME` wins, so a cargo run by a build script (a nested build, which inherits
+//! the outer build script's `CARGO_CFG_*`) still counts its own compiles as the user's;
+//! only what a build script compiles itself is set apart. Variables such as `TARGET`, `HOST`
+//! or `OUT_DIR` would not do: Makefiles and CI set `TARGET`, and cargo sets `OUT_DIR` for the
+//! compile of every crate that has a build script. A build script that clears its child's
+//! environment before probing is counted as cargo's compile, as before.
+//!
 //! Argument layouts (`argv[0]` is tally):
 //! - `tally /abs/rustc args…`: the usual case.
 //! - `tally clippy-driver args…` or `tally /abs/clippy-driver /abs/rustc args…`: `cargo
