@@ -33,8 +33,10 @@
 //!   before the shim or the wrapper goes on: whoever needs every count written (the tests)
 //!   takes it exclusively. A helper lives at most [`HELPER_LIFETIME`].
 //!
-//! Where no helper can be forked (outside Linux, or a process with more threads than one), the
-//! query runs in the calling process before the counts, as [`version_of`] does.
+//! Where no helper can be forked (outside Linux, without `/proc`, or in a process with more
+//! threads than one), the query runs in the calling process before the counts, as
+//! [`version_of`] does. Where `versions/` cannot be made (a read-only data directory), nothing
+//! is asked and nothing counted.
 
 use std::ffi::OsString;
 use std::fs::Metadata;
@@ -220,13 +222,15 @@ impl Query {
             }
         };
         let dir = home.versions_dir();
+        // A data directory where `versions/` cannot be made cannot take the count either:
+        // no helper, nothing asked.
+        if home.own_dir(&dir).is_err() {
+            return;
+        }
         // Taken here, before the tool goes on, and kept by the helper alone (the lock belongs
         // to the open file, which the helper shares; this copy closes on return).
-        let pending = home
-            .own_dir(&dir)
-            .ok()
-            .and_then(|()| open_lock(&dir.join(PENDING_LOCK)))
-            .filter(|file| file.try_lock_shared().is_ok());
+        let pending =
+            open_lock(&dir.join(PENDING_LOCK)).filter(|file| file.try_lock_shared().is_ok());
         let held: Vec<i32> = pending.iter().map(|f| f.as_raw_fd()).collect();
         let keep = tally_sys::detach::Keep {
             stderr: false,
