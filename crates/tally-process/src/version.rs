@@ -243,6 +243,27 @@ impl Query {
     }
 }
 
+/// Waits until every detached helper of `home` has written its counts, at most `limit`; returns
+/// whether none is left. Each helper holds `versions/pending.lock` shared until then, so this
+/// takes it exclusively (never creating it, never waiting on something planted there). For
+/// whoever reads the counter files right after running tools (the demo, before its week's
+/// report); the hot path never calls it.
+pub fn wait_for_pending(home: &Home, limit: Duration) -> bool {
+    let Ok(lock) = tally_sys::safe_open::open_read(&home.versions_dir().join(PENDING_LOCK)) else {
+        return true;
+    };
+    let start = Instant::now();
+    loop {
+        match lock.try_lock() {
+            Ok(()) => return true,
+            Err(std::fs::TryLockError::WouldBlock) if start.elapsed() < limit => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(_) => return false,
+        }
+    }
+}
+
 /// Locks `path` exclusively, waiting at most `limit` for whoever holds it. `None`: not
 /// locked (the file cannot be opened, or the wait ran out), and the caller goes on unlocked.
 fn lock_within(path: &Path, limit: Duration) -> Option<std::fs::File> {
@@ -669,6 +690,24 @@ mod tests {
         };
         assert_eq!(out, "rustc 1.2.3 (x y)\n");
         assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    /// A helper's shared hold on the pending lock is waited for, and only so long.
+    #[test]
+    fn waits_for_pending_counts() {
+        let tmp = tempfile::tempdir().unwrap();
+        let home = Home::at(tmp.path().join("data"));
+        assert!(wait_for_pending(&home, Duration::ZERO), "nothing pending");
+        home.own_dir(&home.versions_dir()).unwrap();
+        let held = open_lock(&home.versions_dir().join(PENDING_LOCK)).unwrap();
+        held.lock_shared().unwrap();
+        assert!(!wait_for_pending(&home, Duration::from_millis(50)));
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            drop(held);
+        });
+        assert!(wait_for_pending(&home, Duration::from_secs(10)));
+        release.join().unwrap();
     }
 
     /// An `unknown` entry is trusted for a day, then asked again.
