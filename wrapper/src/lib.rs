@@ -206,7 +206,8 @@ pub fn run_wrapper(argv: Vec<OsString>) -> i32 {
             &mut tally,
         );
         if let Some(status) = status {
-            // Not run at all (not found): the call is still counted, as in a probe.
+            // Names still waiting here mean the compiler could not be run at all (not
+            // found): the call is counted all the same, as a probe's is.
             hand_on_call(tally);
             return status;
         }

@@ -60,7 +60,7 @@ pub const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
 pub const RETRY_UNKNOWN: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// The most a detached helper lives: waiting for another query, its own, and the count.
-pub const HELPER_LIFETIME: Duration = Duration::from_secs(2 * 10 + 10);
+pub const HELPER_LIFETIME: Duration = Duration::from_secs(2 * QUERY_TIMEOUT.as_secs() + 10);
 
 /// Held exclusively while a helper asks a tool.
 pub const QUERIES_LOCK: &str = "queries.lock";
@@ -249,18 +249,9 @@ impl Query {
 /// whoever reads the counter files right after running tools (the demo, before its week's
 /// report); the hot path never calls it.
 pub fn wait_for_pending(home: &Home, limit: Duration) -> bool {
-    let Ok(lock) = tally_sys::safe_open::open_read(&home.versions_dir().join(PENDING_LOCK)) else {
-        return true;
-    };
-    let start = Instant::now();
-    loop {
-        match lock.try_lock() {
-            Ok(()) => return true,
-            Err(std::fs::TryLockError::WouldBlock) if start.elapsed() < limit => {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            Err(_) => return false,
-        }
+    match tally_sys::safe_open::open_read(&home.versions_dir().join(PENDING_LOCK)) {
+        Ok(lock) => lock_exclusively_within(&lock, limit),
+        Err(_) => true,
     }
 }
 
@@ -268,14 +259,19 @@ pub fn wait_for_pending(home: &Home, limit: Duration) -> bool {
 /// locked (the file cannot be opened, or the wait ran out), and the caller goes on unlocked.
 fn lock_within(path: &Path, limit: Duration) -> Option<std::fs::File> {
     let file = open_lock(path)?;
+    lock_exclusively_within(&file, limit).then_some(file)
+}
+
+/// Takes `file`'s lock exclusively, trying every 5 ms for at most `limit`.
+fn lock_exclusively_within(file: &std::fs::File, limit: Duration) -> bool {
     let start = Instant::now();
     loop {
         match file.try_lock() {
-            Ok(()) => return Some(file),
+            Ok(()) => return true,
             Err(std::fs::TryLockError::WouldBlock) if start.elapsed() < limit => {
                 std::thread::sleep(Duration::from_millis(5));
             }
-            Err(_) => return None,
+            Err(_) => return false,
         }
     }
 }
@@ -651,7 +647,7 @@ mod tests {
         // Killed, and reaped by whoever is its parent now: gone or a zombie within seconds.
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let state = std::fs::read_to_string(format!("/proc/{child}/stat"))
+            let gone = std::fs::read_to_string(format!("/proc/{child}/stat"))
                 .map(|s| {
                     s.rsplit(')')
                         .next()
@@ -660,7 +656,7 @@ mod tests {
                         .starts_with('Z')
                 })
                 .unwrap_or(true);
-            if state {
+            if gone {
                 break;
             }
             assert!(
