@@ -27,8 +27,8 @@
 //!   [`RETRY_UNKNOWN`]. A tool that could not be started is not remembered (it may be fixed in
 //!   place).
 //! - One query at a time per data directory: a helper finding another one asking
-//!   (`versions/queries.lock`) waits for its answer (at most [`QUERY_TIMEOUT`]) before asking
-//!   itself, so the parallel compiles of a build do not all ask.
+//!   (`versions/queries.lock`) waits for its answer (a little longer than [`QUERY_TIMEOUT`])
+//!   before asking itself, so the parallel compiles of a build do not all ask.
 //! - Every helper with counts to write holds a shared lock on `versions/pending.lock`, taken
 //!   before the shim or the wrapper goes on: whoever needs every count written (the tests)
 //!   takes it exclusively. A helper lives at most [`HELPER_LIFETIME`].
@@ -59,8 +59,13 @@ pub const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long an `unknown` entry is trusted before the tool is asked again.
 pub const RETRY_UNKNOWN: Duration = Duration::from_secs(24 * 60 * 60);
 
+/// How long a helper waits for another helper's query to answer (or be abandoned and stored
+/// as `unknown`) before asking itself: a little longer than the query may take.
+const WAIT_FOR_QUERY: Duration = Duration::from_secs(QUERY_TIMEOUT.as_secs() + 3);
+
 /// The most a detached helper lives: waiting for another query, its own, and the count.
-pub const HELPER_LIFETIME: Duration = Duration::from_secs(2 * QUERY_TIMEOUT.as_secs() + 10);
+pub const HELPER_LIFETIME: Duration =
+    Duration::from_secs(WAIT_FOR_QUERY.as_secs() + QUERY_TIMEOUT.as_secs() + 10);
 
 /// Held exclusively while a helper asks a tool.
 pub const QUERIES_LOCK: &str = "queries.lock";
@@ -173,13 +178,13 @@ fn read_entry(dir: &Path, key: &str) -> Option<String> {
 
 impl Query {
     /// Asks the tool, unless another helper's query answered meanwhile, and stores the
-    /// answer. Waits up to [`QUERY_TIMEOUT`] for another helper's query, and as long again
-    /// for its own.
+    /// answer. Waits a little longer than [`QUERY_TIMEOUT`] for another helper's query, and
+    /// up to [`QUERY_TIMEOUT`] for its own.
     fn answer(&self, home: &Home) -> String {
         let dir = home.versions_dir();
         let made = home.own_dir(&dir).is_ok();
         let _one_at_a_time = made
-            .then(|| lock_within(&dir.join(QUERIES_LOCK), QUERY_TIMEOUT))
+            .then(|| lock_within(&dir.join(QUERIES_LOCK), WAIT_FOR_QUERY))
             .flatten();
         if let Some(version) = read_entry(&dir, &self.key) {
             return version;
