@@ -33,7 +33,7 @@ use tally_home::{Counted, Env, Home, Mode, ProcessEnv, effective_mode};
 pub mod background;
 
 pub use tally_process::{EnvChanges, exec, silence_panics};
-use tally_process::{arrange, identity, lookup, notice, version};
+use tally_process::{arrange, identity, lookup, version};
 
 /// The tool a shim invocation stands for: `TALLY_FORCE_ARG0` if set, else `argv[0]`'s file stem.
 pub fn tool_from_argv0(argv0: Option<&OsStr>) -> Option<Tool> {
@@ -191,22 +191,17 @@ fn count_and_arrange(
         ..Context::default()
     };
     let names = counter_names(tool, args, &ctx);
-    let version = version::versioned_binary(
+    let binary = version::versioned_binary(
         tool,
         &found.path,
         &found.meta,
         found.symlink,
         args,
         process_env,
-    )
-    .map(|(bin, meta)| version::version_of(tool, &bin, &meta, &home))
-    .unwrap_or_else(|| version::UNKNOWN.to_string());
-    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    // The mode was read above: count without reading it (or locating the home) again.
-    let counted = home.count(env.today(), tool.name(), &version, &refs).ok();
-    if counted.as_ref().is_some_and(|c| c.created_file) {
-        notice::maybe_show(&env, home.root());
-    }
+    );
+    // The mode was read above: count without reading it (or locating the home) again. A
+    // version not cached yet is asked off the hot path, and counted there.
+    let counted = version::count_run(&env, &home, tool, tool.name(), binary, &names);
     // Finding tally's own path costs a readlink: only when it can be needed.
     let needs_tally = tool == Tool::Cargo || background::allowed(&env, mode);
     let tally = if needs_tally {

@@ -61,6 +61,7 @@ fn a_loop_through_another_shim_manager_stops_with_127() {
 fn a_corrupt_counter_file_is_quarantined_and_the_tool_runs() {
     let w = World::new();
     ok(w.cmd("rustc").arg("-V"));
+    w.settle();
     let counters = w.data.join("counters");
     let file = std::fs::read_dir(&counters)
         .unwrap()

@@ -248,7 +248,7 @@ fn fake_rustc(w: &World, body: &str) -> PathBuf {
     let dir = w.tmp.path().join("fake");
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("rustc");
-    // tally asks the compiler for its version (once per binary) before the compile.
+    // tally asks the compiler for its version (once per binary, off the hot path).
     let version = "case \"$1\" in -vV|-V|--version) printf 'rustc 1.95.0 (fake)\\nrelease: 1.95.0\\n'; exit 0;; esac";
     std::fs::write(&path, format!("#!/bin/sh\n{version}\n{body}\n")).unwrap();
     std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
@@ -328,13 +328,18 @@ fn a_counter_file_truncated_during_the_compile_costs_only_its_count() {
     // compiler empties it (as a careless cleanup tool might) and fails with status 3.
     let rustc = fake_rustc(
         &w,
-        "for f in \"$TALLY_DIR\"/counters/*.count; do : > \"$f\"; done\necho compiled >&2\nexit 3",
+        "[ -n \"$TRUNCATE\" ] && for f in \"$TALLY_DIR\"/counters/*.count; do : > \"$f\"; done\n\
+         echo compiled >&2\nexit 3",
     );
-    let out = run(&mut wrapper_cmd(
+    // A first compile, so that the compiler's version is known and the next one is counted
+    // (and its file mapped) before it starts.
+    run(&mut wrapper_cmd(
         &w,
         &rustc,
         &["--crate-type=lib", "lib.rs"],
     ));
+    assert_eq!(w.program("rustc").get("rustc/outcome:other"), Some(&1));
+    let out = run(wrapper_cmd(&w, &rustc, &["--crate-type=lib", "lib.rs"]).env("TRUNCATE", "1"));
     assert_eq!(
         out.status.code(),
         Some(3),
@@ -344,11 +349,7 @@ fn a_counter_file_truncated_during_the_compile_costs_only_its_count() {
     assert_eq!(String::from_utf8_lossy(&out.stderr), "compiled\n");
     // The emptied file is not a counter file any more: the next run moves it aside and counts
     // afresh.
-    let again = run(&mut wrapper_cmd(
-        &w,
-        &rustc,
-        &["--crate-type=lib", "lib.rs"],
-    ));
+    let again = run(wrapper_cmd(&w, &rustc, &["--crate-type=lib", "lib.rs"]).env("TRUNCATE", "1"));
     assert_eq!(again.status.code(), Some(3));
 }
 
@@ -686,4 +687,279 @@ fn which(program: &str) -> Option<PathBuf> {
     std::env::split_paths(&std::env::var_os("PATH")?)
         .map(|d| d.join(program))
         .find(|p| p.is_file())
+}
+
+/// A compiler whose `--version` never answers: it starts a child of its own in its process
+/// group, and both wait two minutes. Every other call "compiles" at once. Each version query
+/// is logged in `<dir>/queries`; the query's and its child's process IDs go to
+/// `<dir>/query.pid` and `<dir>/child.pid`.
+fn rustc_with_a_hanging_version(w: &World) -> (PathBuf, PathBuf) {
+    let dir = w.tmp.path().join("hanging");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("rustc");
+    std::fs::write(
+        &path,
+        format!(
+            "#!/bin/sh\n\
+             case \"$1\" in --version|-V|-vV)\n\
+               echo query >> {d}/queries\n\
+               sleep 120 &\n\
+               echo $! > {d}/child.pid.tmp; mv {d}/child.pid.tmp {d}/child.pid\n\
+               echo $$ > {d}/query.pid.tmp; mv {d}/query.pid.tmp {d}/query.pid\n\
+               wait; exit 0;;\n\
+             esac\n\
+             echo compiled >&2\n",
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    (path, dir)
+}
+
+fn pid_in(path: &Path) -> i32 {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn a_hanging_version_query_delays_no_compile_and_dies_with_its_group() {
+    let w = World::new();
+    let (rustc, dir) = rustc_with_a_hanging_version(&w);
+    // Through the wrapper, as cargo runs it.
+    let started = Instant::now();
+    let out = run(&mut wrapper_cmd(
+        &w,
+        &rustc,
+        &["--crate-type=lib", "lib.rs"],
+    ));
+    let wrapper_took = started.elapsed();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "compiled\n");
+    // Through the PATH shim (the compiler's directory after the shims').
+    let mut path = vec![w.shims.clone(), dir.clone()];
+    path.extend(std::env::split_paths(&w.real_path));
+    let started = Instant::now();
+    let out = run(w
+        .cmd("rustc")
+        .env("PATH", std::env::join_paths(path).unwrap())
+        .args(["--crate-type=lib", "lib.rs"]));
+    let shim_took = started.elapsed();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "compiled\n");
+    // The query would hang for two minutes, and tally gives up on it after ten seconds: a
+    // compile that waited for it at all took ten seconds.
+    assert!(
+        wrapper_took < Duration::from_secs(5) && shim_took < Duration::from_secs(5),
+        "the compiles waited for the version query: {wrapper_took:?} through the wrapper, \
+         {shim_took:?} through the shim"
+    );
+    // The query is abandoned after its timeout, and its child with it.
+    wait_for(&dir.join("child.pid"));
+    let (query, child) = (
+        pid_in(&dir.join("query.pid")),
+        pid_in(&dir.join("child.pid")),
+    );
+    wait_until_gone(query);
+    wait_until_gone(child);
+    // Both compiles are counted, under `unknown`, after one query: the second run waited for
+    // the first one's answer instead of asking again.
+    let counters = w.program("rustc");
+    assert_eq!(w.versions("rustc"), ["unknown"]);
+    assert_eq!(counters.get("rustc/outcome:ok"), Some(&1), "{counters:#?}");
+    assert_eq!(
+        counters.get("rustc/caller:direct"),
+        Some(&1),
+        "{counters:#?}"
+    );
+    assert_eq!(counters.get("rustc/compiles"), Some(&2), "{counters:#?}");
+    // Remembered: the next compile does not ask again.
+    let out = run(&mut wrapper_cmd(
+        &w,
+        &rustc,
+        &["--crate-type=lib", "lib.rs"],
+    ));
+    assert!(out.status.success());
+    assert_eq!(w.program("rustc").get("rustc/outcome:ok"), Some(&2));
+    assert_eq!(
+        std::fs::read_to_string(dir.join("queries")).unwrap(),
+        "query\n"
+    );
+}
+
+#[test]
+fn a_slow_version_answer_delays_no_compile_and_names_its_counts() {
+    let w = World::new();
+    let rustc = fake_rustc(&w, "echo compiled >&2");
+    // The version answer comes after three seconds (the line before `fake_rustc`'s own).
+    let script = std::fs::read_to_string(&rustc).unwrap().replacen(
+        "#!/bin/sh\n",
+        "#!/bin/sh\n[ \"$1\" = --version ] && sleep 3 && echo 'rustc 1.93.0 (slow)' && exit 0\n",
+        1,
+    );
+    std::fs::write(&rustc, script).unwrap();
+    let started = Instant::now();
+    let out = run(&mut wrapper_cmd(
+        &w,
+        &rustc,
+        &["--crate-type=lib", "lib.rs"],
+    ));
+    let took = started.elapsed();
+    assert!(out.status.success());
+    assert!(
+        took < Duration::from_millis(2500),
+        "the compile waited for the version answer: {took:?}"
+    );
+    // Counted once the answer came, in that version's file.
+    assert_eq!(w.versions("rustc"), ["1.93.0"]);
+    let counters = fared(&w);
+    assert_eq!(counters.get("rustc/outcome:ok"), Some(&1), "{counters:#?}");
+}
+
+#[test]
+fn output_a_compilers_child_writes_after_it_exits_reaches_stderr() {
+    let w = World::new();
+    let marker = w.tmp.path().join("marker");
+    // As a build script or a compiler plugin might leave a process behind: it writes to the
+    // compiler's stderr two seconds after the compiler has exited.
+    let rustc = fake_rustc(
+        &w,
+        &format!(
+            "(sleep 2; echo late >&2; touch {}) &\necho early >&2\nexit 0",
+            marker.display()
+        ),
+    );
+    // How long the caller waits for the exit, and for the end of stderr (as cargo reads it).
+    let timed = |mut cmd: Command| {
+        let started = Instant::now();
+        let mut child = cmd.stderr(Stdio::piped()).spawn().unwrap();
+        let mut stderr = child.stderr.take().unwrap();
+        let status = child.wait().unwrap();
+        let exited = started.elapsed();
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut stderr, &mut text).unwrap();
+        let ended = started.elapsed();
+        (status, text, exited, ended, marker.exists())
+    };
+    let mut direct = w.direct(rustc.to_str().unwrap());
+    direct.args(["--crate-type=lib", "lib.rs"]);
+    let (status, text, exited, ended, marked) = timed(direct);
+    assert!(status.success());
+    assert_eq!(text, "early\nlate\n");
+    assert!(marked, "without tally, the child lives to touch its marker");
+    assert!(exited < Duration::from_millis(1500) && ended >= Duration::from_secs(2));
+    std::fs::remove_file(&marker).unwrap();
+
+    let (status, text, exited, ended, marked) =
+        timed(wrapper_cmd(&w, &rustc, &["--crate-type=lib", "lib.rs"]));
+    assert!(status.success(), "{status:?}");
+    assert_eq!(text, "early\nlate\n", "the late line was lost");
+    assert!(
+        marked,
+        "the child did not live to touch its marker (killed by SIGPIPE?)"
+    );
+    assert!(
+        exited < Duration::from_millis(1500),
+        "tally waited for the compiler's child before exiting: {exited:?}"
+    );
+    assert!(
+        ended >= Duration::from_secs(2),
+        "stderr ended before the compiler's child closed it: {ended:?}"
+    );
+    assert_eq!(fared(&w).get("rustc/outcome:ok"), Some(&1));
+}
+
+/// The compiles cargo runs in `stderr` of `cargo build -v`: each is printed as
+/// ``Running `<wrapper> <rustc> --crate-name …` ``; build scripts' runs name no crate.
+fn compiles_cargo_ran(stderr: &str) -> u64 {
+    stderr
+        .lines()
+        .filter(|l| l.trim_start().starts_with("Running `") && l.contains(" --crate-name "))
+        .count() as u64
+}
+
+#[test]
+fn build_scripts_probes_are_not_counted_as_the_users_compiles() {
+    let w = World::new();
+    let project = w.fixture("outcomes-probes");
+    // Without tally, then through the shims: the probes decide the same, the program is the
+    // same.
+    for (mut cargo, target) in [
+        (w.direct("cargo"), "target-direct"),
+        (w.cmd("cargo"), "target-tally"),
+    ] {
+        ok(cargo
+            .args(["build", "--offline"])
+            .env("CARGO_TARGET_DIR", w.tmp.path().join(target))
+            .current_dir(&project));
+        let out = ok(&mut Command::new(
+            w.tmp.path().join(target).join("debug/outcomes-probes"),
+        ));
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "43\n", "{target}");
+    }
+    let built = ok(w
+        .cmd("cargo")
+        .args(["build", "--offline", "-v"])
+        .env("CARGO_TARGET_DIR", w.tmp.path().join("target-counted"))
+        .current_dir(&project));
+    let compiles = compiles_cargo_ran(&String::from_utf8_lossy(&built.stderr));
+    // autocfg, anyhow's and this crate's build scripts, anyhow, this crate; twice.
+    assert_eq!(compiles, 5);
+    let counters = w.program("rustc");
+    let counted = fared(&w);
+    let times: u64 = counted
+        .iter()
+        .filter(|(n, _)| n.starts_with("rustc/time/"))
+        .map(|(_, c)| c)
+        .sum();
+    // Every compile cargo ran is counted `ok`, with its time; none failed, no error code.
+    assert_eq!(
+        counted.get("rustc/outcome:ok"),
+        Some(&(2 * compiles)),
+        "{counters:#?}"
+    );
+    assert_eq!(times, 2 * compiles, "{counters:#?}");
+    assert!(
+        !counted.keys().any(
+            |n| n.contains("/outcome:") && !n.ends_with(":ok") || n.starts_with("rustc/error:")
+        ),
+        "a build script's probe was counted as the user's compile: {counters:#?}"
+    );
+    // The probes are counted apart: anyhow's and this crate's failing ones, autocfg's own and
+    // this crate's succeeding ones, twice.
+    let probes = |outcome: &str| {
+        counters
+            .get(&format!("rustc/build-script-outcome:{outcome}"))
+            .copied()
+            .unwrap_or(0)
+    };
+    assert_eq!(probes("error"), 4, "{counters:#?}");
+    assert!(probes("ok") >= 4, "{counters:#?}");
+    assert!(
+        counters
+            .get("rustc/caller:build-script")
+            .copied()
+            .unwrap_or(0)
+            >= 8,
+        "{counters:#?}"
+    );
+
+    // A user's crate that does not compile is still an error, with its code.
+    std::fs::write(
+        project.join("src/main.rs"),
+        "fn main() {\n    let n: u32 = \"forty-two\";\n    println!(\"{n}\");\n}\n",
+    )
+    .unwrap();
+    let failed = run(w
+        .cmd("cargo")
+        .args(["build", "--offline"])
+        .env("CARGO_TARGET_DIR", w.tmp.path().join("target-counted"))
+        .current_dir(&project));
+    assert!(!failed.status.success());
+    let counted = fared(&w);
+    assert_eq!(counted.get("rustc/outcome:error"), Some(&1), "{counted:#?}");
+    assert_eq!(counted.get("rustc/error:E0308"), Some(&1), "{counted:#?}");
 }

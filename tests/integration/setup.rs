@@ -191,6 +191,7 @@ fn setup_is_idempotent_writes_one_line_and_uninstall_leaves_the_home_as_it_was()
         std::env::var_os("RUSTUP_HOME").unwrap_or_else(|| real_home().join(".rustup").into()),
     ));
     assert!(stdout(&out).starts_with("rustc "));
+    crate::util::settle(&h.data());
     let counted = tally_home::Home::at(h.data()).counter_store().list();
     assert_eq!(counted.len(), 1, "the shim counted");
 
@@ -995,6 +996,7 @@ fn cargo_install_then_setup_then_a_real_build_then_uninstall() {
         .env("CARGO_TARGET_DIR", h.tmp.path().join("target"));
     ok(&mut build);
     assert!(h.tmp.path().join("target/debug/hello").is_file());
+    crate::util::settle(&h.data());
     let mut counts: BTreeMap<String, u64> = BTreeMap::new();
     for (_, snapshot) in tally_home::Home::at(h.data()).counter_store().list() {
         for (name, n) in snapshot.unwrap().counters {

@@ -110,8 +110,15 @@ impl World {
         dst
     }
 
-    /// Every counter in the data directory, per program, summed over files (versions, weeks).
+    /// Waits until every count handed to a detached helper is written ([`settle`]).
+    pub fn settle(&self) {
+        settle(&self.data);
+    }
+
+    /// Every counter in the data directory, per program, summed over files (versions, weeks),
+    /// once every pending count is written ([`World::settle`]).
     pub fn counters(&self) -> BTreeMap<String, BTreeMap<String, u64>> {
+        self.settle();
         let store = tally_home::Home::at(&self.data).counter_store();
         let mut all: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
         for (path, snapshot) in store.list() {
@@ -131,6 +138,7 @@ impl World {
 
     /// The versions recorded for `program` (from the counter files' headers).
     pub fn versions(&self, program: &str) -> Vec<String> {
+        self.settle();
         let store = tally_home::Home::at(&self.data).counter_store();
         let mut v: Vec<String> = store
             .list()
@@ -146,9 +154,40 @@ impl World {
 
     /// Every file under the data directory, with its bytes.
     pub fn data_files(&self) -> Vec<(PathBuf, Vec<u8>)> {
+        self.settle();
         let mut out = Vec::new();
         walk(&self.data, &mut out);
         out
+    }
+}
+
+/// Waits until every count handed to a detached helper in the data directory `data` is
+/// written. When a tool's version is not cached yet, the shim and the wrapper leave the version
+/// query and the count to a helper (`tally_process::version`); each helper holds a shared lock
+/// on `versions/pending.lock`, taken before the shim or the wrapper went on, until its count
+/// is in the file. Call it after a first run and before reading the data directory directly.
+pub fn settle(data: &Path) {
+    let path = data.join("versions/pending.lock");
+    // A test may plant something else there: only a regular file is a lock.
+    if !std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file()) {
+        return;
+    }
+    let Ok(lock) = std::fs::File::open(path) else {
+        return;
+    };
+    let start = std::time::Instant::now();
+    loop {
+        match lock.try_lock() {
+            Ok(()) => return,
+            Err(std::fs::TryLockError::WouldBlock) => {
+                assert!(
+                    start.elapsed() < std::time::Duration::from_secs(60),
+                    "a detached version query still holds versions/pending.lock after 60 s"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(std::fs::TryLockError::Error(e)) => panic!("versions/pending.lock: {e}"),
+        }
     }
 }
 

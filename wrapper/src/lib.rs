@@ -9,6 +9,43 @@
 //! mode is off (or counting failed), is `exec`ed as before, with nothing read. If the child
 //! cannot be set up, the compiler is `exec`ed instead.
 //!
+//! The compiler's version names the counter file. When it is not cached yet, nothing waits for
+//! it: the compile starts at once, and its counts (the call's and the outcome's, after the
+//! compile) go to a detached helper that asks the compiler and counts under its answer
+//! (`tally_process::version`).
+//!
+//! # Build scripts' compiles
+//!
+//! Build scripts compile scraps of code to learn what the compiler supports (anyhow's,
+//! thiserror's and proc-macro2's nightly probes, autocfg's, hence num-traits' and many more):
+//! they run `$RUSTC_WRAPPER $RUSTC … probe.rs`, so tally sees them as compiles, and many are
+//! meant to fail on a stable compiler. They are not the user's compiles: such a compile is
+//! counted by its outcome under `<driver>/build-script-outcome:<outcome>` only (a crash in one
+//! is still seen), never in the outcome, time, error and lint counters, which say how the
+//! user's compiles fare. Its call is counted like any other, with `rustc/caller:build-script`.
+//!
+//! How a build script's compile is told apart (`tally_grammar::caller_from_env`), from the
+//! environment cargo documents (rust-lang/cargo `doc/book/src/reference/environment-variables.md`,
+//! "Environment variables Cargo sets for crates" and "… for build scripts") and sets
+//! (`src/compiler/compilation.rs`, `src/compiler/custom_build.rs`):
+//! - `CARGO_CRATE_NAME` is set by cargo on every rustc it runs to compile a crate
+//!   (`Compilation::rustc_process` → `fill_rustc_tool_env`), build scripts' own compiles
+//!   included (`build_script_build`), and never on a process it runs that is not a compile: a
+//!   build script runs with `host_process`, which does not set it. Present → cargo's compile.
+//! - `CARGO_CFG_TARGET_ARCH` (one of the `CARGO_CFG_*` cargo derives from `rustc --print cfg`,
+//!   always present) is set by cargo only when it runs a build script (`custom_build.rs`), and
+//!   whatever the build script starts inherits it. Present without `CARGO_CRATE_NAME` → a
+//!   compile a build script ran.
+//!
+//! Why this holds: the pair is cargo's own bookkeeping, not the user's (no one exports
+//! `CARGO_CFG_TARGET_ARCH` to a shell), and each variable answers a different question.
+//! `CARGO_CRATE_NAME` wins, so a cargo run by a build script (a nested build, which inherits
+//! the outer build script's `CARGO_CFG_*`) still counts its own compiles as the user's;
+//! only what a build script compiles itself is set apart. Variables such as `TARGET`, `HOST`
+//! or `OUT_DIR` would not do: Makefiles and CI set `TARGET`, and cargo sets `OUT_DIR` for the
+//! compile of every crate that has a build script. A build script that clears its child's
+//! environment before probing is counted as cargo's compile, as before.
+//!
 //! Argument layouts (`argv[0]` is tally):
 //! - `tally /abs/rustc args…`: the usual case.
 //! - `tally clippy-driver args…` or `tally /abs/clippy-driver /abs/rustc args…`: `cargo
@@ -31,10 +68,12 @@ use std::ffi::{OsStr, OsString};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 
-use tally_grammar::outcome::{CompileKind, Driver, Outcome, outcome_name, time_name};
+use tally_grammar::outcome::{
+    CompileKind, Driver, Outcome, build_script_outcome_name, outcome_name, time_name,
+};
 use tally_grammar::{Context, RustcCaller, Tool, caller_from_env, rustc_counter_names};
 use tally_home::env::{TALLY_FORCE_ARG0, TALLY_NEXT_WRAPPER};
-use tally_home::{Counted, Env, Home, Mode, ProcessEnv, effective_mode};
+use tally_home::{Counted, Day, Env, Home, Mode, ProcessEnv, effective_mode};
 use tally_process::identity::{FileId, self_identity, stem_of};
 use tally_process::{EnvChanges, exec, lookup, version};
 
@@ -116,6 +155,10 @@ pub fn run_wrapper(argv: Vec<OsString>) -> i32 {
     let counted = catch_unwind(AssertUnwindSafe(|| count(&run_argv, &layout, &process_env)))
         .ok()
         .flatten();
+    let (mut tally, kind, caller) = match counted {
+        Some(call) => (Some(call.tally), call.kind, call.caller),
+        None => (None, None, RustcCaller::Cargo),
+    };
 
     let mut changes = EnvChanges::default();
     changes.remove.push(TALLY_FORCE_ARG0.into());
@@ -141,31 +184,86 @@ pub fn run_wrapper(argv: Vec<OsString>) -> i32 {
             &run_argv[1..],
         ),
     };
-    if let Some((counted, Some(kind))) = &counted {
-        let driver = if layout.clippy {
-            Driver::Clippy
-        } else {
-            Driver::Rustc
-        };
+    if tally.is_some()
+        && let Some(kind) = kind
+    {
         let compile = Compile {
-            counted,
-            kind: *kind,
-            driver,
+            kind,
+            driver: if layout.clippy {
+                Driver::Clippy
+            } else {
+                Driver::Rustc
+            },
+            build_script: caller == RustcCaller::BuildScript,
         };
-        if let Some(status) =
-            run_and_count(&program, &argv0, args, &process_env, &changes, &compile)
-        {
+        let status = run_and_count(
+            &program,
+            &argv0,
+            args,
+            &process_env,
+            &changes,
+            &compile,
+            &mut tally,
+        );
+        if let Some(status) = status {
+            // Names still waiting here mean the compiler could not be run at all (not
+            // found): the call is counted all the same, as a probe's is.
+            hand_on_call(tally);
             return status;
         }
     }
+    // A probe, or a compile that could not be supervised: `exec`ed. Counts still waiting for
+    // the compiler's version are handed on first.
+    hand_on_call(tally);
     exec(&program, &argv0, args, &process_env, &changes)
 }
 
+/// Hands the call's names on if they are still waiting for the compiler's version.
+fn hand_on_call(tally: Option<Tally>) {
+    if let Some(Tally::Deferred(deferred)) = tally {
+        let _ = catch_unwind(AssertUnwindSafe(|| deferred.hand_on(&[])));
+    }
+}
+
 /// A compile being counted.
-struct Compile<'a> {
-    counted: &'a Counted,
+struct Compile {
     kind: CompileKind,
     driver: Driver,
+    /// A build script ran it (a probe): counted apart from the user's compiles.
+    build_script: bool,
+}
+
+/// One compiler run, counted.
+struct Call {
+    tally: Tally,
+    /// What the run compiles; `None` for a probe.
+    kind: Option<CompileKind>,
+    caller: RustcCaller,
+}
+
+/// Where a run's counts are.
+enum Tally {
+    /// In the counter file, which stays mapped for the outcome's counts.
+    Counted(Counted),
+    /// Not counted yet: the compiler's version is not cached. Everything is counted by a
+    /// helper once the version is known (`tally_process::version`), after the compile, so
+    /// that the compile starts at once.
+    Deferred(Deferred),
+}
+
+struct Deferred {
+    query: version::Query,
+    home: Home,
+    today: Day,
+    names: Vec<String>,
+}
+
+impl Deferred {
+    /// Hands the call's names and `outcome` to the helper that asks for the version.
+    fn hand_on(self, outcome: &[(String, u64)]) {
+        self.query
+            .count_when_known(&self.home, self.today, "rustc", &self.names, outcome);
+    }
 }
 
 /// Runs the compile as a child, waits, counts how it fared, and returns the exit status to end
@@ -177,7 +275,8 @@ fn run_and_count(
     args: &[OsString],
     env: &ProcessEnv,
     changes: &EnvChanges,
-    compile: &Compile<'_>,
+    compile: &Compile,
+    tally: &mut Option<Tally>,
 ) -> Option<i32> {
     use std::ffi::CString;
     use std::os::unix::ffi::OsStrExt;
@@ -190,7 +289,11 @@ fn run_and_count(
     let argv: Vec<&std::ffi::CStr> = argv.iter().map(CString::as_c_str).collect();
     let set = changes.set_entries();
     let envp = tally_process::environment_with(env.block(), &set, &changes.remove).ok()?;
-    let mut reader = Some(outcome::StderrReader::new(compile.kind.json));
+    // A build script's compile is counted by its outcome alone: its diagnostics are not read
+    // (a crash is still seen, from the panic message).
+    let mut reader = Some(outcome::StderrReader::new(
+        compile.kind.json && !compile.build_script,
+    ));
     // A reader that panics is dropped; stderr is still forwarded.
     let mut copy = |chunk: &[u8]| {
         if let Some(r) = reader.as_mut()
@@ -220,9 +323,15 @@ fn run_and_count(
             });
         }
     };
-    let _ = catch_unwind(AssertUnwindSafe(|| {
-        count_outcome(compile, &finished, reader)
-    }));
+    if let Some(tally) = tally.take() {
+        let _ = catch_unwind(AssertUnwindSafe(|| {
+            let names = outcome_names(compile, &finished, reader);
+            match tally {
+                Tally::Counted(counted) => add_outcome(&counted, &names),
+                Tally::Deferred(deferred) => deferred.hand_on(&names),
+            }
+        }));
+    }
     match finished.ended {
         supervise::Ended::Exited(code) => Some(code),
         supervise::Ended::Signaled(signal) => {
@@ -232,35 +341,46 @@ fn run_and_count(
     }
 }
 
-/// Adds the outcome, the time bucket and the diagnostics to the compile's counter file.
-fn count_outcome(
-    compile: &Compile<'_>,
+/// How the compile fared, as names with counts: the outcome, the time bucket and the
+/// diagnostics; for a build script's compile, its outcome under the build scripts' own name
+/// only.
+fn outcome_names(
+    compile: &Compile,
     finished: &supervise::Finished,
     reader: Option<outcome::StderrReader>,
-) {
+) -> Vec<(String, u64)> {
     let exit_code = match finished.ended {
         supervise::Ended::Exited(code) => Some(code),
         supervise::Ended::Signaled(_) => None,
     };
     let panicked = reader.as_ref().is_some_and(|r| r.panicked);
-    let file = compile.counted.file();
+    let outcome = Outcome::classify(exit_code, panicked);
+    if compile.build_script {
+        return vec![(build_script_outcome_name(compile.driver, outcome), 1)];
+    }
+    let mut names = vec![
+        (outcome_name(compile.driver, outcome), 1),
+        (time_name(compile.driver, compile.kind, finished.elapsed), 1),
+    ];
+    names.extend(
+        reader
+            .map(outcome::StderrReader::finish)
+            .unwrap_or_default(),
+    );
+    names
+}
+
+/// Adds `names` to the compile's counter file, mapped since the call was counted.
+fn add_outcome(counted: &Counted, names: &[(String, u64)]) {
+    let file = counted.file();
     // The file stayed mapped through the compile: if another program truncated it meanwhile,
     // a count would touch a page past its end and die of SIGBUS. Counting nothing is the
     // failure to prefer; the next run quarantines the short file.
     if !file.still_whole() {
         return;
     }
-    let outcome = Outcome::classify(exit_code, panicked);
-    let _ = file.add(&outcome_name(compile.driver, outcome), 1);
-    let _ = file.add(
-        &time_name(compile.driver, compile.kind, finished.elapsed),
-        1,
-    );
-    for (name, count) in reader
-        .map(outcome::StderrReader::finish)
-        .unwrap_or_default()
-    {
-        let _ = file.add(&name, count);
+    for (name, count) in names {
+        let _ = file.add(name, *count);
     }
 }
 
@@ -293,13 +413,10 @@ fn resolve(program: &OsStr, env: &ProcessEnv) -> Option<PathBuf> {
 }
 
 /// Counts one compiler run. `run_argv` is what will be run: `[compiler, args…]` or
-/// `[workspace-wrapper, compiler, args…]`. Returns the counter file, still mapped, and what
-/// the run compiles (`None` for a probe).
-fn count(
-    run_argv: &[OsString],
-    layout: &Layout,
-    process_env: &ProcessEnv,
-) -> Option<(Counted, Option<CompileKind>)> {
+/// `[workspace-wrapper, compiler, args…]`. With the compiler's version cached, the call is
+/// counted now and the counter file comes back still mapped; otherwise the counts wait for
+/// the compile's end and go to the helper that asks for the version ([`Tally::Deferred`]).
+fn count(run_argv: &[OsString], layout: &Layout, process_env: &ProcessEnv) -> Option<Call> {
     let env = Env::from_snapshot(process_env);
     let home = Home::locate(&env)?;
     if effective_mode(&env, Some(&home)) == Mode::Off {
@@ -316,29 +433,52 @@ fn count(
     let (names, kind) = rustc_counter_names(args, &ctx);
     // clippy-driver as the compiler reports clippy's version; rustc's is what matters, and a
     // rustc sits beside it in the toolchain.
-    let binary = resolve(compiler, process_env).map(|p| {
-        if stem_of(p.as_os_str()) == Some("clippy-driver") {
-            p.with_file_name("rustc")
-        } else {
-            p
-        }
-    });
-    let version = binary
+    let binary = resolve(compiler, process_env)
+        .map(|p| {
+            if stem_of(p.as_os_str()) == Some("clippy-driver") {
+                p.with_file_name("rustc")
+            } else {
+                p
+            }
+        })
         .and_then(|bin| {
             let (meta, symlink) = lookup::executable_entry(&bin)?;
-            let (bin, meta) =
-                version::versioned_binary(Tool::Rustc, &bin, &meta, symlink, args, process_env)?;
-            Some(version::version_of(Tool::Rustc, &bin, &meta, &home))
-        })
-        .unwrap_or_else(|| version::UNKNOWN.to_string());
-    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    // The mode was read above: count without reading it (or locating the home) again, as
-    // the shim does.
-    let counted = home.count(env.today(), "rustc", &version, &refs).ok();
-    if counted.as_ref().is_some_and(|c| c.created_file) {
-        tally_process::notice::maybe_show(&env, home.root());
-    }
-    counted.map(|c| (c, kind))
+            version::versioned_binary(Tool::Rustc, &bin, &meta, symlink, args, process_env)
+        });
+    let tally = match binary.map(|(bin, meta)| version::cached(Tool::Rustc, &bin, &meta, &home)) {
+        Some(version::Cached::Missing(query)) => {
+            // The helper may create the week's file; the notice is said here, where the
+            // terminal is, once the data directory exists.
+            if home.own_dir(&home.versions_dir()).is_ok() {
+                tally_process::notice::maybe_show(&env, home.root());
+            }
+            Tally::Deferred(Deferred {
+                query,
+                today: env.today(),
+                home,
+                names,
+            })
+        }
+        known => {
+            let version = match known {
+                Some(version::Cached::Known(version)) => version,
+                _ => version::UNKNOWN.to_string(),
+            };
+            let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+            // The mode was read above: count without reading it (or locating the home) again,
+            // as the shim does.
+            let counted = home.count(env.today(), "rustc", &version, &refs).ok()?;
+            if counted.created_file {
+                tally_process::notice::maybe_show(&env, home.root());
+            }
+            Tally::Counted(counted)
+        }
+    };
+    Some(Call {
+        tally,
+        kind,
+        caller,
+    })
 }
 
 #[cfg(test)]

@@ -15,9 +15,17 @@
 //!   signal tally inherited ignored stays ignored, for the child too.
 //! - On Linux the child gets SIGKILL if tally dies (`PR_SET_PDEATHSIG`), so a compiler never
 //!   outlives a killed tally; the child is always reaped.
-//! - The wait ends when the child has ended, not when its stderr closes: a process it left
-//!   behind holding the pipe (a compile cache's server) does not hold tally up. What the child
-//!   wrote before it ended is still forwarded.
+//! - The wait ends when the child has ended, not when its stderr closes: tally exits with the
+//!   child's status at once, as the child's parent sees it end without tally. What the child
+//!   wrote before it ended is forwarded first. If a process it left behind still holds the
+//!   pipe (a compiler's own background child, a compile cache's server), a small detached
+//!   forwarder ([`tally_sys::detach`]) takes the pipe and tally's stderr over and copies what
+//!   comes, chunk by chunk, until the last writer closes it: that output reaches the same
+//!   stderr, the writer never meets a broken pipe it would not have met, and whoever reads
+//!   the stderr to its end (cargo) sees the end exactly when the last writer is gone, as
+//!   without tally. The forwarder holds nothing else of tally (stdin and stdout are
+//!   `/dev/null`, other descriptors closed) and lives exactly as long as that writer; where
+//!   none can be forked (outside Linux), tally forwards until the end itself before exiting.
 //!
 //! Failures before the child runs are [`Failed::Setup`]: the caller then `exec`s the compiler
 //! as without supervision, so nothing is lost.
@@ -138,10 +146,46 @@ pub fn run(program: &Program<'_>, copy: &mut dyn FnMut(&[u8])) -> Result<Finishe
         Some(&SigSet::from(Signal::SIGPIPE)),
         None,
     );
-    let ended = wait(pid, pipe_read, out, &signals, copy);
+    let (ended, left_open) = wait(pid, pipe_read, out, &signals, copy);
     let elapsed = started.elapsed();
     signals.unregister();
+    if let Some(pipe) = left_open {
+        forward_the_rest(pipe, out);
+    }
     Ok(Finished { ended, elapsed })
+}
+
+/// Forwards what the child's leftover processes write into `pipe` until the last of them
+/// closes it: in a detached forwarder, so that tally can exit now, or here where there is none.
+fn forward_the_rest(pipe: OwnedFd, out: BorrowedFd<'_>) {
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    // `drain` left the pipe non-blocking; the forwarder waits for each chunk.
+    let _ = fcntl(pipe.as_raw_fd(), FcntlArg::F_SETFL(OFlag::empty()));
+    let mut buf = vec![0u8; 64 << 10];
+    let mut forward = || {
+        loop {
+            match nix::unistd::read(pipe.as_raw_fd(), &mut buf) {
+                Ok(0) => return,
+                Ok(n) => {
+                    // Closing the pipe (by returning) gives the writer the broken pipe tally
+                    // met, as for the compiler itself.
+                    if !forward_chunk(out, &buf[..n]) {
+                        return;
+                    }
+                }
+                Err(Errno::EINTR) => {}
+                Err(_) => return,
+            }
+        }
+    };
+    let keep = tally_sys::detach::Keep {
+        stderr: true,
+        fds: &[pipe.as_raw_fd()],
+        lifetime: None,
+    };
+    if tally_sys::detach::run_detached(keep, &mut forward).is_err() {
+        forward();
+    }
 }
 
 /// `errno`s that mean the program itself could not be run, as a shell reports them.
@@ -255,14 +299,15 @@ impl Signals {
     }
 }
 
-/// Forwards stderr and waits for `child` to end.
+/// Forwards stderr and waits for `child` to end. Returns how it ended, and the pipe if
+/// processes the child left behind still hold it open.
 fn wait(
     child: Pid,
     pipe: OwnedFd,
     out: BorrowedFd<'_>,
     signals: &Signals,
     copy: &mut dyn FnMut(&[u8]),
-) -> Ended {
+) -> (Ended, Option<OwnedFd>) {
     let mut buf = vec![0u8; 64 << 10];
     let mut pipe = Some(pipe);
     // poll itself failed: block on the pipe, then on the child, without forwarding signals.
@@ -316,10 +361,8 @@ fn wait(
         if look {
             signals.drain_wake();
             if let Some(ended) = reap(child, blocking) {
-                if let Some(p) = pipe.take() {
-                    drain(p, out, &mut buf, copy);
-                }
-                return ended;
+                let left_open = pipe.take().and_then(|p| drain(p, out, &mut buf, copy));
+                return (ended, left_open);
             }
         }
     }
@@ -345,23 +388,29 @@ fn reap(child: Pid, block: bool) -> Option<Ended> {
     }
 }
 
-/// What is left in the pipe after the child ended, without waiting for writers it left behind.
-fn drain(pipe: OwnedFd, out: BorrowedFd<'_>, buf: &mut [u8], copy: &mut dyn FnMut(&[u8])) {
+/// What is in the pipe after the child ended, without waiting for writers it left behind.
+/// Returns the pipe if such writers still hold it open (nothing to read, yet no end).
+fn drain(
+    pipe: OwnedFd,
+    out: BorrowedFd<'_>,
+    buf: &mut [u8],
+    copy: &mut dyn FnMut(&[u8]),
+) -> Option<OwnedFd> {
     use nix::fcntl::{FcntlArg, OFlag, fcntl};
-    if fcntl(pipe.as_raw_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).is_err() {
-        return;
-    }
+    // Without a non-blocking read, the end cannot be told from a pause: forward it all.
+    let blocking = fcntl(pipe.as_raw_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).is_err();
     loop {
         match nix::unistd::read(pipe.as_raw_fd(), buf) {
-            Ok(0) => return,
+            Ok(0) => return None,
             Ok(n) => {
                 if !forward_chunk(out, &buf[..n]) {
-                    return;
+                    return None;
                 }
                 copy(&buf[..n]);
             }
             Err(Errno::EINTR) => {}
-            Err(_) => return,
+            Err(Errno::EAGAIN) if !blocking => return Some(pipe),
+            Err(_) => return None,
         }
     }
 }

@@ -330,6 +330,13 @@ impl Demo {
             say("   (go is not installed: skipping the Go sample)");
         }
 
+        // A tool whose version was not cached yet is counted by a detached helper once the
+        // version is known: let those counts land before the week's report is made.
+        tally_process::version::wait_for_pending(
+            &tally_home::Home::at(&self.dirs.home),
+            tally_process::version::HELPER_LIFETIME,
+        );
+
         // 4. The week ends; upload.
         say(&format!(
             "\n4. Moving the clock to {today}, past the end of that week, and uploading"

@@ -15,6 +15,8 @@ use crate::outcome::{BUCKET_LABELS, Driver, KIND_LABELS, Outcome};
 pub enum CompileCounter<'a> {
     /// `<driver>/outcome:<outcome>`.
     Outcome { driver: Driver, outcome: Outcome },
+    /// `<driver>/build-script-outcome:<outcome>`: a compile a build script ran.
+    BuildScript { driver: Driver, outcome: Outcome },
     /// `<driver>/time/<kind>:<bucket>`; `bucket` indexes [`BUCKET_LABELS`].
     Time {
         driver: Driver,
@@ -49,6 +51,10 @@ pub fn parse(name: &str) -> Option<CompileCounter<'_>> {
     if let Some(label) = rest.strip_prefix("outcome:") {
         let outcome = Outcome::ALL.into_iter().find(|o| o.label() == label)?;
         return Some(CompileCounter::Outcome { driver, outcome });
+    }
+    if let Some(label) = rest.strip_prefix("build-script-outcome:") {
+        let outcome = Outcome::ALL.into_iter().find(|o| o.label() == label)?;
+        return Some(CompileCounter::BuildScript { driver, outcome });
     }
     if let Some(rest) = rest.strip_prefix("time/") {
         let (kind, bucket) = rest.split_once(':')?;
@@ -111,6 +117,9 @@ pub struct CompileSummary {
     pub lints: BTreeMap<(Driver, String, String), u64>,
     /// Compiles whose diagnostics were too many to read them all.
     pub capped: u64,
+    /// Compiles run by build scripts (probes), by driver, then by outcome in
+    /// [`Outcome::ALL`]'s order: apart from every other field, which are the user's compiles.
+    pub build_scripts: BTreeMap<Driver, [u64; Outcome::ALL.len()]>,
     /// Per compiler version, by (version, week): whether a compile crashed that week.
     weeks: BTreeMap<(String, String), bool>,
 }
@@ -166,6 +175,10 @@ impl CompileSummary {
                     *slot = slot.saturating_add(count);
                 }
                 Some(CompileCounter::Capped) => self.capped = self.capped.saturating_add(count),
+                Some(CompileCounter::BuildScript { driver, outcome }) => {
+                    let slot = &mut self.build_scripts.entry(driver).or_default()[outcome as usize];
+                    *slot = slot.saturating_add(count);
+                }
                 None => {}
             }
         }
@@ -178,7 +191,7 @@ impl CompileSummary {
         }
     }
 
-    /// Whether any compile counter was added.
+    /// Whether any counter of the user's compiles was added (build scripts' compiles aside).
     pub fn is_empty(&self) -> bool {
         self.outcomes.is_empty()
             && self.times.is_empty()
@@ -240,6 +253,8 @@ mod tests {
         for name in [
             "rustc/compiles",
             "rustc/outcome:crashed",
+            "rustc/build-script-outcome:crashed",
+            "clippy/build-script:ok",
             "rustc/time/check-unopt:<2s",
             "rustc/time/debug:<1s",
             "rustc/error:E9999",
@@ -275,7 +290,12 @@ mod tests {
             "2026-11-02",
             "rustc",
             "1.91.0",
-            [("rustc/outcome:ok", 2), ("clippy/outcome:error", 1)],
+            [
+                ("rustc/outcome:ok", 2),
+                ("clippy/outcome:error", 1),
+                ("rustc/build-script-outcome:error", 4),
+                ("rustc/build-script-outcome:ok", 6),
+            ],
         );
         summary.add_section(
             "2026-11-09",
@@ -294,7 +314,9 @@ mod tests {
         // No compile in this section: no week for its version.
         summary.add_section("2026-11-09", "rustc", "1.93.0", [("rustc/compiles", 1)]);
 
+        // Build scripts' probes are apart: not in the compiles, nor their outcomes.
         assert_eq!(summary.compiles(), 17);
+        assert_eq!(summary.build_scripts[&Driver::Rustc], [6, 4, 0, 0, 0]);
         assert_eq!(summary.outcomes[&Driver::Rustc], [14, 1, 1, 0, 0]);
         assert_eq!(summary.outcomes[&Driver::Clippy], [0, 1, 0, 0, 0]);
         assert_eq!(

@@ -24,6 +24,11 @@
 //!   error, `other`).
 //! - `rustc/diagnostics:capped`: the compile wrote more diagnostics than the wrapper reads;
 //!   the rest went uncounted (but were forwarded).
+//! - `<driver>/build-script-outcome:ok|error|ice|signal|other`: how a compile that a build
+//!   script ran ended (autocfg's, anyhow's, thiserror's probes: many are meant to fail where a
+//!   feature is missing). Such a compile is counted under this name only: never in the
+//!   outcome, time, error or lint names above, which are the user's own compiles. Its crash
+//!   (`ice`) is still a compiler crash, under its own name.
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -142,6 +147,12 @@ pub fn time_name(driver: Driver, kind: CompileKind, elapsed: Duration) -> String
     [driver.name(), "/time/", kind.label(), ":", bucket].concat()
 }
 
+/// `<driver>/build-script-outcome:<outcome>`, the one name a compile run by a build script is
+/// counted under.
+pub fn build_script_outcome_name(driver: Driver, outcome: Outcome) -> String {
+    [driver.name(), "/build-script-outcome:", outcome.label()].concat()
+}
+
 /// `rustc/diagnostics:capped`.
 pub const CAPPED: &str = "rustc/diagnostics:capped";
 
@@ -210,6 +221,7 @@ pub fn vocabulary() -> Vec<String> {
     for driver in [Driver::Rustc, Driver::Clippy] {
         for outcome in Outcome::ALL {
             all.push(outcome_name(driver, outcome));
+            all.push(build_script_outcome_name(driver, outcome));
         }
         for kind in KIND_LABELS {
             for bucket in BUCKET_LABELS {
@@ -274,6 +286,10 @@ mod tests {
         assert_eq!(
             outcome_name(Driver::Clippy, Outcome::Ice),
             "clippy/outcome:ice"
+        );
+        assert_eq!(
+            build_script_outcome_name(Driver::Rustc, Outcome::Error),
+            "rustc/build-script-outcome:error"
         );
     }
 

@@ -2,7 +2,9 @@
 //! does, where the data is, how to see it and how to turn it off. Never on a non-terminal, never
 //! in CI, never twice (a `notice-shown` marker in the data directory, created exclusively, so
 //! parallel compiles print it at most once). Checked only when a counter file was just created,
-//! so it costs nothing normally.
+//! or when the count is handed to a helper because the tool's version is not cached yet (the
+//! helper has no terminal; a first run always finds the cache empty), so it costs nothing
+//! normally.
 
 use std::io::{IsTerminal, Write};
 use std::path::Path;

@@ -1,71 +1,305 @@
-//! The real tool's version, for the counter file's name, without slowing the hot path.
+//! The real tool's version, for the counter file's name, without ever holding the tool up.
 //!
 //! A cache under `<data>/versions/`, one small file per real binary, named by a hash of the
 //! binary's (path, size, mtime) so that an upgrade in place is a new entry, and holding only
 //! the normalised version ([`tally_home::normalize_version`]: `1.95.0`, `1.97.0-nightly`,
-//! never the path, nor whatever else a custom build prints after the number). On a miss the tool is asked once (`--version`, `go version`)
-//! with `TALLY=off` in its environment (so a shim in front of it does not count the question)
-//! and a timeout. Anything that goes wrong gives `unknown`. At most [`MAX_ENTRIES`] entries are
-//! kept (the oldest go on a miss), so the cache stays small however many toolchains come and go.
+//! never the path, nor whatever else a custom build prints after the number). At most
+//! [`MAX_ENTRIES`] entries are kept (the oldest go on a miss), so the cache stays small however
+//! many toolchains come and go.
+//!
+//! The hot path only reads the cache ([`cached`]). On a miss, the tool runs at once and the
+//! question goes off the hot path: [`Query::count_when_known`] hands the query and the counts
+//! to a detached helper ([`tally_sys::detach`]), which asks the tool (`--version`, `go
+//! version`, with `TALLY=off` in its environment so that a shim in front of it does not count
+//! the question), stores the answer, and counts the names into that version's file. Why this
+//! way: the counts land in the right version's file (counting under `unknown` at once would
+//! misfile the first runs of every new toolchain), and nothing waits for the answer, neither
+//! the tool nor whoever waits for the shim or the wrapper: a hanging `--version` costs the
+//! build nothing.
+//!
+//! The query's promises:
+//! - It runs in a process group of its own and is abandoned after [`QUERY_TIMEOUT`]: the whole
+//!   group is killed (`SIGKILL`), so a child the query left behind dies with it. Its output is
+//!   read only while it runs, and what is there when it exits: a leftover process holding the
+//!   pipe does not hold the helper.
+//! - An answer that is not a version, and a query that timed out, are stored as `unknown`, so
+//!   the tool is not asked on every run; an `unknown` entry is asked again after
+//!   [`RETRY_UNKNOWN`]. A tool that could not be started is not remembered (it may be fixed in
+//!   place).
+//! - One query at a time per data directory: a helper finding another one asking
+//!   (`versions/queries.lock`) waits for its answer (a little longer than [`QUERY_TIMEOUT`])
+//!   before asking itself, so the parallel compiles of a build do not all ask.
+//! - Every helper with counts to write holds a shared lock on `versions/pending.lock`, taken
+//!   before the shim or the wrapper goes on: whoever needs every count written (the tests)
+//!   takes it exclusively. A helper lives at most [`HELPER_LIFETIME`].
+//!
+//! Where no helper can be forked (outside Linux, without `/proc`, or in a process with more
+//! threads than one), the query runs in the calling process before the counts, as
+//! [`version_of`] does. Where `versions/` cannot be made (a read-only data directory), nothing
+//! is asked and nothing counted.
 
 use std::ffi::OsString;
 use std::fs::Metadata;
 use std::io::Read;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use tally_grammar::Tool;
-use tally_home::{Home, fsio};
+use tally_home::{Day, Home, fsio};
 
 /// What a version is when it cannot be learned.
 pub const UNKNOWN: &str = "unknown";
 
-/// How long a version query may take before it is abandoned (a cold rustup proxy can be slow).
-const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a version query may take before it is abandoned, its process group killed.
+pub const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long an `unknown` entry is trusted before the tool is asked again.
+pub const RETRY_UNKNOWN: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// How long a helper waits for another helper's query to answer (or be abandoned and stored
+/// as `unknown`) before asking itself: a little longer than the query may take.
+const WAIT_FOR_QUERY: Duration = Duration::from_secs(QUERY_TIMEOUT.as_secs() + 3);
+
+/// The most a detached helper lives: waiting for another query, its own, and the count.
+pub const HELPER_LIFETIME: Duration =
+    Duration::from_secs(WAIT_FOR_QUERY.as_secs() + QUERY_TIMEOUT.as_secs() + 10);
+
+/// Held exclusively while a helper asks a tool.
+pub const QUERIES_LOCK: &str = "queries.lock";
+
+/// Held shared by every helper until its counts are written.
+pub const PENDING_LOCK: &str = "pending.lock";
+
+/// What the cache knows of a binary's version.
+pub enum Cached {
+    /// The normalised version, or [`UNKNOWN`].
+    Known(String),
+    /// Not cached: the tool has to be asked.
+    Missing(Query),
+}
+
+/// A version the cache does not hold yet: what to ask, and where to store the answer.
+pub struct Query {
+    tool: Tool,
+    binary: PathBuf,
+    key: String,
+}
 
 /// The version of `binary` (the file that really runs, e.g. a toolchain's rustc, not a rustup
-/// proxy), cached in `home`'s `versions/`.
+/// proxy) if `home`'s `versions/` holds it. Never runs anything.
 ///
 /// The cache is read only when `versions/` is a real directory (one `lstat`) and each entry is
 /// opened through `tally_home::fsio` (no link followed, no wait on a FIFO): a planted entry
 /// reads as a miss and is replaced by the next store.
-pub fn version_of(tool: Tool, binary: &Path, meta: &Metadata, home: &Home) -> String {
-    let versions_dir = home.versions_dir();
+pub fn cached(tool: Tool, binary: &Path, meta: &Metadata, home: &Home) -> Cached {
     let key = cache_key(tool, binary, meta);
-    let entry = versions_dir.join(&key);
-    if fsio::is_own_dir(&versions_dir)
-        && let Ok(bytes) = fsio::read_small(&entry)
-        && let Ok(text) = std::str::from_utf8(&bytes)
-    {
-        // Entries hold the normalised version; anything else (an older tally's raw version,
-        // a hand edit) is asked again and replaced.
-        let v = text.trim();
-        if tally_home::is_normalized_version(v) {
-            return v.to_string();
+    match read_entry(&home.versions_dir(), &key) {
+        Some(version) => Cached::Known(version),
+        None => Cached::Missing(Query {
+            tool,
+            binary: binary.to_path_buf(),
+            key,
+        }),
+    }
+}
+
+/// The version of `binary`: cached, or asked now (waiting up to [`QUERY_TIMEOUT`]) and stored.
+/// For callers that may wait; the hot path uses [`cached`] and [`Query::count_when_known`].
+pub fn version_of(tool: Tool, binary: &Path, meta: &Metadata, home: &Home) -> String {
+    match cached(tool, binary, meta, home) {
+        Cached::Known(version) => version,
+        Cached::Missing(query) => query.answer(home),
+    }
+}
+
+/// Counts one run of `tool`: each of `names` once, into the file of `program` and the version
+/// of `binary` (the file whose version matters, see [`versioned_binary`]; `None`: the version
+/// cannot be learned, [`UNKNOWN`]), for the week of `env`'s today. With the version cached,
+/// counted here and the file handed back still mapped (see `tally_home::Counted`); otherwise
+/// handed to a helper ([`Query::count_when_known`]) and `None`. Shows the first-run notice
+/// when this may be the first count (see [`crate::notice`]).
+pub fn count_run(
+    env: &tally_home::Env,
+    home: &Home,
+    tool: Tool,
+    program: &str,
+    binary: Option<(PathBuf, Metadata)>,
+    names: &[String],
+) -> Option<tally_home::Counted> {
+    let version = match binary.map(|(bin, meta)| cached(tool, &bin, &meta, home)) {
+        Some(Cached::Known(version)) => version,
+        Some(Cached::Missing(query)) => {
+            query.count_when_known(home, env.today(), program, names, &[]);
+            // The helper may create the week's file; the notice is said here, where the
+            // terminal is (the helper has none), once the data directory exists.
+            crate::notice::maybe_show(env, home.root());
+            return None;
+        }
+        None => UNKNOWN.to_string(),
+    };
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let counted = home.count(env.today(), program, &version, &refs).ok();
+    if counted.as_ref().is_some_and(|c| c.created_file) {
+        crate::notice::maybe_show(env, home.root());
+    }
+    counted
+}
+
+/// The entry `key` in `dir` if it holds a normalised version (an entry an older tally wrote
+/// raw, or a hand edit, is a miss and gets replaced), and is not an `unknown` older than
+/// [`RETRY_UNKNOWN`].
+fn read_entry(dir: &Path, key: &str) -> Option<String> {
+    if !fsio::is_own_dir(dir) {
+        return None;
+    }
+    let entry = dir.join(key);
+    let bytes = fsio::read_small(&entry).ok()?;
+    let version = std::str::from_utf8(&bytes).ok()?.trim();
+    if !tally_home::is_normalized_version(version) {
+        return None;
+    }
+    if version == UNKNOWN {
+        // `lstat`: the entry was just read as a regular file; a swap since only costs a query.
+        let written = std::fs::symlink_metadata(&entry).and_then(|m| m.modified());
+        let fresh = written.is_ok_and(|at| {
+            SystemTime::now()
+                .duration_since(at)
+                .is_ok_and(|age| age < RETRY_UNKNOWN)
+        });
+        if !fresh {
+            return None;
         }
     }
-    let version = match query(tool, binary) {
-        Answer::Version(v) => tally_home::normalize_version(&v).into_owned(),
-        // A tool that answers but not with a version will not change its mind: remember that,
-        // or every run would ask again.
-        Answer::NoVersion => UNKNOWN.to_string(),
-        // Timed out, or could not run: maybe a cold cache or a busy machine; ask next time.
-        Answer::Failed => return UNKNOWN.to_string(),
-    };
-    // Caching is best effort: a read-only data directory just means asking again next time.
-    if home.own_dir(&versions_dir).is_ok() {
-        let _ = store(&versions_dir, &key, &version);
+    Some(version.to_string())
+}
+
+impl Query {
+    /// Asks the tool, unless another helper's query answered meanwhile, and stores the
+    /// answer. Waits a little longer than [`QUERY_TIMEOUT`] for another helper's query, and
+    /// up to [`QUERY_TIMEOUT`] for its own.
+    fn answer(&self, home: &Home) -> String {
+        let dir = home.versions_dir();
+        let made = home.own_dir(&dir).is_ok();
+        let _one_at_a_time = made
+            .then(|| lock_within(&dir.join(QUERIES_LOCK), WAIT_FOR_QUERY))
+            .flatten();
+        if let Some(version) = read_entry(&dir, &self.key) {
+            return version;
+        }
+        let version = match ask(self.tool, &self.binary) {
+            Answer::Version(v) => tally_home::normalize_version(&v).into_owned(),
+            // A tool that answers but not with a version will not change its mind soon, and
+            // one that hangs costs a helper for ten seconds on every run: remember both (for
+            // a day, see `read_entry`).
+            Answer::NoVersion | Answer::TimedOut => UNKNOWN.to_string(),
+            // Could not run at all: it may be fixed in place; ask next time.
+            Answer::NotStarted => return UNKNOWN.to_string(),
+        };
+        // Caching is best effort: a read-only data directory just means asking again next time.
+        if made {
+            let _ = store(&dir, &self.key, &version);
+        }
+        version
     }
-    version
+
+    /// Counts `names` (each once) and `weighted` (each by its count) into `program`'s file for
+    /// the week of `today`, under the version the tool gives. Returns at once: the query and
+    /// the count run in a detached helper (see the module's docs), or, where none can be
+    /// forked, here before returning. Every failure is swallowed: the tool runs regardless.
+    pub fn count_when_known(
+        self,
+        home: &Home,
+        today: Day,
+        program: &str,
+        names: &[String],
+        weighted: &[(String, u64)],
+    ) {
+        let mut work = || {
+            let version = self.answer(home);
+            let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+            if let Ok(counted) = home.count(today, program, &version, &refs) {
+                for (name, count) in weighted {
+                    let _ = counted.file().add(name, *count);
+                }
+            }
+        };
+        let dir = home.versions_dir();
+        // A data directory where `versions/` cannot be made cannot take the count either:
+        // no helper, nothing asked.
+        if home.own_dir(&dir).is_err() {
+            return;
+        }
+        // Taken here, before the tool goes on, and kept by the helper alone (the lock belongs
+        // to the open file, which the helper shares; this copy closes on return).
+        let pending =
+            open_lock(&dir.join(PENDING_LOCK)).filter(|file| file.try_lock_shared().is_ok());
+        let held: Vec<i32> = pending.iter().map(|f| f.as_raw_fd()).collect();
+        let keep = tally_sys::detach::Keep {
+            stderr: false,
+            fds: &held,
+            lifetime: Some(HELPER_LIFETIME),
+        };
+        if tally_sys::detach::run_detached(keep, &mut work).is_err() {
+            work();
+        }
+    }
+}
+
+/// Waits until every detached helper of `home` has written its counts, at most `limit`; returns
+/// whether none is left. Each helper holds `versions/pending.lock` shared until then, so this
+/// takes it exclusively (never creating it, never waiting on something planted there). For
+/// whoever reads the counter files right after running tools (the demo, before its week's
+/// report); the hot path never calls it.
+pub fn wait_for_pending(home: &Home, limit: Duration) -> bool {
+    match tally_sys::safe_open::open_read(&home.versions_dir().join(PENDING_LOCK)) {
+        Ok(lock) => lock_exclusively_within(&lock, limit),
+        Err(_) => true,
+    }
+}
+
+/// Locks `path` exclusively, waiting at most `limit` for whoever holds it. `None`: not
+/// locked (the file cannot be opened, or the wait ran out), and the caller goes on unlocked.
+fn lock_within(path: &Path, limit: Duration) -> Option<std::fs::File> {
+    let file = open_lock(path)?;
+    lock_exclusively_within(&file, limit).then_some(file)
+}
+
+/// Takes `file`'s lock exclusively, trying every 5 ms for at most `limit`.
+fn lock_exclusively_within(file: &std::fs::File, limit: Duration) -> bool {
+    let start = Instant::now();
+    loop {
+        match file.try_lock() {
+            Ok(()) => return true,
+            Err(std::fs::TryLockError::WouldBlock) if start.elapsed() < limit => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(_) => return false,
+        }
+    }
+}
+
+/// Opens (creating) a lock file of `versions/`. Something else planted at its name (a link, a
+/// FIFO) is removed, never followed or waited on, and a fresh file made.
+fn open_lock(path: &Path) -> Option<std::fs::File> {
+    match fsio::open_or_create(path) {
+        Ok(file) => Some(file),
+        Err(e) if fsio::is_not_regular(&e) => {
+            std::fs::remove_file(path).ok()?;
+            fsio::open_or_create(path).ok()
+        }
+        Err(_) => None,
+    }
 }
 
 /// What asking a tool for its version gave.
 enum Answer {
     Version(String),
     NoVersion,
-    Failed,
+    TimedOut,
+    NotStarted,
 }
 
 fn cache_key(tool: Tool, binary: &Path, meta: &Metadata) -> String {
@@ -110,7 +344,7 @@ fn store(dir: &Path, key: &str, version: &str) -> std::io::Result<()> {
 }
 
 /// Keeps at most `keep` entries in the cache, deleting the least recently written. Only runs on
-/// a cache miss, which is rare.
+/// a cache miss, which is rare. The lock files are not entries.
 fn prune(dir: &Path, keep: usize) {
     let Ok(entries) = fsio::read_own_dir(dir) else {
         return;
@@ -118,6 +352,7 @@ fn prune(dir: &Path, keep: usize) {
     // `DirEntry::metadata` does not follow links: a link is pruned by its own time.
     let mut files: Vec<(std::time::SystemTime, PathBuf)> = entries
         .into_iter()
+        .filter(|e| !e.file_name().as_encoded_bytes().ends_with(b".lock"))
         .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
         .collect();
     if files.len() <= keep {
@@ -130,7 +365,7 @@ fn prune(dir: &Path, keep: usize) {
 }
 
 /// Asks the tool. gofmt has no version flag: it is asked of the `go` beside it.
-fn query(tool: Tool, binary: &Path) -> Answer {
+fn ask(tool: Tool, binary: &Path) -> Answer {
     let (program, args): (PathBuf, &[&str]) = match tool {
         Tool::Go => (binary.to_path_buf(), &["version"]),
         Tool::Gofmt => {
@@ -144,47 +379,98 @@ fn query(tool: Tool, binary: &Path) -> Answer {
         }
         _ => (binary.to_path_buf(), &["--version"]),
     };
-    match run_with_timeout(&program, args) {
-        Some(Ok(out)) => parse_version(tool, &out).map_or(Answer::NoVersion, Answer::Version),
-        Some(Err(())) => Answer::NoVersion,
-        None => Answer::Failed,
+    match run_with_timeout(&program, args, QUERY_TIMEOUT) {
+        Ran::Succeeded(out) => parse_version(tool, &out).map_or(Answer::NoVersion, Answer::Version),
+        Ran::Failed => Answer::NoVersion,
+        Ran::TimedOut => Answer::TimedOut,
+        Ran::NotStarted => Answer::NotStarted,
     }
 }
 
-/// The tool's stdout if it exited successfully, `Some(Err)` if it ran and failed, `None` if it
-/// could not be started or timed out.
-fn run_with_timeout(program: &Path, args: &[&str]) -> Option<Result<String, ()>> {
-    let mut child = Command::new(program)
+/// How a query process ended.
+enum Ran {
+    /// Exit status 0, with (the first 4 KiB of) what it wrote on stdout.
+    Succeeded(String),
+    Failed,
+    TimedOut,
+    NotStarted,
+}
+
+/// Most of a query's output that is read (the version is on its first line).
+const MAX_OUTPUT: usize = 4096;
+
+/// Runs `program args…` in a process group of its own, reading its stdout as it comes, until it
+/// exits or `timeout` passes; then the whole group is killed.
+fn run_with_timeout(program: &Path, args: &[&str], timeout: Duration) -> Ran {
+    use std::os::unix::process::CommandExt;
+    let Ok(mut child) = Command::new(program)
         .args(args)
         .env("TALLY", "off")
         .env_remove(tally_home::env::TALLY_FORCE_ARG0)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
+        .process_group(0)
         .spawn()
-        .ok()?;
-    let start = Instant::now();
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) if status.success() => break,
-            Ok(Some(_)) => return Some(Err(())),
-            Err(_) => return None,
-            Ok(None) if start.elapsed() > QUERY_TIMEOUT => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return None;
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(2)),
+    else {
+        return Ran::NotStarted;
+    };
+    let group = nix::unistd::Pid::from_raw(child.id() as i32);
+    let kill_group = || {
+        let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+    };
+    let mut stdout = child.stdout.take();
+    // Never blocks: what a process left behind holding the pipe keeps open is not waited for.
+    if let Some(out) = &stdout {
+        use nix::fcntl::{FcntlArg, OFlag, fcntl};
+        if fcntl(out.as_raw_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).is_err() {
+            stdout = None;
         }
     }
-    let mut text = String::new();
-    match child
-        .stdout
-        .take()
-        .map(|out| out.take(4096).read_to_string(&mut text))
-    {
-        Some(Ok(_)) => Some(Ok(text)),
-        _ => Some(Err(())),
+    let mut output = Vec::new();
+    let mut read_available = |stdout: &mut Option<std::process::ChildStdout>| {
+        let Some(out) = stdout else { return };
+        let mut buf = [0u8; 1024];
+        loop {
+            match out.read(&mut buf) {
+                Ok(0) => {
+                    *stdout = None;
+                    return;
+                }
+                Ok(n) => {
+                    let room = MAX_OUTPUT.saturating_sub(output.len());
+                    output.extend_from_slice(&buf[..n.min(room)]);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return,
+            }
+        }
+    };
+    let start = Instant::now();
+    let status = loop {
+        read_available(&mut stdout);
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if start.elapsed() < timeout => std::thread::sleep(Duration::from_millis(2)),
+            Ok(None) => {
+                kill_group();
+                let _ = child.wait();
+                return Ran::TimedOut;
+            }
+            Err(_) => {
+                kill_group();
+                let _ = child.wait();
+                return Ran::NotStarted;
+            }
+        }
+    };
+    read_available(&mut stdout);
+    if !status.success() {
+        return Ran::Failed;
+    }
+    match String::from_utf8(output) {
+        Ok(text) => Ran::Succeeded(text),
+        Err(_) => Ran::Failed,
     }
 }
 
@@ -240,6 +526,17 @@ pub fn versioned_binary(
     Some((real.to_path_buf(), real_meta.clone()))
 }
 
+/// The cache's entries in `dir`, without its lock files.
+#[cfg(test)]
+fn entries(dir: &Path) -> Vec<PathBuf> {
+    let mut all: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|d| d.map(|e| e.unwrap().path()).collect())
+        .unwrap_or_default();
+    all.retain(|p| p.extension().is_none_or(|x| x != "lock"));
+    all.sort();
+    all
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -277,10 +574,7 @@ mod tests {
         let versions = home.versions_dir();
         let meta = std::fs::metadata(&bin).unwrap();
         assert_eq!(version_of(Tool::Rustc, &bin, &meta, &home), "1.2.3");
-        let entries: Vec<_> = std::fs::read_dir(&versions)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
+        let entries = entries(&versions);
         assert_eq!(entries.len(), 1);
         let name = entries[0]
             .file_name()
@@ -319,19 +613,123 @@ mod tests {
         let versions = home.versions_dir();
         assert_eq!(version_of(Tool::Rustc, &bin, &meta, &home), UNKNOWN);
         // Remembered, so the tool is not asked on every run.
-        assert_eq!(std::fs::read_dir(&versions).unwrap().count(), 1);
+        assert_eq!(entries(&versions).len(), 1);
         // A tool that cannot even start is not remembered (it may be fixed in place).
         let missing = tmp.path().join("gone/rustc");
-        assert_eq!(
-            version_of(
-                Tool::Rustc,
-                &missing,
-                &meta,
-                &Home::at(tmp.path().join("w"))
+        let other = Home::at(tmp.path().join("w"));
+        assert_eq!(version_of(Tool::Rustc, &missing, &meta, &other), UNKNOWN);
+        assert_eq!(entries(&other.versions_dir()), Vec::<PathBuf>::new());
+    }
+
+    /// A query that does not answer in time is killed with every process of its group (a
+    /// child it started too), and remembered as `unknown` for a while.
+    #[test]
+    fn a_hanging_query_is_killed_with_its_group() {
+        let tmp = tempfile::tempdir().unwrap();
+        let bin = tmp.path().join("rustc");
+        let child_pid = tmp.path().join("child.pid");
+        std::fs::write(
+            &bin,
+            format!(
+                "#!/bin/sh\nsleep 120 &\necho $! > {0}.tmp; mv {0}.tmp {0}\nwait\n",
+                child_pid.display()
             ),
-            UNKNOWN
+        )
+        .unwrap();
+        std::fs::set_permissions(&bin, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let started = Instant::now();
+        assert!(matches!(
+            run_with_timeout(&bin, &["--version"], Duration::from_millis(500)),
+            Ran::TimedOut
+        ));
+        assert!(started.elapsed() < Duration::from_secs(5));
+        let child: i32 = std::fs::read_to_string(&child_pid)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        // Killed, and reaped by whoever is its parent now: gone or a zombie within seconds.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let gone = std::fs::read_to_string(format!("/proc/{child}/stat"))
+                .map(|s| {
+                    s.rsplit(')')
+                        .next()
+                        .unwrap_or("")
+                        .trim_start()
+                        .starts_with('Z')
+                })
+                .unwrap_or(true);
+            if gone {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the query's child {child} outlived it"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The answer is read while the query runs and when it exits: a process it left behind
+    /// holding its stdout does not hold the reader.
+    #[test]
+    fn a_leftover_holding_stdout_does_not_hold_the_answer() {
+        let tmp = tempfile::tempdir().unwrap();
+        let bin = tmp.path().join("rustc");
+        std::fs::write(
+            &bin,
+            "#!/bin/sh\necho 'rustc 1.2.3 (x y)'\nsleep 30 &\nexit 0\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&bin, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let started = Instant::now();
+        let Ran::Succeeded(out) = run_with_timeout(&bin, &["--version"], QUERY_TIMEOUT) else {
+            panic!("no answer");
+        };
+        assert_eq!(out, "rustc 1.2.3 (x y)\n");
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    /// A helper's shared hold on the pending lock is waited for, and only so long.
+    #[test]
+    fn waits_for_pending_counts() {
+        let tmp = tempfile::tempdir().unwrap();
+        let home = Home::at(tmp.path().join("data"));
+        assert!(wait_for_pending(&home, Duration::ZERO), "nothing pending");
+        home.own_dir(&home.versions_dir()).unwrap();
+        let held = open_lock(&home.versions_dir().join(PENDING_LOCK)).unwrap();
+        held.lock_shared().unwrap();
+        assert!(!wait_for_pending(&home, Duration::from_millis(50)));
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            drop(held);
+        });
+        assert!(wait_for_pending(&home, Duration::from_secs(10)));
+        release.join().unwrap();
+    }
+
+    /// An `unknown` entry is trusted for a day, then asked again.
+    #[test]
+    fn unknown_is_asked_again_after_a_day() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("versions");
+        std::fs::create_dir(&dir).unwrap();
+        store(&dir, "rustc-0000000000000001", UNKNOWN).unwrap();
+        assert_eq!(
+            read_entry(&dir, "rustc-0000000000000001").as_deref(),
+            Some(UNKNOWN)
         );
-        assert!(!tmp.path().join("w").exists());
+        let entry = std::fs::File::options()
+            .write(true)
+            .open(dir.join("rustc-0000000000000001"))
+            .unwrap();
+        entry
+            .set_modified(SystemTime::now() - RETRY_UNKNOWN - Duration::from_secs(60))
+            .unwrap();
+        assert_eq!(read_entry(&dir, "rustc-0000000000000001"), None);
     }
 }
 
@@ -356,17 +754,12 @@ mod planted {
         let (bin, meta) = fake_tool(tmp.path(), "rustc 1.96.0-alice_secret_token (x y)");
         let home = Home::at(tmp.path().join("data"));
         assert_eq!(version_of(Tool::Rustc, &bin, &meta, &home), "1.96.0");
-        for entry in std::fs::read_dir(home.versions_dir()).unwrap() {
-            let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        for entry in entries(&home.versions_dir()) {
+            let text = std::fs::read_to_string(entry).unwrap();
             assert_eq!(text, "1.96.0\n");
         }
         // An entry an older tally wrote raw is asked again and replaced.
-        let entry = std::fs::read_dir(home.versions_dir())
-            .unwrap()
-            .next()
-            .unwrap()
-            .unwrap()
-            .path();
+        let entry = entries(&home.versions_dir()).remove(0);
         std::fs::write(&entry, "1.96.0-alice_secret_token\n").unwrap();
         assert_eq!(version_of(Tool::Rustc, &bin, &meta, &home), "1.96.0");
         assert_eq!(std::fs::read_to_string(&entry).unwrap(), "1.96.0\n");
@@ -380,12 +773,7 @@ mod planted {
         let (bin, meta) = fake_tool(tmp.path(), "rustc 1.2.3 (x y)");
         let home = Home::at(tmp.path().join("data"));
         assert_eq!(version_of(Tool::Rustc, &bin, &meta, &home), "1.2.3");
-        let entry = std::fs::read_dir(home.versions_dir())
-            .unwrap()
-            .next()
-            .unwrap()
-            .unwrap()
-            .path();
+        let entry = entries(&home.versions_dir()).remove(0);
         let started = Instant::now();
         std::fs::remove_file(&entry).unwrap();
         nix::unistd::mkfifo(&entry, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
@@ -397,6 +785,19 @@ mod planted {
         std::os::unix::fs::symlink(&outside, &entry).unwrap();
         assert_eq!(version_of(Tool::Rustc, &bin, &meta, &home), "1.2.3");
         assert_eq!(std::fs::read_to_string(&outside).unwrap(), "9.9.9\n");
+        // FIFOs at the lock files: not waited on, replaced by lock files.
+        std::fs::remove_file(&entry).unwrap();
+        for lock in [QUERIES_LOCK, PENDING_LOCK] {
+            let _ = std::fs::remove_file(home.versions_dir().join(lock));
+            nix::unistd::mkfifo(
+                &home.versions_dir().join(lock),
+                nix::sys::stat::Mode::from_bits_truncate(0o600),
+            )
+            .unwrap();
+        }
+        assert_eq!(version_of(Tool::Rustc, &bin, &meta, &home), "1.2.3");
+        let queries = std::fs::symlink_metadata(home.versions_dir().join(QUERIES_LOCK)).unwrap();
+        assert!(queries.is_file());
         // `versions/` itself a link to a directory holding a planted answer.
         let elsewhere = tmp.path().join("elsewhere");
         std::fs::create_dir(&elsewhere).unwrap();

@@ -6,6 +6,8 @@
 //! - [`clock`]: the time, without the vDSO;
 //! - [`spawn`]: a child that inherits exactly what this process inherited (the waiting
 //!   `RUSTC_WRAPPER`);
+//! - [`detach`]: a helper process that outlives this one, for work that must not hold the
+//!   tool up (a slow version query, a compiler's late output);
 //! - [`safe_open`]: opening a file of the data directory without following a link or blocking.
 //!
 //! # Counter files
@@ -59,6 +61,8 @@
 
 #[cfg(target_os = "linux")]
 pub mod clock;
+#[cfg(unix)]
+pub mod detach;
 mod layout;
 mod mapped;
 mod parse;
