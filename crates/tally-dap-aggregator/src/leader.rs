@@ -311,6 +311,16 @@ pub async fn start(common: Arc<Common>, options: LeaderOptions) -> anyhow::Resul
         agent,
     });
     tokio::spawn(write_segments(Arc::clone(&leader), uploads));
+    // What a restart found unfinished: reports accepted but not through aggregation, and jobs
+    // planned but without a result (sent again below).
+    for lt in leader.tasks.values() {
+        let pending: u64 = lt.state.lock().expect("state lock").pending.values().sum();
+        leader.common.metrics.add("recovered_reports", "", pending);
+    }
+    leader
+        .common
+        .metrics
+        .add("recovered_jobs", "", recovered_jobs.len() as u64);
     for (task, (job_id, segments)) in recovered_jobs {
         task.state.lock().expect("state lock").jobs_in_flight += 1;
         tokio::spawn(run_job(Arc::clone(&leader), task, job_id, segments));

@@ -182,8 +182,8 @@ impl Task {
         let start = interval.start().as_seconds_since_epoch();
         let duration = interval.duration().as_seconds();
         duration >= self.time_precision
-            && start % self.time_precision == 0
-            && duration % self.time_precision == 0
+            && start.is_multiple_of(self.time_precision)
+            && duration.is_multiple_of(self.time_precision)
             && start.checked_add(duration).is_some()
     }
 

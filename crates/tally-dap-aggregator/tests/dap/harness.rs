@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use tally_dap::AggregationConfig;
 use tally_dap::draft::messages::{
-    Decode, Encode, HpkeConfig, HpkeConfigList, Interval, Report, TaskId, Time,
+    Decode, HpkeConfig, HpkeConfigList, Interval, Report, TaskId, Time,
 };
 use tally_dap::layout::{CounterLayout, Layout, ProgramLayout};
 use tally_dap_aggregator::provision::CollectorCredential;
@@ -418,9 +418,4 @@ pub fn config_list(url: &str) -> (String, HpkeConfigList) {
         .to_owned();
     let body = response.body_mut().read_to_vec().unwrap();
     (media_type, HpkeConfigList::get_decoded(&body).unwrap())
-}
-
-/// Encodes a report (helper for tests that tamper with bytes).
-pub fn encode(report: &Report) -> Vec<u8> {
-    report.get_encoded().unwrap()
 }
