@@ -260,9 +260,12 @@ async fn aggregation_job(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    aggregation_job_inner(&helper, &task_id, &job, &headers, body)
-        .await
-        .map_err(|e| helper.common.refused("aggregation_jobs_refused", e))
+    let shared = Arc::clone(&helper);
+    server::detached(
+        async move { aggregation_job_inner(&shared, &task_id, &job, &headers, body).await },
+    )
+    .await
+    .map_err(|e| helper.common.refused("aggregation_jobs_refused", e))
 }
 
 /// One report's fate before preparation.
@@ -544,7 +547,8 @@ async fn aggregate_share(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    aggregate_share_inner(&helper, &task_id, &headers, &body)
+    let shared = Arc::clone(&helper);
+    server::detached(async move { aggregate_share_inner(&shared, &task_id, &headers, &body).await })
         .await
         .map_err(|e| helper.common.refused("aggregate_shares_refused", e))
 }

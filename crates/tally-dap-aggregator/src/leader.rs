@@ -564,7 +564,11 @@ async fn upload(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
-    match upload_inner(&leader, &task_id, &headers, body).await {
+    let shared = Arc::clone(&leader);
+    let result =
+        server::detached(async move { upload_inner(&shared, &task_id, &headers, body).await })
+            .await;
+    match result {
         Ok(outcome) => {
             leader.common.metrics.count("uploads_accepted", outcome);
             Ok(StatusCode::OK)
@@ -839,7 +843,7 @@ async fn run_job(
                 );
                 leader.common.metrics.count("aggregation_job_retries", "");
                 tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(10));
+                delay = (delay * 2).min(Duration::from_secs(2));
             }
         }
     }
@@ -1177,7 +1181,11 @@ async fn collection_put(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
-    let result = collection_put_inner(&leader, &task_id, &job, &headers, &body).await;
+    let shared = Arc::clone(&leader);
+    let result = server::detached(async move {
+        collection_put_inner(&shared, &task_id, &job, &headers, &body).await
+    })
+    .await;
     match result {
         Ok(()) => {
             leader.common.metrics.count("collection_jobs_created", "");
@@ -1360,7 +1368,9 @@ async fn collection_delete(
     Path((task_id, job)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
-    let result = async {
+    let shared = Arc::clone(&leader);
+    let result = server::detached(async move {
+        let leader = shared;
         let task_id = parse_task_id(&task_id)?;
         let lt = leader.task(&task_id)?;
         check_collector(lt, &headers)?;
@@ -1382,7 +1392,7 @@ async fn collection_delete(
             )
             .await?;
         Ok(StatusCode::NO_CONTENT)
-    }
+    })
     .await;
     result.map_err(|e| leader.common.refused("collection_deletes_refused", e))
 }

@@ -62,6 +62,19 @@ impl Common {
     }
 }
 
+/// Runs a request's work as a task of its own, so that it completes even if the client goes
+/// away: axum drops a handler's future when its connection closes, and work that changes state
+/// must not stop halfway (a job left "in progress", a batch closed without its share stored).
+pub async fn detached<T: Send + 'static>(
+    work: impl Future<Output = Result<T, ApiError>> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::spawn(work).await.unwrap_or_else(|e| {
+        Err(ApiError::Internal(anyhow::anyhow!(
+            "a request task failed: {e}"
+        )))
+    })
+}
+
 /// Reads every task of `role` from the store.
 pub async fn load_tasks(
     store: &Store,

@@ -479,6 +479,24 @@ fn put_job(
     )
 }
 
+/// Sends a job and closes the connection at once, as a leader killed mid-request does.
+fn hang_up_after_sending(d: &Deployment, job: &AggregationJobId, token: &str, body: &[u8]) {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", d.helper.port)).unwrap();
+    let head = format!(
+        "PUT /tasks/{}/aggregation_jobs/{job} HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: {}\r\ndap-auth-token: {token}\r\ncontent-length: {}\r\n\r\n",
+        d.task_id(),
+        AggregationJobInitializeReq::<TimeInterval>::MEDIA_TYPE,
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
+    stream.flush().unwrap();
+    // Let the helper start on it, then hang up.
+    std::thread::sleep(Duration::from_millis(20));
+    drop(stream);
+}
+
 fn problem(body: &[u8]) -> String {
     let value: serde_json::Value = serde_json::from_slice(body).unwrap();
     value["type"]
@@ -556,6 +574,38 @@ async fn the_helper_refuses_bad_jobs_and_replays_and_answers_a_repeat_from_its_r
     assert_eq!(d.helper.metric("reports_aggregated", ""), 3);
     assert_eq!(d.helper.metric("reports_rejected", "report_replayed"), 1);
     assert_eq!(d.helper.metric("aggregation_jobs_repeated", ""), 1);
+
+    // A leader that hangs up while the helper works on its job (it was killed) sends the job
+    // again after its restart, and gets the answer: the job was not left half done.
+    let many: Vec<_> = (0..40)
+        .map(|_| leader.init(&d.report(&vec![1; len], slot)))
+        .collect();
+    let job2: AggregationJobId = rand::random();
+    let body2 = leader.job(many);
+    hang_up_after_sending(&d, &job2, &token, &body2);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = put_job(&d, &job2, Some(&token), &body2);
+        if status == 200 {
+            let resp = AggregationJobResp::get_decoded(&body).unwrap();
+            assert!(
+                resp.prepare_resps()
+                    .iter()
+                    .all(|r| matches!(r.result(), PrepareStepResult::Continue { .. }))
+            );
+            break;
+        }
+        assert_eq!(
+            status, 503,
+            "a job being processed is 503 (retry), nothing else"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the abandoned job never finished"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(d.helper.metric("reports_aggregated", ""), 43);
 
     // Aggregate share requests: unauthenticated, malformed, or disagreeing with the helper.
     let shares_url = format!("{}tasks/{}/aggregate_shares", d.helper.url(), d.task_id());

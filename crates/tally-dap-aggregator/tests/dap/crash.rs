@@ -113,7 +113,9 @@ async fn killing_the_leader_mid_upload_and_mid_aggregation_loses_and_doubles_not
         "no kill hit unaggregated reports; the test proves nothing"
     );
 
-    let collection = collect(&d, interval(slot, precision, 1)).await.unwrap();
+    let collection = collect(&d, interval(slot, precision, 1))
+        .await
+        .unwrap_or_else(|e| panic!("{e}{}", d.logs()));
     assert_eq!(collection.report_count(), 150);
     assert_eq!(collection.aggregate_result(), &sum(&measurements));
 }
@@ -142,7 +144,9 @@ async fn killing_the_helper_mid_aggregation_loses_and_doubles_nothing() {
         d.helper.start();
     }
     uploader.join().unwrap();
-    let collection = collect(&d, interval(slot, precision, 1)).await.unwrap();
+    let collection = collect(&d, interval(slot, precision, 1))
+        .await
+        .unwrap_or_else(|e| panic!("{e}{}", d.logs()));
     assert_eq!(kills, 3);
     assert!(
         d.leader.metric("aggregation_job_retries", "") > 0,

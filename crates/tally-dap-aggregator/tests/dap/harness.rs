@@ -317,6 +317,16 @@ impl Deployment {
         }
     }
 
+    /// Both logs, for a failing test's message.
+    pub fn logs(&self) -> String {
+        let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+        format!(
+            "\n--- leader log ---\n{}\n--- helper log ---\n{}",
+            read(&self.leader.log),
+            read(&self.helper.log)
+        )
+    }
+
     /// Every file in both stores and both logs, as (path, bytes).
     pub fn everything_written(&self) -> Vec<(PathBuf, Vec<u8>)> {
         let mut out = Vec::new();
