@@ -73,6 +73,8 @@ use crate::task::{Task, hex};
 pub struct LeaderOptions {
     /// Most reports in one aggregation job.
     pub job_size: usize,
+    /// How long reports wait for more to fill a job before a smaller one is sent.
+    pub job_linger: Duration,
     /// Aggregation jobs sent to the helper at once (per task).
     pub jobs_in_flight: usize,
     /// How long one request to the helper may take.
@@ -88,6 +90,7 @@ impl Default for LeaderOptions {
     fn default() -> LeaderOptions {
         LeaderOptions {
             job_size: 1000,
+            job_linger: Duration::from_millis(250),
             jobs_in_flight: 2,
             helper_timeout: Duration::from_secs(120),
             max_cached_bytes: 256 << 20,
@@ -130,7 +133,9 @@ struct Seen {
 struct Segment {
     name: String,
     /// The reports, if kept in memory.
-    reports: Option<Arc<Vec<Vec<u8>>>>,
+    reports: Option<Arc<Vec<Bytes>>>,
+    /// When it was written, for lingering (see [`LeaderOptions::job_linger`]).
+    written: std::time::Instant,
     len: usize,
     bytes: usize,
 }
@@ -176,7 +181,7 @@ impl TaskState {
 struct Upload {
     task: Arc<LeaderTask>,
     id: ReportId,
-    bytes: Vec<u8>,
+    bytes: Bytes,
     done: oneshot::Sender<anyhow::Result<()>>,
 }
 
@@ -206,7 +211,7 @@ fn encode_segment(reports: &[&[u8]]) -> Vec<u8> {
     out
 }
 
-fn decode_segment(bytes: &[u8]) -> anyhow::Result<Vec<Vec<u8>>> {
+fn decode_segment(bytes: &[u8]) -> anyhow::Result<Vec<Bytes>> {
     let mut rest = bytes
         .strip_prefix(SEGMENT_MAGIC)
         .context("not a tally-dap segment")?;
@@ -215,7 +220,7 @@ fn decode_segment(bytes: &[u8]) -> anyhow::Result<Vec<Vec<u8>>> {
         anyhow::ensure!(rest.len() >= 4, "a segment ends inside a length");
         let len = u32::from_be_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
         anyhow::ensure!(rest.len() >= 4 + len, "a segment ends inside a report");
-        reports.push(rest[4..4 + len].to_vec());
+        reports.push(Bytes::copy_from_slice(&rest[4..4 + len]));
         rest = &rest[4 + len..];
     }
     Ok(reports)
@@ -412,6 +417,7 @@ async fn recover(common: &Common, task: &Task) -> anyhow::Result<(TaskState, Vec
                     reports: None,
                     len: 0,
                     bytes: 0,
+                    written: std::time::Instant::now(),
                 })
                 .collect();
             planned.extend(plan.segments);
@@ -454,6 +460,7 @@ async fn recover(common: &Common, task: &Task) -> anyhow::Result<(TaskState, Vec
                 len: reports.len(),
                 bytes: 0,
                 reports: None,
+                written: std::time::Instant::now(),
             });
         }
     }
@@ -661,7 +668,7 @@ async fn upload_inner(
         .send(Upload {
             task: Arc::clone(&lt),
             id,
-            bytes: body.to_vec(),
+            bytes: body,
             done,
         })
         .await;
@@ -705,12 +712,8 @@ async fn write_segments(leader: Arc<Leader>, mut uploads: mpsc::Receiver<Upload>
                 state.next_segment - 1
             };
             let name = format!("{number:020}");
-            let encoded = encode_segment(
-                &uploads
-                    .iter()
-                    .map(|u| u.bytes.as_slice())
-                    .collect::<Vec<_>>(),
-            );
+            let encoded =
+                encode_segment(&uploads.iter().map(|u| u.bytes.as_ref()).collect::<Vec<_>>());
             let bytes = encoded.len();
             let result = match leader
                 .common
@@ -732,8 +735,7 @@ async fn write_segments(leader: Arc<Leader>, mut uploads: mpsc::Receiver<Upload>
                             }
                         }
                         let keep = state.cached_bytes + bytes <= leader.options.max_cached_bytes;
-                        let reports: Vec<Vec<u8>> =
-                            uploads.iter().map(|u| u.bytes.clone()).collect();
+                        let reports: Vec<Bytes> = uploads.iter().map(|u| u.bytes.clone()).collect();
                         if keep {
                             state.cached_bytes += bytes;
                         }
@@ -742,6 +744,7 @@ async fn write_segments(leader: Arc<Leader>, mut uploads: mpsc::Receiver<Upload>
                             len: reports.len(),
                             bytes: if keep { bytes } else { 0 },
                             reports: keep.then(|| Arc::new(reports)),
+                            written: std::time::Instant::now(),
                         });
                     }
                     leader.wake_aggregation.notify_one();
@@ -772,16 +775,28 @@ async fn aggregation_loop(leader: Arc<Leader>) {
     loop {
         tokio::select! {
             _ = leader.wake_aggregation.notified() => {}
-            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            _ = tokio::time::sleep(leader.options.job_linger / 4 + Duration::from_millis(1)) => {}
         }
         for lt in leader.tasks.values() {
             loop {
                 let segments = {
                     let mut state = lt.state.lock().expect("state lock");
-                    if state.jobs_in_flight >= leader.options.jobs_in_flight
-                        || state.queue.is_empty()
-                    {
+                    if state.jobs_in_flight >= leader.options.jobs_in_flight {
                         break;
+                    }
+                    // A full job goes at once; a smaller one waits for more reports until its
+                    // oldest has lingered: fewer, larger jobs cost less per report.
+                    let queued: usize = state.queue.iter().map(|s| s.len).sum();
+                    let oldest = state.queue.front().map(|s| s.written.elapsed());
+                    match oldest {
+                        None => break,
+                        Some(age)
+                            if queued < leader.options.job_size
+                                && age < leader.options.job_linger =>
+                        {
+                            break;
+                        }
+                        Some(_) => {}
                     }
                     let mut taken = Vec::new();
                     let mut reports = 0;

@@ -65,6 +65,9 @@ enum Command {
         /// Leader: aggregation jobs in flight per task.
         #[arg(long, default_value_t = 2)]
         jobs_in_flight: usize,
+        /// Leader: milliseconds reports wait for more to fill an aggregation job.
+        #[arg(long, default_value_t = 250)]
+        job_linger_ms: u64,
     },
     /// Make a collector's HPKE key pair and token.
     CollectorKeygen {
@@ -154,6 +157,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             key_reload_secs,
             job_size,
             jobs_in_flight,
+            job_linger_ms,
         } => {
             server::serve(ServeOptions {
                 role: match role {
@@ -171,6 +175,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 leader: LeaderOptions {
                     job_size: job_size.max(1),
                     jobs_in_flight: jobs_in_flight.max(1),
+                    job_linger: Duration::from_millis(job_linger_ms),
                     ..LeaderOptions::default()
                 },
             })

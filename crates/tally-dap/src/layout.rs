@@ -515,6 +515,89 @@ impl ProgramLayout {
     }
 }
 
+/// How a chart reads its counters, which decides what the layout gives them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChartKind {
+    /// Shares of reports per bucket: presence only (outcome families also get counts, for the
+    /// outcome mix, and `:ice` per version).
+    Partition,
+    /// A counter's share of reports week by week: presence only.
+    ShareOverTime,
+    /// Events per bucket: presence and clipped counts.
+    Histogram,
+}
+
+/// One chart's counters, as a chart config names them.
+#[derive(Debug, Clone)]
+pub struct ChartCounters {
+    pub program: String,
+    /// Counter names or `prefix:{a,b}` patterns.
+    pub counters: Vec<String>,
+    pub kind: ChartKind,
+}
+
+/// Bits of a count where a chart sums events: counts up to 255 a week per installation.
+pub const CHART_COUNT_BITS: u8 = 8;
+
+/// The layout a chart config needs, and nothing more: per program (in order of first
+/// appearance), the counters its charts name (each once, rate 1), with [`CHART_COUNT_BITS`]
+/// count bits for those a histogram charts and for outcome families (`…/outcome:…`, whose mix
+/// is charted in compiles), and the `…/outcome:ice` counters crossed with `versions` (crashes
+/// per version). Versions not listed for a program fall into `other`.
+pub fn for_charts(
+    os: &[String],
+    arch: &[String],
+    charts: &[ChartCounters],
+    versions: &BTreeMap<String, Vec<String>>,
+) -> Layout {
+    let mut programs: Vec<ProgramLayout> = Vec::new();
+    for chart in charts {
+        let index = match programs.iter().position(|p| p.name == chart.program) {
+            Some(i) => i,
+            None => {
+                programs.push(ProgramLayout {
+                    name: chart.program.clone(),
+                    versions: versions.get(&chart.program).cloned().unwrap_or_default(),
+                    counters: Vec::new(),
+                    by_version: Vec::new(),
+                });
+                programs.len() - 1
+            }
+        };
+        let program = &mut programs[index];
+        for pattern in &chart.counters {
+            for name in expand_pattern(pattern).unwrap_or_default() {
+                let is_outcome = name
+                    .split_once(':')
+                    .is_some_and(|(family, _)| family.ends_with("/outcome"));
+                let counts = chart.kind == ChartKind::Histogram || is_outcome;
+                match program.counters.iter_mut().find(|c| c.name == name) {
+                    Some(existing) => {
+                        if counts {
+                            existing.count_bits = CHART_COUNT_BITS;
+                        }
+                    }
+                    None => {
+                        if is_outcome && name.ends_with(":ice") {
+                            program.by_version.push(name.clone());
+                        }
+                        program.counters.push(CounterLayout {
+                            name,
+                            rate: 1.0,
+                            count_bits: if counts { CHART_COUNT_BITS } else { 0 },
+                        });
+                    }
+                }
+            }
+        }
+    }
+    Layout {
+        os: os.to_vec(),
+        arch: arch.to_vec(),
+        programs,
+    }
+}
+
 fn check_buckets(what: &'static str, values: &[String]) -> Result<(), LayoutError> {
     let mut seen = BTreeSet::new();
     for value in values {
