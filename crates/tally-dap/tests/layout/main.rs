@@ -48,3 +48,17 @@ fn the_documented_sizes_hold() {
     assert_eq!(report_size(layout.len()), 5_478);
     assert_eq!(report_size(1_000), 18_310);
 }
+
+/// The config section shown in `docs/private-aggregation.md` is one a client accepts.
+#[test]
+fn the_documented_config_section_parses() {
+    let page = include_str!("../../../../docs/private-aggregation.md");
+    let start = page.find("```json\n").expect("a JSON example") + "```json\n".len();
+    let end = start + page[start..].find("```").unwrap();
+    let config = tally_dap::AggregationConfig::parse(page[start..end].as_bytes())
+        .unwrap_or_else(|e| panic!("the documented section: {e}"));
+    assert_eq!(
+        config.vdaf,
+        tally_dap::draft::VdafParams::sum_vec(config.layout.len() as u32)
+    );
+}
