@@ -191,6 +191,28 @@ async fn bad_uploads_are_refused_counted_and_harmless() {
         d.put_report(&replay.get_encoded().unwrap()),
         "reportRejected",
     );
+    check(
+        "HPKE config for a task ID that is not one",
+        raw(
+            &format!("{}hpke_config?task_id=nope", d.leader.url()),
+            "GET",
+            "",
+            None,
+            b"",
+        ),
+        "invalidMessage",
+    );
+    check(
+        "HPKE config for an unknown task",
+        raw(
+            &format!("{}hpke_config?task_id={other_task}", d.helper.url()),
+            "GET",
+            "",
+            None,
+            b"",
+        ),
+        "unrecognizedTask",
+    );
     for (what, got, want) in &cases {
         assert_eq!((got.0, got.1.as_deref()), (400, Some(*want)), "{what}");
     }

@@ -155,3 +155,42 @@ async fn killing_the_helper_mid_aggregation_loses_and_doubles_nothing() {
     assert_eq!(collection.report_count(), 120);
     assert_eq!(collection.aggregate_result(), &sum(&measurements));
 }
+
+#[test]
+fn replays_are_refused_after_a_restart_too() {
+    let mut d = deploy(Options::default());
+    let precision = d.config.time_precision;
+    let len = d.config.layout.len();
+    let slot = (now() - 2 * precision) / precision * precision;
+    let aggregated = d.report(&vec![1; len], slot);
+    let waiting = d.report(&vec![1; len], slot);
+    let others = [d.report(&vec![0; len], slot), d.report(&vec![0; len], slot)];
+    assert_eq!(
+        d.put_report(&aggregated.get_encoded().unwrap()),
+        (200, None)
+    );
+    d.wait_aggregated(1);
+    // Stop the helper, so that the second report is stored but not aggregated when the leader
+    // is killed: the leader must know both IDs after its restart, from a job result and from a
+    // segment.
+    d.helper.kill9();
+    assert_eq!(d.put_report(&waiting.get_encoded().unwrap()), (200, None));
+    d.leader.kill9();
+    d.leader.start();
+    for (original, other) in [&aggregated, &waiting].into_iter().zip(&others) {
+        let replay = tally_dap::draft::messages::Report::new(
+            original.metadata().clone(),
+            other.public_share().to_vec(),
+            other.leader_encrypted_input_share().clone(),
+            other.helper_encrypted_input_share().clone(),
+        );
+        assert_eq!(
+            d.put_report(&replay.get_encoded().unwrap()),
+            (400, Some("reportRejected".into()))
+        );
+        assert_eq!(d.put_report(&original.get_encoded().unwrap()), (200, None));
+    }
+    assert_eq!(d.leader.metric("uploads_accepted", "duplicate"), 2);
+    d.helper.start();
+    d.wait_aggregated(1);
+}
