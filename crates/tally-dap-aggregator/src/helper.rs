@@ -134,6 +134,7 @@ pub async fn start(common: Arc<Common>) -> anyhow::Result<Router> {
         common: Arc::clone(&common),
         tasks,
     });
+    tokio::spawn(forget_old_ids(Arc::clone(&helper)));
     Ok(Router::new()
         .route(
             "/hpke_config",
@@ -149,6 +150,23 @@ pub async fn start(common: Arc<Common>) -> anyhow::Result<Router> {
             post(aggregate_share).layer(DefaultBodyLimit::max(64 << 10)),
         )
         .with_state(helper))
+}
+
+/// Every ten minutes, forgets the IDs of reports past the replay horizon: reports that old are
+/// dropped anyway (`report_dropped`), so their IDs need no memory.
+async fn forget_old_ids(helper: Arc<Helper>) {
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(600)).await;
+        let now = unix_now();
+        for ht in helper.tasks.values() {
+            let horizon = ht.task.report_expiry_age;
+            ht.state
+                .lock()
+                .expect("state lock")
+                .seen
+                .retain(|_, time| time.saturating_add(horizon) >= now);
+        }
+    }
 }
 
 async fn recover(common: &Common, task: &Task) -> anyhow::Result<HState> {
