@@ -50,6 +50,40 @@ pub struct CollectorCredential {
     pub token: String,
 }
 
+impl CollectorCredential {
+    /// The key pair the credential holds.
+    pub fn keypair(&self) -> anyhow::Result<HpkeKeypair> {
+        if (self.kem.as_str(), self.kdf.as_str(), self.aead.as_str())
+            != ("X25519HkdfSha256", "Sha256", "AesGcm128")
+        {
+            bail!(
+                "the collector credential uses algorithms tally does not make: {}, {}, {}",
+                self.kem,
+                self.kdf,
+                self.aead
+            );
+        }
+        let decode = |what: &str, text: &str| {
+            URL_SAFE_NO_PAD
+                .decode(text)
+                .with_context(|| format!("the credential's {what} is not base64url"))
+        };
+        use tally_dap::draft::messages::{
+            HpkeAeadId, HpkeConfig, HpkeConfigId, HpkeKdfId, HpkeKemId, HpkePublicKey,
+        };
+        Ok(HpkeKeypair {
+            config: HpkeConfig::new(
+                HpkeConfigId::from(self.id),
+                HpkeKemId::X25519HkdfSha256,
+                HpkeKdfId::HkdfSha256,
+                HpkeAeadId::Aes128Gcm,
+                HpkePublicKey::from(decode("public_key", &self.public_key)?),
+            ),
+            private_key: decode("private_key", &self.private_key)?,
+        })
+    }
+}
+
 /// Makes a collector's key pair and token: `(private credential, public part)`.
 pub fn collector_keygen() -> (CollectorCredential, CollectorPublic) {
     let keypair = HpkeKeypair::generate(rand::random());

@@ -15,12 +15,14 @@
 //! - [`layout`]: how counters become the vector, and how a summed vector reads back.
 //! - [`config`]: the signed config's private-aggregation section.
 //! - [`client`]: building a report and uploading it (blocking, ureq; no async runtime).
+//! - [`collector`]: collecting a batch from the leader and opening the two aggregate shares.
 //!
 //! The design and its reasons, with report sizes: `docs/private-aggregation.md`.
 
 #![forbid(unsafe_code)]
 
 pub mod client;
+pub mod collector;
 pub mod config;
 pub mod draft;
 pub mod layout;

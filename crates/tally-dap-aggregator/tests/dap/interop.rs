@@ -61,6 +61,42 @@ async fn janus_client_and_tally_client_upload_janus_collector_collects_the_exact
     assert_eq!(d.helper.metric("reports_aggregated", ""), 16);
     assert_eq!(d.helper.metric("aggregate_shares_released", ""), 2);
 
+    // tally's own collector gets the same from a batch both clients uploaded to.
+    let slot_c = slot_b + precision;
+    for (i, m) in measurements.iter().enumerate() {
+        if i % 2 == 0 {
+            janus
+                .upload_with_time(m, Time::from_seconds_since_epoch(slot_c))
+                .await
+                .unwrap();
+        } else {
+            let report = d.report(m, slot_c);
+            tally_dap::client::upload(&agent, &d.config.leader, &d.task_id(), &report).unwrap();
+        }
+    }
+    d.wait_aggregated(24);
+    let ours = tally_dap::collector::Collector::new(
+        &d.config.leader,
+        d.task_id(),
+        d.credential.token.clone(),
+        d.credential.keypair().unwrap(),
+        tally_dap::draft::vdaf(&d.config.vdaf).unwrap(),
+        Duration::from_secs(10),
+    );
+    let collected = tokio::task::spawn_blocking(move || {
+        ours.collect(
+            interval(slot_c, precision, 1),
+            Duration::from_millis(50),
+            Duration::from_secs(60),
+        )
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(collected.report_count, 8);
+    assert_eq!(collected.aggregate, want);
+    assert_eq!(collected.interval, interval(slot_c, precision, 1));
+
     // The batch is spent: the same interval again, with a new collection job, is refused.
     let again = collect(&d, interval(slot_a, precision, 1))
         .await

@@ -143,6 +143,24 @@ async fn a_small_batch_is_refused_unspent_and_a_batch_is_collected_once() {
     };
     upload(3, slot);
     d.wait_aggregated(3);
+    let ours = tally_dap::collector::Collector::new(
+        &d.config.leader,
+        d.task_id(),
+        d.credential.token.clone(),
+        d.credential.keypair().unwrap(),
+        tally_dap::draft::vdaf(&d.config.vdaf).unwrap(),
+        Duration::from_secs(10),
+    );
+    match ours.start(&rand::random(), interval(slot, precision, 1)) {
+        Err(tally_dap::collector::CollectError::Refused {
+            status: 400,
+            problem: Some(p),
+            ..
+        }) => {
+            assert!(p.ends_with(":invalidBatchSize"), "{p}")
+        }
+        other => panic!("{other:?}"),
+    }
     let small = collect(&d, interval(slot, precision, 1)).await.unwrap_err();
     assert_eq!(
         problem_of(&small).as_deref(),

@@ -55,7 +55,7 @@ fn the_documented_config_section_parses() {
     let page = include_str!("../../../../docs/private-aggregation.md");
     let start = page.find("```json\n").expect("a JSON example") + "```json\n".len();
     let end = start + page[start..].find("```").unwrap();
-    let config = tally_dap::AggregationConfig::parse(page[start..end].as_bytes())
+    let config = tally_dap::AggregationConfig::parse(&page.as_bytes()[start..end])
         .unwrap_or_else(|e| panic!("the documented section: {e}"));
     assert_eq!(
         config.vdaf,
