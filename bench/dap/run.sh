@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 reports=${1:-20000}
 entries=${2:-1000}
-connections=${3:-8}
+connections=${3:-32}
 rounds=${4:-1000}
 
 cargo build --quiet --release -p tally-dap-aggregator --bin tally-dap-aggregator

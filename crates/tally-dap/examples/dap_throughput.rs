@@ -40,7 +40,7 @@ fn args() -> Args {
         aggregator: PathBuf::new(),
         reports: 20_000,
         entries: 1_000,
-        connections: 8,
+        connections: 32,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
