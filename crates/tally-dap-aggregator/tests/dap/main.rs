@@ -1,0 +1,64 @@
+//! The aggregators as real processes on loopback, against the unmodified upstream client and
+//! collector (Divvi Up's `janus_client` and `janus_collector` 0.7), tally's own client, and
+//! hand-made bad input.
+
+mod bad_input;
+mod crash;
+mod harness;
+mod interop;
+mod keys;
+mod privacy;
+
+use std::time::Duration;
+
+use janus_collector::{Collection, Collector, ExponentialBackoff, PrivateCollectorCredential};
+use tally_dap::draft::messages::{Interval, Query, TimeInterval};
+
+use harness::Deployment;
+
+fn fast_backoff() -> ExponentialBackoff {
+    ExponentialBackoff {
+        initial_interval: Duration::from_millis(50),
+        max_interval: Duration::from_millis(500),
+        multiplier: 1.5,
+        max_elapsed_time: Some(Duration::from_secs(120)),
+        ..Default::default()
+    }
+}
+
+/// The upstream collector, with the credential `collector-keygen` wrote.
+pub fn collector(d: &Deployment) -> Collector<tally_dap::draft::Vdaf> {
+    let credential: PrivateCollectorCredential =
+        serde_json::from_slice(&std::fs::read(&d.credential_path).unwrap()).unwrap();
+    Collector::builder(
+        d.task_id(),
+        url::Url::parse(&d.config.leader).unwrap(),
+        credential.authentication_token(),
+        credential.hpke_keypair(),
+        tally_dap::draft::vdaf(&d.config.vdaf).unwrap(),
+    )
+    .with_collect_poll_backoff(fast_backoff())
+    .with_http_request_backoff(fast_backoff())
+    .build()
+    .unwrap()
+}
+
+/// Collects `interval` with the upstream collector.
+pub async fn collect(
+    d: &Deployment,
+    interval: Interval,
+) -> Result<Collection<Vec<u128>, TimeInterval>, janus_collector::Error> {
+    collector(d)
+        .collect(Query::new_time_interval(interval), &())
+        .await
+}
+
+/// The DAP problem type of a collector error, if it is one.
+pub fn problem_of(e: &janus_collector::Error) -> Option<String> {
+    match e {
+        janus_collector::Error::Http(response) => response
+            .dap_problem_type()
+            .map(|p| p.type_uri().rsplit(':').next().unwrap().to_owned()),
+        _ => None,
+    }
+}

@@ -1,0 +1,206 @@
+//! Neither aggregator's store nor log ever holds a measurement, or the aggregate, in the clear;
+//! a batch smaller than the minimum is refused without being spent; a batch is collected once.
+
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use tally_dap::client::UploadOutcome;
+use tally_dap::draft::messages::Time;
+
+use crate::harness::{Deployment, Options, deploy, interval, layout, now, sum};
+use crate::{collect, problem_of};
+
+/// Every way a 0/1 vector could sit in a file in the clear: as the VDAF encodes it (16-byte
+/// little-endian field elements), packed into bits (either order), as digits or a JSON array,
+/// and base64 of the field encoding.
+fn encodings(vector: &[u128]) -> Vec<(String, Vec<u8>)> {
+    let field: Vec<u8> = vector.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let pack = |msb_first: bool| -> Vec<u8> {
+        vector
+            .chunks(8)
+            .map(|c| {
+                c.iter().enumerate().fold(0u8, |byte, (i, b)| {
+                    let bit = if msb_first { 7 - i } else { i };
+                    byte | (u8::from(*b != 0) << bit)
+                })
+            })
+            .collect()
+    };
+    let digits: String = vector.iter().map(|v| v.to_string()).collect();
+    let json = serde_json::to_string(vector).unwrap();
+    vec![
+        ("field elements".into(), field[..16 * 32].to_vec()),
+        ("bits, lsb first".into(), pack(false)),
+        ("bits, msb first".into(), pack(true)),
+        ("digits".into(), digits.into_bytes()),
+        ("json".into(), json.into_bytes()),
+        (
+            "base64url of field elements".into(),
+            URL_SAFE_NO_PAD.encode(&field[..16 * 30]).into_bytes(),
+        ),
+        (
+            "base64 of field elements".into(),
+            STANDARD.encode(&field[..16 * 30]).into_bytes(),
+        ),
+    ]
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Which encodings of `vector` appear in anything either aggregator wrote.
+fn leaks(d: &Deployment, vector: &[u128]) -> Vec<String> {
+    let mut found = Vec::new();
+    for (path, bytes) in d.everything_written() {
+        for (what, needle) in encodings(vector) {
+            if find(&bytes, &needle) {
+                found.push(format!("{what} in {}", path.display()));
+            }
+        }
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_store_or_log_holds_a_measurement_or_the_aggregate_in_the_clear() {
+    let d = deploy(Options {
+        layout: layout(200),
+        min_batch_size: 10,
+        ..Options::default()
+    });
+    let precision = d.config.time_precision;
+    let len = d.config.layout.len();
+    let slot = (now() - 2 * precision) / precision * precision;
+    // The marker: a random pattern no file has by chance, sent by every client.
+    let marker: Vec<u128> = (0..len)
+        .map(|_| u128::from(rand::random::<bool>()))
+        .collect();
+
+    // The detector finds the marker where it is in the clear.
+    let planted = d.dir.path().join("leader/planted");
+    std::fs::write(&planted, encodings(&marker)[0].1.clone()).unwrap();
+    assert_eq!(
+        leaks(&d, &marker).len(),
+        1,
+        "the detector must see a planted measurement"
+    );
+    std::fs::remove_file(&planted).unwrap();
+
+    let agent = tally_dap::client::agent(Duration::from_secs(10));
+    for _ in 0..6 {
+        let report = d.report(&marker, slot);
+        let outcome =
+            tally_dap::client::upload(&agent, &d.config.leader, &d.task_id(), &report).unwrap();
+        assert_eq!(outcome, UploadOutcome::Accepted);
+    }
+    let janus = janus_client::Client::builder(
+        d.task_id(),
+        url::Url::parse(&d.config.leader).unwrap(),
+        url::Url::parse(&d.config.helper).unwrap(),
+        tally_dap::draft::messages::Duration::from_seconds(precision),
+        tally_dap::draft::vdaf(&d.config.vdaf).unwrap(),
+    )
+    .build()
+    .await
+    .unwrap();
+    for _ in 0..4 {
+        janus
+            .upload_with_time(&marker, Time::from_seconds_since_epoch(slot))
+            .await
+            .unwrap();
+    }
+    d.wait_aggregated(10);
+    // Before collection (shares at rest) and after (the aggregate computed and released).
+    assert_eq!(leaks(&d, &marker), Vec::<String>::new());
+    let collection = collect(&d, interval(slot, precision, 1)).await.unwrap();
+    let aggregate = sum(&vec![marker.clone(); 10]);
+    assert_eq!(collection.aggregate_result(), &aggregate);
+    assert_eq!(leaks(&d, &marker), Vec::<String>::new());
+    assert_eq!(leaks(&d, &aggregate), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_batch_is_refused_unspent_and_a_batch_is_collected_once() {
+    let d = deploy(Options {
+        min_batch_size: 5,
+        ..Options::default()
+    });
+    let precision = d.config.time_precision;
+    let len = d.config.layout.len();
+    let slot = (now() - 5 * precision) / precision * precision;
+    let one: Vec<u128> = vec![1; len];
+    let agent = tally_dap::client::agent(Duration::from_secs(10));
+    let upload = |n: usize, at: u64| {
+        for _ in 0..n {
+            let report = d.report(&one, at);
+            assert_eq!(
+                tally_dap::client::upload(&agent, &d.config.leader, &d.task_id(), &report).unwrap(),
+                UploadOutcome::Accepted
+            );
+        }
+    };
+    upload(3, slot);
+    d.wait_aggregated(3);
+    let ours = tally_dap::collector::Collector::new(
+        &d.config.leader,
+        d.task_id(),
+        d.credential.token.clone(),
+        d.credential.keypair().unwrap(),
+        tally_dap::draft::vdaf(&d.config.vdaf).unwrap(),
+        Duration::from_secs(10),
+    );
+    match ours.start(&rand::random(), interval(slot, precision, 1)) {
+        Err(tally_dap::collector::CollectError::Refused {
+            status: 400,
+            problem: Some(p),
+            ..
+        }) => {
+            assert!(p.ends_with(":invalidBatchSize"), "{p}")
+        }
+        other => panic!("{other:?}"),
+    }
+    let small = collect(&d, interval(slot, precision, 1)).await.unwrap_err();
+    assert_eq!(
+        problem_of(&small).as_deref(),
+        Some("invalidBatchSize"),
+        "{small}"
+    );
+    assert_eq!(d.helper.metric("aggregate_shares_released", ""), 0);
+
+    // Refusing did not spend the batch: with enough reports it is collected.
+    upload(2, slot);
+    d.wait_aggregated(5);
+    let collection = collect(&d, interval(slot, precision, 1)).await.unwrap();
+    assert_eq!(collection.report_count(), 5);
+    assert_eq!(collection.aggregate_result(), &vec![5; len]);
+
+    // Once only: the same batch again, an overlapping one, and uploads into it are refused.
+    let again = collect(&d, interval(slot, precision, 1)).await.unwrap_err();
+    assert_eq!(
+        problem_of(&again).as_deref(),
+        Some("batchQueriedTooManyTimes"),
+        "{again}"
+    );
+    let wider = collect(&d, interval(slot - precision, precision, 2))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        problem_of(&wider).as_deref(),
+        Some("batchOverlap"),
+        "{wider}"
+    );
+    let late = d.report(&one, slot);
+    match tally_dap::client::upload(&agent, &d.config.leader, &d.task_id(), &late).unwrap() {
+        UploadOutcome::Refused {
+            status: 400,
+            problem: Some(p),
+            ..
+        } => {
+            assert!(p.ends_with(":reportRejected"), "{p}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(d.helper.metric("aggregate_shares_released", ""), 1);
+}
