@@ -89,6 +89,7 @@ fn touch_again(
 }
 
 fn counter_files(w: &World) -> Vec<PathBuf> {
+    w.settle();
     std::fs::read_dir(w.data.join("counters"))
         .unwrap()
         .map(|e| e.unwrap().path())

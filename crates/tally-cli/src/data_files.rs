@@ -201,9 +201,14 @@ fn classify(dir: Dir, name: &str, siblings: &BTreeSet<&OsString>) -> Kind {
                 ]
                 .contains(&name)
         }
-        // `<tool>-<16 hex digits>`.
+        // `<tool>-<16 hex digits>`, and the version helpers' two lock files.
         Dir::Versions => {
             temporary
+                || [
+                    tally_process::version::QUERIES_LOCK,
+                    tally_process::version::PENDING_LOCK,
+                ]
+                .contains(&name)
                 || name.rsplit_once('-').is_some_and(|(tool, hash)| {
                     !tool.is_empty()
                         && tool.bytes().all(|b| b.is_ascii_lowercase() || b == b'-')
@@ -250,6 +255,8 @@ mod tests {
             "config/endpoint.json",
             "config/config.json.minisig",
             "versions/cargo-fmt-0123456789abcdef",
+            "versions/queries.lock",
+            "versions/pending.lock",
             "wrappers/tally-0123456789abcdef",
             "wrappers/.tally-0123456789abcdef.4242",
         ];
