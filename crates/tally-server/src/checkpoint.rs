@@ -409,6 +409,48 @@ mod tests {
         "2026-11-16".parse().unwrap()
     }
 
+    /// The reports whose stored form grows most beside their upload: many short counters in
+    /// one section, and many small sections. Each is made as large as an upload may be
+    /// (compact JSON), and its stored form must still be read back.
+    #[test]
+    fn every_report_an_upload_may_hold_is_read_back_when_stored() {
+        let compact = |r: &Report| serde_json::to_vec(r).unwrap().len();
+        let mut counters = report("2026-11-16", 0.5);
+        for i in 0.. {
+            counters.programs[0]
+                .counters
+                .insert(format!("cargo/{i:x}"), 1);
+            if compact(&counters) > tally_protocol::MAX_REPORT_BYTES - 16 {
+                break;
+            }
+        }
+        let mut sections = report("2026-11-16", 0.5);
+        let one = sections.programs[0].clone();
+        for patch in 0.. {
+            sections.programs.push(ProgramReport {
+                version: format!("1.0.{patch}"),
+                counters: [("cargo/a".to_string(), 1)].into(),
+                ..one.clone()
+            });
+            if compact(&sections) > tally_protocol::MAX_REPORT_BYTES - 128 {
+                break;
+            }
+        }
+        for r in [counters, sections] {
+            assert!(compact(&r) <= tally_protocol::MAX_REPORT_BYTES);
+            let stored = r.to_canonical_json().len();
+            assert!(
+                stored > tally_protocol::MAX_REPORT_BYTES,
+                "the case is meant to grow past the upload limit: {stored}"
+            );
+            assert!(
+                stored <= crate::store::MAX_STORED_REPORT_BYTES,
+                "stored form of {} bytes is not read back",
+                stored
+            );
+        }
+    }
+
     #[test]
     fn checkpoints_round_trip_and_refuse_what_they_are_not() {
         let mut checkpoint = Checkpoint::empty(monday());

@@ -55,8 +55,12 @@ use tally_protocol::Day;
 
 mod local;
 
-/// Largest stored report read back: what an upload may be ([`tally_protocol::MAX_REPORT_BYTES`]).
-pub const MAX_STORED_REPORT_BYTES: usize = tally_protocol::MAX_REPORT_BYTES;
+/// Largest stored report read back. A report is stored in its canonical, pretty-printed form
+/// (`Report::to_canonical_json`), which is larger than the compact upload it came from: each
+/// counter gains its line's indentation and a newline, at most twice the smallest compact entry
+/// (`"p/c":1,`), so four times what an upload may be ([`tally_protocol::MAX_REPORT_BYTES`])
+/// holds every report an upload was answered 2xx for (`checkpoint::tests`).
+pub const MAX_STORED_REPORT_BYTES: usize = 4 * tally_protocol::MAX_REPORT_BYTES;
 
 /// Largest checkpoint read: its merge and 12 bytes a report (about 40 million reports a week).
 pub const MAX_CHECKPOINT_BYTES: usize = 512 << 20;
