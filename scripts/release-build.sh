@@ -42,10 +42,10 @@ musl_target() {
 build() {
     local target=$1 flags=$2
     if [[ -n $target ]]; then
-        RUSTFLAGS="$flags" cargo build "${quiet[@]}" --release --locked --target "$target" -p tally >&2 || return 1
+        RUSTFLAGS="$flags" cargo build "${quiet[@]}" --release --locked --target "$target" -p tally-client >&2 || return 1
         binary=$CARGO_TARGET_DIR/$target/release/tally
     else
-        RUSTFLAGS="$flags" cargo build "${quiet[@]}" --release --locked -p tally >&2 || return 1
+        RUSTFLAGS="$flags" cargo build "${quiet[@]}" --release --locked -p tally-client >&2 || return 1
         binary=$CARGO_TARGET_DIR/release/tally
     fi
 }

@@ -7,7 +7,7 @@
 //!    `cargo-fmt`, `go`, `gofmt`): the PATH shim ([`tally_shims::run_shim`]).
 //! 2. `argv[1]` is a path or a rustc-like compiler (`tally /abs/rustc args…`, as cargo runs a
 //!    `RUSTC_WRAPPER`): the wrapper ([`tally_wrapper::run_wrapper`]).
-//! 3. Otherwise the CLI ([`tally_cli::run`]).
+//! 3. Otherwise the CLI ([`tally_commands::run`]).
 //!
 //! ## The entry point is C's `main`, not Rust's
 //!
@@ -92,7 +92,7 @@ fn tally_main(argv: Vec<OsString>) -> i32 {
     }
     // The CLI, as Rust's runtime would run it: a panic is reported (by the panic hook) and
     // ends the process with 101; whatever is still buffered reaches stdout.
-    let status = std::panic::catch_unwind(|| i32::from(tally_cli::run(argv))).unwrap_or(101);
+    let status = std::panic::catch_unwind(|| i32::from(tally_commands::run(argv))).unwrap_or(101);
     let _ = std::io::stdout().flush();
     status
 }

@@ -653,7 +653,7 @@ fn cargo_install_then_setup_then_a_real_build_then_uninstall() {
     ok(cargo(tmp.path())
         .args(["uninstall", "--quiet", "--root"])
         .arg(&root)
-        .args(["tally", "tally-server"]));
+        .args(["tally-client", "tally-server"]));
     assert!(!tally.exists() && !installed.join("tally-server").exists());
 }
 
@@ -701,8 +701,8 @@ fn the_workspace_packages_as_it_would_be_published() {
     );
     let packaged = target_dir().join("package");
     for name in [
-        "tally",
-        "tally-cli",
+        "tally-client",
+        "tally-commands",
         "tally-server",
         "tally-shims",
         "tally-wrapper",

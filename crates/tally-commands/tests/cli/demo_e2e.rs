@@ -5,7 +5,7 @@
 //! committed `docs/screenshots/` only with `TALLY_BLESS_SCREENSHOTS=1`; without it, the test
 //! checks that the committed ones were left alone).
 //!
-//! Binaries: the test runs `cargo build -p tally -p tally-server` (the `CARGO` that runs the
+//! Binaries: the test runs `cargo build -p tally-client -p tally-server` (the `CARGO` that runs the
 //! test, same profile, same target dir) and uses `<target>/<profile>/tally`. Building from the
 //! test keeps the binaries in step with the source without depending on the order in which
 //! cargo builds test targets; cargo releases its target-dir lock before running tests, so the
@@ -26,7 +26,7 @@ use std::sync::mpsc;
 use std::time::{Duration, SystemTime};
 
 use serde_json::json;
-use tally_cli::demo::{
+use tally_commands::demo::{
     CARGO_STEPS, DASHBOARD_LINE_PREFIX, DEMO_THRESHOLD, GO_STEPS, GOFMT_STEPS, HOME_LINE_PREFIX,
     SIMULATED_WEEKS,
 };
@@ -56,7 +56,7 @@ fn build_binaries() -> (PathBuf, PathBuf) {
         .args([
             "build",
             "-p",
-            "tally",
+            "tally-client",
             "-p",
             "tally-server",
             "--bin",
