@@ -207,16 +207,11 @@ fn count_and_arrange(
     if counted.as_ref().is_some_and(|c| c.created_file) {
         notice::maybe_show(&env, home.root());
     }
-    // Finding tally's own path costs a readlink: only when it can be needed.
-    let needs_tally = tool == Tool::Cargo || background::allowed(&env, mode);
-    let tally = if needs_tally {
-        identity::tally_exe()
-    } else {
-        None
-    };
-    background::maybe_start(&env, mode, home.root(), tally.as_deref());
+    // The daily upload is the CLI's (`tally upload`), found beside this binary only when due.
+    background::maybe_start(&env, mode, home.root(), identity::cli_exe);
+    // Finding this binary's own path costs a readlink: only for cargo.
     if tool == Tool::Cargo
-        && let Some(tally) = tally
+        && let Some(tally) = identity::wrapper_exe()
     {
         let cwd = std::env::current_dir().unwrap_or_default();
         match arrange::arrange(

@@ -414,14 +414,17 @@ impl Demo {
         command
     }
 
+    /// Links the shims as `tally setup` does: to the `tally-shim` beside tally, else to tally.
     fn make_shims(&self) -> anyhow::Result<()> {
+        let binary = tally_process::identity::hot_binary_beside(&self.tally)
+            .unwrap_or_else(|| self.tally.clone());
         for tool in tally_grammar::Tool::ALL {
             let link = self.dirs.shims.join(tool.name());
-            std::os::unix::fs::symlink(&self.tally, &link).with_context(|| {
+            std::os::unix::fs::symlink(&binary, &link).with_context(|| {
                 format!(
                     "cannot create the shim {} -> {}",
                     link.display(),
-                    self.tally.display()
+                    binary.display()
                 )
             })?;
         }

@@ -5,11 +5,12 @@
 //! committed `docs/screenshots/` only with `TALLY_BLESS_SCREENSHOTS=1`; without it, the test
 //! checks that the committed ones were left alone).
 //!
-//! Binaries: the test runs `cargo build -p tally-client -p tally-server` (the `CARGO` that runs the
-//! test, same profile, same target dir) and uses `<target>/<profile>/tally`. Building from the
-//! test keeps the binaries in step with the source without depending on the order in which
-//! cargo builds test targets; cargo releases its target-dir lock before running tests, so the
-//! nested build does not wait on the outer one.
+//! Binaries: the test runs `cargo build -p tally-client -p tally-server` (`tally`, the
+//! `tally-shim` beside it that the demo links its shims to, and `tally-server`; the `CARGO` that
+//! runs the test, same profile, same target dir) and uses `<target>/<profile>/tally`. Building
+//! from the test keeps the binaries in step with the source without depending on the order in
+//! which cargo builds test targets; cargo releases its target-dir lock before running tests, so
+//! the nested build does not wait on the outer one.
 //!
 //! The browser part skips with a message when Chromium is missing unless
 //! `TALLY_REQUIRE_CHROMIUM=1`; the Go checks skip when `go` is missing unless
@@ -61,6 +62,8 @@ fn build_binaries() -> (PathBuf, PathBuf) {
             "tally-server",
             "--bin",
             "tally",
+            "--bin",
+            "tally-shim",
             "--bin",
             "tally-server",
         ])
