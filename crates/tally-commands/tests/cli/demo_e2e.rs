@@ -199,6 +199,25 @@ fn demo_publishes_exactly_the_invocations_made() {
         week.programs.contains_key("cargo") && week.programs.contains_key("rustc"),
         "{week:?}"
     );
+    // What the demo said about it: the latest week with its count of reports in words, and how
+    // the installation's own week (the one `tally upload` named) relates to the Monday week
+    // the collector files it under.
+    let said = output.join("\n");
+    let latest = &index.weeks[0];
+    assert!(
+        said.contains(&format!(
+            "The collector now publishes the week of {} ({} report{}):",
+            latest.week,
+            latest.reports,
+            if latest.reports == 1 { "" } else { "s" }
+        )),
+        "{said}"
+    );
+    assert!(
+        said.contains(&format!("sending the week of {}", real.week))
+            && said.contains(&format!("the week of {}.", week.week)),
+        "{said}"
+    );
     let fetch = |program: &str| -> ProgramWeek {
         get_json(&format!("{dashboard}/api/weeks/{}/{program}", week.week))
     };
