@@ -189,6 +189,14 @@ fn tally_itself_still_runs_as_a_shim_and_as_the_wrapper() {
     assert!(!stderr.contains(TALLY_SHIM), "{stderr}");
     assert_eq!(w.program("rustc").get("rustc/compiles"), Some(&1));
     assert_eq!(w.program("cargo").get("cargo/subcommand:build"), Some(&1));
+    // The other way round: shims linked to `tally`, `RUSTC_WRAPPER=tally-shim`.
+    let w = World::with_binary(TALLY);
+    let project = w.fixture("cargo-hello");
+    ok(w.cmd("cargo")
+        .arg("build")
+        .env("RUSTC_WRAPPER", TALLY_SHIM)
+        .current_dir(&project));
+    assert_eq!(w.program("rustc").get("rustc/compiles"), Some(&1));
     // And without a cargo shim at all.
     let w = World::new();
     let project = w.fixture("cargo-hello");
