@@ -5,24 +5,27 @@
 #   ./install.sh --uninstall [--purge]
 #
 # What it installs (and all that --uninstall removes):
-#   $TALLY_INSTALL_DIR (default ~/.local/share/tally)/tally      the binary
-#   $TALLY_INSTALL_DIR/tally-server                              the collector (demo, self-hosting)
+#   $TALLY_INSTALL_DIR (default ~/.local/share/tally)/tally  the CLI
+#   $TALLY_INSTALL_DIR/tally-shim     the hot path: what the shims and RUSTC_WRAPPER run
+#   $TALLY_INSTALL_DIR/tally-server   the collector (demo, self-hosting)
 # and then runs `tally setup`, which makes (and `tally setup --uninstall` removes):
-#   $TALLY_INSTALL_DIR/bin/{tally,cargo,rustc,rustfmt,cargo-fmt,go,gofmt}
-#                                                                links to it: the shims
+#   $TALLY_INSTALL_DIR/bin/{cargo,rustc,rustfmt,cargo-fmt,go,gofmt}
+#                                                        links to tally-shim: the shims
+#   $TALLY_INSTALL_DIR/bin/tally                         a link to tally
 #   with --modify-path, one marked line at the end of ~/.profile, ~/.bashrc and ~/.zshrc (those
 #   present, ~/.profile always) that puts the shims directory first on PATH.
 # --purge also deletes tally's data directory ($TALLY_DIR, else $XDG_STATE_HOME/tally, else
 # ~/.local/state/tally), unless it holds anything that is not tally's. Running it again is
 # harmless: every step replaces what it made. Without --no-demo it ends with `tally demo`.
 #
-# The binary is built by scripts/release-build.sh: `cargo build --release`, static and not
+# The binaries are built by scripts/release-build.sh: `cargo build --release`, static and not
 # position-independent (with Rust's musl target where it is installed, else static glibc, else a
 # normal build; the script says why). The shim runs on every compile, and such a binary skips
 # the dynamic loader and its relocations (bench/README.md, "Techniques"). The price is that
 # tally's own code and data sit at a fixed address (stack, heap and mappings are still
 # randomised). --binary PATH installs an already built
-# tally instead (packagers, tests), --server-binary PATH likewise for tally-server.
+# tally instead, and the tally-shim beside it (packagers, tests), --server-binary PATH likewise
+# for tally-server.
 #
 # Everything after the build is `tally setup`'s (one implementation, also what users of
 # `cargo install` run); this script only builds, copies the binaries and calls it.
@@ -34,7 +37,7 @@ export TALLY_INSTALL_DIR=$install_dir
 bin_dir=$install_dir/bin
 
 modify_path=0 uninstall=0 purge=0 demo=1 binary="" server_binary=""
-usage() { sed -n '2,29s/^# \{0,1\}//p' "$0"; }
+usage() { sed -n '2,32s/^# \{0,1\}//p' "$0"; }
 while (($#)); do
     case $1 in
         --modify-path) modify_path=1 ;;
@@ -66,8 +69,8 @@ if ((uninstall)); then
     args=(--uninstall)
     ((purge)) && args+=(--purge)
     "$tally" setup "${args[@]}"
-    if [[ -e $install_dir/tally || -e $install_dir/tally-server ]]; then
-        rm -f "$install_dir/tally" "$install_dir/tally-server"
+    if [[ -e $install_dir/tally || -e $install_dir/tally-shim || -e $install_dir/tally-server ]]; then
+        rm -f "$install_dir/tally" "$install_dir/tally-shim" "$install_dir/tally-server"
         say "removed the binaries from $install_dir"
     fi
     rmdir "$install_dir" 2>/dev/null || true
@@ -86,18 +89,28 @@ if [[ -z $binary ]]; then
     server_binary=$CARGO_TARGET_DIR/release/tally-server
 fi
 [[ -x $binary ]] || { echo "install.sh: $binary is not an executable tally binary" >&2; exit 1; }
+hot_binary=$(dirname "$binary")/tally-shim
 
 mkdir -p "$install_dir"
-# Replace the binary atomically: running shims keep the old file until they exit.
-cp "$binary" "$install_dir/tally.new.$$"
-chmod 755 "$install_dir/tally.new.$$"
-mv -f "$install_dir/tally.new.$$" "$install_dir/tally"
-if [[ -n ${server_binary:-} && -x $server_binary ]]; then
-    cp "$server_binary" "$install_dir/tally-server.new.$$"
-    chmod 755 "$install_dir/tally-server.new.$$"
-    mv -f "$install_dir/tally-server.new.$$" "$install_dir/tally-server"
+# Replaces $2 in the install directory with a copy of $1 atomically: running shims keep the old
+# file until they exit.
+put() {
+    cp "$1" "$install_dir/$2.new.$$"
+    chmod 755 "$install_dir/$2.new.$$"
+    mv -f "$install_dir/$2.new.$$" "$install_dir/$2"
+}
+# tally-shim first: `tally setup` links the shims to the one beside tally (and says so when
+# there is none: then they run tally itself).
+if [[ -x $hot_binary ]]; then
+    put "$hot_binary" tally-shim
+else
+    say "no tally-shim beside $binary: the shims will run tally itself"
 fi
-say "installed $install_dir/tally; \`tally setup\` makes the shims:"
+put "$binary" tally
+if [[ -n ${server_binary:-} && -x $server_binary ]]; then
+    put "$server_binary" tally-server
+fi
+say "installed $install_dir/tally and tally-shim; \`tally setup\` makes the shims:"
 setup_args=()
 ((modify_path)) && setup_args+=(--modify-path)
 "$install_dir/tally" setup "${setup_args[@]}"

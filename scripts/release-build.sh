@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Builds the release `tally` binary the way install.sh installs it, and prints its path on the
-# last line of stdout. install.sh and bench/shim/run.sh both call it, so that what is
-# benchmarked is what users get.
+# Builds the release binaries the way install.sh installs them, `tally` (the CLI) and
+# `tally-shim` (the hot path: the shims and RUSTC_WRAPPER) beside it, and prints the path of
+# `tally` on the last line of stdout. install.sh and bench/shim/run.sh both call it, so that
+# what is benchmarked is what users get.
 #
 #   scripts/release-build.sh [--quiet]
 #
@@ -42,23 +43,26 @@ musl_target() {
 build() {
     local target=$1 flags=$2
     if [[ -n $target ]]; then
-        RUSTFLAGS="$flags" cargo build "${quiet[@]}" --release --locked --target "$target" -p tally >&2 || return 1
+        RUSTFLAGS="$flags" cargo build "${quiet[@]}" --release --locked --target "$target" -p tally-client >&2 || return 1
         binary=$CARGO_TARGET_DIR/$target/release/tally
     else
-        RUSTFLAGS="$flags" cargo build "${quiet[@]}" --release --locked -p tally >&2 || return 1
+        RUSTFLAGS="$flags" cargo build "${quiet[@]}" --release --locked -p tally-client >&2 || return 1
         binary=$CARGO_TARGET_DIR/release/tally
     fi
 }
 
-# Runs at all: the CLI's version; a shim that finds no tool (exit 127, after the whole start-up
-# and the PATH search); and a panic unwinds (printing to a full device panics; Rust's runtime
-# ends it with 101, a broken unwinder with a signal).
+# Runs at all: the CLI's version; a shim of either binary that finds no tool (exit 127, after
+# the whole start-up and the PATH search); and a panic unwinds (printing to a full device
+# panics; Rust's runtime ends it with 101, a broken unwinder with a signal).
 runs() {
-    local dir status=0 panicked=0
+    local dir status=0 hot_status=0 panicked=0
     "$binary" --version >/dev/null || return 1
     dir=$(mktemp -d)
+    mkdir "$dir/hot"
     ln -s "$binary" "$dir/rustc"
+    ln -s "${binary%/*}/tally-shim" "$dir/hot/rustc"
     PATH=$dir TALLY=off "$dir/rustc" --version >/dev/null 2>&1 || status=$?
+    PATH=$dir/hot TALLY=off "$dir/hot/rustc" --version >/dev/null 2>&1 || hot_status=$?
     if [[ -w /dev/full ]]; then
         TALLY_DIR=$dir/data "$binary" view --out "$dir/view.html" >/dev/full 2>/dev/null ||
             panicked=$?
@@ -66,22 +70,22 @@ runs() {
         panicked=101 # nowhere to print to that fails; the install test checks unwinding
     fi
     rm -rf "$dir"
-    [[ $status == 127 && $panicked == 101 ]] ||
-        { say "the binary does not run right (shim: $status, panic: $panicked)"; return 1; }
+    [[ $status == 127 && $hot_status == 127 && $panicked == 101 ]] ||
+        { say "the binaries do not run right (shim: $status, tally-shim: $hot_status, panic: $panicked)"; return 1; }
 }
 
 try_musl() {
     local target
     target=$(musl_target) || { say "no musl target installed (rustup target add ${host%%-*}-unknown-linux-musl)"; return 1; }
-    say "building tally (release, static, musl, --target $target)"
+    say "building tally and tally-shim (release, static, musl, --target $target)"
     build "$target" "${RUSTFLAGS:-} -C relocation-model=static" && runs
 }
 try_static_glibc() {
-    say "building tally (release, static, glibc, --target $host)"
+    say "building tally and tally-shim (release, static, glibc, --target $host)"
     build "$host" "$static_flags" && runs
 }
 try_dynamic() {
-    say "building tally (release, dynamic)"
+    say "building tally and tally-shim (release, dynamic)"
     build "" "${RUSTFLAGS:-}" && runs
 }
 
@@ -94,5 +98,5 @@ case $kind in
         try_musl || try_static_glibc || { say "a static build is not possible here"; try_dynamic; } ;;
     *) say "TALLY_RELEASE_KIND=$kind: expected musl, static-glibc or dynamic"; exit 2 ;;
 esac || { say "the ${kind:-release} build failed"; exit 1; }
-say "built $binary"
+say "built $binary and ${binary%/*}/tally-shim"
 echo "$binary"

@@ -1,31 +1,10 @@
-//! The `tally` binary: one program, many names. Thin on purpose; every behaviour lives in a
-//! library crate (see ARCHITECTURE.md).
+//! The `tally` binary: the CLI, and under a tool's name or as `RUSTC_WRAPPER` the same hot
+//! path as `tally-shim` (so that links and wrapper settings made for `tally` keep working).
+//! Thin on purpose; every behaviour lives in a library crate (see ARCHITECTURE.md).
 //!
-//! Dispatch, before anything else runs (no argument parser, config or runtime on the first
-//! two paths):
-//! 1. `argv[0]`'s file stem (or `TALLY_FORCE_ARG0`) is a tool (`cargo`, `rustc`, `rustfmt`,
-//!    `cargo-fmt`, `go`, `gofmt`): the PATH shim ([`tally_shims::run_shim`]).
-//! 2. `argv[1]` is a path or a rustc-like compiler (`tally /abs/rustc args…`, as cargo runs a
-//!    `RUSTC_WRAPPER`): the wrapper ([`tally_wrapper::run_wrapper`]).
-//! 3. Otherwise the CLI ([`tally_cli::run`]).
-//!
-//! ## The entry point is C's `main`, not Rust's
-//!
-//! On Linux (glibc or musl), this binary is `#![no_main]`: the C library calls [`main`] below directly, and Rust's runtime start-up
-//! (`std::rt::lang_start`) never runs. That start-up
-//! reads `/proc/self/maps` to find the main thread's stack guard, maps an alternate signal
-//! stack, installs SIGSEGV and SIGBUS handlers, checks file descriptors 0 to 2 and ignores
-//! SIGPIPE: about 0.13 ms on every compile of every user, which is more than the whole budget
-//! the shim has (bench/README.md, "Shims"). What is given up, and how it is made good:
-//! - the arguments: taken from `main`'s own `argc` and `argv`
-//!   ([`tally_sys::startup::args_of_c_main`]);
-//! - SIGPIPE stays as the parent left it. For the shim that is required (the tool must inherit
-//!   it); the CLI then dies quietly on a closed pipe (`tally show | head`), as C tools do;
-//! - a panic is caught here and ends the process with status 101, as Rust's runtime would;
-//! - stdout is flushed before returning (C's `exit` does not know Rust's buffer);
-//! - a stack overflow is a plain SIGSEGV, without Rust's one-line message.
-//!
-//! Elsewhere (and in test builds) a normal `fn main` runs the same [`tally_main`].
+//! Dispatch, before anything else runs: the hot path ([`entry::hot_path`]: the PATH shim by
+//! `argv[0]`, the wrapper by `argv[1]`), else the CLI ([`tally_commands::run`]). The entry point
+//! is C's `main` (src/entry.rs says why).
 #![cfg_attr(
     all(
         target_os = "linux",
@@ -34,65 +13,28 @@
     ),
     no_main
 )]
-// SAFETY: the lint keeps `unsafe` out of this crate but for C's `main` below, with its own
-// SAFETY comments; the unsafe code itself lives in tally-sys.
+// SAFETY: the lint keeps `unsafe` out of this crate but for C's `main` (src/entry.rs), with its
+// own SAFETY comments; the unsafe code itself lives in tally-sys.
 #![deny(unsafe_code)]
+
+#[macro_use]
+#[path = "entry.rs"]
+mod entry;
 
 use std::ffi::OsString;
 use std::io::Write;
 
-/// C's `main`, called by the C library's start-up code (glibc's or musl's) with the process's
-/// arguments.
-#[cfg(all(
-    target_os = "linux",
-    any(target_env = "gnu", target_env = "musl"),
-    not(test)
-))]
-// SAFETY: `main` is the one symbol of that name in the program (with `no_main`, neither std
-// nor the C library defines it), and its signature is C's `int main(int, char **)`, which is
-// how glibc's and musl's `__libc_start_main` call it.
-#[allow(unsafe_code)]
-#[unsafe(no_mangle)]
-extern "C" fn main(argc: std::ffi::c_int, argv: *const *const std::ffi::c_char) -> std::ffi::c_int {
-    // SAFETY: the C runtime passes `argc` pointers to NUL-terminated strings at `argv`, which
-    // nothing changes while they are copied.
-    tally_main(unsafe { tally_sys::startup::args_of_c_main(argc, argv) })
-}
-
-/// With musl (Rust's `*-unknown-linux-musl` targets), Rust's allocations go to dlmalloc, as
-/// ripgrep chooses jemalloc there: musl's own `malloc` ("mallocng") is built for size, not speed,
-/// and on the shim's path it ran about a third of the instructions up to the `exec` and asked the
-/// kernel for memory six times, where dlmalloc maps one segment (bench/README.md,
-/// "Techniques"). glibc's `malloc` is kept with glibc.
-#[cfg(target_env = "musl")]
-#[global_allocator]
-static ALLOCATOR: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
-
-#[cfg(not(all(
-    target_os = "linux",
-    any(target_env = "gnu", target_env = "musl"),
-    not(test)
-)))]
-fn main() -> std::process::ExitCode {
-    let argv = std::env::args_os().collect();
-    std::process::ExitCode::from(u8::try_from(tally_main(argv)).unwrap_or(1))
-}
+entry_point!(tally_main);
 
 /// Dispatches on the name and arguments; returns the exit status.
 fn tally_main(argv: Vec<OsString>) -> i32 {
-    if let Some(tool) = tally_shims::tool_from_argv0(argv.first().map(|a| a.as_os_str())) {
-        // Returns only when the tool could not be run.
-        return tally_shims::run_shim(tool, argv);
-    }
-    if argv
-        .get(1)
-        .is_some_and(|a| tally_wrapper::is_wrapper_invocation(a))
-    {
-        return tally_wrapper::run_wrapper(argv);
-    }
+    let argv = match entry::hot_path(argv) {
+        Ok(status) => return status,
+        Err(argv) => argv,
+    };
     // The CLI, as Rust's runtime would run it: a panic is reported (by the panic hook) and
     // ends the process with 101; whatever is still buffered reaches stdout.
-    let status = std::panic::catch_unwind(|| i32::from(tally_cli::run(argv))).unwrap_or(101);
+    let status = std::panic::catch_unwind(|| i32::from(tally_commands::run(argv))).unwrap_or(101);
     let _ = std::io::stdout().flush();
     status
 }

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Shim benchmarks (bench/README.md, "Shims"), every comparison side by side in one run, interleaved:
 #  1. `rustc --version`: direct (the toolchain's rustc), through a static C program that only
-#     execv()s it (the baseline, gcc -static: glibc), through tally's shim (counting into a
-#     scratch data dir, mode local), through a second tally binary to compare with when
-#     TALLY_BENCH_BASELINE names one (another commit's release build), and through the rustup
+#     execv()s it (the baseline, gcc -static: glibc), through tally's shim (`tally-shim`, the
+#     binary install.sh links the shims to, counting into a scratch data dir, mode local),
+#     through a second binary to compare with when TALLY_BENCH_BASELINE names one (another
+#     commit's release build, or the `tally` built beside `tally-shim`), and through the rustup
 #     proxy.
 #  2. A generated multi-crate workspace, `cargo build` from clean, with and without
-#     RUSTC_WRAPPER=tally.
-# Usage: [TALLY_BENCH_BASELINE=/path/to/other/tally] bench/shim/run.sh [--quick]
+#     RUSTC_WRAPPER=tally-shim.
+# Usage: [TALLY_BENCH_BASELINE=/path/to/other/binary] bench/shim/run.sh [--quick]
 #   (--quick: fewer runs, for a smoke test)
 # Needs: gcc with static glibc, rustup, python3. Writes bench/out/shim/.
 set -euo pipefail
@@ -24,7 +25,7 @@ build_runs=8
 crates=30
 if [[ ${1:-} == --quick ]]; then runs=30; noop_runs=60; build_runs=2; crates=8; fi
 
-echo "== building tally (release, as install.sh does: scripts/release-build.sh)"
+echo "== building tally and tally-shim (release, as install.sh does: scripts/release-build.sh)"
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$repo/target}
 built=$(scripts/release-build.sh --quiet | tail -n 1)
 scratch=$(mktemp -d /tmp/tally-bench-shim.XXXXXX)
@@ -34,8 +35,8 @@ trap 'rm -rf "$scratch"' EXIT
 # 0.05 ms a run slower than the same bytes written by cp (which goes through write(2)); most
 # likely the page cache holds it in single pages instead of large folios, which makes every
 # fault-around window dearer (bench/README.md, "Shims").
-tally=$scratch/tally
-cp "$built" "$tally"
+tally=$scratch/tally-shim
+cp "${built%/*}/tally-shim" "$tally"
 real_rustc=$(rustc --print sysroot)/bin/rustc
 toolchain_bin=$(dirname "$real_rustc")
 proxy=$(command -v rustc)
@@ -63,9 +64,9 @@ ln -s "$tally" "$scratch/shims/rustc"
 # moved next to the hot code, tally ran 0.02 to 0.04 ms slower in that state. The second set lives in `reread/`,
 # evicted with POSIX_FADV_DONTNEED once the copies are on disk; the warm-up reads them back.
 mkdir -p "$scratch/reread/c" "$scratch/reread/shims"
-cp "$tally" "$scratch/reread/tally"
+cp "$tally" "$scratch/reread/tally-shim"
 cp "$scratch/c/rustc" "$scratch/reread/c/rustc"
-ln -s "$scratch/reread/tally" "$scratch/reread/shims/rustc"
+ln -s "$scratch/reread/tally-shim" "$scratch/reread/shims/rustc"
 # Written to disk and dropped from the page cache (fresh copies; the next exec reads them back).
 evict() { bash bench/shim/refresh.sh -- "$@"; }
 
@@ -83,7 +84,7 @@ gcc -O2 -static -DREAL_TOOL="\"$real_rustc\"" -DSHIM="\"$scratch/shims/rustc\"" 
     -o "$scratch/c-floor-rustc/rustc" bench/shim/count-floor.c
 mkdir -p "$scratch/reread/c-floor-rustc"
 cp "$scratch/c-floor-rustc/rustc" "$scratch/reread/c-floor-rustc/rustc"
-evict "$scratch/reread/tally" "$scratch/reread/c/rustc" "$scratch/reread/c-floor-rustc/rustc"
+evict "$scratch/reread/tally-shim" "$scratch/reread/c/rustc" "$scratch/reread/c-floor-rustc/rustc"
 # The re-read shim finds the real rustc after its own directory, like the first one.
 reread_path=$scratch/reread/shims:$toolchain_bin:${PATH#"$scratch/shims:$toolchain_bin:"}
 
@@ -94,7 +95,7 @@ echo "== rustc --version (runs: $runs each, interleaved)"
 # Every 200 rounds each binary is replaced by a fresh copy of itself (bench/shim/refresh.sh:
 # one copy's placement in memory shifted its times by up to 0.03 ms for a whole run).
 python3 bench/shim/interleave.py --runs "$runs" --warmup 20 --json "$out/rustc-version.json" \
-    --refresh-every 200 --refresh "bash bench/shim/refresh.sh $tally $scratch/c/rustc $scratch/c-floor-rustc/rustc ${base_files[*]} -- $scratch/reread/tally $scratch/reread/c/rustc $scratch/reread/c-floor-rustc/rustc" \
+    --refresh-every 200 --refresh "bash bench/shim/refresh.sh $tally $scratch/c/rustc $scratch/c-floor-rustc/rustc ${base_files[*]} -- $scratch/reread/tally-shim $scratch/reread/c/rustc $scratch/reread/c-floor-rustc/rustc" \
     "direct=$real_rustc --version" \
     "c-execv=$scratch/c/rustc --version" \
     "c-floor=$scratch/c-floor-rustc/rustc --version" \
@@ -133,7 +134,7 @@ cp "$scratch/c-floor/rustc" "$scratch/reread/c-floor/rustc"
 evict "$scratch/reread/c-noop/rustc" "$scratch/reread/c-floor/rustc"
 PATH=$scratch/shims:$scratch/noop:$PATH python3 bench/shim/interleave.py --runs "$noop_runs" --warmup 50 \
     --json "$out/noop.json" \
-    --refresh-every 200 --refresh "bash bench/shim/refresh.sh $tally $scratch/c-noop/rustc $scratch/c-floor/rustc ${base_files[*]} -- $scratch/reread/tally $scratch/reread/c-noop/rustc $scratch/reread/c-floor/rustc" \
+    --refresh-every 200 --refresh "bash bench/shim/refresh.sh $tally $scratch/c-noop/rustc $scratch/c-floor/rustc ${base_files[*]} -- $scratch/reread/tally-shim $scratch/reread/c-noop/rustc $scratch/reread/c-floor/rustc" \
     "noop-direct=$scratch/noop/rustc --version" \
     "noop-c-execv=$scratch/c-noop/rustc --version" \
     "noop-c-floor=$scratch/c-floor/rustc --version" \

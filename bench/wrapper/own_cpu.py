@@ -68,7 +68,9 @@ def main():
                 counts = shares(data)
                 # The benchmark's own Python is not part of any build.
                 build = sum(n for comm, n in counts.items() if not comm.startswith("python"))
-                own = counts.get(name, 0)
+                # A process's name is its binary's (`tally-shim`), cut to 15 bytes by the kernel.
+                comm = os.path.basename(wrapper)[:15] if name == "tally" else name
+                own = counts.get(comm, 0)
                 # Sampling this often slows every process (by about half on a VM), so only
                 # the share is printed, not the milliseconds the samples would add up to.
                 print(f"{project}, {scenario}, {name}: {own} of {build} samples of the builds' "

@@ -4,12 +4,13 @@
 //! `TALLY_DEBUG_UPLOAD`), one `stat` of `<data>/upload.token` decides: missing or older than
 //! 24 h means a run is due. The token is touched first, so parallel compiles do not all start
 //! one (`tally upload` also holds a lock, so two never send at once). The run is
-//! `<tally> upload --background`, started through `sh -c '… &'`, which returns at once: the
+//! `<tally> upload --background` (the CLI binary: this one, or the `tally` installed beside
+//! `tally-shim`; without one, no run), started through `sh -c '… &'`, which returns at once: the
 //! uploader is reparented to init, is never a child of the tool tally hands over to (a stray
 //! child could confuse tools that wait for any child), and has no stdio. `tally upload
 //! --background` calls `setsid` itself.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime};
 
@@ -38,9 +39,14 @@ pub fn due(token: &Path, now: SystemTime) -> bool {
     }
 }
 
-/// Checks and, if due, touches the token and starts the upload. Returns whether one was
-/// started. Every failure means "not started".
-pub fn maybe_start(env: &Env, mode: Mode, data_dir: &Path, tally: Option<&Path>) -> bool {
+/// Checks and, if due, touches the token and starts the upload with the CLI binary `cli` gives
+/// (asked only then). Returns whether one was started. Every failure means "not started".
+pub fn maybe_start(
+    env: &Env,
+    mode: Mode,
+    data_dir: &Path,
+    cli: impl FnOnce() -> Option<PathBuf>,
+) -> bool {
     if !allowed(env, mode) {
         return false;
     }
@@ -48,7 +54,7 @@ pub fn maybe_start(env: &Env, mode: Mode, data_dir: &Path, tally: Option<&Path>)
     if !due(&token, tally_home::env::now()) {
         return false;
     }
-    let Some(tally) = tally else { return false };
+    let Some(tally) = cli() else { return false };
     if touch(&token).is_err() {
         return false;
     }
@@ -125,10 +131,11 @@ mod tests {
         let on = Mode::On {
             since: "2026-11-01".parse().unwrap(),
         };
-        assert!(maybe_start(&env(&[]), on, tmp.path(), Some(&fake)));
+        let cli = || Some(fake.clone());
+        assert!(maybe_start(&env(&[]), on, tmp.path(), cli));
         assert!(tmp.path().join("upload.token").exists());
         // Not again the same day.
-        assert!(!maybe_start(&env(&[]), on, tmp.path(), Some(&fake)));
+        assert!(!maybe_start(&env(&[]), on, tmp.path(), cli));
         // The detached child runs on its own; wait for it, bounded.
         for _ in 0..500 {
             if std::fs::read_to_string(&marker).is_ok_and(|s| s.contains("upload --background")) {

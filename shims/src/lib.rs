@@ -202,16 +202,11 @@ fn count_and_arrange(
     // The mode was read above: count without reading it (or locating the home) again. A
     // version not cached yet is asked off the hot path, and counted there.
     let counted = version::count_run(&env, &home, tool, tool.name(), binary, &names);
-    // Finding tally's own path costs a readlink: only when it can be needed.
-    let needs_tally = tool == Tool::Cargo || background::allowed(&env, mode);
-    let tally = if needs_tally {
-        identity::tally_exe()
-    } else {
-        None
-    };
-    background::maybe_start(&env, mode, home.root(), tally.as_deref());
+    // The daily upload is the CLI's (`tally upload`), found beside this binary only when due.
+    background::maybe_start(&env, mode, home.root(), identity::cli_exe);
+    // Finding this binary's own path costs a readlink: only for cargo.
     if tool == Tool::Cargo
-        && let Some(tally) = tally
+        && let Some(tally) = identity::wrapper_exe()
     {
         let cwd = std::env::current_dir().unwrap_or_default();
         match arrange::arrange(

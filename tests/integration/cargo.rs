@@ -312,23 +312,35 @@ fn jobserver_survives_cargo_build_j2() {
 }
 
 #[test]
-fn hard_linked_shims_find_a_sibling_tally_for_rustc_wrapper() {
-    let w = World::new();
-    // Shims as hard links to a copy of tally in their own directory (no symlink to resolve).
-    let dir = w.tmp.path().join("hardlinks");
-    std::fs::create_dir(&dir).unwrap();
-    std::fs::copy(crate::util::TALLY, dir.join("tally")).unwrap();
-    for tool in crate::util::TOOLS {
-        std::fs::hard_link(dir.join("tally"), dir.join(tool)).unwrap();
+fn hard_linked_shims_find_their_binary_by_name_for_rustc_wrapper() {
+    for (binary, name) in [
+        (crate::util::TALLY_SHIM, "tally-shim"),
+        (crate::util::TALLY, "tally"),
+    ] {
+        let w = World::new();
+        // Shims as hard links to a copy of the binary in their own directory (no symlink to
+        // resolve).
+        let dir = w.tmp.path().join("hardlinks");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::copy(binary, dir.join(name)).unwrap();
+        for tool in crate::util::TOOLS {
+            std::fs::hard_link(dir.join(name), dir.join(tool)).unwrap();
+        }
+        let mut path = vec![dir.clone()];
+        path.extend(std::env::split_paths(&w.real_path));
+        let project = w.fixture("cargo-hello");
+        let out = ok(w
+            .cmd("cargo")
+            .args(["build", "-v"])
+            .env("PATH", std::env::join_paths(path).unwrap())
+            .current_dir(&project));
+        assert_eq!(w.program("cargo").get("cargo/subcommand:build"), Some(&1));
+        // Compiles were counted: cargo ran the sibling under its own name as RUSTC_WRAPPER.
+        assert_eq!(w.program("rustc").get("rustc/compiles"), Some(&1), "{name}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(&format!("`{} ", dir.join(name).display())),
+            "{stderr}"
+        );
     }
-    let mut path = vec![dir.clone()];
-    path.extend(std::env::split_paths(&w.real_path));
-    let project = w.fixture("cargo-hello");
-    ok(w.cmd("cargo")
-        .arg("build")
-        .env("PATH", std::env::join_paths(path).unwrap())
-        .current_dir(&project));
-    assert_eq!(w.program("cargo").get("cargo/subcommand:build"), Some(&1));
-    // Compiles were counted: cargo ran the sibling `tally` as RUSTC_WRAPPER.
-    assert_eq!(w.program("rustc").get("rustc/compiles"), Some(&1));
 }

@@ -2,7 +2,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 
-use crate::util::{TALLY, World, map, ok, run};
+use crate::util::{TALLY, TALLY_SHIM, World, map, ok, run};
 
 #[test]
 fn shims_directory_twice_on_path() {
@@ -168,8 +168,8 @@ fn mode_off_arranges_no_rustc_wrapper() {
     // `cargo build -v` prints each rustc command, wrapper first.
     let on = ok(w.cmd("cargo").args(["build", "-v"]).current_dir(&project));
     assert!(
-        String::from_utf8_lossy(&on.stderr).contains(TALLY),
-        "the cargo shim sets RUSTC_WRAPPER"
+        String::from_utf8_lossy(&on.stderr).contains(&format!("`{TALLY_SHIM} ")),
+        "the cargo shim sets RUSTC_WRAPPER to tally-shim"
     );
     let w = World::new();
     let project = w.fixture("cargo-hello");

@@ -99,11 +99,17 @@ fn install_twice_modify_path_uninstall_purge() {
     }
     let install_dir = home.join(".local/share/tally");
     let bin = install_dir.join("bin");
+    // The tools' shims run tally-shim, installed from beside --binary; `tally` runs tally.
     for tool in TOOLS.iter().chain(&["tally"]) {
         let link = bin.join(tool);
+        let binary = if *tool == "tally" {
+            "tally"
+        } else {
+            "tally-shim"
+        };
         assert_eq!(
             std::fs::read_link(&link).unwrap(),
-            install_dir.join("tally"),
+            install_dir.join(binary),
             "{tool}"
         );
     }
@@ -197,10 +203,18 @@ fn install_builds_a_release_binary_that_counts_and_unwinds() {
     );
     // A stock toolchain on Linux builds a static binary: glibc's static libraries come with
     // its development files, and Rust's musl target, where installed, is static anyway.
-    assert!(said.contains("building tally (release, static"), "{said}");
+    assert!(
+        said.contains("building tally and tally-shim (release, static"),
+        "{said}"
+    );
     assert!(!said.contains("not possible"), "{said}");
     let bin = home.join(".local/share/tally/bin");
     let data = tmp.path().join("data");
+    assert_eq!(
+        std::fs::read_link(bin.join("rustc")).unwrap(),
+        home.join(".local/share/tally/tally-shim"),
+        "the shims run the hot binary"
+    );
 
     // The shim counts a real rustc run and hands over its output; the second run (the
     // counter file exists) is traced.

@@ -10,6 +10,7 @@ mod faults;
 mod fidelity;
 mod firstrun;
 mod go;
+mod hot_binary;
 mod install;
 mod library;
 mod mapped;

@@ -11,7 +11,7 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use crate::util::{TALLY, TOOLS, copy_dir, mkfifo, ok, run, within_deadline};
+use crate::util::{TALLY, TALLY_SHIM, TOOLS, copy_dir, mkfifo, ok, run, within_deadline};
 
 /// Every entry under `root`: directories, files with their bytes and permissions, links with
 /// their targets.
@@ -117,15 +117,21 @@ fn setup_is_idempotent_writes_one_line_and_uninstall_leaves_the_home_as_it_was()
     let h = Home::new();
     let before = tree(&h.home());
     let tally = std::fs::canonicalize(TALLY).unwrap();
+    let tally_shim = std::fs::canonicalize(TALLY_SHIM).unwrap();
 
     // Without --modify-path: the shims and the printed line, no shell file touched.
     let out = ok(&mut h.tally(&tally, &real_path(), &["setup"]));
     let said = stdout(&out);
     assert!(said.contains(LINE), "{said}");
+    assert!(!said.contains("partial install"), "{said}");
     for name in TOOLS.iter().chain(&["tally"]) {
         assert_eq!(
             std::fs::read_link(h.shims().join(name)).unwrap(),
-            tally,
+            if *name == "tally" {
+                tally.clone()
+            } else {
+                tally_shim.clone()
+            },
             "{name}"
         );
         assert!(
@@ -273,7 +279,7 @@ fn setup_leaves_what_is_not_its_own_and_says_so() {
     );
     assert_eq!(
         std::fs::read_link(h.shims().join("rustc")).unwrap(),
-        tally,
+        std::fs::canonicalize(TALLY_SHIM).unwrap(),
         "the other shims were made"
     );
     ok(&mut h.tally(&tally, &real_path(), &["setup", "--uninstall"]));
@@ -725,6 +731,98 @@ fn status_says_when_the_shims_are_not_first_and_the_line_that_fixes_it() {
     assert!(!text.contains(LINE), "{text}");
 }
 
+/// A `tally` without `tally-shim` beside it (a partial install): setup links the shims to
+/// `tally` itself, and says what is missing and how to fix it. Once `tally-shim` is there, setup
+/// moves the shims over, and `tally status` says which binary the shims and the wrapper run,
+/// and names a shim still linked to `tally`.
+#[test]
+fn setup_links_the_shims_to_tally_shim_and_names_a_partial_install() {
+    let h = Home::new();
+    let install = h.tmp.path().join("install");
+    std::fs::create_dir(&install).unwrap();
+    let tally = install.join("tally");
+    let hot = install.join("tally-shim");
+    std::fs::copy(TALLY, &tally).unwrap();
+    let said = stdout(&ok(&mut h.tally(&tally, &real_path(), &["setup"])));
+    assert!(
+        said.contains(&format!(
+            "Check: there is no tally-shim beside {} (a partial install)",
+            tally.display()
+        )) && said.contains("`cargo install --locked tally-client`"),
+        "{said}"
+    );
+    for name in TOOLS.iter().chain(&["tally"]) {
+        assert_eq!(std::fs::read_link(h.shims().join(name)).unwrap(), tally);
+    }
+    let shims_first = path_with(&[&h.shims()]);
+    let status = stdout(&ok(&mut h.tally(&tally, &shims_first, &["status"])));
+    assert!(
+        status.contains(&format!(
+            "(first on PATH for every tool), running {}\n",
+            tally.display()
+        )),
+        "{status}"
+    );
+
+    // The rest of the install arrives: setup moves the tools' shims to it.
+    std::fs::copy(TALLY_SHIM, &hot).unwrap();
+    let said = stdout(&ok(&mut h.tally(&tally, &real_path(), &["setup"])));
+    assert!(!said.contains("partial install"), "{said}");
+    assert!(
+        said.contains(&format!(
+            "Linked {} to {} (it was a link to {}).",
+            h.shims().join("cargo").display(),
+            hot.display(),
+            tally.display()
+        )),
+        "{said}"
+    );
+    for name in TOOLS {
+        assert_eq!(std::fs::read_link(h.shims().join(name)).unwrap(), hot);
+    }
+    assert_eq!(std::fs::read_link(h.shims().join("tally")).unwrap(), tally);
+    let status = stdout(&ok(&mut h.tally(&tally, &shims_first, &["status"])));
+    assert!(
+        status.contains(&format!(
+            "(first on PATH for every tool), running {}\n",
+            hot.display()
+        )),
+        "{status}"
+    );
+    assert!(
+        status.contains(&format!(
+            "Under cargo:  compiles counted: the cargo shim sets RUSTC_WRAPPER to {}\n",
+            hot.display()
+        )),
+        "{status}"
+    );
+    let json = ok(&mut h.tally(&tally, &shims_first, &["status", "--json"]));
+    let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let hot_text = hot.display().to_string();
+    assert_eq!(json["shims"]["runs"], hot_text.as_str());
+    assert_eq!(json["shims"]["wrapper"], hot_text.as_str());
+    assert_eq!(json["shims"]["hot_binary"], hot_text.as_str());
+    assert_eq!(json["shims"]["tools"][0]["runs"], hot_text.as_str());
+
+    // One shim linked to `tally` by hand: named, with what setup would do.
+    let rustc = h.shims().join("rustc");
+    std::fs::remove_file(&rustc).unwrap();
+    std::os::unix::fs::symlink(&tally, &rustc).unwrap();
+    let status = stdout(&ok(&mut h.tally(&tally, &shims_first, &["status"])));
+    assert!(
+        status.contains(&format!(
+            "  rustc       counted (through {}), runs",
+            tally.display()
+        )) && status.contains(&format!(
+            "  `tally setup` links the shims to {}, which starts faster than tally",
+            hot.display()
+        )),
+        "{status}"
+    );
+    ok(&mut h.tally(&tally, &real_path(), &["setup", "--uninstall"]));
+    assert!(!h.shims().exists());
+}
+
 /// Where `tool` is on the test's PATH.
 fn which(tool: &str) -> PathBuf {
     let out = ok(Command::new("sh").args(["-c", &format!("command -v {tool}")]));
@@ -934,9 +1032,11 @@ fn cargo(home: &Path) -> Command {
     cmd
 }
 
-/// The way a Rust user installs it: `cargo install --path .` (and the collector's crate) into a
-/// temporary root, `tally setup` into a temporary home, a real `cargo build` through the
-/// shims, counted, then `tally setup --uninstall`, after which the home is as it was.
+/// The way a Rust user installs it: `cargo install --path .` (the client package,
+/// `tally-client`: `tally` and `tally-shim`), and the collector's package, into a temporary
+/// root, `tally setup` into a temporary home (the shims on `tally-shim`), a real `cargo build`
+/// through the shims with `tally-shim` as its `RUSTC_WRAPPER`, counted, then `tally setup
+/// --uninstall`, after which the home is as it was.
 ///
 /// One release install per binary, into the workspace's own target directory: install.sh's
 /// test builds tally-server there with the same profile, so CI compiles it once, and a rerun
@@ -961,7 +1061,12 @@ fn cargo_install_then_setup_then_a_real_build_then_uninstall() {
     }
     let installed = root.join("bin");
     let tally = installed.join("tally");
+    let tally_shim = installed.join("tally-shim");
     assert!(installed.join("tally-server").is_file());
+    assert!(
+        tally_shim.is_file(),
+        "one install gives both client binaries"
+    );
     ok(Command::new(installed.join("tally-server")).arg("--version"));
 
     let h = Home::new();
@@ -974,8 +1079,12 @@ fn cargo_install_then_setup_then_a_real_build_then_uninstall() {
         !said.contains("tally-server (the collector"),
         "found beside tally: {said}"
     );
+    assert!(!said.contains("partial install"), "{said}");
     for name in TOOLS {
-        assert_eq!(std::fs::read_link(h.shims().join(name)).unwrap(), tally);
+        assert_eq!(
+            std::fs::read_link(h.shims().join(name)).unwrap(),
+            tally_shim
+        );
     }
 
     // A new login shell's PATH, and a real build through the shims.
@@ -989,13 +1098,19 @@ fn cargo_install_then_setup_then_a_real_build_then_uninstall() {
     copy_dir(&repo.join("tests/fixtures/cargo-hello"), &project);
     let mut build = cargo(&h.home());
     build
-        .args(["build", "-q"])
+        .args(["build", "-v"])
         .current_dir(&project)
         .env("PATH", &shell_path)
         .env("TALLY_DIR", h.data())
         .env("CARGO_TARGET_DIR", h.tmp.path().join("target"));
-    ok(&mut build);
+    let built = ok(&mut build);
     assert!(h.tmp.path().join("target/debug/hello").is_file());
+    // `cargo build -v` shows each compile's command, the wrapper first.
+    let shown = String::from_utf8_lossy(&built.stderr);
+    assert!(
+        shown.contains(&format!("Running `{} ", tally_shim.display())),
+        "{shown}"
+    );
     crate::util::settle(&h.data());
     let mut counts: BTreeMap<String, u64> = BTreeMap::new();
     for (_, snapshot) in tally_home::Home::at(h.data()).counter_store().list() {
@@ -1011,7 +1126,10 @@ fn cargo_install_then_setup_then_a_real_build_then_uninstall() {
     assert_eq!(counts.get("rustc/compiles"), Some(&1), "{counts:#?}");
     let status = ok(&mut h.tally(&tally, &shell_path, &["status"]));
     assert!(
-        stdout(&status).contains("(first on PATH for every tool)"),
+        stdout(&status).contains(&format!(
+            "(first on PATH for every tool), running {}",
+            tally_shim.display()
+        )),
         "{status:?}"
     );
 
@@ -1022,8 +1140,8 @@ fn cargo_install_then_setup_then_a_real_build_then_uninstall() {
     ok(cargo(tmp.path())
         .args(["uninstall", "--quiet", "--root"])
         .arg(&root)
-        .args(["tally", "tally-server"]));
-    assert!(!tally.exists() && !installed.join("tally-server").exists());
+        .args(["tally-client", "tally-server"]));
+    assert!(!tally.exists() && !tally_shim.exists() && !installed.join("tally-server").exists());
 }
 
 /// The crates as they would be published: `cargo package --workspace` packs every crate and
@@ -1070,8 +1188,8 @@ fn the_workspace_packages_as_it_would_be_published() {
     );
     let packaged = target_dir().join("package");
     for name in [
-        "tally",
-        "tally-cli",
+        "tally-client",
+        "tally-commands",
         "tally-server",
         "tally-shims",
         "tally-wrapper",

@@ -1,6 +1,6 @@
 //! Helpers for the integration tests: a temporary world with a shims directory of symlinks to
-//! the built `tally`, a temporary HOME and data directory, a fixed environment, and the
-//! counters read back through `tally_home`'s store.
+//! the built `tally-shim` (as `tally setup` makes it), a temporary HOME and data directory, a
+//! fixed environment, and the counters read back through `tally_home`'s store.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -9,7 +9,10 @@ use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+/// The CLI (which still runs the hot path under a tool's name or as `RUSTC_WRAPPER`).
 pub const TALLY: &str = env!("CARGO_BIN_EXE_tally");
+/// The hot path's own binary, which the shims run.
+pub const TALLY_SHIM: &str = env!("CARGO_BIN_EXE_tally-shim");
 pub const TOOLS: [&str; 6] = ["cargo", "rustc", "rustfmt", "cargo-fmt", "go", "gofmt"];
 
 /// One isolated world for a test.
@@ -32,7 +35,13 @@ fn real_home() -> PathBuf {
 }
 
 impl World {
+    /// A world whose shims run `tally-shim`.
     pub fn new() -> World {
+        World::with_binary(TALLY_SHIM)
+    }
+
+    /// A world whose shims are links to `binary` (`tally` for links made before `tally-shim`).
+    pub fn with_binary(binary: &str) -> World {
         let tmp = tempfile::Builder::new()
             .prefix("tally-it-")
             .tempdir()
@@ -40,7 +49,7 @@ impl World {
         let shims = tmp.path().join("shims");
         std::fs::create_dir(&shims).unwrap();
         for tool in TOOLS {
-            std::os::unix::fs::symlink(TALLY, shims.join(tool)).unwrap();
+            std::os::unix::fs::symlink(binary, shims.join(tool)).unwrap();
         }
         let data = tmp.path().join("data");
         let work = tmp.path().join("work");

@@ -74,7 +74,7 @@ use tally_grammar::outcome::{
 use tally_grammar::{Context, RustcCaller, Tool, caller_from_env, rustc_counter_names};
 use tally_home::env::{TALLY_FORCE_ARG0, TALLY_NEXT_WRAPPER};
 use tally_home::{Counted, Day, Env, Home, Mode, ProcessEnv, effective_mode};
-use tally_process::identity::{FileId, self_identity, stem_of};
+use tally_process::identity::{self_identity, stem_of, tally_file};
 use tally_process::{EnvChanges, exec, lookup, version};
 
 /// Whether `tally <argv1> …` is a `RUSTC_WRAPPER` call rather than a CLI subcommand: `argv[1]`
@@ -126,14 +126,15 @@ pub fn run_wrapper(argv: Vec<OsString>) -> i32 {
     let process_env = ProcessEnv::capture();
     let layout = layout(&argv);
     let mut run_argv: Vec<OsString> = argv[1..].to_vec();
-    // argv[1] is tally's own rustc shim: run the real rustc instead (counted here, once).
+    // argv[1] is tally's own rustc shim (linked to this binary or to the other one of the
+    // install): run the real rustc instead (counted here, once).
     let compiler_index = layout.compiler - 1;
     let compiler = resolve(&run_argv[compiler_index], &process_env);
-    if compiler.as_deref().and_then(FileId::of_target) == this && this.is_some() {
+    if let Some(shim) = compiler.as_deref().and_then(|c| tally_file(c, this)) {
         match lookup::find_real(
             "rustc",
             process_env.get("PATH"),
-            &tally_process::identity::ThisBinary::with_identity(this),
+            &tally_process::identity::ThisBinary::with_identity(Some(shim)),
         ) {
             Ok(found) => run_argv[compiler_index] = found.path.into_os_string(),
             Err(not_found) => {

@@ -225,7 +225,13 @@ pub fn program_page(program: &str, weeks: &[ProgramWeek], threshold: u64) -> Str
                     .collect(),
                 scale: Scale::Share,
             }));
-            body.push_str(&partition_lines(group, names, &weeks, &x_labels));
+            body.push_str(&partition_lines(
+                "outcome-partition",
+                group,
+                names,
+                &weeks,
+                &x_labels,
+            ));
         }
         body.push_str("</div>\n");
     }
@@ -270,7 +276,13 @@ pub fn program_page(program: &str, weeks: &[ProgramWeek], threshold: u64) -> Str
         body.push_str("<h2 id=\"partitions\">Partitions</h2><div class=\"grid\">");
         for (group, names) in &plain {
             body.push_str(&latest_bars(group, names, latest));
-            body.push_str(&partition_lines(group, names, &weeks, &x_labels));
+            body.push_str(&partition_lines(
+                "partition",
+                group,
+                names,
+                &weeks,
+                &x_labels,
+            ));
         }
         body.push_str("</div>\n");
     }
@@ -370,8 +382,11 @@ fn latest_bars(group: &str, names: &BTreeSet<&str>, latest: &ProgramWeek) -> Str
     })
 }
 
-/// A partition over the weeks: one line per bucket (the [`MAX_LINES`] largest), by name.
+/// A partition over the weeks: one line per bucket (the [`MAX_LINES`] largest), by name, as a
+/// chart of `kind` (`partition`, or `outcome-partition` for outcomes, which have their own
+/// colours: `svg::outcome_color`).
 fn partition_lines(
+    kind: &'static str,
     group: &str,
     names: &BTreeSet<&str>,
     weeks: &[&ProgramWeek],
@@ -394,7 +409,7 @@ fn partition_lines(
         let _ = write!(title, " (the {MAX_LINES} largest of {})", names.len());
     }
     line_chart(&LineChart {
-        kind: "partition",
+        kind,
         title,
         x_labels: x_labels.to_vec(),
         series: chosen

@@ -33,6 +33,50 @@ pub fn color(index: usize) -> &'static str {
     PALETTE[index % PALETTE.len()]
 }
 
+/// The kinds of chart (`kind`, `data-chart`) whose series or rows are compile outcomes: on a
+/// collector's program page the outcome mix of the latest week, over the weeks, and the share of
+/// reports with each outcome; in `tally view`, the user's outcomes.
+pub const OUTCOME_CHARTS: [&str; 4] = [
+    "outcome-mix",
+    "outcome-mix-weeks",
+    "outcome-partition",
+    "user-outcomes",
+];
+
+/// The kind of chart whose rows are versions and whose bars are compiler crashes: drawn in the
+/// crash outcome's colour.
+pub const CRASH_CHART: &str = "ice-by-version";
+
+/// The one colour of a compile outcome (`ok`, `error`, `ice`, `signal`, `other`), the same in
+/// every chart whatever else it shows: success green, an error in the alarm colour (red), a
+/// compiler crash purple, a killed compile orange, anything else grey. `None` for any other name.
+pub fn outcome_color(outcome: &str) -> Option<&'static str> {
+    match outcome {
+        "ok" => Some("#59a14f"),
+        "error" => Some("#e15759"),
+        "ice" => Some("#b07aa1"),
+        "signal" => Some("#f28e2b"),
+        "other" => Some("#bab0ac"),
+        _ => None,
+    }
+}
+
+/// The colour of the `index`th series or row, labelled `label`, of a chart of `kind`: an
+/// outcome's own colour in [`OUTCOME_CHARTS`] (the label's last word names it: `ok`, or `rustc
+/// ok` in `tally view`) and the crash colour in the [`CRASH_CHART`], else the palette's next.
+fn item_color(kind: &str, label: &str, index: usize) -> &'static str {
+    let outcome = if kind == CRASH_CHART {
+        Some("ice")
+    } else if OUTCOME_CHARTS.contains(&kind) {
+        label.rsplit(' ').next()
+    } else {
+        None
+    };
+    outcome
+        .and_then(outcome_color)
+        .unwrap_or_else(|| color(index))
+}
+
 /// What the y axis measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scale {
@@ -217,13 +261,13 @@ fn x_axis(out: &mut String, labels: &[String]) {
     }
 }
 
-fn legend(out: &mut String, names: &[&str]) {
+fn legend(out: &mut String, kind: &str, names: &[&str]) {
     out.push_str("<ul class=\"legend\">");
     for (index, name) in names.iter().enumerate() {
         let _ = write!(
             out,
             "<li><span class=\"swatch\" style=\"background:{color}\"></span>{name}</li>",
-            color = color(index),
+            color = item_color(kind, name, index),
             name = escape(name),
         );
     }
@@ -259,7 +303,7 @@ pub fn line_chart(chart: &LineChart) -> String {
     x_axis(&mut out, &chart.x_labels);
 
     for (index, series) in chart.series.iter().enumerate() {
-        let color = color(index);
+        let color = item_color(chart.kind, &series.label, index);
         // Dodging keeps equal values apart; with many weeks it would blur the lines instead.
         let shift = dodge(index, chart.series.len()) * (12.0 / count.max(1) as f64).min(1.0);
         let drawn = series.points.iter().take(count).flatten().count();
@@ -331,7 +375,7 @@ pub fn line_chart(chart: &LineChart) -> String {
     }
     out.push_str("</svg>");
     let names: Vec<&str> = chart.series.iter().map(|s| s.label.as_str()).collect();
-    legend(&mut out, &names);
+    legend(&mut out, chart.kind, &names);
     out.push_str("</figure>\n");
     out
 }
@@ -439,7 +483,7 @@ pub fn stacked_columns(chart: &StackedColumns) -> String {
     y_axis(&mut out, Scale::Count, top);
     x_axis(&mut out, &chart.x_labels);
     for (index, (name, values)) in chart.stacks.iter().enumerate() {
-        let color = color(index);
+        let color = item_color(chart.kind, name, index);
         let _ = write!(out, "<g class=\"series\" data-series=\"{}\">", escape(name));
         for (i, value) in values.iter().take(count).enumerate() {
             if *value == 0 {
@@ -466,7 +510,7 @@ pub fn stacked_columns(chart: &StackedColumns) -> String {
     }
     out.push_str("</svg>");
     let names: Vec<&str> = chart.stacks.iter().map(|(n, _)| n.as_str()).collect();
-    legend(&mut out, &names);
+    legend(&mut out, chart.kind, &names);
     out.push_str("</figure>\n");
     out
 }
@@ -526,7 +570,7 @@ pub fn horizontal_bars(chart: &HorizontalBars) -> String {
             lx = label_width - 6.0,
             ty = coord(y + row_height / 2.0 + 4.0),
             label = escape(&shown),
-            color = color(0),
+            color = item_color(chart.kind, name, 0),
             ry = coord(y + 3.0),
             w = coord(width),
             h = coord(row_height - 6.0),
@@ -639,7 +683,7 @@ pub fn interval_bars(chart: &IntervalBars) -> String {
             lx = label_width - 6.0,
             ty = coord(y + row_height / 2.0 + 4.0),
             label = escape(&shown),
-            color = color(0),
+            color = item_color(chart.kind, &row.label, 0),
             ry = coord(y + 4.0),
             w = coord(width),
             h = coord(row_height - 8.0),

@@ -294,7 +294,7 @@ pub const TEST_VARS: &[EnvVar] = &[
     EnvVar {
         name: TALLY_BLESS_SCREENSHOTS,
         meaning: "Tests only: `1` makes the browser tests write their screenshots to the committed docs/screenshots/ instead of `<target>/tmp/screenshots/`, which they use otherwise so that a test run leaves the work tree clean.",
-        read_by: "tests (tally-cli demo, tally-server dashboard)",
+        read_by: "tests (tally-commands demo, tally-server dashboard)",
     },
 ];
 

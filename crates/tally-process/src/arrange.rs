@@ -1,6 +1,9 @@
 //! The cargo shim's `RUSTC_WRAPPER` arrangement: cargo often runs rustc without going through
 //! `PATH`, so compiles are counted by making tally cargo's rustc wrapper, while keeping any
-//! wrapper the user already has (sccache…) to run after tally.
+//! wrapper the user already has (sccache…) to run after tally. The wrapper is the binary the
+//! cargo shim runs as, under its own name (`tally_process::identity::wrapper_exe`):
+//! `tally-shim` for the shims `tally setup` makes, `tally` for shims linked to it; a setting
+//! naming either is tally already ([`is_tally`]).
 //!
 //! Cargo's rules, followed here: `RUSTC_WRAPPER` in the environment wins (set but empty means
 //! "no wrapper", overriding config); then `--config` on cargo's command line (the last one
@@ -27,7 +30,7 @@
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 
-use crate::identity::{FileId, file_stem};
+use crate::identity::{FileId, file_stem, is_binary_name};
 
 /// The environment variables this arrangement reads (cargo's, not tally's).
 #[derive(Debug, Default, Clone)]
@@ -65,7 +68,7 @@ pub enum Arrangement {
 }
 
 /// Works out the arrangement for a cargo run in `cwd` with cargo's arguments `args` (after
-/// `argv[0]`). `tally` is the binary that will be `RUSTC_WRAPPER`.
+/// `argv[0]`). `tally` is the binary that will be `RUSTC_WRAPPER` (`tally-shim` or `tally`).
 pub fn arrange(tally: &Path, env: &CargoEnv, cwd: &Path, args: &[OsString]) -> Arrangement {
     let tally_id = FileId::of_target(tally);
     let user = match &env.rustc_wrapper {
@@ -102,7 +105,8 @@ pub const MAX_WRAPPER_LINKS: usize = 64;
 /// keyed apart for each user wrapper (see the module docs). Any failure (a read-only data
 /// directory, something other than a directory at `wrappers`, too many links) gives `tally`.
 /// Nothing in the data directory is followed: `wrappers` must be a real directory, and an
-/// existing entry is used only when it is a link whose target is `tally`.
+/// existing entry is used only when it is a link whose target is `tally` (a link made by the
+/// other binary, or by an earlier install, is replaced).
 pub fn wrapper_path(tally: &Path, next: Option<&OsStr>, data_dir: &Path) -> PathBuf {
     next.and_then(|next| wrapper_link(tally, next, data_dir))
         .unwrap_or_else(|| tally.to_path_buf())
@@ -148,10 +152,11 @@ fn wrapper_link(tally: &Path, next: &OsStr, data_dir: &Path) -> Option<PathBuf> 
     Some(link)
 }
 
-/// Whether a wrapper setting names tally itself (by name, or by being the same file).
+/// Whether a wrapper setting names tally itself: by the name of either of its binaries
+/// (`tally`, `tally-shim`: both run as the wrapper), or by being the same file as `tally_id`.
 pub fn is_tally(wrapper: &OsStr, tally_id: Option<FileId>) -> bool {
     let path = Path::new(wrapper);
-    if file_stem(path) == Some("tally") {
+    if is_binary_name(file_stem(path)) {
         return true;
     }
     path.is_absolute() && tally_id.is_some() && FileId::of_target(path) == tally_id

@@ -1,4 +1,5 @@
-//! Which file is this binary, and where is a `tally` that can be run by name.
+//! Which file is this binary, and where are tally's two binaries (`tally`, the CLI, and
+//! `tally-shim`, the hot path, installed side by side) under names that can be run.
 //!
 //! Shims are links (symbolic or hard) to one binary, so "is this candidate me?" is answered by
 //! file identity (device and inode), never by directory or file name.
@@ -111,18 +112,66 @@ fn identity_if_this_program(path: &Path) -> Option<FileId> {
     }
 }
 
-/// A path to this binary whose file stem is `tally`, so that running it (as `RUSTC_WRAPPER`,
-/// or for `tally upload`) makes it act as tally, not as a shim. `/proc/self/exe` resolves
-/// symlinked shims to the real binary; for a hard-linked shim, a sibling `tally` that is the
-/// same file is used. `None` if there is no such path.
-pub fn tally_exe() -> Option<PathBuf> {
+/// The file name of tally's CLI binary (which runs the hot path too, under a tool's name or as
+/// `RUSTC_WRAPPER`, so that links and settings made for it keep working).
+pub const CLI_BINARY: &str = "tally";
+
+/// The file name of tally's hot-path binary: the shims and the `RUSTC_WRAPPER`, nothing of the
+/// CLI. Installed beside [`CLI_BINARY`]; `tally setup` links the shims to it.
+pub const HOT_BINARY: &str = "tally-shim";
+
+/// Whether `stem` is the name of one of tally's binaries (run under it, a binary is the
+/// wrapper or the CLI, never a shim).
+pub fn is_binary_name(stem: Option<&str>) -> bool {
+    matches!(stem, Some(CLI_BINARY | HOT_BINARY))
+}
+
+/// A path to this binary under its own name (`tally-shim` or `tally`), so that running it (as
+/// `RUSTC_WRAPPER`) makes it act as the wrapper, not as a shim. `/proc/self/exe` resolves
+/// symlinked shims to the binary itself; for a hard-linked shim, a sibling of either name that
+/// is the same file is used. `None` if there is no such path.
+pub fn wrapper_exe() -> Option<PathBuf> {
     let exe = std::env::current_exe().ok()?;
-    if file_stem(&exe) == Some("tally") {
+    if is_binary_name(file_stem(&exe)) {
         return Some(exe);
     }
     let me = FileId::of_target(&exe)?;
-    let sibling = exe.parent()?.join("tally");
-    (FileId::of_target(&sibling) == Some(me)).then_some(sibling)
+    [HOT_BINARY, CLI_BINARY]
+        .into_iter()
+        .map(|name| exe.with_file_name(name))
+        .find(|sibling| FileId::of_target(sibling) == Some(me))
+}
+
+/// The `tally` CLI, for what the hot path asks of it (`tally upload --background`): this binary
+/// when it is `tally`, else the `tally` installed beside it. `None` if there is none.
+pub fn cli_exe() -> Option<PathBuf> {
+    let exe = wrapper_exe()?;
+    if file_stem(&exe) == Some(CLI_BINARY) {
+        return Some(exe);
+    }
+    let cli = exe.with_file_name(CLI_BINARY);
+    crate::lookup::executable(&cli).map(|_| cli)
+}
+
+/// The identity of the file at `path` if it is one of tally's binaries: this one (`this`), or one
+/// reached through a symbolic link to a file named `tally` or `tally-shim` (a shim linked to the
+/// other binary of the install: cargo passes tally's `rustc` shim as the compiler when it finds
+/// it first on PATH, whichever binary is its `RUSTC_WRAPPER`). One `stat`, and one `readlink`
+/// when the file is not this binary.
+pub fn tally_file(path: &Path, this: Option<FileId>) -> Option<FileId> {
+    let id = FileId::of_target(path)?;
+    if this == Some(id) {
+        return Some(id);
+    }
+    let target = std::fs::read_link(path).ok()?;
+    is_binary_name(file_stem(&target)).then_some(id)
+}
+
+/// The hot-path binary installed beside `cli` (a path to `tally`), if it is there and
+/// executable.
+pub fn hot_binary_beside(cli: &Path) -> Option<PathBuf> {
+    let hot = cli.with_file_name(HOT_BINARY);
+    crate::lookup::executable(&hot).map(|_| hot)
 }
 
 /// The file stem of `path` with a trailing `.exe` removed, if it is UTF-8.

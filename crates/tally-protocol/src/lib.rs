@@ -14,22 +14,32 @@
 //!
 //! This crate does no I/O. It promises: parsing never panics on any input, and every value a
 //! parser accepts satisfies the invariants documented on its type.
+//!
+//! The documents and their JSON are behind the `wire` feature (on by default). Without it the
+//! crate is only the vocabulary the client's hot path and the counter library share with them
+//! ([`Day`], [`WEEK_DAYS`], [`version::canonical`], [`is_program_name`]), and pulls in no serde,
+//! serde_json or semver: `tally-home` depends on it that way.
 
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "wire")]
 pub mod aggregate;
+#[cfg(feature = "wire")]
 pub mod config;
 pub mod day;
 pub mod program;
+#[cfg(feature = "wire")]
 pub mod report;
 pub mod version;
 
-#[cfg(test)]
+#[cfg(all(test, feature = "wire"))]
 mod schema_tests;
 
+#[cfg(feature = "wire")]
 pub use config::{CounterConfig, ProgramConfig, UploadConfig};
 pub use day::Day;
 pub use program::{MAX_PROGRAM_NAME_LEN, is_program_name};
+#[cfg(feature = "wire")]
 pub use report::{ProgramReport, Report};
 
 /// Largest upload config body a client will download or verify (1 MiB).

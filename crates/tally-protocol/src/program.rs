@@ -78,6 +78,7 @@ mod tests {
         }
     }
 
+    #[cfg(feature = "wire")]
     proptest::proptest! {
         /// The regular expression the JSON Schemas carry says the same as the function.
         #[test]

@@ -11,10 +11,19 @@
 //! has one spelling per version (no leading zeros) and bounded numbers, so that no upload can
 //! open a version bucket such as `01.95.0` or `99999.99999.99999` beside the real ones.
 
+#[cfg(feature = "wire")]
 use semver::{Version, VersionReq};
 
 /// Reads the numeric core of a tool version, or `None` if it has none.
+#[cfg(feature = "wire")]
 pub fn numeric_core(version: &str) -> Option<Version> {
+    let (major, minor, patch) = numbers(version)?;
+    Some(Version::new(major, minor, patch))
+}
+
+/// The numeric `major.minor.patch` of a tool version (missing parts are 0), or `None` if it has
+/// none.
+fn numbers(version: &str) -> Option<(u64, u64, u64)> {
     let v = version.trim();
     let v = v.strip_prefix("go").unwrap_or(v);
     let v = v.strip_prefix('v').unwrap_or(v);
@@ -29,7 +38,7 @@ pub fn numeric_core(version: &str) -> Option<Version> {
     if parts.next().is_some() {
         return None;
     }
-    Some(Version::new(major, minor, patch))
+    Some((major, minor, patch))
 }
 
 /// Largest major version an upload copy may name. rustc, cargo, rustfmt and go are at 1 (cargo
@@ -46,8 +55,8 @@ pub const MAX_MINOR_PATCH: u64 = 999;
 /// none of that is ever uploaded. `None` when there is no numeric core or a number is above
 /// [`MAX_MAJOR`] / [`MAX_MINOR_PATCH`]. Whatever it returns satisfies [`is_canonical`].
 pub fn canonical(version: &str) -> Option<String> {
-    let core = numeric_core(version)?;
-    if core.major > MAX_MAJOR || core.minor > MAX_MINOR_PATCH || core.patch > MAX_MINOR_PATCH {
+    let (major, minor, patch) = numbers(version)?;
+    if major > MAX_MAJOR || minor > MAX_MINOR_PATCH || patch > MAX_MINOR_PATCH {
         return None;
     }
     let v = version.trim();
@@ -70,10 +79,7 @@ pub fn canonical(version: &str) -> Option<String> {
         },
         None => String::new(),
     };
-    Some(format!(
-        "{}.{}.{}{channel}",
-        core.major, core.minor, core.patch
-    ))
+    Some(format!("{major}.{minor}.{patch}{channel}"))
 }
 
 /// The number of a `-beta.N` tag as a tool may write it (one to three digits).
@@ -124,6 +130,7 @@ fn plain_number(text: &str) -> Option<u64> {
 }
 
 /// Whether `version` lies in the semver range `req`.
+#[cfg(feature = "wire")]
 pub fn matches(req: &VersionReq, version: &str) -> bool {
     numeric_core(version).is_some_and(|v| req.matches(&v))
 }
@@ -132,6 +139,7 @@ pub fn matches(req: &VersionReq, version: &str) -> bool {
 mod tests {
     use super::*;
 
+    #[cfg(feature = "wire")]
     #[test]
     fn reads_tool_versions() {
         assert_eq!(numeric_core("1.95.0"), Some(Version::new(1, 95, 0)));
@@ -171,6 +179,7 @@ mod tests {
         assert_eq!(canonical("unknown"), None);
     }
 
+    #[cfg(feature = "wire")]
     #[test]
     fn matches_ranges() {
         let req = VersionReq::parse(">=1.70.0").unwrap();

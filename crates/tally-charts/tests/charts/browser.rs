@@ -217,6 +217,7 @@ fn a_compiler_page_with_many_weeks_renders_in_headless_chromium() {
         "ice-by-version",
         "outcome-mix",
         "outcome-mix-weeks",
+        "outcome-partition",
         "histogram",
         "histogram-weeks",
         "latest",

@@ -470,3 +470,104 @@ fn compiler_pages_show_how_compiles_fare() {
     assert!(!page.contains("data-chart=\"ice-by-version\""));
     assert!(page.contains("data-chart=\"outcome-mix\""));
 }
+
+/// The colour each drawn datum of `series` has, in every chart of `page` (bars, lines, points,
+/// segments), and the colour of its legend entry labelled `legend`, if any.
+fn colours_of(page: &str, series: &str, legend: &str) -> Vec<String> {
+    let mut colours = Vec::new();
+    let marker = format!("data-series=\"{series}\"");
+    for group in page.split(&marker).skip(1) {
+        let group = &group[..group.find("</g>").unwrap()];
+        for element in group.split('<').skip(1) {
+            let drawn = [
+                "class=\"bar\"",
+                "class=\"line\"",
+                "class=\"point\"",
+                "class=\"segment\"",
+            ]
+            .iter()
+            .any(|class| element.contains(class));
+            if !drawn {
+                continue;
+            }
+            for attribute in ["fill=\"", "stroke=\""] {
+                if let Some(at) = element.find(attribute) {
+                    let value = &element[at + attribute.len()..];
+                    colours.push(value[..value.find('"').unwrap()].to_owned());
+                }
+            }
+        }
+    }
+    let swatch = "<span class=\"swatch\" style=\"background:";
+    for entry in page.split(swatch).skip(1) {
+        let (colour, rest) = entry.split_once('"').unwrap();
+        if rest
+            .strip_prefix("></span>")
+            .is_some_and(|r| r.starts_with(&format!("{legend}<")))
+        {
+            colours.push(colour.to_owned());
+        }
+    }
+    colours
+}
+
+#[test]
+fn every_chart_draws_an_outcome_in_its_own_colour_and_success_not_in_red() {
+    // A compiler page with rustc's outcomes and clippy's, which list different outcomes (so a
+    // colour by position would differ between them).
+    let mut weeks = fixtures::rustc_weeks(6);
+    for week in &mut weeks {
+        week.counters.extend([
+            fixtures::counter("clippy/outcome:ok", 20, 40, 900),
+            fixtures::counter("clippy/outcome:error", 5, 40, 30),
+        ]);
+    }
+    let page = program_page("rustc", &weeks);
+    let mut data = user_data();
+    data.weeks[0].programs[1].counters.extend(
+        [
+            ("rustc/outcome:ok", 100),
+            ("rustc/outcome:error", 19),
+            ("clippy/outcome:ok", 7),
+        ]
+        .map(|(n, c)| (n.to_owned(), c)),
+    );
+    let view = user_view(&data);
+    let mut seen = std::collections::BTreeMap::new();
+    for outcome in ["ok", "error", "ice"] {
+        let mut colours = colours_of(&page, &format!("rustc/outcome:{outcome}"), outcome);
+        colours.extend(colours_of(
+            &page,
+            &format!("clippy/outcome:{outcome}"),
+            outcome,
+        ));
+        colours.extend(colours_of(&view, &format!("rustc {outcome}"), outcome));
+        colours.extend(colours_of(&view, &format!("clippy {outcome}"), outcome));
+        // The mix, the weeks (line and legend) for both drivers, and the user's view.
+        assert!(colours.len() >= 4, "{outcome}: {colours:?}");
+        colours.dedup();
+        assert_eq!(
+            colours.len(),
+            1,
+            "{outcome} in more than one colour: {colours:?}"
+        );
+        seen.insert(outcome, colours[0].clone());
+    }
+    let red = "#e15759";
+    assert_ne!(seen["ok"], red, "success drawn in the alarm colour");
+    assert_eq!(seen["error"], red);
+    let distinct: std::collections::BTreeSet<&String> = seen.values().collect();
+    assert_eq!(distinct.len(), seen.len(), "{seen:?}");
+    // Crashes per version: bars of the crash outcome's colour.
+    let crashes = &page[page
+        .find("<svg class=\"chart\" data-chart=\"ice-by-version\"")
+        .expect("a crash chart")..];
+    let crashes = &crashes[..crashes.find("</svg>").unwrap()];
+    let fills: Vec<&str> = crashes
+        .split("class=\"bar\" fill=\"")
+        .skip(1)
+        .map(|f| &f[..f.find('"').unwrap()])
+        .collect();
+    assert!(!fills.is_empty());
+    assert!(fills.iter().all(|f| *f == seen["ice"]), "{fills:?}");
+}

@@ -6,6 +6,7 @@
 //! environment; the parent checks what the child left in the data directory.
 #![allow(clippy::disallowed_methods)] // tests read the harness's environment
 
+mod dependencies;
 mod modes;
 mod privacy;
 mod processes;

@@ -2,5 +2,5 @@
 //! process (the `tally` binary itself belongs to the root package).
 
 fn main() -> std::process::ExitCode {
-    std::process::ExitCode::from(tally_cli::run(std::env::args_os().collect()))
+    std::process::ExitCode::from(tally_commands::run(std::env::args_os().collect()))
 }

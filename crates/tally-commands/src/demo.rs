@@ -370,9 +370,17 @@ impl Demo {
             );
         }
         say(&format!(
-            "\n5. The collector now publishes the week of {} ({} report):\n{summary}",
-            week.week, week.reports
+            "\n5. The collector now publishes the week of {} ({}):\n{summary}",
+            week.week,
+            reports_phrase(week.reports)
         ));
+        let sent = tally_report::build::report_weeks(
+            &tally_home::Home::at(&self.dirs.home),
+            tally_report::build::SENT,
+        );
+        if let Some(mine) = sent.last() {
+            say(&week_relation(*mine));
+        }
         say(&format!("{DASHBOARD_LINE_PREFIX}{base}/"));
         say(&format!(
             "   Look at: the index (reports per week), each program's page (the latest week of each \
@@ -421,14 +429,17 @@ impl Demo {
         command
     }
 
+    /// Links the shims as `tally setup` does: to the `tally-shim` beside tally, else to tally.
     fn make_shims(&self) -> anyhow::Result<()> {
+        let binary = tally_process::identity::hot_binary_beside(&self.tally)
+            .unwrap_or_else(|| self.tally.clone());
         for tool in tally_grammar::Tool::ALL {
             let link = self.dirs.shims.join(tool.name());
-            std::os::unix::fs::symlink(&self.tally, &link).with_context(|| {
+            std::os::unix::fs::symlink(&binary, &link).with_context(|| {
                 format!(
                     "cannot create the shim {} -> {}",
                     link.display(),
-                    self.tally.display()
+                    binary.display()
                 )
             })?;
         }
@@ -559,6 +570,31 @@ fn run_quiet(command: &mut Command, label: &str) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// "1 report", "243 reports".
+fn reports_phrase(reports: u64) -> String {
+    format!("{reports} report{}", if reports == 1 { "" } else { "s" })
+}
+
+/// How the week the upload named relates to the week the collector publishes: an installation's
+/// week starts on its own weekday (chosen at random once, so that uploads spread over the week),
+/// and the collector files each report under the Monday of the week in which it began.
+fn week_relation(installation_week: Day) -> String {
+    let monday = bucket_week(installation_week);
+    if monday == installation_week {
+        format!(
+            "   The report sent above covers this installation's week from {installation_week}, a \
+             Monday: the collector publishes it in the week of {monday}."
+        )
+    } else {
+        format!(
+            "   The report sent above covers this installation's own week, from \
+             {installation_week} (an installation's week starts on a weekday of its own, chosen \
+             at random, so that uploads spread over the week); the collector publishes each \
+             report in the Monday week it began in, here the week of {monday}."
+        )
+    }
 }
 
 /// `tally-server` next to the running `tally`, else on PATH.
@@ -758,5 +794,24 @@ mod tests {
         assert_eq!(read_public_key(&path).unwrap(), "RWQfake");
         std::fs::write(&path, "untrusted comment: only\n").unwrap();
         assert!(read_public_key(&path).is_err());
+    }
+    #[test]
+    fn counts_reports_in_words() {
+        assert_eq!(reports_phrase(1), "1 report");
+        assert_eq!(reports_phrase(0), "0 reports");
+        assert_eq!(reports_phrase(243), "243 reports");
+    }
+
+    #[test]
+    fn relates_the_installation_s_week_to_the_published_monday_week() {
+        let wednesday: Day = "2026-11-25".parse().unwrap();
+        let said = week_relation(wednesday);
+        assert!(
+            said.contains("from 2026-11-25") && said.contains("the week of 2026-11-23."),
+            "{said}"
+        );
+        let monday: Day = "2026-11-23".parse().unwrap();
+        let said = week_relation(monday);
+        assert!(said.contains("a Monday"), "{said}");
     }
 }

@@ -42,11 +42,19 @@ pub(crate) struct Status {
 pub(crate) struct Shims {
     pub dir: Option<String>,
     pub first_on_path: bool,
+    /// The binary every shim on PATH runs, when it is one (`tally-shim` after `tally setup`).
+    pub runs: Option<String>,
+    /// The `tally-shim` installed beside this `tally` (`None`: a partial install).
+    pub hot_binary: Option<String>,
     pub tools: Vec<ToolStatus>,
     /// Whether compiles under cargo are counted.
     pub cargo_compiles_counted: bool,
+    /// The binary cargo runs as `RUSTC_WRAPPER`, when counted.
+    pub wrapper: Option<String>,
     /// How, or why not.
     pub cargo_compiles: String,
+    /// When some shims run `tally` though `tally-shim` is installed: what to do.
+    pub relink: Option<String>,
     /// When the shims are not first on PATH: the shell line that puts them first.
     pub fix: Option<String>,
 }
@@ -56,6 +64,8 @@ pub(crate) struct Shims {
 pub(crate) struct ToolStatus {
     pub tool: String,
     pub shim: Option<String>,
+    /// Which of tally's binaries the shim runs.
+    pub runs: Option<String>,
     pub shadowed_by: Option<String>,
     pub real: Option<String>,
 }
@@ -90,41 +100,85 @@ pub(crate) struct ThisWeek {
 
 impl From<ShimReport> for Shims {
     fn from(report: ShimReport) -> Shims {
-        let (cargo_compiles_counted, cargo_compiles) = match &report.rustc_wrapper {
-            WrapperState::ArrangedByCargoShim { next: None } => (
+        let show = |p: Option<&std::path::Path>| p.map(|p| p.display().to_string());
+        let (cargo_compiles_counted, wrapper, cargo_compiles) = match &report.rustc_wrapper {
+            WrapperState::ArrangedByCargoShim {
+                wrapper,
+                next: None,
+            } => (
                 true,
-                "counted: the cargo shim sets RUSTC_WRAPPER to tally".to_string(),
-            ),
-            WrapperState::ArrangedByCargoShim { next: Some(next) } => (
-                true,
+                show(Some(wrapper)),
                 format!(
-                    "counted: the cargo shim sets RUSTC_WRAPPER to tally, which then runs your \
+                    "counted: the cargo shim sets RUSTC_WRAPPER to {}",
+                    wrapper.display()
+                ),
+            ),
+            WrapperState::ArrangedByCargoShim {
+                wrapper,
+                next: Some(next),
+            } => (
+                true,
+                show(Some(wrapper)),
+                format!(
+                    "counted: the cargo shim sets RUSTC_WRAPPER to {}, which then runs your \
                      wrapper {}",
+                    wrapper.display(),
                     next.to_string_lossy()
                 ),
             ),
-            WrapperState::SetInEnvironment => (
+            WrapperState::SetInEnvironment { wrapper } => (
                 true,
-                "counted: RUSTC_WRAPPER is tally in this environment".to_string(),
+                Some(wrapper.to_string_lossy().into_owned()),
+                format!(
+                    "counted: RUSTC_WRAPPER is {} in this environment",
+                    wrapper.to_string_lossy()
+                ),
             ),
-            WrapperState::NotCounted { why } => (false, format!("not counted: {why}")),
+            WrapperState::NotCounted { why } => (false, None, format!("not counted: {why}")),
         };
-        let show = |p: Option<&std::path::Path>| p.map(|p| p.display().to_string());
+        let mut runs: Vec<&std::path::Path> = report
+            .tools
+            .iter()
+            .filter_map(|t| t.runs.as_deref())
+            .collect();
+        runs.dedup();
+        // Shims linked to `tally` itself while `tally-shim` is installed: made before it existed.
+        let slower = report.hot_binary.as_deref().and_then(|hot| {
+            report
+                .tools
+                .iter()
+                .filter_map(|t| t.runs.as_deref())
+                .find(|runs| *runs != hot)
+                .map(|_| hot)
+        });
         Shims {
             dir: show(report.shims_dir.as_deref()),
             first_on_path: report.first_on_path,
+            runs: match runs.as_slice() {
+                [one] => show(Some(one)),
+                _ => None,
+            },
+            hot_binary: show(report.hot_binary.as_deref()),
             tools: report
                 .tools
                 .iter()
                 .map(|t| ToolStatus {
                     tool: t.tool.to_string(),
                     shim: show(t.shim.as_deref()),
+                    runs: show(t.runs.as_deref()),
                     shadowed_by: show(t.shadowed_by.as_deref()),
                     real: show(t.real.as_deref()),
                 })
                 .collect(),
             cargo_compiles_counted,
+            wrapper,
             cargo_compiles,
+            relink: slower.map(|hot| {
+                format!(
+                    "`tally setup` links the shims to {}, which starts faster than tally",
+                    hot.display()
+                )
+            }),
             fix: report.fix,
         }
     }
@@ -294,11 +348,19 @@ pub(crate) fn render(status: &Status, out: &mut dyn Write) -> std::io::Result<()
     }
 
     let shims = &status.shims;
+    let running = shims
+        .runs
+        .as_deref()
+        .map(|binary| format!(", running {binary}"))
+        .unwrap_or_default();
     match (&shims.dir, shims.first_on_path) {
-        (Some(dir), true) => writeln!(out, "Shims:        {dir} (first on PATH for every tool)")?,
+        (Some(dir), true) => writeln!(
+            out,
+            "Shims:        {dir} (first on PATH for every tool){running}"
+        )?,
         (Some(dir), false) => writeln!(
             out,
-            "Shims:        {dir} (not first on PATH for every tool)"
+            "Shims:        {dir} (not first on PATH for every tool){running}"
         )?,
         (None, _) => writeln!(
             out,
@@ -307,8 +369,13 @@ pub(crate) fn render(status: &Status, out: &mut dyn Write) -> std::io::Result<()
     }
     for tool in &shims.tools {
         let real = tool.real.as_deref().unwrap_or("not found");
+        // The binary, per tool, only when the shims do not all run the same one.
+        let through = match (&shims.runs, &tool.runs) {
+            (None, Some(binary)) => format!(" (through {binary})"),
+            _ => String::new(),
+        };
         let state = match (&tool.shim, &tool.shadowed_by) {
-            (Some(_), None) => format!("counted, runs {real}"),
+            (Some(_), None) => format!("counted{through}, runs {real}"),
             (Some(_), Some(other)) => {
                 format!("not counted: {other} comes before the shim on PATH")
             }
@@ -324,6 +391,9 @@ pub(crate) fn render(status: &Status, out: &mut dyn Write) -> std::io::Result<()
              (`tally setup --modify-path` does):"
         )?;
         writeln!(out, "      {fix}")?;
+    }
+    if let Some(relink) = &shims.relink {
+        writeln!(out, "  {relink}")?;
     }
     writeln!(out, "Under cargo:  compiles {}", shims.cargo_compiles)?;
 

@@ -1,6 +1,8 @@
 //! What `tally status` and `tally setup` say about the shims: are they first on PATH (and if
-//! not, what comes before them and the one line that fixes it), what real tool does each find,
-//! and are compiles under cargo counted (the `RUSTC_WRAPPER` arrangement). Pure reads.
+//! not, what comes before them and the one line that fixes it), which of tally's binaries each
+//! runs (`tally-shim`, or `tally` itself for links made before it existed) and what real tool
+//! it finds, and are compiles under cargo counted (the `RUSTC_WRAPPER` arrangement, and by
+//! which binary). Pure reads.
 //!
 //! Every copy of a tool on PATH is looked at (the `which` crate), not only the first, so that a
 //! shims directory that comes after rustup's `~/.cargo/bin` is still found and named.
@@ -11,7 +13,7 @@ use std::path::PathBuf;
 use tally_grammar::Tool;
 use tally_home::{Env, Mode};
 
-use tally_process::identity::{FileId, ThisBinary, tally_exe};
+use tally_process::identity::{FileId, ThisBinary, hot_binary_beside, wrapper_exe};
 use tally_process::lookup::{executable, find_real};
 
 /// One tool's shim.
@@ -21,6 +23,8 @@ pub struct ToolShim {
     pub tool: &'static str,
     /// Where tally's shim for `tool` is on PATH, if it is anywhere on it.
     pub shim: Option<PathBuf>,
+    /// Which of tally's binaries that shim runs.
+    pub runs: Option<PathBuf>,
     /// The first `tool` on PATH that is not tally, if it comes before the shim (or there is no
     /// shim): what runs instead, uncounted.
     pub shadowed_by: Option<PathBuf>,
@@ -31,13 +35,15 @@ pub struct ToolShim {
 /// How cargo's compiles are counted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WrapperState {
-    /// The cargo shim is first on PATH and will set `RUSTC_WRAPPER` to tally (keeping the
-    /// user's wrapper, if any, to run after it).
-    ArrangedByCargoShim { next: Option<OsString> },
-    /// `RUSTC_WRAPPER` already names tally in this environment.
-    SetInEnvironment,
-    /// Compiles under cargo are not counted (no cargo shim first on PATH, mode off, or no
-    /// `tally` binary to point at).
+    /// The cargo shim is first on PATH and will set `RUSTC_WRAPPER` to `wrapper` (the binary
+    /// it runs, under its own name), keeping the user's wrapper, if any, to run after it.
+    ArrangedByCargoShim {
+        wrapper: PathBuf,
+        next: Option<OsString>,
+    },
+    /// `RUSTC_WRAPPER` already names tally in this environment (`wrapper` is its value).
+    SetInEnvironment { wrapper: OsString },
+    /// Compiles under cargo are not counted (no cargo shim first on PATH, or mode off).
     NotCounted { why: String },
 }
 
@@ -46,6 +52,9 @@ pub enum WrapperState {
 pub struct ShimReport {
     /// The directory of the shims, if tally is on PATH under any tool's name.
     pub shims_dir: Option<PathBuf>,
+    /// The `tally-shim` installed beside this `tally`, which `tally setup` links the shims to
+    /// (`None`: a partial install, the shims can only run `tally` itself).
+    pub hot_binary: Option<PathBuf>,
     /// Whether every tool's first match on PATH is tally's shim.
     pub first_on_path: bool,
     pub tools: Vec<ToolShim>,
@@ -64,11 +73,10 @@ pub fn shim_report(env: &Env) -> ShimReport {
 /// [`shim_report`] for the search path `path_var` instead of the process's `PATH` (what
 /// `tally setup` checks: the PATH a new shell will have).
 pub fn shim_report_with_path(env: &Env, path_var: Option<OsString>) -> ShimReport {
-    let tally = tally_exe();
-    let tally_id = tally
-        .as_deref()
-        .and_then(FileId::of_target)
-        .or_else(tally_process::identity::self_identity);
+    let binaries = Binaries::find();
+    // What a shim skips as itself when it looks for the real tool: the binary setup links the
+    // shims to (with no `tally-shim` installed, `tally`).
+    let skipped = binaries.hot_id.or(binaries.cli_id);
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
     let mut tools = Vec::new();
     let mut shims_dir = None;
@@ -77,9 +85,11 @@ pub fn shim_report_with_path(env: &Env, path_var: Option<OsString>) -> ShimRepor
         let mut entry = ToolShim {
             tool: name,
             shim: None,
+            runs: None,
             shadowed_by: None,
             real: None,
         };
+        let mut runs_id = skipped;
         if let Some(path_var) = &path_var {
             // Every copy in PATH order, until tally's: the first one that is not tally (if
             // any) is what runs instead of the shim.
@@ -90,11 +100,14 @@ pub fn shim_report_with_path(env: &Env, path_var: Option<OsString>) -> ShimRepor
                 let Some(meta) = executable(&candidate) else {
                     continue;
                 };
-                if Some(FileId::of(&meta)) == tally_id {
+                let id = FileId::of(&meta);
+                if let Some(binary) = binaries.which(id) {
                     if let Some(dir) = candidate.parent() {
                         shims_dir.get_or_insert_with(|| dir.to_path_buf());
                     }
                     entry.shim = Some(candidate);
+                    entry.runs = Some(binary.to_path_buf());
+                    runs_id = Some(id);
                     break;
                 }
                 entry.shadowed_by.get_or_insert(candidate);
@@ -103,7 +116,7 @@ pub fn shim_report_with_path(env: &Env, path_var: Option<OsString>) -> ShimRepor
         entry.real = find_real(
             name,
             path_var.as_deref(),
-            &ThisBinary::with_identity(tally_id),
+            &ThisBinary::with_identity(runs_id),
         )
         .ok()
         .map(|f| f.path);
@@ -112,36 +125,38 @@ pub fn shim_report_with_path(env: &Env, path_var: Option<OsString>) -> ShimRepor
     let first_on_path = tools
         .iter()
         .all(|t| t.shim.is_some() && t.shadowed_by.is_none());
-    let cargo_first = tools
+    let cargo_shim_runs = tools
         .iter()
-        .any(|t| t.tool == "cargo" && t.shim.is_some() && t.shadowed_by.is_none());
+        .find(|t| t.tool == "cargo" && t.shim.is_some() && t.shadowed_by.is_none())
+        .and_then(|t| t.runs.clone());
     let home = tally_home::Home::locate(env);
     let mode = tally_home::effective_mode(env, home.as_ref());
     let cargo_env = tally_process::arrange::CargoEnv::from_process();
-    let rustc_wrapper = if cargo_env
-        .rustc_wrapper
-        .as_deref()
-        .is_some_and(|w| !w.is_empty() && tally_process::arrange::is_tally(w, tally_id))
-    {
-        WrapperState::SetInEnvironment
+    let set_in_environment = cargo_env.rustc_wrapper.as_ref().filter(|w| {
+        !w.is_empty()
+            && (tally_process::arrange::is_tally(w, binaries.cli_id)
+                || tally_process::arrange::is_tally(w, binaries.hot_id))
+    });
+    let rustc_wrapper = if let Some(wrapper) = set_in_environment {
+        WrapperState::SetInEnvironment {
+            wrapper: wrapper.clone(),
+        }
     } else if mode == Mode::Off {
         WrapperState::NotCounted {
             why: "tally is off".into(),
         }
-    } else if !cargo_first {
-        WrapperState::NotCounted {
-            why: "the cargo shim is not first on PATH".into(),
-        }
-    } else if let Some(tally) = &tally {
-        match tally_process::arrange::arrange(tally, &cargo_env, &cwd, &[]) {
-            tally_process::arrange::Arrangement::AlreadyTally => WrapperState::SetInEnvironment,
+    } else if let Some(wrapper) = cargo_shim_runs {
+        match tally_process::arrange::arrange(&wrapper, &cargo_env, &cwd, &[]) {
+            tally_process::arrange::Arrangement::AlreadyTally => WrapperState::SetInEnvironment {
+                wrapper: wrapper.into_os_string(),
+            },
             tally_process::arrange::Arrangement::Wrap { next } => {
-                WrapperState::ArrangedByCargoShim { next }
+                WrapperState::ArrangedByCargoShim { wrapper, next }
             }
         }
     } else {
         WrapperState::NotCounted {
-            why: "no binary named `tally` beside the shims to use as RUSTC_WRAPPER".into(),
+            why: "the cargo shim is not first on PATH".into(),
         }
     };
     let fix = if first_on_path {
@@ -149,14 +164,57 @@ pub fn shim_report_with_path(env: &Env, path_var: Option<OsString>) -> ShimRepor
     } else {
         shims_dir
             .clone()
-            .or_else(|| crate::setup::installed_shims_dir(env, tally_id))
+            .or_else(|| crate::setup::installed_shims_dir(env, &|id| binaries.which(id).is_some()))
             .and_then(|dir| crate::setup::path_line(&dir, env).ok())
     };
     ShimReport {
         shims_dir,
+        hot_binary: binaries.hot,
         first_on_path,
         tools,
         rustc_wrapper,
         fix,
+    }
+}
+
+/// tally's two binaries as this one sees them: itself (`tally`) and the `tally-shim` installed
+/// beside it. A shim is tally's when it is a link to either.
+struct Binaries {
+    cli: Option<PathBuf>,
+    cli_id: Option<FileId>,
+    hot: Option<PathBuf>,
+    hot_id: Option<FileId>,
+}
+
+impl Binaries {
+    fn find() -> Binaries {
+        let cli = wrapper_exe();
+        let cli_id = cli
+            .as_deref()
+            .and_then(FileId::of_target)
+            .or_else(tally_process::identity::self_identity);
+        let hot = cli.as_deref().and_then(hot_binary_beside);
+        let hot_id = hot.as_deref().and_then(FileId::of_target);
+        Binaries {
+            cli,
+            cli_id,
+            hot,
+            hot_id,
+        }
+    }
+
+    /// Which of the two binaries the file `id` is.
+    fn which(&self, id: FileId) -> Option<&std::path::Path> {
+        if Some(id) == self.hot_id {
+            self.hot.as_deref()
+        } else if Some(id) == self.cli_id {
+            Some(
+                self.cli
+                    .as_deref()
+                    .unwrap_or(std::path::Path::new(tally_process::identity::CLI_BINARY)),
+            )
+        } else {
+            None
+        }
     }
 }

@@ -130,12 +130,12 @@ pub fn run_in_process(env: &Env, args: &[&str]) -> Output {
         .map(OsString::from)
         .collect();
     let code = {
-        let mut io = tally_cli::Io {
+        let mut io = tally_commands::Io {
             out: &mut stdout,
             err: &mut stderr,
             interactive: false,
         };
-        tally_cli::run_with(argv, env, &mut io)
+        tally_commands::run_with(argv, env, &mut io)
     };
     Output {
         code,
@@ -144,9 +144,9 @@ pub fn run_in_process(env: &Env, args: &[&str]) -> Output {
     }
 }
 
-/// The CLI as a real program: this crate's `tally-cli` binary.
+/// The CLI as a real program: this crate's `tally-commands` binary.
 pub fn cli_exe() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_tally-cli"))
+    PathBuf::from(env!("CARGO_BIN_EXE_tally-commands"))
 }
 
 /// A collector's signing key and a config it signs.

@@ -1,4 +1,4 @@
-//! The integration tests of tally-cli, in one test binary (as ripgrep's `tests/`): the
+//! The integration tests of tally-commands, in one test binary (as ripgrep's `tests/`): the
 //! commands and their output (insta snapshots in `snapshots/`), privacy of what leaves the
 //! machine, uploading to a real collector on loopback, and `tally demo` end to end; `support`
 //! holds the temporary data directory, the collector and ways to run the CLI.

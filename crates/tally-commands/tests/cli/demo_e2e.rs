@@ -5,11 +5,12 @@
 //! committed `docs/screenshots/` only with `TALLY_BLESS_SCREENSHOTS=1`; without it, the test
 //! checks that the committed ones were left alone).
 //!
-//! Binaries: the test runs `cargo build -p tally -p tally-server` (the `CARGO` that runs the
-//! test, same profile, same target dir) and uses `<target>/<profile>/tally`. Building from the
-//! test keeps the binaries in step with the source without depending on the order in which
-//! cargo builds test targets; cargo releases its target-dir lock before running tests, so the
-//! nested build does not wait on the outer one.
+//! Binaries: the test runs `cargo build -p tally-client -p tally-server` (`tally`, the
+//! `tally-shim` beside it that the demo links its shims to, and `tally-server`; the `CARGO` that
+//! runs the test, same profile, same target dir) and uses `<target>/<profile>/tally`. Building
+//! from the test keeps the binaries in step with the source without depending on the order in
+//! which cargo builds test targets; cargo releases its target-dir lock before running tests, so
+//! the nested build does not wait on the outer one.
 //!
 //! The browser part skips with a message when Chromium is missing unless
 //! `TALLY_REQUIRE_CHROMIUM=1`; the Go checks skip when `go` is missing unless
@@ -26,7 +27,7 @@ use std::sync::mpsc;
 use std::time::{Duration, SystemTime};
 
 use serde_json::json;
-use tally_cli::demo::{
+use tally_commands::demo::{
     CARGO_STEPS, DASHBOARD_LINE_PREFIX, DEMO_THRESHOLD, GO_STEPS, GOFMT_STEPS, HOME_LINE_PREFIX,
     SIMULATED_WEEKS,
 };
@@ -56,11 +57,13 @@ fn build_binaries() -> (PathBuf, PathBuf) {
         .args([
             "build",
             "-p",
-            "tally",
+            "tally-client",
             "-p",
             "tally-server",
             "--bin",
             "tally",
+            "--bin",
+            "tally-shim",
             "--bin",
             "tally-server",
         ])
@@ -195,6 +198,25 @@ fn demo_publishes_exactly_the_invocations_made() {
     assert!(
         week.programs.contains_key("cargo") && week.programs.contains_key("rustc"),
         "{week:?}"
+    );
+    // What the demo said about it: the latest week with its count of reports in words, and how
+    // the installation's own week (the one `tally upload` named) relates to the Monday week
+    // the collector files it under.
+    let said = output.join("\n");
+    let latest = &index.weeks[0];
+    assert!(
+        said.contains(&format!(
+            "The collector now publishes the week of {} ({} report{}):",
+            latest.week,
+            latest.reports,
+            if latest.reports == 1 { "" } else { "s" }
+        )),
+        "{said}"
+    );
+    assert!(
+        said.contains(&format!("sending the week of {}", real.week))
+            && said.contains(&format!("the week of {}.", week.week)),
+        "{said}"
     );
     let fetch = |program: &str| -> ProgramWeek {
         get_json(&format!("{dashboard}/api/weeks/{}/{program}", week.week))

@@ -4,10 +4,12 @@
 //!
 //! What setup makes, and all that `--uninstall` removes:
 //! - the shims directory, `$TALLY_INSTALL_DIR/bin` (default `~/.local/share/tally/bin`), with a
-//!   symbolic link to this binary under each tool's name ([`tally_grammar::Tool`]) and under
-//!   `tally`. Symbolic rather than hard links, as install.sh always made them: the shims follow
-//!   the binary when `cargo install` replaces it, and a shim still knows itself by file
-//!   identity through the link (`tally_process::identity`);
+//!   symbolic link under each tool's name ([`tally_grammar::Tool`]) to `tally-shim`, the hot-path
+//!   binary installed beside this one (to this binary itself when that is missing: a partial
+//!   install, which setup names), and one under `tally` to this binary. Symbolic rather than
+//!   hard links, as install.sh always made them: the shims follow the binaries when `cargo
+//!   install` replaces them, and a shim still knows itself by file identity through the link
+//!   (`tally_process::identity`);
 //! - with `--modify-path`, one marked line at the end of `~/.profile` (created if missing) and
 //!   of `~/.bashrc` and `~/.zshrc` where they exist, putting the shims first on `PATH`. Without
 //!   it no shell file is touched: the line is printed for the user to place.
@@ -34,7 +36,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use tally_grammar::Tool;
 use tally_home::{Env, Home};
-use tally_process::identity::{FileId, file_stem};
+use tally_process::identity::{FileId, file_stem, hot_binary_beside, is_binary_name};
 
 use crate::Io;
 use crate::data_files::Inventory;
@@ -96,14 +98,13 @@ pub(crate) fn shims_dir(env: &Env) -> anyhow::Result<PathBuf> {
     Ok(install_dir(env)?.join("bin"))
 }
 
-/// Setup's shims directory, if it holds this binary under a tool's name (what `tally status`
-/// points at when the shims are on no PATH at all).
-pub(crate) fn installed_shims_dir(env: &Env, tally: Option<FileId>) -> Option<PathBuf> {
+/// Setup's shims directory, if it holds one of tally's binaries (`is_ours`) under a tool's name
+/// (what `tally status` points at when the shims are on no PATH at all).
+pub(crate) fn installed_shims_dir(env: &Env, is_ours: &dyn Fn(FileId) -> bool) -> Option<PathBuf> {
     let dir = shims_dir(env).ok()?;
-    let tally = tally?;
     Tool::ALL
         .iter()
-        .any(|tool| FileId::of_target(&dir.join(tool.name())) == Some(tally))
+        .any(|tool| FileId::of_target(&dir.join(tool.name())).is_some_and(is_ours))
         .then_some(dir)
 }
 
@@ -162,22 +163,24 @@ fn this_binary() -> anyhow::Result<PathBuf> {
     Ok(exe)
 }
 
-/// Whether `path` is a link setup made or may replace: any link to this binary, or a symbolic
-/// link to a file named `tally` that is a tally binary ([`is_tally_binary`]) or no longer
-/// exists (a tally binary since removed, an old checkout's). A link to the user's own program
-/// that happens to be named `tally` is theirs.
-fn is_tally_link(path: &Path, tally: Option<FileId>) -> bool {
+/// Whether `path` is a link setup made or may replace: any link to one of `ours` (this binary
+/// and the `tally-shim` beside it), or a symbolic link to a file named `tally` or `tally-shim`
+/// that is a tally binary ([`is_tally_binary`]) or no longer exists (a tally binary since
+/// removed, an old checkout's). A link to the user's own program that happens to have one of
+/// those names is theirs.
+fn is_tally_link(path: &Path, ours: &[Option<FileId>]) -> bool {
     let Ok(meta) = fs::symlink_metadata(path) else {
         return false;
     };
+    let is_ours = |id: Option<FileId>| id.is_some() && ours.contains(&id);
     if !meta.file_type().is_symlink() {
-        // A hard link to this very binary.
-        return meta.is_file() && tally.is_some() && Some(FileId::of(&meta)) == tally;
+        // A hard link to one of the binaries themselves.
+        return meta.is_file() && is_ours(Some(FileId::of(&meta)));
     }
-    if tally.is_some() && FileId::of_target(path) == tally {
+    if is_ours(FileId::of_target(path)) {
         return true;
     }
-    if !fs::read_link(path).is_ok_and(|to| file_stem(&to) == Some("tally")) {
+    if !fs::read_link(path).is_ok_and(|to| is_binary_name(file_stem(&to))) {
         return false;
     }
     match fs::metadata(path) {
@@ -267,7 +270,12 @@ pub(crate) fn run(args: &SetupArgs, env: &Env, io: &mut Io<'_>) -> anyhow::Resul
 /// The shims directory and its links, and with `modify_path` the PATH lines.
 fn setup(modify_path: bool, env: &Env, report: &mut Report) -> anyhow::Result<()> {
     let exe = this_binary()?;
-    let me = FileId::of_target(&exe);
+    // The tools' links go to `tally-shim`; `tally`'s to this binary.
+    let hot = hot_binary_beside(&exe);
+    let ours = [
+        FileId::of_target(&exe),
+        hot.as_deref().and_then(FileId::of_target),
+    ];
     let dir = shims_dir(env)?;
     let line = path_line(&dir, env)?;
     let home = home_dir(env)?;
@@ -291,6 +299,10 @@ fn setup(modify_path: bool, env: &Env, report: &mut Report) -> anyhow::Result<()
     }
     for name in link_names() {
         let link = dir.join(name);
+        let exe = match &hot {
+            Some(hot) if name != "tally" => hot.clone(),
+            _ => exe.clone(),
+        };
         if link == exe {
             // The binary itself lives in the shims directory under its own name.
             continue;
@@ -315,7 +327,7 @@ fn setup(modify_path: bool, env: &Env, report: &mut Report) -> anyhow::Result<()
                 if current.as_deref() == Some(exe.as_path()) {
                     continue;
                 }
-                if !is_tally_link(&link, me) {
+                if !is_tally_link(&link, &ours) {
                     report.left_alone.push(format!(
                         "left {} alone: it is not a link to tally (move it away and run \
                          `tally setup` again)",
@@ -474,6 +486,20 @@ fn after_setup(
              nothing while it is."
         )?;
     }
+    if let Ok(exe) = this_binary()
+        && hot_binary_beside(&exe).is_none()
+    {
+        writeln!(
+            out,
+            "Check: there is no {hot} beside {tally} (a partial install), so the shims run \
+             {tally} itself: they count the same, but every tool run starts the larger binary \
+             (bench/README.md). Install the client again, which installs both binaries \
+             (`cargo install --locked tally-client`, or ./install.sh in a checkout of tally), \
+             then run `tally setup` again.",
+            hot = tally_process::identity::HOT_BINARY,
+            tally = exe.display(),
+        )?;
+    }
     if let Ok(exe) = this_binary() {
         let beside = exe.with_file_name("tally-server");
         let on_path = new_path
@@ -520,9 +546,13 @@ fn uninstall(purge: bool, env: &Env, report: &mut Report) -> anyhow::Result<()> 
     let install = install_dir(env)?;
     let dir = install.join("bin");
     let me = tally_process::identity::self_identity();
+    let hot = this_binary()
+        .ok()
+        .and_then(|exe| hot_binary_beside(&exe))
+        .and_then(|hot| FileId::of_target(&hot));
     for name in link_names() {
         let link = dir.join(name);
-        if is_tally_link(&link, me) {
+        if is_tally_link(&link, &[me, hot]) {
             fs::remove_file(&link).with_context(|| format!("cannot remove {}", link.display()))?;
             report.changes.push(format!("Removed {}.", link.display()));
         }
