@@ -522,7 +522,7 @@ fn every_chart_draws_an_outcome_in_its_own_colour_and_success_not_in_red() {
             fixtures::counter("clippy/outcome:error", 5, 40, 30),
         ]);
     }
-    let page = program_page("rustc", &weeks);
+    let page = program_page("rustc", &weeks, 5);
     let mut data = user_data();
     data.weeks[0].programs[1].counters.extend(
         [
