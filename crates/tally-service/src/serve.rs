@@ -1,4 +1,5 @@
-//! Running [`crate::app`] on a TCP listener, with every resource bounded.
+//! Running an `axum::Router` (the collector's app, or a DAP aggregator's) on a TCP listener,
+//! with every resource bounded.
 //!
 //! - at most `max_connections` connections are open at once; a client that connects while all
 //!   of them are taken waits in the kernel's backlog (the accept loop holds at most one accepted
@@ -6,7 +7,8 @@
 //!   to make room (see "Shedding" below);
 //! - a client must send a request's headers within `header_timeout` (hyper's header read
 //!   timeout, which also closes idle keep-alive connections), and its body within the app's
-//!   body timeout: a client that trickles bytes is cut off;
+//!   body timeout (the collector's upload handler has its own; [`with_body_deadline`] gives one
+//!   to every route of a router): a client that trickles bytes is cut off;
 //! - a response must be written out within `write_timeout` of the socket first refusing more
 //!   bytes: a client that sends requests and never reads the answers (pipelining into a full
 //!   socket) is cut off, and so is one that reads too slowly to take a response in that time;
@@ -70,6 +72,58 @@ impl Default for Limits {
             stall_timeout: Duration::from_secs(10),
         }
     }
+}
+
+/// Reads every request's body whole before `router`'s handler runs: within `timeout` of the
+/// handler being called (else 408, and the connection is closed), and at most `max_bytes`
+/// (else 413). Handlers then take the body as `Bytes` and never wait on the client; a route's
+/// own `DefaultBodyLimit` still applies below this one.
+pub fn with_body_deadline(router: Router, timeout: Duration, max_bytes: usize) -> Router {
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+    router.layer(axum::middleware::from_fn(
+        move |request: Request<Body>, next: axum::middleware::Next| async move {
+            let (parts, body) = request.into_parts();
+            let declared = parts
+                .headers
+                .get(axum::http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            if declared.is_some_and(|n| n > max_bytes as u64) {
+                return (
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("the request body is over the {max_bytes} byte limit\n"),
+                )
+                    .into_response();
+            }
+            match tokio::time::timeout(timeout, axum::body::to_bytes(body, max_bytes)).await {
+                Err(_) => {
+                    let mut response = (
+                        StatusCode::REQUEST_TIMEOUT,
+                        format!(
+                            "the request body did not arrive within {} seconds\n",
+                            timeout.as_secs_f64()
+                        ),
+                    )
+                        .into_response();
+                    response.headers_mut().insert(
+                        axum::http::header::CONNECTION,
+                        axum::http::HeaderValue::from_static("close"),
+                    );
+                    response
+                }
+                Ok(Err(_)) => (
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("the request body was cut off or is over the {max_bytes} byte limit\n"),
+                )
+                    .into_response(),
+                Ok(Ok(bytes)) => {
+                    next.run(Request::from_parts(parts, Body::from(bytes)))
+                        .await
+                }
+            }
+        },
+    ))
 }
 
 /// Serves `app` on `listener` until `shutdown` completes, then waits up to `drain` for open
