@@ -206,7 +206,7 @@ fn main() {
         leader_port,
         &p("leader.log"),
     );
-    let task_id = config.task_id().unwrap();
+    let task_id = tally_dap::draft::task_id(&config).unwrap();
     let agent = tally_dap::client::agent(Duration::from_secs(60));
     let leader_config =
         tally_dap::client::fetch_hpke_config(&agent, &config.leader, &task_id).unwrap();

@@ -246,7 +246,7 @@ pub fn deploy(options: Options) -> Deployment {
 
 impl Deployment {
     pub fn task_id(&self) -> TaskId {
-        self.config.task_id().unwrap()
+        tally_dap::draft::task_id(&self.config).unwrap()
     }
 
     /// The current HPKE config each aggregator advertises.
