@@ -11,7 +11,10 @@
 //! Two things are derived from it, and nothing else may be:
 //! - [`generate`]: the upload config (`tally-server config generate`): exactly the counters the
 //!   charts need, each tagged with its chart's id, the rates planned from each chart's margin
-//!   ([`crate::plan`]), a version one above the last one served;
+//!   ([`crate::plan`]), a version one above the last one served; and, when the chart config
+//!   has an `[aggregation]` table (private aggregation), the config's aggregation section: the
+//!   layout the charts need (`tally_protocol::config::layout::for_charts`), in the task that
+//!   `tally-server dap provision --charts` made for exactly that layout ([`ChartsAggregation`]);
 //! - the public `/config` page (`config_page.rs`), which lists what the served config collects
 //!   with each chart's title, description and proposal. [`check_served`] refuses to serve a
 //!   config that was not generated from the chart file the page describes.
@@ -24,7 +27,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
+use tally_protocol::config::aggregation::{AggregationConfig, VdafParams};
 use tally_protocol::config::expand_pattern;
+use tally_protocol::config::layout::{self, Layout};
 use tally_protocol::{CounterConfig, Day, ProgramConfig, UploadConfig};
 
 use crate::plan::{Plan, plan};
@@ -49,10 +54,50 @@ pub struct ChartsFile {
     #[serde(rename = "chart")]
     #[cfg_attr(test, schemars(length(min = 1)))]
     pub charts: Vec<Chart>,
+    /// Private aggregation: present when clients send DAP reports to two aggregators instead
+    /// of plain reports (docs/private-aggregation.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aggregation: Option<ChartsAggregation>,
 }
 
 fn default_confidence() -> f64 {
     0.95
+}
+
+/// The chart config's `[aggregation]` table: what private aggregation needs beyond the charts.
+/// `tally-server dap provision --charts` makes a task for the layout the charts need and writes
+/// the config section to `section`; `config generate` puts that section into the upload config
+/// after checking that it is for this very layout, these aggregators and this batch size.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
+pub struct ChartsAggregation {
+    /// The leader's public base URL: `https`, or `http` to a loopback address.
+    #[cfg_attr(test, schemars(regex(pattern = r"^https?://[^\s]+$")))]
+    pub leader: String,
+    /// The helper's public base URL, run by another organisation than the leader.
+    #[cfg_attr(test, schemars(regex(pattern = r"^https?://[^\s]+$")))]
+    pub helper: String,
+    /// Fewest reports a batch is collected with, enforced by both aggregators: the publication
+    /// threshold the collector serves with (`serve --threshold`).
+    #[cfg_attr(test, schemars(range(min = 1)))]
+    pub min_batch_size: u64,
+    /// Seconds report times are rounded down to, a divisor of a day.
+    #[serde(default = "default_time_precision")]
+    #[cfg_attr(test, schemars(range(min = 1, max = 86_400)))]
+    pub time_precision: u64,
+    /// Version buckets (`major.minor`) per program, for the charts that cross versions;
+    /// versions not listed are counted as `other`.
+    #[serde(default)]
+    pub versions: BTreeMap<String, Vec<String>>,
+    /// The config section's file, relative to the chart file: written by `tally-server dap
+    /// provision --charts`, read by `config generate`.
+    #[cfg_attr(test, schemars(length(min = 1)))]
+    pub section: String,
+}
+
+fn default_time_precision() -> u64 {
+    86_400
 }
 
 /// One chart: a question, the counters that answer it, and how precisely.
@@ -223,7 +268,100 @@ impl ChartsFile {
         }
         // The range syntax and counter patterns are checked where clients check them.
         self.upload_config(1, "2000-01-01".parse()?, &|_| 1.0)?;
+        if self.aggregation.is_some() {
+            // As a client would check the section: the URLs, the precision, the layout.
+            self.placeholder_section()?;
+        }
         Ok(())
+    }
+
+    /// The measurement layout the charts need (`layout::for_charts`); `None` without an
+    /// `[aggregation]` table.
+    pub fn layout(&self) -> Option<Layout> {
+        let table = self.aggregation.as_ref()?;
+        let charts: Vec<layout::ChartCounters> = self
+            .charts
+            .iter()
+            .map(|c| layout::ChartCounters {
+                program: c.program.clone(),
+                counters: c.counters.clone(),
+                kind: match c.kind {
+                    ChartKind::Partition => layout::ChartKind::Partition,
+                    ChartKind::Histogram => layout::ChartKind::Histogram,
+                    ChartKind::ShareOverTime => layout::ChartKind::ShareOverTime,
+                },
+            })
+            .collect();
+        Some(layout::for_charts(
+            &self.os,
+            &self.arch,
+            &charts,
+            &table.versions,
+        ))
+    }
+
+    /// The section these charts ask for, with a placeholder task ID, checked as a client
+    /// checks a section: every error names `[aggregation]`.
+    fn placeholder_section(&self) -> anyhow::Result<AggregationConfig> {
+        let table = self
+            .aggregation
+            .as_ref()
+            .context("the chart file has no [aggregation] table")?;
+        let layout = self.layout().expect("a table");
+        let section = AggregationConfig {
+            protocol: tally_protocol::config::aggregation::PROTOCOL.into(),
+            leader: table.leader.clone(),
+            helper: table.helper.clone(),
+            task_id: "A".repeat(43),
+            vdaf: VdafParams::sum_vec(u32::try_from(layout.len()).unwrap_or(u32::MAX)),
+            time_precision: table.time_precision,
+            min_batch_size: table.min_batch_size,
+            layout,
+        };
+        section
+            .validate()
+            .map_err(|e| anyhow::anyhow!("[aggregation]: {e}"))?;
+        Ok(section)
+    }
+
+    /// Checks that `section` (a provisioned task's) is the one these charts ask for: the same
+    /// aggregators, batch size, precision and layout.
+    pub fn check_section(&self, section: &AggregationConfig) -> anyhow::Result<()> {
+        let wanted = self.placeholder_section()?;
+        let slash = |url: &str| url.trim_end_matches('/').to_owned();
+        let differs = if slash(&section.leader) != slash(&wanted.leader)
+            || slash(&section.helper) != slash(&wanted.helper)
+        {
+            Some(format!(
+                "is for the aggregators {} and {}, the chart file names {} and {}",
+                section.leader, section.helper, wanted.leader, wanted.helper
+            ))
+        } else if section.min_batch_size != wanted.min_batch_size {
+            Some(format!(
+                "has min_batch_size {}, the chart file {}",
+                section.min_batch_size, wanted.min_batch_size
+            ))
+        } else if section.time_precision != wanted.time_precision {
+            Some(format!(
+                "has time_precision {}, the chart file {}",
+                section.time_precision, wanted.time_precision
+            ))
+        } else if section.layout != wanted.layout {
+            Some(format!(
+                "lays out {} entries for other counters or versions than the charts need ({} entries)",
+                section.layout.len(),
+                wanted.layout.len()
+            ))
+        } else {
+            None
+        };
+        match differs {
+            Some(why) => bail!(
+                "the aggregation section of task {} {why}: a task's parameters never change, so provision a new one (`tally-server dap provision --charts …`)",
+                section.task_id
+            ),
+            None => Ok(()),
+        }
     }
 
     /// The chart with `id`.
@@ -268,6 +406,7 @@ impl ChartsFile {
             os: self.os.clone(),
             arch: self.arch.clone(),
             programs,
+            aggregation: None,
         };
         config
             .validate()
@@ -317,12 +456,14 @@ impl Generated {
 }
 
 /// The upload config for `charts` at `expected_reports` reports a week (at sample rate 1):
-/// version `last_served + 1`, valid until `expires`.
+/// version `last_served + 1`, valid until `expires`; with `section`, the provisioned task's
+/// aggregation section, which must be the one the chart file's `[aggregation]` table asks for.
 pub fn generate(
     charts: &ChartsFile,
     expected_reports: u64,
     last_served: u64,
     expires: Day,
+    section: Option<AggregationConfig>,
 ) -> anyhow::Result<Generated> {
     let mut plans = Vec::new();
     for chart in &charts.charts {
@@ -339,7 +480,27 @@ pub fn generate(
     let version = last_served
         .checked_add(1)
         .context("the last served config version is the largest possible")?;
-    let config = charts.upload_config(version, expires, &rate_of)?;
+    let mut config = charts.upload_config(version, expires, &rate_of)?;
+    match (&charts.aggregation, section) {
+        (None, None) => {}
+        (None, Some(_)) => {
+            bail!("an aggregation section was given, but the chart file has no [aggregation] table")
+        }
+        (Some(table), None) => bail!(
+            "the chart file asks for private aggregation, and its section {} is not there yet: provision the task first (`tally-server dap provision --charts CHARTS …`)",
+            table.section
+        ),
+        (Some(_), Some(section)) => {
+            section
+                .validate()
+                .context("the provisioned aggregation section is not valid")?;
+            charts.check_section(&section)?;
+            config.aggregation = Some(section);
+            config
+                .validate()
+                .context("the charts do not make a valid upload config")?;
+        }
+    }
     Ok(Generated { config, plans })
 }
 
@@ -386,7 +547,51 @@ pub fn check_served(charts: &ChartsFile, served: &UploadConfig) -> anyhow::Resul
             "the chart file's chart {chart:?} needs {counter} of {program} {versions}, which the served config does not collect; generate the config from the chart file again (`tally-server config generate`)"
         );
     }
-    Ok(())
+    match (&charts.aggregation, &served.aggregation) {
+        (None, None) => Ok(()),
+        (Some(_), None) => bail!(
+            "the chart file asks for private aggregation and the served config has no aggregation section; generate the config from the chart file again (`tally-server config generate`)"
+        ),
+        (None, Some(_)) => bail!(
+            "the served config asks clients for private aggregation and the chart file has no [aggregation] table; generate the config from the chart file again (`tally-server config generate`)"
+        ),
+        (Some(_), Some(section)) => charts.check_section(section),
+    }
+}
+
+/// Where a chart file's `[aggregation]` table puts the section: `section`, relative to the
+/// chart file's directory.
+pub fn section_path(
+    charts_path: &std::path::Path,
+    table: &ChartsAggregation,
+) -> std::path::PathBuf {
+    charts_path
+        .parent()
+        .unwrap_or(std::path::Path::new("."))
+        .join(&table.section)
+}
+
+/// What `tally-server dap provision --charts CHARTS` takes from a chart file: the layout its
+/// charts need, and the `[aggregation]` table's aggregators, batch size, precision and section
+/// path.
+pub fn aggregation_from_charts(
+    path: &std::path::Path,
+) -> anyhow::Result<tally_dap_aggregator::cli::FromCharts> {
+    let charts = ChartsFile::read(path)?;
+    let Some(table) = &charts.aggregation else {
+        bail!(
+            "{} has no [aggregation] table; add one (config-schema/example-charts-aggregation.toml shows it) or give --layout, --leader-url, --helper-url, --min-batch-size and --config-out",
+            path.display()
+        );
+    };
+    Ok(tally_dap_aggregator::cli::FromCharts {
+        layout: charts.layout().expect("a table"),
+        leader_url: table.leader.clone(),
+        helper_url: table.helper.clone(),
+        min_batch_size: table.min_batch_size,
+        time_precision: table.time_precision,
+        section: section_path(path, table),
+    })
 }
 
 /// `tally-server config generate`'s arguments.
@@ -460,7 +665,29 @@ pub fn generate_command(args: &GenerateArgs) -> anyhow::Result<()> {
             .plus_days(90)
             .context("today + 90 days is out of range")?,
     };
-    let generated = generate(&charts, args.expected_reports, last_served(args)?, expires)?;
+    let section = match &charts.aggregation {
+        None => None,
+        Some(table) => {
+            let path = section_path(&args.charts, table);
+            let bytes = std::fs::read(&path).with_context(|| {
+                format!(
+                    "cannot read the aggregation section {} that [aggregation] names; provision the task first (`tally-server dap provision --charts {} …`)",
+                    path.display(),
+                    args.charts.display()
+                )
+            })?;
+            Some(AggregationConfig::parse(&bytes).with_context(|| {
+                format!("{} is not a valid aggregation section", path.display())
+            })?)
+        }
+    };
+    let generated = generate(
+        &charts,
+        args.expected_reports,
+        last_served(args)?,
+        expires,
+        section,
+    )?;
     let json = generated.to_json();
     match &args.out {
         Some(path) => std::fs::write(path, &json)
@@ -553,7 +780,7 @@ mod tests {
     fn generates_exactly_the_counters_the_charts_need_with_planned_rates() {
         let charts = ChartsFile::parse(EXAMPLE).unwrap();
         let expires: Day = "2027-06-30".parse().unwrap();
-        let generated = generate(&charts, 1_000_000, 6, expires).unwrap();
+        let generated = generate(&charts, 1_000_000, 6, expires, None).unwrap();
         let config = &generated.config;
         assert_eq!(config.version, 7);
         assert_eq!(config.expires, expires);
@@ -589,7 +816,7 @@ mod tests {
         assert_eq!(&parsed, config);
         check_served(&charts, &parsed).unwrap();
         // Few expected reports: collect everything.
-        let small = generate(&charts, 100, 0, expires).unwrap();
+        let small = generate(&charts, 100, 0, expires, None).unwrap();
         assert_eq!(small.config.sample_rate, 1.0);
         assert_eq!(small.config.version, 1);
     }
@@ -598,7 +825,7 @@ mod tests {
     fn refuses_a_served_config_from_another_chart_file() {
         let charts = ChartsFile::parse(EXAMPLE).unwrap();
         let expires: Day = "2027-06-30".parse().unwrap();
-        let mut config = generate(&charts, 50_000, 1, expires).unwrap().config;
+        let mut config = generate(&charts, 50_000, 1, expires, None).unwrap().config;
         config.programs[0].counters.push(CounterConfig {
             name: "cargo/extra".into(),
             rate: 1.0,
@@ -606,7 +833,7 @@ mod tests {
         });
         let err = check_served(&charts, &config).unwrap_err().to_string();
         assert!(err.contains("cargo/extra"), "{err}");
-        let mut config = generate(&charts, 50_000, 1, expires).unwrap().config;
+        let mut config = generate(&charts, 50_000, 1, expires, None).unwrap().config;
         config.programs[0].counters.pop();
         assert!(check_served(&charts, &config).is_err());
     }

@@ -74,6 +74,52 @@ impl Default for Limits {
     }
 }
 
+/// The command-line flags of every role's listener (`tally-server serve`, `tally-server dap
+/// leader|helper`): one definition, so that they read alike everywhere.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LimitArgs {
+    /// Most connections open at once.
+    #[arg(long, default_value_t = 1024)]
+    pub max_connections: usize,
+    /// Seconds a client has to send request headers (also the keep-alive idle limit).
+    #[arg(long, default_value_t = 5.0)]
+    pub header_timeout: f64,
+    /// Seconds a client has to send an upload's body.
+    #[arg(long, default_value_t = 10.0)]
+    pub body_timeout: f64,
+    /// Seconds a response may take to be written out once the client's socket stops taking
+    /// bytes (a client that never reads its answers is cut off after this).
+    #[arg(long, default_value_t = 10.0)]
+    pub write_timeout: f64,
+    /// Seconds a connection may go without a byte read or written while none of its requests
+    /// is being handled.
+    #[arg(long, default_value_t = 10.0)]
+    pub stall_timeout: f64,
+}
+
+impl LimitArgs {
+    /// The connection limits.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_connections: self.max_connections,
+            header_timeout: seconds(self.header_timeout),
+            write_timeout: seconds(self.write_timeout),
+            stall_timeout: seconds(self.stall_timeout),
+        }
+    }
+
+    /// The body timeout.
+    pub fn body_timeout(&self) -> Duration {
+        seconds(self.body_timeout)
+    }
+}
+
+/// A timeout given in seconds on the command line; at least a millisecond, and a value that is
+/// not a finite number of seconds (NaN, infinite, beyond `Duration`) is a day.
+pub fn seconds(value: f64) -> Duration {
+    Duration::try_from_secs_f64(value.max(0.001)).unwrap_or(Duration::from_secs(86_400))
+}
+
 /// Reads every request's body whole before `router`'s handler runs: within `timeout` of the
 /// handler being called (else 408, and the connection is closed), and at most `max_bytes`
 /// (else 413). Handlers then take the body as `Bytes` and never wait on the client; a route's

@@ -67,8 +67,8 @@ pub enum Created {
     AlreadyThere,
 }
 
-/// How durable a local write is when it returns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// How durable a local write is when it returns (`--durability` of every role).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Durability {
     /// On stable storage: survives power loss (group `syncfs` before answering). The default.
     #[default]

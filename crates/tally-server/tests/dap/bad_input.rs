@@ -14,7 +14,6 @@ use tally_dap::draft::messages::{
     ReportIdChecksum, ReportMetadata, ReportShare, Role, TaskId, Time, TimeInterval,
 };
 use tally_dap::draft::{self, HpkeKeypair, Label};
-use tally_dap_aggregator::store::{Durability, Store};
 use tally_dap_aggregator::task::TaskFile;
 
 use crate::collect;
@@ -409,10 +408,10 @@ struct AsLeader {
 }
 
 async fn as_leader(d: &Deployment) -> AsLeader {
-    let store = Store::open(&d.leader.store, Durability::ProcessCrash).unwrap();
+    let store = crate::harness::open_store(&d.leader);
     let file: TaskFile = serde_json::from_slice(
         &store
-            .get(&format!("tasks/{}/task.json", d.task_id()))
+            .get(&format!("tasks/{}/task.json", d.task_id()), 1 << 20)
             .await
             .unwrap()
             .unwrap(),
