@@ -89,6 +89,50 @@ impl Aggregator {
         child.wait().unwrap();
     }
 
+    /// The running process's ID.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// Starts another process of this role on this aggregator's store (on another port) and
+    /// waits up to `within` for it to exit: its exit status and standard error, or a panic if
+    /// it is still running then (it would be a second process serving the same store).
+    pub fn second_process(&self, within: Duration) -> (std::process::ExitStatus, String) {
+        let log = self.log.with_extension("second.log");
+        let mut child = Command::new(BIN)
+            .args([
+                "dap",
+                self.role,
+                "--store",
+                &self.store,
+                "--listen",
+                "127.0.0.1:0",
+            ])
+            .args(&self.extra)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return (status, std::fs::read_to_string(&log).unwrap());
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "a second {} ran on the store {} for {within:?}: {}",
+                    self.role,
+                    self.store,
+                    std::fs::read_to_string(&log).unwrap()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// SIGTERM, then wait for the process to stop on its own; its exit status.
     pub fn stop(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("running");

@@ -3,11 +3,14 @@
 //! hand-made bad input.
 
 mod bad_input;
+mod compaction;
 mod crash;
 mod harness;
 mod interop;
 mod keys;
+mod limits;
 mod privacy;
+mod store;
 
 use std::time::Duration;
 
