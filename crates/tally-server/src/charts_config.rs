@@ -451,6 +451,16 @@ impl Generated {
             "config version {}, sample_rate {:.6} (the largest chart rate), expires {}\n",
             self.config.version, self.config.sample_rate, self.config.expires
         ));
+        if let Some(section) = &self.config.aggregation {
+            out.push_str(&format!(
+                "private aggregation: task {}, {} entries a report, leader {}, helper {}, batches of at least {}\n",
+                section.task_id,
+                section.layout.len(),
+                section.leader,
+                section.helper,
+                section.min_batch_size
+            ));
+        }
         out
     }
 }
@@ -819,6 +829,146 @@ mod tests {
         let small = generate(&charts, 100, 0, expires, None).unwrap();
         assert_eq!(small.config.sample_rate, 1.0);
         assert_eq!(small.config.version, 1);
+    }
+
+    const AGGREGATION_EXAMPLE: &str =
+        include_str!("../../../config-schema/example-charts-aggregation.toml");
+
+    /// The section a provisioning of these charts would write (a fixed task ID).
+    fn provisioned(charts: &ChartsFile) -> AggregationConfig {
+        AggregationConfig {
+            task_id: "8BY0RzZMzxvA46_8ymhzycOB9krN-QIGYvg_RsByGec".into(),
+            leader: "https://leader.example/".into(),
+            ..charts.placeholder_section().unwrap()
+        }
+    }
+
+    #[test]
+    fn the_aggregation_example_validates_and_lays_out_what_its_charts_need() {
+        let as_json: serde_json::Value = toml::from_str(AGGREGATION_EXAMPLE).unwrap();
+        let validator = jsonschema::draft202012::new(&generated_schema()).unwrap();
+        let errors: Vec<String> = validator
+            .iter_errors(&as_json)
+            .map(|e| e.to_string())
+            .collect();
+        assert!(errors.is_empty(), "{errors:?}");
+        let charts = ChartsFile::parse(AGGREGATION_EXAMPLE).unwrap();
+        let layout = charts.layout().unwrap();
+        layout.validate().unwrap();
+        // Every counter of every chart, once; counts (8 bits) for outcomes and the histogram;
+        // crashes crossed with the three rustc buckets.
+        let rustc = layout.programs.iter().find(|p| p.name == "rustc").unwrap();
+        assert_eq!(rustc.versions, ["1.93", "1.94", "1.95"]);
+        assert_eq!(rustc.by_version, ["rustc/outcome:ice"]);
+        assert!(
+            rustc
+                .counters
+                .iter()
+                .all(|c| c.count_bits == 8 && c.rate == 1.0)
+        );
+        assert_eq!(rustc.counters.len(), 10);
+        let cargo = layout.programs.iter().find(|p| p.name == "cargo").unwrap();
+        assert!(cargo.counters.iter().all(|c| c.count_bits == 0));
+        assert_eq!(cargo.counters.len(), 8);
+        // The plain example asks for no private aggregation.
+        assert_eq!(ChartsFile::parse(EXAMPLE).unwrap().layout(), None);
+        assert_eq!(
+            section_path(
+                std::path::Path::new("/etc/tally/charts.toml"),
+                charts.aggregation.as_ref().unwrap()
+            ),
+            std::path::Path::new("/etc/tally/aggregation.json")
+        );
+    }
+
+    #[test]
+    fn generates_the_aggregation_section_only_for_the_charts_layout() {
+        let charts = ChartsFile::parse(AGGREGATION_EXAMPLE).unwrap();
+        let expires: Day = "2027-06-30".parse().unwrap();
+        let section = provisioned(&charts);
+        let generated = generate(&charts, 50_000, 2, expires, Some(section.clone())).unwrap();
+        assert_eq!(generated.config.aggregation.as_ref(), Some(&section));
+        let parsed = UploadConfig::parse(generated.to_json().as_bytes()).unwrap();
+        assert_eq!(parsed, generated.config);
+        check_served(&charts, &parsed).unwrap();
+        assert!(generated.explain().contains(&section.task_id));
+
+        // Not provisioned yet; a section for a chart file without the table.
+        let e = format!(
+            "{:#}",
+            generate(&charts, 50_000, 2, expires, None).unwrap_err()
+        );
+        assert!(e.contains("provision the task first"), "{e}");
+        let plain = ChartsFile::parse(EXAMPLE).unwrap();
+        assert!(generate(&plain, 50_000, 2, expires, Some(section.clone())).is_err());
+
+        // A section provisioned for other charts (one counter more), other aggregators, another
+        // batch size: each refused, asking for a new task.
+        let grown = ChartsFile::parse(&AGGREGATION_EXAMPLE.replacen(
+            "\"cargo/subcommand:{build,check,test,run,fmt,clippy,doc,other}\"",
+            "\"cargo/subcommand:{build,check,test,run,fmt,clippy,doc,miri,other}\"",
+            1,
+        ))
+        .unwrap();
+        let mut other_helper = section.clone();
+        other_helper.helper = "https://elsewhere.example/".into();
+        let mut other_batch = section.clone();
+        other_batch.min_batch_size = 10;
+        for (what, charts, section) in [
+            ("other counters", &grown, section.clone()),
+            ("other aggregators", &charts, other_helper),
+            ("another batch size", &charts, other_batch),
+        ] {
+            let e = format!(
+                "{:#}",
+                generate(charts, 50_000, 2, expires, Some(section)).unwrap_err()
+            );
+            assert!(e.contains("provision a new one"), "{what}: {e}");
+        }
+        // Serving: the served config and the chart file must agree on the section too.
+        assert!(check_served(&grown, &parsed).is_err());
+        assert!(check_served(&plain, &parsed).is_err());
+        let plain_config = generate(&plain, 50_000, 2, expires, None).unwrap().config;
+        let mut pretend = plain_config.clone();
+        pretend.aggregation = Some(section);
+        assert!(check_served(&plain, &pretend).is_err());
+    }
+
+    #[test]
+    fn bad_aggregation_tables_get_errors_naming_the_table() {
+        for (from, to, says) in [
+            (
+                "leader = \"https://leader.example/\"",
+                "leader = \"http://leader.example/\"",
+                "[aggregation]: aggregation leader URL",
+            ),
+            (
+                "helper = \"https://helper.example.org/dap/\"",
+                "helper = \"https://leader.example/\"",
+                "same URL",
+            ),
+            (
+                "time_precision = 86400",
+                "time_precision = 7",
+                "time_precision 7",
+            ),
+            (
+                "min_batch_size = 100",
+                "min_batch_size = 0",
+                "min_batch_size",
+            ),
+            (
+                "rustc = [\"1.93\"",
+                "rustc = [\"other\", \"1.93\"",
+                "implicit",
+            ),
+            ("section = ", "sektion = ", "unknown field"),
+        ] {
+            let text = AGGREGATION_EXAMPLE.replacen(from, to, 1);
+            assert_ne!(text, AGGREGATION_EXAMPLE, "{from}");
+            let e = format!("{:#}", ChartsFile::parse(&text).unwrap_err());
+            assert!(e.contains(says), "{to}: {e}");
+        }
     }
 
     #[test]

@@ -179,6 +179,9 @@ fn main() -> ExitCode {
             // Generated whole before it is written: clap_complete panics on a write error.
             let mut script = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "tally-server", &mut script);
+            if shell == clap_complete::Shell::Bash {
+                script = bash_nested_fix(script);
+            }
             write_stdout(&script)
         }
         Command::Man { dir: Some(dir) } => std::fs::create_dir_all(&dir)
@@ -206,6 +209,19 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// clap_complete's bash script names a hyphenated binary's subcommand states two ways
+/// (`tally__server__subcmd__dap` where it tracks the words typed, `tally__subcmd__server__…`
+/// where it matches them), so nothing below the first level completes (clap-rs/clap#6421).
+/// One spelling for both makes `tally-server dap le<TAB>` complete.
+fn bash_nested_fix(script: Vec<u8>) -> Vec<u8> {
+    String::from_utf8(script)
+        .map(|text| {
+            text.replace("tally__subcmd__server", "tally__server")
+                .into_bytes()
+        })
+        .unwrap_or_else(|e| e.into_bytes())
 }
 
 /// Writes `bytes` to stdout; a closed pipe (`tally-server man | head`) is not an error.

@@ -41,6 +41,19 @@ pub struct Aggregator {
 }
 
 impl Aggregator {
+    /// An aggregator not started yet, on a local store.
+    pub fn new(role: &'static str, store: &Path, log: PathBuf, port: u16) -> Aggregator {
+        Aggregator {
+            role,
+            store: store.to_str().unwrap().to_owned(),
+            log,
+            port,
+            extra: vec![],
+            env: vec![],
+            child: None,
+        }
+    }
+
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}/", self.port)
     }
@@ -240,7 +253,7 @@ pub fn run_with(args: &[&str], env: &[(String, String)]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-fn run(args: &[&str]) -> String {
+pub fn run(args: &[&str]) -> String {
     run_with(args, &[])
 }
 

@@ -3,6 +3,7 @@
 //! hand-made bad input.
 
 mod bad_input;
+mod charts;
 mod compaction;
 mod crash;
 mod harness;
