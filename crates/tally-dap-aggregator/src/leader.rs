@@ -832,7 +832,7 @@ async fn write_segments(leader: Arc<Leader>, mut uploads: mpsc::Receiver<Upload>
                 }
                 Err(e) => {
                     eprintln!(
-                        "tally-dap-aggregator: writing a segment of {} uploads failed: {e:#}",
+                        "tally-server: writing a segment of {} uploads failed: {e:#}",
                         uploads.len()
                     );
                     for u in uploads {
@@ -931,7 +931,7 @@ async fn run_job(
             Ok(()) => break,
             Err(e) => {
                 eprintln!(
-                    "tally-dap-aggregator: aggregation job {job_id} of task {}: {e:#}; retrying in {delay:?}",
+                    "tally-server: aggregation job {job_id} of task {}: {e:#}; retrying in {delay:?}",
                     lt.task.id
                 );
                 leader.common.metrics.count("aggregation_job_retries", "");
@@ -1522,7 +1522,7 @@ async fn collection_loop(leader: Arc<Leader>) {
                     Ok(state) => state,
                     Err(e) => {
                         eprintln!(
-                            "tally-dap-aggregator: collection job {job_id} of task {}: {e:#}; retrying",
+                            "tally-server: collection job {job_id} of task {}: {e:#}; retrying",
                             lt.task.id
                         );
                         continue;
@@ -1549,9 +1549,7 @@ async fn collection_loop(leader: Arc<Leader>) {
                     Err(e) => Err(e.into()),
                 };
                 if let Err(e) = stored {
-                    eprintln!(
-                        "tally-dap-aggregator: storing collection job {job_id}: {e:#}; retrying"
-                    );
+                    eprintln!("tally-server: storing collection job {job_id}: {e:#}; retrying");
                     continue;
                 }
                 let mut state = lt.state.lock().expect("state lock");

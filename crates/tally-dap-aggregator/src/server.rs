@@ -283,11 +283,11 @@ async fn reload_keys(common: Arc<Common>, every: Duration) {
                 *common.keys.write().expect("keys lock") = Arc::new(keys);
             }
             Ok(_) => eprintln!(
-                "tally-dap-aggregator: the store has no current HPKE key; keeping the loaded ones"
+                "tally-server: the store has no current HPKE key; keeping the loaded ones"
             ),
-            Err(e) => eprintln!(
-                "tally-dap-aggregator: re-reading keys failed, keeping the loaded ones: {e:#}"
-            ),
+            Err(e) => {
+                eprintln!("tally-server: re-reading keys failed, keeping the loaded ones: {e:#}")
+            }
         }
     }
 }
