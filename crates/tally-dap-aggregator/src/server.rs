@@ -259,7 +259,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         common.tasks.len(),
         bound.port()
     );
-    let shutdown = shutdown_signal()?;
+    let shutdown = tally_service::serve::shutdown_signal()?;
     let lost = tokio::select! {
         () = tally_service::serve::serve(listener, app, options.limits, shutdown, Duration::from_secs(5)) => None,
         why = lease.lost() => Some(why),
@@ -290,19 +290,6 @@ async fn reload_keys(common: Arc<Common>, every: Duration) {
             }
         }
     }
-}
-
-/// Completes on SIGTERM or SIGINT; the handlers are installed when this is called.
-fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
-    let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
-    Ok(async move {
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = interrupt.recv() => {}
-        }
-    })
 }
 
 #[cfg(test)]

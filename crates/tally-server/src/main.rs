@@ -332,7 +332,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen on {}", args.addr))?;
         let port = listener.local_addr()?.port();
-        let shutdown = shutdown_signal()?;
+        let shutdown = tally_server::serve::shutdown_signal()?;
         let background = state.spawn_background(
             Duration::from_millis(args.flush_ms.max(10)),
             Duration::from_secs(args.reconcile_secs.max(1)),
@@ -369,18 +369,3 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
 /// Longest the last checkpoint may take once the server was asked to stop.
 const FINAL_CHECKPOINT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Completes on SIGTERM or SIGINT. The handlers are installed when this is called, not when
-/// the future is first polled: a signal arriving before the accept loop first runs must stop
-/// the server as any other, not kill it outright.
-fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
-    let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
-    Ok(async move {
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = interrupt.recv() => {}
-        }
-    })
-}

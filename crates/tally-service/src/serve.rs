@@ -172,6 +172,23 @@ pub fn with_body_deadline(router: Router, timeout: Duration, max_bytes: usize) -
     ))
 }
 
+/// Completes on SIGTERM or SIGINT. The handlers are installed when this is called, not when
+/// the future is first polled: a signal arriving before the accept loop first runs must stop
+/// the server as any other, not kill it outright.
+pub fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())
+        .map_err(|e| anyhow::anyhow!("cannot handle SIGTERM: {e}"))?;
+    let mut interrupt = signal(SignalKind::interrupt())
+        .map_err(|e| anyhow::anyhow!("cannot handle SIGINT: {e}"))?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = interrupt.recv() => {}
+        }
+    })
+}
+
 /// Serves `app` on `listener` until `shutdown` completes, then waits up to `drain` for open
 /// connections to finish.
 pub async fn serve(

@@ -685,11 +685,21 @@ fn dap_commands_have_help_man_pages_and_completions() {
     let dir = tempfile::tempdir().unwrap();
     let out = tally_server(&["man", "--dir", dir.path().to_str().unwrap()]);
     assert!(out.status.success(), "{out:?}");
+    let mut pages: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter_map(|name| Some(name.strip_suffix(".1")?.to_owned()))
+        .filter(|name| name.starts_with("tally-server-dap"))
+        .collect();
+    pages.sort();
     for page in [
         "tally-server-dap",
         "tally-server-dap-leader",
         "tally-server-dap-provision",
     ] {
+        assert!(pages.iter().any(|p| p == page), "no {page}.1 in {pages:?}");
+    }
+    for page in &pages {
         let path = dir.path().join(format!("{page}.1"));
         let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{page}: {e}"));
         if Command::new("groff").arg("-v").output().is_ok() {
