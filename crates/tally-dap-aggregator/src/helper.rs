@@ -51,6 +51,10 @@ use crate::task::{Task, decode_hex32, hex};
 /// few hundred bytes here: the helper's share is a seed).
 const MAX_JOB_REQUEST_BYTES: usize = 64 << 20;
 
+/// Largest body any request to the helper may have (an aggregation job): what is read before a
+/// handler runs.
+pub const MAX_BODY_BYTES: usize = MAX_JOB_REQUEST_BYTES;
+
 struct Helper {
     common: Arc<Common>,
     tasks: HashMap<TaskId, Arc<HelperTask>>,

@@ -105,6 +105,10 @@ impl Default for LeaderOptions {
 /// Largest upload body: a report of the largest vector a task allows, with room to spare.
 const MAX_REPORT_BYTES: usize = 4 << 20;
 
+/// Largest body any request to the leader may have (an upload; collection requests are far
+/// smaller, and their routes say so): what is read before a handler runs.
+pub const MAX_BODY_BYTES: usize = MAX_REPORT_BYTES;
+
 /// The leader's state, shared by handlers and its background loops.
 pub struct Leader {
     common: Arc<Common>,

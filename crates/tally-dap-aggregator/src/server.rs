@@ -206,10 +206,6 @@ pub struct ServeOptions {
     pub leader: crate::leader::LeaderOptions,
 }
 
-/// Largest request body either aggregator takes (an aggregation job); each route has its own,
-/// smaller limit below it.
-const MAX_BODY_BYTES: usize = 64 << 20;
-
 /// The key of the store's lease.
 const LEASE_KEY: &str = "lease";
 
@@ -240,7 +236,13 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         }
         AggregatorRole::Helper => crate::helper::start(Arc::clone(&common)).await?,
     };
-    let app = tally_service::serve::with_body_deadline(app, options.body_timeout, MAX_BODY_BYTES);
+    // Bodies are read whole, within the body timeout, before a handler runs; at most the
+    // largest body of the role (each route has its own, smaller limit below it).
+    let max_body = match options.role {
+        AggregatorRole::Leader => crate::leader::MAX_BODY_BYTES,
+        AggregatorRole::Helper => crate::helper::MAX_BODY_BYTES,
+    };
+    let app = tally_service::serve::with_body_deadline(app, options.body_timeout, max_body);
     tokio::spawn(reload_keys(Arc::clone(&common), options.key_reload));
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await

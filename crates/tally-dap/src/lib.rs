@@ -6,7 +6,7 @@
 //! seals one to each of two aggregators run by different operators, and uploads both to the
 //! leader ([`client`]). The aggregators check a zero-knowledge proof that every entry is 0 or
 //! 1 without learning it, and only sums over at least the minimum batch size ever exist in the
-//! clear. The aggregators themselves are `tally-dap-aggregator`.
+//! clear. The aggregators themselves are `tally-dap-aggregator`, which `tally-server dap` runs.
 //!
 //! Modules:
 //!
