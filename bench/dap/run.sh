@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Private aggregation on this machine, in one run: the client's cost beside prio's sharding
 # (interleaved rounds), then leader + helper throughput on loopback beside prio's own
-# preparation cost. Usage: bench/dap/run.sh [REPORTS] [ENTRIES] [CONNECTIONS] [CLIENT_ROUNDS]
+# preparation cost. The aggregators are `tally-server dap leader` and `dap helper`, on the local
+# disk through tally-service's store. Usage: bench/dap/run.sh [REPORTS] [ENTRIES] [CONNECTIONS] [CLIENT_ROUNDS]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 reports=${1:-20000}
@@ -9,11 +10,11 @@ entries=${2:-1000}
 connections=${3:-32}
 rounds=${4:-1000}
 
-cargo build --quiet --release -p tally-dap-aggregator --bin tally-dap-aggregator
+cargo build --quiet --release -p tally-server --bin tally-server
 cargo build --quiet --release -p tally-dap --example dap_throughput
 echo "== $(date -u +%FT%TZ) on $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "== client: cargo bench -p tally-dap --bench client -- $rounds"
 cargo bench --quiet -p tally-dap --bench client -- "$rounds" 2>/dev/null | grep -v '^$'
 echo "== leader + helper: dap_throughput --reports $reports --entries $entries --connections $connections"
-target/release/examples/dap_throughput --aggregator target/release/tally-dap-aggregator \
+target/release/examples/dap_throughput --server target/release/tally-server \
     --reports "$reports" --entries "$entries" --connections "$connections"

@@ -108,6 +108,22 @@ impl Shares {
         }
     }
 
+    /// Drops the sums of slots that start before `start`; how many were dropped.
+    pub fn forget_before(&mut self, start: u64) -> usize {
+        let kept = self.slots.split_off(&start);
+        let dropped = self.slots.len();
+        self.slots = kept;
+        dropped
+    }
+
+    /// The end of the newest slot summed (its start plus `time_precision`), if any.
+    pub fn newest_end(&self, time_precision: u64) -> Option<u64> {
+        self.slots
+            .keys()
+            .next_back()
+            .map(|slot| slot.saturating_add(time_precision))
+    }
+
     /// Whether nothing was added.
     pub fn is_empty(&self) -> bool {
         self.slots.is_empty()

@@ -44,12 +44,16 @@ use crate::batch::{self, Shares, StoredSlot, bounds, interval_name, overlaps};
 use crate::prep::{self, error_label};
 use crate::problem::ApiError;
 use crate::server::{self, Common, unix_now};
-use crate::store::Created;
+use crate::store::{Created, MAX_COLLECTION_BYTES, MAX_JOB_BYTES};
 use crate::task::{Task, decode_hex32, hex};
 
 /// Largest aggregation job body: 64 MiB (the leader sends at most `job_size` reports, each a
 /// few hundred bytes here: the helper's share is a seed).
-const MAX_JOB_BYTES: usize = 64 << 20;
+const MAX_JOB_REQUEST_BYTES: usize = 64 << 20;
+
+/// Largest body any request to the helper may have (an aggregation job): what is read before a
+/// handler runs.
+pub const MAX_BODY_BYTES: usize = MAX_JOB_REQUEST_BYTES;
 
 struct Helper {
     common: Arc<Common>,
@@ -74,6 +78,10 @@ struct HState {
     aggregated: Shares,
     /// Released batches: start → end.
     collected: BTreeMap<u64, u64>,
+    /// Every job record in the store: the end of its newest slot (or when it was written, for a
+    /// record without reports), so that compaction knows which are past the replay horizon
+    /// without reading them.
+    records: BTreeMap<AggregationJobId, u64>,
 }
 
 impl HState {
@@ -96,6 +104,9 @@ struct JobRecord {
     slots: Vec<StoredSlot>,
     /// The reports prepared in this job: (ID in base64url, time).
     reports: Vec<(String, u64)>,
+    /// When the record was written (seconds since the epoch).
+    #[serde(default)]
+    written: u64,
 }
 
 /// `aggregate_shares/<start>-<duration>`.
@@ -134,7 +145,10 @@ pub async fn start(common: Arc<Common>) -> anyhow::Result<Router> {
         common: Arc::clone(&common),
         tasks,
     });
-    tokio::spawn(forget_old_ids(Arc::clone(&helper)));
+    for ht in helper.tasks.values() {
+        compact(&helper, ht).await?;
+    }
+    tokio::spawn(compaction_loop(Arc::clone(&helper)));
     Ok(Router::new()
         .route(
             "/hpke_config",
@@ -143,7 +157,7 @@ pub async fn start(common: Arc<Common>) -> anyhow::Result<Router> {
         .route("/metrics", get(server::metrics).with_state(common))
         .route(
             "/tasks/{task_id}/aggregation_jobs/{job_id}",
-            put(aggregation_job).layer(DefaultBodyLimit::max(MAX_JOB_BYTES)),
+            put(aggregation_job).layer(DefaultBodyLimit::max(MAX_JOB_REQUEST_BYTES)),
         )
         .route(
             "/tasks/{task_id}/aggregate_shares",
@@ -152,20 +166,67 @@ pub async fn start(common: Arc<Common>) -> anyhow::Result<Router> {
         .with_state(helper))
 }
 
-/// Every ten minutes, forgets the IDs of reports past the replay horizon: reports that old are
-/// dropped anyway (`report_dropped`), so their IDs need no memory.
-async fn forget_old_ids(helper: Arc<Helper>) {
+/// How often job records past the replay horizon are looked for (also once at start).
+const COMPACT_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+
+async fn compaction_loop(helper: Arc<Helper>) {
     loop {
-        tokio::time::sleep(std::time::Duration::from_secs(600)).await;
-        let now = unix_now();
+        tokio::time::sleep(COMPACT_EVERY).await;
         for ht in helper.tasks.values() {
-            let horizon = ht.task.report_expiry_age;
-            ht.state
-                .lock()
-                .expect("state lock")
-                .seen
-                .retain(|_, time| time.saturating_add(horizon) >= now);
+            if let Err(e) = compact(&helper, ht).await {
+                eprintln!(
+                    "tally-server: compacting the job records of task {}: {e:#}; retrying later",
+                    ht.task.id
+                );
+            }
         }
+    }
+}
+
+/// Deletes the job records whose every report is past the replay horizon, and forgets their
+/// sums, report IDs and request digests: reports that old are dropped anyway
+/// (`report_dropped`), and their batches can no longer be collected (`Task::is_past_horizon`).
+/// A restart then reads only the horizon's records.
+async fn compact(helper: &Helper, ht: &HelperTask) -> anyhow::Result<()> {
+    let task = &ht.task;
+    let now = unix_now();
+    let old: Vec<AggregationJobId> = {
+        let mut state = ht.state.lock().expect("state lock");
+        let old: Vec<AggregationJobId> = state
+            .records
+            .iter()
+            .filter(|(_, end)| task.is_past_horizon(**end, now))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &old {
+            state.records.remove(id);
+            state.jobs.remove(id);
+        }
+        state.aggregated.forget_before(task.first_slot_kept(now));
+        let horizon = task.report_expiry_age;
+        state
+            .seen
+            .retain(|_, time| time.saturating_add(horizon) >= now);
+        old
+    };
+    let dir = jobs_dir(&task.id);
+    for id in &old {
+        helper
+            .common
+            .store
+            .delete(&format!("{dir}/{id}.json"))
+            .await?;
+        helper.common.metrics.count("job_records_deleted", "");
+    }
+    Ok(())
+}
+
+/// The end of the newest slot a job record holds a report of, or its writing time.
+fn record_end(task: &Task, record: &JobRecord) -> u64 {
+    let newest = record.reports.iter().map(|(_, time)| *time).max();
+    match newest {
+        Some(time) => (time - time % task.time_precision).saturating_add(task.time_precision),
+        None => record.written,
     }
 }
 
@@ -181,7 +242,7 @@ async fn recover(common: &Common, task: &Task) -> anyhow::Result<HState> {
             .parse()
             .map_err(|_| anyhow::anyhow!("{dir}/{name}: not a job ID"))?;
         let bytes = store
-            .get(&format!("{dir}/{name}"))
+            .get(&format!("{dir}/{name}"), MAX_JOB_BYTES)
             .await?
             .context("a job record vanished")?;
         let record: JobRecord = serde_json::from_slice(&bytes)
@@ -189,6 +250,8 @@ async fn recover(common: &Common, task: &Task) -> anyhow::Result<HState> {
         let digest = decode_hex32(&record.request)
             .with_context(|| format!("{dir}/{name}: request is not 64 hex digits"))?;
         state.jobs.insert(job_id, digest);
+        state.records.insert(job_id, record_end(task, &record));
+        common.metrics.count("recovered_job_records", "");
         state
             .aggregated
             .merge(&Shares::from_stored(&task.vdaf, &record.slots)?);
@@ -443,7 +506,9 @@ async fn aggregation_job_inner(
             response: URL_SAFE_NO_PAD.encode(&response),
             slots: delta.to_stored(),
             reports: reports.clone(),
+            written: now,
         };
+        let end = record_end(&task, &record);
         let key = format!("{}/{job_id}.json", jobs_dir(&task.id));
         match helper
             .common
@@ -451,7 +516,7 @@ async fn aggregation_job_inner(
             .create(&key, serde_json::to_vec(&record)?)
             .await?
         {
-            Created::New => Ok(response),
+            Created::New => Ok((response, end)),
             Created::AlreadyThere => anyhow::bail!("{key} exists already"),
         }
     }
@@ -467,9 +532,10 @@ async fn aggregation_job_inner(
         }
     }
     match stored {
-        Ok(response) => {
+        Ok((response, end)) => {
             state.aggregated.merge(&delta);
             state.jobs.insert(job_id, digest);
+            state.records.insert(job_id, end);
             drop(state);
             let metrics = &helper.common.metrics;
             metrics.count("aggregation_jobs", "");
@@ -547,7 +613,7 @@ async fn repeat_answer(
     let bytes = helper
         .common
         .store
-        .get(&key)
+        .get(&key, MAX_JOB_BYTES)
         .await?
         .with_context(|| format!("{key} is missing"))?;
     let record: JobRecord = serde_json::from_slice(&bytes).map_err(anyhow::Error::from)?;
@@ -679,7 +745,7 @@ async fn aggregate_share_inner(
             let bytes = helper
                 .common
                 .store
-                .get(&key)
+                .get(&key, MAX_COLLECTION_BYTES)
                 .await?
                 .with_context(|| format!("{key} is missing"))?;
             let record: ShareRecord =

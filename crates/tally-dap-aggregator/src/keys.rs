@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use tally_dap::draft::HpkeKeypair;
 use tally_dap::draft::messages::{HpkeConfig, HpkeConfigList};
 
-use crate::store::Store;
+use crate::store::{MAX_KEY_BYTES, Store};
 use crate::task::{decode_hpke_config, encode_hpke_config};
 
 /// How long `Cache-Control` lets a client keep an HPKE config list (seconds).
@@ -86,11 +86,11 @@ async fn read_all(store: &Store) -> anyhow::Result<Vec<(u8, StoredKey)>> {
             continue;
         };
         let bytes = store
-            .get(&key_name(id))
+            .get(&key_name(id), MAX_KEY_BYTES)
             .await?
             .with_context(|| format!("key {id} vanished while reading"))?;
         let key: StoredKey = serde_json::from_slice(&bytes)
-            .with_context(|| format!("{}/keys/{name} is not a key file", store.root().display()))?;
+            .with_context(|| format!("keys/{name} in the store {store} is not a key file"))?;
         keys.push((id, key));
     }
     Ok(keys)
@@ -187,7 +187,7 @@ mod tests {
     #[tokio::test]
     async fn rotation_advertises_the_new_key_and_accepts_the_old_one_for_the_grace_period() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), Durability::ProcessCrash).unwrap();
+        let store = Store::open(dir.path().to_str().unwrap(), Durability::ProcessCrash).unwrap();
         let first = load_or_init(&store, 1_000).await.unwrap();
         assert_eq!(first.config_list().hpke_configs().len(), 1);
         let first_id = u8::from(*first.config_list().hpke_configs()[0].id());

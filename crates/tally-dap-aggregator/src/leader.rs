@@ -65,7 +65,10 @@ use crate::batch::{self, Shares, StoredSlot, bounds, interval_name, overlaps};
 use crate::prep::{self, error_label};
 use crate::problem::ApiError;
 use crate::server::{self, Common, unix_now};
-use crate::store::Created;
+use crate::store::{
+    Created, MAX_COLLECTION_BYTES, MAX_JOB_BYTES, MAX_SEGMENT_BYTES, MAX_SMALL_BYTES,
+    SEGMENT_TARGET_BYTES,
+};
 use crate::task::{Task, hex};
 
 /// How the leader batches its work.
@@ -101,6 +104,10 @@ impl Default for LeaderOptions {
 
 /// Largest upload body: a report of the largest vector a task allows, with room to spare.
 const MAX_REPORT_BYTES: usize = 4 << 20;
+
+/// Largest body any request to the leader may have (an upload; collection requests are far
+/// smaller, and their routes say so): what is read before a handler runs.
+pub const MAX_BODY_BYTES: usize = MAX_REPORT_BYTES;
 
 /// The leader's state, shared by handlers and its background loops.
 pub struct Leader {
@@ -154,6 +161,9 @@ struct TaskState {
     jobs_in_flight: usize,
     next_segment: u64,
     collections: BTreeMap<CollectionJobId, CollectionRecord>,
+    /// Every job result in the store (`jobs/<id>.done`): the end of its newest slot, so that
+    /// compaction knows which are past the replay horizon without reading them.
+    results: BTreeMap<String, u64>,
 }
 
 impl TaskState {
@@ -330,8 +340,12 @@ pub async fn start(common: Arc<Common>, options: LeaderOptions) -> anyhow::Resul
         task.state.lock().expect("state lock").jobs_in_flight += 1;
         tokio::spawn(run_job(Arc::clone(&leader), task, job_id, segments));
     }
+    for lt in leader.tasks.values() {
+        compact(&leader, lt).await?;
+    }
     tokio::spawn(aggregation_loop(Arc::clone(&leader)));
     tokio::spawn(collection_loop(Arc::clone(&leader)));
+    tokio::spawn(compaction_loop(Arc::clone(&leader)));
     let common = Arc::clone(&leader.common);
     Ok(Router::new()
         .route(
@@ -357,6 +371,7 @@ type Plan = (AggregationJobId, Vec<Segment>);
 
 /// Rebuilds a task's state from its store: job results into sums and known IDs, plans without
 /// a result to send again, segments in no plan back into the queue, collections and batches.
+/// Compaction keeps what there is to read to the replay horizon.
 async fn recover(common: &Common, task: &Task) -> anyhow::Result<(TaskState, Vec<Plan>)> {
     let store = &common.store;
     let mut state = TaskState::default();
@@ -369,7 +384,7 @@ async fn recover(common: &Common, task: &Task) -> anyhow::Result<(TaskState, Vec
     for name in &names {
         if let Some(job) = name.strip_suffix(".done") {
             let bytes = store
-                .get(&format!("{jobs_dir}/{name}"))
+                .get(&format!("{jobs_dir}/{name}"), MAX_JOB_BYTES)
                 .await?
                 .context("a job result vanished")?;
             let done: JobDone = serde_json::from_slice(&bytes)
@@ -388,10 +403,11 @@ async fn recover(common: &Common, task: &Task) -> anyhow::Result<(TaskState, Vec
                     },
                 );
             }
+            state
+                .results
+                .insert(job.to_owned(), result_end(task, &done));
             done_segments.extend(done.segments);
-            // A result without its plan and segments deleted: the deletions after it were cut
-            // short. Finish them.
-            let _ = job;
+            common.metrics.count("recovered_job_results", "");
         }
     }
     for name in &names {
@@ -401,7 +417,7 @@ async fn recover(common: &Common, task: &Task) -> anyhow::Result<(TaskState, Vec
                 continue;
             }
             let bytes = store
-                .get(&format!("{jobs_dir}/{name}"))
+                .get(&format!("{jobs_dir}/{name}"), MAX_JOB_BYTES)
                 .await?
                 .context("a job plan vanished")?;
             let plan: JobPlan = serde_json::from_slice(&bytes)
@@ -433,7 +449,7 @@ async fn recover(common: &Common, task: &Task) -> anyhow::Result<(TaskState, Vec
             continue;
         }
         let bytes = store
-            .get(&format!("{seg_dir}/{name}"))
+            .get(&format!("{seg_dir}/{name}"), MAX_SEGMENT_BYTES)
             .await?
             .context("a segment vanished")?;
         let reports = decode_segment(&bytes).with_context(|| format!("{seg_dir}/{name}"))?;
@@ -473,7 +489,7 @@ async fn recover(common: &Common, task: &Task) -> anyhow::Result<(TaskState, Vec
             .parse()
             .map_err(|_| anyhow::anyhow!("{col_dir}/{name}: not a collection job ID"))?;
         let bytes = store
-            .get(&format!("{col_dir}/{name}"))
+            .get(&format!("{col_dir}/{name}"), MAX_COLLECTION_BYTES)
             .await?
             .context("a collection record vanished")?;
         let record: CollectionRecord = serde_json::from_slice(&bytes)
@@ -503,6 +519,66 @@ async fn recover(common: &Common, task: &Task) -> anyhow::Result<(TaskState, Vec
         .seen
         .retain(|_, s| s.time.saturating_add(task.report_expiry_age) >= now);
     Ok((state, plans))
+}
+
+/// The end of the newest slot a job result holds a report of.
+fn result_end(task: &Task, done: &JobDone) -> u64 {
+    let newest = done.reports.iter().map(|r| r.time).max().unwrap_or(0);
+    let slot = newest - newest % task.time_precision;
+    slot.saturating_add(task.time_precision)
+}
+
+/// How often job results past the replay horizon are looked for (also once at start).
+const COMPACT_EVERY: Duration = Duration::from_secs(600);
+
+/// Deletes the job results whose every report is past the replay horizon, and forgets their
+/// sums and report IDs: such reports are refused anyway, and their batches can no longer be
+/// collected (see `Task::is_past_horizon`). A restart then reads only the horizon's results.
+async fn compact(leader: &Leader, lt: &LeaderTask) -> anyhow::Result<()> {
+    let task = &lt.task;
+    let now = unix_now();
+    let old: Vec<String> = {
+        let mut state = lt.state.lock().expect("state lock");
+        let old: Vec<String> = state
+            .results
+            .iter()
+            .filter(|(_, end)| task.is_past_horizon(**end, now))
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in &old {
+            state.results.remove(name);
+        }
+        state.aggregated.forget_before(task.first_slot_kept(now));
+        let horizon = task.report_expiry_age;
+        state
+            .seen
+            .retain(|_, s| !s.committed || s.time.saturating_add(horizon) >= now);
+        old
+    };
+    let jobs_dir = jobs_key(&task.id);
+    for name in &old {
+        leader
+            .common
+            .store
+            .delete(&format!("{jobs_dir}/{name}.done"))
+            .await?;
+        leader.common.metrics.count("job_results_deleted", "");
+    }
+    Ok(())
+}
+
+async fn compaction_loop(leader: Arc<Leader>) {
+    loop {
+        tokio::time::sleep(COMPACT_EVERY).await;
+        for lt in leader.tasks.values() {
+            if let Err(e) = compact(&leader, lt).await {
+                eprintln!(
+                    "tally-server: compacting the job results of task {}: {e:#}; retrying later",
+                    lt.task.id
+                );
+            }
+        }
+    }
 }
 
 fn decode_report_id(text: &str) -> anyhow::Result<ReportId> {
@@ -693,10 +769,16 @@ async fn upload_inner(
 /// written and synced once; then all of them are answered.
 async fn write_segments(leader: Arc<Leader>, mut uploads: mpsc::Receiver<Upload>) {
     while let Some(first) = uploads.recv().await {
+        let mut bytes = first.bytes.len();
         let mut batch = vec![first];
-        while batch.len() < leader.options.segment_size {
+        // At most `segment_size` uploads and about SEGMENT_TARGET_BYTES, so that a segment
+        // is read back within MAX_SEGMENT_BYTES.
+        while batch.len() < leader.options.segment_size && bytes < SEGMENT_TARGET_BYTES {
             match uploads.try_recv() {
-                Ok(upload) => batch.push(upload),
+                Ok(upload) => {
+                    bytes += upload.bytes.len();
+                    batch.push(upload);
+                }
                 Err(_) => break,
             }
         }
@@ -754,7 +836,7 @@ async fn write_segments(leader: Arc<Leader>, mut uploads: mpsc::Receiver<Upload>
                 }
                 Err(e) => {
                     eprintln!(
-                        "tally-dap-aggregator: writing a segment of {} uploads failed: {e:#}",
+                        "tally-server: writing a segment of {} uploads failed: {e:#}",
                         uploads.len()
                     );
                     for u in uploads {
@@ -853,7 +935,7 @@ async fn run_job(
             Ok(()) => break,
             Err(e) => {
                 eprintln!(
-                    "tally-dap-aggregator: aggregation job {job_id} of task {}: {e:#}; retrying in {delay:?}",
+                    "tally-server: aggregation job {job_id} of task {}: {e:#}; retrying in {delay:?}",
                     lt.task.id
                 );
                 leader.common.metrics.count("aggregation_job_retries", "");
@@ -892,7 +974,7 @@ async fn try_job(
             None => {
                 let key = format!("{}/{}", segments_key(&task.id), segment.name);
                 let bytes = store
-                    .get(&key)
+                    .get(&key, MAX_SEGMENT_BYTES)
                     .await?
                     .with_context(|| format!("segment {key} is missing"))?;
                 reports.extend(decode_segment(&bytes)?);
@@ -1024,6 +1106,9 @@ async fn try_job(
         for p in &prepared {
             state.release_pending(p.slot);
         }
+        state
+            .results
+            .insert(job_id.to_string(), result_end(&task, &done));
     }
     let metrics = &leader.common.metrics;
     metrics.count("aggregation_jobs", "");
@@ -1182,7 +1267,11 @@ async fn claim_batch(
     match common.store.create(&key, record).await? {
         Created::New => Ok(true),
         Created::AlreadyThere => {
-            let bytes = common.store.get(&key).await?.unwrap_or_default();
+            let bytes = common
+                .store
+                .get(&key, MAX_SMALL_BYTES)
+                .await?
+                .unwrap_or_default();
             let existing: Option<BatchRecord> = serde_json::from_slice(&bytes).ok();
             Ok(existing.is_some_and(|b| b.collection_job == job.to_string()))
         }
@@ -1420,13 +1509,7 @@ async fn collection_loop(leader: Arc<Leader>) {
         }
         for lt in leader.tasks.values() {
             let ready: Vec<(CollectionJobId, CollectionRecord)> = {
-                let mut state = lt.state.lock().expect("state lock");
-                // Forget IDs past the replay horizon: reports that old are refused anyway.
-                let now = unix_now();
-                let horizon = lt.task.report_expiry_age;
-                state
-                    .seen
-                    .retain(|_, s| !s.committed || s.time.saturating_add(horizon) >= now);
+                let state = lt.state.lock().expect("state lock");
                 state
                     .collections
                     .iter()
@@ -1443,7 +1526,7 @@ async fn collection_loop(leader: Arc<Leader>) {
                     Ok(state) => state,
                     Err(e) => {
                         eprintln!(
-                            "tally-dap-aggregator: collection job {job_id} of task {}: {e:#}; retrying",
+                            "tally-server: collection job {job_id} of task {}: {e:#}; retrying",
                             lt.task.id
                         );
                         continue;
@@ -1470,9 +1553,7 @@ async fn collection_loop(leader: Arc<Leader>) {
                     Err(e) => Err(e.into()),
                 };
                 if let Err(e) = stored {
-                    eprintln!(
-                        "tally-dap-aggregator: storing collection job {job_id}: {e:#}; retrying"
-                    );
+                    eprintln!("tally-server: storing collection job {job_id}: {e:#}; retrying");
                     continue;
                 }
                 let mut state = lt.state.lock().expect("state lock");

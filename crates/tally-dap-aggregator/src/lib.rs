@@ -15,15 +15,20 @@
 //! `tally_dap::draft` (Janus's `janus_messages` and `prio`), and the upstream `janus_client`
 //! and `janus_collector` interoperate with these servers (`tests/dap`).
 //!
-//! Modules: [`server`] (running one, what both serve), [`store`] (objects on disk, shaped for
-//! an object store), [`task`], [`keys`] (HPKE keys and rotation), [`auth`], [`batch`] (sums
-//! by time slot), [`prep`] (opening a share), [`problem`] (DAP's error answers), [`metrics`],
-//! [`provision`] (tasks and collector keys). The design: `docs/private-aggregation.md`.
+//! This is a library: the `tally-server` binary runs it (`tally-server dap leader|helper|
+//! provision|…`, [`cli`]), so that a collector installs one package.
+//!
+//! Modules: [`cli`] (the commands), [`server`] (running one, what both serve), [`store`] (the
+//! aggregator's keys in `tally_service`'s store: local disk or S3, one process per store),
+//! [`task`], [`keys`] (HPKE keys and rotation), [`auth`], [`batch`] (sums by time slot),
+//! [`prep`] (opening a share), [`problem`] (DAP's error answers), [`metrics`], [`provision`]
+//! (tasks and collector keys). The design: `docs/private-aggregation.md`.
 
 #![forbid(unsafe_code)]
 
 pub mod auth;
 pub mod batch;
+pub mod cli;
 pub mod helper;
 pub mod keys;
 pub mod leader;

@@ -108,7 +108,7 @@ impl IntoResponse for ApiError {
                 response
             }
             ApiError::Internal(e) => {
-                eprintln!("tally-dap-aggregator: internal error: {e:#}");
+                eprintln!("tally-server: internal error: {e:#}");
                 (
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "internal error: see the aggregator's log",

@@ -21,7 +21,7 @@ use tally_dap::draft::{self, HpkeKeypair, VERIFY_KEY_LEN, VdafParams};
 use tally_dap::layout::Layout;
 
 use crate::auth;
-use crate::store::{Created, Durability, Store};
+use crate::store::{Created, Durability, MAX_TASK_BYTES, Store};
 use crate::task::{AggregatorRole, TaskFile, encode_hpke_config, hex, task_key};
 
 /// What a collector hands the aggregators: its HPKE config and its token's digest.
@@ -118,8 +118,9 @@ pub struct TaskSettings {
 /// Where the helper's task file goes.
 #[derive(Debug, Clone)]
 pub enum HelperTarget {
-    /// Into the helper's store (both aggregators run here, as in the local demo and tests).
-    Store(PathBuf),
+    /// Into the helper's store (a directory or `s3://…`: both aggregators' stores are
+    /// reachable from here, as in the local demo and tests).
+    Store(String),
     /// Into a file, for the helper's operator to `import-task`.
     File(PathBuf),
 }
@@ -134,7 +135,7 @@ pub struct Provisioned {
 
 /// Creates a task on both sides and returns the config section.
 pub async fn provision(
-    leader_store: &Path,
+    leader_store: &str,
     helper: &HelperTarget,
     collector: &CollectorPublic,
     layout: Layout,
@@ -202,18 +203,17 @@ pub async fn provision(
 }
 
 /// Writes a task file into a store (refusing to replace one: task parameters never change).
-pub async fn install(store_dir: &Path, file: &TaskFile) -> anyhow::Result<()> {
+pub async fn install(store_spec: &str, file: &TaskFile) -> anyhow::Result<()> {
     let task = file.clone().parse()?;
-    let store = Store::open(store_dir, Durability::Disk)?;
+    let store = Store::open(store_spec, Durability::Disk)?;
     for other in store.list_dirs("tasks").await? {
         let key = format!("tasks/{other}/task.json");
-        if let Some(bytes) = store.get(&key).await?
+        if let Some(bytes) = store.get(&key, MAX_TASK_BYTES).await?
             && let Ok(existing) = serde_json::from_slice::<TaskFile>(&bytes)
             && existing.role != file.role
         {
             bail!(
-                "{} holds {} tasks; give the {} its own store",
-                store_dir.display(),
+                "{store} holds {} tasks; give the {} its own store",
                 existing.role,
                 file.role
             );
@@ -225,8 +225,7 @@ pub async fn install(store_dir: &Path, file: &TaskFile) -> anyhow::Result<()> {
     {
         Created::New => Ok(()),
         Created::AlreadyThere => bail!(
-            "{} already has task {}; task parameters never change (make a new task)",
-            store_dir.display(),
+            "{store} already has task {}; task parameters never change (make a new task)",
             task.id
         ),
     }

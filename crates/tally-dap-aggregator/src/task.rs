@@ -195,6 +195,20 @@ impl Task {
             < now
     }
 
+    /// Whether everything of a slot ending at `slot_end` is past the replay horizon at `now`:
+    /// its reports are refused as too old, its batch can no longer be collected (the helper
+    /// refuses a batch that ended longer ago than the horizon), so its sums and the IDs of its
+    /// reports need no keeping. Job records whose newest slot is past it are deleted.
+    pub fn is_past_horizon(&self, slot_end: u64, now: u64) -> bool {
+        slot_end.saturating_add(self.report_expiry_age) < now
+    }
+
+    /// The first slot start not past the horizon at `now` (see [`Task::is_past_horizon`]).
+    pub fn first_slot_kept(&self, now: u64) -> u64 {
+        now.saturating_sub(self.report_expiry_age)
+            .saturating_sub(self.time_precision)
+    }
+
     /// Whether `time` is further in the future than the tolerated clock skew at `now`.
     pub fn is_too_early(&self, time: &Time, now: u64) -> bool {
         time.as_seconds_since_epoch() > now.saturating_add(self.tolerable_clock_skew)

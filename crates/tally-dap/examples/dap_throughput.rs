@@ -1,7 +1,8 @@
 //! Throughput of private aggregation on this machine, beside prio's own cost, in one run.
 //!
-//! Starts the real `tally-dap-aggregator` binary as leader and helper (each its own process and
-//! store, loopback, stores synced to disk), provisions a task whose vector has `--entries`
+//! Starts the real `tally-server` binary as DAP leader and helper (`tally-server dap leader`,
+//! `dap helper`: each its own process and store, loopback, the stores on the local disk through
+//! `tally-service`, synced before an upload is answered), provisions a task whose vector has `--entries`
 //! one-bit entries, builds `--reports` reports with tally's client (before the clock starts),
 //! uploads them over `--connections` keep-alive connections, and stops the clock when the leader
 //! has aggregated every one with the helper. Then, in the same process, it times prio's own
@@ -10,7 +11,7 @@
 //! that cost is what DAP's protocol, HTTP and storage add.
 //!
 //! `bench/dap/run.sh` builds and runs it; usage:
-//! `dap_throughput --aggregator PATH [--reports N] [--entries N] [--connections N]`
+//! `dap_throughput --server PATH [--reports N] [--entries N] [--connections N]`
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -29,7 +30,7 @@ use tally_dap::draft::{self, HpkeKeypair, Label};
 use tally_dap::layout::{CounterLayout, Layout, ProgramLayout};
 
 struct Args {
-    aggregator: PathBuf,
+    server: PathBuf,
     reports: usize,
     entries: usize,
     connections: usize,
@@ -37,7 +38,7 @@ struct Args {
 
 fn args() -> Args {
     let mut args = Args {
-        aggregator: PathBuf::new(),
+        server: PathBuf::new(),
         reports: 20_000,
         entries: 1_000,
         connections: 32,
@@ -46,7 +47,7 @@ fn args() -> Args {
     while let Some(flag) = it.next() {
         let value = it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
         match flag.as_str() {
-            "--aggregator" => args.aggregator = value.into(),
+            "--server" => args.server = value.into(),
             "--reports" => args.reports = value.parse().unwrap(),
             "--entries" => args.entries = value.parse().unwrap(),
             "--connections" => args.connections = value.parse().unwrap(),
@@ -54,8 +55,8 @@ fn args() -> Args {
         }
     }
     assert!(
-        args.aggregator.exists(),
-        "--aggregator must name the tally-dap-aggregator binary"
+        args.server.exists(),
+        "--server must name the tally-server binary"
     );
     args
 }
@@ -90,7 +91,7 @@ impl Drop for Process {
 fn start(bin: &Path, role: &str, store: &Path, port: u16, log: &Path) -> Process {
     let address = store.with_extension("address");
     let child = Command::new(bin)
-        .args(["serve", "--role", role, "--store"])
+        .args(["dap", role, "--store"])
         .arg(store)
         .args(["--listen", &format!("127.0.0.1:{port}"), "--address-file"])
         .arg(&address)
@@ -136,8 +137,9 @@ fn main() {
     let p = |name: &str| dir.join(name);
     let s = |path: PathBuf| path.to_str().unwrap().to_owned();
     run(
-        &args.aggregator,
+        &args.server,
         &[
+            "dap",
             "collector-keygen",
             "--credential-out",
             &s(p("collector.json")),
@@ -166,8 +168,9 @@ fn main() {
     std::fs::write(p("layout.json"), serde_json::to_vec(&layout).unwrap()).unwrap();
     let (leader_port, helper_port) = (free_port(), free_port());
     run(
-        &args.aggregator,
+        &args.server,
         &[
+            "dap",
             "provision",
             "--leader-store",
             &s(p("leader")),
@@ -193,20 +196,20 @@ fn main() {
         tally_dap::AggregationConfig::parse(&std::fs::read(p("aggregation.json")).unwrap())
             .unwrap();
     let helper = start(
-        &args.aggregator,
+        &args.server,
         "helper",
         &p("helper"),
         helper_port,
         &p("helper.log"),
     );
     let leader = start(
-        &args.aggregator,
+        &args.server,
         "leader",
         &p("leader"),
         leader_port,
         &p("leader.log"),
     );
-    let task_id = config.task_id().unwrap();
+    let task_id = tally_dap::draft::task_id(&config).unwrap();
     let agent = tally_dap::client::agent(Duration::from_secs(60));
     let leader_config =
         tally_dap::client::fetch_hpke_config(&agent, &config.leader, &task_id).unwrap();

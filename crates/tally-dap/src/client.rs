@@ -71,7 +71,7 @@ impl ReportBuilder {
     pub fn from_config(
         config: &AggregationConfig,
     ) -> Result<ReportBuilder, AggregationConfigError> {
-        ReportBuilder::new(config.task_id()?, &config.vdaf, config.time_precision)
+        ReportBuilder::new(draft::task_id(config)?, &config.vdaf, config.time_precision)
             .map_err(AggregationConfigError::Vdaf)
     }
 

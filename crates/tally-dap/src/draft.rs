@@ -14,10 +14,10 @@
 //!   measurement is proven to be 0 or 1), with its parameters checked.
 
 use janus_messages::{
-    HpkeAeadId, HpkeCiphertext, HpkeConfig, HpkeConfigId, HpkeKdfId, HpkeKemId, HpkePublicKey, Role,
+    HpkeAeadId, HpkeCiphertext, HpkeConfig, HpkeConfigId, HpkeKdfId, HpkeKemId, HpkePublicKey,
+    Role, TaskId,
 };
 use prio::vdaf::prio3::{Prio3, Prio3SumVec};
-use serde::{Deserialize, Serialize};
 
 /// The draft's wire types (`Report`, `HpkeConfigList`, `AggregationJobInitializeReq`, …) and
 /// their codec traits.
@@ -29,7 +29,7 @@ pub mod messages {
 }
 
 /// The protocol name a config section carries for this draft.
-pub const PROTOCOL: &str = "dap-09";
+pub use tally_protocol::config::aggregation::PROTOCOL;
 
 /// Length of the VDAF verification key the two aggregators share (Prio3 in VDAF-08: 16 bytes).
 pub const VERIFY_KEY_LEN: usize = 16;
@@ -43,74 +43,21 @@ pub type Vdaf = Prio3SumVec;
 /// The `Content-Type` of a problem document (RFC 9457), DAP's error responses.
 pub const PROBLEM_MEDIA_TYPE: &str = "application/problem+json";
 
-/// VDAF parameters, as a config section and a task carry them. Field names follow Janus's
-/// `VdafInstance::Prio3SumVec`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, tag = "type")]
-pub enum VdafParams {
-    /// Prio3SumVec (VDAF-08 §7.4.3): `length` entries of `bits` bits each, proven in chunks of
-    /// `chunk_length`.
-    Prio3SumVec {
-        /// Bits per entry. tally uses 1 (a count wider than one bit is laid out as its binary
-        /// digits, each its own entry: see `crate::layout`).
-        bits: u8,
-        /// Number of entries.
-        length: u32,
-        /// Entries per gadget call in the proof; [`optimal_chunk_length`] of the length.
-        chunk_length: u32,
-    },
-}
+/// VDAF parameters, as a config section and a task carry them (the config's shape,
+/// `tally_protocol`'s), and the largest vector a task may have.
+pub use tally_protocol::config::aggregation::{MAX_LENGTH, VdafParams};
 
-/// Largest vector a task may have: 100,000 one-bit entries make a report of about 1.7 MB.
-pub const MAX_LENGTH: u32 = 100_000;
-
-impl VdafParams {
-    /// The parameters tally uses for a vector of `length` one-bit entries.
-    pub fn sum_vec(length: u32) -> VdafParams {
-        VdafParams::Prio3SumVec {
-            bits: 1,
-            length,
-            chunk_length: optimal_chunk_length(length),
-        }
-    }
-
-    /// The vector length.
-    pub fn length(&self) -> u32 {
-        match self {
-            VdafParams::Prio3SumVec { length, .. } => *length,
-        }
-    }
-
-    /// Checks the parameters: 1-bit entries, a length in `1..=MAX_LENGTH`, a chunk length in
-    /// `1..=length`.
-    pub fn validate(&self) -> Result<(), String> {
-        let VdafParams::Prio3SumVec {
-            bits,
-            length,
-            chunk_length,
-        } = *self;
-        if bits != 1 {
-            return Err(format!(
-                "vdaf.bits is {bits}; tally's layout uses 1-bit entries (wider counts are laid out as their binary digits)"
-            ));
-        }
-        if length == 0 || length > MAX_LENGTH {
-            return Err(format!("vdaf.length is {length}, outside 1..={MAX_LENGTH}"));
-        }
-        if chunk_length == 0 || chunk_length > length {
-            return Err(format!(
-                "vdaf.chunk_length is {chunk_length}, outside 1..={length} (use {})",
-                optimal_chunk_length(length)
-            ));
-        }
-        Ok(())
-    }
-}
-
-/// The chunk length that makes the proof shortest for `length` one-bit entries (prio's own
-/// rule: about the square root of the number of bits).
+/// The chunk length that makes the proof shortest for `length` one-bit entries: prio's own
+/// rule (about the square root of the number of bits).
 pub fn optimal_chunk_length(length: u32) -> u32 {
     prio::vdaf::prio3::optimal_chunk_length(length as usize) as u32
+}
+
+/// The section's task ID as the draft's `TaskId`.
+pub fn task_id(
+    config: &tally_protocol::config::aggregation::AggregationConfig,
+) -> Result<TaskId, tally_protocol::config::aggregation::AggregationConfigError> {
+    config.task_id_bytes().map(TaskId::from)
 }
 
 /// The VDAF for `params`, after [`VdafParams::validate`].
@@ -304,6 +251,18 @@ mod tests {
             },
         ] {
             assert!(vdaf(&bad).is_err(), "{bad:?}");
+        }
+    }
+
+    /// The config's shape computes the chunk length without prio: it must be prio's.
+    #[test]
+    fn the_configs_chunk_length_is_prios() {
+        for length in (1..=5000).chain([9_999, 10_000, 65_535, 65_536, 99_999, MAX_LENGTH]) {
+            assert_eq!(
+                tally_protocol::config::aggregation::optimal_chunk_length(length),
+                optimal_chunk_length(length),
+                "{length}"
+            );
         }
     }
 

@@ -222,8 +222,8 @@ pub const SERVER_VARS: &[EnvVar] = &[
     },
     EnvVar {
         name: TALLY_NOW,
-        meaning: "Clock override for tests and demos: YYYY-MM-DD or an RFC 3339 time (UTC); decides the current week the server accepts and merges.",
-        read_by: "tally-server",
+        meaning: "Clock override for tests and demos: YYYY-MM-DD or an RFC 3339 time (UTC); decides the current week the server accepts and merges, and for the DAP aggregators the time reports, key grace periods and the replay horizon are measured against.",
+        read_by: "tally-server (serve, dap leader|helper)",
     },
     EnvVar {
         name: AWS_ENDPOINT_URL,

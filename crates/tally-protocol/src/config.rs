@@ -23,6 +23,13 @@
 //! the report's random `x` is at most the counter's `rate`, and is not sent at all if `x`
 //! exceeds `sample_rate`. Because every report draws one `x`, smaller rates select nested
 //! subsets of the reports that carry larger ones.
+//!
+//! A collector that chooses private aggregation adds the optional `aggregation` section
+//! ([`aggregation::AggregationConfig`], with its measurement [`layout`]): then the client sends
+//! each week as a DAP report to the two aggregators it names, and no plain report.
+
+pub mod aggregation;
+pub mod layout;
 
 use std::collections::BTreeMap;
 
@@ -50,6 +57,11 @@ pub struct UploadConfig {
     pub arch: Vec<String>,
     /// The programs wanted, each with its versions and counters.
     pub programs: Vec<ProgramConfig>,
+    /// Private aggregation: when present, the client sends each week as a DAP report (secret
+    /// shares for two aggregators, laid out as the section says) and no plain report. Absent:
+    /// the plain mode, and the config is exactly what it was before the section existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aggregation: Option<aggregation::AggregationConfig>,
 }
 
 /// What the collector wants of one program.
@@ -115,6 +127,8 @@ pub enum ConfigError {
     BadPattern { program: String, pattern: String },
     #[error("program {program}: counter {pattern:?} names an empty chart")]
     EmptyChart { program: String, pattern: String },
+    #[error("{0}")]
+    Aggregation(#[from] aggregation::AggregationConfigError),
 }
 
 impl UploadConfig {
@@ -161,6 +175,9 @@ impl UploadConfig {
                     });
                 }
             }
+        }
+        if let Some(section) = &self.aggregation {
+            section.validate()?;
         }
         Ok(())
     }

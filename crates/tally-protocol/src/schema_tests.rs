@@ -9,7 +9,9 @@
 //!    accepts, and whatever the schema accepts, Rust accepts (for the config, except a semver
 //!    range the schema cannot express). Hand-picked invalid documents are refused by both.
 //!    What JSON Schema cannot express (duplicate keys in an object, two report sections with
-//!    the same program, version, os and arch) Rust refuses alone: `report.rs` tests it.
+//!    the same program, version, os and arch) Rust refuses alone: `report.rs` tests it. The
+//!    private-aggregation section has its own such rules ([`rust_only`]), each shown refused by
+//!    Rust below.
 
 use std::path::PathBuf;
 
@@ -17,6 +19,8 @@ use proptest::prelude::*;
 use schemars::generate::SchemaSettings;
 use serde_json::{Value, json};
 
+use crate::config::aggregation::{AggregationConfig, AggregationConfigError, VdafParams};
+use crate::config::layout::{CounterLayout, Layout, LayoutError, ProgramLayout};
 use crate::config::{ConfigError, expand_pattern};
 use crate::{Report, UploadConfig};
 
@@ -98,7 +102,31 @@ fn committed_schemas_declare_draft_2020_12() {
 fn examples_validate_against_the_schemas_and_parse() {
     let config = example("example-config.json");
     assert!(config_validator().is_valid(&config));
-    UploadConfig::parse(config.to_string().as_bytes()).unwrap();
+    let plain = UploadConfig::parse(config.to_string().as_bytes()).unwrap();
+    assert_eq!(plain.aggregation, None);
+    // Without the section, a config serialises exactly as before the section existed.
+    assert!(
+        !serde_json::to_string(&plain)
+            .unwrap()
+            .contains("aggregation")
+    );
+
+    let private = example("example-config-aggregation.json");
+    assert!(config_validator().is_valid(&private));
+    let parsed = UploadConfig::parse(private.to_string().as_bytes()).unwrap();
+    let section = parsed
+        .aggregation
+        .as_ref()
+        .expect("the example has a section");
+    assert_eq!(
+        section.vdaf,
+        VdafParams::sum_vec(section.layout.len() as u32)
+    );
+    // Apart from the section (and its version), it is the plain example.
+    let mut without = private.clone();
+    without.as_object_mut().unwrap().remove("aggregation");
+    without["version"] = config["version"].clone();
+    assert_eq!(without, config);
 
     let report = example("example-report.json");
     assert!(report_validator().is_valid(&report));
@@ -205,6 +233,199 @@ fn invalid_configs_are_refused_by_both() {
     ));
 }
 
+/// Invalid aggregation sections the schema can tell: refused by both.
+#[test]
+fn invalid_aggregation_sections_are_refused_by_both() {
+    let good = example("example-config-aggregation.json");
+    let set = |pointer: &str, value: Value| {
+        with(&good, &format!("/aggregation{pointer}"), |v| *v = value)
+    };
+    let add = |pointer: &str, key: &str, value: Value| {
+        with(&good, &format!("/aggregation{pointer}"), |v| {
+            v.as_object_mut().unwrap().insert(key.to_string(), value);
+        })
+    };
+    let cases = [
+        (
+            "an unknown field",
+            add("", "collector", json!("https://c.example/")),
+        ),
+        ("an unknown layout field", add("/layout", "extra", json!(1))),
+        (
+            "an unknown counter field",
+            add("/layout/programs/0/counters/0", "bits", json!(1)),
+        ),
+        ("another protocol", set("/protocol", json!("dap-13"))),
+        (
+            "a leader that is not a URL",
+            set("/leader", json!("leader.example")),
+        ),
+        (
+            "an ftp helper",
+            set("/helper", json!("ftp://helper.example/")),
+        ),
+        (
+            "credentials in the leader",
+            set("/leader", json!("https://u:p@leader.example/")),
+        ),
+        (
+            "a query in the helper",
+            set("/helper", json!("https://helper.example/?x=1")),
+        ),
+        (
+            "a short task ID",
+            set("/task_id", json!("8BY0RzZMzxvA46_8")),
+        ),
+        (
+            "a padded task ID",
+            set(
+                "/task_id",
+                json!("8BY0RzZMzxvA46_8ymhzycOB9krN-QIGYvg_RsByGec="),
+            ),
+        ),
+        ("2-bit entries", set("/vdaf/bits", json!(2))),
+        ("another VDAF", set("/vdaf/type", json!("Prio3Histogram"))),
+        ("a zero length", set("/vdaf/length", json!(0))),
+        (
+            "a length over the maximum",
+            set("/vdaf/length", json!(100_001)),
+        ),
+        ("a zero time precision", set("/time_precision", json!(0))),
+        (
+            "a time precision over a day",
+            set("/time_precision", json!(172_800)),
+        ),
+        ("a zero minimum batch", set("/min_batch_size", json!(0))),
+        ("no layout", without(&good, "/aggregation", "layout")),
+        ("no programs", set("/layout/programs", json!([]))),
+        ("an empty OS", set("/layout/os", json!([""]))),
+        ("an OS twice", set("/layout/os", json!(["linux", "linux"]))),
+        (
+            "a bad program name",
+            set("/layout/programs/0/name", json!("Cargo")),
+        ),
+        (
+            "a version bucket twice",
+            set("/layout/programs/0/versions", json!(["1.95", "1.95"])),
+        ),
+        (
+            "a malformed pattern",
+            set(
+                "/layout/programs/0/counters/0/name",
+                json!("cargo/x:{a,,b}"),
+            ),
+        ),
+        (
+            "a zero rate",
+            set("/layout/programs/1/counters/2/rate", json!(0.0)),
+        ),
+        (
+            "a rate above 1",
+            set("/layout/programs/1/counters/2/rate", json!(1.5)),
+        ),
+        (
+            "17 count bits",
+            set("/layout/programs/1/counters/1/count_bits", json!(17)),
+        ),
+        ("a section that is not an object", set("", json!("dap"))),
+    ];
+    let schema = config_validator();
+    for (why, doc) in cases {
+        assert!(
+            !schema.is_valid(&doc),
+            "schema accepted a section with {why}"
+        );
+        assert!(
+            UploadConfig::parse(doc.to_string().as_bytes()).is_err(),
+            "Rust accepted a section with {why}"
+        );
+    }
+    // What only Rust can check: each is refused by Rust, with the reason.
+    let rust_alone = [
+        (
+            "plain http to another host",
+            set("/leader", json!("http://leader.example/")),
+            "loopback",
+        ),
+        (
+            "the same aggregator twice",
+            set("/helper", json!("https://leader.example")),
+            "same URL",
+        ),
+        (
+            "a length that is not the layout's",
+            set("/vdaf/length", json!(84)),
+            "layout has 83",
+        ),
+        (
+            "a chunk longer than the vector",
+            set("/vdaf/chunk_length", json!(90)),
+            "chunk_length",
+        ),
+        (
+            "a precision that does not divide a day",
+            set("/time_precision", json!(7)),
+            "divisor",
+        ),
+        (
+            "the implicit bucket listed",
+            set("/layout/programs/0/versions", json!(["other"])),
+            "implicit",
+        ),
+        (
+            "a counter twice",
+            set(
+                "/layout/programs/0/counters",
+                json!([{"name": "cargo/a"}, {"name": "cargo/a"}]),
+            ),
+            "twice",
+        ),
+        (
+            "a program twice",
+            set("/layout/programs/1/name", json!("cargo")),
+            "twice",
+        ),
+        (
+            "an unknown crossing",
+            set("/layout/programs/1/by_version", json!(["rustc/nothing"])),
+            "by_version",
+        ),
+    ];
+    for (why, doc, says) in rust_alone {
+        assert!(
+            schema.is_valid(&doc),
+            "the schema can say {why} after all: move it up"
+        );
+        let e = UploadConfig::parse(doc.to_string().as_bytes()).unwrap_err();
+        assert!(
+            matches!(&e, ConfigError::Aggregation(a) if rust_only(a)),
+            "{why}: {e}"
+        );
+        assert!(e.to_string().contains(says), "{why}: {e}");
+    }
+}
+
+/// The section's rules JSON Schema cannot state (or states only in part): hosts in URLs, two
+/// parts agreeing, divisors, duplicates and cross-references in the layout.
+fn rust_only(e: &AggregationConfigError) -> bool {
+    use AggregationConfigError as E;
+    matches!(
+        e,
+        E::Url { .. }
+            | E::SameAggregator
+            | E::Vdaf(_)
+            | E::LengthMismatch { .. }
+            | E::TimePrecision(_)
+            | E::Layout(
+                LayoutError::BadBucket { .. }
+                    | LayoutError::DuplicateProgram(_)
+                    | LayoutError::DuplicateCounter { .. }
+                    | LayoutError::UnknownByVersion { .. }
+                    | LayoutError::TooLong(_)
+            )
+    )
+}
+
 #[test]
 fn invalid_reports_are_refused_by_both() {
     let good = example("example-report.json");
@@ -308,6 +529,90 @@ fn rate_strategy() -> impl Strategy<Value = f64> {
     prop_oneof![Just(0.0), Just(1.0), 0.0f64..=1.0]
 }
 
+/// A valid layout: distinct programs, counters, buckets; `by_version` among the counters.
+fn valid_layout_strategy() -> impl Strategy<Value = Layout> {
+    let counter = (
+        counter_pattern_strategy(),
+        prop_oneof![Just(1.0), (1u32..=1000).prop_map(|n| f64::from(n) / 1000.0)],
+        0u8..=16,
+    )
+        .prop_map(|(name, rate, count_bits)| CounterLayout {
+            name,
+            rate,
+            count_bits,
+        });
+    let program = (
+        program_strategy(),
+        proptest::collection::btree_set("[0-9]\\.[0-9]{1,2}", 0..4),
+        proptest::collection::vec(counter, 1..4),
+        any::<bool>(),
+    )
+        .prop_map(|(name, versions, counters, cross)| {
+            let by_version = if cross {
+                expand_pattern(&counters[0].name).unwrap()[..1].to_vec()
+            } else {
+                vec![]
+            };
+            ProgramLayout {
+                name,
+                versions: versions.into_iter().collect(),
+                counters,
+                by_version,
+            }
+        });
+    (
+        proptest::collection::btree_set("[a-z0-9_]{1,8}", 0..4),
+        proptest::collection::btree_set("[a-z0-9_]{1,8}", 0..4),
+        proptest::collection::vec(program, 1..3),
+    )
+        .prop_map(|(os, arch, programs)| Layout {
+            os: os.into_iter().collect(),
+            arch: arch.into_iter().collect(),
+            programs,
+        })
+        .prop_filter("a valid layout (distinct names once expanded)", |l| {
+            l.validate().is_ok()
+        })
+}
+
+/// A valid aggregation section around a valid layout.
+fn valid_section_strategy() -> impl Strategy<Value = Value> {
+    (
+        valid_layout_strategy(),
+        any::<[u8; 32]>(),
+        prop::sample::select(vec![60u64, 3600, 86_400]),
+        1u64..1000,
+    )
+        .prop_map(|(layout, task, time_precision, min_batch_size)| {
+            let task_id: String = task
+                .iter()
+                .map(|b| format!("{b:08b}"))
+                .collect::<String>()
+                .as_bytes()
+                .chunks(6)
+                .map(|bits| {
+                    let mut v = 0usize;
+                    for (i, b) in bits.iter().enumerate() {
+                        v |= usize::from(*b == b'1') << (5 - i);
+                    }
+                    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"[v] as char
+                })
+                .collect();
+            let section = AggregationConfig {
+                protocol: "dap-09".into(),
+                leader: "https://leader.example/".into(),
+                helper: "http://127.0.0.1:8081/dap/".into(),
+                task_id,
+                vdaf: VdafParams::sum_vec(layout.len() as u32),
+                time_precision,
+                min_batch_size,
+                layout,
+            };
+            section.validate().expect("a generated section is valid");
+            serde_json::to_value(section).unwrap()
+        })
+}
+
 fn valid_config_strategy() -> impl Strategy<Value = Value> {
     let counter = (
         counter_pattern_strategy(),
@@ -329,13 +634,20 @@ fn valid_config_strategy() -> impl Strategy<Value = Value> {
         proptest::collection::vec("[a-z0-9_]{1,8}", 0..4),
         proptest::collection::vec("[a-z0-9_]{1,8}", 0..4),
         proptest::collection::vec(program, 0..4),
+        proptest::option::weighted(0.3, valid_section_strategy()),
     )
-        .prop_map(|(version, expires, sample_rate, os, arch, programs)| {
-            json!({
-                "version": version, "expires": expires, "sample_rate": sample_rate,
-                "os": os, "arch": arch, "programs": programs,
-            })
-        })
+        .prop_map(
+            |(version, expires, sample_rate, os, arch, programs, section)| {
+                let mut doc = json!({
+                    "version": version, "expires": expires, "sample_rate": sample_rate,
+                    "os": os, "arch": arch, "programs": programs,
+                });
+                if let Some(section) = section {
+                    doc["aggregation"] = section;
+                }
+                doc
+            },
+        )
 }
 
 fn valid_report_strategy() -> impl Strategy<Value = Value> {
@@ -480,8 +792,9 @@ proptest! {
         let schema_ok = config_validator().is_valid(&doc);
         match rust_accepts_config(&doc) {
             Ok(()) => prop_assert!(schema_ok, "Rust accepted but schema refused {doc}"),
-            // Semver ranges are checked by Rust alone.
+            // Semver ranges, and the section's rules in `rust_only`, are checked by Rust alone.
             Err(ConfigError::BadVersions { .. }) => {}
+            Err(ConfigError::Aggregation(e)) if rust_only(&e) => {}
             Err(e) => prop_assert!(!schema_ok, "schema accepted but Rust refused ({e}) {doc}"),
         }
     }

@@ -11,7 +11,10 @@
 //! Two things are derived from it, and nothing else may be:
 //! - [`generate`]: the upload config (`tally-server config generate`): exactly the counters the
 //!   charts need, each tagged with its chart's id, the rates planned from each chart's margin
-//!   ([`crate::plan`]), a version one above the last one served;
+//!   ([`crate::plan`]), a version one above the last one served; and, when the chart config
+//!   has an `[aggregation]` table (private aggregation), the config's aggregation section: the
+//!   layout the charts need (`tally_protocol::config::layout::for_charts`), in the task that
+//!   `tally-server dap provision --charts` made for exactly that layout ([`ChartsAggregation`]);
 //! - the public `/config` page (`config_page.rs`), which lists what the served config collects
 //!   with each chart's title, description and proposal. [`check_served`] refuses to serve a
 //!   config that was not generated from the chart file the page describes.
@@ -24,7 +27,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
+use tally_protocol::config::aggregation::{AggregationConfig, VdafParams};
 use tally_protocol::config::expand_pattern;
+use tally_protocol::config::layout::{self, Layout};
 use tally_protocol::{CounterConfig, Day, ProgramConfig, UploadConfig};
 
 use crate::plan::{Plan, plan};
@@ -49,10 +54,50 @@ pub struct ChartsFile {
     #[serde(rename = "chart")]
     #[cfg_attr(test, schemars(length(min = 1)))]
     pub charts: Vec<Chart>,
+    /// Private aggregation: present when clients send DAP reports to two aggregators instead
+    /// of plain reports (docs/private-aggregation.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aggregation: Option<ChartsAggregation>,
 }
 
 fn default_confidence() -> f64 {
     0.95
+}
+
+/// The chart config's `[aggregation]` table: what private aggregation needs beyond the charts.
+/// `tally-server dap provision --charts` makes a task for the layout the charts need and writes
+/// the config section to `section`; `config generate` puts that section into the upload config
+/// after checking that it is for this very layout, these aggregators and this batch size.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
+pub struct ChartsAggregation {
+    /// The leader's public base URL: `https`, or `http` to a loopback address.
+    #[cfg_attr(test, schemars(regex(pattern = r"^https?://[^\s]+$")))]
+    pub leader: String,
+    /// The helper's public base URL, run by another organisation than the leader.
+    #[cfg_attr(test, schemars(regex(pattern = r"^https?://[^\s]+$")))]
+    pub helper: String,
+    /// Fewest reports a batch is collected with, enforced by both aggregators: the publication
+    /// threshold the collector serves with (`serve --threshold`).
+    #[cfg_attr(test, schemars(range(min = 1)))]
+    pub min_batch_size: u64,
+    /// Seconds report times are rounded down to, a divisor of a day.
+    #[serde(default = "default_time_precision")]
+    #[cfg_attr(test, schemars(range(min = 1, max = 86_400)))]
+    pub time_precision: u64,
+    /// Version buckets (`major.minor`) per program, for the charts that cross versions;
+    /// versions not listed are counted as `other`.
+    #[serde(default)]
+    pub versions: BTreeMap<String, Vec<String>>,
+    /// The config section's file, relative to the chart file: written by `tally-server dap
+    /// provision --charts`, read by `config generate`.
+    #[cfg_attr(test, schemars(length(min = 1)))]
+    pub section: String,
+}
+
+fn default_time_precision() -> u64 {
+    86_400
 }
 
 /// One chart: a question, the counters that answer it, and how precisely.
@@ -223,7 +268,100 @@ impl ChartsFile {
         }
         // The range syntax and counter patterns are checked where clients check them.
         self.upload_config(1, "2000-01-01".parse()?, &|_| 1.0)?;
+        if self.aggregation.is_some() {
+            // As a client would check the section: the URLs, the precision, the layout.
+            self.placeholder_section()?;
+        }
         Ok(())
+    }
+
+    /// The measurement layout the charts need (`layout::for_charts`); `None` without an
+    /// `[aggregation]` table.
+    pub fn layout(&self) -> Option<Layout> {
+        let table = self.aggregation.as_ref()?;
+        let charts: Vec<layout::ChartCounters> = self
+            .charts
+            .iter()
+            .map(|c| layout::ChartCounters {
+                program: c.program.clone(),
+                counters: c.counters.clone(),
+                kind: match c.kind {
+                    ChartKind::Partition => layout::ChartKind::Partition,
+                    ChartKind::Histogram => layout::ChartKind::Histogram,
+                    ChartKind::ShareOverTime => layout::ChartKind::ShareOverTime,
+                },
+            })
+            .collect();
+        Some(layout::for_charts(
+            &self.os,
+            &self.arch,
+            &charts,
+            &table.versions,
+        ))
+    }
+
+    /// The section these charts ask for, with a placeholder task ID, checked as a client
+    /// checks a section: every error names `[aggregation]`.
+    fn placeholder_section(&self) -> anyhow::Result<AggregationConfig> {
+        let table = self
+            .aggregation
+            .as_ref()
+            .context("the chart file has no [aggregation] table")?;
+        let layout = self.layout().expect("a table");
+        let section = AggregationConfig {
+            protocol: tally_protocol::config::aggregation::PROTOCOL.into(),
+            leader: table.leader.clone(),
+            helper: table.helper.clone(),
+            task_id: "A".repeat(43),
+            vdaf: VdafParams::sum_vec(u32::try_from(layout.len()).unwrap_or(u32::MAX)),
+            time_precision: table.time_precision,
+            min_batch_size: table.min_batch_size,
+            layout,
+        };
+        section
+            .validate()
+            .map_err(|e| anyhow::anyhow!("[aggregation]: {e}"))?;
+        Ok(section)
+    }
+
+    /// Checks that `section` (a provisioned task's) is the one these charts ask for: the same
+    /// aggregators, batch size, precision and layout.
+    pub fn check_section(&self, section: &AggregationConfig) -> anyhow::Result<()> {
+        let wanted = self.placeholder_section()?;
+        let slash = |url: &str| url.trim_end_matches('/').to_owned();
+        let differs = if slash(&section.leader) != slash(&wanted.leader)
+            || slash(&section.helper) != slash(&wanted.helper)
+        {
+            Some(format!(
+                "is for the aggregators {} and {}, the chart file names {} and {}",
+                section.leader, section.helper, wanted.leader, wanted.helper
+            ))
+        } else if section.min_batch_size != wanted.min_batch_size {
+            Some(format!(
+                "has min_batch_size {}, the chart file {}",
+                section.min_batch_size, wanted.min_batch_size
+            ))
+        } else if section.time_precision != wanted.time_precision {
+            Some(format!(
+                "has time_precision {}, the chart file {}",
+                section.time_precision, wanted.time_precision
+            ))
+        } else if section.layout != wanted.layout {
+            Some(format!(
+                "lays out {} entries for other counters or versions than the charts need ({} entries)",
+                section.layout.len(),
+                wanted.layout.len()
+            ))
+        } else {
+            None
+        };
+        match differs {
+            Some(why) => bail!(
+                "the aggregation section of task {} {why}: a task's parameters never change, so provision a new one (`tally-server dap provision --charts …`)",
+                section.task_id
+            ),
+            None => Ok(()),
+        }
     }
 
     /// The chart with `id`.
@@ -268,6 +406,7 @@ impl ChartsFile {
             os: self.os.clone(),
             arch: self.arch.clone(),
             programs,
+            aggregation: None,
         };
         config
             .validate()
@@ -312,17 +451,29 @@ impl Generated {
             "config version {}, sample_rate {:.6} (the largest chart rate), expires {}\n",
             self.config.version, self.config.sample_rate, self.config.expires
         ));
+        if let Some(section) = &self.config.aggregation {
+            out.push_str(&format!(
+                "private aggregation: task {}, {} entries a report, leader {}, helper {}, batches of at least {}\n",
+                section.task_id,
+                section.layout.len(),
+                section.leader,
+                section.helper,
+                section.min_batch_size
+            ));
+        }
         out
     }
 }
 
 /// The upload config for `charts` at `expected_reports` reports a week (at sample rate 1):
-/// version `last_served + 1`, valid until `expires`.
+/// version `last_served + 1`, valid until `expires`; with `section`, the provisioned task's
+/// aggregation section, which must be the one the chart file's `[aggregation]` table asks for.
 pub fn generate(
     charts: &ChartsFile,
     expected_reports: u64,
     last_served: u64,
     expires: Day,
+    section: Option<AggregationConfig>,
 ) -> anyhow::Result<Generated> {
     let mut plans = Vec::new();
     for chart in &charts.charts {
@@ -339,7 +490,27 @@ pub fn generate(
     let version = last_served
         .checked_add(1)
         .context("the last served config version is the largest possible")?;
-    let config = charts.upload_config(version, expires, &rate_of)?;
+    let mut config = charts.upload_config(version, expires, &rate_of)?;
+    match (&charts.aggregation, section) {
+        (None, None) => {}
+        (None, Some(_)) => {
+            bail!("an aggregation section was given, but the chart file has no [aggregation] table")
+        }
+        (Some(table), None) => bail!(
+            "the chart file asks for private aggregation, and its section {} is not there yet: provision the task first (`tally-server dap provision --charts CHARTS …`)",
+            table.section
+        ),
+        (Some(_), Some(section)) => {
+            section
+                .validate()
+                .context("the provisioned aggregation section is not valid")?;
+            charts.check_section(&section)?;
+            config.aggregation = Some(section);
+            config
+                .validate()
+                .context("the charts do not make a valid upload config")?;
+        }
+    }
     Ok(Generated { config, plans })
 }
 
@@ -386,7 +557,51 @@ pub fn check_served(charts: &ChartsFile, served: &UploadConfig) -> anyhow::Resul
             "the chart file's chart {chart:?} needs {counter} of {program} {versions}, which the served config does not collect; generate the config from the chart file again (`tally-server config generate`)"
         );
     }
-    Ok(())
+    match (&charts.aggregation, &served.aggregation) {
+        (None, None) => Ok(()),
+        (Some(_), None) => bail!(
+            "the chart file asks for private aggregation and the served config has no aggregation section; generate the config from the chart file again (`tally-server config generate`)"
+        ),
+        (None, Some(_)) => bail!(
+            "the served config asks clients for private aggregation and the chart file has no [aggregation] table; generate the config from the chart file again (`tally-server config generate`)"
+        ),
+        (Some(_), Some(section)) => charts.check_section(section),
+    }
+}
+
+/// Where a chart file's `[aggregation]` table puts the section: `section`, relative to the
+/// chart file's directory.
+pub fn section_path(
+    charts_path: &std::path::Path,
+    table: &ChartsAggregation,
+) -> std::path::PathBuf {
+    charts_path
+        .parent()
+        .unwrap_or(std::path::Path::new("."))
+        .join(&table.section)
+}
+
+/// What `tally-server dap provision --charts CHARTS` takes from a chart file: the layout its
+/// charts need, and the `[aggregation]` table's aggregators, batch size, precision and section
+/// path.
+pub fn aggregation_from_charts(
+    path: &std::path::Path,
+) -> anyhow::Result<tally_dap_aggregator::cli::FromCharts> {
+    let charts = ChartsFile::read(path)?;
+    let Some(table) = &charts.aggregation else {
+        bail!(
+            "{} has no [aggregation] table; add one (config-schema/example-charts-aggregation.toml shows it) or give --layout, --leader-url, --helper-url, --min-batch-size and --config-out",
+            path.display()
+        );
+    };
+    Ok(tally_dap_aggregator::cli::FromCharts {
+        layout: charts.layout().expect("a table"),
+        leader_url: table.leader.clone(),
+        helper_url: table.helper.clone(),
+        min_batch_size: table.min_batch_size,
+        time_precision: table.time_precision,
+        section: section_path(path, table),
+    })
 }
 
 /// `tally-server config generate`'s arguments.
@@ -460,7 +675,29 @@ pub fn generate_command(args: &GenerateArgs) -> anyhow::Result<()> {
             .plus_days(90)
             .context("today + 90 days is out of range")?,
     };
-    let generated = generate(&charts, args.expected_reports, last_served(args)?, expires)?;
+    let section = match &charts.aggregation {
+        None => None,
+        Some(table) => {
+            let path = section_path(&args.charts, table);
+            let bytes = std::fs::read(&path).with_context(|| {
+                format!(
+                    "cannot read the aggregation section {} that [aggregation] names; provision the task first (`tally-server dap provision --charts {} …`)",
+                    path.display(),
+                    args.charts.display()
+                )
+            })?;
+            Some(AggregationConfig::parse(&bytes).with_context(|| {
+                format!("{} is not a valid aggregation section", path.display())
+            })?)
+        }
+    };
+    let generated = generate(
+        &charts,
+        args.expected_reports,
+        last_served(args)?,
+        expires,
+        section,
+    )?;
     let json = generated.to_json();
     match &args.out {
         Some(path) => std::fs::write(path, &json)
@@ -553,7 +790,7 @@ mod tests {
     fn generates_exactly_the_counters_the_charts_need_with_planned_rates() {
         let charts = ChartsFile::parse(EXAMPLE).unwrap();
         let expires: Day = "2027-06-30".parse().unwrap();
-        let generated = generate(&charts, 1_000_000, 6, expires).unwrap();
+        let generated = generate(&charts, 1_000_000, 6, expires, None).unwrap();
         let config = &generated.config;
         assert_eq!(config.version, 7);
         assert_eq!(config.expires, expires);
@@ -589,16 +826,156 @@ mod tests {
         assert_eq!(&parsed, config);
         check_served(&charts, &parsed).unwrap();
         // Few expected reports: collect everything.
-        let small = generate(&charts, 100, 0, expires).unwrap();
+        let small = generate(&charts, 100, 0, expires, None).unwrap();
         assert_eq!(small.config.sample_rate, 1.0);
         assert_eq!(small.config.version, 1);
+    }
+
+    const AGGREGATION_EXAMPLE: &str =
+        include_str!("../../../config-schema/example-charts-aggregation.toml");
+
+    /// The section a provisioning of these charts would write (a fixed task ID).
+    fn provisioned(charts: &ChartsFile) -> AggregationConfig {
+        AggregationConfig {
+            task_id: "8BY0RzZMzxvA46_8ymhzycOB9krN-QIGYvg_RsByGec".into(),
+            leader: "https://leader.example/".into(),
+            ..charts.placeholder_section().unwrap()
+        }
+    }
+
+    #[test]
+    fn the_aggregation_example_validates_and_lays_out_what_its_charts_need() {
+        let as_json: serde_json::Value = toml::from_str(AGGREGATION_EXAMPLE).unwrap();
+        let validator = jsonschema::draft202012::new(&generated_schema()).unwrap();
+        let errors: Vec<String> = validator
+            .iter_errors(&as_json)
+            .map(|e| e.to_string())
+            .collect();
+        assert!(errors.is_empty(), "{errors:?}");
+        let charts = ChartsFile::parse(AGGREGATION_EXAMPLE).unwrap();
+        let layout = charts.layout().unwrap();
+        layout.validate().unwrap();
+        // Every counter of every chart, once; counts (8 bits) for outcomes and the histogram;
+        // crashes crossed with the three rustc buckets.
+        let rustc = layout.programs.iter().find(|p| p.name == "rustc").unwrap();
+        assert_eq!(rustc.versions, ["1.93", "1.94", "1.95"]);
+        assert_eq!(rustc.by_version, ["rustc/outcome:ice"]);
+        assert!(
+            rustc
+                .counters
+                .iter()
+                .all(|c| c.count_bits == 8 && c.rate == 1.0)
+        );
+        assert_eq!(rustc.counters.len(), 10);
+        let cargo = layout.programs.iter().find(|p| p.name == "cargo").unwrap();
+        assert!(cargo.counters.iter().all(|c| c.count_bits == 0));
+        assert_eq!(cargo.counters.len(), 8);
+        // The plain example asks for no private aggregation.
+        assert_eq!(ChartsFile::parse(EXAMPLE).unwrap().layout(), None);
+        assert_eq!(
+            section_path(
+                std::path::Path::new("/etc/tally/charts.toml"),
+                charts.aggregation.as_ref().unwrap()
+            ),
+            std::path::Path::new("/etc/tally/aggregation.json")
+        );
+    }
+
+    #[test]
+    fn generates_the_aggregation_section_only_for_the_charts_layout() {
+        let charts = ChartsFile::parse(AGGREGATION_EXAMPLE).unwrap();
+        let expires: Day = "2027-06-30".parse().unwrap();
+        let section = provisioned(&charts);
+        let generated = generate(&charts, 50_000, 2, expires, Some(section.clone())).unwrap();
+        assert_eq!(generated.config.aggregation.as_ref(), Some(&section));
+        let parsed = UploadConfig::parse(generated.to_json().as_bytes()).unwrap();
+        assert_eq!(parsed, generated.config);
+        check_served(&charts, &parsed).unwrap();
+        assert!(generated.explain().contains(&section.task_id));
+
+        // Not provisioned yet; a section for a chart file without the table.
+        let e = format!(
+            "{:#}",
+            generate(&charts, 50_000, 2, expires, None).unwrap_err()
+        );
+        assert!(e.contains("provision the task first"), "{e}");
+        let plain = ChartsFile::parse(EXAMPLE).unwrap();
+        assert!(generate(&plain, 50_000, 2, expires, Some(section.clone())).is_err());
+
+        // A section provisioned for other charts (one counter more), other aggregators, another
+        // batch size: each refused, asking for a new task.
+        let grown = ChartsFile::parse(&AGGREGATION_EXAMPLE.replacen(
+            "\"cargo/subcommand:{build,check,test,run,fmt,clippy,doc,other}\"",
+            "\"cargo/subcommand:{build,check,test,run,fmt,clippy,doc,miri,other}\"",
+            1,
+        ))
+        .unwrap();
+        let mut other_helper = section.clone();
+        other_helper.helper = "https://elsewhere.example/".into();
+        let mut other_batch = section.clone();
+        other_batch.min_batch_size = 10;
+        for (what, charts, section) in [
+            ("other counters", &grown, section.clone()),
+            ("other aggregators", &charts, other_helper),
+            ("another batch size", &charts, other_batch),
+        ] {
+            let e = format!(
+                "{:#}",
+                generate(charts, 50_000, 2, expires, Some(section)).unwrap_err()
+            );
+            assert!(e.contains("provision a new one"), "{what}: {e}");
+        }
+        // Serving: the served config and the chart file must agree on the section too.
+        assert!(check_served(&grown, &parsed).is_err());
+        assert!(check_served(&plain, &parsed).is_err());
+        let plain_config = generate(&plain, 50_000, 2, expires, None).unwrap().config;
+        let mut pretend = plain_config.clone();
+        pretend.aggregation = Some(section);
+        assert!(check_served(&plain, &pretend).is_err());
+    }
+
+    #[test]
+    fn bad_aggregation_tables_get_errors_naming_the_table() {
+        for (from, to, says) in [
+            (
+                "leader = \"https://leader.example/\"",
+                "leader = \"http://leader.example/\"",
+                "[aggregation]: aggregation leader URL",
+            ),
+            (
+                "helper = \"https://helper.example.org/dap/\"",
+                "helper = \"https://leader.example/\"",
+                "same URL",
+            ),
+            (
+                "time_precision = 86400",
+                "time_precision = 7",
+                "time_precision 7",
+            ),
+            (
+                "min_batch_size = 100",
+                "min_batch_size = 0",
+                "min_batch_size",
+            ),
+            (
+                "rustc = [\"1.93\"",
+                "rustc = [\"other\", \"1.93\"",
+                "implicit",
+            ),
+            ("section = ", "sektion = ", "unknown field"),
+        ] {
+            let text = AGGREGATION_EXAMPLE.replacen(from, to, 1);
+            assert_ne!(text, AGGREGATION_EXAMPLE, "{from}");
+            let e = format!("{:#}", ChartsFile::parse(&text).unwrap_err());
+            assert!(e.contains(says), "{to}: {e}");
+        }
     }
 
     #[test]
     fn refuses_a_served_config_from_another_chart_file() {
         let charts = ChartsFile::parse(EXAMPLE).unwrap();
         let expires: Day = "2027-06-30".parse().unwrap();
-        let mut config = generate(&charts, 50_000, 1, expires).unwrap().config;
+        let mut config = generate(&charts, 50_000, 1, expires, None).unwrap().config;
         config.programs[0].counters.push(CounterConfig {
             name: "cargo/extra".into(),
             rate: 1.0,
@@ -606,7 +983,7 @@ mod tests {
         });
         let err = check_served(&charts, &config).unwrap_err().to_string();
         assert!(err.contains("cargo/extra"), "{err}");
-        let mut config = generate(&charts, 50_000, 1, expires).unwrap().config;
+        let mut config = generate(&charts, 50_000, 1, expires, None).unwrap().config;
         config.programs[0].counters.pop();
         assert!(check_served(&charts, &config).is_err());
     }

@@ -33,8 +33,9 @@
 //! publish), [`configs`] (every config served from the store, what uploads and stored reports are
 //! checked against), `routes` ([`app`] and its handlers), `background` (re-reads of the store,
 //! checkpoints, retention, the timer, and every task the app spawns), [`checkpoint`]
-//! (generations, seals and checkpoints: the protocol replicas share), [`serve`] (the listener),
-//! [`store`] (the object store and its keys), [`validate`] (what an upload may hold), [`merge`]
+//! (generations, seals and checkpoints: the protocol replicas share), [`serve`] (the listener,
+//! from `tally-service`), [`store`] (the collector's keys in the object store of
+//! `tally-service`), [`validate`] (what an upload may hold), [`merge`]
 //! (one week's merge and its thresholded publication), [`dashboard`] (the pages), [`signing`]
 //! (keys and config signatures), [`clock`] (today, or `TALLY_NOW`), [`plan`] (the sample rate a
 //! wanted precision needs), [`charts_config`] (the chart config: what is collected and why, and
@@ -56,11 +57,14 @@ pub mod merge;
 pub mod open_data;
 pub mod plan;
 mod routes;
-pub mod serve;
 pub mod signing;
 mod state;
 pub mod store;
 pub mod validate;
+
+/// The listener (bounded connections, header, body, write and stall timeouts), shared with the
+/// DAP aggregators: `tally_service::serve`.
+pub use tally_service::serve;
 
 pub use background::raw_deleted_on;
 pub use routes::{app, app_with};

@@ -1,6 +1,8 @@
 //! `tally-server`: the collector's command line (`serve`, `keygen`, `sign`, `plan`,
-//! `config generate`, `export`, `import`), and its shell completions and man page
-//! (`completions`, `man`), generated from the same definition.
+//! `config generate`, `export`, `import`), the DAP aggregators of private aggregation (`dap
+//! leader|helper|collector-keygen|provision|import-task|rotate-key`, from
+//! `tally-dap-aggregator`), and its shell completions and man page (`completions`, `man`),
+//! generated from the same definition.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -10,7 +12,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{CommandFactory, Parser, Subcommand};
 use tally_server::clock::Clock;
-use tally_server::serve::Limits;
+use tally_server::serve::LimitArgs;
 use tally_server::signing::{self, PASSWORD_ENV};
 use tally_server::store::{Durability, Store};
 use tally_server::{AppState, DEFAULT_RETENTION_WEEKS, DEFAULT_THRESHOLD, Options};
@@ -73,6 +75,10 @@ enum Command {
     /// Store report files directly (no config or age checks), e.g. `tally demo`'s simulated
     /// weeks.
     Import(tally_server::import::ImportArgs),
+    /// Private aggregation (DAP-09 with Prio3): run the leader or the helper, make the
+    /// collector's key, provision a task, rotate an aggregator's key.
+    #[command(subcommand)]
+    Dap(tally_dap_aggregator::cli::DapCommand),
     /// Print the shell completion script for SHELL.
     Completions {
         /// The shell to complete for.
@@ -118,31 +124,16 @@ struct ServeArgs {
     /// Publication threshold: anything seen in fewer distinct reports is withheld.
     #[arg(long, default_value_t = DEFAULT_THRESHOLD)]
     threshold: u64,
-    /// Most connections open at once.
-    #[arg(long, default_value_t = 1024)]
-    max_connections: usize,
-    /// Seconds a client has to send request headers (also the keep-alive idle limit).
-    #[arg(long, default_value_t = 5.0)]
-    header_timeout: f64,
-    /// Seconds a client has to send an upload's body.
-    #[arg(long, default_value_t = 10.0)]
-    body_timeout: f64,
-    /// Seconds a response may take to be written out once the client's socket stops taking
-    /// bytes (a client that never reads its answers is cut off after this).
-    #[arg(long, default_value_t = 10.0)]
-    write_timeout: f64,
-    /// Seconds a connection may go without a byte read or written while none of its requests
-    /// is being handled.
-    #[arg(long, default_value_t = 10.0)]
-    stall_timeout: f64,
+    #[command(flatten)]
+    limits: LimitArgs,
     /// Milliseconds between checkpoints of the merged aggregates (made when reports arrived
     /// since the last one): a restart re-reads at most the reports of this long.
     #[arg(long, default_value_t = 5000)]
     flush_ms: u64,
     /// Local store only: answer uploads once on disk (`disk`, survives power loss) or once in the
     /// page cache (`process-crash`, survives a killed server, not a power cut).
-    #[arg(long, value_enum, default_value_t = DurabilityArg::Disk)]
-    durability: DurabilityArg,
+    #[arg(long, value_enum, default_value_t = Durability::Disk)]
+    durability: Durability,
     /// Seconds between re-reads of the store (reports written by other servers; each re-read
     /// lists only what is new since the last checkpoint).
     #[arg(long, default_value_t = 5)]
@@ -151,12 +142,6 @@ struct ServeArgs {
     /// aggregates are kept.
     #[arg(long, default_value_t = DEFAULT_RETENTION_WEEKS)]
     retention_weeks: u32,
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum DurabilityArg {
-    Disk,
-    ProcessCrash,
 }
 
 fn main() -> ExitCode {
@@ -186,10 +171,17 @@ fn main() -> ExitCode {
         }
         Command::Export(args) => tally_server::open_data::export_command(&args),
         Command::Import(args) => tally_server::import::import_command(&args),
+        Command::Dap(command) => tally_dap_aggregator::cli::run(
+            command,
+            &tally_server::charts_config::aggregation_from_charts,
+        ),
         Command::Completions { shell } => {
             // Generated whole before it is written: clap_complete panics on a write error.
             let mut script = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "tally-server", &mut script);
+            if shell == clap_complete::Shell::Bash {
+                script = bash_nested_fix(script);
+            }
             write_stdout(&script)
         }
         Command::Man { dir: Some(dir) } => std::fs::create_dir_all(&dir)
@@ -217,6 +209,19 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// clap_complete's bash script names a hyphenated binary's subcommand states two ways
+/// (`tally__server__subcmd__dap` where it tracks the words typed, `tally__subcmd__server__…`
+/// where it matches them), so nothing below the first level completes (clap-rs/clap#6421).
+/// One spelling for both makes `tally-server dap le<TAB>` complete.
+fn bash_nested_fix(script: Vec<u8>) -> Vec<u8> {
+    String::from_utf8(script)
+        .map(|text| {
+            text.replace("tally__subcmd__server", "tally__server")
+                .into_bytes()
+        })
+        .unwrap_or_else(|e| e.into_bytes())
 }
 
 /// Writes `bytes` to stdout; a closed pipe (`tally-server man | head`) is not an error.
@@ -303,24 +308,15 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let options = Options {
         threshold: args.threshold,
         clock,
-        body_timeout: seconds(args.body_timeout),
+        body_timeout: args.limits.body_timeout(),
         retention_weeks: args.retention_weeks,
     };
-    let limits = Limits {
-        max_connections: args.max_connections,
-        header_timeout: seconds(args.header_timeout),
-        write_timeout: seconds(args.write_timeout),
-        stall_timeout: seconds(args.stall_timeout),
-    };
+    let limits = args.limits.limits();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     let served = runtime.block_on(async move {
-        let durability = match args.durability {
-            DurabilityArg::Disk => Durability::Disk,
-            DurabilityArg::ProcessCrash => Durability::ProcessCrash,
-        };
-        let store = Store::open_with(&args.store, durability)?;
+        let store = Store::open_with(&args.store, args.durability)?;
         let state =
             AppState::open(store, json.into(), signature.into(), &public_key, options).await?;
         let simulated = state
@@ -336,7 +332,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen on {}", args.addr))?;
         let port = listener.local_addr()?.port();
-        let shutdown = shutdown_signal()?;
+        let shutdown = tally_server::serve::shutdown_signal()?;
         let background = state.spawn_background(
             Duration::from_millis(args.flush_ms.max(10)),
             Duration::from_secs(args.reconcile_secs.max(1)),
@@ -373,24 +369,3 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
 /// Longest the last checkpoint may take once the server was asked to stop.
 const FINAL_CHECKPOINT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// A timeout given in seconds on the command line; at least a millisecond, and a value that is
-/// not a finite number of seconds (NaN, infinite, beyond `Duration`) is a day.
-fn seconds(value: f64) -> Duration {
-    Duration::try_from_secs_f64(value.max(0.001)).unwrap_or(Duration::from_secs(86_400))
-}
-
-/// Completes on SIGTERM or SIGINT. The handlers are installed when this is called, not when
-/// the future is first polled: a signal arriving before the accept loop first runs must stop
-/// the server as any other, not kill it outright.
-fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
-    let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
-    Ok(async move {
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = interrupt.recv() => {}
-        }
-    })
-}

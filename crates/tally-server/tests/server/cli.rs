@@ -2,7 +2,7 @@
 //! `minisign` CLI, a SIGKILL crash in the middle of concurrent uploads, and two servers sharing
 //! one store.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -646,4 +646,97 @@ fn serve_refuses_legacy_tampered_and_foreign_signatures() {
         .unwrap();
     assert!(out.status.success(), "minisign -S -l: {out:?}");
     refused(serve(&legacy, &collector.public_key), "legacy signature");
+}
+
+/// The aggregators' commands are `tally-server`'s: in its help, its man pages (one per
+/// command, rendered by groff without a warning where it is installed) and its completions
+/// (bash completes `dap le` to `leader`).
+#[test]
+fn dap_commands_have_help_man_pages_and_completions() {
+    let help = tally_server(&["dap", "--help"]);
+    assert!(help.status.success());
+    let help = String::from_utf8(help.stdout).unwrap();
+    for command in [
+        "leader",
+        "helper",
+        "collector-keygen",
+        "provision",
+        "import-task",
+        "rotate-key",
+    ] {
+        assert!(help.contains(command), "{command} is not in: {help}");
+    }
+    let leader = String::from_utf8(tally_server(&["dap", "leader", "--help"]).stdout).unwrap();
+    for flag in [
+        "--store",
+        "--max-connections",
+        "--header-timeout",
+        "--body-timeout",
+        "--lease-secs",
+        "--job-size",
+    ] {
+        assert!(leader.contains(flag), "{flag} is not in: {leader}");
+    }
+    // A provision without its inputs says what is missing.
+    let refused = tally_server(&["dap", "provision", "--leader-store", "x"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--collector-public"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = tally_server(&["man", "--dir", dir.path().to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    let mut pages: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter_map(|name| Some(name.strip_suffix(".1")?.to_owned()))
+        .filter(|name| name.starts_with("tally-server-dap"))
+        .collect();
+    pages.sort();
+    for page in [
+        "tally-server-dap",
+        "tally-server-dap-leader",
+        "tally-server-dap-provision",
+    ] {
+        assert!(pages.iter().any(|p| p == page), "no {page}.1 in {pages:?}");
+    }
+    for page in &pages {
+        let path = dir.path().join(format!("{page}.1"));
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{page}: {e}"));
+        if Command::new("groff").arg("-v").output().is_ok() {
+            let mut groff = Command::new("groff")
+                .args(["-man", "-Tutf8", "-ww", "-z"])
+                .stdin(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            groff
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(text.as_bytes())
+                .unwrap();
+            let out = groff.wait_with_output().unwrap();
+            assert!(
+                out.status.success() && out.stderr.is_empty(),
+                "{page}: {out:?}"
+            );
+        }
+    }
+    let top = std::fs::read_to_string(dir.path().join("tally-server.1")).unwrap();
+    assert!(
+        top.replace("\\-", "-").contains("tally-server-dap(1)"),
+        "{top}"
+    );
+
+    let script = tally_server(&["completions", "bash"]);
+    let script_path = dir.path().join("tally-server.bash");
+    std::fs::write(&script_path, &script.stdout).unwrap();
+    let program = "source \"$0\"; COMP_WORDS=(tally-server dap le); COMP_CWORD=2; COMP_LINE=\"tally-server dap le\"; COMP_POINT=${#COMP_LINE}; \
+                   $(complete -p tally-server | sed -E 's/.* -F ([^ ]+) .*/\\1/') tally-server le dap; printf '%s\\n' \"${COMPREPLY[@]}\"";
+    let out = Command::new("bash")
+        .args(["-c", program, script_path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.lines().any(|l| l.trim() == "leader"), "{said} {out:?}");
 }

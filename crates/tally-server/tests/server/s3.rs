@@ -4,84 +4,13 @@
 //! missing moto is a failure.
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use crate::common::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_tally-server");
-pub(crate) const BUCKET: &str = "tally-test";
-
-/// Kills a child process when dropped, so no test leaves a server behind.
-pub(crate) struct Reaped(pub(crate) Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A moto server with the bucket [`BUCKET`], and its endpoint; `None` (with a message) when
-/// moto is not installed and `TALLY_REQUIRE_S3` is not 1.
-pub(crate) fn start_moto() -> Option<(Reaped, String)> {
-    let required = tally_env::var_os(tally_env::TALLY_REQUIRE_S3).is_some_and(|v| v == "1");
-    let probe = Command::new("python3")
-        .args(["-c", "import moto.server"])
-        .output();
-    if !probe.is_ok_and(|out| out.status.success()) {
-        assert!(
-            !required,
-            "TALLY_REQUIRE_S3=1 but moto is not installed (python3 -m pip install 'moto[server]')"
-        );
-        println!(
-            "skipping: moto is not installed (python3 -m pip install 'moto[server]'); set TALLY_REQUIRE_S3=1 to fail instead"
-        );
-        return None;
-    }
-    let port = free_port();
-    let child = Command::new("python3")
-        .args([
-            "-m",
-            "moto.server",
-            "-H",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starting moto");
-    let moto = Reaped(child);
-    let endpoint = format!("http://127.0.0.1:{port}");
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let began = Instant::now();
-    loop {
-        if let Ok(response) = agent.put(&format!("{endpoint}/{BUCKET}")).send_empty() {
-            assert_eq!(response.status(), 200, "creating the bucket");
-            break;
-        }
-        assert!(
-            began.elapsed() < Duration::from_secs(30),
-            "moto did not start within 30 s"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Some((moto, endpoint))
-}
+pub(crate) use tally_service::testing::{BUCKET, Reaped, start_moto};
 
 fn serve_on_s3(collector: &Collector, endpoint: &str) -> (Reaped, u16) {
     let mut child = Command::new(BIN)

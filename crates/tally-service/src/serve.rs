@@ -1,4 +1,5 @@
-//! Running [`crate::app`] on a TCP listener, with every resource bounded.
+//! Running an `axum::Router` (the collector's app, or a DAP aggregator's) on a TCP listener,
+//! with every resource bounded.
 //!
 //! - at most `max_connections` connections are open at once; a client that connects while all
 //!   of them are taken waits in the kernel's backlog (the accept loop holds at most one accepted
@@ -6,7 +7,8 @@
 //!   to make room (see "Shedding" below);
 //! - a client must send a request's headers within `header_timeout` (hyper's header read
 //!   timeout, which also closes idle keep-alive connections), and its body within the app's
-//!   body timeout: a client that trickles bytes is cut off;
+//!   body timeout (the collector's upload handler has its own; [`with_body_deadline`] gives one
+//!   to every route of a router): a client that trickles bytes is cut off;
 //! - a response must be written out within `write_timeout` of the socket first refusing more
 //!   bytes: a client that sends requests and never reads the answers (pipelining into a full
 //!   socket) is cut off, and so is one that reads too slowly to take a response in that time;
@@ -70,6 +72,121 @@ impl Default for Limits {
             stall_timeout: Duration::from_secs(10),
         }
     }
+}
+
+/// The command-line flags of every role's listener (`tally-server serve`, `tally-server dap
+/// leader|helper`): one definition, so that they read alike everywhere.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LimitArgs {
+    /// Most connections open at once.
+    #[arg(long, default_value_t = 1024)]
+    pub max_connections: usize,
+    /// Seconds a client has to send request headers (also the keep-alive idle limit).
+    #[arg(long, default_value_t = 5.0)]
+    pub header_timeout: f64,
+    /// Seconds a client has to send an upload's body.
+    #[arg(long, default_value_t = 10.0)]
+    pub body_timeout: f64,
+    /// Seconds a response may take to be written out once the client's socket stops taking
+    /// bytes (a client that never reads its answers is cut off after this).
+    #[arg(long, default_value_t = 10.0)]
+    pub write_timeout: f64,
+    /// Seconds a connection may go without a byte read or written while none of its requests
+    /// is being handled.
+    #[arg(long, default_value_t = 10.0)]
+    pub stall_timeout: f64,
+}
+
+impl LimitArgs {
+    /// The connection limits.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_connections: self.max_connections,
+            header_timeout: seconds(self.header_timeout),
+            write_timeout: seconds(self.write_timeout),
+            stall_timeout: seconds(self.stall_timeout),
+        }
+    }
+
+    /// The body timeout.
+    pub fn body_timeout(&self) -> Duration {
+        seconds(self.body_timeout)
+    }
+}
+
+/// A timeout given in seconds on the command line; at least a millisecond, and a value that is
+/// not a finite number of seconds (NaN, infinite, beyond `Duration`) is a day.
+pub fn seconds(value: f64) -> Duration {
+    Duration::try_from_secs_f64(value.max(0.001)).unwrap_or(Duration::from_secs(86_400))
+}
+
+/// Reads every request's body whole before `router`'s handler runs: within `timeout` of the
+/// handler being called (else 408, and the connection is closed), and at most `max_bytes`
+/// (else 413). Handlers then take the body as `Bytes` and never wait on the client; a route's
+/// own `DefaultBodyLimit` still applies below this one.
+pub fn with_body_deadline(router: Router, timeout: Duration, max_bytes: usize) -> Router {
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+    router.layer(axum::middleware::from_fn(
+        move |request: Request<Body>, next: axum::middleware::Next| async move {
+            let (parts, body) = request.into_parts();
+            let declared = parts
+                .headers
+                .get(axum::http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            if declared.is_some_and(|n| n > max_bytes as u64) {
+                return (
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("the request body is over the {max_bytes} byte limit\n"),
+                )
+                    .into_response();
+            }
+            match tokio::time::timeout(timeout, axum::body::to_bytes(body, max_bytes)).await {
+                Err(_) => {
+                    let mut response = (
+                        StatusCode::REQUEST_TIMEOUT,
+                        format!(
+                            "the request body did not arrive within {} seconds\n",
+                            timeout.as_secs_f64()
+                        ),
+                    )
+                        .into_response();
+                    response.headers_mut().insert(
+                        axum::http::header::CONNECTION,
+                        axum::http::HeaderValue::from_static("close"),
+                    );
+                    response
+                }
+                Ok(Err(_)) => (
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("the request body was cut off or is over the {max_bytes} byte limit\n"),
+                )
+                    .into_response(),
+                Ok(Ok(bytes)) => {
+                    next.run(Request::from_parts(parts, Body::from(bytes)))
+                        .await
+                }
+            }
+        },
+    ))
+}
+
+/// Completes on SIGTERM or SIGINT. The handlers are installed when this is called, not when
+/// the future is first polled: a signal arriving before the accept loop first runs must stop
+/// the server as any other, not kill it outright.
+pub fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())
+        .map_err(|e| anyhow::anyhow!("cannot handle SIGTERM: {e}"))?;
+    let mut interrupt = signal(SignalKind::interrupt())
+        .map_err(|e| anyhow::anyhow!("cannot handle SIGINT: {e}"))?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = interrupt.recv() => {}
+        }
+    })
 }
 
 /// Serves `app` on `listener` until `shutdown` completes, then waits up to `drain` for open

@@ -1,13 +1,24 @@
-//! The aggregators as real processes on loopback, against the unmodified upstream client and
-//! collector (Divvi Up's `janus_client` and `janus_collector` 0.7), tally's own client, and
-//! hand-made bad input.
+//! The aggregators as real processes of the built `tally-server` (`dap leader`, `dap helper`)
+//! on loopback, against the unmodified upstream client and collector (Divvi Up's
+//! `janus_client` and `janus_collector` 0.7), tally's own client, and hand-made bad input; their
+//! stores on the local disk or on moto (S3).
+//!
+//! - `interop`, `privacy`, `bad_input`, `keys`, `crash`: the protocol, what is kept secret,
+//!   what is refused, key rotation, kill -9;
+//! - `store`: one process per store, local and S3; `compaction`: the replay horizon;
+//!   `limits`: the shared listener's bounds; `charts`: from a chart config to a served config;
+//! - `harness`: the deployment (provisioning, processes, raw requests).
 
 mod bad_input;
+mod charts;
+mod compaction;
 mod crash;
 mod harness;
 mod interop;
 mod keys;
+mod limits;
 mod privacy;
+mod store;
 
 use std::time::Duration;
 

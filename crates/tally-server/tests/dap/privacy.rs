@@ -204,3 +204,70 @@ async fn a_small_batch_is_refused_unspent_and_a_batch_is_collected_once() {
     }
     assert_eq!(d.helper.metric("aggregate_shares_released", ""), 1);
 }
+
+/// Sends `request` from the address 127.0.0.2 and returns the answer's status line.
+async fn from_127_0_0_2(port: u16, request: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let mut stream = socket
+        .connect(format!("127.0.0.1:{port}").parse().unwrap())
+        .await
+        .unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    String::from_utf8_lossy(&answer)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// No role records a client's address: a client at 127.0.0.2 fetches both HPKE configs and
+/// uploads a report that is aggregated; after both aggregators stop, no file of either store
+/// and no line of either log holds its address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_aggregator_records_a_client_address() {
+    use tally_dap::draft::messages::{Encode, Report};
+    let mut d = deploy(Options::default());
+    for port in [d.leader.port, d.helper.port] {
+        let status = from_127_0_0_2(
+            port,
+            format!(
+                "GET /hpke_config?task_id={} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                d.task_id()
+            )
+            .as_bytes(),
+        )
+        .await;
+        assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    }
+    let len = d.config.layout.len();
+    let report = d
+        .report(&vec![1; len], now() - 2 * d.config.time_precision)
+        .get_encoded()
+        .unwrap();
+    let mut request = format!(
+        "PUT /tasks/{}/reports HTTP/1.1\r\nHost: x\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        d.task_id(),
+        Report::MEDIA_TYPE,
+        report.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(&report);
+    let status = from_127_0_0_2(d.leader.port, &request).await;
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    d.wait_aggregated(1);
+    assert!(d.leader.stop().success());
+    assert!(d.helper.stop().success());
+    let written = d.everything_written();
+    assert!(written.len() > 5, "{} files", written.len());
+    for (path, bytes) in written {
+        assert!(
+            !find(&bytes, b"127.0.0.2"),
+            "{} holds the client's address",
+            path.display()
+        );
+    }
+}

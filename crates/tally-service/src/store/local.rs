@@ -27,14 +27,14 @@ fn kind(file_type: FileType) -> &'static str {
 
 fn not_a_directory(entry: &str, what: &str) -> String {
     format!(
-        "{entry} is {what}, not a directory: the collector goes only through directories in its \
+        "{entry} is {what}, not a directory: tally-server goes only through directories in its \
          store and follows no links (remove it)"
     )
 }
 
 fn not_regular(entry: &str, what: &str) -> String {
     format!(
-        "{entry} is {what}, not a regular file: the collector reads only regular files in its \
+        "{entry} is {what}, not a regular file: tally-server reads only regular files in its \
          store and follows no links (remove it)"
     )
 }
@@ -81,7 +81,7 @@ fn first_not_a_directory<'a>(
 /// Why `key` cannot be reached through directories only (a directory on its way is a link, a
 /// FIFO, a plain file…); `None` if it can, or the way is missing from some point on (a write
 /// makes the missing directories).
-pub(super) fn not_through_directories(root: &FsPath, key: &Path) -> anyhow::Result<Option<String>> {
+pub(crate) fn not_through_directories(root: &FsPath, key: &Path) -> anyhow::Result<Option<String>> {
     let parts: Vec<PathPart<'_>> = key.parts().collect();
     let above = parts.len().saturating_sub(1);
     first_not_a_directory(root, parts.into_iter().take(above))
@@ -174,7 +174,7 @@ pub(super) fn list(root: &FsPath, prefix: &Path) -> anyhow::Result<(Vec<Path>, V
             let shown = format!("{prefix}/{}", name.to_string_lossy());
             note_skipped(
                 &shown,
-                &format!("{shown:?} is not a name the collector writes (not UTF-8); remove it"),
+                &format!("{shown:?} is not a name tally-server writes (not UTF-8); remove it"),
             );
             continue;
         };
@@ -190,7 +190,7 @@ pub(super) fn list(root: &FsPath, prefix: &Path) -> anyhow::Result<(Vec<Path>, V
             let shown = format!("{prefix}/{name}");
             note_skipped(
                 &shown,
-                &format!("{shown:?} is not a name the collector writes; remove it"),
+                &format!("{shown:?} is not a name tally-server writes; remove it"),
             );
             continue;
         };
@@ -206,7 +206,7 @@ pub(super) fn list(root: &FsPath, prefix: &Path) -> anyhow::Result<(Vec<Path>, V
             note_skipped(
                 key.as_ref(),
                 &format!(
-                    "{key} is {what}: the collector reads only regular files and directories in \
+                    "{key} is {what}: tally-server reads only regular files and directories in \
                      its store and follows no links (remove it)"
                 ),
             );

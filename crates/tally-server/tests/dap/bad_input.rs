@@ -14,7 +14,6 @@ use tally_dap::draft::messages::{
     ReportIdChecksum, ReportMetadata, ReportShare, Role, TaskId, Time, TimeInterval,
 };
 use tally_dap::draft::{self, HpkeKeypair, Label};
-use tally_dap_aggregator::store::{Durability, Store};
 use tally_dap_aggregator::task::TaskFile;
 
 use crate::collect;
@@ -403,16 +402,16 @@ fn bad_collection_requests_are_refused_with_dap_problems() {
 }
 
 /// The leader's secrets, read from its store, to speak to the helper as the leader would.
-struct AsLeader {
+pub(crate) struct AsLeader {
     task: tally_dap_aggregator::task::Task,
     keys: tally_dap_aggregator::keys::KeySet,
 }
 
-async fn as_leader(d: &Deployment) -> AsLeader {
-    let store = Store::open(&d.leader.store, Durability::ProcessCrash).unwrap();
+pub(crate) async fn as_leader(d: &Deployment) -> AsLeader {
+    let store = crate::harness::open_store(&d.leader);
     let file: TaskFile = serde_json::from_slice(
         &store
-            .get(&format!("tasks/{}/task.json", d.task_id()))
+            .get(&format!("tasks/{}/task.json", d.task_id()), 1 << 20)
             .await
             .unwrap()
             .unwrap(),
@@ -425,7 +424,7 @@ async fn as_leader(d: &Deployment) -> AsLeader {
 }
 
 impl AsLeader {
-    fn init(&self, report: &Report) -> PrepareInit {
+    pub(crate) fn init(&self, report: &Report) -> PrepareInit {
         let (public, input) = tally_dap_aggregator::prep::open_share(
             &self.task,
             &self.keys,
@@ -457,7 +456,7 @@ impl AsLeader {
         )
     }
 
-    fn job(&self, inits: Vec<PrepareInit>) -> Vec<u8> {
+    pub(crate) fn job(&self, inits: Vec<PrepareInit>) -> Vec<u8> {
         AggregationJobInitializeReq::<TimeInterval>::new(
             vec![],
             PartialBatchSelector::new_time_interval(),
@@ -467,12 +466,12 @@ impl AsLeader {
         .unwrap()
     }
 
-    fn token(&self) -> String {
+    pub(crate) fn token(&self) -> String {
         self.task.helper.as_ref().unwrap().1.clone()
     }
 }
 
-fn put_job(
+pub(crate) fn put_job(
     d: &Deployment,
     job: &AggregationJobId,
     token: Option<&str>,

@@ -4,7 +4,6 @@
 use std::time::{Duration, Instant};
 
 use tally_dap::draft::messages::Encode;
-use tally_dap_aggregator::store::{Durability, Store};
 
 use crate::collect;
 use crate::harness::{Options, config_list, deploy, interval, now};
@@ -32,7 +31,7 @@ async fn a_rotated_key_is_accepted_for_its_grace_period_then_refused() {
     let late = sealed_to_old(&vec![1; len]);
 
     // Rotate while the leader runs, with a grace period of a few seconds.
-    let store = Store::open(&d.leader.store, Durability::Disk).unwrap();
+    let store = crate::harness::open_store(&d.leader);
     let grace = 4;
     let new_id = tally_dap_aggregator::keys::rotate(&store, now(), grace)
         .await

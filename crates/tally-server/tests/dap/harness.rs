@@ -1,6 +1,7 @@
-//! A deployment for tests: the real `tally-dap-aggregator` binary as two processes (leader and
-//! helper, each with its own store and log), on loopback ports, with a task provisioned by the
-//! binary's own `collector-keygen` and `provision`.
+//! A deployment for tests: the real `tally-server` binary as two processes (`dap leader` and
+//! `dap helper`, each with its own store and log), on loopback ports, with a task provisioned
+//! by the binary's own `dap collector-keygen` and `dap provision`. The stores are directories,
+//! or prefixes of a moto (S3) bucket.
 
 use std::collections::BTreeMap;
 use std::net::TcpListener;
@@ -15,7 +16,7 @@ use tally_dap::draft::messages::{
 use tally_dap::layout::{CounterLayout, Layout, ProgramLayout};
 use tally_dap_aggregator::provision::CollectorCredential;
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_tally-dap-aggregator");
+pub const BIN: &str = env!("CARGO_BIN_EXE_tally-server");
 
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
@@ -29,14 +30,30 @@ pub fn free_port() -> u16 {
 /// One aggregator process.
 pub struct Aggregator {
     pub role: &'static str,
-    pub store: PathBuf,
+    /// The store: a directory, or `s3://…`.
+    pub store: String,
     pub log: PathBuf,
     pub port: u16,
     pub extra: Vec<String>,
+    /// The process's environment beyond this one's (the S3 endpoint, `TALLY_NOW`).
+    pub env: Vec<(String, String)>,
     child: Option<Child>,
 }
 
 impl Aggregator {
+    /// An aggregator not started yet, on a local store.
+    pub fn new(role: &'static str, store: &Path, log: PathBuf, port: u16) -> Aggregator {
+        Aggregator {
+            role,
+            store: store.to_str().unwrap().to_owned(),
+            log,
+            port,
+            extra: vec![],
+            env: vec![],
+            child: None,
+        }
+    }
+
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}/", self.port)
     }
@@ -44,7 +61,7 @@ impl Aggregator {
     /// Starts the process and waits until it answers.
     pub fn start(&mut self) {
         assert!(self.child.is_none(), "{} already running", self.role);
-        let address_file = self.store.with_extension("address");
+        let address_file = self.log.with_extension("address");
         let _ = std::fs::remove_file(&address_file);
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -52,13 +69,13 @@ impl Aggregator {
             .open(&self.log)
             .unwrap();
         let child = Command::new(BIN)
-            .args(["serve", "--role", self.role, "--store"])
-            .arg(&self.store)
+            .args(["dap", self.role, "--store", &self.store])
             .args(["--listen", &format!("127.0.0.1:{}", self.port)])
             .arg("--address-file")
             .arg(&address_file)
             .args(["--key-reload-secs", "1"])
             .args(&self.extra)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -83,6 +100,58 @@ impl Aggregator {
         let mut child = self.child.take().expect("running");
         child.kill().unwrap();
         child.wait().unwrap();
+    }
+
+    /// The running process's ID.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// Starts another process of this role on this aggregator's store (on another port) and
+    /// waits up to `within` for it to exit: its exit status and standard error, or a panic if
+    /// it is still running then (it would be a second process serving the same store).
+    pub fn second_process(&self, within: Duration) -> (std::process::ExitStatus, String) {
+        let log = self.log.with_extension("second.log");
+        let mut child = Command::new(BIN)
+            .args([
+                "dap",
+                self.role,
+                "--store",
+                &self.store,
+                "--listen",
+                "127.0.0.1:0",
+            ])
+            .args(&self.extra)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return (status, std::fs::read_to_string(&log).unwrap());
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "a second {} ran on the store {} for {within:?}: {}",
+                    self.role,
+                    self.store,
+                    std::fs::read_to_string(&log).unwrap()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGTERM, then wait for the process to stop on its own; its exit status.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        child.wait().unwrap()
     }
 
     /// The process's counters.
@@ -151,6 +220,9 @@ pub struct Options {
     pub time_precision: u64,
     pub leader_args: Vec<String>,
     pub helper_args: Vec<String>,
+    /// Where the stores are: `None` for directories, `Some((endpoint, prefix))` for prefixes of
+    /// the moto bucket at `endpoint`.
+    pub s3: Option<(String, String)>,
 }
 
 impl Default for Options {
@@ -161,18 +233,28 @@ impl Default for Options {
             time_precision: 3600,
             leader_args: vec![],
             helper_args: vec![],
+            s3: None,
         }
     }
 }
 
-fn run(args: &[&str]) -> String {
-    let out = Command::new(BIN).args(args).output().unwrap();
+/// Runs `tally-server ARGS` with `env`; its standard output.
+pub fn run_with(args: &[&str], env: &[(String, String)]) -> String {
+    let out = Command::new(BIN)
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
-        "tally-dap-aggregator {args:?}: {}",
+        "tally-server {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap()
+}
+
+pub fn run(args: &[&str]) -> String {
+    run_with(args, &[])
 }
 
 pub fn deploy(options: Options) -> Deployment {
@@ -180,6 +262,7 @@ pub fn deploy(options: Options) -> Deployment {
     let p = |name: &str| dir.path().join(name);
     let s = |path: &Path| path.to_str().unwrap().to_owned();
     run(&[
+        "dap",
         "collector-keygen",
         "--credential-out",
         &s(&p("collector.json")),
@@ -192,44 +275,61 @@ pub fn deploy(options: Options) -> Deployment {
     )
     .unwrap();
     let (leader_port, helper_port) = (free_port(), free_port());
-    run(&[
-        "provision",
-        "--leader-store",
-        &s(&p("leader")),
-        "--helper-store",
-        &s(&p("helper")),
-        "--leader-url",
-        &format!("http://127.0.0.1:{leader_port}/"),
-        "--helper-url",
-        &format!("http://127.0.0.1:{helper_port}/"),
-        "--collector-public",
-        &s(&p("collector-public.json")),
-        "--layout",
-        &s(&p("layout.json")),
-        "--min-batch-size",
-        &options.min_batch_size.to_string(),
-        "--time-precision",
-        &options.time_precision.to_string(),
-        "--config-out",
-        &s(&p("aggregation.json")),
-    ]);
+    let (leader_store, helper_store, env) = match &options.s3 {
+        None => (s(&p("leader")), s(&p("helper")), vec![]),
+        Some((endpoint, prefix)) => (
+            format!("s3://{}/{prefix}/leader", tally_service::testing::BUCKET),
+            format!("s3://{}/{prefix}/helper", tally_service::testing::BUCKET),
+            tally_service::testing::moto_env(endpoint)
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect(),
+        ),
+    };
+    run_with(
+        &[
+            "dap",
+            "provision",
+            "--leader-store",
+            &leader_store,
+            "--helper-store",
+            &helper_store,
+            "--leader-url",
+            &format!("http://127.0.0.1:{leader_port}/"),
+            "--helper-url",
+            &format!("http://127.0.0.1:{helper_port}/"),
+            "--collector-public",
+            &s(&p("collector-public.json")),
+            "--layout",
+            &s(&p("layout.json")),
+            "--min-batch-size",
+            &options.min_batch_size.to_string(),
+            "--time-precision",
+            &options.time_precision.to_string(),
+            "--config-out",
+            &s(&p("aggregation.json")),
+        ],
+        &env,
+    );
     let config = AggregationConfig::parse(&std::fs::read(p("aggregation.json")).unwrap()).unwrap();
     let credential: CollectorCredential =
         serde_json::from_slice(&std::fs::read(p("collector.json")).unwrap()).unwrap();
     let mut helper = Aggregator {
         role: "helper",
-        store: p("helper"),
+        store: helper_store,
         log: p("helper.log"),
         port: helper_port,
         extra: options.helper_args,
+        env: env.clone(),
         child: None,
     };
     let mut leader = Aggregator {
         role: "leader",
-        store: p("leader"),
+        store: leader_store,
         log: p("leader.log"),
         port: leader_port,
         extra: options.leader_args,
+        env,
         child: None,
     };
     helper.start();
@@ -246,7 +346,7 @@ pub fn deploy(options: Options) -> Deployment {
 
 impl Deployment {
     pub fn task_id(&self) -> TaskId {
-        self.config.task_id().unwrap()
+        tally_dap::draft::task_id(&self.config).unwrap()
     }
 
     /// The current HPKE config each aggregator advertises.
@@ -330,7 +430,10 @@ impl Deployment {
     /// Every file in both stores and both logs, as (path, bytes).
     pub fn everything_written(&self) -> Vec<(PathBuf, Vec<u8>)> {
         let mut out = Vec::new();
-        let mut stack = vec![self.leader.store.clone(), self.helper.store.clone()];
+        let mut stack = vec![
+            PathBuf::from(&self.leader.store),
+            PathBuf::from(&self.helper.store),
+        ];
         while let Some(dir) = stack.pop() {
             for entry in std::fs::read_dir(&dir).unwrap() {
                 let entry = entry.unwrap();
@@ -392,9 +495,18 @@ pub fn interval(time: u64, precision: u64, slots: u64) -> Interval {
     .unwrap()
 }
 
-/// Now, in seconds since the epoch.
+/// Now, in seconds since the epoch (this process does not set `TALLY_NOW`).
 pub fn now() -> u64 {
     tally_dap_aggregator::server::unix_now()
+}
+
+/// The local store of an aggregator, opened in this process.
+pub fn open_store(aggregator: &Aggregator) -> tally_dap_aggregator::store::Store {
+    tally_dap_aggregator::store::Store::open(
+        &aggregator.store,
+        tally_dap_aggregator::store::Durability::ProcessCrash,
+    )
+    .unwrap()
 }
 
 /// `count` random 0/1 vectors of length `len`.

@@ -38,9 +38,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::aggregation::MAX_LENGTH;
+use super::expand_pattern;
+use crate::{ProgramConfig, Report, is_program_name};
 use serde::{Deserialize, Serialize};
-use tally_protocol::config::expand_pattern;
-use tally_protocol::{ProgramConfig, Report, is_program_name};
 
 /// The name of the version bucket that takes every version not listed.
 pub const OTHER_VERSION: &str = "other";
@@ -51,24 +52,32 @@ pub const MAX_COUNT_BITS: u8 = 16;
 /// How a week's counters become the vector (see the module docs for the order).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct Layout {
     /// Operating systems with an entry in every program's `os` segment (Rust's
     /// `std::env::consts::OS` names). Sections on any other OS are not measured.
+    #[cfg_attr(test, schemars(inner(length(min = 1)), extend("uniqueItems" = true)))]
     pub os: Vec<String>,
     /// Architectures with an entry in every program's `arch` segment. Sections on any other
     /// architecture are not measured.
+    #[cfg_attr(test, schemars(inner(length(min = 1)), extend("uniqueItems" = true)))]
     pub arch: Vec<String>,
     /// The programs, each with its segments, in vector order.
+    #[cfg_attr(test, schemars(length(min = 1)))]
     pub programs: Vec<ProgramLayout>,
 }
 
 /// One program's segments.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct ProgramLayout {
     /// The program's name (`tally_protocol::is_program_name`).
+    #[cfg_attr(test, schemars(regex(pattern = crate::program::PROGRAM_NAME_REGEX)))]
     pub name: String,
-    /// Version buckets, `major.minor` (`"1.95"`); versions not listed fall into `other`.
+    /// Version buckets, `major.minor` (`"1.95"`), each once; versions not listed fall into
+    /// `other` (which is implicit, not listed).
+    #[cfg_attr(test, schemars(inner(length(min = 1)), extend("uniqueItems" = true)))]
     pub versions: Vec<String>,
     /// Counters (names or `prefix:{a,b}` patterns), in vector order.
     pub counters: Vec<CounterLayout>,
@@ -81,15 +90,19 @@ pub struct ProgramLayout {
 /// One counter, or a pattern of counters with the same settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct CounterLayout {
     /// A counter name or a `prefix:{a,b,c}` pattern.
+    #[cfg_attr(test, schemars(regex(pattern = super::COUNTER_PATTERN_REGEX)))]
     pub name: String,
     /// Fraction in `(0, 1]`: the counter is measured in a report whose `x` is at most this.
     #[serde(default = "full_rate", skip_serializing_if = "is_full_rate")]
+    #[cfg_attr(test, schemars(range(max = 1.0), extend("exclusiveMinimum" = 0.0)))]
     pub rate: f64,
     /// 0: presence only. `n` in `1..=16`: also the week's count, clipped to `2^n − 1`, as `n`
     /// binary digits.
     #[serde(default, skip_serializing_if = "is_zero")]
+    #[cfg_attr(test, schemars(range(max = 16)))]
     pub count_bits: u8,
 }
 
@@ -174,7 +187,7 @@ pub enum LayoutError {
         "layout program {program}: by_version names {counter:?}, which is not one of its counters"
     )]
     UnknownByVersion { program: String, counter: String },
-    #[error("the layout has {0} entries, over the {max} a task allows", max = crate::draft::MAX_LENGTH)]
+    #[error("the layout has {0} entries, over the {max} a task allows", max = MAX_LENGTH)]
     TooLong(usize),
 }
 
@@ -231,7 +244,7 @@ impl Layout {
             }
         }
         let len = self.len_unchecked();
-        if len > crate::draft::MAX_LENGTH as usize {
+        if len > MAX_LENGTH as usize {
             return Err(LayoutError::TooLong(len));
         }
         Ok(())
@@ -667,7 +680,7 @@ fn version_buckets(program: &ProgramLayout) -> Vec<&str> {
 
 /// The bucket of a tool version: its `major.minor` if the program lists it, else `other`.
 fn bucket_of<'a>(program: &'a ProgramLayout, version: &str) -> &'a str {
-    tally_protocol::version::numeric_core(version)
+    crate::version::numeric_core(version)
         .map(|v| format!("{}.{}", v.major, v.minor))
         .and_then(|mm| program.versions.iter().find(|b| **b == mm))
         .map_or(OTHER_VERSION, String::as_str)

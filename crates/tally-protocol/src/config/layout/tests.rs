@@ -1,7 +1,7 @@
 use std::collections::BTreeMap;
 
+use crate::{ProgramReport, Report};
 use proptest::prelude::*;
-use tally_protocol::{ProgramReport, Report};
 
 use super::*;
 
@@ -218,8 +218,8 @@ fn invalid_layouts_are_refused_with_the_reason() {
 
 #[test]
 fn a_program_config_becomes_a_program_layout() {
-    let config = tally_protocol::UploadConfig::parse(include_bytes!(
-        "../../../../config-schema/example-config.json"
+    let config = crate::UploadConfig::parse(include_bytes!(
+        "../../../../../config-schema/example-config.json"
     ))
     .unwrap();
     let rustc = config.program("rustc").unwrap();
@@ -245,11 +245,7 @@ fn a_program_config_becomes_a_program_layout() {
     let expanded: usize = rustc
         .counters
         .iter()
-        .map(|c| {
-            tally_protocol::config::expand_pattern(&c.name)
-                .unwrap()
-                .len()
-        })
+        .map(|c| crate::config::expand_pattern(&c.name).unwrap().len())
         .sum();
     assert_eq!(layout.counters.len(), expanded);
 }

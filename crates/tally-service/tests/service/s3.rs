@@ -1,0 +1,121 @@
+//! The store and its lease on a real S3-compatible server (moto): what the local disk does,
+//! S3 does too, and a second process on one store is refused there as well.
+
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use object_store::path::Path;
+use tally_service::store::{Created, Read};
+use tally_service::testing::{moto_store, start_moto};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn objects_are_created_once_read_bounded_listed_and_deleted_on_s3() {
+    let Some((_moto, endpoint)) = start_moto() else {
+        return;
+    };
+    let store = moto_store(&endpoint, "objects");
+    let key = Path::from("tasks/t/jobs/a.done");
+    assert_eq!(
+        store
+            .create(&key, Bytes::from_static(b"one"), None)
+            .await
+            .unwrap(),
+        Created::New
+    );
+    assert_eq!(
+        store
+            .create(&key, Bytes::from_static(b"two"), None)
+            .await
+            .unwrap(),
+        Created::AlreadyThere
+    );
+    assert_eq!(
+        store.read(&key, 3).await.unwrap(),
+        Read::Found(Bytes::from_static(b"one"))
+    );
+    assert!(
+        matches!(store.read(&key, 2).await.unwrap(), Read::Skipped(why) if why.contains("3 bytes, more than the 2"))
+    );
+    store
+        .put(
+            &Path::from("tasks/t/jobs/b.plan"),
+            Bytes::from_static(b"p"),
+            None,
+        )
+        .await
+        .unwrap();
+    let (objects, dirs) = store.list_dir("tasks/t/jobs").await.unwrap();
+    assert_eq!(
+        objects,
+        [
+            Path::from("tasks/t/jobs/a.done"),
+            Path::from("tasks/t/jobs/b.plan")
+        ]
+    );
+    assert!(dirs.is_empty());
+    assert_eq!(
+        store.list_dir("tasks/t").await.unwrap().1,
+        [Path::from("tasks/t/jobs")]
+    );
+    store.delete(&key).await.unwrap();
+    store.delete(&key).await.unwrap();
+    assert_eq!(store.read(&key, 10).await.unwrap(), Read::Missing);
+    assert!(!store.exists(&key).await.unwrap());
+}
+
+/// A second process on one S3 store is refused while the first renews its lease; once the
+/// first stops renewing (killed: its lease object stays), a start waits out the lease and takes
+/// it over; a lease released on shutdown lets the next start in at once; and a holder whose
+/// lease was overwritten learns it has lost it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_process_per_store_on_s3() {
+    let Some((_moto, endpoint)) = start_moto() else {
+        return;
+    };
+    let ttl = Duration::from_millis(1500);
+    let store = moto_store(&endpoint, "lease");
+    let first = store.lease("lease", "the first, pid 1", ttl).await.unwrap();
+    let began = Instant::now();
+    let refused = store
+        .lease("lease", "the second", ttl)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("in use by another process (the first, pid 1)"),
+        "{refused}"
+    );
+    assert!(
+        began.elapsed() < ttl,
+        "refused only after {:?}",
+        began.elapsed()
+    );
+
+    // Killed: the renewal stops, the object stays.
+    drop(first);
+    let began = Instant::now();
+    let third = store.lease("lease", "the third", ttl).await.unwrap();
+    assert!(
+        began.elapsed() >= ttl,
+        "took over after {:?}",
+        began.elapsed()
+    );
+    third.release().await.unwrap();
+    let began = Instant::now();
+    let fourth = store.lease("lease", "the fourth", ttl).await.unwrap();
+    assert!(began.elapsed() < ttl / 2, "{:?}", began.elapsed());
+
+    // Someone overwrites the lease (a process that took it over while this one was paused).
+    store
+        .put(
+            &Path::from("lease"),
+            Bytes::from_static(b"{\"token\":\"x\",\"holder\":\"h\",\"ttl_secs\":1}"),
+            None,
+        )
+        .await
+        .unwrap();
+    let why = tokio::time::timeout(ttl * 2, fourth.lost())
+        .await
+        .expect("the holder never noticed it lost its lease");
+    assert!(why.contains("another process took over"), "{why}");
+}
