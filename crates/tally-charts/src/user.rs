@@ -1,39 +1,19 @@
 //! `tally view`: the user's own counts, from their local files, drawn with the same charts as the
 //! dashboard.
 //!
-//! The input is plain data ([`UserData`]) so this module does no I/O: the CLI reads the local
-//! reports and the current week's counter files and hands them over. Counts here are the user's
+//! The input is plain data ([`UserData`], in `user_data.rs`) so this module does no I/O: the CLI
+//! reads the local reports and the current week's counter files and hands them over. Counts here are the user's
 //! own events (not shares of reports), so the charts are bars of counts per week and lines of
 //! counts over the weeks.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
-use tally_protocol::{Day, ProgramReport};
+use tally_protocol::Day;
 
 use crate::html::{escape, page};
 use crate::svg::{HorizontalBars, LineChart, Point, Scale, Series, horizontal_bars, line_chart};
-
-/// Everything `tally view` shows.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct UserData {
-    /// Where the data was read from, shown so the user knows which files these are.
-    pub data_dir: String,
-    /// The mode line (`local`, `on since 2026-11-02`, `off`), shown as is.
-    pub mode: String,
-    pub weeks: Vec<UserWeek>,
-}
-
-/// One week of the user's counts.
-#[derive(Debug, Clone, PartialEq)]
-pub struct UserWeek {
-    /// First day of the week (the installation's own week start).
-    pub week: Day,
-    /// `true` while the week has not ended (counts still growing, no report yet).
-    pub in_progress: bool,
-    /// One section per (program, version, OS, arch), as in a report.
-    pub programs: Vec<ProgramReport>,
-}
+use crate::user_data::{UserData, UserWeek};
 
 /// At most this many counters get a line in a program's over-the-weeks chart (the busiest).
 const MAX_LINES: usize = 8;
