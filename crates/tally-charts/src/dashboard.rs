@@ -147,9 +147,40 @@ const MAX_VERSIONS: usize = 12;
 pub fn program_page(program: &str, weeks: &[ProgramWeek], threshold: u64) -> String {
     let mut weeks: Vec<&ProgramWeek> = weeks.iter().collect();
     weeks.sort_by_key(|w| w.week);
-    let x_labels: Vec<String> = weeks.iter().map(|w| w.week.to_string()).collect();
     let title = format!("{program}: tally dashboard");
+    let mut body = program_header(program, threshold);
+    let Some(latest) = weeks.last().copied() else {
+        body.push_str("<p class=\"empty\">No published data for this program.</p>\n");
+        return page(&title, &body);
+    };
+    let x_labels: Vec<String> = weeks.iter().map(|w| w.week.to_string()).collect();
+    let groups = CounterGroups::of(&weeks);
+    body.push_str(&program_weeks_table(&weeks));
+    body.push_str(&outcomes_section(
+        &groups.outcomes,
+        &weeks,
+        latest,
+        &x_labels,
+    ));
+    body.push_str(&histograms_section(
+        &groups.histograms,
+        &weeks,
+        latest,
+        &x_labels,
+    ));
+    body.push_str(&partitions_section(
+        &groups.plain,
+        &weeks,
+        latest,
+        &x_labels,
+    ));
+    body.push_str(&counters_section(&groups.singles, &weeks, &x_labels));
+    body.push_str(&splits_section(&weeks, &x_labels));
+    page(&title, &body)
+}
 
+/// A program page's header: links, the program's name, what the shares mean and the threshold.
+fn program_header(program: &str, threshold: u64) -> String {
     let mut body = String::new();
     let _ = write!(
         body,
@@ -163,11 +194,13 @@ pub fn program_page(program: &str, weeks: &[ProgramWeek], threshold: u64) -> Str
          bands). {}</p></header>",
         threshold_note(threshold)
     );
-    let Some(latest) = weeks.last().copied() else {
-        body.push_str("<p class=\"empty\">No published data for this program.</p>\n");
-        return page(&title, &body);
-    };
+    body
+}
 
+/// The latest [`PROGRAM_TABLE_WEEKS`] weeks (`weeks` oldest first), newest first: reports and
+/// counters shown.
+fn program_weeks_table(weeks: &[&ProgramWeek]) -> String {
+    let mut body = String::new();
     body.push_str("<div class=\"table-wrap\"><table class=\"weeks\"><thead><tr><th>week (Monday)</th><th class=\"num\">reports</th><th class=\"num\">counters shown</th></tr></thead><tbody>");
     for week in weeks.iter().rev().take(PROGRAM_TABLE_WEEKS) {
         let _ = write!(
@@ -186,108 +219,183 @@ pub fn program_page(program: &str, weeks: &[ProgramWeek], threshold: u64) -> Str
             weeks.len()
         );
     }
+    body
+}
 
-    // Group counters: a partition's buckets share one chart; other counters get one each.
-    let mut groups: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
-    for week in &weeks {
-        for counter in &week.counters {
-            let group = partition_of(&counter.name).map_or(counter.name.as_str(), |(p, _)| p);
-            groups
-                .entry(group)
-                .or_default()
-                .insert(counter.name.as_str());
+/// A group of counters charted together: a partition's name and its buckets' counter names.
+type Group<'a> = (&'a str, BTreeSet<&'a str>);
+
+/// A program's counters, grouped as its page charts them: a partition's buckets share one
+/// chart; other counters get one each.
+struct CounterGroups<'a> {
+    /// Compile outcomes (`<driver>/outcome`): the compiler's own first, then other drivers'
+    /// (clippy).
+    outcomes: Vec<Group<'a>>,
+    /// Bucketed counters (`…/time:<1s`).
+    histograms: Vec<Group<'a>>,
+    /// Every other partition.
+    plain: Vec<Group<'a>>,
+    /// Counters of no partition.
+    singles: Vec<&'a str>,
+}
+
+impl<'a> CounterGroups<'a> {
+    fn of(weeks: &[&'a ProgramWeek]) -> CounterGroups<'a> {
+        let mut groups: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+        for week in weeks {
+            for counter in &week.counters {
+                let group = partition_of(&counter.name).map_or(counter.name.as_str(), |(p, _)| p);
+                groups
+                    .entry(group)
+                    .or_default()
+                    .insert(counter.name.as_str());
+            }
+        }
+        let (partitions, singles): (Vec<_>, Vec<_>) = groups
+            .into_iter()
+            .partition(|(group, names)| names.iter().any(|n| n != group));
+        let (mut outcomes, rest): (Vec<_>, Vec<_>) = partitions
+            .into_iter()
+            .partition(|(group, _)| group.ends_with("/outcome"));
+        outcomes.sort_by_key(|(group, _)| (*group != "rustc/outcome", *group));
+        let (histograms, plain): (Vec<_>, Vec<_>) = rest
+            .into_iter()
+            .partition(|(_, names)| is_histogram(names.iter().copied()));
+        CounterGroups {
+            outcomes,
+            histograms,
+            plain,
+            singles: singles.into_iter().map(|(name, _)| name).collect(),
         }
     }
-    let (partitions, singles): (Vec<_>, Vec<_>) = groups
-        .iter()
-        .partition(|(group, names)| names.iter().any(|n| n != *group));
-    let (mut outcomes, rest): (Vec<_>, Vec<_>) = partitions
-        .into_iter()
-        .partition(|(group, _)| group.ends_with("/outcome"));
-    // The compiler's own outcomes first, then other drivers' (clippy).
-    outcomes.sort_by_key(|(group, _)| (**group != "rustc/outcome", **group));
-    let (histograms, plain): (Vec<_>, Vec<_>) = rest
-        .into_iter()
-        .partition(|(_, names)| is_histogram(names.iter().copied()));
+}
 
-    if !outcomes.is_empty() {
-        body.push_str("<h2 id=\"outcomes\">How compiles fare</h2><p class=\"note\">How each compile ended (ok, error, ice: the compiler crashed, signal: killed, other). Crashes per version: the share of a version's reports with at least one crash.</p><div class=\"grid\">");
-        for (group, names) in &outcomes {
-            body.push_str(&crashes_by_version(group, latest));
-            body.push_str(&outcome_mix(group, names, latest));
-            body.push_str(&line_chart(&LineChart {
-                kind: "outcome-mix-weeks",
-                title: format!("{group}: share of compiles by outcome, per week"),
-                x_labels: x_labels.clone(),
-                series: names
+/// How compiles fare, for each driver: crashes per version and the outcome mix in the latest
+/// week, the mix week by week, and each outcome's share of reports. Empty without outcomes.
+fn outcomes_section(
+    outcomes: &[Group<'_>],
+    weeks: &[&ProgramWeek],
+    latest: &ProgramWeek,
+    x_labels: &[String],
+) -> String {
+    if outcomes.is_empty() {
+        return String::new();
+    }
+    let mut body = String::new();
+    body.push_str("<h2 id=\"outcomes\">How compiles fare</h2><p class=\"note\">How each compile ended (ok, error, ice: the compiler crashed, signal: killed, other). Crashes per version: the share of a version's reports with at least one crash.</p><div class=\"grid\">");
+    for (group, names) in outcomes {
+        body.push_str(&crashes_by_version(group, latest));
+        body.push_str(&outcome_mix(group, names, latest));
+        body.push_str(&line_chart(&LineChart {
+            kind: "outcome-mix-weeks",
+            title: format!("{group}: share of compiles by outcome, per week"),
+            x_labels: x_labels.to_vec(),
+            series: names
+                .iter()
+                .map(|name| event_share_series(group, name, weeks))
+                .collect(),
+            scale: Scale::Share,
+        }));
+        body.push_str(&partition_lines(group, names, weeks, x_labels));
+    }
+    body.push_str("</div>\n");
+    body
+}
+
+/// Each histogram in bucket order: the latest week's events per bucket, and each bucket's share
+/// of the events week by week. Empty without histograms.
+fn histograms_section(
+    histograms: &[Group<'_>],
+    weeks: &[&ProgramWeek],
+    latest: &ProgramWeek,
+    x_labels: &[String],
+) -> String {
+    if histograms.is_empty() {
+        return String::new();
+    }
+    let mut body = String::new();
+    body.push_str("<h2 id=\"histograms\">Histograms</h2><p class=\"note\">Bucketed counters, in bucket order: the events (compiles) in each bucket in the latest week, and each bucket's share of the events week by week.</p><div class=\"grid\">");
+    for (group, names) in histograms {
+        let mut ordered: Vec<&str> = names.iter().copied().collect();
+        ordered.sort_by(|a, b| bucket_order(a, b));
+        let label = |name: &str| partition_of(name).map_or(name, |(_, b)| b).to_owned();
+        body.push_str(&stacked_columns(&StackedColumns {
+            kind: "histogram",
+            title: format!("{group}, week of {}: events per bucket", latest.week),
+            x_labels: ordered.iter().map(|n| label(n)).collect(),
+            stacks: vec![(
+                "events".to_owned(),
+                ordered
                     .iter()
-                    .map(|name| event_share_series(group, name, &weeks))
+                    .map(|name| {
+                        latest
+                            .counters
+                            .iter()
+                            .find(|c| c.name == *name)
+                            .map_or(0, |c| c.total)
+                    })
                     .collect(),
-                scale: Scale::Share,
-            }));
-            body.push_str(&partition_lines(group, names, &weeks, &x_labels));
-        }
-        body.push_str("</div>\n");
+            )],
+        }));
+        body.push_str(&line_chart(&LineChart {
+            kind: "histogram-weeks",
+            title: format!("{group}: share of events per bucket, per week"),
+            x_labels: x_labels.to_vec(),
+            series: ordered
+                .iter()
+                .map(|name| event_share_series(group, name, weeks))
+                .collect(),
+            scale: Scale::Share,
+        }));
     }
-    if !histograms.is_empty() {
-        body.push_str("<h2 id=\"histograms\">Histograms</h2><p class=\"note\">Bucketed counters, in bucket order: the events (compiles) in each bucket in the latest week, and each bucket's share of the events week by week.</p><div class=\"grid\">");
-        for (group, names) in &histograms {
-            let mut ordered: Vec<&str> = names.iter().copied().collect();
-            ordered.sort_by(|a, b| bucket_order(a, b));
-            let label = |name: &str| partition_of(name).map_or(name, |(_, b)| b).to_owned();
-            body.push_str(&stacked_columns(&StackedColumns {
-                kind: "histogram",
-                title: format!("{group}, week of {}: events per bucket", latest.week),
-                x_labels: ordered.iter().map(|n| label(n)).collect(),
-                stacks: vec![(
-                    "events".to_owned(),
-                    ordered
-                        .iter()
-                        .map(|name| {
-                            latest
-                                .counters
-                                .iter()
-                                .find(|c| c.name == *name)
-                                .map_or(0, |c| c.total)
-                        })
-                        .collect(),
-                )],
-            }));
-            body.push_str(&line_chart(&LineChart {
-                kind: "histogram-weeks",
-                title: format!("{group}: share of events per bucket, per week"),
-                x_labels: x_labels.clone(),
-                series: ordered
-                    .iter()
-                    .map(|name| event_share_series(group, name, &weeks))
-                    .collect(),
-                scale: Scale::Share,
-            }));
-        }
-        body.push_str("</div>\n");
-    }
-    if !plain.is_empty() {
-        body.push_str("<h2 id=\"partitions\">Partitions</h2><div class=\"grid\">");
-        for (group, names) in &plain {
-            body.push_str(&latest_bars(group, names, latest));
-            body.push_str(&partition_lines(group, names, &weeks, &x_labels));
-        }
-        body.push_str("</div>\n");
-    }
-    if !singles.is_empty() {
-        body.push_str("<h2>Counters</h2><div class=\"grid\">");
-        for (name, _) in &singles {
-            body.push_str(&line_chart(&LineChart {
-                kind: "counter",
-                title: format!("{name}: share of reports"),
-                x_labels: x_labels.clone(),
-                series: vec![counter_series(name, &weeks)],
-                scale: Scale::Share,
-            }));
-        }
-        body.push_str("</div>\n");
-    }
+    body.push_str("</div>\n");
+    body
+}
 
+/// Every other partition: its latest week as bars, and its buckets over the weeks. Empty
+/// without partitions.
+fn partitions_section(
+    partitions: &[Group<'_>],
+    weeks: &[&ProgramWeek],
+    latest: &ProgramWeek,
+    x_labels: &[String],
+) -> String {
+    if partitions.is_empty() {
+        return String::new();
+    }
+    let mut body = String::new();
+    body.push_str("<h2 id=\"partitions\">Partitions</h2><div class=\"grid\">");
+    for (group, names) in partitions {
+        body.push_str(&latest_bars(group, names, latest));
+        body.push_str(&partition_lines(group, names, weeks, x_labels));
+    }
+    body.push_str("</div>\n");
+    body
+}
+
+/// Each counter of no partition: its share of reports over the weeks. Empty without any.
+fn counters_section(singles: &[&str], weeks: &[&ProgramWeek], x_labels: &[String]) -> String {
+    if singles.is_empty() {
+        return String::new();
+    }
+    let mut body = String::new();
+    body.push_str("<h2>Counters</h2><div class=\"grid\">");
+    for name in singles {
+        body.push_str(&line_chart(&LineChart {
+            kind: "counter",
+            title: format!("{name}: share of reports"),
+            x_labels: x_labels.to_vec(),
+            series: vec![counter_series(name, weeks)],
+            scale: Scale::Share,
+        }));
+    }
+    body.push_str("</div>\n");
+    body
+}
+
+/// Reports by version, OS and arch, week by week, as stacked columns.
+fn splits_section(weeks: &[&ProgramWeek], x_labels: &[String]) -> String {
+    let mut body = String::new();
     body.push_str("<h2>Reports by version, OS and arch</h2><div class=\"grid\">");
     type SplitOf = fn(&ProgramWeek) -> &BTreeMap<String, u64>;
     let splits: [(&str, SplitOf); 3] = [
@@ -313,12 +421,12 @@ pub fn program_page(program: &str, weeks: &[ProgramWeek], threshold: u64) -> Str
         body.push_str(&stacked_columns(&StackedColumns {
             kind: split_kind(split),
             title: format!("Reports by {split}"),
-            x_labels: x_labels.clone(),
+            x_labels: x_labels.to_vec(),
             stacks,
         }));
     }
     body.push_str("</div>\n");
-    page(&title, &body)
+    body
 }
 
 /// The latest week of a partition: one bar per bucket (the largest [`MAX_BARS`]), by share,
