@@ -156,26 +156,41 @@ pub fn program_page(program: &str, weeks: &[ProgramWeek], threshold: u64) -> Str
     let x_labels: Vec<String> = weeks.iter().map(|w| w.week.to_string()).collect();
     let groups = CounterGroups::of(&weeks);
     body.push_str(&program_weeks_table(&weeks));
-    body.push_str(&outcomes_section(
+    body.push_str(&grid_section(
+        "<h2 id=\"outcomes\">How compiles fare</h2><p class=\"note\">How each compile ended (ok, error, ice: the compiler crashed, signal: killed, other). Crashes per version: the share of a version's reports with at least one crash.</p>",
         &groups.outcomes,
-        &weeks,
-        latest,
-        &x_labels,
+        |(group, names)| outcome_charts(group, names, &weeks, latest, &x_labels),
     ));
-    body.push_str(&histograms_section(
+    body.push_str(&grid_section(
+        "<h2 id=\"histograms\">Histograms</h2><p class=\"note\">Bucketed counters, in bucket order: the events (compiles) in each bucket in the latest week, and each bucket's share of the events week by week.</p>",
         &groups.histograms,
-        &weeks,
-        latest,
-        &x_labels,
+        |(group, names)| histogram_charts(group, names, &weeks, latest, &x_labels),
     ));
-    body.push_str(&partitions_section(
+    body.push_str(&grid_section(
+        "<h2 id=\"partitions\">Partitions</h2>",
         &groups.plain,
-        &weeks,
-        latest,
-        &x_labels,
+        |(group, names)| {
+            latest_bars(group, names, latest) + &partition_lines(group, names, &weeks, &x_labels)
+        },
     ));
-    body.push_str(&counters_section(&groups.singles, &weeks, &x_labels));
-    body.push_str(&splits_section(&weeks, &x_labels));
+    body.push_str(&grid_section(
+        "<h2>Counters</h2>",
+        &groups.singles,
+        |name| {
+            line_chart(&LineChart {
+                kind: "counter",
+                title: format!("{name}: share of reports"),
+                x_labels: x_labels.clone(),
+                series: vec![counter_series(name, &weeks)],
+                scale: Scale::Share,
+            })
+        },
+    ));
+    body.push_str(&grid_section(
+        "<h2>Reports by version, OS and arch</h2>",
+        &SPLITS,
+        |(split, kind, of)| split_columns(split, kind, *of, &weeks, &x_labels),
+    ));
     page(&title, &body)
 }
 
@@ -270,163 +285,146 @@ impl<'a> CounterGroups<'a> {
     }
 }
 
-/// How compiles fare, for each driver: crashes per version and the outcome mix in the latest
-/// week, the mix week by week, and each outcome's share of reports. Empty without outcomes.
-fn outcomes_section(
-    outcomes: &[Group<'_>],
+/// A section of a program page: `heading` (HTML), then the charts of each of `groups` in a
+/// grid. Empty without groups.
+fn grid_section<T>(heading: &str, groups: &[T], charts: impl Fn(&T) -> String) -> String {
+    if groups.is_empty() {
+        return String::new();
+    }
+    let mut body = String::new();
+    body.push_str(heading);
+    body.push_str("<div class=\"grid\">");
+    for group in groups {
+        body.push_str(&charts(group));
+    }
+    body.push_str("</div>\n");
+    body
+}
+
+/// How one driver's compiles fare: crashes per version and the outcome mix in the latest week,
+/// the mix week by week, and each outcome's share of reports.
+fn outcome_charts(
+    group: &str,
+    names: &BTreeSet<&str>,
     weeks: &[&ProgramWeek],
     latest: &ProgramWeek,
     x_labels: &[String],
 ) -> String {
-    if outcomes.is_empty() {
-        return String::new();
-    }
-    let mut body = String::new();
-    body.push_str("<h2 id=\"outcomes\">How compiles fare</h2><p class=\"note\">How each compile ended (ok, error, ice: the compiler crashed, signal: killed, other). Crashes per version: the share of a version's reports with at least one crash.</p><div class=\"grid\">");
-    for (group, names) in outcomes {
-        body.push_str(&crashes_by_version(group, latest));
-        body.push_str(&outcome_mix(group, names, latest));
-        body.push_str(&line_chart(&LineChart {
-            kind: "outcome-mix-weeks",
-            title: format!("{group}: share of compiles by outcome, per week"),
-            x_labels: x_labels.to_vec(),
-            series: names
+    let mut body = crashes_by_version(group, latest);
+    body.push_str(&outcome_mix(group, names, latest));
+    let outcomes: Vec<&str> = names.iter().copied().collect();
+    body.push_str(&event_shares_chart(
+        "outcome-mix-weeks",
+        format!("{group}: share of compiles by outcome, per week"),
+        group,
+        &outcomes,
+        weeks,
+        x_labels,
+    ));
+    body.push_str(&partition_lines(group, names, weeks, x_labels));
+    body
+}
+
+/// One histogram in bucket order: the latest week's events per bucket, and each bucket's share
+/// of the events week by week.
+fn histogram_charts(
+    group: &str,
+    names: &BTreeSet<&str>,
+    weeks: &[&ProgramWeek],
+    latest: &ProgramWeek,
+    x_labels: &[String],
+) -> String {
+    let mut ordered: Vec<&str> = names.iter().copied().collect();
+    ordered.sort_by(|a, b| bucket_order(a, b));
+    let label = |name: &str| partition_of(name).map_or(name, |(_, b)| b).to_owned();
+    let mut body = stacked_columns(&StackedColumns {
+        kind: "histogram",
+        title: format!("{group}, week of {}: events per bucket", latest.week),
+        x_labels: ordered.iter().map(|n| label(n)).collect(),
+        stacks: vec![(
+            "events".to_owned(),
+            ordered
                 .iter()
-                .map(|name| event_share_series(group, name, weeks))
+                .map(|name| {
+                    latest
+                        .counters
+                        .iter()
+                        .find(|c| c.name == *name)
+                        .map_or(0, |c| c.total)
+                })
                 .collect(),
-            scale: Scale::Share,
-        }));
-        body.push_str(&partition_lines(group, names, weeks, x_labels));
-    }
-    body.push_str("</div>\n");
+        )],
+    });
+    body.push_str(&event_shares_chart(
+        "histogram-weeks",
+        format!("{group}: share of events per bucket, per week"),
+        group,
+        &ordered,
+        weeks,
+        x_labels,
+    ));
     body
 }
 
-/// Each histogram in bucket order: the latest week's events per bucket, and each bucket's share
-/// of the events week by week. Empty without histograms.
-fn histograms_section(
-    histograms: &[Group<'_>],
+/// Each of `names`' share of its group's events week by week, one line each, in their order.
+fn event_shares_chart(
+    kind: &'static str,
+    title: String,
+    group: &str,
+    names: &[&str],
     weeks: &[&ProgramWeek],
-    latest: &ProgramWeek,
     x_labels: &[String],
 ) -> String {
-    if histograms.is_empty() {
-        return String::new();
-    }
-    let mut body = String::new();
-    body.push_str("<h2 id=\"histograms\">Histograms</h2><p class=\"note\">Bucketed counters, in bucket order: the events (compiles) in each bucket in the latest week, and each bucket's share of the events week by week.</p><div class=\"grid\">");
-    for (group, names) in histograms {
-        let mut ordered: Vec<&str> = names.iter().copied().collect();
-        ordered.sort_by(|a, b| bucket_order(a, b));
-        let label = |name: &str| partition_of(name).map_or(name, |(_, b)| b).to_owned();
-        body.push_str(&stacked_columns(&StackedColumns {
-            kind: "histogram",
-            title: format!("{group}, week of {}: events per bucket", latest.week),
-            x_labels: ordered.iter().map(|n| label(n)).collect(),
-            stacks: vec![(
-                "events".to_owned(),
-                ordered
-                    .iter()
-                    .map(|name| {
-                        latest
-                            .counters
-                            .iter()
-                            .find(|c| c.name == *name)
-                            .map_or(0, |c| c.total)
-                    })
-                    .collect(),
-            )],
-        }));
-        body.push_str(&line_chart(&LineChart {
-            kind: "histogram-weeks",
-            title: format!("{group}: share of events per bucket, per week"),
-            x_labels: x_labels.to_vec(),
-            series: ordered
+    line_chart(&LineChart {
+        kind,
+        title,
+        x_labels: x_labels.to_vec(),
+        series: names
+            .iter()
+            .map(|name| event_share_series(group, name, weeks))
+            .collect(),
+        scale: Scale::Share,
+    })
+}
+
+/// Where a split of a week's reports is: by version, by OS, by arch.
+type SplitOf = fn(&ProgramWeek) -> &BTreeMap<String, u64>;
+
+/// The splits a program page draws, in order: name, chart kind, where it is.
+const SPLITS: [(&str, &str, SplitOf); 3] = [
+    ("version", "split-version", |w| &w.versions),
+    ("os", "split-os", |w| &w.os),
+    ("arch", "split-arch", |w| &w.arch),
+];
+
+/// Reports by one split (version, OS or arch), week by week, as stacked columns.
+fn split_columns(
+    split: &str,
+    kind: &'static str,
+    of: SplitOf,
+    weeks: &[&ProgramWeek],
+    x_labels: &[String],
+) -> String {
+    let buckets: BTreeSet<&str> = weeks
+        .iter()
+        .flat_map(|w| of(w).keys().map(String::as_str))
+        .collect();
+    let stacks = buckets
+        .iter()
+        .map(|bucket| {
+            let values = weeks
                 .iter()
-                .map(|name| event_share_series(group, name, weeks))
-                .collect(),
-            scale: Scale::Share,
-        }));
-    }
-    body.push_str("</div>\n");
-    body
-}
-
-/// Every other partition: its latest week as bars, and its buckets over the weeks. Empty
-/// without partitions.
-fn partitions_section(
-    partitions: &[Group<'_>],
-    weeks: &[&ProgramWeek],
-    latest: &ProgramWeek,
-    x_labels: &[String],
-) -> String {
-    if partitions.is_empty() {
-        return String::new();
-    }
-    let mut body = String::new();
-    body.push_str("<h2 id=\"partitions\">Partitions</h2><div class=\"grid\">");
-    for (group, names) in partitions {
-        body.push_str(&latest_bars(group, names, latest));
-        body.push_str(&partition_lines(group, names, weeks, x_labels));
-    }
-    body.push_str("</div>\n");
-    body
-}
-
-/// Each counter of no partition: its share of reports over the weeks. Empty without any.
-fn counters_section(singles: &[&str], weeks: &[&ProgramWeek], x_labels: &[String]) -> String {
-    if singles.is_empty() {
-        return String::new();
-    }
-    let mut body = String::new();
-    body.push_str("<h2>Counters</h2><div class=\"grid\">");
-    for name in singles {
-        body.push_str(&line_chart(&LineChart {
-            kind: "counter",
-            title: format!("{name}: share of reports"),
-            x_labels: x_labels.to_vec(),
-            series: vec![counter_series(name, weeks)],
-            scale: Scale::Share,
-        }));
-    }
-    body.push_str("</div>\n");
-    body
-}
-
-/// Reports by version, OS and arch, week by week, as stacked columns.
-fn splits_section(weeks: &[&ProgramWeek], x_labels: &[String]) -> String {
-    let mut body = String::new();
-    body.push_str("<h2>Reports by version, OS and arch</h2><div class=\"grid\">");
-    type SplitOf = fn(&ProgramWeek) -> &BTreeMap<String, u64>;
-    let splits: [(&str, SplitOf); 3] = [
-        ("version", |w| &w.versions),
-        ("os", |w| &w.os),
-        ("arch", |w| &w.arch),
-    ];
-    for (split, of) in splits {
-        let buckets: BTreeSet<&str> = weeks
-            .iter()
-            .flat_map(|w| of(w).keys().map(String::as_str))
-            .collect();
-        let stacks = buckets
-            .iter()
-            .map(|bucket| {
-                let values = weeks
-                    .iter()
-                    .map(|w| of(w).get(*bucket).copied().unwrap_or(0))
-                    .collect();
-                ((*bucket).to_owned(), values)
-            })
-            .collect();
-        body.push_str(&stacked_columns(&StackedColumns {
-            kind: split_kind(split),
-            title: format!("Reports by {split}"),
-            x_labels: x_labels.to_vec(),
-            stacks,
-        }));
-    }
-    body.push_str("</div>\n");
-    body
+                .map(|w| of(w).get(*bucket).copied().unwrap_or(0))
+                .collect();
+            ((*bucket).to_owned(), values)
+        })
+        .collect();
+    stacked_columns(&StackedColumns {
+        kind,
+        title: format!("Reports by {split}"),
+        x_labels: x_labels.to_vec(),
+        stacks,
+    })
 }
 
 /// The latest week of a partition: one bar per bucket (the largest [`MAX_BARS`]), by share,
@@ -626,14 +624,6 @@ fn version_key(version: &str) -> Vec<u64> {
         .filter(|part| !part.is_empty())
         .filter_map(|part| part.parse().ok())
         .collect()
-}
-
-fn split_kind(split: &str) -> &'static str {
-    match split {
-        "version" => "split-version",
-        "os" => "split-os",
-        _ => "split-arch",
-    }
 }
 
 /// What the publication threshold means, in words, with the number in a `data-threshold`
