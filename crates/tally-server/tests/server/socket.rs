@@ -259,9 +259,9 @@ fn stalled_pipeliner(addr: SocketAddr, patience: Duration) -> (TcpStream, usize)
     (stream, sent / REQUEST.len())
 }
 
-/// Issue #15, item 1: clients that pipeline requests and never read the answers, more of them
-/// than there are connection slots, do not keep a health probe out, even with write and stall
-/// timeouts far longer than the test: the accept loop sheds stalled connections.
+/// Clients that pipeline requests and never read the answers, more of them than there are
+/// connection slots, do not keep a health probe out, even with write and stall timeouts far
+/// longer than the test: the accept loop sheds stalled connections.
 #[test]
 fn stalled_readers_do_not_keep_health_probes_out() {
     let collector = Collector::new();
@@ -301,8 +301,8 @@ fn stalled_readers_do_not_keep_health_probes_out() {
     drop(clients);
 }
 
-/// Issue #15, item 1: a response nobody reads is abandoned after the write timeout, freeing
-/// its slot, although the stall timeout is far away.
+/// A response nobody reads is abandoned after the write timeout, freeing its slot, although the
+/// stall timeout is far away.
 #[test]
 fn a_response_nobody_reads_is_abandoned_after_the_write_timeout() {
     let collector = Collector::new();
