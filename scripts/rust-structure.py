@@ -496,8 +496,10 @@ def main():
     seen, rows = set(), []
     for package, target, kinds, src, _ in targets:
         crate = load_crate(package, src)
+        test_files = {m.file for m in crate.modules.values() if m.test and m.path == file_modules(crate)[m.file]}
         for file, tokens in crate.file_tokens.items():
-            if file in seen or f"{os.sep}tests{os.sep}" in rel(file) or rel(file).startswith("tests" + os.sep):
+            in_tests_dir = f"{os.sep}tests{os.sep}" in rel(file) or rel(file).startswith("tests" + os.sep)
+            if file in seen or in_tests_dir or file in test_files:
                 continue
             seen.add(file)
             rows.extend(long_functions(tokens, args.over, file))

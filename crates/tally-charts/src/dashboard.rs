@@ -11,10 +11,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use tally_protocol::Day;
-use tally_protocol::aggregate::{ProgramWeek, WeeksIndex};
+use tally_protocol::aggregate::{ProgramWeek, WeekSummary, WeeksIndex};
 
 use crate::buckets::{bucket_order, is_histogram};
-use crate::html::{escape, page, path_segment};
+use crate::html::{count_cell, escape, page, path_segment};
 use crate::svg::{
     IntervalBars, IntervalRow, LineChart, Point, Scale, Series, StackedColumns, interval_bars,
     line_chart, stacked_columns,
@@ -43,9 +43,17 @@ pub fn dashboard_index(index: &WeeksIndex) -> String {
         body.push_str("<p class=\"empty\">No published data yet: no week has reports above the publication threshold.</p>\n");
         return page("tally dashboard", &body);
     }
+    body.push_str(&programs_nav(&programs));
+    body.push_str(&reports_per_week(&weeks, &programs));
+    body.push_str(&index_weeks_table(&weeks, &programs));
+    page("tally dashboard", &body)
+}
 
+/// Links to each program's page.
+fn programs_nav(programs: &BTreeSet<&str>) -> String {
+    let mut body = String::new();
     body.push_str("<h2>Programs</h2><nav class=\"programs\">");
-    for program in &programs {
+    for program in programs {
         let _ = write!(
             body,
             "<a class=\"program\" data-program=\"{name}\" href=\"programs/{href}\">{name}</a>",
@@ -54,50 +62,57 @@ pub fn dashboard_index(index: &WeeksIndex) -> String {
         );
     }
     body.push_str("</nav>\n");
+    body
+}
 
-    let x_labels: Vec<String> = weeks.iter().map(|w| w.week.to_string()).collect();
-    let mut series = vec![Series {
-        name: "all reports".to_owned(),
-        label: "all reports".to_owned(),
-        points: weeks
-            .iter()
-            .map(|w| {
-                Some(Point {
-                    value: w.reports as f64,
+/// Reports per week (`weeks` oldest first), all of them and each program's, as lines.
+fn reports_per_week(weeks: &[WeekSummary], programs: &BTreeSet<&str>) -> String {
+    let count_series = |name: &str, counts: Vec<Option<u64>>| Series {
+        name: name.to_owned(),
+        label: name.to_owned(),
+        points: counts
+            .into_iter()
+            .map(|count| {
+                count.map(|n| Point {
+                    value: n as f64,
                     band: None,
                     detail: String::new(),
                 })
             })
             .collect(),
-    }];
-    for program in &programs {
-        series.push(Series {
-            name: (*program).to_owned(),
-            label: (*program).to_owned(),
-            points: weeks
+    };
+    let mut series = vec![count_series(
+        "all reports",
+        weeks.iter().map(|w| Some(w.reports)).collect(),
+    )];
+    for program in programs {
+        series.push(count_series(
+            program,
+            weeks
                 .iter()
-                .map(|w| {
-                    w.programs.get(*program).map(|n| Point {
-                        value: *n as f64,
-                        band: None,
-                        detail: String::new(),
-                    })
-                })
+                .map(|w| w.programs.get(*program).copied())
                 .collect(),
-        });
+        ));
     }
+    let mut body = String::new();
     body.push_str("<h2>Reports per week</h2><div class=\"grid\">");
     body.push_str(&line_chart(&LineChart {
         kind: "reports",
         title: "Reports per week, by program".to_owned(),
-        x_labels,
+        x_labels: weeks.iter().map(|w| w.week.to_string()).collect(),
         series,
         scale: Scale::Count,
     }));
     body.push_str("</div>\n");
+    body
+}
 
+/// The latest [`INDEX_TABLE_WEEKS`] weeks (`weeks` oldest first), newest first: reports, and
+/// each program's.
+fn index_weeks_table(weeks: &[WeekSummary], programs: &BTreeSet<&str>) -> String {
+    let mut body = String::new();
     body.push_str("<h2>Latest weeks</h2><div class=\"table-wrap\"><table class=\"weeks\"><thead><tr><th>week (Monday)</th><th class=\"num\">reports</th>");
-    for program in &programs {
+    for program in programs {
         let _ = write!(body, "<th class=\"num\">{}</th>", escape(program));
     }
     body.push_str("</tr></thead><tbody>");
@@ -108,18 +123,13 @@ pub fn dashboard_index(index: &WeeksIndex) -> String {
             w = week.week,
             r = week.reports
         );
-        for program in &programs {
-            match week.programs.get(*program) {
-                Some(n) => {
-                    let _ = write!(body, "<td class=\"num\">{n}</td>");
-                }
-                None => body.push_str("<td class=\"num muted\">–</td>"),
-            }
+        for program in programs {
+            count_cell(&mut body, week.programs.get(*program).copied());
         }
         body.push_str("</tr>");
     }
     body.push_str("</tbody></table></div>\n");
-    page("tally dashboard", &body)
+    body
 }
 
 /// A counter name split into its partition and bucket: `rustc/edition:2021` is bucket `2021` of

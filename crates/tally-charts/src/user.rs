@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 
 use tally_protocol::Day;
 
-use crate::html::{escape, page};
+use crate::html::{count_cell, escape, page};
 use crate::svg::{HorizontalBars, LineChart, Point, Scale, Series, horizontal_bars, line_chart};
 use crate::user_data::{UserData, UserWeek};
 
@@ -119,12 +119,7 @@ fn user_weeks_table(weeks: &[&UserWeek], merged: &BTreeMap<&str, ByWeek<'_>>) ->
             let invocations = by_week
                 .get(&week.week)
                 .and_then(|c| c.get(format!("{program}/invocations").as_str()));
-            match invocations {
-                Some(n) => {
-                    let _ = write!(body, "<td class=\"num\">{n}</td>");
-                }
-                None => body.push_str("<td class=\"num muted\">–</td>"),
-            }
+            count_cell(&mut body, invocations.copied());
         }
         body.push_str("</tr>");
     }
