@@ -55,8 +55,9 @@ class Token:
 
 
 def tokenize(source):
-    """Identifiers, `::`, and single punctuation characters, with their line; comments,
-    strings, characters, lifetimes and numbers are dropped (literals become `"`)."""
+    """Identifiers, `::`, string literals (their text in double quotes: `#[path]` needs it), and
+    single punctuation characters, with their line; comments, characters, lifetimes and numbers
+    are dropped."""
     tokens = []
     i, line, n = 0, 1, len(source)
     while i < n:
@@ -83,20 +84,19 @@ def tokenize(source):
             close = '"' + m.group(1)
             end = source.find(close, m.end())
             end = n if end < 0 else end + len(close)
+            tokens.append(Token('"' + source[m.end() : end - len(close)] + '"', line))
             line += source.count("\n", i, end)
-            tokens.append(Token('"', line))
             i = end
         elif c == '"' or (c in "bc" and source.startswith('"', i + 1)):
-            j = i + (1 if c == '"' else 2)
+            start = j = i + (1 if c == '"' else 2)
             while j < n and source[j] != '"':
                 j += 2 if source[j] == "\\" else 1
+            tokens.append(Token('"' + source[start:j] + '"', line))
             line += source.count("\n", i, j)
-            tokens.append(Token('"', line))
             i = j + 1
         elif c == "'" or (c == "b" and source.startswith("'", i + 1)):
             m = CHAR.match(source, i + (c == "b"))
             if m:
-                tokens.append(Token('"', line))
                 i = m.end()
             else:  # a lifetime or a label
                 m = IDENT.match(source, i + 1)
@@ -198,9 +198,9 @@ def load_crate(name, root_file):
     return crate
 
 
-def scan(crate, tokens, start, end, path, file, directory, test, pending):
-    """Records the module at `path` (from tokens[start:end]): its child modules, its `use`
-    imports, and every path it names."""
+def scan(crate, tokens, start, end, path, file, directory, test, pending, inline=False):
+    """Records the module at `path` (from tokens[start:end]; `inline` for a `mod x { … }`): its
+    child modules, its `use` imports, and every path it names."""
     module = crate.modules.setdefault(path, Module(path, file, test))
     attrs = []
     i = start
@@ -221,7 +221,9 @@ def scan(crate, tokens, start, end, path, file, directory, test, pending):
             explicit = next((a for a in attrs if a.startswith("path=")), None)
             if tokens[i + 2].text == ";":
                 if explicit is not None:
-                    target = os.path.normpath(os.path.join(directory, explicit_path(explicit)))
+                    # Outside an inline module, relative to the declaring file's directory.
+                    base = directory if inline else os.path.dirname(file)
+                    target = os.path.normpath(os.path.join(base, explicit_path(explicit)))
                     pending.append((child_path, target, True, child_test))
                 else:
                     candidates = [
@@ -234,7 +236,7 @@ def scan(crate, tokens, start, end, path, file, directory, test, pending):
             elif tokens[i + 2].text == "{":
                 close = matching(tokens, i + 2)
                 inner = os.path.join(directory, child)
-                scan(crate, tokens, i + 3, close, child_path, file, inner, child_test, pending)
+                scan(crate, tokens, i + 3, close, child_path, file, inner, child_test, pending, True)
                 i = close + 1
             else:
                 i += 1
@@ -267,14 +269,13 @@ def scan(crate, tokens, start, end, path, file, directory, test, pending):
 
 
 def explicit_path(attr):
-    m = re.match(r'path=(.*)', attr)
-    return m.group(1).strip('"')
+    """`path="x/y.rs"` → `x/y.rs`."""
+    return attr.removeprefix("path=").strip('"')
 
 
 def use_tree(tokens):
     """`use` tokens (after `use`, before `;`) → [(segments, alias)]: `a::{b, c::d as e, *}`
     gives (a,b)/b, (a,c,d)/e, (a,*)/*."""
-    # The literal stand-in `"` never appears in a use tree; `pub(crate) use` starts after `use`.
     out = []
 
     def walk(i, prefix):
@@ -345,9 +346,8 @@ def absolute(crate, module_path, segments):
     if module and first in module.children:
         return list(module.children[first]) + list(rest)
     if module and first in module.imports:
-        return absolute(crate, module_path, module.imports[first]) and (
-            absolute(crate, module_path, module.imports[first]) + list(rest)
-        )
+        imported = absolute(crate, module_path, module.imports[first])
+        return None if imported is None else imported + list(rest)
     return None
 
 
