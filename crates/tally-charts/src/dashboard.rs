@@ -11,10 +11,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use tally_protocol::Day;
-use tally_protocol::aggregate::{ProgramWeek, WeeksIndex};
+use tally_protocol::aggregate::{ProgramWeek, WeekSummary, WeeksIndex};
 
 use crate::buckets::{bucket_order, is_histogram};
-use crate::html::{escape, page, path_segment};
+use crate::html::{count_cell, escape, page, path_segment};
 use crate::svg::{
     IntervalBars, IntervalRow, LineChart, Point, Scale, Series, StackedColumns, interval_bars,
     line_chart, stacked_columns,
@@ -43,9 +43,17 @@ pub fn dashboard_index(index: &WeeksIndex) -> String {
         body.push_str("<p class=\"empty\">No published data yet: no week has reports above the publication threshold.</p>\n");
         return page("tally dashboard", &body);
     }
+    body.push_str(&programs_nav(&programs));
+    body.push_str(&reports_per_week(&weeks, &programs));
+    body.push_str(&index_weeks_table(&weeks, &programs));
+    page("tally dashboard", &body)
+}
 
+/// Links to each program's page.
+fn programs_nav(programs: &BTreeSet<&str>) -> String {
+    let mut body = String::new();
     body.push_str("<h2>Programs</h2><nav class=\"programs\">");
-    for program in &programs {
+    for program in programs {
         let _ = write!(
             body,
             "<a class=\"program\" data-program=\"{name}\" href=\"programs/{href}\">{name}</a>",
@@ -54,50 +62,57 @@ pub fn dashboard_index(index: &WeeksIndex) -> String {
         );
     }
     body.push_str("</nav>\n");
+    body
+}
 
-    let x_labels: Vec<String> = weeks.iter().map(|w| w.week.to_string()).collect();
-    let mut series = vec![Series {
-        name: "all reports".to_owned(),
-        label: "all reports".to_owned(),
-        points: weeks
-            .iter()
-            .map(|w| {
-                Some(Point {
-                    value: w.reports as f64,
+/// Reports per week (`weeks` oldest first), all of them and each program's, as lines.
+fn reports_per_week(weeks: &[WeekSummary], programs: &BTreeSet<&str>) -> String {
+    let count_series = |name: &str, counts: Vec<Option<u64>>| Series {
+        name: name.to_owned(),
+        label: name.to_owned(),
+        points: counts
+            .into_iter()
+            .map(|count| {
+                count.map(|n| Point {
+                    value: n as f64,
                     band: None,
                     detail: String::new(),
                 })
             })
             .collect(),
-    }];
-    for program in &programs {
-        series.push(Series {
-            name: (*program).to_owned(),
-            label: (*program).to_owned(),
-            points: weeks
+    };
+    let mut series = vec![count_series(
+        "all reports",
+        weeks.iter().map(|w| Some(w.reports)).collect(),
+    )];
+    for program in programs {
+        series.push(count_series(
+            program,
+            weeks
                 .iter()
-                .map(|w| {
-                    w.programs.get(*program).map(|n| Point {
-                        value: *n as f64,
-                        band: None,
-                        detail: String::new(),
-                    })
-                })
+                .map(|w| w.programs.get(*program).copied())
                 .collect(),
-        });
+        ));
     }
+    let mut body = String::new();
     body.push_str("<h2>Reports per week</h2><div class=\"grid\">");
     body.push_str(&line_chart(&LineChart {
         kind: "reports",
         title: "Reports per week, by program".to_owned(),
-        x_labels,
+        x_labels: weeks.iter().map(|w| w.week.to_string()).collect(),
         series,
         scale: Scale::Count,
     }));
     body.push_str("</div>\n");
+    body
+}
 
+/// The latest [`INDEX_TABLE_WEEKS`] weeks (`weeks` oldest first), newest first: reports, and
+/// each program's.
+fn index_weeks_table(weeks: &[WeekSummary], programs: &BTreeSet<&str>) -> String {
+    let mut body = String::new();
     body.push_str("<h2>Latest weeks</h2><div class=\"table-wrap\"><table class=\"weeks\"><thead><tr><th>week (Monday)</th><th class=\"num\">reports</th>");
-    for program in &programs {
+    for program in programs {
         let _ = write!(body, "<th class=\"num\">{}</th>", escape(program));
     }
     body.push_str("</tr></thead><tbody>");
@@ -108,18 +123,13 @@ pub fn dashboard_index(index: &WeeksIndex) -> String {
             w = week.week,
             r = week.reports
         );
-        for program in &programs {
-            match week.programs.get(*program) {
-                Some(n) => {
-                    let _ = write!(body, "<td class=\"num\">{n}</td>");
-                }
-                None => body.push_str("<td class=\"num muted\">–</td>"),
-            }
+        for program in programs {
+            count_cell(&mut body, week.programs.get(*program).copied());
         }
         body.push_str("</tr>");
     }
     body.push_str("</tbody></table></div>\n");
-    page("tally dashboard", &body)
+    body
 }
 
 /// A counter name split into its partition and bucket: `rustc/edition:2021` is bucket `2021` of
@@ -147,9 +157,56 @@ const MAX_VERSIONS: usize = 12;
 pub fn program_page(program: &str, weeks: &[ProgramWeek], threshold: u64) -> String {
     let mut weeks: Vec<&ProgramWeek> = weeks.iter().collect();
     weeks.sort_by_key(|w| w.week);
-    let x_labels: Vec<String> = weeks.iter().map(|w| w.week.to_string()).collect();
     let title = format!("{program}: tally dashboard");
+    let mut body = program_header(program, threshold);
+    let Some(latest) = weeks.last().copied() else {
+        body.push_str("<p class=\"empty\">No published data for this program.</p>\n");
+        return page(&title, &body);
+    };
+    let x_labels: Vec<String> = weeks.iter().map(|w| w.week.to_string()).collect();
+    let groups = CounterGroups::of(&weeks);
+    body.push_str(&program_weeks_table(&weeks));
+    body.push_str(&grid_section(
+        "<h2 id=\"outcomes\">How compiles fare</h2><p class=\"note\">How each compile ended (ok, error, ice: the compiler crashed, signal: killed, other). Crashes per version: the share of a version's reports with at least one crash.</p>",
+        &groups.outcomes,
+        |(group, names)| outcome_charts(group, names, &weeks, latest, &x_labels),
+    ));
+    body.push_str(&grid_section(
+        "<h2 id=\"histograms\">Histograms</h2><p class=\"note\">Bucketed counters, in bucket order: the events (compiles) in each bucket in the latest week, and each bucket's share of the events week by week.</p>",
+        &groups.histograms,
+        |(group, names)| histogram_charts(group, names, &weeks, latest, &x_labels),
+    ));
+    body.push_str(&grid_section(
+        "<h2 id=\"partitions\">Partitions</h2>",
+        &groups.plain,
+        |(group, names)| {
+            latest_bars(group, names, latest)
+                + &partition_lines("partition", group, names, &weeks, &x_labels)
+        },
+    ));
+    body.push_str(&grid_section(
+        "<h2>Counters</h2>",
+        &groups.singles,
+        |name| {
+            line_chart(&LineChart {
+                kind: "counter",
+                title: format!("{name}: share of reports"),
+                x_labels: x_labels.clone(),
+                series: vec![counter_series(name, &weeks)],
+                scale: Scale::Share,
+            })
+        },
+    ));
+    body.push_str(&grid_section(
+        "<h2>Reports by version, OS and arch</h2>",
+        &SPLITS,
+        |(split, kind, of)| split_columns(split, kind, *of, &weeks, &x_labels),
+    ));
+    page(&title, &body)
+}
 
+/// A program page's header: links, the program's name, what the shares mean and the threshold.
+fn program_header(program: &str, threshold: u64) -> String {
     let mut body = String::new();
     let _ = write!(
         body,
@@ -163,11 +220,13 @@ pub fn program_page(program: &str, weeks: &[ProgramWeek], threshold: u64) -> Str
          bands). {}</p></header>",
         threshold_note(threshold)
     );
-    let Some(latest) = weeks.last().copied() else {
-        body.push_str("<p class=\"empty\">No published data for this program.</p>\n");
-        return page(&title, &body);
-    };
+    body
+}
 
+/// The latest [`PROGRAM_TABLE_WEEKS`] weeks (`weeks` oldest first), newest first: reports and
+/// counters shown.
+fn program_weeks_table(weeks: &[&ProgramWeek]) -> String {
+    let mut body = String::new();
     body.push_str("<div class=\"table-wrap\"><table class=\"weeks\"><thead><tr><th>week (Monday)</th><th class=\"num\">reports</th><th class=\"num\">counters shown</th></tr></thead><tbody>");
     for week in weeks.iter().rev().take(PROGRAM_TABLE_WEEKS) {
         let _ = write!(
@@ -186,151 +245,203 @@ pub fn program_page(program: &str, weeks: &[ProgramWeek], threshold: u64) -> Str
             weeks.len()
         );
     }
+    body
+}
 
-    // Group counters: a partition's buckets share one chart; other counters get one each.
-    let mut groups: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
-    for week in &weeks {
-        for counter in &week.counters {
-            let group = partition_of(&counter.name).map_or(counter.name.as_str(), |(p, _)| p);
-            groups
-                .entry(group)
-                .or_default()
-                .insert(counter.name.as_str());
-        }
-    }
-    let (partitions, singles): (Vec<_>, Vec<_>) = groups
-        .iter()
-        .partition(|(group, names)| names.iter().any(|n| n != *group));
-    let (mut outcomes, rest): (Vec<_>, Vec<_>) = partitions
-        .into_iter()
-        .partition(|(group, _)| group.ends_with("/outcome"));
-    // The compiler's own outcomes first, then other drivers' (clippy).
-    outcomes.sort_by_key(|(group, _)| (**group != "rustc/outcome", **group));
-    let (histograms, plain): (Vec<_>, Vec<_>) = rest
-        .into_iter()
-        .partition(|(_, names)| is_histogram(names.iter().copied()));
+/// A group of counters charted together: a partition's name and its buckets' counter names.
+type Group<'a> = (&'a str, BTreeSet<&'a str>);
 
-    if !outcomes.is_empty() {
-        body.push_str("<h2 id=\"outcomes\">How compiles fare</h2><p class=\"note\">How each compile ended (ok, error, ice: the compiler crashed, signal: killed, other). Crashes per version: the share of a version's reports with at least one crash.</p><div class=\"grid\">");
-        for (group, names) in &outcomes {
-            body.push_str(&crashes_by_version(group, latest));
-            body.push_str(&outcome_mix(group, names, latest));
-            body.push_str(&line_chart(&LineChart {
-                kind: "outcome-mix-weeks",
-                title: format!("{group}: share of compiles by outcome, per week"),
-                x_labels: x_labels.clone(),
-                series: names
-                    .iter()
-                    .map(|name| event_share_series(group, name, &weeks))
-                    .collect(),
-                scale: Scale::Share,
-            }));
-            body.push_str(&partition_lines(
-                "outcome-partition",
-                group,
-                names,
-                &weeks,
-                &x_labels,
-            ));
-        }
-        body.push_str("</div>\n");
-    }
-    if !histograms.is_empty() {
-        body.push_str("<h2 id=\"histograms\">Histograms</h2><p class=\"note\">Bucketed counters, in bucket order: the events (compiles) in each bucket in the latest week, and each bucket's share of the events week by week.</p><div class=\"grid\">");
-        for (group, names) in &histograms {
-            let mut ordered: Vec<&str> = names.iter().copied().collect();
-            ordered.sort_by(|a, b| bucket_order(a, b));
-            let label = |name: &str| partition_of(name).map_or(name, |(_, b)| b).to_owned();
-            body.push_str(&stacked_columns(&StackedColumns {
-                kind: "histogram",
-                title: format!("{group}, week of {}: events per bucket", latest.week),
-                x_labels: ordered.iter().map(|n| label(n)).collect(),
-                stacks: vec![(
-                    "events".to_owned(),
-                    ordered
-                        .iter()
-                        .map(|name| {
-                            latest
-                                .counters
-                                .iter()
-                                .find(|c| c.name == *name)
-                                .map_or(0, |c| c.total)
-                        })
-                        .collect(),
-                )],
-            }));
-            body.push_str(&line_chart(&LineChart {
-                kind: "histogram-weeks",
-                title: format!("{group}: share of events per bucket, per week"),
-                x_labels: x_labels.clone(),
-                series: ordered
-                    .iter()
-                    .map(|name| event_share_series(group, name, &weeks))
-                    .collect(),
-                scale: Scale::Share,
-            }));
-        }
-        body.push_str("</div>\n");
-    }
-    if !plain.is_empty() {
-        body.push_str("<h2 id=\"partitions\">Partitions</h2><div class=\"grid\">");
-        for (group, names) in &plain {
-            body.push_str(&latest_bars(group, names, latest));
-            body.push_str(&partition_lines(
-                "partition",
-                group,
-                names,
-                &weeks,
-                &x_labels,
-            ));
-        }
-        body.push_str("</div>\n");
-    }
-    if !singles.is_empty() {
-        body.push_str("<h2>Counters</h2><div class=\"grid\">");
-        for (name, _) in &singles {
-            body.push_str(&line_chart(&LineChart {
-                kind: "counter",
-                title: format!("{name}: share of reports"),
-                x_labels: x_labels.clone(),
-                series: vec![counter_series(name, &weeks)],
-                scale: Scale::Share,
-            }));
-        }
-        body.push_str("</div>\n");
-    }
+/// A program's counters, grouped as its page charts them: a partition's buckets share one
+/// chart; other counters get one each.
+struct CounterGroups<'a> {
+    /// Compile outcomes (`<driver>/outcome`): the compiler's own first, then other drivers'
+    /// (clippy).
+    outcomes: Vec<Group<'a>>,
+    /// Bucketed counters (`…/time:<1s`).
+    histograms: Vec<Group<'a>>,
+    /// Every other partition.
+    plain: Vec<Group<'a>>,
+    /// Counters of no partition.
+    singles: Vec<&'a str>,
+}
 
-    body.push_str("<h2>Reports by version, OS and arch</h2><div class=\"grid\">");
-    type SplitOf = fn(&ProgramWeek) -> &BTreeMap<String, u64>;
-    let splits: [(&str, SplitOf); 3] = [
-        ("version", |w| &w.versions),
-        ("os", |w| &w.os),
-        ("arch", |w| &w.arch),
-    ];
-    for (split, of) in splits {
-        let buckets: BTreeSet<&str> = weeks
-            .iter()
-            .flat_map(|w| of(w).keys().map(String::as_str))
-            .collect();
-        let stacks = buckets
-            .iter()
-            .map(|bucket| {
-                let values = weeks
-                    .iter()
-                    .map(|w| of(w).get(*bucket).copied().unwrap_or(0))
-                    .collect();
-                ((*bucket).to_owned(), values)
-            })
-            .collect();
-        body.push_str(&stacked_columns(&StackedColumns {
-            kind: split_kind(split),
-            title: format!("Reports by {split}"),
-            x_labels: x_labels.clone(),
-            stacks,
-        }));
+impl<'a> CounterGroups<'a> {
+    fn of(weeks: &[&'a ProgramWeek]) -> CounterGroups<'a> {
+        let mut groups: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+        for week in weeks {
+            for counter in &week.counters {
+                let group = partition_of(&counter.name).map_or(counter.name.as_str(), |(p, _)| p);
+                groups
+                    .entry(group)
+                    .or_default()
+                    .insert(counter.name.as_str());
+            }
+        }
+        let (partitions, singles): (Vec<_>, Vec<_>) = groups
+            .into_iter()
+            .partition(|(group, names)| names.iter().any(|n| n != group));
+        let (mut outcomes, rest): (Vec<_>, Vec<_>) = partitions
+            .into_iter()
+            .partition(|(group, _)| group.ends_with("/outcome"));
+        outcomes.sort_by_key(|(group, _)| (*group != "rustc/outcome", *group));
+        let (histograms, plain): (Vec<_>, Vec<_>) = rest
+            .into_iter()
+            .partition(|(_, names)| is_histogram(names.iter().copied()));
+        CounterGroups {
+            outcomes,
+            histograms,
+            plain,
+            singles: singles.into_iter().map(|(name, _)| name).collect(),
+        }
+    }
+}
+
+/// A section of a program page: `heading` (HTML), then the charts of each of `groups` in a
+/// grid. Empty without groups.
+fn grid_section<T>(heading: &str, groups: &[T], charts: impl Fn(&T) -> String) -> String {
+    if groups.is_empty() {
+        return String::new();
+    }
+    let mut body = String::new();
+    body.push_str(heading);
+    body.push_str("<div class=\"grid\">");
+    for group in groups {
+        body.push_str(&charts(group));
     }
     body.push_str("</div>\n");
-    page(&title, &body)
+    body
+}
+
+/// How one driver's compiles fare: crashes per version and the outcome mix in the latest week,
+/// the mix week by week, and each outcome's share of reports.
+fn outcome_charts(
+    group: &str,
+    names: &BTreeSet<&str>,
+    weeks: &[&ProgramWeek],
+    latest: &ProgramWeek,
+    x_labels: &[String],
+) -> String {
+    let mut body = crashes_by_version(group, latest);
+    body.push_str(&outcome_mix(group, names, latest));
+    let outcomes: Vec<&str> = names.iter().copied().collect();
+    body.push_str(&event_shares_chart(
+        "outcome-mix-weeks",
+        format!("{group}: share of compiles by outcome, per week"),
+        group,
+        &outcomes,
+        weeks,
+        x_labels,
+    ));
+    body.push_str(&partition_lines(
+        "outcome-partition",
+        group,
+        names,
+        weeks,
+        x_labels,
+    ));
+    body
+}
+
+/// One histogram in bucket order: the latest week's events per bucket, and each bucket's share
+/// of the events week by week.
+fn histogram_charts(
+    group: &str,
+    names: &BTreeSet<&str>,
+    weeks: &[&ProgramWeek],
+    latest: &ProgramWeek,
+    x_labels: &[String],
+) -> String {
+    let mut ordered: Vec<&str> = names.iter().copied().collect();
+    ordered.sort_by(|a, b| bucket_order(a, b));
+    let label = |name: &str| partition_of(name).map_or(name, |(_, b)| b).to_owned();
+    let mut body = stacked_columns(&StackedColumns {
+        kind: "histogram",
+        title: format!("{group}, week of {}: events per bucket", latest.week),
+        x_labels: ordered.iter().map(|n| label(n)).collect(),
+        stacks: vec![(
+            "events".to_owned(),
+            ordered
+                .iter()
+                .map(|name| {
+                    latest
+                        .counters
+                        .iter()
+                        .find(|c| c.name == *name)
+                        .map_or(0, |c| c.total)
+                })
+                .collect(),
+        )],
+    });
+    body.push_str(&event_shares_chart(
+        "histogram-weeks",
+        format!("{group}: share of events per bucket, per week"),
+        group,
+        &ordered,
+        weeks,
+        x_labels,
+    ));
+    body
+}
+
+/// Each of `names`' share of its group's events week by week, one line each, in their order.
+fn event_shares_chart(
+    kind: &'static str,
+    title: String,
+    group: &str,
+    names: &[&str],
+    weeks: &[&ProgramWeek],
+    x_labels: &[String],
+) -> String {
+    line_chart(&LineChart {
+        kind,
+        title,
+        x_labels: x_labels.to_vec(),
+        series: names
+            .iter()
+            .map(|name| event_share_series(group, name, weeks))
+            .collect(),
+        scale: Scale::Share,
+    })
+}
+
+/// Where a split of a week's reports is: by version, by OS, by arch.
+type SplitOf = fn(&ProgramWeek) -> &BTreeMap<String, u64>;
+
+/// The splits a program page draws, in order: name, chart kind, where it is.
+const SPLITS: [(&str, &str, SplitOf); 3] = [
+    ("version", "split-version", |w| &w.versions),
+    ("os", "split-os", |w| &w.os),
+    ("arch", "split-arch", |w| &w.arch),
+];
+
+/// Reports by one split (version, OS or arch), week by week, as stacked columns.
+fn split_columns(
+    split: &str,
+    kind: &'static str,
+    of: SplitOf,
+    weeks: &[&ProgramWeek],
+    x_labels: &[String],
+) -> String {
+    let buckets: BTreeSet<&str> = weeks
+        .iter()
+        .flat_map(|w| of(w).keys().map(String::as_str))
+        .collect();
+    let stacks = buckets
+        .iter()
+        .map(|bucket| {
+            let values = weeks
+                .iter()
+                .map(|w| of(w).get(*bucket).copied().unwrap_or(0))
+                .collect();
+            ((*bucket).to_owned(), values)
+        })
+        .collect();
+    stacked_columns(&StackedColumns {
+        kind,
+        title: format!("Reports by {split}"),
+        x_labels: x_labels.to_vec(),
+        stacks,
+    })
 }
 
 /// The latest week of a partition: one bar per bucket (the largest [`MAX_BARS`]), by share,
@@ -533,14 +644,6 @@ fn version_key(version: &str) -> Vec<u64> {
         .filter(|part| !part.is_empty())
         .filter_map(|part| part.parse().ok())
         .collect()
-}
-
-fn split_kind(split: &str) -> &'static str {
-    match split {
-        "version" => "split-version",
-        "os" => "split-os",
-        _ => "split-arch",
-    }
 }
 
 /// What the publication threshold means, in words, with the number in a `data-threshold`

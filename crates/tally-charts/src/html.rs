@@ -1,4 +1,5 @@
-//! HTML building blocks shared by every page: escaping, URL path segments, and the page shell.
+//! HTML building blocks shared by every page: escaping, URL path segments, count cells, and the
+//! page shell.
 //!
 //! Every string that did not come from this crate (counter names, program names, versions,
 //! week labels) goes through [`escape`] before it reaches HTML or SVG, in text and in attribute
@@ -97,6 +98,16 @@ pub fn page(title: &str, body: &str) -> String {
     out.push_str(body);
     out.push_str("</body>\n</html>\n");
     out
+}
+
+/// A table cell holding a count, or a muted dash where there is none.
+pub fn count_cell(out: &mut String, count: Option<u64>) {
+    match count {
+        Some(n) => {
+            let _ = write!(out, "<td class=\"num\">{n}</td>");
+        }
+        None => out.push_str("<td class=\"num muted\">–</td>"),
+    }
 }
 
 #[cfg(test)]

@@ -25,7 +25,9 @@ pub mod html;
 pub mod svg;
 pub mod user;
 mod user_compiles;
+mod user_data;
 
 pub use dashboard::{dashboard_index, partition_of, program_page, weeks_with_program};
 pub use html::CONTENT_SECURITY_POLICY;
-pub use user::{UserData, UserWeek, user_view};
+pub use user::user_view;
+pub use user_data::{UserData, UserWeek};

@@ -197,14 +197,45 @@ fn y_at(value: f64, top: f64) -> f64 {
     TOP + plot * (1.0 - clamped / top)
 }
 
-fn open_svg(out: &mut String, kind: &str, title: &str) {
+/// Opens a chart: its `<figure>` and caption, then its `<svg>`, [`WIDTH`] wide and `height`
+/// high, titled for screen readers. The caller closes both.
+fn open_figure(out: &mut String, kind: &str, title: &str, height: f64) {
+    let (kind, title) = (escape(kind), escape(title));
     let _ = write!(
         out,
-        "<svg class=\"chart\" data-chart=\"{kind}\" data-title=\"{title}\" viewBox=\"0 0 {WIDTH} {HEIGHT}\" \
+        "<figure class=\"chart\" data-chart=\"{kind}\"><figcaption>{title}</figcaption>\
+         <svg class=\"chart\" data-chart=\"{kind}\" data-title=\"{title}\" viewBox=\"0 0 {WIDTH} {height}\" \
          xmlns=\"http://www.w3.org/2000/svg\" role=\"img\" aria-label=\"{title}\" preserveAspectRatio=\"xMidYMid meet\">",
-        kind = escape(kind),
-        title = escape(title),
+        height = coord(height),
     );
+}
+
+/// A datum's tooltip: `head`, then its interval (in `scale`'s words) if it has one, then
+/// `detail` if any.
+fn tooltip(mut head: String, scale: Scale, band: Option<(f64, f64)>, detail: &str) -> String {
+    if let Some((low, high)) = band {
+        let _ = write!(
+            head,
+            " (95% interval {} to {})",
+            scale.format(low),
+            scale.format(high)
+        );
+    }
+    if !detail.is_empty() {
+        let _ = write!(head, "; {detail}");
+    }
+    head
+}
+
+/// `label`, cut to `max` characters with an ellipsis when longer (tooltips keep the whole name).
+fn shortened(label: &str, max: usize) -> String {
+    if label.chars().count() > max {
+        let mut short: String = label.chars().take(max - 1).collect();
+        short.push('…');
+        short
+    } else {
+        label.to_owned()
+    }
 }
 
 /// Horizontal grid lines and y labels.
@@ -278,7 +309,6 @@ fn legend(out: &mut String, kind: &str, names: &[&str]) {
 /// bands, the band is drawn as a translucent area plus a whisker at each point (so a single week
 /// still shows its interval).
 pub fn line_chart(chart: &LineChart) -> String {
-    let count = chart.x_labels.len();
     let max = chart
         .series
         .iter()
@@ -292,92 +322,85 @@ pub fn line_chart(chart: &LineChart) -> String {
     let top = y_top(chart.scale, max);
 
     let mut out = String::new();
-    let _ = write!(
-        out,
-        "<figure class=\"chart\" data-chart=\"{kind}\"><figcaption>{title}</figcaption>",
-        kind = escape(chart.kind),
-        title = escape(&chart.title)
-    );
-    open_svg(&mut out, chart.kind, &chart.title);
+    open_figure(&mut out, chart.kind, &chart.title, HEIGHT);
     y_axis(&mut out, chart.scale, top);
     x_axis(&mut out, &chart.x_labels);
-
-    for (index, series) in chart.series.iter().enumerate() {
-        let color = item_color(chart.kind, &series.label, index);
-        // Dodging keeps equal values apart; with many weeks it would blur the lines instead.
-        let shift = dodge(index, chart.series.len()) * (12.0 / count.max(1) as f64).min(1.0);
-        let drawn = series.points.iter().take(count).flatten().count();
-        let _ = write!(
-            out,
-            "<g class=\"series\" data-series=\"{name}\" data-points=\"{drawn}\">",
-            name = escape(&series.name)
-        );
-        for run in runs(&series.points[..series.points.len().min(count)]) {
-            draw_band(&mut out, &run, count, shift, top, color);
-            if run.len() >= 2 {
-                let points: Vec<String> = run
-                    .iter()
-                    .map(|(i, p)| {
-                        format!(
-                            "{},{}",
-                            coord(x_at(*i, count) + shift),
-                            coord(y_at(p.value, top))
-                        )
-                    })
-                    .collect();
-                let _ = write!(
-                    out,
-                    "<polyline class=\"line\" stroke=\"{color}\" points=\"{}\"/>",
-                    points.join(" ")
-                );
-            }
-        }
-        for (i, point) in series.points.iter().take(count).enumerate() {
-            let Some(point) = point else { continue };
-            let x = coord(x_at(i, count) + shift);
-            let mut tooltip = format!(
-                "{}, {}: {}",
-                series.name,
-                chart.x_labels[i],
-                chart.scale.format(point.value)
-            );
-            if let Some((low, high)) = point.band {
-                let _ = write!(
-                    out,
-                    "<line class=\"whisker\" stroke=\"{color}\" stroke-width=\"1.5\" x1=\"{x}\" x2=\"{x}\" y1=\"{y1}\" y2=\"{y2}\"/>",
-                    y1 = coord(y_at(low, top)),
-                    y2 = coord(y_at(high, top)),
-                );
-                let _ = write!(
-                    tooltip,
-                    " (95% interval {} to {})",
-                    chart.scale.format(low),
-                    chart.scale.format(high)
-                );
-            }
-            if !point.detail.is_empty() {
-                let _ = write!(tooltip, "; {}", point.detail);
-            }
-            let _ = write!(
-                out,
-                "<circle class=\"point\" fill=\"{color}\" cx=\"{x}\" cy=\"{y}\" r=\"{r}\" data-week=\"{week}\" data-value=\"{value}\"",
-                y = coord(y_at(point.value, top)),
-                r = if count > 16 { "2.2" } else { "3.5" },
-                week = escape(&chart.x_labels[i]),
-                value = point.value,
-            );
-            if let Some((low, high)) = point.band {
-                let _ = write!(out, " data-low=\"{low}\" data-high=\"{high}\"");
-            }
-            let _ = write!(out, "><title>{}</title></circle>", escape(&tooltip));
-        }
-        out.push_str("</g>");
+    for index in 0..chart.series.len() {
+        line_series(&mut out, chart, index, top);
     }
     out.push_str("</svg>");
     let names: Vec<&str> = chart.series.iter().map(|s| s.label.as_str()).collect();
     legend(&mut out, chart.kind, &names);
     out.push_str("</figure>\n");
     out
+}
+
+/// Series `index` of a line chart whose y axis ends at `top`: the bands and lines of its runs
+/// of present points, then each point, with its whisker and tooltip.
+fn line_series(out: &mut String, chart: &LineChart, index: usize, top: f64) {
+    let series = &chart.series[index];
+    let count = chart.x_labels.len();
+    let color = item_color(chart.kind, &series.label, index);
+    // Dodging keeps equal values apart; with many weeks it would blur the lines instead.
+    let shift = dodge(index, chart.series.len()) * (12.0 / count.max(1) as f64).min(1.0);
+    let drawn = series.points.iter().take(count).flatten().count();
+    let _ = write!(
+        out,
+        "<g class=\"series\" data-series=\"{name}\" data-points=\"{drawn}\">",
+        name = escape(&series.name)
+    );
+    for run in runs(&series.points[..series.points.len().min(count)]) {
+        draw_band(out, &run, count, shift, top, color);
+        if run.len() >= 2 {
+            let points: Vec<String> = run
+                .iter()
+                .map(|(i, p)| {
+                    format!(
+                        "{},{}",
+                        coord(x_at(*i, count) + shift),
+                        coord(y_at(p.value, top))
+                    )
+                })
+                .collect();
+            let _ = write!(
+                out,
+                "<polyline class=\"line\" stroke=\"{color}\" points=\"{}\"/>",
+                points.join(" ")
+            );
+        }
+    }
+    for (i, point) in series.points.iter().take(count).enumerate() {
+        let Some(point) = point else { continue };
+        let x = coord(x_at(i, count) + shift);
+        if let Some((low, high)) = point.band {
+            let _ = write!(
+                out,
+                "<line class=\"whisker\" stroke=\"{color}\" stroke-width=\"1.5\" x1=\"{x}\" x2=\"{x}\" y1=\"{y1}\" y2=\"{y2}\"/>",
+                y1 = coord(y_at(low, top)),
+                y2 = coord(y_at(high, top)),
+            );
+        }
+        let _ = write!(
+            out,
+            "<circle class=\"point\" fill=\"{color}\" cx=\"{x}\" cy=\"{y}\" r=\"{r}\" data-week=\"{week}\" data-value=\"{value}\"",
+            y = coord(y_at(point.value, top)),
+            r = if count > 16 { "2.2" } else { "3.5" },
+            week = escape(&chart.x_labels[i]),
+            value = point.value,
+        );
+        if let Some((low, high)) = point.band {
+            let _ = write!(out, " data-low=\"{low}\" data-high=\"{high}\"");
+        }
+        let head = format!(
+            "{}, {}: {}",
+            series.name,
+            chart.x_labels[i],
+            chart.scale.format(point.value)
+        );
+        let tip = tooltip(head, chart.scale, point.band, &point.detail);
+        let _ = write!(out, "><title>{}</title></circle>", escape(&tip));
+    }
+    out.push_str("</g>");
 }
 
 /// Consecutive present points, with their x index.
@@ -473,13 +496,7 @@ pub fn stacked_columns(chart: &StackedColumns) -> String {
     let bar = (plot / count.max(1) as f64 * 0.6).min(44.0);
 
     let mut out = String::new();
-    let _ = write!(
-        out,
-        "<figure class=\"chart\" data-chart=\"{kind}\"><figcaption>{title}</figcaption>",
-        kind = escape(chart.kind),
-        title = escape(&chart.title)
-    );
-    open_svg(&mut out, chart.kind, &chart.title);
+    open_figure(&mut out, chart.kind, &chart.title, HEIGHT);
     y_axis(&mut out, Scale::Count, top);
     x_axis(&mut out, &chart.x_labels);
     for (index, (name, values)) in chart.stacks.iter().enumerate() {
@@ -536,29 +553,10 @@ pub fn horizontal_bars(chart: &HorizontalBars) -> String {
     let plot = WIDTH - label_width - value_width;
 
     let mut out = String::new();
-    let _ = write!(
-        out,
-        "<figure class=\"chart\" data-chart=\"{kind}\"><figcaption>{title}</figcaption>",
-        kind = escape(chart.kind),
-        title = escape(&chart.title)
-    );
-    let _ = write!(
-        out,
-        "<svg class=\"chart\" data-chart=\"{kind}\" data-title=\"{title}\" viewBox=\"0 0 {WIDTH} {height}\" \
-         xmlns=\"http://www.w3.org/2000/svg\" role=\"img\" aria-label=\"{title}\" preserveAspectRatio=\"xMidYMid meet\">",
-        kind = escape(chart.kind),
-        title = escape(&chart.title),
-        height = coord(height),
-    );
+    open_figure(&mut out, chart.kind, &chart.title, height);
     for (index, (name, value)) in chart.rows.iter().enumerate() {
         let y = TOP + row_height * index as f64;
-        let shown: String = if name.chars().count() > MAX_BAR_LABEL_CHARS {
-            let mut short: String = name.chars().take(MAX_BAR_LABEL_CHARS - 1).collect();
-            short.push('…');
-            short
-        } else {
-            name.clone()
-        };
+        let shown = shortened(name, MAX_BAR_LABEL_CHARS);
         let width = (plot * *value as f64 / max).max(if *value > 0 { 1.0 } else { 0.0 });
         let _ = write!(
             out,
@@ -608,42 +606,49 @@ pub struct IntervalBars {
     pub note: String,
 }
 
+/// An [`IntervalBars`] chart's layout: each row this high, its label this wide on the left,
+/// room for its value on the right, and the percentage axis under the rows.
+const INTERVAL_ROW_HEIGHT: f64 = 20.0;
+const INTERVAL_LABEL_WIDTH: f64 = 170.0;
+const INTERVAL_VALUE_WIDTH: f64 = 52.0;
+const INTERVAL_AXIS: f64 = 16.0;
+/// Labels longer than this are shortened on an [`IntervalBars`] chart.
+const MAX_INTERVAL_LABEL_CHARS: usize = 26;
+
+/// Where a share falls on an [`IntervalBars`] chart's horizontal axis.
+struct ShareAxis {
+    /// The share at the axis's end.
+    top: f64,
+    /// The axis's length.
+    plot: f64,
+}
+
+impl ShareAxis {
+    fn x(&self, value: f64) -> f64 {
+        INTERVAL_LABEL_WIDTH + self.plot * value.clamp(0.0, self.top) / self.top
+    }
+}
+
 /// Renders an [`IntervalBars`] chart; its height grows with the number of rows.
 pub fn interval_bars(chart: &IntervalBars) -> String {
-    let row_height = 20.0;
-    let label_width = 170.0;
-    let value_width = 52.0;
-    let axis = 16.0;
-    let height = TOP + row_height * chart.rows.len().max(1) as f64 + axis;
+    let height = TOP + INTERVAL_ROW_HEIGHT * chart.rows.len().max(1) as f64 + INTERVAL_AXIS;
     let max = chart
         .rows
         .iter()
         .map(|r| r.band.map_or(r.value, |(_, high)| high.max(r.value)))
         .fold(0.0, f64::max);
-    let top = y_top(Scale::Share, max);
-    let plot = WIDTH - label_width - value_width - RIGHT;
-    let x_of = |value: f64| label_width + plot * value.clamp(0.0, top) / top;
+    let axis = ShareAxis {
+        top: y_top(Scale::Share, max),
+        plot: WIDTH - INTERVAL_LABEL_WIDTH - INTERVAL_VALUE_WIDTH - RIGHT,
+    };
 
     let mut out = String::new();
-    let _ = write!(
-        out,
-        "<figure class=\"chart\" data-chart=\"{kind}\"><figcaption>{title}</figcaption>",
-        kind = escape(chart.kind),
-        title = escape(&chart.title)
-    );
-    let _ = write!(
-        out,
-        "<svg class=\"chart\" data-chart=\"{kind}\" data-title=\"{title}\" viewBox=\"0 0 {WIDTH} {height}\" \
-         xmlns=\"http://www.w3.org/2000/svg\" role=\"img\" aria-label=\"{title}\" preserveAspectRatio=\"xMidYMid meet\">",
-        kind = escape(chart.kind),
-        title = escape(&chart.title),
-        height = coord(height),
-    );
+    open_figure(&mut out, chart.kind, &chart.title, height);
     // Vertical grid lines with their percentages along the bottom.
-    let bottom = TOP + row_height * chart.rows.len().max(1) as f64;
+    let bottom = TOP + INTERVAL_ROW_HEIGHT * chart.rows.len().max(1) as f64;
     for step in 0..=4 {
-        let value = top * f64::from(step) / 4.0;
-        let x = coord(x_of(value));
+        let value = axis.top * f64::from(step) / 4.0;
+        let x = coord(axis.x(value));
         let _ = write!(
             out,
             "<line class=\"grid-line\" x1=\"{x}\" x2=\"{x}\" y1=\"{TOP}\" y2=\"{b}\"/>\
@@ -654,67 +659,12 @@ pub fn interval_bars(chart: &IntervalBars) -> String {
         );
     }
     for (index, row) in chart.rows.iter().enumerate() {
-        let y = TOP + row_height * index as f64;
-        let shown: String = if row.label.chars().count() > 26 {
-            let mut short: String = row.label.chars().take(25).collect();
-            short.push('…');
-            short
-        } else {
-            row.label.clone()
-        };
-        let mut tooltip = format!("{}: {}", row.name, format_percent(row.value));
-        if let Some((low, high)) = row.band {
-            let _ = write!(
-                tooltip,
-                " (95% interval {} to {})",
-                format_percent(low),
-                format_percent(high)
-            );
-        }
-        if !row.detail.is_empty() {
-            let _ = write!(tooltip, "; {}", row.detail);
-        }
-        let width = (x_of(row.value) - label_width).max(if row.value > 0.0 { 1.0 } else { 0.0 });
-        let _ = write!(
-            out,
-            "<g class=\"series\" data-series=\"{name}\"><text x=\"{lx}\" y=\"{ty}\" text-anchor=\"end\">{label}</text>\
-             <rect class=\"bar\" fill=\"{color}\" fill-opacity=\"0.75\" x=\"{label_width}\" y=\"{ry}\" width=\"{w}\" height=\"{h}\" data-value=\"{value}\"",
-            name = escape(&row.name),
-            lx = label_width - 6.0,
-            ty = coord(y + row_height / 2.0 + 4.0),
-            label = escape(&shown),
-            color = item_color(chart.kind, &row.label, 0),
-            ry = coord(y + 4.0),
-            w = coord(width),
-            h = coord(row_height - 8.0),
-            value = row.value,
-        );
-        if let Some((low, high)) = row.band {
-            let _ = write!(out, " data-low=\"{low}\" data-high=\"{high}\"");
-        }
-        let _ = write!(out, "><title>{}</title></rect>", escape(&tooltip));
-        let mut value_x = label_width + width + 4.0;
-        if let Some((low, high)) = row.band {
-            let (x1, x2, cy) = (x_of(low), x_of(high), y + row_height / 2.0);
-            let _ = write!(
-                out,
-                "<line class=\"whisker\" stroke=\"#1b1f24\" stroke-width=\"1.5\" x1=\"{x1}\" x2=\"{x2}\" y1=\"{cy}\" y2=\"{cy}\"/>\
-                 <line class=\"whisker\" stroke=\"#1b1f24\" stroke-width=\"1.5\" x1=\"{x1}\" x2=\"{x1}\" y1=\"{t}\" y2=\"{b}\"/>\
-                 <line class=\"whisker\" stroke=\"#1b1f24\" stroke-width=\"1.5\" x1=\"{x2}\" x2=\"{x2}\" y1=\"{t}\" y2=\"{b}\"/>",
-                x1 = coord(x1),
-                x2 = coord(x2),
-                cy = coord(cy),
-                t = coord(cy - 4.0),
-                b = coord(cy + 4.0),
-            );
-            value_x = value_x.max(x2 + 4.0);
-        }
-        let _ = write!(
-            out,
-            "<text x=\"{vx}\" y=\"{ty}\">{text}</text></g>",
-            vx = coord(value_x.min(WIDTH - value_width + 8.0)),
-            ty = coord(y + row_height / 2.0 + 4.0),
-            text = escape(&format_percent(row.value)),
+        interval_row(
+            &mut out,
+            chart.kind,
+            &axis,
+            TOP + INTERVAL_ROW_HEIGHT * index as f64,
+            row,
         );
     }
     out.push_str("</svg>");
@@ -723,6 +673,56 @@ pub fn interval_bars(chart: &IntervalBars) -> String {
     }
     out.push_str("</figure>\n");
     out
+}
+
+/// One row of an [`IntervalBars`] chart, from `y` down: its label, its bar with the tooltip,
+/// the whiskers of its interval, and its value past the bar's end.
+fn interval_row(out: &mut String, kind: &str, axis: &ShareAxis, y: f64, row: &IntervalRow) {
+    let head = format!("{}: {}", row.name, format_percent(row.value));
+    let tip = tooltip(head, Scale::Share, row.band, &row.detail);
+    let width =
+        (axis.x(row.value) - INTERVAL_LABEL_WIDTH).max(if row.value > 0.0 { 1.0 } else { 0.0 });
+    let _ = write!(
+        out,
+        "<g class=\"series\" data-series=\"{name}\"><text x=\"{lx}\" y=\"{ty}\" text-anchor=\"end\">{label}</text>\
+         <rect class=\"bar\" fill=\"{color}\" fill-opacity=\"0.75\" x=\"{INTERVAL_LABEL_WIDTH}\" y=\"{ry}\" width=\"{w}\" height=\"{h}\" data-value=\"{value}\"",
+        name = escape(&row.name),
+        lx = INTERVAL_LABEL_WIDTH - 6.0,
+        ty = coord(y + INTERVAL_ROW_HEIGHT / 2.0 + 4.0),
+        label = escape(&shortened(&row.label, MAX_INTERVAL_LABEL_CHARS)),
+        color = item_color(kind, &row.label, 0),
+        ry = coord(y + 4.0),
+        w = coord(width),
+        h = coord(INTERVAL_ROW_HEIGHT - 8.0),
+        value = row.value,
+    );
+    if let Some((low, high)) = row.band {
+        let _ = write!(out, " data-low=\"{low}\" data-high=\"{high}\"");
+    }
+    let _ = write!(out, "><title>{}</title></rect>", escape(&tip));
+    let mut value_x = INTERVAL_LABEL_WIDTH + width + 4.0;
+    if let Some((low, high)) = row.band {
+        let (x1, x2, cy) = (axis.x(low), axis.x(high), y + INTERVAL_ROW_HEIGHT / 2.0);
+        let _ = write!(
+            out,
+            "<line class=\"whisker\" stroke=\"#1b1f24\" stroke-width=\"1.5\" x1=\"{x1}\" x2=\"{x2}\" y1=\"{cy}\" y2=\"{cy}\"/>\
+             <line class=\"whisker\" stroke=\"#1b1f24\" stroke-width=\"1.5\" x1=\"{x1}\" x2=\"{x1}\" y1=\"{t}\" y2=\"{b}\"/>\
+             <line class=\"whisker\" stroke=\"#1b1f24\" stroke-width=\"1.5\" x1=\"{x2}\" x2=\"{x2}\" y1=\"{t}\" y2=\"{b}\"/>",
+            x1 = coord(x1),
+            x2 = coord(x2),
+            cy = coord(cy),
+            t = coord(cy - 4.0),
+            b = coord(cy + 4.0),
+        );
+        value_x = value_x.max(x2 + 4.0);
+    }
+    let _ = write!(
+        out,
+        "<text x=\"{vx}\" y=\"{ty}\">{text}</text></g>",
+        vx = coord(value_x.min(WIDTH - INTERVAL_VALUE_WIDTH + 8.0)),
+        ty = coord(y + INTERVAL_ROW_HEIGHT / 2.0 + 4.0),
+        text = escape(&format_percent(row.value)),
+    );
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use tally_grammar::outcome::{BUCKET_LABELS, Outcome};
 
 use crate::html::escape;
 use crate::svg::{HorizontalBars, horizontal_bars};
-use crate::user::UserWeek;
+use crate::user_data::UserWeek;
 
 /// The most frequent error codes and lints drawn.
 const TOP: usize = 10;

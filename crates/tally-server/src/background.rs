@@ -1,51 +1,138 @@
-//! The server's work outside requests: keeping each week's merge in step with the store,
-//! checkpointing it, deleting raw reports once retention allows, and the tasks that must outlive
-//! the connection that started them.
+//! Every calendar week this server holds, with its running merge, and the work that keeps those
+//! merges in step with the store outside requests: re-reading it, checkpointing, deleting raw
+//! reports once retention allows, and the timer that does all of it.
 //!
-//! - [`AppState::reconcile`] brings weeks up to date with the store (at start-up every week, on
+//! [`Weeks`] is that part of the server's state. It knows the store, the served configs (what
+//! a report read back is checked against) and the retention period, nothing of requests; the
+//! state the handlers share (`state.rs`) holds one and publishes from it.
+//!
+//! - [`Weeks::reconcile`] brings weeks up to date with the store (at start-up every week, on
 //!   the timer the weeks still open to uploads): the newest checkpoint, then the reports of the
 //!   open generation this server does not hold yet (`checkpoint.rs` says why that is enough);
-//! - [`AppState::flush`] makes the next checkpoint of every week with reports beyond its
+//!   [`Weeks::load_week`] does the same for one week, once, before its first upload here;
+//! - [`Weeks::flush`] makes the next checkpoint of every week with reports beyond its
 //!   checkpoint;
-//! - [`AppState::apply_retention`] deletes the raw reports of weeks merged more than
+//! - [`Weeks::apply_retention`] deletes the raw reports of weeks merged more than
 //!   `retention_weeks` weeks ago, once a checkpoint holds every one of them;
-//! - [`AppState::spawn_background`] (the timer: all of the above, forever) and
-//!   [`accept_detached`] (one upload, run to its end even when its connection closes) start the
-//!   app's own tasks; connections' tasks belong to `serve.rs`, blocking file I/O to `store.rs`.
+//! - [`Weeks::run_background`] is the timer: all of the above, forever. Connections' tasks
+//!   belong to `serve.rs`, blocking file I/O to `store.rs`.
 //!
 //! Promises: on the timer, a failure is logged and retried on the next tick, never fatal to
-//! serving (at start-up, [`AppState::open`] fails instead); a server killed at any point leaves
+//! serving (at start-up, `AppState::open` fails instead); a server killed at any point leaves
 //! the store in a state any server continues from (a seal without its checkpoint is finished by
 //! the next server that checkpoints; a checkpoint without its `latest` hint is found past it).
 
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
 use anyhow::Context;
 use axum::body::Bytes;
-use axum::http::StatusCode;
 use tally_protocol::aggregate::bucket_week;
 use tally_protocol::{Day, MAX_REPORT_AGE_DAYS};
-use tokio::task::JoinHandle;
 
-use crate::checkpoint::{self, Checkpoint, id_of_key};
-use crate::state::{AppState, WeekSlot};
+use crate::checkpoint::{self, Checkpoint, WeekState, id_of_key};
+use crate::clock::Clock;
+use crate::configs::Configs;
 use crate::store::{
-    Created, MAX_CHECKPOINT_BYTES, checkpoint_key, latest_key, merged_key, seal_key,
+    Created, MAX_CHECKPOINT_BYTES, Store, checkpoint_key, latest_key, merged_key, seal_key,
 };
 
 /// Most checkpoints retention makes of one week before it gives up for this tick (more means
 /// reports are still arriving for a week that should be closed).
 const MAX_FINAL_CHECKPOINTS: usize = 4;
 
-impl AppState {
+/// The calendar weeks this server holds, by Monday, and what keeps them in step with the store.
+pub(crate) struct Weeks {
+    store: Store,
+    /// Every config version served from the store: what reports read back are checked against.
+    configs: Configs,
+    slots: RwLock<BTreeMap<Day, Arc<WeekSlot>>>,
+    /// Weeks raw reports are kept after their week is merged (`Options::retention_weeks`).
+    retention_weeks: u32,
+}
+
+/// One calendar week on this server. Every change to `state` is idempotent (a report is added
+/// only if its id is not counted yet, a checkpoint adopted only if newer), so uploads, store
+/// re-reads and checkpoints need no ordering among themselves beyond `state`'s lock.
+pub(crate) struct WeekSlot {
+    state: Mutex<WeekState>,
+    /// Held while re-reading the store or making a checkpoint, so that this server does each
+    /// once at a time per week.
+    work: tokio::sync::Mutex<()>,
+    /// Set once the week has been read from the store by this server.
+    loaded: AtomicBool,
+    /// Set once retention has deleted the week's raw reports (or found them deleted).
+    raw_deleted: AtomicBool,
+}
+
+impl WeekSlot {
+    pub(crate) fn state(&self) -> MutexGuard<'_, WeekState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether retention has deleted the week's raw reports (its merged aggregate stays).
+    pub(crate) fn raw_deleted(&self) -> bool {
+        self.raw_deleted.load(Ordering::Acquire)
+    }
+}
+
+impl Weeks {
+    /// No week yet: [`Weeks::reconcile`] reads them from the store.
+    pub(crate) fn new(store: Store, configs: Configs, retention_weeks: u32) -> Weeks {
+        Weeks {
+            store,
+            configs,
+            slots: RwLock::new(BTreeMap::new()),
+            retention_weeks,
+        }
+    }
+
+    /// The slot of the calendar week starting on `monday`, created empty on first use.
+    pub(crate) fn slot(&self, monday: Day) -> Arc<WeekSlot> {
+        if let Some(slot) = self.get(monday) {
+            return slot;
+        }
+        let mut slots = self.slots.write().unwrap_or_else(|e| e.into_inner());
+        slots
+            .entry(monday)
+            .or_insert_with(|| {
+                Arc::new(WeekSlot {
+                    state: Mutex::new(WeekState::new(monday)),
+                    work: tokio::sync::Mutex::new(()),
+                    loaded: AtomicBool::new(false),
+                    raw_deleted: AtomicBool::new(false),
+                })
+            })
+            .clone()
+    }
+
+    /// The slot of the week starting on `monday`, if this server holds it.
+    pub(crate) fn get(&self, monday: Day) -> Option<Arc<WeekSlot>> {
+        self.slots
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&monday)
+            .cloned()
+    }
+
+    /// Every week this server holds, oldest first.
+    pub(crate) fn all(&self) -> Vec<(Day, Arc<WeekSlot>)> {
+        self.slots
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(monday, slot)| (*monday, slot.clone()))
+            .collect()
+    }
+
     /// Brings every calendar week with data in the store up to date: all weeks, or those from
     /// `since` (a Monday) on. Weeks whose raw reports retention deleted are read from their
     /// checkpoints.
-    pub async fn reconcile(&self, since: Option<Day>) -> anyhow::Result<()> {
-        let (_, raw_dirs) = self.0.store.list_dir("reports").await?;
-        let (_, merged_dirs) = self.0.store.list_dir("merged").await?;
+    pub(crate) async fn reconcile(&self, since: Option<Day>) -> anyhow::Result<()> {
+        let (_, raw_dirs) = self.store.list_dir("reports").await?;
+        let (_, merged_dirs) = self.store.list_dir("merged").await?;
         let mondays = |dirs: Vec<object_store::path::Path>| -> Vec<Day> {
             dirs.iter()
                 .filter_map(|dir| dir.filename()?.parse::<Day>().ok())
@@ -87,9 +174,9 @@ impl AppState {
     /// The newest checkpoint, then every report of the open generation (and of the ones after
     /// it, while the one before is sealed) that this server does not count yet.
     async fn refresh_locked(&self, monday: Day, slot: &WeekSlot) -> anyhow::Result<()> {
-        let store = &self.0.store;
+        let store = &self.store;
         let have = slot.state().open_generation();
-        if let Some(newer) = checkpoint::find_newer(store, &self.0.configs, monday, have).await? {
+        if let Some(newer) = checkpoint::find_newer(store, &self.configs, monday, have).await? {
             slot.state().adopt(Arc::new(newer));
         }
         let mut generation = slot.state().open_generation();
@@ -101,7 +188,7 @@ impl AppState {
                     .filter(|key| id_of_key(key).is_some_and(|id| !state.contains(id)))
                     .collect()
             };
-            let reports = checkpoint::fetch(store, &self.0.configs, monday, missing).await?;
+            let reports = checkpoint::fetch(store, &self.configs, monday, missing).await?;
             {
                 let mut state = slot.state();
                 for report in &reports {
@@ -121,15 +208,8 @@ impl AppState {
     /// how many weeks got one (made here or adopted from another server that made it first). A
     /// week that fails does not keep the others from theirs: the first failure is returned
     /// after all were tried, the others are logged.
-    pub async fn flush(&self) -> anyhow::Result<usize> {
-        let slots: Vec<_> = self
-            .0
-            .weeks
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .map(|(monday, slot)| (*monday, slot.clone()))
-            .collect();
+    pub(crate) async fn flush(&self) -> anyhow::Result<usize> {
+        let slots = self.all();
         let mut written = 0;
         let mut failed = None;
         for (monday, slot) in slots {
@@ -159,10 +239,10 @@ impl AppState {
     /// checkpoint, unless another server wrote it first (then adopts theirs). `Ok(false)` if
     /// there was nothing to merge.
     async fn checkpoint_week(&self, monday: Day, slot: &WeekSlot) -> anyhow::Result<bool> {
-        let store = &self.0.store;
+        let store = &self.store;
         let _work = slot.work.lock().await;
         let have = slot.state().open_generation();
-        if let Some(newer) = checkpoint::find_newer(store, &self.0.configs, monday, have).await? {
+        if let Some(newer) = checkpoint::find_newer(store, &self.configs, monday, have).await? {
             slot.state().adopt(Arc::new(newer));
         }
         let base = {
@@ -198,7 +278,7 @@ impl AppState {
                 }
             }
         }
-        for report in checkpoint::fetch(store, &self.0.configs, monday, missing).await? {
+        for report in checkpoint::fetch(store, &self.configs, monday, missing).await? {
             if next
                 .ids
                 .insert(checkpoint::report_id(report.week, report.x))
@@ -237,7 +317,7 @@ impl AppState {
                 };
                 let theirs = Checkpoint::parse(&bytes, monday, open + 1)
                     .with_context(|| format!("checkpoint {key} is unreadable"))?;
-                if let Err(why) = self.0.configs.check_merged(&theirs.merged).await? {
+                if let Err(why) = self.configs.check_merged(&theirs.merged).await? {
                     anyhow::bail!(
                         "checkpoint {key} holds what no upload could have brought: {why}; remove it"
                     );
@@ -253,14 +333,14 @@ impl AppState {
     /// `MAX_REPORT_AGE_DAYS`) more than `retention_weeks` weeks before `today`, once a
     /// checkpoint holds all of them: the week's open generation is sealed and found empty
     /// first. The checkpoints (the merged aggregates) are kept. Returns the weeks deleted.
-    pub async fn apply_retention(&self, today: Day) -> anyhow::Result<Vec<Day>> {
-        let (_, week_dirs) = self.0.store.list_dir("reports").await?;
+    pub(crate) async fn apply_retention(&self, today: Day) -> anyhow::Result<Vec<Day>> {
+        let (_, week_dirs) = self.store.list_dir("reports").await?;
         let mut deleted = Vec::new();
         for dir in week_dirs {
             let Some(monday) = dir.filename().and_then(|name| name.parse::<Day>().ok()) else {
                 continue;
             };
-            if raw_deleted_on(monday, self.retention_weeks()).is_none_or(|day| today < day) {
+            if raw_deleted_on(monday, self.retention_weeks).is_none_or(|day| today < day) {
                 continue;
             }
             let slot = self.slot(monday);
@@ -287,15 +367,14 @@ impl AppState {
                 continue;
             }
             let open = slot.state().open_generation();
-            checkpoint::seal(&self.0.store, monday, open).await?;
+            checkpoint::seal(&self.store, monday, open).await?;
             // Anything written to it before the seal, or to the next one after, is found now.
             self.refresh_week(monday, slot).await?;
             if slot.state().pending() == 0 {
                 // The copy for tools that read the store: the final merge, whatever order
                 // servers wrote it in while the week was open.
                 let merged = serde_json::to_vec(&slot.state().base().merged)?;
-                self.0
-                    .store
+                self.store
                     .put(&merged_key(monday), Bytes::from(merged), Some(monday))
                     .await?;
                 return Ok(true);
@@ -306,7 +385,7 @@ impl AppState {
 
     /// Deletes everything under `reports/<monday>/`, 16 deletions at a time.
     async fn delete_raw(&self, monday: Day) -> anyhow::Result<()> {
-        let store = &self.0.store;
+        let store = &self.store;
         let week = format!("reports/{monday}");
         let (mut keys, generations) = store.list_dir(&week).await?;
         for generation in generations {
@@ -328,19 +407,15 @@ impl AppState {
         Ok(())
     }
 
-    /// [`AppState::run_background`] on its own task; abort the handle to stop it.
-    pub fn spawn_background(
-        &self,
-        flush_every: Duration,
-        reconcile_every: Duration,
-    ) -> JoinHandle<()> {
-        tokio::spawn(self.clone().run_background(flush_every, reconcile_every))
-    }
-
     /// Runs forever: checkpoints every `flush_every`; every `reconcile_every` picks up reports
     /// that other servers sharing the store have written in the weeks still open to uploads,
-    /// and applies retention.
-    pub async fn run_background(self, flush_every: Duration, reconcile_every: Duration) {
+    /// and applies retention as of `clock`'s today.
+    pub(crate) async fn run_background(
+        &self,
+        clock: Clock,
+        flush_every: Duration,
+        reconcile_every: Duration,
+    ) {
         let mut flush = tokio::time::interval(flush_every);
         let mut reconcile = tokio::time::interval(reconcile_every);
         reconcile.tick().await;
@@ -352,7 +427,7 @@ impl AppState {
                     }
                 }
                 _ = reconcile.tick() => {
-                    let today = self.0.options.clock.today();
+                    let today = clock.today();
                     let since = today.plus_days(-MAX_REPORT_AGE_DAYS).map(bucket_week);
                     if let Err(e) = self.reconcile(since).await {
                         eprintln!("tally-server: reconciling with the store failed (will retry): {e:#}");
@@ -372,15 +447,4 @@ impl AppState {
 pub fn raw_deleted_on(monday: Day, retention_weeks: u32) -> Option<Day> {
     let closed = 7 + MAX_REPORT_AGE_DAYS;
     monday.plus_days(closed + 7 * i64::from(retention_weeks))
-}
-
-/// Validates, stores and merges one upload ([`AppState::accept_upload`]) on its own task: a
-/// connection closed mid-upload (the client gave up, or the server cut a stalled connection off)
-/// must not stop a report between its write and its merge.
-pub(crate) fn accept_detached(
-    state: AppState,
-    week: String,
-    body: Bytes,
-) -> JoinHandle<Result<bool, (StatusCode, String)>> {
-    tokio::spawn(async move { state.accept_upload(&week, &body).await })
 }

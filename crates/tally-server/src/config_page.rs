@@ -8,7 +8,6 @@
 //! `charts_config::check_served` at start-up). A counter the config names without a chart is
 //! listed under "Counters without a chart", never left out.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use tally_charts::html::{escape, page};
@@ -42,51 +41,78 @@ impl Site {
 
 /// One group of the page: a chart (or the chartless counters) and its counters.
 struct Group<'a> {
+    /// The chart's id, or `None` for the counters the config names without a chart.
+    chart: Option<&'a str>,
     /// (program, versions, counter pattern, rate)
     counters: Vec<(&'a str, &'a str, &'a str, f64)>,
 }
 
 /// The `/config` page for the served `config`.
 pub fn render(site: &Site, config: &UploadConfig, threshold: u64, retention_weeks: u32) -> String {
-    let mut groups: BTreeMap<Option<&str>, Group<'_>> = BTreeMap::new();
-    let mut order: Vec<Option<&str>> = Vec::new();
+    let groups = chart_groups(site, config);
+    let mut body = header(site, config, threshold, retention_weeks);
+    let counters_total: usize = groups
+        .iter()
+        .flat_map(|g| g.counters.iter())
+        .map(|(_, _, pattern, _)| expand_pattern(pattern).map_or(0, |n| n.len()))
+        .sum();
+    let _ = write!(
+        body,
+        "<p>{} charts, <span data-counters-total=\"{counters_total}\">{counters_total}</span> counters.</p>",
+        groups.iter().filter(|g| g.chart.is_some()).count()
+    );
+    for group in &groups {
+        body.push_str(&group_section(site, group));
+    }
+    page("tally: what this collector collects", &body)
+}
+
+/// The config's counters grouped by chart: charts in the chart file's order, then any the file
+/// does not know, then the chartless counters; within a group, in the config's order.
+fn chart_groups<'a>(site: &Site, config: &'a UploadConfig) -> Vec<Group<'a>> {
+    let mut groups: Vec<Group<'a>> = Vec::new();
     for program in &config.programs {
         for counter in &program.counters {
-            let key = counter.chart.as_deref();
-            if !order.contains(&key) {
-                order.push(key);
-            }
-            groups
-                .entry(key)
-                .or_insert_with(|| Group {
-                    counters: Vec::new(),
-                })
-                .counters
-                .push((
-                    &program.name,
-                    &program.versions,
-                    &counter.name,
-                    counter.rate,
-                ));
+            let chart = counter.chart.as_deref();
+            let at = match groups.iter().position(|g| g.chart == chart) {
+                Some(at) => at,
+                None => {
+                    groups.push(Group {
+                        chart,
+                        counters: Vec::new(),
+                    });
+                    groups.len() - 1
+                }
+            };
+            groups[at].counters.push((
+                &program.name,
+                &program.versions,
+                &counter.name,
+                counter.rate,
+            ));
         }
     }
-    // Charts in the chart file's order, then any the file does not know, then chartless.
     if let Some(charts) = &site.charts {
-        order.sort_by_key(|key| match key {
+        groups.sort_by_key(|group| match group.chart {
             Some(id) => (
                 0,
                 charts
                     .charts
                     .iter()
-                    .position(|c| c.id == *id)
+                    .position(|c| c.id == id)
                     .unwrap_or(usize::MAX),
             ),
             None => (1, 0),
         });
     } else {
-        order.sort_by_key(|key| key.is_none());
+        groups.sort_by_key(|group| group.chart.is_none());
     }
+    groups
+}
 
+/// The page's header: links, the banner, what the config asks of clients, retention and the
+/// publication threshold.
+fn header(site: &Site, config: &UploadConfig, threshold: u64, retention_weeks: u32) -> String {
     let mut body = String::new();
     body.push_str("<header><p><a href=\"./\">← dashboard</a> · <a href=\"data/\">open data</a></p><h1>What this collector collects, and why</h1>");
     body.push_str(&site.banner());
@@ -113,64 +139,56 @@ pub fn render(site: &Site, config: &UploadConfig, threshold: u64, retention_week
          and download.</p></header>",
         weeks = retention_weeks,
     );
-    let counters_total: usize = groups
-        .values()
-        .flat_map(|g| g.counters.iter())
-        .map(|(_, _, pattern, _)| expand_pattern(pattern).map_or(0, |n| n.len()))
-        .sum();
-    let _ = write!(
-        body,
-        "<p>{} charts, <span data-counters-total=\"{counters_total}\">{counters_total}</span> counters.</p>",
-        order.iter().filter(|k| k.is_some()).count()
-    );
-    for key in order {
-        let Some(group) = groups.get(&key) else {
-            continue;
-        };
-        let chart = key.and_then(|id| site.charts.as_ref()?.chart(id));
-        match (key, chart) {
-            (Some(id), Some(chart)) => {
-                let _ = write!(
-                    body,
-                    "<section class=\"chart-config\" id=\"{id}\" data-chart-id=\"{id}\"><h2>{title}</h2>\
-                     <p>{description}</p><p class=\"note\">Proposal: <a href=\"{proposal}\" rel=\"nofollow\">{proposal}</a> · \
-                     {kind} · wanted margin ±{margin} points · {program} {versions}</p>",
-                    id = escape(id),
-                    title = escape(&chart.title),
-                    description = escape(&chart.description),
-                    proposal = escape(&chart.proposal),
-                    kind = chart.kind.label(),
-                    margin = chart.margin * 100.0,
-                    program = escape(&chart.program),
-                    versions = escape(&chart.versions),
-                );
-            }
-            (Some(id), None) => {
-                let _ = write!(
-                    body,
-                    "<section class=\"chart-config\" id=\"{id}\" data-chart-id=\"{id}\"><h2>Chart {id}</h2>\
-                     <p class=\"note\">This server was started without its chart config, so only the chart's id is known.</p>",
-                    id = escape(id)
-                );
-            }
-            (None, _) => body.push_str(
-                "<section class=\"chart-config\" data-chart-id=\"\"><h2>Counters without a chart</h2>\
-                 <p class=\"note\">The served config names these without saying which chart needs them.</p>",
-            ),
+    body
+}
+
+/// One group's section: the chart's title, description and proposal (or what is known without
+/// the chart config), then every counter with its program, versions and rate.
+fn group_section(site: &Site, group: &Group<'_>) -> String {
+    let mut body = String::new();
+    let chart = group.chart.and_then(|id| site.charts.as_ref()?.chart(id));
+    match (group.chart, chart) {
+        (Some(id), Some(chart)) => {
+            let _ = write!(
+                body,
+                "<section class=\"chart-config\" id=\"{id}\" data-chart-id=\"{id}\"><h2>{title}</h2>\
+                 <p>{description}</p><p class=\"note\">Proposal: <a href=\"{proposal}\" rel=\"nofollow\">{proposal}</a> · \
+                 {kind} · wanted margin ±{margin} points · {program} {versions}</p>",
+                id = escape(id),
+                title = escape(&chart.title),
+                description = escape(&chart.description),
+                proposal = escape(&chart.proposal),
+                kind = chart.kind.label(),
+                margin = chart.margin * 100.0,
+                program = escape(&chart.program),
+                versions = escape(&chart.versions),
+            );
         }
-        body.push_str("<div class=\"table-wrap\"><table class=\"counters\"><thead><tr><th>counter</th><th>program</th><th>versions</th><th class=\"num\">rate</th></tr></thead><tbody>");
-        for (program, versions, pattern, rate) in &group.counters {
-            for name in expand_pattern(pattern).unwrap_or_default() {
-                let _ = write!(
-                    body,
-                    "<tr data-counter=\"{n}\" data-rate=\"{rate}\"><td><code>{n}</code></td><td>{p}</td><td>{v}</td><td class=\"num\">{rate}</td></tr>",
-                    n = escape(&name),
-                    p = escape(program),
-                    v = escape(versions),
-                );
-            }
+        (Some(id), None) => {
+            let _ = write!(
+                body,
+                "<section class=\"chart-config\" id=\"{id}\" data-chart-id=\"{id}\"><h2>Chart {id}</h2>\
+                 <p class=\"note\">This server was started without its chart config, so only the chart's id is known.</p>",
+                id = escape(id)
+            );
         }
-        body.push_str("</tbody></table></div></section>\n");
+        (None, _) => body.push_str(
+            "<section class=\"chart-config\" data-chart-id=\"\"><h2>Counters without a chart</h2>\
+             <p class=\"note\">The served config names these without saying which chart needs them.</p>",
+        ),
     }
-    page("tally: what this collector collects", &body)
+    body.push_str("<div class=\"table-wrap\"><table class=\"counters\"><thead><tr><th>counter</th><th>program</th><th>versions</th><th class=\"num\">rate</th></tr></thead><tbody>");
+    for (program, versions, pattern, rate) in &group.counters {
+        for name in expand_pattern(pattern).unwrap_or_default() {
+            let _ = write!(
+                body,
+                "<tr data-counter=\"{n}\" data-rate=\"{rate}\"><td><code>{n}</code></td><td>{p}</td><td>{v}</td><td class=\"num\">{rate}</td></tr>",
+                n = escape(&name),
+                p = escape(program),
+                v = escape(versions),
+            );
+        }
+    }
+    body.push_str("</tbody></table></div></section>\n");
+    body
 }

@@ -5,51 +5,36 @@
 //! are drawn from the same published aggregates as the JSON API (`AppState::weeks_index`,
 //! `AppState::program_week`), which are already thresholded: nothing withheld can reach a page.
 //! Pages are self-contained HTML (inline CSS and SVG, no script), so the dashboard needs no
-//! network and no asset routes.
+//! network and no asset routes; `routes.rs` serves them.
 
-use std::sync::Arc;
-
-use axum::Extension;
-use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::Response;
 use tally_protocol::aggregate::{ProgramWeek, WeeksIndex};
 
 use crate::AppState;
-use crate::config_page::Site;
-use crate::routes::{html, with_banner};
 
 /// How many of a program's latest weeks its page charts.
 pub const PROGRAM_WEEKS: usize = 26;
 
-/// The index page. `latest` (the newest week's programs) is not needed: program details live on
-/// their own pages, with every week rather than one.
-pub fn page(index: &WeeksIndex, latest: &[ProgramWeek]) -> String {
-    let _ = latest;
+/// The index page. Program details live on their own pages, with every week rather than one.
+pub fn index_page(index: &WeeksIndex) -> String {
     tally_charts::dashboard_index(index)
 }
 
-/// `GET /programs/{program}`: the program's charts, or 404 when nothing about it is published.
-pub async fn program(
-    State(state): State<AppState>,
-    Extension(site): Extension<Arc<Site>>,
-    Path(program): Path<String>,
-) -> Response {
+/// `GET /programs/{program}`: the program's charts, with 404 when nothing about it is
+/// published.
+pub fn program_page(state: &AppState, program: &str) -> (StatusCode, String) {
     let index = state.weeks_index();
-    let weeks: Vec<ProgramWeek> = tally_charts::weeks_with_program(&index, &program, PROGRAM_WEEKS)
+    let weeks: Vec<ProgramWeek> = tally_charts::weeks_with_program(&index, program, PROGRAM_WEEKS)
         .into_iter()
-        .filter_map(|week| state.program_week(week, &program))
+        .filter_map(|week| state.program_week(week, program))
         .collect();
     let status = if weeks.is_empty() {
         StatusCode::NOT_FOUND
     } else {
         StatusCode::OK
     };
-    html(
+    (
         status,
-        with_banner(
-            tally_charts::program_page(&program, &weeks, state.threshold()),
-            &site,
-        ),
+        tally_charts::program_page(program, &weeks, state.threshold()),
     )
 }

@@ -31,8 +31,8 @@
 //!
 //! Modules, by responsibility: `state` (the shared [`AppState`]: open, accept an upload,
 //! publish), [`configs`] (every config served from the store, what uploads and stored reports are
-//! checked against), `routes` ([`app`] and its handlers), `background` (re-reads of the store,
-//! checkpoints, retention, the timer, and every task the app spawns), [`checkpoint`]
+//! checked against), `routes` ([`app`] and its handlers), `background` (every week's merge, kept
+//! in step with the store: re-reads, checkpoints, retention, the timer), [`checkpoint`]
 //! (generations, seals and checkpoints: the protocol replicas share), [`serve`] (the listener,
 //! from `tally-service`), [`store`] (the collector's keys in the object store of
 //! `tally-service`), [`validate`] (what an upload may hold), [`merge`]

@@ -33,10 +33,9 @@ use axum::{Extension, Router};
 use tally_protocol::aggregate::bucket_week;
 use tally_protocol::{Day, MAX_REPORT_BYTES};
 
-use crate::background::accept_detached;
 use crate::config_page::{self, Site};
 use crate::dashboard;
-use crate::open_data::{LICENCE_LINE, WeekData};
+use crate::open_data::LICENCE_LINE;
 use crate::state::AppState;
 
 /// The HTTP surface with the default [`Site`] (no chart config, default retention). Applies the
@@ -50,7 +49,7 @@ pub fn app(state: AppState) -> Router {
 pub fn app_with(state: AppState, site: Site) -> Router {
     Router::new()
         .route("/", get(dashboard_page))
-        .route("/programs/{program}", get(dashboard::program))
+        .route("/programs/{program}", get(program_page))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/config", get(config_html))
         .route("/status", get(api_status))
@@ -67,7 +66,7 @@ pub fn app_with(state: AppState, site: Site) -> Router {
 }
 
 /// A page with the simulated-data banner (if any) at the top of its body.
-pub(crate) fn with_banner(html: String, site: &Site) -> String {
+fn with_banner(html: String, site: &Site) -> String {
     let banner = site.banner();
     if banner.is_empty() {
         return html;
@@ -75,7 +74,7 @@ pub(crate) fn with_banner(html: String, site: &Site) -> String {
     html.replacen("<body>\n", &format!("<body>\n{banner}\n"), 1)
 }
 
-pub(crate) fn html(status: StatusCode, body: String) -> Response {
+fn html(status: StatusCode, body: String) -> Response {
     (
         status,
         [
@@ -103,24 +102,6 @@ async fn config_html(
             state.retention_weeks(),
         ),
     )
-}
-
-/// One week's published document, as the dashboard publishes it.
-fn week_data(state: &AppState, site: &Site, week: Day) -> Option<WeekData> {
-    let index = state.weeks_index();
-    let summary = index.weeks.iter().find(|w| w.week == week)?;
-    let programs = summary
-        .programs
-        .keys()
-        .filter_map(|program| state.program_week(week, program))
-        .collect();
-    Some(WeekData::new(
-        summary,
-        programs,
-        state.threshold(),
-        state.0.options.clock.today(),
-        site.simulated.is_some(),
-    ))
 }
 
 async fn data_index(
@@ -198,7 +179,7 @@ async fn data_file(
             ),
         );
     }
-    let Some(data) = week_data(&state, &site, day) else {
+    let Some(data) = state.week_data(day, site.simulated.is_some()) else {
         return reason(
             StatusCode::NOT_FOUND,
             format!("nothing is published for the week of {day}"),
@@ -271,9 +252,9 @@ async fn upload(
         }
         Ok(Ok(bytes)) => bytes,
     };
-    // Its own task: a connection closed mid-upload must not stop a report between its write and
-    // its merge.
-    match accept_detached(state, week, bytes).await {
+    // Its own task: a connection closed mid-upload (the client gave up, or the server cut a
+    // stalled connection off) must not stop a report between its write and its merge.
+    match tokio::spawn(async move { state.accept_upload(&week, &bytes).await }).await {
         Ok(Ok(true)) => reason(StatusCode::OK, "stored".into()),
         Ok(Ok(false)) => reason(StatusCode::OK, "already stored".into()),
         Ok(Err((status, why))) => reason(status, why),
@@ -331,7 +312,15 @@ async fn dashboard_page(
     State(state): State<AppState>,
     Extension(site): Extension<Arc<Site>>,
 ) -> Response {
-    // Program details live on `/programs/{program}`; the index needs only the weeks.
-    let page = dashboard::page(&state.weeks_index(), &[]);
+    let page = dashboard::index_page(&state.weeks_index());
     html(StatusCode::OK, with_banner(page, &site))
+}
+
+async fn program_page(
+    State(state): State<AppState>,
+    Extension(site): Extension<Arc<Site>>,
+    Path(program): Path<String>,
+) -> Response {
+    let (status, page) = dashboard::program_page(&state, &program);
+    html(status, with_banner(page, &site))
 }

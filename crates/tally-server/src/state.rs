@@ -3,19 +3,19 @@
 //!
 //! [`AppState`] is what a server is: [`AppState::open`] verifies the signed config, records it
 //! in the store and loads the merged weeks; [`AppState::accept_upload`] validates one upload,
-//! stores it canonically and adds it to its week's merge; [`AppState::weeks_index`] and
-//! [`AppState::program_week`] publish the merges, thresholded. Keeping the merges in step with
-//! the store (checkpoints, the open generation, retention, the timer) is `background.rs`'s work
-//! on the same state, with the protocol of `checkpoint.rs`.
+//! stores it canonically and adds it to its week's merge; [`AppState::weeks_index`],
+//! [`AppState::program_week`] and [`AppState::week_data`] publish the merges, thresholded.
+//! The weeks themselves, and keeping their merges in step with the store (checkpoints, the open
+//! generation, retention, the timer), are `background.rs`'s [`Weeks`], with the protocol of
+//! `checkpoint.rs`; [`AppState::flush`], [`AppState::reconcile`],
+//! [`AppState::apply_retention`] and [`AppState::spawn_background`] run that work.
 //!
 //! Promises: an upload answered `Ok` is in the store, in a generation that was not sealed when
 //! it was written (so in the next checkpoint), and in its week's merge exactly once; a refusal
 //! is a 4xx with a one-line reason and writes nothing; a 5xx means only that the store failed.
 //! Nothing under the threshold leaves through the publishing methods.
 
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -23,10 +23,13 @@ use axum::body::Bytes;
 use axum::http::StatusCode;
 use tally_protocol::aggregate::{ProgramWeek, WeeksIndex, bucket_week};
 use tally_protocol::{Day, UploadConfig};
+use tokio::task::JoinHandle;
 
-use crate::checkpoint::{WeekState, report_id};
+use crate::background::{Weeks, raw_deleted_on};
+use crate::checkpoint::report_id;
 use crate::clock::Clock;
 use crate::configs::{Configs, Served};
+use crate::open_data::WeekData;
 use crate::signing;
 use crate::store::{MAX_CONFIG_BYTES, Store, config_keys};
 use crate::validate;
@@ -79,30 +82,9 @@ pub(crate) struct Inner {
     pub(crate) current: SignedConfig,
     /// Every config version served from the store.
     pub(crate) configs: Configs,
-    pub(crate) weeks: RwLock<BTreeMap<Day, Arc<WeekSlot>>>,
+    /// Every calendar week this server holds, kept in step with the store.
+    pub(crate) weeks: Weeks,
     pub(crate) options: Options,
-    /// Weeks raw reports are kept after their week is merged (`Options::retention_weeks`).
-    pub(crate) retention_weeks: u32,
-}
-
-/// One calendar week on this server. Every change to `state` is idempotent (a report is added
-/// only if its id is not counted yet, a checkpoint adopted only if newer), so uploads, store
-/// re-reads and checkpoints need no ordering among themselves beyond `state`'s lock.
-pub(crate) struct WeekSlot {
-    pub(crate) state: Mutex<WeekState>,
-    /// Held while re-reading the store or making a checkpoint, so that this server does each
-    /// once at a time per week.
-    pub(crate) work: tokio::sync::Mutex<()>,
-    /// Set once the week has been read from the store by this server.
-    pub(crate) loaded: AtomicBool,
-    /// Set once retention has deleted the week's raw reports (or found them deleted).
-    pub(crate) raw_deleted: AtomicBool,
-}
-
-impl WeekSlot {
-    pub(crate) fn state(&self) -> MutexGuard<'_, WeekState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
 }
 
 impl AppState {
@@ -134,12 +116,12 @@ impl AppState {
             config,
         };
         let store_name = format!("{store:?}");
+        let configs = Configs::new(store.clone());
         let state = AppState(Arc::new(Inner {
-            configs: Configs::new(store.clone()),
+            weeks: Weeks::new(store.clone(), configs.clone(), options.retention_weeks),
+            configs,
             store,
             current,
-            weeks: RwLock::new(BTreeMap::new()),
-            retention_weeks: options.retention_weeks,
             options,
         }));
         state
@@ -165,7 +147,7 @@ impl AppState {
 
     /// Weeks raw reports are kept after their week is merged.
     pub fn retention_weeks(&self) -> u32 {
-        self.0.retention_weeks
+        self.0.options.retention_weeks
     }
 
     async fn register_current_config(&self) -> anyhow::Result<()> {
@@ -205,31 +187,6 @@ impl AppState {
         Ok(())
     }
 
-    /// The slot of the calendar week starting on `monday`, created empty on first use.
-    pub(crate) fn slot(&self, monday: Day) -> Arc<WeekSlot> {
-        if let Some(slot) = self
-            .0
-            .weeks
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&monday)
-        {
-            return slot.clone();
-        }
-        let mut weeks = self.0.weeks.write().unwrap_or_else(|e| e.into_inner());
-        weeks
-            .entry(monday)
-            .or_insert_with(|| {
-                Arc::new(WeekSlot {
-                    state: Mutex::new(WeekState::new(monday)),
-                    work: tokio::sync::Mutex::new(()),
-                    loaded: AtomicBool::new(false),
-                    raw_deleted: AtomicBool::new(false),
-                })
-            })
-            .clone()
-    }
-
     /// Validates and stores one upload. `Ok(true)` if stored now, `Ok(false)` if it was
     /// already stored; `Err((status, reason))` otherwise.
     pub async fn accept_upload(
@@ -254,8 +211,12 @@ impl AppState {
         };
         validate::check_against_config(&report, &config).map_err(bad_request)?;
         let monday = bucket_week(report.week);
-        let slot = self.slot(monday);
-        self.load_week(monday, &slot).await.map_err(storage_error)?;
+        let slot = self.0.weeks.slot(monday);
+        self.0
+            .weeks
+            .load_week(monday, &slot)
+            .await
+            .map_err(storage_error)?;
         let id = report_id(report.week, report.x);
         let generation = {
             let state = slot.state();
@@ -277,17 +238,12 @@ impl AppState {
     /// `GET /api/weeks`: every week with published data, newest first.
     pub fn weeks_index(&self) -> WeeksIndex {
         let threshold = self.threshold();
-        let slots: Vec<_> = self
+        let mut weeks: Vec<_> = self
             .0
             .weeks
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .cloned()
-            .collect();
-        let mut weeks: Vec<_> = slots
+            .all()
             .iter()
-            .filter_map(|slot| slot.state().live().summary(threshold))
+            .filter_map(|(_, slot)| slot.state().live().summary(threshold))
             .collect();
         weeks.sort_by_key(|summary| std::cmp::Reverse(summary.week));
         WeeksIndex { threshold, weeks }
@@ -295,15 +251,63 @@ impl AppState {
 
     /// `GET /api/weeks/{week}/{program}`: `None` when nothing is published for it.
     pub fn program_week(&self, week: Day, program: &str) -> Option<ProgramWeek> {
-        let slot = self
-            .0
-            .weeks
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&bucket_week(week))?
-            .clone();
+        let slot = self.0.weeks.get(bucket_week(week))?;
         let state = slot.state();
         state.live().publish(program, self.threshold())
+    }
+
+    /// `GET /data/{monday}.json` and `.csv`: the week of `monday` as the open data publishes it
+    /// (`simulated` when the store's reports are), or `None` when it publishes nothing.
+    pub fn week_data(&self, monday: Day, simulated: bool) -> Option<WeekData> {
+        let slot = self.0.weeks.get(monday)?;
+        let state = slot.state();
+        WeekData::from_merged(
+            state.live(),
+            self.threshold(),
+            self.0.options.clock.today(),
+            simulated,
+        )
+    }
+
+    /// Brings every calendar week with data in the store up to date: all weeks, or those from
+    /// `since` (a Monday) on. Weeks whose raw reports retention deleted are read from their
+    /// checkpoints.
+    pub async fn reconcile(&self, since: Option<Day>) -> anyhow::Result<()> {
+        self.0.weeks.reconcile(since).await
+    }
+
+    /// Makes the next checkpoint of every week with reports beyond its checkpoint. Returns
+    /// how many weeks got one (made here or adopted from another server that made it first). A
+    /// week that fails does not keep the others from theirs: the first failure is returned
+    /// after all were tried, the others are logged.
+    pub async fn flush(&self) -> anyhow::Result<usize> {
+        self.0.weeks.flush().await
+    }
+
+    /// Deletes the raw reports of every week closed to uploads more than `retention_weeks`
+    /// weeks before `today`, once a checkpoint holds all of them ([`raw_deleted_on`]); the
+    /// merged aggregates are kept. Returns the weeks deleted.
+    pub async fn apply_retention(&self, today: Day) -> anyhow::Result<Vec<Day>> {
+        self.0.weeks.apply_retention(today).await
+    }
+
+    /// [`AppState::run_background`] on its own task; abort the handle to stop it.
+    pub fn spawn_background(
+        &self,
+        flush_every: Duration,
+        reconcile_every: Duration,
+    ) -> JoinHandle<()> {
+        tokio::spawn(self.clone().run_background(flush_every, reconcile_every))
+    }
+
+    /// Runs forever: checkpoints every `flush_every`; every `reconcile_every` picks up reports
+    /// that other servers sharing the store have written in the weeks still open to uploads,
+    /// and applies retention.
+    pub async fn run_background(self, flush_every: Duration, reconcile_every: Duration) {
+        self.0
+            .weeks
+            .run_background(self.0.options.clock, flush_every, reconcile_every)
+            .await;
     }
 }
 
@@ -335,22 +339,14 @@ impl AppState {
             .weeks_index()
             .weeks
             .iter()
-            .map(|summary| {
-                let raw_reports_deleted = self
+            .map(|summary| WeekStatus {
+                week: summary.week,
+                raw_reports_deleted: self
                     .0
                     .weeks
-                    .read()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .get(&summary.week)
-                    .is_some_and(|slot| slot.raw_deleted.load(Ordering::Acquire));
-                WeekStatus {
-                    week: summary.week,
-                    raw_reports_deleted,
-                    raw_reports_deleted_on: crate::background::raw_deleted_on(
-                        summary.week,
-                        retention_weeks,
-                    ),
-                }
+                    .get(summary.week)
+                    .is_some_and(|slot| slot.raw_deleted()),
+                raw_reports_deleted_on: raw_deleted_on(summary.week, retention_weeks),
             })
             .collect();
         Status {

@@ -76,9 +76,7 @@ pub fn parse_upload(url_week: &str, body: &[u8], today: Day) -> Result<Report, S
             report.week
         ));
     }
-    if report.config_version.is_none() {
-        return Err("report names no config_version (only upload copies are accepted)".into());
-    }
+    check_config_version_named(&report)?;
     Ok(report)
 }
 
@@ -98,14 +96,7 @@ pub fn check_against_config(report: &Report, config: &UploadConfig) -> Result<()
                 config.version
             ));
         };
-        if !is_canonical(&section.version) {
-            return Err(format!(
-                "version {} is not MAJOR.MINOR.PATCH (no leading zeros, major at most \
-                 {MAX_MAJOR}, minor and patch at most {MAX_MINOR_PATCH}) with an optional \
-                 -nightly, -beta[.N] or -dev",
-                echo(&section.version)
-            ));
-        }
+        check_canonical_version(&section.version)?;
         if section.counters.is_empty() {
             return Err(format!(
                 "the section for {} {} on {}/{} has no counters; upload copies leave such \
@@ -117,10 +108,7 @@ pub fn check_against_config(report: &Report, config: &UploadConfig) -> Result<()
             ));
         }
         if let Some((name, _)) = section.counters.iter().find(|(_, count)| **count == 0) {
-            return Err(format!(
-                "counter {} has count 0; upload copies leave zero counts out",
-                echo(name)
-            ));
+            return Err(zero_count(name));
         }
         if !config.allows(
             &section.program,
@@ -237,9 +225,7 @@ const MAX_PLATFORM_LEN: usize = 32;
 /// and a program name and `/` first, as every name in tally's vocabulary and every name the
 /// counter library accepts (so none starts like a spreadsheet formula).
 pub fn check_without_config(report: &Report) -> Result<(), String> {
-    if report.config_version.is_none() {
-        return Err("report names no config_version (only upload copies are accepted)".into());
-    }
+    check_config_version_named(report)?;
     let is_platform = |name: &str| {
         !name.is_empty()
             && name.len() <= MAX_PLATFORM_LEN
@@ -248,14 +234,7 @@ pub fn check_without_config(report: &Report) -> Result<(), String> {
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
     };
     for section in &report.programs {
-        if !is_canonical(&section.version) {
-            return Err(format!(
-                "version {} is not MAJOR.MINOR.PATCH (no leading zeros, major at most \
-                 {MAX_MAJOR}, minor and patch at most {MAX_MINOR_PATCH}) with an optional \
-                 -nightly, -beta[.N] or -dev",
-                echo(&section.version)
-            ));
-        }
+        check_canonical_version(&section.version)?;
         for (what, name) in [("OS", &section.os), ("architecture", &section.arch)] {
             if !is_platform(name) {
                 return Err(format!(
@@ -287,14 +266,40 @@ pub fn check_without_config(report: &Report) -> Result<(), String> {
                 ));
             }
             if *count == 0 {
-                return Err(format!(
-                    "counter {} has count 0; upload copies leave zero counts out",
-                    echo(name)
-                ));
+                return Err(zero_count(name));
             }
         }
     }
     Ok(())
+}
+
+/// Only upload copies name the config version they were made under; local copies do not.
+fn check_config_version_named(report: &Report) -> Result<(), String> {
+    if report.config_version.is_none() {
+        return Err("report names no config_version (only upload copies are accepted)".into());
+    }
+    Ok(())
+}
+
+/// A version must be spelled the one way clients normalise it to ([`is_canonical`]).
+fn check_canonical_version(version: &str) -> Result<(), String> {
+    if !is_canonical(version) {
+        return Err(format!(
+            "version {} is not MAJOR.MINOR.PATCH (no leading zeros, major at most \
+             {MAX_MAJOR}, minor and patch at most {MAX_MINOR_PATCH}) with an optional \
+             -nightly, -beta[.N] or -dev",
+            echo(version)
+        ));
+    }
+    Ok(())
+}
+
+/// Why a counter with a zero count is refused.
+fn zero_count(name: &str) -> String {
+    format!(
+        "counter {} has count 0; upload copies leave zero counts out",
+        echo(name)
+    )
 }
 
 /// A client-supplied value, cut short and with control characters replaced, for a reason line.

@@ -385,9 +385,8 @@ fn body_with_x(x_text: &str) -> Vec<u8> {
         .into_bytes()
 }
 
-/// Issue #15, items 5 and 6: every `x` in (0, 1) is stored, under a key of bounded length that
-/// names exactly the f64 the sent digits denote; equal numbers written differently are one
-/// report.
+/// Every `x` in (0, 1) is stored, under a key of bounded length that names exactly the f64 the
+/// sent digits denote; equal numbers written differently are one report.
 #[tokio::test]
 async fn stores_each_report_under_exactly_the_x_it_sent() {
     let collector = Collector::new();
@@ -467,9 +466,9 @@ async fn stores_each_report_under_exactly_the_x_it_sent() {
     assert_eq!(index.weeks[0].reports, 5 + sent);
 }
 
-/// Issue #15, item 7: versions that are not one canonical spelling of a real-looking version,
-/// reports without sections, sections without counts, zero counts and names given twice are
-/// refused with a 400 and change no aggregate.
+/// Versions that are not one canonical spelling of a real-looking version, reports without
+/// sections, sections without counts, zero counts and names given twice are refused with a 400
+/// and change no aggregate.
 #[tokio::test]
 async fn refuses_reports_that_would_pollute_the_aggregates() {
     let collector = Collector::new();

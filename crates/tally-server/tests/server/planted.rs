@@ -815,7 +815,10 @@ fn objects_planted_on_s3_are_checked_and_bounded() {
     );
     // A valid report, padded past the size any stored report has.
     let mut padded = report(0.36, "1.95.0", &[("cargo/invocations", 1)]).to_canonical_json();
-    padded.extend(std::iter::repeat_n(b' ', 200 * 1024));
+    padded.extend(std::iter::repeat_n(
+        b' ',
+        tally_server::store::MAX_STORED_REPORT_BYTES,
+    ));
     let padded_key = tally_server::store::report_key(WEEK.parse().unwrap(), 0.36, 0);
     put_object(&endpoint, &format!("{prefix}/{padded_key}"), &padded);
     let latest = vec![b'1'; 1024 * 1024];
