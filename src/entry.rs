@@ -1,14 +1,15 @@
 //! What both of tally's binaries share at their entry, `tally` (src/main.rs) and `tally-shim`
-//! (src/bin/tally-shim.rs): C's `main` as the entry point ([`entry_point!`]), the allocator per
-//! target, and the dispatch of the hot path ([`hot_path`]). Each binary includes this file as a
-//! module of its own (`#[path]`): an entry point has to be defined in the binary itself, and a
-//! library crate in between would only add a name to the dependency graph.
+//! (src/bin/tally-shim.rs): C's `main` as the entry point (`tally_sys::entry_point!`, which
+//! holds the entry point's `unsafe`), the allocator per target, and the dispatch of the hot
+//! path ([`hot_path`]). Each binary includes this file as a module of its own (`#[path]`): an
+//! entry point has to be defined in the binary itself, and a library crate in between would
+//! only add a name to the dependency graph.
 //!
 //! ## The entry point is C's `main`, not Rust's
 //!
 //! On Linux (glibc or musl), both binaries are `#![no_main]`: the C library calls the `main`
-//! that [`entry_point!`] defines directly, and Rust's runtime start-up (`std::rt::lang_start`)
-//! never runs. That start-up reads `/proc/self/maps` to find the main thread's stack guard, maps
+//! that `tally_sys::entry_point!` defines directly, and Rust's runtime start-up
+//! (`std::rt::lang_start`) never runs. That start-up reads `/proc/self/maps` to find the main thread's stack guard, maps
 //! an alternate signal stack, installs SIGSEGV and SIGBUS handlers, checks file descriptors 0
 //! to 2 and ignores SIGPIPE: about 0.13 ms on every compile of every user, which is more than
 //! the whole budget the shim has (bench/README.md, "Shims"). What is given up, and how it is
@@ -26,46 +27,6 @@
 //! Elsewhere (and in test builds) a normal `fn main` runs the same function.
 
 use std::ffi::OsString;
-
-/// Defines the binary's entry point, calling `$run` (`fn(Vec<OsString>) -> i32`, returning
-/// the exit status) with the process's arguments: C's `main` on Linux with glibc or musl, Rust's
-/// `fn main` elsewhere and in test builds. The binary's root must also say
-/// `#![cfg_attr(all(target_os = "linux", any(target_env = "gnu", target_env = "musl"),
-/// not(test)), no_main)]`, an attribute no macro can place.
-macro_rules! entry_point {
-    ($run:path) => {
-        /// C's `main`, called by the C library's start-up code (glibc's or musl's) with the
-        /// process's arguments.
-        #[cfg(all(
-            target_os = "linux",
-            any(target_env = "gnu", target_env = "musl"),
-            not(test)
-        ))]
-        // SAFETY: `main` is the one symbol of that name in the program (with `no_main`,
-        // neither std nor the C library defines it), and its signature is C's
-        // `int main(int, char **)`, which is how glibc's and musl's `__libc_start_main` call it.
-        #[allow(unsafe_code)]
-        #[unsafe(no_mangle)]
-        extern "C" fn main(
-            argc: std::ffi::c_int,
-            argv: *const *const std::ffi::c_char,
-        ) -> std::ffi::c_int {
-            // SAFETY: the C runtime passes `argc` pointers to NUL-terminated strings at
-            // `argv`, which nothing changes while they are copied.
-            $run(unsafe { tally_sys::startup::args_of_c_main(argc, argv) })
-        }
-
-        #[cfg(not(all(
-            target_os = "linux",
-            any(target_env = "gnu", target_env = "musl"),
-            not(test)
-        )))]
-        fn main() -> std::process::ExitCode {
-            let argv = std::env::args_os().collect();
-            std::process::ExitCode::from(u8::try_from($run(argv)).unwrap_or(1))
-        }
-    };
-}
 
 /// With musl (Rust's `*-unknown-linux-musl` targets), Rust's allocations go to dlmalloc, as
 /// ripgrep chooses jemalloc there: musl's own `malloc` ("mallocng") is built for size, not speed,

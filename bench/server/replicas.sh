@@ -30,26 +30,10 @@ VALID=${1:-20000}
 INVALID=${2:-2000}
 CONCURRENCY=${3:-64}
 RESTART_SIZES=${4-"100000 1000000"}
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-export TALLY_NOW=2026-11-24
 WEEK=2026-11-16
-
-cargo build --quiet --release --manifest-path "$ROOT/Cargo.toml" -p tally-server --bin tally-server --example loadgen
-SERVER=$CARGO_TARGET_DIR/release/tally-server
-LOADGEN=$CARGO_TARGET_DIR/release/examples/loadgen
-
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-"$SERVER" keygen --no-password -p "$WORK/key.pub" -s "$WORK/key.sec" >/dev/null
-cp "$ROOT/config-schema/example-config.json" "$WORK/config.json"
-"$SERVER" sign "$WORK/config.json" -s "$WORK/key.sec" >/dev/null
+SERVER=
+# shellcheck source=bench/server/setup.sh
+source "$(dirname "$0")/setup.sh"
 
 # start STORE LOG [BIN]: starts a replica, sets PORT and PID, and STARTED to the seconds it
 # took until it listened (AppState::open: the newest checkpoint and the open generation read).
@@ -60,18 +44,8 @@ start() {
         --key "$WORK/key.pub" >"$log" 2>&1 &
     PID=$!
     PIDS+=("$PID")
-    for _ in $(seq 1 6000); do
-        PORT=$(sed -n 's/^tally-server: listening on port //p' "$log")
-        if [ -n "$PORT" ]; then
-            STARTED=$(echo "$(date +%s.%N) - $began" | bc)
-            return
-        fi
-        if ! kill -0 "$PID" 2>/dev/null; then break; fi
-        sleep 0.05
-    done
-    echo "server did not start:" >&2
-    cat "$log" >&2
-    exit 1
+    wait_for_port "$log" "$PID"
+    STARTED=$(echo "$(date +%s.%N) - $began" | bc)
 }
 
 # stop PID: SIGTERM (the server writes its checkpoints on the way out) and wait; sets STOPPED.

@@ -17,26 +17,9 @@ set -euo pipefail
 VALID=${1:-20000}
 INVALID=${2:-2000}
 CONCURRENCY=${3:-64}
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-export TALLY_NOW=2026-11-24
 WEEK=2026-11-16
-
-cargo build --quiet --release --manifest-path "$ROOT/Cargo.toml" -p tally-server --bin tally-server --example loadgen
-SERVER=${SERVER:-$CARGO_TARGET_DIR/release/tally-server}
-LOADGEN=$CARGO_TARGET_DIR/release/examples/loadgen
-
-WORK=$(mktemp -d)
-SERVER_PID=
-cleanup() {
-    if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; fi
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-"$SERVER" keygen --no-password -p "$WORK/key.pub" -s "$WORK/key.sec" >/dev/null
-cp "$ROOT/config-schema/example-config.json" "$WORK/config.json"
-"$SERVER" sign "$WORK/config.json" -s "$WORK/key.sec" >/dev/null
+# shellcheck source=bench/server/setup.sh
+source "$(dirname "$0")/setup.sh"
 
 start_server() {
     : >"$WORK/server.log.new"
@@ -45,14 +28,8 @@ start_server() {
     "$SERVER" serve --addr 127.0.0.1:0 --store "$WORK/store" --config "$WORK/config.json" \
         --key "$WORK/key.pub" --durability "${DURABILITY:-disk}" >"$WORK/server.log" 2>&1 &
     SERVER_PID=$!
-    for _ in $(seq 1 600); do
-        PORT=$(sed -n 's/^tally-server: listening on port //p' "$WORK/server.log")
-        if [ -n "$PORT" ]; then return; fi
-        sleep 0.05
-    done
-    echo "server did not start:" >&2
-    cat "$WORK/server.log" >&2
-    exit 1
+    PIDS=("$SERVER_PID")
+    wait_for_port "$WORK/server.log" "$SERVER_PID"
 }
 
 start_server
@@ -65,7 +42,7 @@ echo "== crash: uploading again, SIGKILL after 1.5 s"
     --concurrency "$CONCURRENCY" --time-limit 60 --accepted "$WORK/accepted-2" \
     --kill-pid "$SERVER_PID" --kill-after-ms 1500
 wait "$SERVER_PID" 2>/dev/null || true
-SERVER_PID=
+PIDS=()
 
 echo "== restart and verify"
 start_server

@@ -10,45 +10,22 @@
 set -euo pipefail
 
 N=${1:-2000}
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-export TALLY_NOW=2026-11-24
-cargo build --quiet --release --manifest-path "$ROOT/Cargo.toml" -p tally-server --bin tally-server --example loadgen
-SERVER=${2:-$CARGO_TARGET_DIR/release/tally-server}
-LOADGEN=$CARGO_TARGET_DIR/release/examples/loadgen
+SERVER=${2:-}
+# shellcheck source=bench/server/setup.sh
+source "$(dirname "$0")/setup.sh"
 
-WORK=$(mktemp -d)
-TRACER=
-cleanup() {
-    if [ -n "$TRACER" ]; then kill "$TRACER" 2>/dev/null || true; fi
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-"$SERVER" keygen --no-password -p "$WORK/key.pub" -s "$WORK/key.sec" >/dev/null
-cp "$ROOT/config-schema/example-config.json" "$WORK/config.json"
-"$SERVER" sign "$WORK/config.json" -s "$WORK/key.sec" >/dev/null
 : >"$WORK/server.log"
 strace -f -c -o "$WORK/counts" "$SERVER" serve --addr 127.0.0.1:0 --store "$WORK/store" \
     --config "$WORK/config.json" --key "$WORK/key.pub" --flush-ms 600000 >"$WORK/server.log" 2>&1 &
 TRACER=$!
-PORT=
-for _ in $(seq 1 600); do
-    PORT=$(sed -n 's/^tally-server: listening on port //p' "$WORK/server.log")
-    if [ -n "$PORT" ]; then break; fi
-    sleep 0.05
-done
-if [ -z "$PORT" ]; then
-    echo "server did not start:" >&2
-    cat "$WORK/server.log" >&2
-    exit 1
-fi
+PIDS=("$TRACER")
+wait_for_port "$WORK/server.log" "$TRACER"
 "$LOADGEN" run --addr "127.0.0.1:$PORT" --week 2026-11-16 --valid "$N" --invalid 0 \
     --concurrency 8 --time-limit 60 --accepted "$WORK/accepted" | sed -n 1p
 # SIGTERM to the server itself (strace does not pass its own on), then the counts.
 kill -TERM "$(pgrep -P "$TRACER")"
 wait "$TRACER" || true
-TRACER=
+PIDS=()
 echo "== system calls for $N uploads and the checkpoint at SIGTERM ($SERVER)"
 grep -E '^ *[0-9.]+ +[0-9.]+ +[0-9]+ +[0-9]+' "$WORK/counts" | awk -v n="$N" \
     '{calls=$4; name=$NF; printf "%-16s %8d  %6.2f per upload\n", name, calls, calls / n}' |

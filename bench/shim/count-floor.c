@@ -5,9 +5,9 @@
  * does. Nothing is parsed or hashed: what this adds over execv.c is what the file system and
  * the memory mapping cost, which no implementation of the design can avoid. Paths are set at
  * compile time by run.sh, from a data directory the real shim filled. The counter file is
- * opened with O_NOATIME, as tally opens it. Like execv.c, this is a plain static glibc program:
- * glibc's start-up reads the link /proc/self/exe, which tally's binary does not (src/main.rs,
- * `_dl_get_origin`). */
+ * opened with O_NOATIME, as tally opens it. Like execv.c, this is a plain static glibc program,
+ * as tally-shim is when install.sh builds it: all three pay glibc's own start-up alike (tally no
+ * longer replaces any of it; bench/README.md, "Not used any more"). */
 #define _GNU_SOURCE /* O_NOATIME */
 #include <fcntl.h>
 #include <stdio.h>

@@ -28,7 +28,7 @@ pub fn allowed(env: &Env, mode: Mode) -> bool {
 }
 
 /// Whether a run is due by the token's mtime (missing or unreadable: due). A link's own time
-/// is read, never its target's (and [`touch`] then refuses the link: no run).
+/// is read, never its target's (and touching the token then refuses the link: no run).
 pub fn due(token: &Path, now: SystemTime) -> bool {
     match std::fs::symlink_metadata(token).and_then(|m| m.modified()) {
         Ok(mtime) => now
@@ -55,7 +55,9 @@ pub fn maybe_start(
         return false;
     }
     let Some(tally) = cli() else { return false };
-    if touch(&token).is_err() {
+    // Never through a link, never waiting on a FIFO: a planted token means no background run,
+    // and the tool runs at once.
+    if tally_home::fsio::touch(&token).is_err() {
         return false;
     }
     Command::new("/bin/sh")
@@ -70,39 +72,27 @@ pub fn maybe_start(
         .is_ok_and(|s| s.success())
 }
 
-/// Never through a link, never waiting on a FIFO (`tally_home::fsio`): a planted token means
-/// no background run, and the tool runs at once.
-fn touch(path: &Path) -> std::io::Result<()> {
-    tally_home::fsio::touch(path)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::ffi::OsString;
-
-    fn env(pairs: &[(&str, &str)]) -> Env {
-        Env::from_pairs(
-            pairs
-                .iter()
-                .map(|(k, v)| (OsString::from(k), OsString::from(v))),
-        )
-    }
 
     #[test]
     fn only_in_mode_on_and_never_in_ci_or_debug() {
         let on = Mode::On {
             since: "2026-11-01".parse().unwrap(),
         };
-        assert!(allowed(&env(&[]), on));
-        assert!(!allowed(&env(&[]), Mode::Local));
-        assert!(!allowed(&env(&[]), Mode::Off));
-        assert!(!allowed(&env(&[("CI", "true")]), on));
+        assert!(allowed(&Env::from_strs(&[]), on));
+        assert!(!allowed(&Env::from_strs(&[]), Mode::Local));
+        assert!(!allowed(&Env::from_strs(&[]), Mode::Off));
+        assert!(!allowed(&Env::from_strs(&[("CI", "true")]), on));
         assert!(allowed(
-            &env(&[("CI", "true"), ("TALLY_ALLOW_CI_UPLOAD", "1")]),
+            &Env::from_strs(&[("CI", "true"), ("TALLY_ALLOW_CI_UPLOAD", "1")]),
             on
         ));
-        assert!(!allowed(&env(&[("TALLY_DEBUG_UPLOAD", "1")]), on));
+        assert!(!allowed(
+            &Env::from_strs(&[("TALLY_DEBUG_UPLOAD", "1")]),
+            on
+        ));
     }
 
     #[test]
@@ -111,7 +101,7 @@ mod tests {
         let token = tmp.path().join("upload.token");
         let now = SystemTime::now();
         assert!(due(&token, now));
-        touch(&token).unwrap();
+        tally_home::fsio::touch(&token).unwrap();
         assert!(!due(&token, now));
         assert!(due(&token, now + INTERVAL + Duration::from_secs(1)));
     }
@@ -132,10 +122,10 @@ mod tests {
             since: "2026-11-01".parse().unwrap(),
         };
         let cli = || Some(fake.clone());
-        assert!(maybe_start(&env(&[]), on, tmp.path(), cli));
+        assert!(maybe_start(&Env::from_strs(&[]), on, tmp.path(), cli));
         assert!(tmp.path().join("upload.token").exists());
         // Not again the same day.
-        assert!(!maybe_start(&env(&[]), on, tmp.path(), cli));
+        assert!(!maybe_start(&Env::from_strs(&[]), on, tmp.path(), cli));
         // The detached child runs on its own; wait for it, bounded.
         for _ in 0..500 {
             if std::fs::read_to_string(&marker).is_ok_and(|s| s.contains("upload --background")) {

@@ -27,8 +27,9 @@ use std::ffi::{OsStr, OsString};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use tally_grammar::{Context, RustcCaller, Tool, caller_from_env, counter_names};
+use tally_home::env::ProcessEnv;
 use tally_home::env::{TALLY_FORCE_ARG0, TALLY_NEXT_WRAPPER, TALLY_SHIM_GUARD};
-use tally_home::{Counted, Env, Home, Mode, ProcessEnv, effective_mode};
+use tally_home::{Counted, Env, Home, Mode, effective_mode};
 
 pub mod background;
 
@@ -203,7 +204,7 @@ fn count_and_arrange(
     // version not cached yet is asked off the hot path, and counted there.
     let counted = version::count_run(&env, &home, tool, tool.name(), binary, &names);
     // The daily upload is the CLI's (`tally upload`), found beside this binary only when due.
-    background::maybe_start(&env, mode, home.root(), identity::cli_exe);
+    background::maybe_start(&env, mode, home.root(), lookup::cli_exe);
     // Finding this binary's own path costs a readlink: only for cargo.
     if tool == Tool::Cargo
         && let Some(tally) = identity::wrapper_exe()

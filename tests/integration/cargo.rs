@@ -1,7 +1,26 @@
 //! cargo through its shim: cargo's own counters, and compiles counted through the
 //! `RUSTC_WRAPPER` the shim arranges (keeping a wrapper the user already has).
 
-use crate::util::{World, map, ok, run};
+use std::path::Path;
+use std::process::{Command, Output};
+
+use crate::support::{TALLY, World, map, ok, run};
+
+/// `cargo ARGS` through the shims in the world's copy of the `cargo-hello` fixture.
+fn cargo_in_hello(w: &World, args: &[&str]) -> Output {
+    let project = w.fixture("cargo-hello");
+    ok(w.cmd("cargo").args(args).current_dir(&project))
+}
+
+/// `cargo build` of the `cargo-hello` fixture with `RUSTC_WRAPPER` set to `wrapper`, `cargo`
+/// being one of the world's commands (through the shims, or not).
+fn build_hello_wrapped_by(w: &World, mut cargo: Command, wrapper: &Path) -> Output {
+    let project = w.fixture("cargo-hello");
+    ok(cargo
+        .arg("build")
+        .env("RUSTC_WRAPPER", wrapper)
+        .current_dir(&project))
+}
 
 /// The names every cargo-driven rustc run carries, whatever cargo version.
 fn assert_all_from_cargo(rustc: &std::collections::BTreeMap<String, u64>) {
@@ -17,10 +36,7 @@ fn assert_all_from_cargo(rustc: &std::collections::BTreeMap<String, u64>) {
 #[test]
 fn cargo_build_release_counts_cargo_and_its_compiles() {
     let w = World::new();
-    let project = w.fixture("cargo-hello");
-    ok(w.cmd("cargo")
-        .args(["build", "--release", "-q"])
-        .current_dir(&project));
+    cargo_in_hello(&w, &["build", "--release", "-q"]);
     assert_eq!(
         w.program("cargo"),
         map(&[
@@ -114,10 +130,7 @@ fn build_scripts_are_their_own_caller() {
 #[test]
 fn cargo_fmt_counts_cargo_and_cargo_fmt() {
     let w = World::new();
-    let project = w.fixture("cargo-hello");
-    ok(w.cmd("cargo")
-        .args(["fmt", "--check"])
-        .current_dir(&project));
+    cargo_in_hello(&w, &["fmt", "--check"]);
     assert_eq!(
         w.program("cargo"),
         map(&[
@@ -158,28 +171,18 @@ fn cargo_clippy_counts_the_clippy_driver() {
 /// A logging wrapper like cargo's own `echo_wrapper` test helper.
 fn logging_wrapper(w: &World) -> (std::path::PathBuf, std::path::PathBuf) {
     let log = w.tmp.path().join("wrapper.log");
-    let script = w.tmp.path().join("logwrap");
-    std::fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\necho \"WRAPPED $*\" >> {}\nexec \"$@\"\n",
-            log.display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let script = crate::support::write_script(
+        &w.tmp.path().join("logwrap"),
+        &format!("echo \"WRAPPED $*\" >> {}\nexec \"$@\"", log.display()),
+    );
     (script, log)
 }
 
 #[test]
 fn a_previous_rustc_wrapper_still_runs_after_tally() {
     let w = World::new();
-    let project = w.fixture("cargo-hello");
     let (script, log) = logging_wrapper(&w);
-    ok(w.cmd("cargo")
-        .args(["build"])
-        .env("RUSTC_WRAPPER", &script)
-        .current_dir(&project));
+    build_hello_wrapped_by(&w, w.cmd("cargo"), &script);
     let logged = std::fs::read_to_string(&log).unwrap();
     // The user's wrapper runs the real compiler (not tally, not the shim) for every compile.
     assert!(
@@ -253,23 +256,15 @@ fn a_wrapper_from_the_config_option_is_kept() {
 #[test]
 fn rustc_wrapper_tally_is_never_doubled() {
     let w = World::new();
-    let project = w.fixture("cargo-hello");
     // The user already made tally the wrapper, and runs cargo through the shim.
-    ok(w.cmd("cargo")
-        .args(["build"])
-        .env("RUSTC_WRAPPER", crate::util::TALLY)
-        .current_dir(&project));
+    build_hello_wrapped_by(&w, w.cmd("cargo"), Path::new(TALLY));
     assert_eq!(w.program("rustc").get("rustc/compiles"), Some(&1));
 }
 
 #[test]
 fn rustc_wrapper_without_the_shims() {
     let w = World::new();
-    let project = w.fixture("cargo-hello");
-    ok(w.direct("cargo")
-        .args(["build"])
-        .env("RUSTC_WRAPPER", crate::util::TALLY)
-        .current_dir(&project));
+    build_hello_wrapped_by(&w, w.direct("cargo"), Path::new(TALLY));
     assert_eq!(
         w.program("cargo"),
         map(&[]),
@@ -314,8 +309,8 @@ fn jobserver_survives_cargo_build_j2() {
 #[test]
 fn hard_linked_shims_find_their_binary_by_name_for_rustc_wrapper() {
     for (binary, name) in [
-        (crate::util::TALLY_SHIM, "tally-shim"),
-        (crate::util::TALLY, "tally"),
+        (crate::support::TALLY_SHIM, "tally-shim"),
+        (crate::support::TALLY, "tally"),
     ] {
         let w = World::new();
         // Shims as hard links to a copy of the binary in their own directory (no symlink to
@@ -323,7 +318,7 @@ fn hard_linked_shims_find_their_binary_by_name_for_rustc_wrapper() {
         let dir = w.tmp.path().join("hardlinks");
         std::fs::create_dir(&dir).unwrap();
         std::fs::copy(binary, dir.join(name)).unwrap();
-        for tool in crate::util::TOOLS {
+        for tool in crate::support::TOOLS {
             std::fs::hard_link(dir.join(name), dir.join(tool)).unwrap();
         }
         let mut path = vec![dir.clone()];

@@ -2,7 +2,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 
-use crate::util::{TALLY, TALLY_SHIM, World, map, ok, run};
+use crate::support::{TALLY, TALLY_SHIM, World, map, ok, run, write_script};
 
 #[test]
 fn shims_directory_twice_on_path() {
@@ -35,16 +35,10 @@ fn a_loop_through_another_shim_manager_stops_with_127() {
     let w = World::new();
     // Another manager's `cargo` that hands over to whatever `cargo` is first on PATH: tally.
     let other = w.tmp.path().join("other");
-    std::fs::create_dir(&other).unwrap();
-    std::fs::write(
-        other.join("cargo"),
-        format!(
-            "#!/bin/sh\nPATH={}:$PATH exec cargo \"$@\"\n",
-            w.shims.display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(other.join("cargo"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    write_script(
+        &other.join("cargo"),
+        &format!("PATH={}:$PATH exec cargo \"$@\"", w.shims.display()),
+    );
     let mut dirs = vec![w.shims.clone(), other];
     dirs.extend(std::env::split_paths(&w.real_path));
     let out = run(w
@@ -60,15 +54,7 @@ fn a_loop_through_another_shim_manager_stops_with_127() {
 #[test]
 fn a_corrupt_counter_file_is_quarantined_and_the_tool_runs() {
     let w = World::new();
-    ok(w.cmd("rustc").arg("-V"));
-    w.settle();
-    let counters = w.data.join("counters");
-    let file = std::fs::read_dir(&counters)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let file = w.first_counter_file();
     std::fs::write(&file, b"this is not a counter file\0\0\0garbage").unwrap();
     let out = ok(w.cmd("rustc").arg("-V"));
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("rustc "));

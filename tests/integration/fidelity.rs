@@ -6,7 +6,7 @@ use std::os::unix::ffi::OsStringExt;
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
 
-use crate::util::{World, ok, run};
+use crate::support::{World, ok, run};
 
 /// Panic messages name the thread's OS id (`thread 'main' (4242) panicked`), which differs
 /// between any two runs; everything else must match byte for byte.
@@ -254,10 +254,7 @@ fn same_process_signals_environment_and_argv0() {
 fn ignored_and_blocked_signals_reach_the_tool_unchanged() {
     let w = World::new();
     let tools = w.work.join("sleepy-tools");
-    std::fs::create_dir(&tools).unwrap();
-    let gofmt = tools.join("gofmt");
-    std::fs::write(&gofmt, "#!/bin/sh\nexec sleep 60\n").unwrap();
-    std::fs::set_permissions(&gofmt, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    crate::support::write_script(&tools.join("gofmt"), "exec sleep 60");
     let start = |path: std::ffi::OsString| {
         // python3 execs the shim (or the tool) with SIGPIPE ignored and SIGUSR1 blocked.
         let mut parent = w.direct("python3");

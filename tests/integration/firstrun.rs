@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use crate::util::{World, ok};
+use crate::support::{World, ok};
 
 /// Runs `rustc -V` through the shim with stderr on a pseudo-terminal (util-linux `script`),
 /// returning what the terminal showed.

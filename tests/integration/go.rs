@@ -1,15 +1,26 @@
 //! go and gofmt through their shims. Skipped with a message without Go, unless
 //! TALLY_REQUIRE_GO=1.
 
-use crate::util::{World, have_go, map, ok, run};
+use std::path::PathBuf;
 
-#[test]
-fn go_build_test_fmt_and_gofmt() {
+use crate::support::{World, have_go, map, ok, run};
+
+/// A world with the `go-hello` module copied in, and its path; `None` (the test skips, or
+/// fails with `TALLY_REQUIRE_GO=1`) without Go.
+fn go_hello() -> Option<(World, PathBuf)> {
     if !have_go() {
-        return;
+        return None;
     }
     let w = World::new();
     let dir = w.fixture("go-hello");
+    Some((w, dir))
+}
+
+#[test]
+fn go_build_test_fmt_and_gofmt() {
+    let Some((w, dir)) = go_hello() else {
+        return;
+    };
     ok(w.cmd("go")
         .args(["build", "-trimpath", "-o"])
         .arg(w.tmp.path().join("hello"))
@@ -65,11 +76,9 @@ fn go_build_test_fmt_and_gofmt() {
 
 #[test]
 fn go_test_failure_exit_code_is_kept() {
-    if !have_go() {
+    let Some((w, dir)) = go_hello() else {
         return;
-    }
-    let w = World::new();
-    let dir = w.fixture("go-hello");
+    };
     std::fs::write(
         dir.join("fail_test.go"),
         "package main\n\nimport \"testing\"\n\nfunc TestFail(t *testing.T) { t.Fatal(\"no\") }\n",

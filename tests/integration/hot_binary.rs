@@ -12,18 +12,24 @@
 //! made before `tally-shim` existed.
 
 use std::collections::BTreeSet;
+use std::path::Path;
 use std::process::Command;
 
-use crate::util::{TALLY, TALLY_SHIM, World, map, ok, run};
+use crate::support::{TALLY, TALLY_SHIM, World, map, ok, run};
+use tally_test_support::command::cargo_tree_packages;
 
 /// Crates that must never be in `tally-shim`: the CLI and what only it needs (commands, the
-/// upload config, reports, uploads, charts), the collector, argument parsers, HTTP clients and
-/// servers, async runtimes, TLS.
+/// upload config, reports, uploads, private aggregation, charts), the collector, argument
+/// parsers, HTTP clients and servers, async runtimes, TLS.
 const FORBIDDEN: &[&str] = &[
     "tally-commands",
     "tally-config",
     "tally-report",
     "tally-upload",
+    "tally-dap",
+    "prio",
+    "janus_messages",
+    "hpke-dispatch",
     "tally-charts",
     "tally-server",
     "clap",
@@ -44,28 +50,11 @@ const FORBIDDEN: &[&str] = &[
 
 /// The crates (`name`) in the normal and build dependency trees of `packages`, for this host.
 fn dependency_tree(packages: &[&str]) -> BTreeSet<String> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.args([
-        "tree",
-        "--locked",
-        "-e",
-        "normal,build",
-        "--prefix",
-        "none",
-        "--format",
-        "{p}",
-    ])
-    .current_dir(env!("CARGO_MANIFEST_DIR"));
+    let mut args = vec!["-e", "normal,build"];
     for package in packages {
-        cmd.args(["-p", package]);
+        args.extend(["-p", package]);
     }
-    let out = ok(&mut cmd);
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|line| line.split_whitespace().next())
-        .map(str::to_string)
-        .collect()
+    cargo_tree_packages(&args, Path::new(env!("CARGO_MANIFEST_DIR")))
 }
 
 #[test]
@@ -84,7 +73,7 @@ fn the_hot_binary_s_crates_depend_on_nothing_of_the_cli_or_the_network() {
     );
     // The control: the CLI's own tree has them, so the query sees such crates.
     let cli = dependency_tree(&["tally-commands"]);
-    for expected in ["clap", "ureq", "tally-config", "tally-upload"] {
+    for expected in ["clap", "ureq", "tally-config", "tally-upload", "tally-dap"] {
         assert!(cli.contains(expected), "{expected} in {cli:?}");
     }
 }

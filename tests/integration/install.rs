@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::util::{TALLY, TOOLS, have_strace, ok, run};
+use crate::support::{TALLY, TOOLS, have_strace, ok, run};
 
 fn install_sh(home: &Path, args: &[&str]) -> std::process::Output {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("install.sh");
@@ -28,7 +28,7 @@ fn rustc_version_through(bin: &Path, data: &Path) {
     ));
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("rustc "));
     // The first run's count waits for rustc's version, off the hot path.
-    crate::util::settle(data);
+    crate::support::settle(data);
 }
 
 /// `cmd` (the shim `bin/rustc`, or a tracer in front of it) with `-V`, the shims first on

@@ -6,11 +6,11 @@
 //! collector's JSON and program page publishing them. No argument value the tool was given
 //! appears in any file tally wrote.
 //!
-//! Binaries: the test runs `cargo build -p tally-example-greet -p tally-server` (the `CARGO`
-//! that runs the test, same profile, same target dir), as the CLI's demo test does.
+//! Binaries: `tally-example-greet` and `tally-server`, built once for every test that needs
+//! them (`support::workspace_binaries`).
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -20,32 +20,10 @@ use tally_home::Day;
 use tally_protocol::Report;
 use tally_protocol::aggregate::{ProgramWeek, WeeksIndex};
 
-use crate::util::{TALLY, World, ok};
+use crate::support::{TALLY, World, ok};
+use tally_test_support::command::spawn_listening;
 
 const PROGRAM: &str = "tally-example-greet";
-
-/// `<target>/<profile>`, from the test executable's own path (`<target>/<profile>/deps/…`).
-fn profile_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().and_then(Path::parent).unwrap().to_path_buf()
-}
-
-/// Builds the example and the server; returns their paths.
-fn build() -> (PathBuf, PathBuf) {
-    let dir = profile_dir();
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut build = Command::new(cargo);
-    build
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["build", "-p", PROGRAM, "-p", "tally-server"])
-        .args(["--bin", PROGRAM, "--bin", "tally-server"])
-        .env("CARGO_TARGET_DIR", dir.parent().unwrap());
-    if dir.file_name().is_some_and(|n| n == "release") {
-        build.arg("--release");
-    }
-    assert!(build.status().unwrap().success(), "cargo build failed");
-    (dir.join(PROGRAM), dir.join("tally-server"))
-}
 
 /// A running `tally-server serve`, stopped on drop.
 struct Server {
@@ -87,39 +65,32 @@ fn collector(server_bin: &Path, dir: &Path, config: &str, today: Day) -> (Server
         .unwrap()
         .to_string();
     std::fs::create_dir(dir.join("store")).unwrap();
-    let mut child = Command::new(server_bin)
-        .arg("serve")
-        .args([
-            "--addr",
-            "127.0.0.1:0",
-            "--threshold",
-            "1",
-            "--flush-ms",
-            "50",
-        ])
-        .arg("--store")
-        .arg(dir.join("store"))
-        .arg("--config")
-        .arg(&config_path)
-        .arg("--key")
-        .arg(&public)
-        .env("TALLY_NOW", today.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    let port: u16 = first
-        .trim()
-        .strip_prefix("tally-server: listening on port ")
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("tally-server did not start: {first:?}"));
+    let started = spawn_listening(
+        Command::new(server_bin)
+            .arg("serve")
+            .args([
+                "--addr",
+                "127.0.0.1:0",
+                "--threshold",
+                "1",
+                "--flush-ms",
+                "50",
+            ])
+            .arg("--store")
+            .arg(dir.join("store"))
+            .arg("--config")
+            .arg(&config_path)
+            .arg("--key")
+            .arg(&public)
+            .env("TALLY_NOW", today.to_string())
+            .stdin(Stdio::null())
+            .stderr(Stdio::inherit()),
+    );
+    let port = started
+        .port
+        .unwrap_or_else(|| panic!("tally-server did not start: {:?}", started.first_line));
     let server = Server {
-        child,
+        child: started.child,
         base: format!("http://127.0.0.1:{port}"),
     };
     (server, key)
@@ -202,7 +173,7 @@ fn config(expires: Day) -> String {
 
 /// What the three runs below count, the time buckets summed apart.
 fn expected() -> BTreeMap<String, u64> {
-    crate::util::map(&[
+    crate::support::map(&[
         ("tally-example-greet/invocations", 3),
         ("tally-example-greet/subcommand:hello", 2),
         ("tally-example-greet/subcommand:bye", 1),
@@ -232,14 +203,15 @@ fn without_times(mut counters: BTreeMap<String, u64>) -> BTreeMap<String, u64> {
 
 #[test]
 fn a_tool_counting_through_the_library_is_reported_uploaded_and_published() {
-    let (greet, server_bin) = build();
+    let binaries = crate::support::workspace_binaries();
+    let (greet, server_bin) = (&binaries.greet, &binaries.server);
     let world = World::new();
     let today = tally_home::env::system_today();
     let day = |offset: i64| today.plus_days(offset).unwrap();
     let (consent, build_day) = (day(-21), day(-10));
     let collector_dir = world.tmp.path().join("collector");
     std::fs::create_dir(&collector_dir).unwrap();
-    let (server, key) = collector(&server_bin, &collector_dir, &config(day(90)), today);
+    let (server, key) = collector(server_bin, &collector_dir, &config(day(90)), today);
 
     // The user turns uploads on (this makes the data directory: tally is installed).
     let mut on = world.direct(TALLY);

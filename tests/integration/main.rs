@@ -1,5 +1,5 @@
 //! Integration tests of the built `tally` binary in front of the real cargo, rustc, rustfmt,
-//! go and gofmt. Each test builds its own world (see `util`): a shims directory of symlinks, a
+//! go and gofmt. Each test builds its own world (see `support`): a shims directory of symlinks, a
 //! temporary HOME and data directory, a fixed environment.
 // Tests read the harness's environment (PATH, HOME, the TALLY_REQUIRE_* switches) to build
 // the tools' worlds.
@@ -19,4 +19,4 @@ mod planted;
 mod privacy;
 mod rustc;
 mod setup;
-mod util;
+mod support;

@@ -9,10 +9,10 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, ChildStdout, Command, Stdio};
 
-use crate::util::{TALLY, World, ok, within_deadline};
+use crate::support::{TALLY, World, ok, within_deadline};
 
 /// The variable that makes [`holder`] map a file: its path.
 const HOLD: &str = "TALLY_IT_HOLD_MAPPED";
@@ -88,13 +88,13 @@ fn touch_again(
     (child.wait().unwrap(), said)
 }
 
-fn counter_files(w: &World) -> Vec<PathBuf> {
-    w.settle();
-    std::fs::read_dir(w.data.join("counters"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "count"))
-        .collect()
+/// The holder touches its counters again and lives on: nothing truncated the file it maps.
+fn assert_still_counting(child: Child, out: BufReader<ChildStdout>) {
+    let (status, said) = touch_again(child, out);
+    assert!(
+        status.success() && said.contains("alive"),
+        "{status:?} {said}"
+    );
 }
 
 /// Everything tally does in `counters/` while another process has a file of it mapped: other
@@ -106,8 +106,7 @@ fn counter_files(w: &World) -> Vec<PathBuf> {
 fn nothing_tally_does_in_counters_truncates_a_mapped_file() {
     // The week's report and the deletions of a file that stays mapped.
     let w = World::new();
-    ok(w.cmd("rustc").arg("-V"));
-    let held = counter_files(&w).remove(0);
+    let held = w.first_counter_file();
     let (child, out) = hold(&held);
     for args in [
         &["-V"][..],
@@ -125,17 +124,12 @@ fn nothing_tally_does_in_counters_truncates_a_mapped_file() {
     );
     ok(w.cmd("rustc").arg("-V"));
     ok(w.direct(TALLY).args(["clean", "--yes"]));
-    let (status, said) = touch_again(child, out);
-    assert!(
-        status.success() && said.contains("alive"),
-        "{status:?} {said}"
-    );
+    assert_still_counting(child, out);
 
     // Quarantine of the mapped file itself (what show, reports and retention do to an invalid
     // one), then its deletion from `quarantine/` by retention.
     let w = World::new();
-    ok(w.cmd("rustc").arg("-V"));
-    let held = counter_files(&w).remove(0);
+    let held = w.first_counter_file();
     let (child, out) = hold(&held);
     let moved = tally_home::Home::at(&w.data)
         .counter_store()
@@ -144,11 +138,7 @@ fn nothing_tally_does_in_counters_truncates_a_mapped_file() {
     ok(w.cmd("rustc").arg("-V"));
     ok(w.direct(TALLY).arg("upload").env("TALLY_NOW", "2099-01-05"));
     assert!(!moved.exists(), "retention deleted the quarantined file");
-    let (status, said) = touch_again(child, out);
-    assert!(
-        status.success() && said.contains("alive"),
-        "{status:?} {said}"
-    );
+    assert_still_counting(child, out);
 }
 
 /// What the library's docs say a truncation by another program does: the next touch of the
@@ -157,8 +147,7 @@ fn nothing_tally_does_in_counters_truncates_a_mapped_file() {
 #[test]
 fn a_truncation_by_another_program_kills_the_holder_with_sigbus() {
     let w = World::new();
-    ok(w.cmd("rustc").arg("-V"));
-    let held = counter_files(&w).remove(0);
+    let held = w.first_counter_file();
     let (child, out) = hold(&held);
     std::fs::File::options()
         .write(true)

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::util::{TALLY, World, ok, run};
+use crate::support::{TALLY, World, has_exited, ok, pid_in, run, write_script};
 
 /// The counters of how compiles fared (outcomes, times, errors, lints), without the argument
 /// counters the grammar also writes.
@@ -27,6 +27,14 @@ fn fared(w: &World) -> BTreeMap<String, u64> {
             .any(|part| name.contains(part))
         })
         .collect()
+}
+
+/// Asserts that each counter in `expected` has exactly its count in `counters`, showing them
+/// all when one does not.
+fn assert_counted(counters: &BTreeMap<String, u64>, expected: &[(&str, u64)]) {
+    for (name, count) in expected {
+        assert_eq!(counters.get(*name), Some(count), "{name}: {counters:#?}");
+    }
 }
 
 /// The one time bucket counted for `kind`, checked to be there exactly once.
@@ -126,11 +134,12 @@ fn warnings_and_clippy_lints_are_counted_by_name_and_level() {
     let counters = fared(&w);
     let time = one_time(&counters, "rustc/time/");
     assert!(time.starts_with("rustc/time/codegen-opt:"), "{time}");
-    assert_eq!(counters.get("rustc/outcome:ok"), Some(&1), "{counters:#?}");
-    assert_eq!(
-        counters.get("rustc/lint:unused_variables:warn"),
-        Some(&1),
-        "{counters:#?}"
+    assert_counted(
+        &counters,
+        &[
+            ("rustc/outcome:ok", 1),
+            ("rustc/lint:unused_variables:warn", 1),
+        ],
     );
     assert_eq!(counters.len(), 3, "{counters:#?}");
 
@@ -141,16 +150,13 @@ fn warnings_and_clippy_lints_are_counted_by_name_and_level() {
     }
     assert!(clippy.status.success());
     let counters = fared(&w);
-    assert_eq!(counters.get("clippy/outcome:ok"), Some(&1), "{counters:#?}");
-    assert_eq!(
-        counters.get("clippy/lint:needless_return:warn"),
-        Some(&1),
-        "{counters:#?}"
-    );
-    assert_eq!(
-        counters.get("rustc/lint:unused_variables:warn"),
-        Some(&2),
-        "{counters:#?}"
+    assert_counted(
+        &counters,
+        &[
+            ("clippy/outcome:ok", 1),
+            ("clippy/lint:needless_return:warn", 1),
+            ("rustc/lint:unused_variables:warn", 2),
+        ],
     );
     let time = one_time(&counters, "clippy/time/");
     assert!(time.starts_with("clippy/time/check-unopt:"), "{time}");
@@ -173,7 +179,7 @@ fn a_compiler_crash_is_an_ice() {
         String::from_utf8_lossy(&out.stderr)
     );
     let counters = fared(&w);
-    assert_eq!(counters.get("rustc/outcome:ice"), Some(&1), "{counters:#?}");
+    assert_counted(&counters, &[("rustc/outcome:ice", 1)]);
     assert_eq!(counters.get("rustc/outcome:error"), None, "{counters:#?}");
 
     // Where it shows: `tally show` sums the week's compiles, and the crash makes this week a
@@ -202,14 +208,10 @@ fn a_compiler_crash_is_an_ice() {
 
 /// A user wrapper (kept by the cargo shim, run by tally) that kills the compile with SIGKILL.
 fn killing_wrapper(w: &World) -> PathBuf {
-    let script = w.tmp.path().join("killwrap");
-    std::fs::write(
-        &script,
-        "#!/bin/sh\ncase \"$*\" in *src/main.rs*) kill -KILL $$ ;; esac\nexec \"$@\"\n",
+    write_script(
+        &w.tmp.path().join("killwrap"),
+        "case \"$*\" in *src/main.rs*) kill -KILL $$ ;; esac\nexec \"$@\"",
     )
-    .unwrap();
-    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    script
 }
 
 #[test]
@@ -234,25 +236,32 @@ fn a_compile_killed_by_a_signal_is_a_signal_and_tally_dies_of_it_too() {
         let text = String::from_utf8_lossy(&out.stderr);
         assert!(text.contains("signal: 9, SIGKILL"), "{text}");
     }
-    let counters = fared(&w);
-    assert_eq!(
-        counters.get("rustc/outcome:signal"),
-        Some(&1),
-        "{counters:#?}"
-    );
+    assert_counted(&fared(&w), &[("rustc/outcome:signal", 1)]);
 }
 
+/// Shell lines that run for a minute (a compile the test interrupts long before), in steps
+/// short enough for a trapped signal to be handled at once.
+const A_MINUTE: &str = "i=0; while [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done";
+
+/// A shell line that writes the shell's process ID to `$MARKER` whole (aside, then renamed),
+/// so that a test waiting for the file never reads half of it.
+const WRITE_OWN_PID: &str = "echo $$ > \"$MARKER.tmp\"; mv \"$MARKER.tmp\" \"$MARKER\"";
+
 /// A stand-in compiler named `rustc`: a shell script, so a test can make it do what a real
-/// compiler does at the moments the test needs.
+/// compiler does at the moments the test needs. `$MARKER` in `body` is the path [`marker`],
+/// a file by which the script and the test tell each other that a moment has come.
 fn fake_rustc(w: &World, body: &str) -> PathBuf {
-    let dir = w.tmp.path().join("fake");
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("rustc");
     // tally asks the compiler for its version (once per binary, off the hot path).
     let version = "case \"$1\" in -vV|-V|--version) printf 'rustc 1.95.0 (fake)\\nrelease: 1.95.0\\n'; exit 0;; esac";
-    std::fs::write(&path, format!("#!/bin/sh\n{version}\n{body}\n")).unwrap();
-    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    path
+    write_script(
+        &w.tmp.path().join("fake/rustc"),
+        &format!("MARKER='{}'\n{version}\n{body}", marker(w).display()),
+    )
+}
+
+/// The file a [`fake_rustc`] names `$MARKER`.
+fn marker(w: &World) -> PathBuf {
+    w.tmp.path().join("marker")
 }
 
 /// `tally <compiler> src.rs …` as cargo runs a wrapper, in the world's environment.
@@ -311,13 +320,13 @@ fn rustc_output_and_status_are_the_same_through_the_wrapper() {
         let same = |b: &[u8]| String::from_utf8_lossy(b).replace("/tally/", "/direct/");
         assert_eq!(same(&through.stderr), same(&direct.stderr), "{format}");
     }
-    let counters = fared(&w);
-    assert_eq!(counters.get("rustc/outcome:ok"), Some(&2), "{counters:#?}");
     // Only the JSON run's diagnostics are read.
-    assert_eq!(
-        counters.get("rustc/lint:unused_variables:warn"),
-        Some(&1),
-        "{counters:#?}"
+    assert_counted(
+        &fared(&w),
+        &[
+            ("rustc/outcome:ok", 2),
+            ("rustc/lint:unused_variables:warn", 1),
+        ],
     );
 }
 
@@ -356,16 +365,12 @@ fn a_counter_file_truncated_during_the_compile_costs_only_its_count() {
 #[test]
 fn stderr_is_forwarded_as_it_comes_not_when_the_compile_ends() {
     let w = World::new();
-    let go_on = w.tmp.path().join("go-on");
     // The compiler writes a line, then waits (at most a minute) for the test to have read it.
     let rustc = fake_rustc(
         &w,
-        &format!(
-            "echo '{{\"$message_type\":\"artifact\",\"artifact\":\"x.rmeta\",\"emit\":\"metadata\"}}' >&2\n\
-             i=0; while [ ! -e {go_on} ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done\n\
-             [ -e {go_on} ] && echo done >&2",
-            go_on = go_on.display()
-        ),
+        "echo '{\"$message_type\":\"artifact\",\"artifact\":\"x.rmeta\",\"emit\":\"metadata\"}' >&2\n\
+         i=0; while [ ! -e \"$MARKER\" ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done\n\
+         [ -e \"$MARKER\" ] && echo done >&2",
     );
     let mut child = wrapper_cmd(&w, &rustc, &["src/lib.rs", "--error-format=json"])
         .stderr(Stdio::piped())
@@ -379,7 +384,7 @@ fn stderr_is_forwarded_as_it_comes_not_when_the_compile_ends() {
         assert!(n > 0, "stderr closed before the first line");
         seen.extend_from_slice(&buf[..n]);
     }
-    std::fs::write(&go_on, "").unwrap();
+    std::fs::write(marker(&w), "").unwrap();
     std::io::Read::read_to_end(&mut stderr, &mut seen).unwrap();
     assert!(child.wait().unwrap().success());
     assert!(
@@ -392,19 +397,15 @@ fn stderr_is_forwarded_as_it_comes_not_when_the_compile_ends() {
 #[test]
 fn sigterm_to_tally_reaches_the_compiler() {
     let w = World::new();
-    let started = w.tmp.path().join("started");
     let rustc = fake_rustc(
         &w,
-        &format!(
-            "trap 'echo got-term >&2; exit 42' TERM\ntouch {}\ni=0; while [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done\nexit 3",
-            started.display()
-        ),
+        &format!("trap 'echo got-term >&2; exit 42' TERM\ntouch \"$MARKER\"\n{A_MINUTE}\nexit 3"),
     );
     let child = wrapper_cmd(&w, &rustc, &["src/lib.rs"])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    wait_for(&started);
+    wait_for(&marker(&w));
     // To tally alone, not its process group.
     send("-TERM", &child.id().to_string());
     let out = child.wait_with_output().unwrap();
@@ -425,21 +426,10 @@ fn death_by_a_signal_is_reproduced() {
 #[test]
 fn a_killed_tally_leaves_no_compiler_behind() {
     let w = World::new();
-    let pid_file = w.tmp.path().join("compiler.pid");
-    let rustc = fake_rustc(
-        &w,
-        &format!(
-            "echo $$ > {}.tmp; mv {0}.tmp {0}\ni=0; while [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done",
-            pid_file.display()
-        ),
-    );
+    let rustc = fake_rustc(&w, &format!("{WRITE_OWN_PID}\n{A_MINUTE}"));
     let mut child = wrapper_cmd(&w, &rustc, &["src/lib.rs"]).spawn().unwrap();
-    wait_for(&pid_file);
-    let compiler: i32 = std::fs::read_to_string(&pid_file)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    wait_for(&marker(&w));
+    let compiler = pid_in(&marker(&w));
     child.kill().unwrap();
     child.wait().unwrap();
     wait_until_gone(compiler);
@@ -449,22 +439,21 @@ fn a_killed_tally_leaves_no_compiler_behind() {
 fn ctrl_c_during_cargo_build_leaves_no_compiler_behind() {
     let w = World::new();
     let project = w.fixture("cargo-hello");
-    let marker = w.tmp.path().join("compiling");
+    let marker = marker(&w);
     // A user wrapper that marks the compile as started, then runs a long "compile".
-    let script = w.tmp.path().join("slowwrap");
-    std::fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\ncase \"$*\" in *src/main.rs*) echo $$ > {m}.tmp; mv {m}.tmp {m}; \
-             i=0; while [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done ;; esac\nexec \"$@\"\n",
-            m = marker.display()
+    let script = write_script(
+        &w.tmp.path().join("slowwrap"),
+        &format!(
+            "MARKER='{}'\ncase \"$*\" in *src/main.rs*) {WRITE_OWN_PID}; {A_MINUTE} ;; esac\nexec \"$@\"",
+            marker.display()
         ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    );
+    // `env --default-signal=INT`: a terminal's foreground job takes SIGINT's default action,
+    // whatever this test process inherited (a job started in the background by a
+    // non-interactive shell ignores SIGINT, and its children would too).
     let mut cargo = w
-        .cmd("cargo")
-        .args(["build"])
+        .cmd("env")
+        .args(["--default-signal=INT", "cargo", "build"])
         .env("RUSTC_WRAPPER", &script)
         .current_dir(&project)
         .stderr(Stdio::null())
@@ -473,11 +462,7 @@ fn ctrl_c_during_cargo_build_leaves_no_compiler_behind() {
         .spawn()
         .unwrap();
     wait_for(&marker);
-    let compiler: i32 = std::fs::read_to_string(&marker)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let compiler = pid_in(&marker);
     // What the terminal does on Ctrl-C: SIGINT to the whole foreground process group.
     send("-INT", &format!("-{}", cargo.id()));
     let status = cargo.wait().unwrap();
@@ -518,28 +503,15 @@ fn wait_for(path: &Path) {
 
 fn wait_until_gone(pid: i32) {
     wait_for_condition(
-        || {
-            // A zombie is gone for this purpose: it no longer runs.
-            std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .map(|s| {
-                    s.rsplit(')')
-                        .next()
-                        .unwrap_or("")
-                        .trim_start()
-                        .starts_with('Z')
-                })
-                .unwrap_or(true)
-        },
+        || has_exited(pid),
         &format!("the compiler {pid} outlived tally"),
     );
 }
 
 fn wait_for_condition(done: impl Fn() -> bool, what: &str) {
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < Duration::from_secs(60), "{what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    tally_test_support::wait_for(Duration::from_secs(60), Duration::from_millis(20), || {
+        if done() { Ok(()) } else { Err(what.to_owned()) }
+    });
 }
 
 #[test]
@@ -550,11 +522,7 @@ fn secrets_in_diagnostics_never_reach_a_file() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("qxsecret"));
     let counters = fared(&w);
-    assert_eq!(
-        counters.get("rustc/outcome:error"),
-        Some(&1),
-        "{counters:#?}"
-    );
+    assert_counted(&counters, &[("rustc/outcome:error", 1)]);
     assert!(
         counters.keys().any(|n| n.starts_with("rustc/error:E")),
         "{counters:#?}"
@@ -674,12 +642,12 @@ fn sccache_in_the_chain_replays_warnings_and_they_are_counted() {
         .arg("--stop-server")
         .env("SCCACHE_SERVER_PORT", "4327")
         .output();
-    let counters = fared(&w);
-    assert_eq!(counters.get("rustc/outcome:ok"), Some(&2), "{counters:#?}");
-    assert_eq!(
-        counters.get("rustc/lint:unused_variables:warn"),
-        Some(&2),
-        "{counters:#?}"
+    assert_counted(
+        &fared(&w),
+        &[
+            ("rustc/outcome:ok", 2),
+            ("rustc/lint:unused_variables:warn", 2),
+        ],
     );
 }
 
@@ -695,34 +663,32 @@ fn which(program: &str) -> Option<PathBuf> {
 /// `<dir>/query.pid` and `<dir>/child.pid`.
 fn rustc_with_a_hanging_version(w: &World) -> (PathBuf, PathBuf) {
     let dir = w.tmp.path().join("hanging");
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("rustc");
-    std::fs::write(
-        &path,
-        format!(
-            "#!/bin/sh\n\
-             case \"$1\" in --version|-V|-vV)\n\
+    let path = write_script(
+        &dir.join("rustc"),
+        &format!(
+            "case \"$1\" in --version|-V|-vV)\n\
                echo query >> {d}/queries\n\
                sleep 120 &\n\
                echo $! > {d}/child.pid.tmp; mv {d}/child.pid.tmp {d}/child.pid\n\
                echo $$ > {d}/query.pid.tmp; mv {d}/query.pid.tmp {d}/query.pid\n\
                wait; exit 0;;\n\
              esac\n\
-             echo compiled >&2\n",
+             echo compiled >&2",
             d = dir.display()
         ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    );
     (path, dir)
 }
 
-fn pid_in(path: &Path) -> i32 {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
+/// A library compile by `compiler` through the wrapper, as cargo runs it, and how long it took.
+fn timed_library_compile(w: &World, compiler: &Path) -> (Output, Duration) {
+    let started = Instant::now();
+    let out = run(&mut wrapper_cmd(
+        w,
+        compiler,
+        &["--crate-type=lib", "lib.rs"],
+    ));
+    (out, started.elapsed())
 }
 
 #[test]
@@ -730,13 +696,7 @@ fn a_hanging_version_query_delays_no_compile_and_dies_with_its_group() {
     let w = World::new();
     let (rustc, dir) = rustc_with_a_hanging_version(&w);
     // Through the wrapper, as cargo runs it.
-    let started = Instant::now();
-    let out = run(&mut wrapper_cmd(
-        &w,
-        &rustc,
-        &["--crate-type=lib", "lib.rs"],
-    ));
-    let wrapper_took = started.elapsed();
+    let (out, wrapper_took) = timed_library_compile(&w, &rustc);
     assert!(out.status.success(), "{out:?}");
     assert_eq!(String::from_utf8_lossy(&out.stderr), "compiled\n");
     // Through the PATH shim (the compiler's directory after the shims').
@@ -758,7 +718,8 @@ fn a_hanging_version_query_delays_no_compile_and_dies_with_its_group() {
          {shim_took:?} through the shim"
     );
     // The query is abandoned after its timeout, and its child with it.
-    wait_for(&dir.join("child.pid"));
+    // `query.pid` is written after `child.pid`: once it is there, both are.
+    wait_for(&dir.join("query.pid"));
     let (query, child) = (
         pid_in(&dir.join("query.pid")),
         pid_in(&dir.join("child.pid")),
@@ -769,13 +730,14 @@ fn a_hanging_version_query_delays_no_compile_and_dies_with_its_group() {
     // the first one's answer instead of asking again.
     let counters = w.program("rustc");
     assert_eq!(w.versions("rustc"), ["unknown"]);
-    assert_eq!(counters.get("rustc/outcome:ok"), Some(&1), "{counters:#?}");
-    assert_eq!(
-        counters.get("rustc/caller:direct"),
-        Some(&1),
-        "{counters:#?}"
+    assert_counted(
+        &counters,
+        &[
+            ("rustc/outcome:ok", 1),
+            ("rustc/caller:direct", 1),
+            ("rustc/compiles", 2),
+        ],
     );
-    assert_eq!(counters.get("rustc/compiles"), Some(&2), "{counters:#?}");
     // Remembered: the next compile does not ask again.
     let out = run(&mut wrapper_cmd(
         &w,
@@ -801,13 +763,7 @@ fn a_slow_version_answer_delays_no_compile_and_names_its_counts() {
         1,
     );
     std::fs::write(&rustc, script).unwrap();
-    let started = Instant::now();
-    let out = run(&mut wrapper_cmd(
-        &w,
-        &rustc,
-        &["--crate-type=lib", "lib.rs"],
-    ));
-    let took = started.elapsed();
+    let (out, took) = timed_library_compile(&w, &rustc);
     assert!(out.status.success());
     assert!(
         took < Duration::from_millis(2500),
@@ -815,22 +771,18 @@ fn a_slow_version_answer_delays_no_compile_and_names_its_counts() {
     );
     // Counted once the answer came, in that version's file.
     assert_eq!(w.versions("rustc"), ["1.93.0"]);
-    let counters = fared(&w);
-    assert_eq!(counters.get("rustc/outcome:ok"), Some(&1), "{counters:#?}");
+    assert_counted(&fared(&w), &[("rustc/outcome:ok", 1)]);
 }
 
 #[test]
 fn output_a_compilers_child_writes_after_it_exits_reaches_stderr() {
     let w = World::new();
-    let marker = w.tmp.path().join("marker");
+    let marker = marker(&w);
     // As a build script or a compiler plugin might leave a process behind: it writes to the
     // compiler's stderr two seconds after the compiler has exited.
     let rustc = fake_rustc(
         &w,
-        &format!(
-            "(sleep 2; echo late >&2; touch {}) &\necho early >&2\nexit 0",
-            marker.display()
-        ),
+        "(sleep 2; echo late >&2; touch \"$MARKER\") &\necho early >&2\nexit 0",
     );
     // How long the caller waits for the exit, and for the end of stderr (as cargo reads it).
     let timed = |mut cmd: Command| {

@@ -9,17 +9,11 @@ use std::io::Read;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use crate::util::{DEADLINE, TALLY, World, mkfifo, ok, within_deadline, within_deadline_to};
-
-fn files_in(dir: &Path) -> Vec<PathBuf> {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.'))
-        .collect()
-}
+use crate::support::{
+    DEADLINE, TALLY, World, files_in, mkfifo, ok, within_deadline, within_deadline_to,
+};
 
 /// `rustc --version` through the shim: exactly the real tool's output and status.
 fn version_through_shim(w: &World) {
@@ -41,22 +35,24 @@ fn commands_finish(w: &World) {
     }
 }
 
+/// A FIFO at `name` in the data directory: the tool and tally's commands run as ever.
+fn a_fifo_at_never_blocks(w: &World, name: &str) {
+    mkfifo(&w.data.join(name));
+    version_through_shim(w);
+    commands_finish(w);
+}
+
 #[test]
 fn a_fifo_anywhere_in_the_data_directory_never_blocks() {
     // The mode file.
     let w = World::new();
     std::fs::create_dir_all(&w.data).unwrap();
-    mkfifo(&w.data.join("mode"));
-    version_through_shim(&w);
-    commands_finish(&w);
+    a_fifo_at_never_blocks(&w, "mode");
 
     // The weekday file.
     let w = World::new();
-    ok(w.cmd("rustc").arg("-V"));
-    w.settle();
-    mkfifo(&w.data.join("weekday"));
-    version_through_shim(&w);
-    commands_finish(&w);
+    w.first_counter_file();
+    a_fifo_at_never_blocks(&w, "weekday");
 
     // Every entry of the version cache, and its lock files: replaced by real ones.
     let w = World::new();
@@ -104,10 +100,8 @@ fn a_fifo_anywhere_in_the_data_directory_never_blocks() {
 #[test]
 fn links_in_the_data_directory_are_never_followed() {
     let w = World::new();
-    ok(w.cmd("rustc").arg("-V"));
-    w.settle();
+    let counter = w.first_counter_file();
     let counters = w.data.join("counters");
-    let counter = files_in(&counters).remove(0);
     // A copy of the counter file outside, linked in under the current file's name: counting
     // must not go through the link.
     let outside_counter = w.tmp.path().join("outside.count");
@@ -116,14 +110,7 @@ fn links_in_the_data_directory_are_never_followed() {
     std::os::unix::fs::symlink(&outside_counter, &counter).unwrap();
     // And a link to a file outside that is no counter file at all.
     let outside = w.tmp.path().join("passwd");
-    std::fs::write(&outside, "root:x:0:0::/root:/bin/sh\n").unwrap();
-    let old = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
-    std::fs::File::options()
-        .write(true)
-        .open(&outside)
-        .unwrap()
-        .set_modified(old)
-        .unwrap();
+    let old = tally_test_support::home::write_old_foreign_file(&outside);
     std::os::unix::fs::symlink(
         &outside,
         counters.join("rustc@1.0.0-linux-x86_64-2026-01-05.v1.count"),
@@ -225,20 +212,13 @@ fn the_background_upload_holds_none_of_the_callers_descriptors() {
 fn a_custom_builds_version_text_is_kept_nowhere() {
     let w = World::new();
     let fake = w.tmp.path().join("fake");
-    std::fs::create_dir(&fake).unwrap();
     let secret = "qzSECRETqz";
-    std::fs::write(
-        fake.join("rustc"),
-        format!(
-            "#!/bin/sh\necho 'rustc 1.96.0-{secret}_build (/home/qzalice/{secret}/rust abc123 2026-01-01)'\n"
+    crate::support::write_script(
+        &fake.join("rustc"),
+        &format!(
+            "echo 'rustc 1.96.0-{secret}_build (/home/qzalice/{secret}/rust abc123 2026-01-01)'"
         ),
-    )
-    .unwrap();
-    std::fs::set_permissions(
-        fake.join("rustc"),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    );
     let path = std::env::join_paths([w.shims.clone(), fake.clone()]).unwrap();
     for _ in 0..2 {
         let out = within_deadline(w.cmd("rustc").arg("--version").env("PATH", &path));
@@ -271,6 +251,7 @@ fn a_custom_builds_version_text_is_kept_nowhere() {
 fn a_counter_file_under_another_programs_name_is_moved_aside_not_counted_into() {
     let w = World::new();
     ok(w.cmd("rustc").arg("-V"));
+    w.settle();
     let rustc = files_in(&w.data.join("counters")).remove(0);
     let mut meta = tally_sys_meta(&rustc);
     meta.program = "gofmt".to_string();

@@ -3,7 +3,7 @@
 
 use proptest::prelude::*;
 
-use crate::util::{World, run};
+use crate::support::{World, run};
 
 fn secret() -> impl Strategy<Value = String> {
     prop_oneof![

@@ -1,6 +1,6 @@
 //! rustc and rustfmt run directly through their shims.
 
-use crate::util::{World, map, ok, run};
+use crate::support::{World, map, ok, run};
 
 #[test]
 fn rustc_direct_compile() {

@@ -11,7 +11,9 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use crate::util::{TALLY, TALLY_SHIM, TOOLS, copy_dir, mkfifo, ok, run, within_deadline};
+use crate::support::{
+    TALLY, TALLY_SHIM, TOOLS, copy_dir, mkfifo, ok, run, within_deadline, write_script,
+};
 
 /// Every entry under `root`: directories, files with their bytes and permissions, links with
 /// their targets.
@@ -197,7 +199,7 @@ fn setup_is_idempotent_writes_one_line_and_uninstall_leaves_the_home_as_it_was()
         std::env::var_os("RUSTUP_HOME").unwrap_or_else(|| real_home().join(".rustup").into()),
     ));
     assert!(stdout(&out).starts_with("rustc "));
-    crate::util::settle(&h.data());
+    crate::support::settle(&h.data());
     let counted = tally_home::Home::at(h.data()).counter_store().list();
     assert_eq!(counted.len(), 1, "the shim counted");
 
@@ -291,18 +293,36 @@ fn setup_leaves_what_is_not_its_own_and_says_so() {
     ok(&mut h.tally(&tally, &real_path(), &["setup", "--modify-path"]));
     std::fs::create_dir_all(h.data().join("counters")).unwrap();
     std::fs::write(h.data().join("thesis.tex"), "...").unwrap();
-    let before = tree(h.tmp.path());
-    let out = run(&mut h.tally(&tally, &real_path(), &["setup", "--uninstall", "--purge"]));
-    assert_eq!(out.status.code(), Some(1), "{out:?}");
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("thesis.tex"),
-        "{out:?}"
-    );
-    assert_eq!(tree(h.tmp.path()), before, "nothing changed");
+    let err = refused(&h, &tally, &["setup", "--uninstall", "--purge"]);
+    assert!(err.contains("thesis.tex"), "{err}");
 }
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// `tally status` in `h` with `path`, which must say that the shims are first on PATH for every
+/// tool and run `binary`. Returns what it said.
+fn status_says_the_shims_run(h: &Home, tally: &Path, path: &OsString, binary: &Path) -> String {
+    let status = stdout(&ok(&mut h.tally(tally, path, &["status"])));
+    assert!(
+        status.contains(&format!(
+            "(first on PATH for every tool), running {}\n",
+            binary.display()
+        )),
+        "{status}"
+    );
+    status
+}
+
+/// Runs `tally ARGS` in `h`, which must refuse, within the deadline (a run that blocks fails):
+/// exit status 1, and nothing under `h`'s temporary directory changed. Returns its stderr.
+fn refused(h: &Home, tally: &Path, args: &[&str]) -> String {
+    let before = tree(h.tmp.path());
+    let out = within_deadline(&mut h.tally(tally, &real_path(), args));
+    assert_eq!(out.status.code(), Some(1), "{args:?}: {out:?}");
+    assert_eq!(tree(h.tmp.path()), before, "{args:?}: nothing changed");
+    stderr(&out)
 }
 
 /// The first line of install.sh's old three-line block, and its last.
@@ -332,11 +352,8 @@ fn an_old_block_that_is_not_whole_is_refused_and_no_line_is_lost() {
     ] {
         let h = Home::new();
         std::fs::write(h.home().join("dotfiles/bashrc"), &bashrc).unwrap();
-        let before = tree(h.tmp.path());
         for args in [&["setup", "--modify-path"][..], &["setup", "--uninstall"]] {
-            let out = run(&mut h.tally(&tally, &real_path(), args));
-            assert_eq!(out.status.code(), Some(1), "{what}, {args:?}: {out:?}");
-            let err = stderr(&out);
+            let err = refused(&h, &tally, args);
             assert!(
                 err.contains(&format!(
                     "left {} alone",
@@ -344,11 +361,6 @@ fn an_old_block_that_is_not_whole_is_refused_and_no_line_is_lost() {
                 )) && err.contains("line 2")
                     && err.contains("nothing was changed"),
                 "{what}, {args:?}: {err}"
-            );
-            assert_eq!(
-                tree(h.tmp.path()),
-                before,
-                "{what}, {args:?}: nothing changed"
             );
         }
     }
@@ -392,31 +404,21 @@ fn protected_shell_files_are_named_and_nothing_is_changed() {
     let h = Home::new();
     let profile = h.home().join(".profile");
     std::fs::set_permissions(&profile, std::fs::Permissions::from_mode(0o444)).unwrap();
-    let before = tree(h.tmp.path());
-    let out = run(&mut h.tally(&tally, &real_path(), &["setup", "--modify-path"]));
-    assert_eq!(out.status.code(), Some(1), "{out:?}");
-    let err = stderr(&out);
+    // Nothing changed, .bashrc neither.
+    let err = refused(&h, &tally, &["setup", "--modify-path"]);
     assert!(
         err.contains(&format!("left {} alone", profile.display()))
             && err.contains("read-only (mode 0444)")
             && err.contains("nothing was changed"),
         "{err}"
     );
-    assert_eq!(
-        tree(h.tmp.path()),
-        before,
-        "nothing changed, .bashrc neither"
-    );
 
     // Set up while writable, then protected: uninstall leaves its line and says so.
     std::fs::set_permissions(&profile, std::fs::Permissions::from_mode(0o644)).unwrap();
     ok(&mut h.tally(&tally, &real_path(), &["setup", "--modify-path"]));
     std::fs::set_permissions(&profile, std::fs::Permissions::from_mode(0o444)).unwrap();
-    let before = tree(h.tmp.path());
-    let out = run(&mut h.tally(&tally, &real_path(), &["setup", "--uninstall"]));
-    assert_eq!(out.status.code(), Some(1), "{out:?}");
-    assert!(stderr(&out).contains("read-only"), "{out:?}");
-    assert_eq!(tree(h.tmp.path()), before, "nothing removed");
+    let err = refused(&h, &tally, &["setup", "--uninstall"]);
+    assert!(err.contains("read-only"), "{err}");
 
     if !is_root() {
         eprintln!("skipping the other owner's file: giving a file away needs root");
@@ -426,10 +428,7 @@ fn protected_shell_files_are_named_and_nothing_is_changed() {
     let h = Home::new();
     let bashrc = h.home().join("dotfiles/bashrc");
     std::os::unix::fs::chown(&bashrc, Some(NOBODY), Some(NOBODY)).unwrap();
-    let before = tree(h.tmp.path());
-    let out = run(&mut h.tally(&tally, &real_path(), &["setup", "--modify-path"]));
-    assert_eq!(out.status.code(), Some(1), "{out:?}");
-    let err = stderr(&out);
+    let err = refused(&h, &tally, &["setup", "--modify-path"]);
     assert!(
         err.contains(&format!(
             "left {} alone",
@@ -437,7 +436,6 @@ fn protected_shell_files_are_named_and_nothing_is_changed() {
         )) && err.contains(&format!("uid {NOBODY}) and you are root (uid 0)")),
         "{err}"
     );
-    assert_eq!(tree(h.tmp.path()), before);
     assert_eq!(std::fs::metadata(&bashrc).unwrap().uid(), NOBODY);
 }
 
@@ -580,30 +578,20 @@ fn a_fifo_at_a_shell_file_never_blocks_and_nothing_is_changed() {
     let h = Home::new();
     let bashrc = h.home().join(".bashrc");
     mkfifo(&bashrc);
-    let before = tree(h.tmp.path());
-    let out = within_deadline(&mut h.tally(&tally, &real_path(), &["setup", "--modify-path"]));
-    assert_eq!(out.status.code(), Some(1), "{out:?}");
-    let err = stderr(&out);
+    let err = refused(&h, &tally, &["setup", "--modify-path"]);
     assert!(
         err.contains(&format!("left {} alone", bashrc.display())) && err.contains("a FIFO"),
         "{err}"
     );
-    assert_eq!(tree(h.tmp.path()), before);
 
     // Set up with a regular .bashrc; the FIFO comes after.
     std::fs::remove_file(&bashrc).unwrap();
     std::fs::write(&bashrc, "# mine\n").unwrap();
     ok(&mut h.tally(&tally, &real_path(), &["setup", "--modify-path"]));
     mkfifo(&bashrc);
-    let before = tree(h.tmp.path());
-    let out = within_deadline(&mut h.tally(&tally, &real_path(), &["setup", "--uninstall"]));
-    assert_eq!(out.status.code(), Some(1), "{out:?}");
-    assert!(stderr(&out).contains("a FIFO"), "{out:?}");
-    assert_eq!(
-        tree(h.tmp.path()),
-        before,
-        ".profile keeps its line, the shims stay"
-    );
+    // .profile keeps its line, the shims stay.
+    let err = refused(&h, &tally, &["setup", "--uninstall"]);
+    assert!(err.contains("a FIFO"), "{err}");
 }
 
 /// Setup replaces a link in its directory only when it points at a tally binary (this one, a
@@ -612,14 +600,10 @@ fn a_fifo_at_a_shell_file_never_blocks_and_nothing_is_changed() {
 /// it, at every depth, is tally's.
 #[test]
 fn links_and_purge_touch_only_what_is_tallys() {
-    use std::os::unix::fs::PermissionsExt;
     let tally = std::fs::canonicalize(TALLY).unwrap();
     let h = Home::new();
     ok(&mut h.tally(&tally, &real_path(), &["setup"]));
-    let theirs = h.tmp.path().join("theirs/tally");
-    std::fs::create_dir_all(theirs.parent().unwrap()).unwrap();
-    std::fs::write(&theirs, "#!/bin/sh\necho mine\n").unwrap();
-    std::fs::set_permissions(&theirs, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let theirs = write_script(&h.tmp.path().join("theirs/tally"), "echo mine");
     let older = h.tmp.path().join("older/tally");
     std::fs::create_dir_all(older.parent().unwrap()).unwrap();
     std::fs::copy(&tally, &older).unwrap();
@@ -757,14 +741,7 @@ fn setup_links_the_shims_to_tally_shim_and_names_a_partial_install() {
         assert_eq!(std::fs::read_link(h.shims().join(name)).unwrap(), tally);
     }
     let shims_first = path_with(&[&h.shims()]);
-    let status = stdout(&ok(&mut h.tally(&tally, &shims_first, &["status"])));
-    assert!(
-        status.contains(&format!(
-            "(first on PATH for every tool), running {}\n",
-            tally.display()
-        )),
-        "{status}"
-    );
+    status_says_the_shims_run(&h, &tally, &shims_first, &tally);
 
     // The rest of the install arrives: setup moves the tools' shims to it.
     std::fs::copy(TALLY_SHIM, &hot).unwrap();
@@ -783,14 +760,7 @@ fn setup_links_the_shims_to_tally_shim_and_names_a_partial_install() {
         assert_eq!(std::fs::read_link(h.shims().join(name)).unwrap(), hot);
     }
     assert_eq!(std::fs::read_link(h.shims().join("tally")).unwrap(), tally);
-    let status = stdout(&ok(&mut h.tally(&tally, &shims_first, &["status"])));
-    assert!(
-        status.contains(&format!(
-            "(first on PATH for every tool), running {}\n",
-            hot.display()
-        )),
-        "{status}"
-    );
+    let status = status_says_the_shims_run(&h, &tally, &shims_first, &hot);
     assert!(
         status.contains(&format!(
             "Under cargo:  compiles counted: the cargo shim sets RUSTC_WRAPPER to {}\n",
@@ -979,29 +949,10 @@ fn pipe(cmd: &mut Command, input: &[u8]) -> Output {
     child.wait_with_output().unwrap()
 }
 
-/// The `tally-server` binary, built by cargo next to `tally` with the same profile (another
-/// package's binary is not built for this test binary).
+/// The `tally-server` binary, built once for every test that needs it
+/// (`support::workspace_binaries`).
 fn server_binary() -> PathBuf {
-    let dir = Path::new(TALLY).parent().unwrap();
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut build = Command::new(cargo);
-    build
-        .args([
-            "build",
-            "-q",
-            "--locked",
-            "-p",
-            "tally-server",
-            "--bin",
-            "tally-server",
-        ])
-        .env("CARGO_TARGET_DIR", target_dir())
-        .current_dir(env!("CARGO_MANIFEST_DIR"));
-    if dir.file_name().is_some_and(|n| n == "release") {
-        build.arg("--release");
-    }
-    ok(&mut build);
-    dir.join("tally-server")
+    crate::support::workspace_binaries().server.clone()
 }
 
 /// The workspace's target directory (cargo's test binaries live in `<target>/debug/deps`).
@@ -1011,6 +962,23 @@ fn target_dir() -> PathBuf {
         .and_then(Path::parent)
         .unwrap()
         .to_path_buf()
+}
+
+/// The `debug` setting of the workspace's `[profile.dev]` (Cargo.toml), cargo's default
+/// (`true`) where it has none.
+fn workspace_dev_debug() -> String {
+    let manifest =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml")).unwrap();
+    manifest
+        .lines()
+        .skip_while(|line| line.trim() != "[profile.dev]")
+        .skip(1)
+        .take_while(|line| !line.starts_with('['))
+        .find_map(|line| line.strip_prefix("debug = "))
+        .map_or_else(
+            || "true".to_string(),
+            |value| value.trim_matches('"').to_string(),
+        )
 }
 
 /// A cargo command with the toolchain's own environment and nothing of the test harness's.
@@ -1113,7 +1081,7 @@ fn cargo_install_then_setup_then_a_real_build_then_uninstall() {
         shown.contains(&format!("Running `{} ", tally_shim.display())),
         "{shown}"
     );
-    crate::util::settle(&h.data());
+    crate::support::settle(&h.data());
     let mut counts: BTreeMap<String, u64> = BTreeMap::new();
     for (_, snapshot) in tally_home::Home::at(h.data()).counter_store().list() {
         for (name, n) in snapshot.unwrap().counters {
@@ -1126,14 +1094,7 @@ fn cargo_install_then_setup_then_a_real_build_then_uninstall() {
         "{counts:#?}"
     );
     assert_eq!(counts.get("rustc/compiles"), Some(&1), "{counts:#?}");
-    let status = ok(&mut h.tally(&tally, &shell_path, &["status"]));
-    assert!(
-        stdout(&status).contains(&format!(
-            "(first on PATH for every tool), running {}",
-            tally_shim.display()
-        )),
-        "{status:?}"
-    );
+    status_says_the_shims_run(&h, &tally, &shell_path, &tally_shim);
 
     // Uninstall: the home exactly as before, the data directory gone.
     ok(&mut h.tally(&tally, &user_path, &["setup", "--uninstall", "--purge"]));
@@ -1173,6 +1134,10 @@ fn the_workspace_packages_as_it_would_be_published() {
             }
         }
     }
+    // A packed crate's manifest has no profile of the workspace's, so cargo would verify it
+    // with the default `debug = true` and compile every dependency again for that alone; with
+    // the workspace's own `debug`, the dependencies the tests were built with are reused, and
+    // our crates are still built from their packed files.
     let out = run(cargo(tmp.path())
         .args([
             "package",
@@ -1182,6 +1147,7 @@ fn the_workspace_packages_as_it_would_be_published() {
             "--target-dir",
         ])
         .arg(target_dir())
+        .env("CARGO_PROFILE_DEV_DEBUG", workspace_dev_debug())
         .current_dir(env!("CARGO_MANIFEST_DIR")));
     assert!(
         out.status.success(),

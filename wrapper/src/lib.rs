@@ -72,10 +72,12 @@ use tally_grammar::outcome::{
     CompileKind, Driver, Outcome, build_script_outcome_name, outcome_name, time_name,
 };
 use tally_grammar::{Context, RustcCaller, Tool, caller_from_env, rustc_counter_names};
+use tally_home::env::ProcessEnv;
 use tally_home::env::{TALLY_FORCE_ARG0, TALLY_NEXT_WRAPPER};
-use tally_home::{Counted, Day, Env, Home, Mode, ProcessEnv, effective_mode};
+use tally_home::{Counted, Day, Env, Home, Mode, effective_mode};
 use tally_process::identity::{self_identity, stem_of, tally_file};
 use tally_process::{EnvChanges, exec, lookup, version};
+use tally_sys::FileId;
 
 /// Whether `tally <argv1> …` is a `RUSTC_WRAPPER` call rather than a CLI subcommand: `argv[1]`
 /// is a path, or names a rustc-like compiler. CLI subcommands are plain words.
@@ -126,30 +128,9 @@ pub fn run_wrapper(argv: Vec<OsString>) -> i32 {
     let process_env = ProcessEnv::capture();
     let layout = layout(&argv);
     let mut run_argv: Vec<OsString> = argv[1..].to_vec();
-    // argv[1] is tally's own rustc shim (linked to this binary or to the other one of the
-    // install): run the real rustc instead (counted here, once).
     let compiler_index = layout.compiler - 1;
-    let compiler = resolve(&run_argv[compiler_index], &process_env);
-    if let Some(shim) = compiler.as_deref().and_then(|c| tally_file(c, this)) {
-        match lookup::find_real(
-            "rustc",
-            process_env.get("PATH"),
-            &tally_process::identity::ThisBinary::with_identity(Some(shim)),
-        ) {
-            Ok(found) => run_argv[compiler_index] = found.path.into_os_string(),
-            Err(not_found) => {
-                eprintln!("{}", not_found.message("rustc"));
-                return 127;
-            }
-        }
-    }
-    // A rustup proxy as the compiler (cargo passes one when tally's shims are on PATH): run the
-    // toolchain's own binary, as cargo itself does without a wrapper (cargo#11917), instead of
-    // paying the proxy's start-up on every compile. Unresolvable: the proxy runs, as given.
-    if let Ok(Some(direct)) = catch_unwind(AssertUnwindSafe(|| {
-        toolchain_binary_behind(&run_argv[compiler_index], &process_env)
-    })) {
-        run_argv[compiler_index] = direct.into_os_string();
+    if let Err(status) = use_real_compiler(&mut run_argv[compiler_index], this, &process_env) {
+        return status;
     }
     // The counter file stays mapped until the `exec` or the end of the compile (see
     // `tally_home::Counted`).
@@ -161,22 +142,7 @@ pub fn run_wrapper(argv: Vec<OsString>) -> i32 {
         None => (None, None, RustcCaller::Cargo),
     };
 
-    let mut changes = EnvChanges::default();
-    changes.remove.push(TALLY_FORCE_ARG0.into());
-    changes.remove.push(TALLY_NEXT_WRAPPER.into());
-    let next = process_env
-        .non_empty(TALLY_NEXT_WRAPPER)
-        .filter(|n| !tally_process::arrange::is_tally(n, this));
-    let rustc_wrapper_is_tally = process_env
-        .get("RUSTC_WRAPPER")
-        .is_some_and(|w| !w.is_empty() && tally_process::arrange::is_tally(w, this));
-    if rustc_wrapper_is_tally {
-        // Give the user's wrapper back its own variable; otherwise as if tally were absent.
-        match &next {
-            Some(next) => changes.set.push(("RUSTC_WRAPPER".into(), next.clone())),
-            None => changes.remove.push("RUSTC_WRAPPER".into()),
-        }
-    }
+    let (changes, next) = child_environment(&process_env, this);
     let (program, argv0, args) = match &next {
         Some(next) => (PathBuf::from(next), next.clone(), &run_argv[..]),
         None => (
@@ -217,6 +183,66 @@ pub fn run_wrapper(argv: Vec<OsString>) -> i32 {
     // the compiler's version are handed on first.
     hand_on_call(tally);
     exec(&program, &argv0, args, &process_env, &changes)
+}
+
+/// Puts the compiler to run in `compiler`: the real rustc when it is tally's own rustc shim,
+/// the toolchain's binary when it is a rustup proxy, else as given. `Err` is the exit status
+/// when no real rustc can be found.
+fn use_real_compiler(
+    compiler: &mut OsString,
+    this: Option<FileId>,
+    process_env: &ProcessEnv,
+) -> Result<(), i32> {
+    // argv[1] is tally's own rustc shim (linked to this binary or to the other one of the
+    // install): run the real rustc instead (counted here, once).
+    let resolved = resolve(compiler, process_env);
+    if let Some(shim) = resolved.as_deref().and_then(|c| tally_file(c, this)) {
+        match lookup::find_real(
+            "rustc",
+            process_env.get("PATH"),
+            &tally_process::identity::ThisBinary::with_identity(Some(shim)),
+        ) {
+            Ok(found) => *compiler = found.path.into_os_string(),
+            Err(not_found) => {
+                eprintln!("{}", not_found.message("rustc"));
+                return Err(127);
+            }
+        }
+    }
+    // A rustup proxy as the compiler (cargo passes one when tally's shims are on PATH): run the
+    // toolchain's own binary, as cargo itself does without a wrapper, instead of
+    // paying the proxy's start-up on every compile. Unresolvable: the proxy runs, as given.
+    if let Ok(Some(direct)) = catch_unwind(AssertUnwindSafe(|| {
+        toolchain_binary_behind(compiler, process_env)
+    })) {
+        *compiler = direct.into_os_string();
+    }
+    Ok(())
+}
+
+/// The changes to the compiler's environment (tally's own variables removed, the user's
+/// `RUSTC_WRAPPER` given back), and the user's own wrapper to run next, if any.
+fn child_environment(
+    process_env: &ProcessEnv,
+    this: Option<FileId>,
+) -> (EnvChanges, Option<OsString>) {
+    let mut changes = EnvChanges::default();
+    changes.remove.push(TALLY_FORCE_ARG0.into());
+    changes.remove.push(TALLY_NEXT_WRAPPER.into());
+    let next = process_env
+        .non_empty(TALLY_NEXT_WRAPPER)
+        .filter(|n| !tally_process::arrange::is_tally(n, this));
+    let rustc_wrapper_is_tally = process_env
+        .get("RUSTC_WRAPPER")
+        .is_some_and(|w| !w.is_empty() && tally_process::arrange::is_tally(w, this));
+    if rustc_wrapper_is_tally {
+        // Give the user's wrapper back its own variable; otherwise as if tally were absent.
+        match &next {
+            Some(next) => changes.set.push(("RUSTC_WRAPPER".into(), next.clone())),
+            None => changes.remove.push("RUSTC_WRAPPER".into()),
+        }
+    }
+    (changes, next)
 }
 
 /// Hands the call's names on if they are still waiting for the compiler's version.

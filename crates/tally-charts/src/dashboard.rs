@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use tally_protocol::Day;
-use tally_protocol::aggregate::{ProgramWeek, WeekSummary, WeeksIndex};
+use tally_protocol::aggregate::{CounterAggregate, ProgramWeek, WeekSummary, WeeksIndex};
 
 use crate::buckets::{bucket_order, is_histogram};
 use crate::html::{count_cell, escape, page, path_segment};
@@ -117,12 +117,7 @@ fn index_weeks_table(weeks: &[WeekSummary], programs: &BTreeSet<&str>) -> String
     }
     body.push_str("</tr></thead><tbody>");
     for week in weeks.iter().rev().take(INDEX_TABLE_WEEKS) {
-        let _ = write!(
-            body,
-            "<tr data-week=\"{w}\"><td>{w}</td><td class=\"num\" data-reports=\"{r}\">{r}</td>",
-            w = week.week,
-            r = week.reports
-        );
+        week_row_start(&mut body, week.week, week.reports);
         for program in programs {
             count_cell(&mut body, week.programs.get(*program).copied());
         }
@@ -165,23 +160,28 @@ pub fn program_page(program: &str, weeks: &[ProgramWeek], threshold: u64) -> Str
     };
     let x_labels: Vec<String> = weeks.iter().map(|w| w.week.to_string()).collect();
     let groups = CounterGroups::of(&weeks);
+    let page_weeks = PageWeeks {
+        all: &weeks,
+        latest,
+        x_labels: &x_labels,
+    };
     body.push_str(&program_weeks_table(&weeks));
     body.push_str(&grid_section(
         "<h2 id=\"outcomes\">How compiles fare</h2><p class=\"note\">How each compile ended (ok, error, ice: the compiler crashed, signal: killed, other). Crashes per version: the share of a version's reports with at least one crash.</p>",
         &groups.outcomes,
-        |(group, names)| outcome_charts(group, names, &weeks, latest, &x_labels),
+        |(group, names)| outcome_charts(group, names, &page_weeks),
     ));
     body.push_str(&grid_section(
         "<h2 id=\"histograms\">Histograms</h2><p class=\"note\">Bucketed counters, in bucket order: the events (compiles) in each bucket in the latest week, and each bucket's share of the events week by week.</p>",
         &groups.histograms,
-        |(group, names)| histogram_charts(group, names, &weeks, latest, &x_labels),
+        |(group, names)| histogram_charts(group, names, &page_weeks),
     ));
     body.push_str(&grid_section(
         "<h2 id=\"partitions\">Partitions</h2>",
         &groups.plain,
         |(group, names)| {
             latest_bars(group, names, latest)
-                + &partition_lines("partition", group, names, &weeks, &x_labels)
+                + &partition_lines("partition", group, names, &page_weeks)
         },
     ));
     body.push_str(&grid_section(
@@ -223,19 +223,22 @@ fn program_header(program: &str, threshold: u64) -> String {
     body
 }
 
+/// The first cells of a weeks table's row: the week (its Monday) and its reports.
+fn week_row_start(body: &mut String, week: Day, reports: u64) {
+    let _ = write!(
+        body,
+        "<tr data-week=\"{week}\"><td>{week}</td><td class=\"num\" data-reports=\"{reports}\">{reports}</td>"
+    );
+}
+
 /// The latest [`PROGRAM_TABLE_WEEKS`] weeks (`weeks` oldest first), newest first: reports and
 /// counters shown.
 fn program_weeks_table(weeks: &[&ProgramWeek]) -> String {
     let mut body = String::new();
     body.push_str("<div class=\"table-wrap\"><table class=\"weeks\"><thead><tr><th>week (Monday)</th><th class=\"num\">reports</th><th class=\"num\">counters shown</th></tr></thead><tbody>");
     for week in weeks.iter().rev().take(PROGRAM_TABLE_WEEKS) {
-        let _ = write!(
-            body,
-            "<tr data-week=\"{w}\"><td>{w}</td><td class=\"num\" data-reports=\"{r}\">{r}</td><td class=\"num\">{c}</td></tr>",
-            w = week.week,
-            r = week.reports,
-            c = week.counters.len()
-        );
+        week_row_start(&mut body, week.week, week.reports);
+        let _ = write!(body, "<td class=\"num\">{}</td></tr>", week.counters.len());
     }
     body.push_str("</tbody></table></div>\n");
     if weeks.len() > PROGRAM_TABLE_WEEKS {
@@ -312,17 +315,19 @@ fn grid_section<T>(heading: &str, groups: &[T], charts: impl Fn(&T) -> String) -
     body
 }
 
+/// The weeks a program page charts: all of them oldest first, the latest, and their labels on
+/// the x axis.
+struct PageWeeks<'a> {
+    all: &'a [&'a ProgramWeek],
+    latest: &'a ProgramWeek,
+    x_labels: &'a [String],
+}
+
 /// How one driver's compiles fare: crashes per version and the outcome mix in the latest week,
 /// the mix week by week, and each outcome's share of reports.
-fn outcome_charts(
-    group: &str,
-    names: &BTreeSet<&str>,
-    weeks: &[&ProgramWeek],
-    latest: &ProgramWeek,
-    x_labels: &[String],
-) -> String {
-    let mut body = crashes_by_version(group, latest);
-    body.push_str(&outcome_mix(group, names, latest));
+fn outcome_charts(group: &str, names: &BTreeSet<&str>, weeks: &PageWeeks<'_>) -> String {
+    let mut body = crashes_by_version(group, weeks.latest);
+    body.push_str(&outcome_mix(group, names, weeks.latest));
     let outcomes: Vec<&str> = names.iter().copied().collect();
     body.push_str(&event_shares_chart(
         "outcome-mix-weeks",
@@ -330,27 +335,15 @@ fn outcome_charts(
         group,
         &outcomes,
         weeks,
-        x_labels,
     ));
-    body.push_str(&partition_lines(
-        "outcome-partition",
-        group,
-        names,
-        weeks,
-        x_labels,
-    ));
+    body.push_str(&partition_lines("outcome-partition", group, names, weeks));
     body
 }
 
 /// One histogram in bucket order: the latest week's events per bucket, and each bucket's share
 /// of the events week by week.
-fn histogram_charts(
-    group: &str,
-    names: &BTreeSet<&str>,
-    weeks: &[&ProgramWeek],
-    latest: &ProgramWeek,
-    x_labels: &[String],
-) -> String {
+fn histogram_charts(group: &str, names: &BTreeSet<&str>, weeks: &PageWeeks<'_>) -> String {
+    let latest = weeks.latest;
     let mut ordered: Vec<&str> = names.iter().copied().collect();
     ordered.sort_by(|a, b| bucket_order(a, b));
     let label = |name: &str| partition_of(name).map_or(name, |(_, b)| b).to_owned();
@@ -378,7 +371,6 @@ fn histogram_charts(
         group,
         &ordered,
         weeks,
-        x_labels,
     ));
     body
 }
@@ -389,16 +381,15 @@ fn event_shares_chart(
     title: String,
     group: &str,
     names: &[&str],
-    weeks: &[&ProgramWeek],
-    x_labels: &[String],
+    weeks: &PageWeeks<'_>,
 ) -> String {
     line_chart(&LineChart {
         kind,
         title,
-        x_labels: x_labels.to_vec(),
+        x_labels: weeks.x_labels.to_vec(),
         series: names
             .iter()
-            .map(|name| event_share_series(group, name, weeks))
+            .map(|name| event_share_series(group, name, weeks.all))
             .collect(),
         scale: Scale::Share,
     })
@@ -451,17 +442,21 @@ fn latest_bars(group: &str, names: &BTreeSet<&str>, latest: &ProgramWeek) -> Str
         .counters
         .iter()
         .filter(|c| names.contains(c.name.as_str()))
-        .map(|c| IntervalRow {
-            name: c.name.clone(),
-            label: partition_of(&c.name)
-                .map_or(c.name.as_str(), |(_, b)| b)
-                .to_owned(),
-            value: c.share,
-            band: Some((c.low, c.high)),
-            detail: format!(
-                "in {} of {} reports, {} events",
-                c.reports_with, latest.reports, c.total
-            ),
+        .map(|c| {
+            let Point {
+                value,
+                band,
+                detail,
+            } = share_point(c, latest.reports);
+            IntervalRow {
+                name: c.name.clone(),
+                label: partition_of(&c.name)
+                    .map_or(c.name.as_str(), |(_, b)| b)
+                    .to_owned(),
+                value,
+                band,
+                detail,
+            }
         })
         .collect();
     rows.sort_by(|a, b| {
@@ -500,11 +495,11 @@ fn partition_lines(
     kind: &'static str,
     group: &str,
     names: &BTreeSet<&str>,
-    weeks: &[&ProgramWeek],
-    x_labels: &[String],
+    weeks: &PageWeeks<'_>,
 ) -> String {
     let largest = |name: &str| {
         weeks
+            .all
             .iter()
             .flat_map(|w| w.counters.iter().filter(|c| c.name == name))
             .map(|c| c.share)
@@ -522,10 +517,10 @@ fn partition_lines(
     line_chart(&LineChart {
         kind,
         title,
-        x_labels: x_labels.to_vec(),
+        x_labels: weeks.x_labels.to_vec(),
         series: chosen
             .iter()
-            .map(|name| counter_series(name, weeks))
+            .map(|name| counter_series(name, weeks.all))
             .collect(),
         scale: Scale::Share,
     })
@@ -662,6 +657,19 @@ fn threshold_note(threshold: u64) -> String {
     }
 }
 
+/// A counter's share of a week's `reports`, with its interval and, for the tooltip, how many
+/// reports and events it stands for.
+fn share_point(c: &CounterAggregate, reports: u64) -> Point {
+    Point {
+        value: c.share,
+        band: Some((c.low, c.high)),
+        detail: format!(
+            "in {} of {reports} reports, {} events",
+            c.reports_with, c.total
+        ),
+    }
+}
+
 /// One counter's share of reports over the weeks; weeks where it was withheld or absent are
 /// gaps.
 fn counter_series(name: &str, weeks: &[&ProgramWeek]) -> Series {
@@ -674,14 +682,7 @@ fn counter_series(name: &str, weeks: &[&ProgramWeek]) -> Series {
             week.counters
                 .iter()
                 .find(|c| c.name == name)
-                .map(|c| Point {
-                    value: c.share,
-                    band: Some((c.low, c.high)),
-                    detail: format!(
-                        "in {} of {} reports, {} events",
-                        c.reports_with, week.reports, c.total
-                    ),
-                })
+                .map(|c| share_point(c, week.reports))
         })
         .collect();
     Series {

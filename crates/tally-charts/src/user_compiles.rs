@@ -2,10 +2,11 @@
 //! `RUSTC_WRAPPER` wrote into `rustc`'s sections (outcome, time bucket, error codes, lints),
 //! summed over the weeks shown by `tally_grammar::compiles`. Nothing when none was counted.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use tally_grammar::compiles::CompileSummary;
-use tally_grammar::outcome::{BUCKET_LABELS, Outcome};
+use tally_grammar::outcome::{BUCKET_LABELS, Driver, Outcome};
 
 use crate::html::escape;
 use crate::svg::{HorizontalBars, horizontal_bars};
@@ -16,19 +17,10 @@ const TOP: usize = 10;
 
 /// The compile counters of `weeks`, summed.
 pub fn summarize(weeks: &[&UserWeek]) -> CompileSummary {
-    let mut summary = CompileSummary::default();
-    for week in weeks {
-        let key = week.week.to_string();
-        for section in &week.programs {
-            summary.add_section(
-                &key,
-                &section.program,
-                &section.version,
-                section.counters.iter().map(|(n, c)| (n.as_str(), *c)),
-            );
-        }
-    }
-    summary
+    CompileSummary::of_sections(weeks.iter().flat_map(|week| {
+        let sections = week.programs.iter();
+        sections.map(|s| (week.week, &*s.program, &*s.version, &s.counters))
+    }))
 }
 
 /// The section's HTML, or an empty string when no compile was counted.
@@ -43,20 +35,19 @@ pub fn section(summary: &CompileSummary) -> String {
          <p class=\"note\">{} compiles under cargo, over the weeks above.</p><div class=\"grid\">",
         summary.compiles()
     );
-    let mut outcomes = Vec::new();
-    for (driver, row) in &summary.outcomes {
-        for outcome in Outcome::ALL {
-            let n = row[outcome as usize];
-            if n > 0 {
-                outcomes.push((format!("{} {}", driver.name(), outcome.label()), n));
-            }
-        }
-    }
     body.push_str(&horizontal_bars(&HorizontalBars {
         kind: "user-outcomes",
         title: "Outcome of each compile".to_string(),
-        rows: outcomes,
+        rows: outcome_rows(&summary.outcomes),
     }));
+    // Apart from the user's compiles: the probes build scripts run (autocfg and the like).
+    if !summary.build_scripts.is_empty() {
+        body.push_str(&horizontal_bars(&HorizontalBars {
+            kind: "user-build-scripts",
+            title: "Outcome of each compile a build script ran".to_string(),
+            rows: outcome_rows(&summary.build_scripts),
+        }));
+    }
     for ((driver, kind), row) in &summary.times {
         body.push_str(&horizontal_bars(&HorizontalBars {
             kind: "user-times",
@@ -69,24 +60,17 @@ pub fn section(summary: &CompileSummary) -> String {
         }));
     }
     let errors = summary.top_errors(TOP);
-    if !errors.is_empty() {
-        body.push_str(&horizontal_bars(&HorizontalBars {
-            kind: "user-errors",
-            title: "Most frequent error codes".to_string(),
-            rows: errors
-                .into_iter()
-                .map(|(code, n)| (code.to_string(), n))
-                .collect(),
-        }));
-    }
-    let lints = summary.top_lints(TOP);
-    if !lints.is_empty() {
-        body.push_str(&horizontal_bars(&HorizontalBars {
-            kind: "user-lints",
-            title: "Most frequent lints".to_string(),
-            rows: lints,
-        }));
-    }
+    let errors = errors.into_iter().map(|(code, n)| (code.to_string(), n));
+    body.push_str(&ranking_bars(
+        "user-errors",
+        "Most frequent error codes",
+        errors.collect(),
+    ));
+    body.push_str(&ranking_bars(
+        "user-lints",
+        "Most frequent lints",
+        summary.top_lints(TOP),
+    ));
     body.push_str("</div>");
     let versions = summary.version_weeks();
     if !versions.is_empty() {
@@ -117,4 +101,54 @@ pub fn section(summary: &CompileSummary) -> String {
     }
     body.push_str("</section>\n");
     body
+}
+
+/// One bar per driver and outcome with a compile.
+fn outcome_rows(rows: &BTreeMap<Driver, [u64; Outcome::ALL.len()]>) -> Vec<(String, u64)> {
+    let mut bars = Vec::new();
+    for (driver, row) in rows {
+        for outcome in Outcome::ALL {
+            let n = row[outcome as usize];
+            if n > 0 {
+                bars.push((format!("{} {}", driver.name(), outcome.label()), n));
+            }
+        }
+    }
+    bars
+}
+
+/// A ranking as bars, most frequent first; nothing when it is empty.
+fn ranking_bars(kind: &'static str, title: &str, rows: Vec<(String, u64)>) -> String {
+    if rows.is_empty() {
+        return String::new();
+    }
+    horizontal_bars(&HorizontalBars {
+        kind,
+        title: title.to_string(),
+        rows,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The compiles build scripts ran are a chart of their own, drawn only when there were any;
+    /// the user's outcome chart holds only the user's compiles.
+    #[test]
+    fn build_script_compiles_are_a_chart_of_their_own() {
+        let mut summary = CompileSummary::default();
+        summary.add_section("2026-11-16", "rustc", "1.95.0", [("rustc/outcome:ok", 3)]);
+        assert!(!section(&summary).contains("user-build-scripts"));
+        summary.add_section(
+            "2026-11-16",
+            "rustc",
+            "1.95.0",
+            [("rustc/build-script-outcome:error", 2)],
+        );
+        let html = section(&summary);
+        let (user, scripts) = html.split_once("user-build-scripts").expect(&html);
+        assert!(scripts.contains("rustc error"), "{html}");
+        assert!(!user.contains("rustc error"), "{html}");
+    }
 }

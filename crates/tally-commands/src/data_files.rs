@@ -290,20 +290,25 @@ mod tests {
                 .map(|p| p.strip_prefix(root).unwrap().display().to_string())
                 .collect()
         };
-        let mut want_files: Vec<String> = ours.iter().map(|s| s.to_string()).collect();
-        want_files.push("versions/rustc-0123456789abcdef".into());
-        want_files.push("reports/sent".into());
-        want_files.sort();
-        let mut files = relative(&found.files);
-        files.sort();
-        assert_eq!(files, want_files);
-        let mut want_foreign: Vec<String> = foreign.iter().map(|s| s.to_string()).collect();
-        want_foreign.push("counters/old.count".into());
-        want_foreign.push("reports/archive".into());
-        want_foreign.sort();
-        let mut got_foreign = relative(&found.foreign);
-        got_foreign.sort();
-        assert_eq!(got_foreign, want_foreign);
+        // `found` lists exactly `planted` and `more`, in any order.
+        let same_set = |found: &[PathBuf], planted: &[&str], more: [&str; 2]| {
+            let mut found = relative(found);
+            found.sort();
+            let mut want: Vec<String> =
+                planted.iter().chain(&more).map(|s| s.to_string()).collect();
+            want.sort();
+            assert_eq!(found, want);
+        };
+        same_set(
+            &found.files,
+            &ours,
+            ["versions/rustc-0123456789abcdef", "reports/sent"],
+        );
+        same_set(
+            &found.foreign,
+            &foreign,
+            ["counters/old.count", "reports/archive"],
+        );
         // Deepest first.
         let dirs = relative(&found.dirs);
         let at = |d: &str| dirs.iter().position(|x| x == d).unwrap();

@@ -15,6 +15,12 @@
 //! the consent day and has ended by today), upload today. The server runs with `TALLY_NOW` set
 //! to today as well, so it accepts the ended week.
 //!
+//! With `--private-aggregation` (`private.rs`) the collector never sees a report: a DAP leader
+//! and helper run beside it, the simulated weeks (those inside the aggregators' replay horizon)
+//! and the real client's week go to the leader as DAP reports, and the collector, restarted
+//! with its credential once the real week is sent (so that no batch is spent before it
+//! arrives), collects each ended week and publishes the aggregate.
+//!
 //! Promises: nothing outside one temporary directory is written by tally (the user's real
 //! data directory is never touched; the sample builds use their own target dir, `GOCACHE` and
 //! `GOPATH` in it too); the server listens on loopback only; on exit (`--exit`, Ctrl-C, or
@@ -34,6 +40,7 @@ use nix::sys::signal::Signal;
 use tally_home::Day;
 use tally_protocol::aggregate::{ProgramWeek, WeeksIndex, bucket_week};
 
+mod private;
 mod simulate;
 
 /// Options of `tally demo`.
@@ -48,6 +55,11 @@ pub struct DemoArgs {
     /// Stop the server as soon as the demo has run, instead of waiting for Ctrl-C.
     #[arg(long)]
     pub exit: bool,
+    /// Private aggregation: a DAP leader and helper beside the collector, every report sent to
+    /// them as secret shares, and the charts published from the aggregate the collector
+    /// collects, never from a report.
+    #[arg(long)]
+    pub private_aggregation: bool,
 }
 
 /// The cargo commands the demo runs on its sample project, in order (arguments after `cargo`).
@@ -64,6 +76,8 @@ const CONSENT_DAYS_AGO: i64 = 21;
 const BUILD_DAYS_AGO: i64 = 10;
 /// The sample config stays valid this long.
 const CONFIG_VALID_DAYS: i64 = 90;
+/// Longest wait for the collector to collect the week of the real report.
+const COLLECT_TIMEOUT: Duration = Duration::from_secs(120);
 /// Longest wait for the server to start answering.
 const SERVER_START_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -109,6 +123,10 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         tally: tally.clone(),
         server_bin,
         server: None,
+        aggregators: None,
+        private_aggregation: args.private_aggregation,
+        simulated_weeks_sent: Vec::new(),
+        served: None,
         stop: Arc::clone(&stop),
         home_outlives_summary: !args.exit || args.keep,
     };
@@ -136,6 +154,8 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         Err(e) => Err(e),
     };
     demo.stop_server();
+    // The leader and the helper, if any, before their stores go.
+    demo.aggregators = None;
     if args.keep {
         let kept = root.keep();
         say(&format!("tally demo: kept {}", kept.display()));
@@ -191,6 +211,13 @@ struct Demo {
     tally: PathBuf,
     server_bin: PathBuf,
     server: Option<Child>,
+    /// With `--private-aggregation`: the DAP leader and helper.
+    aggregators: Option<private::Aggregators>,
+    private_aggregation: bool,
+    /// With `--private-aggregation`: the Mondays of the simulated weeks sent to the leader.
+    simulated_weeks_sent: Vec<Day>,
+    /// What the server was started with: config, chart config, public key, port.
+    served: Option<(PathBuf, PathBuf, PathBuf, u16)>,
     /// Set by Ctrl-C or SIGTERM.
     stop: Arc<AtomicBool>,
     /// The temporary home outlives the printed summary (no `--exit`, or `--keep`), so the
@@ -199,7 +226,8 @@ struct Demo {
 }
 
 impl Demo {
-    /// Everything up to the printed dashboard address; returns that address.
+    /// Everything up to the printed dashboard address; returns that address. Five phases, each
+    /// announced to the user as it starts.
     fn run_loop(
         &mut self,
         today: Day,
@@ -207,8 +235,81 @@ impl Demo {
         build_day: Day,
         expires: Day,
     ) -> anyhow::Result<String> {
-        // 1. The collector: key, config, signature, server.
+        let (base, key_line) = self.start_collector(today, build_day, expires)?;
+        self.turn_on(consent, &base, &key_line)?;
+        self.build_samples(build_day)?;
+        self.upload(today)?;
+        if self.private_aggregation {
+            self.collect_weeks(&base, today)?;
+        }
+        self.show_published(&base)?;
+        Ok(format!("{base}/"))
+    }
+
+    /// Phase 1, the collector: key, config, signature, simulated history, server. Returns the
+    /// server's base URL and the public key line clients are given.
+    fn start_collector(
+        &mut self,
+        today: Day,
+        build_day: Day,
+        expires: Day,
+    ) -> anyhow::Result<(String, String)> {
         say("\n1. A collector: a fresh minisign key, a signed config, tally-server on 127.0.0.1");
+        let (os, arch) = platforms();
+        let signed = self.sign_config(&os, &arch, expires)?;
+        // Weeks of simulated installations, ending with the week of the sample builds.
+        let last = bucket_week(build_day);
+        let mut mondays: Vec<Day> = (0..SIMULATED_WEEKS)
+            .rev()
+            .filter_map(|back| last.plus_days(-7 * back as i64))
+            .collect();
+        if self.private_aggregation {
+            mondays = private::within_horizon(&mondays, today);
+        }
+        let simulated = self.seed_history(&mondays, &os, &arch)?;
+        if self.private_aggregation {
+            self.simulated_weeks_sent = mondays.clone();
+        }
+        let key_line = read_public_key(&signed.public_key)?;
+
+        let port = self.start_server(
+            &signed.config,
+            &signed.charts,
+            &signed.public_key,
+            today,
+            None,
+        )?;
+        let base = format!("http://127.0.0.1:{port}");
+        wait_healthy(&base)?;
+        self.served = Some((signed.config, signed.charts, signed.public_key, port));
+        let first = mondays.first().map_or(String::new(), Day::to_string);
+        if self.private_aggregation {
+            say(&format!(
+                "   tally-server is serving on {base} with publication threshold {DEMO_THRESHOLD}; \
+                 {simulated} SIMULATED installation-weeks ({first} to {last}) went to the leader \
+                 as DAP reports, secret shares the collector cannot read; every page says the data \
+                 is simulated"
+            ));
+        } else {
+            say(&format!(
+                "   tally-server is serving on {base} with publication threshold {DEMO_THRESHOLD}, \
+                 its store holding {simulated} SIMULATED reports over {SIMULATED_WEEKS} weeks \
+                 ({first} to {last}), so the pages look like a collector's after a few months; \
+                 every page says the data is simulated"
+            ));
+        }
+        Ok((base, key_line))
+    }
+
+    /// The collector's key pair and its config, generated from the demo's charts and signed;
+    /// with private aggregation, the leader and helper provisioned and started first, since
+    /// the config carries their task.
+    fn sign_config(
+        &mut self,
+        os: &[&str],
+        arch: &[&str],
+        expires: Day,
+    ) -> anyhow::Result<SignedConfig> {
         let public_key = self.dirs.keys.join("demo.pub");
         let secret_key = self.dirs.keys.join("demo.key");
         let mut keygen = Command::new(&self.server_bin);
@@ -221,10 +322,31 @@ impl Demo {
             .arg("--no-password")
             .env_remove("TALLY_SERVER_KEY_PASSWORD");
         run_quiet(&mut keygen, "tally-server keygen")?;
-        let (os, arch) = platforms();
         let charts_path = self.dirs.keys.join("charts.toml");
-        std::fs::write(&charts_path, simulate::charts_toml(&os, &arch)?)
+        let mut charts = simulate::charts_toml(os, arch)?;
+        let ports = if self.private_aggregation {
+            let (leader, helper, table) = private::aggregation_table()?;
+            charts.push_str(&table);
+            Some((leader, helper))
+        } else {
+            None
+        };
+        std::fs::write(&charts_path, charts)
             .with_context(|| format!("cannot write {}", charts_path.display()))?;
+        if let Some(ports) = ports {
+            let aggregators = private::provision_and_start(
+                &self.server_bin,
+                &self.dirs.root,
+                &charts_path,
+                ports,
+            )?;
+            say(&format!(
+                "   Private aggregation: a DAP leader on {} and a helper on {} (tally-server dap, \
+                 each with its own store and key), a task provisioned for the charts' layout",
+                aggregators.leader_url, aggregators.helper_url
+            ));
+            self.aggregators = Some(aggregators);
+        }
         let config_path = self.dirs.keys.join("config.json");
         let mut generate = Command::new(&self.server_bin);
         generate
@@ -242,20 +364,37 @@ impl Demo {
             .arg(&secret_key)
             .env_remove("TALLY_SERVER_KEY_PASSWORD");
         run_quiet(&mut sign, "tally-server sign")?;
-        // Weeks of simulated installations, ending with the week of the sample builds.
-        let last = bucket_week(build_day);
-        let mondays: Vec<Day> = (0..SIMULATED_WEEKS)
-            .rev()
-            .filter_map(|back| last.plus_days(-7 * back as i64))
-            .collect();
+        Ok(SignedConfig {
+            public_key,
+            charts: charts_path,
+            config: config_path,
+        })
+    }
+
+    /// Simulated installations' weeks of `mondays`: imported into the collector's store, or,
+    /// with private aggregation, sent to the leader as clients send theirs (the store is then
+    /// only marked as simulated). Returns how many.
+    fn seed_history(&self, mondays: &[Day], os: &[&str], arch: &[&str]) -> anyhow::Result<usize> {
         let simulated_dir = self.dirs.keys.join("simulated");
-        std::fs::create_dir_all(&simulated_dir)
-            .with_context(|| format!("cannot create {}", simulated_dir.display()))?;
-        let simulated = simulate::reports(&mondays, &os, &arch, 2026);
+        // Sent weeks are kept here only for the curious (`simulated-sent/`).
+        let written_dir = if self.private_aggregation {
+            self.dirs.keys.join("simulated-sent")
+        } else {
+            simulated_dir.clone()
+        };
+        for dir in [&simulated_dir, &written_dir] {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        let simulated = simulate::reports(mondays, os, arch, 2026);
         for (i, report) in simulated.iter().enumerate() {
-            let path = simulated_dir.join(format!("{i:06}.json"));
+            let path = written_dir.join(format!("{i:06}.json"));
             std::fs::write(&path, report.to_canonical_json())
                 .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        if self.private_aggregation {
+            let section = private::read_section(&self.dirs.keys)?;
+            private::upload_simulated(&section, &simulated)?;
         }
         let mut import = Command::new(&self.server_bin);
         import
@@ -266,21 +405,11 @@ impl Demo {
             .arg(simulate::NOTE)
             .arg(&simulated_dir);
         run_quiet(&mut import, "tally-server import")?;
-        let key_line = read_public_key(&public_key)?;
+        Ok(simulated.len())
+    }
 
-        let port = self.start_server(&config_path, &charts_path, &public_key, today)?;
-        let base = format!("http://127.0.0.1:{port}");
-        wait_healthy(&base)?;
-        say(&format!(
-            "   tally-server is serving on {base} with publication threshold {DEMO_THRESHOLD}, its \
-             store holding {} SIMULATED reports over {SIMULATED_WEEKS} weeks ({} to {}), so the \
-             pages look like a collector's after a few months; every page says the data is simulated",
-            simulated.len(),
-            mondays.first().map_or(String::new(), Day::to_string),
-            last
-        ));
-
-        // 2. The client: a temporary home, turned on against that collector.
+    /// Phase 2, the client: a temporary home, turned on against that collector.
+    fn turn_on(&self, consent: Day, base: &str, key_line: &str) -> anyhow::Result<()> {
         say(&format!(
             "\n2. A temporary tally home, turned on {consent} (TALLY_NOW moves the clock)"
         ));
@@ -288,12 +417,15 @@ impl Demo {
         let mut on = self.command(&self.tally, consent);
         on.arg("on")
             .arg("--endpoint")
-            .arg(&base)
+            .arg(base)
             .arg("--key")
-            .arg(&key_line);
+            .arg(key_line);
         self.run_shown(&mut on, "tally on")?;
+        Ok(())
+    }
 
-        // 3. Builds through the shims and the wrapper.
+    /// Phase 3, builds of the sample projects through the shims and the wrapper.
+    fn build_samples(&self, build_day: Day) -> anyhow::Result<()> {
         self.make_shims()?;
         say(&format!(
             "\n3. Building sample projects on {build_day} through the shims in {}",
@@ -336,16 +468,89 @@ impl Demo {
             &tally_home::Home::at(&self.dirs.home),
             tally_process::version::HELPER_LIFETIME,
         );
+        Ok(())
+    }
 
-        // 4. The week ends; upload.
+    /// Phase 4: the week ends; upload.
+    fn upload(&self, today: Day) -> anyhow::Result<()> {
         say(&format!(
             "\n4. Moving the clock to {today}, past the end of that week, and uploading"
         ));
         let mut upload = self.command(&self.tally, today);
         upload.arg("upload");
         self.run_shown(&mut upload, "tally upload")?;
+        Ok(())
+    }
 
-        // 5. What the collector now publishes.
+    /// Phase 4b, private aggregation: the collector restarted with its credential (on the same
+    /// port), collecting each ended week from the leader; waits until the week of the real
+    /// report is published. (The first server held no credential, so that no week's batch was
+    /// spent before the real client's report reached the leader.)
+    fn collect_weeks(&mut self, base: &str, today: Day) -> anyhow::Result<()> {
+        let (config, charts, public_key, port) = self
+            .served
+            .clone()
+            .context("the collector was not started")?;
+        let credential = self
+            .aggregators
+            .as_ref()
+            .context("the aggregators were not started")?
+            .credential
+            .clone();
+        say(&format!(
+            "\n4b. The collector collects each ended week from the leader (tally-server serve \
+             --dap-credential): the aggregators release a week's sum only for at least \
+             {} reports, sealed to the collector's key",
+            private::MIN_BATCH_SIZE
+        ));
+        self.stop_server();
+        self.start_server(
+            &config,
+            &charts,
+            &public_key,
+            today,
+            Some((&credential, port)),
+        )?;
+        wait_healthy(base)?;
+        let sent = tally_report::build::report_weeks(
+            &tally_home::Home::at(&self.dirs.home),
+            tally_report::build::SENT,
+        );
+        let Some(mine) = sent.last().map(|week| bucket_week(*week)) else {
+            bail!("`tally upload` sent no week; see its output above");
+        };
+        // Every week sent to the leader is due: the dashboard is shown once all are published,
+        // not while the collector is still on some of them.
+        let mut due: Vec<Day> = self.simulated_weeks_sent.clone();
+        due.push(mine);
+        let deadline = Instant::now() + COLLECT_TIMEOUT;
+        loop {
+            let index: WeeksIndex = get_json(&format!("{base}/api/weeks"))?;
+            let missing: Vec<String> = due
+                .iter()
+                .filter(|monday| !index.weeks.iter().any(|week| week.week == **monday))
+                .map(Day::to_string)
+                .collect();
+            if missing.is_empty() {
+                say(&format!(
+                    "   collected {} weeks from the leader, the week of {mine} (yours) among them",
+                    index.weeks.len()
+                ));
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "the collector did not publish the weeks of {} within {COLLECT_TIMEOUT:?}; see {}",
+                    missing.join(", "),
+                    self.dirs.keys.join("server.log").display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Phase 5: what the collector now publishes, and where to look.
+    fn show_published(&self, base: &str) -> anyhow::Result<()> {
         let index: WeeksIndex = get_json(&format!("{base}/api/weeks"))?;
         let Some(week) = index.weeks.first() else {
             bail!(
@@ -358,6 +563,16 @@ impl Demo {
         for program in week.programs.keys() {
             let published: ProgramWeek =
                 get_json(&format!("{base}/api/weeks/{}/{program}", week.week))?;
+            if self.private_aggregation {
+                // The layout counts invocations as presence only: reports, not events.
+                let _ = writeln!(
+                    summary,
+                    "   {program}: {} reports, {} counters  →  {base}/programs/{program}",
+                    published.reports,
+                    published.counters.len()
+                );
+                continue;
+            }
             let invocations = published
                 .counters
                 .iter()
@@ -369,8 +584,13 @@ impl Demo {
                 published.counters.len()
             );
         }
+        let from = if self.private_aggregation {
+            ", from the aggregate: no report was ever stored by the collector"
+        } else {
+            ""
+        };
         say(&format!(
-            "\n5. The collector now publishes the week of {} ({}):\n{summary}",
+            "\n5. The collector now publishes the week of {} ({}{from}):\n{summary}",
             week.week,
             reports_phrase(week.reports)
         ));
@@ -396,7 +616,7 @@ impl Demo {
                 self.tally.display()
             ));
         }
-        Ok(format!("{base}/"))
+        Ok(())
     }
 
     /// `program` (tally itself, or a shim) run against the demo home on `day`, with PATH
@@ -431,7 +651,7 @@ impl Demo {
 
     /// Links the shims as `tally setup` does: to the `tally-shim` beside tally, else to tally.
     fn make_shims(&self) -> anyhow::Result<()> {
-        let binary = tally_process::identity::hot_binary_beside(&self.tally)
+        let binary = tally_process::lookup::hot_binary_beside(&self.tally)
             .unwrap_or_else(|| self.tally.clone());
         for tool in tally_grammar::Tool::ALL {
             let link = self.dirs.shims.join(tool.name());
@@ -473,14 +693,28 @@ impl Demo {
         charts: &Path,
         public_key: &Path,
         today: Day,
+        collecting: Option<(&Path, u16)>,
     ) -> anyhow::Result<u16> {
         let log_path = self.dirs.keys.join("server.log");
-        let log = std::fs::File::create(&log_path)
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
             .with_context(|| format!("cannot create {}", log_path.display()))?;
-        let mut child = Command::new(&self.server_bin)
-            .arg("serve")
+        let mut command = Command::new(&self.server_bin);
+        command.arg("serve");
+        if let Some((credential, _)) = collecting {
+            command
+                .arg("--dap-credential")
+                .arg(credential)
+                .arg("--collect-after-days")
+                .arg(private::COLLECT_AFTER_DAYS.to_string())
+                .args(["--collect-every-secs", "1"]);
+        }
+        let port = collecting.map_or(0, |(_, port)| port);
+        let mut child = command
             .arg("--addr")
-            .arg("127.0.0.1:0")
+            .arg(format!("127.0.0.1:{port}"))
             .arg("--store")
             .arg(&self.dirs.store)
             .arg("--config")
@@ -634,6 +868,13 @@ fn read_public_key(path: &Path) -> anyhow::Result<String> {
 
 /// The platforms the demo's config asks for: [`DEMO_OS`] and [`DEMO_ARCH`], and this
 /// machine's own.
+/// The collector's public key, chart config and signed config, as the demo wrote them.
+struct SignedConfig {
+    public_key: PathBuf,
+    charts: PathBuf,
+    config: PathBuf,
+}
+
 fn platforms() -> (Vec<&'static str>, Vec<&'static str>) {
     let mut os = DEMO_OS.to_vec();
     if !os.contains(&std::env::consts::OS) {

@@ -26,6 +26,7 @@ mod config;
 mod data_files;
 pub mod demo;
 pub mod escape;
+mod install_paths;
 mod modes;
 mod preview;
 mod setup;

@@ -8,12 +8,19 @@
 //! After each week's bytes it names, for every counter sent, the chart the collector collects it
 //! for (the `chart` of the counter in the verified config, described on the collector's
 //! `/config` page), so the user can see why each number is asked for.
+//!
+//! When the verified config asks for private aggregation (its `aggregation` section), what
+//! would leave is not the report but the layout's vector of it: the preview shows that vector
+//! entry by entry (index, program, what the bit means, value), names both aggregators, and then
+//! the report it is computed from, marked as not sent.
 
 use std::process::ExitCode;
 
 use std::collections::BTreeMap;
 
 use tally_home::{Env, Mode};
+use tally_protocol::config::aggregation::AggregationConfig;
+use tally_protocol::config::layout::EntryKind;
 use tally_protocol::{Report, UploadConfig};
 
 use crate::{Io, locate_home};
@@ -53,6 +60,17 @@ pub(crate) fn run(env: &Env, io: &mut Io<'_>) -> anyhow::Result<ExitCode> {
     for week in &preview.weeks {
         match &week.outcome {
             Ok(bytes) => {
+                let section = config.as_ref().and_then(|c| c.aggregation.as_ref());
+                if let (Some(section), Ok(report)) = (section, Report::parse(bytes)) {
+                    write_vector(out, section, &report)?;
+                    writeln!(
+                        out,
+                        "It is computed from this report, which is not sent ({} bytes):",
+                        bytes.len()
+                    )?;
+                    out.write_all(bytes)?;
+                    continue;
+                }
                 let to = endpoint
                     .as_ref()
                     .map(|e| e.upload_url(week.week))
@@ -93,6 +111,48 @@ pub(crate) fn run(env: &Env, io: &mut Io<'_>) -> anyhow::Result<ExitCode> {
         writeln!(io.err, "tally: problem: {problem}")?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The vector of `report` under the config's private-aggregation `section`, entry by entry.
+fn write_vector(
+    out: &mut dyn std::io::Write,
+    section: &AggregationConfig,
+    report: &Report,
+) -> std::io::Result<()> {
+    let vector = section.layout.measurement(report);
+    writeln!(
+        out,
+        "Week of {}: the next upload would send a private-aggregation (DAP) report: this vector \
+         of {} entries, split into two secret shares, one sealed to the leader {} and one to \
+         the helper {}. Neither can read it alone; only the sum over at least {} installations \
+         is ever seen.",
+        report.week,
+        vector.len(),
+        section.leader,
+        section.helper,
+        section.min_batch_size
+    )?;
+    writeln!(out, "  index  program  entry  value")?;
+    for (entry, value) in section.layout.entries().iter().zip(&vector) {
+        let meaning = match &entry.kind {
+            EntryKind::Reports => "reported this week".to_owned(),
+            EntryKind::Sampled { rate } => format!("sampled at rate {rate}"),
+            EntryKind::Version { bucket } => format!("version {bucket}"),
+            EntryKind::Os { os } => format!("os {os}"),
+            EntryKind::Arch { arch } => format!("arch {arch}"),
+            EntryKind::Presence { counter } => format!("{counter} > 0"),
+            EntryKind::CountBit { counter, bit } => format!("{counter} count, bit {bit}"),
+            EntryKind::VersionPresence { counter, bucket } => {
+                format!("{counter} > 0 in version {bucket}")
+            }
+        };
+        writeln!(
+            out,
+            "  {}  {}  {meaning}  {value}",
+            entry.index, entry.program
+        )?;
+    }
+    Ok(())
 }
 
 /// Every counter `report` sends, as `counter (program)`, with the charts `config` collects it for.

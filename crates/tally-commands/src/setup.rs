@@ -28,18 +28,23 @@
 //! nothing in the data directory and counts nothing, so it works the same under `TALLY=off` or
 //! `DO_NOT_TRACK=1`. After a change it checks the result, as `tally status` does.
 
+use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io::ErrorKind;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use tally_grammar::Tool;
 use tally_home::{Env, Home};
-use tally_process::identity::{FileId, file_stem, hot_binary_beside, is_binary_name};
+use tally_process::identity::{file_stem, is_binary_name};
+use tally_process::lookup::hot_binary_beside;
+use tally_sys::FileId;
 
 use crate::Io;
 use crate::data_files::Inventory;
+use crate::install_paths::{home_dir, install_dir, path_line, shims_dir};
 use crate::shim_report::{shim_report, shim_report_with_path};
 
 mod shell_files;
@@ -64,88 +69,6 @@ pub struct SetupArgs {
 /// directory is on PATH, when the binary itself is not) and every tool's.
 fn link_names() -> impl Iterator<Item = &'static str> {
     std::iter::once("tally").chain(Tool::ALL.iter().map(|tool| tool.name()))
-}
-
-/// The home directory, which setup needs.
-fn home_dir(env: &Env) -> anyhow::Result<PathBuf> {
-    env.get(tally_home::env::HOME)
-        .map(PathBuf::from)
-        .filter(|home| home.is_absolute())
-        .context("HOME is not set to an absolute path; tally setup needs a home directory")
-}
-
-/// Where setup installs: `$TALLY_INSTALL_DIR`, else `$HOME/.local/share/tally` (install.sh's
-/// directory too, so that both agree).
-pub(crate) fn install_dir(env: &Env) -> anyhow::Result<PathBuf> {
-    if let Some(dir) = env
-        .get(tally_home::env::TALLY_INSTALL_DIR)
-        .filter(|dir| !dir.is_empty())
-    {
-        let dir = PathBuf::from(dir);
-        if !dir.is_absolute() {
-            bail!(
-                "TALLY_INSTALL_DIR must be an absolute path, not {}",
-                dir.display()
-            );
-        }
-        return Ok(dir);
-    }
-    Ok(home_dir(env)?.join(".local/share/tally"))
-}
-
-/// The shims directory, `<install dir>/bin`.
-pub(crate) fn shims_dir(env: &Env) -> anyhow::Result<PathBuf> {
-    Ok(install_dir(env)?.join("bin"))
-}
-
-/// Setup's shims directory, if it holds one of tally's binaries (`is_ours`) under a tool's name
-/// (what `tally status` points at when the shims are on no PATH at all).
-pub(crate) fn installed_shims_dir(env: &Env, is_ours: &dyn Fn(FileId) -> bool) -> Option<PathBuf> {
-    let dir = shims_dir(env).ok()?;
-    Tool::ALL
-        .iter()
-        .any(|tool| FileId::of_target(&dir.join(tool.name())).is_some_and(is_ours))
-        .then_some(dir)
-}
-
-/// The shell line that puts `dir` first on PATH, for sh, bash and zsh:
-/// `export PATH="$HOME/.local/share/tally/bin:$PATH"` (the home directory spelled `$HOME`, so
-/// the line survives a renamed home).
-pub(crate) fn path_line(dir: &Path, env: &Env) -> anyhow::Result<String> {
-    let shown = match home_dir(env).ok().and_then(|home| {
-        dir.strip_prefix(&home)
-            .ok()
-            .map(|rest| rest.to_string_lossy().into_owned())
-    }) {
-        Some(rest) if rest.is_empty() => "$HOME".to_string(),
-        Some(rest) => format!("$HOME/{}", double_quoted(&rest)),
-        None => double_quoted(&dir.to_string_lossy()),
-    };
-    let text = dir.to_str().with_context(|| {
-        format!(
-            "the shims directory {} is not UTF-8; set TALLY_INSTALL_DIR to a plain path",
-            dir.display()
-        )
-    })?;
-    if text.contains(['\n', '\r', ':']) {
-        bail!(
-            "the shims directory {text:?} has a newline or a colon, which a PATH cannot hold; \
-             set TALLY_INSTALL_DIR to a plain path"
-        );
-    }
-    Ok(format!("export PATH=\"{shown}:$PATH\""))
-}
-
-/// `text` escaped for the inside of a double-quoted shell word.
-fn double_quoted(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if matches!(c, '\\' | '"' | '$' | '`') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// The running binary, to link the shims to: its real path (links resolved), which must be
@@ -374,7 +297,7 @@ fn replace_link(exe: &Path, link: &Path) -> anyhow::Result<()> {
     })
 }
 
-/// What to say after setup: the PATH line or where it went, the check, the completions.
+/// What to say after setup: the PATH line or where it went, the checks, the completions.
 fn after_setup(
     modify_path: bool,
     env: &Env,
@@ -396,6 +319,21 @@ fn after_setup(
         .iter()
         .map(|file| file.display().to_string())
         .collect();
+    say_path_line(out, modify_path, &line, &with_line)?;
+    let new_path = check_new_shell(out, env, &dir)?;
+    let line_placed = modify_path || !with_line.is_empty();
+    check_this_shell(out, env, &dir, line_placed)?;
+    check_install(out, env, new_path.as_deref(), &home)?;
+    say_completions(out)
+}
+
+/// Where the PATH line is, or the line for the user to place.
+fn say_path_line(
+    out: &mut dyn Write,
+    modify_path: bool,
+    line: &str,
+    with_line: &[String],
+) -> anyhow::Result<()> {
     if modify_path {
         writeln!(
             out,
@@ -414,10 +352,14 @@ fn after_setup(
     } else {
         writeln!(out, "The PATH line is in {}.", with_line.join(", "))?;
     }
+    Ok(())
+}
 
-    // The check: a new shell's PATH (the shims first), and this shell's.
+/// The check of a new shell's PATH (the shims first): which real tools the shims hand over to.
+/// Returns that PATH.
+fn check_new_shell(out: &mut dyn Write, env: &Env, dir: &Path) -> anyhow::Result<Option<OsString>> {
     let current = tally_home::env::var_os("PATH");
-    let mut dirs = vec![dir.clone()];
+    let mut dirs = vec![dir.to_path_buf()];
     dirs.extend(current.iter().flat_map(std::env::split_paths));
     let new_path = std::env::join_paths(dirs).ok();
     let future = shim_report_with_path(env, new_path.clone());
@@ -436,7 +378,7 @@ fn after_setup(
         .filter(|t| t.real.is_none())
         .map(|t| t.tool)
         .collect();
-    if future.shims_dir.as_deref() != Some(dir.as_path()) {
+    if future.shims_dir.as_deref() != Some(dir) {
         writeln!(
             out,
             "Check: the links in {} do not run this tally; see `tally status`.",
@@ -453,10 +395,20 @@ fn after_setup(
             missing.join(", ")
         )?;
     }
+    Ok(new_path)
+}
+
+/// The check of this shell's PATH. `line_placed`: the PATH line is in a shell file.
+fn check_this_shell(
+    out: &mut dyn Write,
+    env: &Env,
+    dir: &Path,
+    line_placed: bool,
+) -> anyhow::Result<()> {
     let now = shim_report(env);
-    if now.shims_dir.as_deref() == Some(dir.as_path()) && now.first_on_path {
+    if now.shims_dir.as_deref() == Some(dir) && now.first_on_path {
         writeln!(out, "Check: the shims are first on PATH in this shell.")?;
-    } else if now.shims_dir.as_deref() == Some(dir.as_path()) {
+    } else if now.shims_dir.as_deref() == Some(dir) {
         let before: Vec<String> = now
             .tools
             .iter()
@@ -472,13 +424,23 @@ fn after_setup(
         writeln!(
             out,
             "Check: the shims are not on this shell's PATH yet; open a new shell{}.",
-            if modify_path || !with_line.is_empty() {
+            if line_placed {
                 " (or run the PATH line in this one)"
             } else {
                 " once the line is in your profile"
             }
         )?;
     }
+    Ok(())
+}
+
+/// The checks of what is installed: `TALLY=off`, the hot-path binary, tally-server.
+fn check_install(
+    out: &mut dyn Write,
+    env: &Env,
+    new_path: Option<&OsStr>,
+    home: &Path,
+) -> anyhow::Result<()> {
     if env.forces_off() {
         writeln!(
             out,
@@ -502,9 +464,8 @@ fn after_setup(
     }
     if let Ok(exe) = this_binary() {
         let beside = exe.with_file_name("tally-server");
-        let on_path = new_path
-            .as_ref()
-            .and_then(|path| which::which_in("tally-server", Some(path), &home).ok());
+        let on_path =
+            new_path.and_then(|path| which::which_in("tally-server", Some(path), home).ok());
         if tally_process::lookup::executable(&beside).is_none() && on_path.is_none() {
             writeln!(
                 out,
@@ -515,6 +476,11 @@ fn after_setup(
             )?;
         }
     }
+    Ok(())
+}
+
+/// Where the shell completions and man pages go.
+fn say_completions(out: &mut dyn Write) -> anyhow::Result<()> {
     writeln!(
         out,
         "Completions: tally completions bash > ~/.local/share/bash-completion/completions/tally; \
@@ -615,33 +581,4 @@ fn purge_data(home: &Home, inventory: &Inventory, report: &mut Report) -> anyhow
         ));
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::ffi::OsString;
-
-    fn env_with(pairs: &[(&str, &str)]) -> Env {
-        Env::from_pairs(
-            pairs
-                .iter()
-                .map(|(k, v)| (OsString::from(k), OsString::from(v))),
-        )
-    }
-
-    #[test]
-    fn the_line_spells_home_and_quotes_the_rest() {
-        let env = env_with(&[("HOME", "/home/a")]);
-        assert_eq!(
-            path_line(Path::new("/home/a/.local/share/tally/bin"), &env).unwrap(),
-            r#"export PATH="$HOME/.local/share/tally/bin:$PATH""#
-        );
-        assert_eq!(
-            path_line(Path::new("/opt/my $dir/\"x`\\/bin"), &env).unwrap(),
-            r#"export PATH="/opt/my \$dir/\"x\`\\/bin:$PATH""#
-        );
-        assert!(path_line(Path::new("/opt/a:b/bin"), &env).is_err());
-        assert!(path_line(Path::new("/opt/a\nb/bin"), &env).is_err());
-    }
 }

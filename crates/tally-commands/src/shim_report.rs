@@ -7,14 +7,15 @@
 //! Every copy of a tool on PATH is looked at (the `which` crate), not only the first, so that a
 //! shims directory that comes after rustup's `~/.cargo/bin` is still found and named.
 
-use std::ffi::OsString;
-use std::path::PathBuf;
+use std::ffi::{OsStr, OsString};
+use std::path::{Path, PathBuf};
 
 use tally_grammar::Tool;
 use tally_home::{Env, Mode};
 
-use tally_process::identity::{FileId, ThisBinary, hot_binary_beside, wrapper_exe};
-use tally_process::lookup::{executable, find_real};
+use tally_process::identity::{ThisBinary, wrapper_exe};
+use tally_process::lookup::{executable, find_real, hot_binary_beside};
+use tally_sys::FileId;
 
 /// One tool's shim.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,54 +75,20 @@ pub fn shim_report(env: &Env) -> ShimReport {
 /// `tally setup` checks: the PATH a new shell will have).
 pub fn shim_report_with_path(env: &Env, path_var: Option<OsString>) -> ShimReport {
     let binaries = Binaries::find();
-    // What a shim skips as itself when it looks for the real tool: the binary setup links the
-    // shims to (with no `tally-shim` installed, `tally`).
-    let skipped = binaries.hot_id.or(binaries.cli_id);
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
-    let mut tools = Vec::new();
     let mut shims_dir = None;
-    for tool in Tool::ALL {
-        let name = tool.name();
-        let mut entry = ToolShim {
-            tool: name,
-            shim: None,
-            runs: None,
-            shadowed_by: None,
-            real: None,
-        };
-        let mut runs_id = skipped;
-        if let Some(path_var) = &path_var {
-            // Every copy in PATH order, until tally's: the first one that is not tally (if
-            // any) is what runs instead of the shim.
-            let copies = which::which_in_all(name, Some(path_var), &cwd)
-                .into_iter()
-                .flatten();
-            for candidate in copies {
-                let Some(meta) = executable(&candidate) else {
-                    continue;
-                };
-                let id = FileId::of(&meta);
-                if let Some(binary) = binaries.which(id) {
-                    if let Some(dir) = candidate.parent() {
-                        shims_dir.get_or_insert_with(|| dir.to_path_buf());
-                    }
-                    entry.shim = Some(candidate);
-                    entry.runs = Some(binary.to_path_buf());
-                    runs_id = Some(id);
-                    break;
-                }
-                entry.shadowed_by.get_or_insert(candidate);
-            }
-        }
-        entry.real = find_real(
-            name,
-            path_var.as_deref(),
-            &ThisBinary::with_identity(runs_id),
-        )
-        .ok()
-        .map(|f| f.path);
-        tools.push(entry);
-    }
+    let tools: Vec<ToolShim> = Tool::ALL
+        .iter()
+        .map(|tool| {
+            tool_shim(
+                tool.name(),
+                path_var.as_deref(),
+                &binaries,
+                &cwd,
+                &mut shims_dir,
+            )
+        })
+        .collect();
     let first_on_path = tools
         .iter()
         .all(|t| t.shim.is_some() && t.shadowed_by.is_none());
@@ -129,6 +96,84 @@ pub fn shim_report_with_path(env: &Env, path_var: Option<OsString>) -> ShimRepor
         .iter()
         .find(|t| t.tool == "cargo" && t.shim.is_some() && t.shadowed_by.is_none())
         .and_then(|t| t.runs.clone());
+    let rustc_wrapper = wrapper_state(env, &binaries, cargo_shim_runs, &cwd);
+    let fix = if first_on_path {
+        None
+    } else {
+        shims_dir
+            .clone()
+            .or_else(|| {
+                crate::install_paths::installed_shims_dir(env, &|id| binaries.which(id).is_some())
+            })
+            .and_then(|dir| crate::install_paths::path_line(&dir, env).ok())
+    };
+    ShimReport {
+        shims_dir,
+        hot_binary: binaries.hot,
+        first_on_path,
+        tools,
+        rustc_wrapper,
+        fix,
+    }
+}
+
+/// Where `name`'s shim is on `path_var`, which of tally's binaries it runs, what comes before
+/// it, and the real tool it hands over to. The first shim's directory goes to `shims_dir`.
+fn tool_shim(
+    name: &'static str,
+    path_var: Option<&OsStr>,
+    binaries: &Binaries,
+    cwd: &Path,
+    shims_dir: &mut Option<PathBuf>,
+) -> ToolShim {
+    // What a shim skips as itself when it looks for the real tool: the binary setup links the
+    // shims to (with no `tally-shim` installed, `tally`).
+    let skipped = binaries.hot_id.or(binaries.cli_id);
+    let mut entry = ToolShim {
+        tool: name,
+        shim: None,
+        runs: None,
+        shadowed_by: None,
+        real: None,
+    };
+    let mut runs_id = skipped;
+    if let Some(path_var) = path_var {
+        // Every copy in PATH order, until tally's: the first one that is not tally (if
+        // any) is what runs instead of the shim.
+        let copies = which::which_in_all(name, Some(path_var), cwd)
+            .into_iter()
+            .flatten();
+        for candidate in copies {
+            let Some(meta) = executable(&candidate) else {
+                continue;
+            };
+            let id = FileId::of(&meta);
+            if let Some(binary) = binaries.which(id) {
+                if let Some(dir) = candidate.parent() {
+                    shims_dir.get_or_insert_with(|| dir.to_path_buf());
+                }
+                entry.shim = Some(candidate);
+                entry.runs = Some(binary.to_path_buf());
+                runs_id = Some(id);
+                break;
+            }
+            entry.shadowed_by.get_or_insert(candidate);
+        }
+    }
+    entry.real = find_real(name, path_var, &ThisBinary::with_identity(runs_id))
+        .ok()
+        .map(|f| f.path);
+    entry
+}
+
+/// How cargo's compiles are counted: `RUSTC_WRAPPER` already naming tally, or the cargo shim
+/// (first on PATH, running `cargo_shim_runs`) arranging it, or why not.
+fn wrapper_state(
+    env: &Env,
+    binaries: &Binaries,
+    cargo_shim_runs: Option<PathBuf>,
+    cwd: &Path,
+) -> WrapperState {
     let home = tally_home::Home::locate(env);
     let mode = tally_home::effective_mode(env, home.as_ref());
     let cargo_env = tally_process::arrange::CargoEnv::from_process();
@@ -137,7 +182,7 @@ pub fn shim_report_with_path(env: &Env, path_var: Option<OsString>) -> ShimRepor
             && (tally_process::arrange::is_tally(w, binaries.cli_id)
                 || tally_process::arrange::is_tally(w, binaries.hot_id))
     });
-    let rustc_wrapper = if let Some(wrapper) = set_in_environment {
+    if let Some(wrapper) = set_in_environment {
         WrapperState::SetInEnvironment {
             wrapper: wrapper.clone(),
         }
@@ -146,7 +191,7 @@ pub fn shim_report_with_path(env: &Env, path_var: Option<OsString>) -> ShimRepor
             why: "tally is off".into(),
         }
     } else if let Some(wrapper) = cargo_shim_runs {
-        match tally_process::arrange::arrange(&wrapper, &cargo_env, &cwd, &[]) {
+        match tally_process::arrange::arrange(&wrapper, &cargo_env, cwd, &[]) {
             tally_process::arrange::Arrangement::AlreadyTally => WrapperState::SetInEnvironment {
                 wrapper: wrapper.into_os_string(),
             },
@@ -158,22 +203,6 @@ pub fn shim_report_with_path(env: &Env, path_var: Option<OsString>) -> ShimRepor
         WrapperState::NotCounted {
             why: "the cargo shim is not first on PATH".into(),
         }
-    };
-    let fix = if first_on_path {
-        None
-    } else {
-        shims_dir
-            .clone()
-            .or_else(|| crate::setup::installed_shims_dir(env, &|id| binaries.which(id).is_some()))
-            .and_then(|dir| crate::setup::path_line(&dir, env).ok())
-    };
-    ShimReport {
-        shims_dir,
-        hot_binary: binaries.hot,
-        first_on_path,
-        tools,
-        rustc_wrapper,
-        fix,
     }
 }
 

@@ -1,209 +1,20 @@
 //! `tally show`: every counter tally holds, per week and program.
 //!
-//! Two sources: the counter files of weeks not yet turned into reports (`counters/`), and the
-//! local reports of ended weeks (`reports/local/`, which hold everything counted, whatever was
-//! uploaded). A counter file that is corrupt or from a future format is skipped with a message
-//! and moved to `quarantine/` (unless tally is off, when nothing is written); a local report
-//! that cannot be read is skipped with a message and left where it is.
+//! Two sources, read by [`tally_report::read_weeks`]: the counter files of weeks not yet turned
+//! into reports (`counters/`), and the local reports of ended weeks (`reports/local/`, which
+//! hold everything counted, whatever was uploaded). A file that cannot be used is skipped with
+//! a message naming it; an invalid counter file is also moved to `quarantine/` (unless tally is
+//! off, when nothing is written).
 
-use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
 use serde::Serialize;
 use tally_home::{Day, Env, Home, Mode};
-use tally_protocol::{Report, WEEK_DAYS};
+use tally_report::{Holdings, Source};
 
 use crate::{Io, ShowArgs, locate_home};
-
-/// Where a week's counts were read from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub(crate) enum Source {
-    /// `counters/*.count`: a week not yet reported.
-    Counters,
-    /// `reports/local/<week>.json`: an ended week.
-    LocalReport,
-}
-
-impl Source {
-    fn csv_name(self) -> &'static str {
-        match self {
-            Source::Counters => "counters",
-            Source::LocalReport => "local_report",
-        }
-    }
-}
-
-/// One program version's counts in one week.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub(crate) struct Section {
-    pub program: String,
-    pub version: String,
-    pub os: String,
-    pub arch: String,
-    pub counters: BTreeMap<String, u64>,
-    /// Increments refused because a size cap was reached.
-    #[serde(skip_serializing_if = "is_zero")]
-    pub dropped: u64,
-}
-
-fn is_zero(n: &u64) -> bool {
-    *n == 0
-}
-
-/// A week of counts from one source.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub(crate) struct WeekCounts {
-    pub week: Day,
-    /// The day after the week's last day.
-    pub end: Day,
-    pub source: Source,
-    pub programs: Vec<Section>,
-}
-
-/// A file that could not be read.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub(crate) struct Skipped {
-    pub path: PathBuf,
-    pub reason: String,
-    /// Where the file was moved, if it was quarantined.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub quarantined_to: Option<PathBuf>,
-}
-
-/// Everything tally holds, newest week first.
-#[derive(Debug, Default, Serialize)]
-pub(crate) struct Holdings {
-    pub weeks: Vec<WeekCounts>,
-    pub skipped: Vec<Skipped>,
-}
-
-/// Reads every counter file and local report. Quarantines invalid counter files when
-/// `may_write`.
-pub(crate) fn collect(home: &Home, may_write: bool) -> Holdings {
-    let mut holdings = Holdings::default();
-    let store = home.counter_store();
-    let mut by_week: BTreeMap<(Day, Day), Vec<Section>> = BTreeMap::new();
-    for (path, result) in store.list() {
-        match result {
-            Ok(snapshot) => {
-                let meta = &snapshot.meta;
-                let (Ok(start), Ok(end)) =
-                    (meta.week_start.parse::<Day>(), meta.week_end.parse::<Day>())
-                else {
-                    holdings.skipped.push(Skipped {
-                        path,
-                        reason: format!(
-                            "its header names the week {:?} to {:?}, which are not days",
-                            meta.week_start, meta.week_end
-                        ),
-                        quarantined_to: None,
-                    });
-                    continue;
-                };
-                by_week.entry((start, end)).or_default().push(Section {
-                    program: meta.program.clone(),
-                    version: meta.version.clone(),
-                    os: meta.os.clone(),
-                    arch: meta.arch.clone(),
-                    counters: snapshot.counters,
-                    dropped: snapshot.dropped,
-                });
-            }
-            Err(err) => {
-                let reason = err.to_string();
-                let quarantined_to = if may_write && err.is_invalid_file() {
-                    store.quarantine(&path, &reason).ok()
-                } else {
-                    None
-                };
-                holdings.skipped.push(Skipped {
-                    path,
-                    reason,
-                    quarantined_to,
-                });
-            }
-        }
-    }
-    for ((week, end), mut programs) in by_week {
-        programs.sort_by(|a, b| {
-            (&a.program, &a.version, &a.os, &a.arch).cmp(&(&b.program, &b.version, &b.os, &b.arch))
-        });
-        holdings.weeks.push(WeekCounts {
-            week,
-            end,
-            source: Source::Counters,
-            programs,
-        });
-    }
-    let (reports, skipped) = local_reports(&home.reports_dir().join("local"));
-    holdings.skipped.extend(skipped);
-    for report in reports {
-        let end = report.week.plus_days(WEEK_DAYS).unwrap_or(report.week);
-        let programs = report
-            .programs
-            .into_iter()
-            .map(|p| Section {
-                program: p.program,
-                version: p.version,
-                os: p.os,
-                arch: p.arch,
-                counters: p.counters,
-                dropped: 0,
-            })
-            .collect();
-        holdings.weeks.push(WeekCounts {
-            week: report.week,
-            end,
-            source: Source::LocalReport,
-            programs,
-        });
-    }
-    holdings
-        .weeks
-        .sort_by(|a, b| (b.week, a.source).cmp(&(a.week, b.source)));
-    holdings
-}
-
-/// The local reports in `dir`, and the files there that could not be read.
-fn local_reports(dir: &Path) -> (Vec<Report>, Vec<Skipped>) {
-    let mut reports = Vec::new();
-    let mut skipped = Vec::new();
-    let Ok(entries) = tally_home::fsio::read_own_dir(dir) else {
-        return (reports, skipped);
-    };
-    let mut paths: Vec<PathBuf> = entries
-        .into_iter()
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| !n.starts_with('.') && n.ends_with(".json"))
-        })
-        .collect();
-    paths.sort();
-    for path in paths {
-        let parsed =
-            tally_home::fsio::read_capped(&path, tally_report::build::MAX_LOCAL_REPORT_BYTES)
-                .and_then(|b| b.ok_or_else(|| std::io::ErrorKind::NotFound.into()))
-                .map_err(|e| e.to_string())
-                .and_then(|bytes| {
-                    serde_json::from_slice::<Report>(&bytes).map_err(|e| e.to_string())
-                });
-        match parsed {
-            Ok(report) => reports.push(report),
-            Err(reason) => skipped.push(Skipped {
-                path,
-                reason: format!("not a readable report: {reason}"),
-                quarantined_to: None,
-            }),
-        }
-    }
-    (reports, skipped)
-}
 
 /// `tally show`.
 pub(crate) fn run(args: &ShowArgs, env: &Env, io: &mut Io<'_>) -> anyhow::Result<ExitCode> {
@@ -218,7 +29,7 @@ pub(crate) fn run(args: &ShowArgs, env: &Env, io: &mut Io<'_>) -> anyhow::Result
         .transpose()?;
     let home = locate_home(env)?;
     let may_write = tally_home::effective_mode(env, Some(&home)) != Mode::Off;
-    let mut holdings = collect(&home, may_write);
+    let mut holdings = tally_report::read_weeks(&home, may_write);
     if let Some(day) = only_day {
         holdings.weeks.retain(|w| w.week <= day && day < w.end);
     }
@@ -335,12 +146,20 @@ fn write_csv(holdings: &Holdings, out: &mut dyn Write) -> std::io::Result<()> {
                     csv_field(&section.os),
                     csv_field(&section.arch),
                     csv_field(name),
-                    week.source.csv_name()
+                    csv_source(week.source)
                 )?;
             }
         }
     }
     Ok(())
+}
+
+/// The `source` column of the CSV.
+fn csv_source(source: Source) -> &'static str {
+    match source {
+        Source::Counters => "counters",
+        Source::LocalReport => "local_report",
+    }
 }
 
 /// Quotes a CSV field when it holds a comma, a quote or a line break (RFC 4180).

@@ -87,6 +87,18 @@ pub(crate) struct ConfigStatus {
     pub fetched_at: Option<Day>,
     /// Why the config is not usable, or what went wrong on the last fetch.
     pub problem: Option<String>,
+    /// How the verified config asks for weeks to be sent.
+    pub upload_mode: Option<UploadMode>,
+}
+
+/// How the collector's verified config asks for weeks to be sent.
+#[derive(Debug, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub(crate) enum UploadMode {
+    /// Each week's filtered report, as `tally preview` shows it.
+    Plain,
+    /// Only the layout's vector, one secret share to each of two aggregators.
+    PrivateAggregation { leader: String, helper: String },
 }
 
 /// The week in progress.
@@ -190,20 +202,7 @@ pub(crate) fn gather(env: &Env, shims: Shims) -> Status {
     let today = env.today();
     let stored = home.as_ref().map(|h| h.stored_mode());
     let mode = tally_home::effective_mode(env, home.as_ref());
-    let mode_note = match (&stored, mode) {
-        (None, _) => Some(
-            "no data directory (set TALLY_DIR, XDG_STATE_HOME or HOME): nothing is counted".into(),
-        ),
-        (Some(Err(err)), _) => Some(format!("{err}; until then tally counts nothing")),
-        (Some(Ok(_)), Mode::Off) if env.forces_off() => Some(
-            "TALLY=off or DO_NOT_TRACK is set in this environment: nothing is counted or sent"
-                .into(),
-        ),
-        (Some(Ok(Mode::On { since })), Mode::Local) => Some(format!(
-            "stored mode is on since {since}, but TALLY=local in this environment: nothing is sent"
-        )),
-        _ => None,
-    };
+    let mode_note = mode_note(env, stored.as_ref(), mode);
     let (mode_name, since) = match mode {
         Mode::Off => ("off", None),
         Mode::Local => ("local", None),
@@ -223,6 +222,7 @@ pub(crate) fn gather(env: &Env, shims: Shims) -> Status {
             key_id: None,
             fetched_at: None,
             problem: None,
+            upload_mode: None,
         },
         this_week: None,
         next_report_due: None,
@@ -233,6 +233,39 @@ pub(crate) fn gather(env: &Env, shims: Shims) -> Status {
         status.config.problem = Some("no data directory".into());
         return status;
     };
+    read_collector(&home, today, &mut status);
+    read_counts(&home, today, &mut status);
+    status.pending_reports = tally_upload::outbox::pending(&home.reports_dir())
+        .map(|p| p.len())
+        .unwrap_or(0);
+    status.last_upload = tally_upload::state::read_last(home.root());
+    status
+}
+
+/// How the environment or the data directory changed what the stored mode says, if it did.
+fn mode_note(
+    env: &Env,
+    stored: Option<&Result<Mode, tally_home::Error>>,
+    mode: Mode,
+) -> Option<String> {
+    match (stored, mode) {
+        (None, _) => Some(
+            "no data directory (set TALLY_DIR, XDG_STATE_HOME or HOME): nothing is counted".into(),
+        ),
+        (Some(Err(err)), _) => Some(format!("{err}; until then tally counts nothing")),
+        (Some(Ok(_)), Mode::Off) if env.forces_off() => Some(
+            "TALLY=off or DO_NOT_TRACK is set in this environment: nothing is counted or sent"
+                .into(),
+        ),
+        (Some(Ok(Mode::On { since })), Mode::Local) => Some(format!(
+            "stored mode is on since {since}, but TALLY=local in this environment: nothing is sent"
+        )),
+        _ => None,
+    }
+}
+
+/// The collector endpoint and the state of its config.
+fn read_collector(home: &Home, today: Day, status: &mut Status) {
     let config_dir = home.config_dir();
     match Endpoint::load(&config_dir) {
         Ok(Some(endpoint)) => {
@@ -244,6 +277,13 @@ pub(crate) fn gather(env: &Env, shims: Shims) -> Status {
                     status.config.version = Some(verified.config.version);
                     status.config.expires = Some(verified.config.expires);
                     status.config.key_id = Some(verified.key_id.to_string());
+                    status.config.upload_mode = Some(match &verified.config.aggregation {
+                        None => UploadMode::Plain,
+                        Some(section) => UploadMode::PrivateAggregation {
+                            leader: section.leader.clone(),
+                            helper: section.helper.clone(),
+                        },
+                    });
                     status.config.problem = cache.last_error;
                 }
                 Err(why) => {
@@ -272,7 +312,10 @@ pub(crate) fn gather(env: &Env, shims: Shims) -> Status {
         }
         Err(err) => status.config.problem = Some(err.to_string()),
     }
+}
 
+/// This week's counts and when the next report is due.
+fn read_counts(home: &Home, today: Day, status: &mut Status) {
     // The week schedule, read without choosing one (choosing writes the weekday file).
     let week = home
         .stored_weekday()
@@ -285,14 +328,9 @@ pub(crate) fn gather(env: &Env, shims: Shims) -> Status {
         counts: 0,
         files: 0,
     });
-    for (_, snapshot) in home.counter_store().list() {
-        let Ok(snapshot) = snapshot else { continue };
-        let (Ok(start), Ok(end)) = (
-            snapshot.meta.week_start.parse::<Day>(),
-            snapshot.meta.week_end.parse::<Day>(),
-        ) else {
-            continue;
-        };
+    // Read only: skipped files are for the commands that report them.
+    for file in tally_report::weeks::counter_files(home, false).0 {
+        let (start, end, snapshot) = (file.week, file.end, file.snapshot);
         // An ended week's report can be built now; the current week's when it ends.
         let due = if end <= today { today } else { end };
         status.next_report_due = Some(status.next_report_due.map_or(due, |d: Day| d.min(due)));
@@ -308,11 +346,6 @@ pub(crate) fn gather(env: &Env, shims: Shims) -> Status {
         this_week = None;
     }
     status.this_week = this_week;
-    status.pending_reports = tally_upload::outbox::pending(&home.reports_dir())
-        .map(|p| p.len())
-        .unwrap_or(0);
-    status.last_upload = tally_upload::state::read_last(home.root());
-    status
 }
 
 /// `tally status`.
@@ -331,6 +364,14 @@ pub(crate) fn run(args: &StatusArgs, env: &Env, io: &mut Io<'_>) -> anyhow::Resu
 
 /// The text form.
 pub(crate) fn render(status: &Status, out: &mut dyn Write) -> std::io::Result<()> {
+    render_mode(status, out)?;
+    render_shims(&status.shims, out)?;
+    render_collector(status, out)?;
+    render_counts(status, out)
+}
+
+/// The mode and the data directory.
+fn render_mode(status: &Status, out: &mut dyn Write) -> std::io::Result<()> {
     let mode = match (status.mode.as_str(), status.since) {
         ("on", Some(since)) => format!(
             "on since {since}: counts locally and uploads weekly reports of weeks that begin after {since}"
@@ -346,8 +387,11 @@ pub(crate) fn render(status: &Status, out: &mut dyn Write) -> std::io::Result<()
         Some(dir) => writeln!(out, "Data:         {dir}")?,
         None => writeln!(out, "Data:         none")?,
     }
+    Ok(())
+}
 
-    let shims = &status.shims;
+/// The shims, each tool, and compiles under cargo.
+fn render_shims(shims: &Shims, out: &mut dyn Write) -> std::io::Result<()> {
     let running = shims
         .runs
         .as_deref()
@@ -396,7 +440,11 @@ pub(crate) fn render(status: &Status, out: &mut dyn Write) -> std::io::Result<()
         writeln!(out, "  {relink}")?;
     }
     writeln!(out, "Under cargo:  compiles {}", shims.cargo_compiles)?;
+    Ok(())
+}
 
+/// The collector and its config.
+fn render_collector(status: &Status, out: &mut dyn Write) -> std::io::Result<()> {
     match &status.endpoint {
         Some(endpoint) => writeln!(
             out,
@@ -418,6 +466,19 @@ pub(crate) fn render(status: &Status, out: &mut dyn Write) -> std::io::Result<()
         if let Some(problem) = &config.problem {
             writeln!(out, "              (last fetch failed: {problem})")?;
         }
+        match &config.upload_mode {
+            Some(UploadMode::Plain) | None => writeln!(
+                out,
+                "Upload mode:  plain (the filtered report, as `tally preview` shows it)"
+            )?,
+            Some(UploadMode::PrivateAggregation { leader, helper }) => writeln!(
+                out,
+                "Upload mode:  private aggregation (DAP): only a vector of 0/1 entries, split \
+                 into two secret shares, one for the leader {} and one for the helper {}; no \
+                 plain report is sent",
+                leader, helper
+            )?,
+        }
     } else if status.endpoint.is_some() {
         writeln!(
             out,
@@ -427,7 +488,11 @@ pub(crate) fn render(status: &Status, out: &mut dyn Write) -> std::io::Result<()
     } else {
         writeln!(out, "Config:       none")?;
     }
+    Ok(())
+}
 
+/// This week's counts, the next report, pending reports, the last upload.
+fn render_counts(status: &Status, out: &mut dyn Write) -> std::io::Result<()> {
     match &status.this_week {
         Some(week) => writeln!(
             out,

@@ -63,11 +63,19 @@ pub(crate) fn run(args: &UploadArgs, env: &Env, io: &mut Io<'_>) -> anyhow::Resu
             writeln!(out, "{why}: nothing would be sent (no report is waiting).")?;
         }
         for (week, bytes) in &summary.would_send {
-            writeln!(
-                out,
-                "{why}: would send these {} bytes to {to}/upload/{week}, and sent nothing:",
-                bytes.len()
-            )?;
+            match &summary.aggregators {
+                Some((leader, helper)) => writeln!(
+                    out,
+                    "{why}: would send the week of {week} as a private-aggregation report: this \
+                     vector, one secret share to the DAP leader {leader} and one to the helper \
+                     {helper}; sent nothing:"
+                )?,
+                None => writeln!(
+                    out,
+                    "{why}: would send these {} bytes to {to}/upload/{week}, and sent nothing:",
+                    bytes.len()
+                )?,
+            }
             out.write_all(bytes)?;
         }
     }

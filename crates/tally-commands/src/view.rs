@@ -6,9 +6,10 @@
 //! self-contained HTML document (`tally_charts::user_view`): no script, no network asset.
 //!
 //! Promises: the server listens only on a loopback address and answers only `GET`/`HEAD /`;
-//! `--out` writes the file atomically (temp file and rename) and touches nothing else. Reading
-//! never modifies tally's data: an unreadable counter file or report is skipped with a warning
-//! on stderr, never moved or deleted (that is the job of the commands that own those files).
+//! `--out` writes the file atomically (temp file and rename). The data is read as `tally show`
+//! reads it ([`tally_report::read_weeks`]): a file that cannot be used is skipped with a warning
+//! on stderr naming it, and an invalid counter file is moved to `quarantine/` unless tally is
+//! off; nothing is deleted.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -18,8 +19,9 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use tally_charts::{UserData, UserWeek};
-use tally_home::{Day, Home};
-use tally_protocol::{ProgramReport, Report};
+use tally_home::{Day, Home, Mode};
+use tally_protocol::ProgramReport;
+use tally_report::{Source, WeekCounts};
 
 /// Options of `tally view`.
 #[derive(Debug, Clone, clap::Args)]
@@ -32,8 +34,6 @@ pub struct ViewArgs {
     pub addr: Option<String>,
 }
 
-/// A local report larger than this is not a report tally wrote; it is skipped.
-const MAX_LOCAL_REPORT_BYTES: u64 = 16 * 1024 * 1024;
 /// Longest request head a browser sends for `/`.
 const MAX_REQUEST_HEAD_BYTES: u64 = 16 * 1024;
 /// A client that sends its request slower than this is dropped.
@@ -163,56 +163,49 @@ fn warn_once() -> impl FnMut(String) {
 }
 
 /// Everything tally holds about the user, as chart data: ended weeks from the local reports,
-/// running weeks from the counter files.
+/// running weeks from the counter files, both read by [`tally_report::read_weeks`] (whose
+/// policy applies: an invalid counter file is quarantined unless tally is off). Each skipped
+/// file is passed to `warn`.
 pub fn collect(home: &Home, env: &tally_home::Env, warn: &mut impl FnMut(String)) -> UserData {
     let today = env.today();
-    let mut weeks: BTreeMap<Day, UserWeek> = BTreeMap::new();
-
-    for report in local_reports(home, warn) {
-        let week = weeks.entry(report.week).or_insert_with(|| UserWeek {
-            week: report.week,
-            in_progress: false,
-            programs: Vec::new(),
+    let effective = tally_home::effective_mode(env, Some(home));
+    let holdings = tally_report::read_weeks(home, effective != Mode::Off);
+    for skipped in &holdings.skipped {
+        warn(match &skipped.quarantined_to {
+            Some(to) => format!(
+                "skipped {}: {}; it was moved to {}",
+                skipped.path.display(),
+                skipped.reason,
+                to.display()
+            ),
+            None => format!("skipped {}: {}", skipped.path.display(), skipped.reason),
         });
-        week.programs.extend(report.programs);
     }
-
-    for (path, snapshot) in home.counter_store().list() {
-        let snapshot = match snapshot {
-            Ok(snapshot) => snapshot,
-            Err(e) => {
-                warn(format!("skipped {}: {e}", path.display()));
-                continue;
-            }
-        };
-        let (Ok(start), Ok(end)) = (
-            snapshot.meta.week_start.parse::<Day>(),
-            snapshot.meta.week_end.parse::<Day>(),
-        ) else {
-            warn(format!(
-                "skipped {}: its week is not YYYY-MM-DD",
-                path.display()
-            ));
-            continue;
-        };
-        let week = weeks.entry(start).or_insert_with(|| UserWeek {
-            week: start,
+    // One chart week per week: its local report's sections, then those of its counter files.
+    let mut weeks: BTreeMap<Day, UserWeek> = BTreeMap::new();
+    let (reported, counted): (Vec<WeekCounts>, Vec<WeekCounts>) = holdings
+        .weeks
+        .into_iter()
+        .partition(|w| w.source == Source::LocalReport);
+    for counts in reported.into_iter().chain(counted) {
+        let week = weeks.entry(counts.week).or_insert_with(|| UserWeek {
+            week: counts.week,
             in_progress: false,
             programs: Vec::new(),
         });
-        week.in_progress |= today < end;
-        week.programs.push(ProgramReport {
-            program: snapshot.meta.program,
-            version: snapshot.meta.version,
-            os: snapshot.meta.os,
-            arch: snapshot.meta.arch,
-            counters: snapshot.counters,
-        });
+        week.in_progress |= counts.source == Source::Counters && today < counts.end;
+        week.programs
+            .extend(counts.programs.into_iter().map(|s| ProgramReport {
+                program: s.program,
+                version: s.version,
+                os: s.os,
+                arch: s.arch,
+                counters: s.counters,
+            }));
     }
 
     let mode = match home.stored_mode() {
         Ok(mode) => {
-            let effective = tally_home::effective_mode(env, Some(home));
             if effective == mode {
                 mode.to_string()
             } else {
@@ -226,40 +219,6 @@ pub fn collect(home: &Home, env: &tally_home::Env, warn: &mut impl FnMut(String)
         mode,
         weeks: weeks.into_values().collect(),
     }
-}
-
-/// The local copies of ended weeks, each parsed; unreadable ones are skipped with a warning.
-fn local_reports(home: &Home, warn: &mut impl FnMut(String)) -> Vec<Report> {
-    let dir = home.reports_dir().join("local");
-    let Ok(entries) = tally_home::fsio::read_own_dir(&dir) else {
-        return Vec::new();
-    };
-    let mut paths: Vec<PathBuf> = entries
-        .into_iter()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .collect();
-    paths.sort();
-    let mut reports = Vec::new();
-    for path in paths {
-        match read_report(&path) {
-            Ok(report) => reports.push(report),
-            Err(e) => warn(format!("skipped {}: {e:#}", path.display())),
-        }
-    }
-    reports
-}
-
-fn read_report(path: &Path) -> anyhow::Result<Report> {
-    let file = tally_home::fsio::open_read(path).context("could not open it")?;
-    let mut bytes = Vec::new();
-    file.take(MAX_LOCAL_REPORT_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .context("could not read it")?;
-    if bytes.len() as u64 > MAX_LOCAL_REPORT_BYTES {
-        bail!("it is over {MAX_LOCAL_REPORT_BYTES} bytes, so not a report tally wrote");
-    }
-    serde_json::from_slice(&bytes).context("it is not a tally report")
 }
 
 /// Writes `bytes` to `path` through a temp file in the same directory and a rename, so a reader
@@ -296,34 +255,15 @@ mod tests {
         ])
     }
 
-    /// A home with one ended week as a local report, one running week as a counter file, and
-    /// one corrupt counter file (skipped with a warning, not moved).
+    /// A home with one ended week as a local report, one running week as a counter file, one
+    /// corrupt counter file and one local report that is not a report (each skipped with a
+    /// warning).
     fn seeded_home() -> (tempfile::TempDir, Home) {
         let dir = tempfile::tempdir().unwrap();
         let home = Home::at(dir.path());
+        tally_test_support::home::seed_user_weeks(&home);
         let local = home.reports_dir().join("local");
-        std::fs::create_dir_all(&local).unwrap();
-        let report = Report {
-            week: "2026-11-09".parse().unwrap(),
-            x: 0.5,
-            config_version: None,
-            programs: vec![ProgramReport {
-                program: "cargo".into(),
-                version: "1.95.0".into(),
-                os: "linux".into(),
-                arch: "x86_64".into(),
-                counters: [("cargo/invocations".to_owned(), 7)].into_iter().collect(),
-            }],
-        };
-        std::fs::write(local.join("2026-11-09.json"), report.to_canonical_json()).unwrap();
         std::fs::write(local.join("broken.json"), b"{not json").unwrap();
-        let today: Day = "2026-11-24".parse().unwrap();
-        let (file, _) = home
-            .counter_store()
-            .open_current("rustc", "1.95.0", today)
-            .unwrap();
-        file.add("rustc/edition:2021", 3).unwrap();
-        std::fs::write(home.counters_dir().join("zz-corrupt.v1.count"), b"garbage").unwrap();
         (dir, home)
     }
 
@@ -346,10 +286,40 @@ mod tests {
         assert_eq!(warnings.len(), 2, "{warnings:?}");
         assert!(warnings.iter().any(|w| w.contains("broken.json")));
         assert!(warnings.iter().any(|w| w.contains("zz-corrupt")));
-        // Reading moved nothing.
-        assert!(home.counters_dir().join("zz-corrupt.v1.count").exists());
+        // As `tally show` does: the corrupt counter file is quarantined (the warning says
+        // where), the unreadable report left where it is.
+        assert!(!home.counters_dir().join("zz-corrupt.v1.count").exists());
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.contains("zz-corrupt") && w.contains("it was moved to")),
+            "{warnings:?}"
+        );
         assert!(home.reports_dir().join("local/broken.json").exists());
         assert_eq!(data.mode, "local");
+    }
+
+    #[test]
+    fn with_tally_off_nothing_is_moved() {
+        let (dir, home) = seeded_home();
+        let env = tally_home::Env::from_pairs([
+            (
+                OsString::from("TALLY_DIR"),
+                dir.path().as_os_str().to_owned(),
+            ),
+            (OsString::from("TALLY_NOW"), OsString::from("2026-11-24")),
+            (OsString::from("TALLY"), OsString::from("off")),
+        ]);
+        let mut warnings = Vec::new();
+        let data = collect(&home, &env, &mut |w| warnings.push(w));
+        assert_eq!(data.weeks.len(), 2, "{data:?}");
+        assert!(home.counters_dir().join("zz-corrupt.v1.count").exists());
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.contains("zz-corrupt") && !w.contains("moved")),
+            "{warnings:?}"
+        );
     }
 
     #[test]

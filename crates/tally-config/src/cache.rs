@@ -43,7 +43,7 @@ impl CacheState {
     /// Reads `state.json`; a missing or unreadable one reads as empty (it is informational
     /// only: nothing trusts it, every use re-verifies the cached files).
     pub fn load(config_dir: &Path) -> CacheState {
-        fsio::read_capped(&config_dir.join(STATE_FILE), 64 * 1024)
+        tally_home::fsio::read_capped(&config_dir.join(STATE_FILE), 64 * 1024)
             .ok()
             .flatten()
             .and_then(|b| serde_json::from_slice(&b).ok())
@@ -102,7 +102,7 @@ pub fn current_for(
     let keys = endpoint.pinned_keys().map_err(EndpointError::from)?;
     let read = |name: &str, max: usize| {
         let path = config_dir.join(name);
-        fsio::read_capped(&path, max).map_err(|e| ConfigStoreError::io(&path, e))
+        tally_home::fsio::read_capped(&path, max as u64).map_err(|e| ConfigStoreError::io(&path, e))
     };
     // One byte over the caps, so that `verify_config` reports the size rather than `read` an IO
     // error.

@@ -122,8 +122,8 @@ impl Endpoint {
     /// Reads `config/endpoint.json`; `Ok(None)` if no endpoint was ever set.
     pub fn load(config_dir: &Path) -> Result<Option<Endpoint>, ConfigStoreError> {
         let path = config_dir.join(ENDPOINT_FILE);
-        let Some(bytes) =
-            fsio::read_capped(&path, 64 * 1024).map_err(|e| ConfigStoreError::io(&path, e))?
+        let Some(bytes) = tally_home::fsio::read_capped(&path, 64 * 1024)
+            .map_err(|e| ConfigStoreError::io(&path, e))?
         else {
             return Ok(None);
         };

@@ -1,6 +1,7 @@
-//! The config cache's files, through `tally_home::fsio`: crash-safe writes (a reader sees the
-//! old file or the new one, never a torn one), capped reads, and never a link followed or a
-//! FIFO waited on in the data directory.
+//! Writing the config cache's files through `tally_home::fsio` (which they are also read with,
+//! directly): crash-safe writes (a reader sees the old file or the new one, never a torn one)
+//! into a config directory made on first need, and never a link followed or a FIFO waited on in
+//! the data directory.
 
 use std::path::Path;
 
@@ -18,11 +19,4 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     // The directory's own name is checked; above it is the data directory the user named.
     fsio::own_dir(dir.parent().unwrap_or(dir), dir)?;
     fsio::write_atomic(path, bytes)
-}
-
-/// Reads a file, but refuses one larger than `max` bytes (so a corrupt or hostile file can't
-/// make tally allocate without bound). `Ok(None)` if it doesn't exist; a link or special file
-/// is an error.
-pub fn read_capped(path: &Path, max: usize) -> std::io::Result<Option<Vec<u8>>> {
-    fsio::read_capped(path, max as u64)
 }

@@ -25,11 +25,9 @@
 pub mod cache;
 pub mod endpoint;
 pub mod fetch;
-pub mod fsio;
+mod fsio;
 pub mod keys;
 pub mod ratchet;
-#[cfg(feature = "signing")]
-pub mod signing;
 pub mod verify;
 
 use std::path::Path;

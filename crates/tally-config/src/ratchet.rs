@@ -28,8 +28,8 @@ impl Ratchet {
     /// Loads the ratchet from `config_dir` (missing file: nothing accepted yet).
     pub fn load(config_dir: &Path) -> Result<Ratchet, ConfigStoreError> {
         let path = Self::path(config_dir);
-        let Some(bytes) =
-            fsio::read_capped(&path, 64 * 1024).map_err(|e| ConfigStoreError::io(&path, e))?
+        let Some(bytes) = tally_home::fsio::read_capped(&path, 64 * 1024)
+            .map_err(|e| ConfigStoreError::io(&path, e))?
         else {
             return Ok(Ratchet::default());
         };

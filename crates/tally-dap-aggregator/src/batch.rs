@@ -239,6 +239,37 @@ pub fn overlaps(a: (u64, u64), b: (u64, u64)) -> bool {
     a.0 < b.1 && b.0 < a.1
 }
 
+/// Whether `time` falls in one of `batches` (start → end, none overlapping).
+pub fn is_in_batch(batches: &BTreeMap<u64, u64>, time: u64) -> bool {
+    batches
+        .range(..=time)
+        .next_back()
+        .is_some_and(|(_, end)| time < *end)
+}
+
+/// Takes one report of `slot` off a count by slot (reports in flight), dropping the slot at 0.
+pub fn release_one(counts: &mut BTreeMap<u64, u64>, slot: u64) {
+    if let Some(n) = counts.get_mut(&slot) {
+        *n -= 1;
+        if *n == 0 {
+            counts.remove(&slot);
+        }
+    }
+}
+
+/// A report ID as records store it: unpadded base64url.
+pub fn report_id_text(id: &ReportId) -> String {
+    URL_SAFE_NO_PAD.encode(id.as_ref())
+}
+
+/// A report ID from its stored text ([`report_id_text`]).
+pub fn report_id_from_text(text: &str) -> anyhow::Result<ReportId> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(text)
+        .map_err(|_| anyhow::anyhow!("a report ID is not base64url"))?;
+    ReportId::try_from(bytes.as_slice()).map_err(|_| anyhow::anyhow!("a report ID is not 16 bytes"))
+}
+
 /// The empty aggregation parameter of Prio3, encoded, as requests must carry it.
 pub fn check_empty_agg_param(bytes: &[u8]) -> bool {
     <() as Decode>::get_decoded(bytes).is_ok()

@@ -15,10 +15,11 @@ use tally_dap::layout::Layout;
 use tally_service::serve::LimitArgs;
 use tally_service::store::Durability;
 
+use crate::common::unix_now;
 use crate::keys;
 use crate::leader::LeaderOptions;
 use crate::provision::{self, CollectorPublic, HelperTarget, TaskSettings};
-use crate::server::{self, ServeOptions, unix_now};
+use crate::server::{self, ServeOptions};
 use crate::store::Store;
 use crate::task::{AggregatorRole, TaskFile};
 

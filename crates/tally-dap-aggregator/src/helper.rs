@@ -24,26 +24,28 @@ use anyhow::Context;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::routing::{post, put};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use prio::topology::ping_pong::{PingPongState, PingPongTopology};
+use prio::topology::ping_pong::{PingPongMessage, PingPongState, PingPongTopology};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tally_dap::draft::messages::{
     AggregateShare as AggregateShareMsg, AggregateShareAad, AggregateShareReq, AggregationJobId,
-    AggregationJobInitializeReq, AggregationJobResp, DapProblemType, Decode, Encode, PrepareError,
-    PrepareResp, PrepareStepResult, ReportId, Role, TaskId, TimeInterval,
+    AggregationJobInitializeReq, AggregationJobResp, DapProblemType, Encode, Interval,
+    PrepareError, PrepareInit, PrepareResp, PrepareStepResult, ReportId, Role, TaskId,
+    TimeInterval,
 };
 use tally_dap::draft::{self, Label};
 
-use crate::auth;
 use crate::batch::{self, Shares, StoredSlot, bounds, interval_name, overlaps};
+use crate::common::{self, Common, unix_now};
+use crate::keys::KeySet;
 use crate::prep::{self, error_label};
 use crate::problem::ApiError;
-use crate::server::{self, Common, unix_now};
+use crate::request;
 use crate::store::{Created, MAX_COLLECTION_BYTES, MAX_JOB_BYTES};
 use crate::task::{Task, decode_hex32, hex};
 
@@ -86,10 +88,7 @@ struct HState {
 
 impl HState {
     fn is_collected(&self, time: u64) -> bool {
-        self.collected
-            .range(..=time)
-            .next_back()
-            .is_some_and(|(_, end)| time < *end)
+        batch::is_in_batch(&self.collected, time)
     }
 }
 
@@ -145,16 +144,9 @@ pub async fn start(common: Arc<Common>) -> anyhow::Result<Router> {
         common: Arc::clone(&common),
         tasks,
     });
-    for ht in helper.tasks.values() {
-        compact(&helper, ht).await?;
-    }
-    tokio::spawn(compaction_loop(Arc::clone(&helper)));
-    Ok(Router::new()
-        .route(
-            "/hpke_config",
-            get(server::hpke_config).with_state(Arc::clone(&common)),
-        )
-        .route("/metrics", get(server::metrics).with_state(common))
+    let task_ids = helper.tasks.keys().copied().collect();
+    common::start_compaction(&helper, task_ids, "job records", compact).await?;
+    Ok(common::routes(common)
         .route(
             "/tasks/{task_id}/aggregation_jobs/{job_id}",
             put(aggregation_job).layer(DefaultBodyLimit::max(MAX_JOB_REQUEST_BYTES)),
@@ -166,40 +158,18 @@ pub async fn start(common: Arc<Common>) -> anyhow::Result<Router> {
         .with_state(helper))
 }
 
-/// How often job records past the replay horizon are looked for (also once at start).
-const COMPACT_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
-
-async fn compaction_loop(helper: Arc<Helper>) {
-    loop {
-        tokio::time::sleep(COMPACT_EVERY).await;
-        for ht in helper.tasks.values() {
-            if let Err(e) = compact(&helper, ht).await {
-                eprintln!(
-                    "tally-server: compacting the job records of task {}: {e:#}; retrying later",
-                    ht.task.id
-                );
-            }
-        }
-    }
-}
-
 /// Deletes the job records whose every report is past the replay horizon, and forgets their
 /// sums, report IDs and request digests: reports that old are dropped anyway
 /// (`report_dropped`), and their batches can no longer be collected (`Task::is_past_horizon`).
 /// A restart then reads only the horizon's records.
-async fn compact(helper: &Helper, ht: &HelperTask) -> anyhow::Result<()> {
+async fn compact(helper: Arc<Helper>, id: TaskId) -> anyhow::Result<()> {
+    let ht = &helper.tasks[&id];
     let task = &ht.task;
     let now = unix_now();
     let old: Vec<AggregationJobId> = {
         let mut state = ht.state.lock().expect("state lock");
-        let old: Vec<AggregationJobId> = state
-            .records
-            .iter()
-            .filter(|(_, end)| task.is_past_horizon(**end, now))
-            .map(|(id, _)| *id)
-            .collect();
+        let old = task.take_past_horizon(&mut state.records, now);
         for id in &old {
-            state.records.remove(id);
             state.jobs.remove(id);
         }
         state.aggregated.forget_before(task.first_slot_kept(now));
@@ -210,45 +180,28 @@ async fn compact(helper: &Helper, ht: &HelperTask) -> anyhow::Result<()> {
         old
     };
     let dir = jobs_dir(&task.id);
-    for id in &old {
-        helper
-            .common
-            .store
-            .delete(&format!("{dir}/{id}.json"))
-            .await?;
-        helper.common.metrics.count("job_records_deleted", "");
-    }
-    Ok(())
+    let keys = old.iter().map(|id| format!("{dir}/{id}.json")).collect();
+    helper.common.delete_each(keys, "job_records_deleted").await
 }
 
 /// The end of the newest slot a job record holds a report of, or its writing time.
 fn record_end(task: &Task, record: &JobRecord) -> u64 {
     let newest = record.reports.iter().map(|(_, time)| *time).max();
-    match newest {
-        Some(time) => (time - time % task.time_precision).saturating_add(task.time_precision),
-        None => record.written,
-    }
+    newest.map_or(record.written, |time| task.slot_end(time))
 }
 
 async fn recover(common: &Common, task: &Task) -> anyhow::Result<HState> {
     let store = &common.store;
     let mut state = HState::default();
     let dir = jobs_dir(&task.id);
-    for name in store.list(&dir).await? {
-        let Some(job) = name.strip_suffix(".json") else {
-            continue;
-        };
+    for job in store.stems(&dir, ".json").await? {
+        let key = format!("{dir}/{job}.json");
         let job_id: AggregationJobId = job
             .parse()
-            .map_err(|_| anyhow::anyhow!("{dir}/{name}: not a job ID"))?;
-        let bytes = store
-            .get(&format!("{dir}/{name}"), MAX_JOB_BYTES)
-            .await?
-            .context("a job record vanished")?;
-        let record: JobRecord = serde_json::from_slice(&bytes)
-            .with_context(|| format!("{dir}/{name} is not a job record"))?;
+            .map_err(|_| anyhow::anyhow!("{key}: not a job ID"))?;
+        let record: JobRecord = store.read_json(&key, MAX_JOB_BYTES, "a job record").await?;
         let digest = decode_hex32(&record.request)
-            .with_context(|| format!("{dir}/{name}: request is not 64 hex digits"))?;
+            .with_context(|| format!("{key}: request is not 64 hex digits"))?;
         state.jobs.insert(job_id, digest);
         state.records.insert(job_id, record_end(task, &record));
         common.metrics.count("recovered_job_records", "");
@@ -256,23 +209,11 @@ async fn recover(common: &Common, task: &Task) -> anyhow::Result<HState> {
             .aggregated
             .merge(&Shares::from_stored(&task.vdaf, &record.slots)?);
         for (id, time) in record.reports {
-            let bytes = URL_SAFE_NO_PAD
-                .decode(&id)
-                .map_err(|_| anyhow::anyhow!("{dir}/{name}: a report ID is not base64url"))?;
-            let id = ReportId::try_from(bytes.as_slice())
-                .map_err(|_| anyhow::anyhow!("{dir}/{name}: a report ID is not 16 bytes"))?;
+            let id = batch::report_id_from_text(&id).with_context(|| key.clone())?;
             state.seen.insert(id, time);
         }
     }
-    for name in store.list(&shares_dir(&task.id)).await? {
-        if let Some((start, duration)) = name.split_once('-')
-            && let (Ok(start), Ok(duration)) = (start.parse::<u64>(), duration.parse::<u64>())
-        {
-            state
-                .collected
-                .insert(start, start.saturating_add(duration));
-        }
-    }
+    state.collected = store.read_batches(&shares_dir(&task.id)).await?;
     let now = unix_now();
     state
         .seen
@@ -282,13 +223,7 @@ async fn recover(common: &Common, task: &Task) -> anyhow::Result<HState> {
 
 impl Helper {
     fn task(&self, id: &str) -> Result<&Arc<HelperTask>, ApiError> {
-        let id: TaskId = id.parse().map_err(|_| {
-            ApiError::problem(
-                DapProblemType::InvalidMessage,
-                None,
-                "the path names no valid task ID",
-            )
-        })?;
+        let id: TaskId = request::path_id(id, None, "task ID")?;
         self.tasks.get(&id).ok_or_else(|| {
             ApiError::problem(
                 DapProblemType::UnrecognizedTask,
@@ -299,41 +234,6 @@ impl Helper {
     }
 }
 
-fn check_leader(ht: &HelperTask, headers: &HeaderMap) -> Result<(), ApiError> {
-    if auth::is_authorized(headers, &ht.task.peer_token_sha256) {
-        Ok(())
-    } else {
-        Err(ApiError::problem(
-            DapProblemType::UnauthorizedRequest,
-            Some(&ht.task.id),
-            "the leader's token is missing or wrong",
-        ))
-    }
-}
-
-fn check_media_type(headers: &HeaderMap, want: &str, task: &TaskId) -> Result<(), ApiError> {
-    let got = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if got != want {
-        return Err(ApiError::problem(
-            DapProblemType::InvalidMessage,
-            Some(task),
-            format!("Content-Type must be {want}"),
-        ));
-    }
-    Ok(())
-}
-
-fn encoded_response(body: Vec<u8>, media_type: &'static str) -> Response {
-    let mut response = (StatusCode::OK, body).into_response();
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(media_type));
-    response
-}
-
 /// `PUT /tasks/{t}/aggregation_jobs/{j}`.
 async fn aggregation_job(
     State(helper): State<Arc<Helper>>,
@@ -342,7 +242,7 @@ async fn aggregation_job(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let shared = Arc::clone(&helper);
-    server::detached(
+    common::detached(
         async move { aggregation_job_inner(&shared, &task_id, &job, &headers, body).await },
     )
     .await
@@ -355,6 +255,25 @@ enum Admission {
     Reject(PrepareError),
 }
 
+/// An aggregation job's request, checked.
+struct JobRequest {
+    job_id: AggregationJobId,
+    request: AggregationJobInitializeReq<TimeInterval>,
+    /// SHA-256 of the body: the same job sent again must be identical.
+    digest: [u8; 32],
+}
+
+/// What preparing a job's reports gave, before it is stored.
+struct PreparedJob {
+    response: AggregationJobResp,
+    delta: Shares,
+    /// The reports prepared: (ID in base64url, time).
+    reports: Vec<(String, u64)>,
+    outcomes: Vec<Result<(), PrepareError>>,
+    /// The slot of each report admitted, whose reservation the job holds.
+    slots: Vec<u64>,
+}
+
 async fn aggregation_job_inner(
     helper: &Arc<Helper>,
     task_id: &str,
@@ -364,46 +283,12 @@ async fn aggregation_job_inner(
 ) -> Result<Response, ApiError> {
     let ht = Arc::clone(helper.task(task_id)?);
     let task = Arc::clone(&ht.task);
-    check_leader(&ht, headers)?;
-    let job_id: AggregationJobId = job.parse().map_err(|_| {
-        ApiError::problem(
-            DapProblemType::InvalidMessage,
-            Some(&task.id),
-            "the path names no valid aggregation job ID",
-        )
-    })?;
-    check_media_type(
-        headers,
-        AggregationJobInitializeReq::<TimeInterval>::MEDIA_TYPE,
-        &task.id,
-    )?;
-    let request = AggregationJobInitializeReq::<TimeInterval>::get_decoded(&body).map_err(|e| {
-        ApiError::problem(
-            DapProblemType::InvalidMessage,
-            Some(&task.id),
-            format!("the aggregation job does not decode: {e}"),
-        )
-    })?;
-    if !batch::check_empty_agg_param(request.aggregation_parameter()) {
-        return Err(ApiError::problem(
-            DapProblemType::InvalidMessage,
-            Some(&task.id),
-            "Prio3 takes no aggregation parameter",
-        ));
-    }
-    let digest: [u8; 32] = Sha256::digest(&body).into();
-    let mut unique = HashSet::new();
-    if !request
-        .prepare_inits()
-        .iter()
-        .all(|p| unique.insert(*p.report_share().metadata().id()))
-    {
-        return Err(ApiError::problem(
-            DapProblemType::InvalidMessage,
-            Some(&task.id),
-            "a report ID appears twice in the job",
-        ));
-    }
+    request::check_peer(&task, headers, "leader")?;
+    let JobRequest {
+        job_id,
+        request: job_request,
+        digest,
+    } = check_job_request(&task, job, headers, &body)?;
     let now = unix_now();
     let admissions: Option<Vec<Admission>> = {
         let mut state = ht.state.lock().expect("state lock");
@@ -416,7 +301,7 @@ async fn aggregation_job_inner(
             }
             None
         } else {
-            Some(admit(&mut state, &task, &request, job_id, digest, now)?)
+            Some(admit(&mut state, &task, &job_request, job_id, digest, now)?)
         }
     };
     let Some(admissions) = admissions else {
@@ -425,134 +310,206 @@ async fn aggregation_job_inner(
     let keys = helper.common.keys();
     let prep_task = Arc::clone(&task);
     let prepared = tokio::task::spawn_blocking(move || {
-        let task = prep_task;
-        let mut delta = Shares::default();
-        let mut resps = Vec::with_capacity(admissions.len());
-        let mut reports = Vec::new();
-        let mut outcomes = Vec::new();
-        for (p, admission) in request.prepare_inits().iter().zip(&admissions) {
-            let share = p.report_share();
-            let metadata = share.metadata();
-            let result = match admission {
-                Admission::Reject(e) => Err(*e),
-                Admission::Prepare => {
-                    reports.push((
-                        URL_SAFE_NO_PAD.encode(metadata.id().as_ref()),
-                        metadata.time().as_seconds_since_epoch(),
-                    ));
-                    prep::open_share(
-                        &task,
-                        &keys,
-                        now,
-                        Role::Helper,
-                        metadata,
-                        share.public_share(),
-                        share.encrypted_input_share(),
-                    )
-                    .and_then(|(public_share, input_share)| {
-                        task.vdaf
-                            .helper_initialized(
-                                &task.verify_key,
-                                &(),
-                                metadata.id().as_ref(),
-                                &public_share,
-                                &input_share,
-                                p.message(),
-                            )
-                            .and_then(|transition| transition.evaluate(&task.vdaf))
-                            .map_err(|_| PrepareError::VdafPrepError)
-                    })
-                    .and_then(|(state, message)| match state {
-                        PingPongState::Finished(output) => {
-                            delta.add(task.slot(metadata.time()), &output, metadata.id());
-                            Ok(message)
-                        }
-                        // One-round Prio3 finishes at the helper's first step.
-                        PingPongState::Continued(_) => Err(PrepareError::VdafPrepError),
-                    })
-                }
-            };
-            outcomes.push(result.as_ref().map(|_| ()).map_err(|e| *e));
-            resps.push(PrepareResp::new(
-                *metadata.id(),
-                match result {
-                    Ok(message) => PrepareStepResult::Continue { message },
-                    Err(e) => PrepareStepResult::Reject(e),
-                },
-            ));
-        }
-        let slots: Vec<u64> = request
-            .prepare_inits()
-            .iter()
-            .zip(&admissions)
-            .filter(|(_, a)| matches!(a, Admission::Prepare))
-            .map(|(p, _)| task.slot(p.report_share().metadata().time()))
-            .collect();
-        (
-            AggregationJobResp::new(resps),
-            delta,
-            reports,
-            outcomes,
-            slots,
-        )
+        prepare_job(&prep_task, &keys, now, &job_request, &admissions)
     })
     .await
     .map_err(|e| anyhow::anyhow!("preparation failed: {e}"))?;
-    let (response, delta, reports, outcomes, slots) = prepared;
-    let stored = async {
-        let response = response.get_encoded()?;
-        let record = JobRecord {
-            request: hex(&digest),
-            response: URL_SAFE_NO_PAD.encode(&response),
-            slots: delta.to_stored(),
-            reports: reports.clone(),
-            written: now,
-        };
-        let end = record_end(&task, &record);
-        let key = format!("{}/{job_id}.json", jobs_dir(&task.id));
-        match helper
-            .common
-            .store
-            .create(&key, serde_json::to_vec(&record)?)
-            .await?
-        {
-            Created::New => Ok((response, end)),
-            Created::AlreadyThere => anyhow::bail!("{key} exists already"),
-        }
+    let stored = store_job_record(helper, &task, job_id, digest, now, &prepared).await;
+    finish_job(helper, &ht, job_id, digest, prepared, stored)
+}
+
+/// The job's path, media type and body: a job ID, a request that decodes without an
+/// aggregation parameter, and no report twice.
+fn check_job_request(
+    task: &Task,
+    job: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<JobRequest, ApiError> {
+    let job_id: AggregationJobId = request::path_id(job, Some(&task.id), "aggregation job ID")?;
+    let job_request: AggregationJobInitializeReq<TimeInterval> =
+        request::decode_prio3_request(headers, body, &task.id, "aggregation job")?;
+    let digest: [u8; 32] = Sha256::digest(body).into();
+    let mut unique = HashSet::new();
+    if !job_request
+        .prepare_inits()
+        .iter()
+        .all(|p| unique.insert(*p.report_share().metadata().id()))
+    {
+        return Err(ApiError::problem(
+            DapProblemType::InvalidMessage,
+            Some(&task.id),
+            "a report ID appears twice in the job",
+        ));
     }
-    .await;
+    Ok(JobRequest {
+        job_id,
+        request: job_request,
+        digest,
+    })
+}
+
+/// The helper's half of preparing every admitted report of a job (CPU work: run off the async
+/// threads), and the answer to the leader.
+fn prepare_job(
+    task: &Task,
+    keys: &KeySet,
+    now: u64,
+    job_request: &AggregationJobInitializeReq<TimeInterval>,
+    admissions: &[Admission],
+) -> PreparedJob {
+    let mut delta = Shares::default();
+    let mut resps = Vec::with_capacity(admissions.len());
+    let mut reports = Vec::new();
+    let mut outcomes = Vec::new();
+    for (p, admission) in job_request.prepare_inits().iter().zip(admissions) {
+        let metadata = p.report_share().metadata();
+        let result = match admission {
+            Admission::Reject(e) => Err(*e),
+            Admission::Prepare => {
+                reports.push((
+                    batch::report_id_text(metadata.id()),
+                    metadata.time().as_seconds_since_epoch(),
+                ));
+                prepare_report(task, keys, now, p).map(|(output, message)| {
+                    delta.add(task.slot(metadata.time()), &output, metadata.id());
+                    message
+                })
+            }
+        };
+        outcomes.push(result.as_ref().map(|_| ()).map_err(|e| *e));
+        resps.push(PrepareResp::new(
+            *metadata.id(),
+            match result {
+                Ok(message) => PrepareStepResult::Continue { message },
+                Err(e) => PrepareStepResult::Reject(e),
+            },
+        ));
+    }
+    let slots: Vec<u64> = job_request
+        .prepare_inits()
+        .iter()
+        .zip(admissions)
+        .filter(|(_, a)| matches!(a, Admission::Prepare))
+        .map(|(p, _)| task.slot(p.report_share().metadata().time()))
+        .collect();
+    PreparedJob {
+        response: AggregationJobResp::new(resps),
+        delta,
+        reports,
+        outcomes,
+        slots,
+    }
+}
+
+/// Opens the helper's share of one report and takes the one preparation step of Prio3: the
+/// output share and the message for the leader, or DAP's prepare error.
+fn prepare_report(
+    task: &Task,
+    keys: &KeySet,
+    now: u64,
+    init: &PrepareInit,
+) -> Result<(batch::OutputShare, PingPongMessage), PrepareError> {
+    let share = init.report_share();
+    let metadata = share.metadata();
+    let (public_share, input_share) = prep::open_share(
+        task,
+        keys,
+        now,
+        Role::Helper,
+        metadata,
+        share.public_share(),
+        share.encrypted_input_share(),
+    )?;
+    let (state, message) = task
+        .vdaf
+        .helper_initialized(
+            &task.verify_key,
+            &(),
+            metadata.id().as_ref(),
+            &public_share,
+            &input_share,
+            init.message(),
+        )
+        .and_then(|transition| transition.evaluate(&task.vdaf))
+        .map_err(|_| PrepareError::VdafPrepError)?;
+    match state {
+        PingPongState::Finished(output) => Ok((output, message)),
+        // One-round Prio3 finishes at the helper's first step.
+        PingPongState::Continued(_) => Err(PrepareError::VdafPrepError),
+    }
+}
+
+/// Writes the job's record (once: a record already there is an error); its encoded answer
+/// and the end of its newest slot.
+async fn store_job_record(
+    helper: &Helper,
+    task: &Task,
+    job_id: AggregationJobId,
+    digest: [u8; 32],
+    now: u64,
+    prepared: &PreparedJob,
+) -> anyhow::Result<(Vec<u8>, u64)> {
+    let response = prepared.response.get_encoded()?;
+    let record = JobRecord {
+        request: hex(&digest),
+        response: URL_SAFE_NO_PAD.encode(&response),
+        slots: prepared.delta.to_stored(),
+        reports: prepared.reports.clone(),
+        written: now,
+    };
+    let end = record_end(task, &record);
+    let key = format!("{}/{job_id}.json", jobs_dir(&task.id));
+    match helper
+        .common
+        .store
+        .create(&key, serde_json::to_vec(&record)?)
+        .await?
+    {
+        Created::New => Ok((response, end)),
+        Created::AlreadyThere => anyhow::bail!("{key} exists already"),
+    }
+}
+
+/// Ends a job under the state lock: its reservations released, and either its sums and
+/// record taken in (stored) or its reports forgotten so that they may come again (not stored).
+fn finish_job(
+    helper: &Helper,
+    ht: &HelperTask,
+    job_id: AggregationJobId,
+    digest: [u8; 32],
+    prepared: PreparedJob,
+    stored: anyhow::Result<(Vec<u8>, u64)>,
+) -> Result<Response, ApiError> {
     let mut state = ht.state.lock().expect("state lock");
     state.in_progress.remove(&job_id);
-    for slot in &slots {
-        if let Some(n) = state.reserved.get_mut(slot) {
-            *n -= 1;
-            if *n == 0 {
-                state.reserved.remove(slot);
-            }
-        }
+    for slot in &prepared.slots {
+        batch::release_one(&mut state.reserved, *slot);
     }
     match stored {
         Ok((response, end)) => {
-            state.aggregated.merge(&delta);
+            state.aggregated.merge(&prepared.delta);
             state.jobs.insert(job_id, digest);
             state.records.insert(job_id, end);
             drop(state);
             let metrics = &helper.common.metrics;
             metrics.count("aggregation_jobs", "");
-            for outcome in outcomes {
+            for outcome in prepared.outcomes {
                 match outcome {
                     Ok(()) => metrics.count("reports_aggregated", ""),
                     Err(e) => metrics.count("reports_rejected", error_label(e)),
                 }
             }
-            Ok(encoded_response(response, AggregationJobResp::MEDIA_TYPE))
+            Ok(request::encoded(
+                StatusCode::OK,
+                response,
+                AggregationJobResp::MEDIA_TYPE,
+            ))
         }
         Err(e) => {
             // Nothing of the job happened: its reports may come again.
-            for (id, _) in &reports {
-                if let Ok(bytes) = URL_SAFE_NO_PAD.decode(id)
-                    && let Ok(id) = ReportId::try_from(bytes.as_slice())
-                {
+            for (id, _) in &prepared.reports {
+                if let Ok(id) = batch::report_id_from_text(id) {
                     state.seen.remove(&id);
                 }
             }
@@ -610,18 +567,20 @@ async fn repeat_answer(
     job_id: &AggregationJobId,
 ) -> Result<Response, ApiError> {
     let key = format!("{}/{job_id}.json", jobs_dir(&task.id));
-    let bytes = helper
+    let record: JobRecord = helper
         .common
         .store
-        .get(&key, MAX_JOB_BYTES)
-        .await?
-        .with_context(|| format!("{key} is missing"))?;
-    let record: JobRecord = serde_json::from_slice(&bytes).map_err(anyhow::Error::from)?;
+        .read_json(&key, MAX_JOB_BYTES, "a job record")
+        .await?;
     let response = URL_SAFE_NO_PAD
         .decode(&record.response)
         .map_err(|_| anyhow::anyhow!("{key}: response is not base64url"))?;
     helper.common.metrics.count("aggregation_jobs_repeated", "");
-    Ok(encoded_response(response, AggregationJobResp::MEDIA_TYPE))
+    Ok(request::encoded(
+        StatusCode::OK,
+        response,
+        AggregationJobResp::MEDIA_TYPE,
+    ))
 }
 
 /// `POST /tasks/{t}/aggregate_shares`.
@@ -632,9 +591,17 @@ async fn aggregate_share(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let shared = Arc::clone(&helper);
-    server::detached(async move { aggregate_share_inner(&shared, &task_id, &headers, &body).await })
+    common::detached(async move { aggregate_share_inner(&shared, &task_id, &headers, &body).await })
         .await
         .map_err(|e| helper.common.refused("aggregate_shares_refused", e))
+}
+
+/// What to do with a request for a batch's share.
+enum Decision {
+    /// Answer again what was released for this very batch.
+    Repeat,
+    /// Release the batch's share, closed to new jobs from now on.
+    Release(batch::BatchTotal),
 }
 
 async fn aggregate_share_inner(
@@ -645,127 +612,144 @@ async fn aggregate_share_inner(
 ) -> Result<Response, ApiError> {
     let ht = Arc::clone(helper.task(task_id)?);
     let task = Arc::clone(&ht.task);
-    check_leader(&ht, headers)?;
-    check_media_type(
-        headers,
-        AggregateShareReq::<TimeInterval>::MEDIA_TYPE,
-        &task.id,
-    )?;
-    let request = AggregateShareReq::<TimeInterval>::get_decoded(body).map_err(|e| {
-        ApiError::problem(
-            DapProblemType::InvalidMessage,
-            Some(&task.id),
-            format!("the request does not decode: {e}"),
-        )
-    })?;
-    if !batch::check_empty_agg_param(request.aggregation_parameter()) {
+    request::check_peer(&task, headers, "leader")?;
+    let share_request: AggregateShareReq<TimeInterval> =
+        request::decode_prio3_request(headers, body, &task.id, "request")?;
+    let interval = *share_request.batch_selector().batch_interval();
+    request::check_batch(&task, &interval)?;
+    let key = format!("{}/{}", shares_dir(&task.id), interval_name(&interval));
+    match decide_release(&ht, &share_request, &interval)? {
+        Decision::Repeat => repeat_share(helper, &task, &key, &share_request).await,
+        Decision::Release(total) => {
+            release_share(helper, &ht, &key, &share_request, &interval, total).await
+        }
+    }
+}
+
+/// The leader's count and checksum of a batch differ from the helper's own.
+fn mismatch(
+    task: &Task,
+    share_request: &AggregateShareReq<TimeInterval>,
+    own_count: u64,
+    own_checksum: &[u8],
+) -> ApiError {
+    ApiError::problem(
+        DapProblemType::BatchMismatch,
+        Some(&task.id),
+        format!(
+            "the leader counts {} reports (checksum {}), the helper {own_count} (checksum {})",
+            share_request.report_count(),
+            hex(share_request.checksum().as_ref()),
+            hex(own_checksum)
+        ),
+    )
+}
+
+/// Decides, under the state lock, whether the batch's share is answered again, released (and
+/// the batch closed), or refused.
+fn decide_release(
+    ht: &HelperTask,
+    share_request: &AggregateShareReq<TimeInterval>,
+    interval: &Interval,
+) -> Result<Decision, ApiError> {
+    let task = &ht.task;
+    let (start, end) = bounds(interval);
+    let mut state = ht.state.lock().expect("state lock");
+    if state.collected.get(&start) == Some(&end) {
+        return Ok(Decision::Repeat);
+    }
+    if state
+        .collected
+        .iter()
+        .any(|(s, e)| overlaps((*s, *e), (start, end)))
+    {
         return Err(ApiError::problem(
-            DapProblemType::InvalidMessage,
+            DapProblemType::BatchOverlap,
             Some(&task.id),
-            "Prio3 takes no aggregation parameter",
+            "the interval overlaps a batch whose share was released",
         ));
     }
-    let interval = *request.batch_selector().batch_interval();
-    if !task.is_valid_batch(&interval) {
+    if unix_now() > end.saturating_add(task.report_expiry_age) {
         return Err(ApiError::problem(
             DapProblemType::BatchInvalid,
             Some(&task.id),
-            "the interval must start and end on multiples of the time precision",
+            "the batch ended longer ago than the report expiry age; its report IDs may be forgotten",
         ));
     }
-    let (start, end) = bounds(&interval);
-    let key = format!("{}/{}", shares_dir(&task.id), interval_name(&interval));
-    let mismatch = |own_count: u64, own_checksum: &[u8]| {
-        ApiError::problem(
-            DapProblemType::BatchMismatch,
+    if state.reserved.range(start..end).next().is_some() {
+        return Err(ApiError::Status(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "jobs with reports in this batch are being processed".into(),
+        ));
+    }
+    let total = state.aggregated.total(interval, task.time_precision);
+    if total.count != share_request.report_count() || total.checksum != *share_request.checksum() {
+        return Err(mismatch(
+            task,
+            share_request,
+            total.count,
+            total.checksum.as_ref(),
+        ));
+    }
+    if total.count < task.min_batch_size {
+        return Err(ApiError::problem(
+            DapProblemType::InvalidBatchSize,
             Some(&task.id),
             format!(
-                "the leader counts {} reports (checksum {}), the helper {own_count} (checksum {})",
-                request.report_count(),
-                hex(request.checksum().as_ref()),
-                hex(own_checksum)
+                "the batch holds {} reports, fewer than the minimum batch size {}",
+                total.count, task.min_batch_size
             ),
-        )
-    };
-    enum Decision {
-        Repeat,
-        Release(batch::BatchTotal),
+        ));
     }
-    let decision = {
-        let mut state = ht.state.lock().expect("state lock");
-        if state.collected.get(&start) == Some(&end) {
-            Decision::Repeat
-        } else {
-            if state
-                .collected
-                .iter()
-                .any(|(s, e)| overlaps((*s, *e), (start, end)))
-            {
-                return Err(ApiError::problem(
-                    DapProblemType::BatchOverlap,
-                    Some(&task.id),
-                    "the interval overlaps a batch whose share was released",
-                ));
-            }
-            if unix_now() > end.saturating_add(task.report_expiry_age) {
-                return Err(ApiError::problem(
-                    DapProblemType::BatchInvalid,
-                    Some(&task.id),
-                    "the batch ended longer ago than the report expiry age; its report IDs may be forgotten",
-                ));
-            }
-            if state.reserved.range(start..end).next().is_some() {
-                return Err(ApiError::Status(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "jobs with reports in this batch are being processed".into(),
-                ));
-            }
-            let total = state.aggregated.total(&interval, task.time_precision);
-            if total.count != request.report_count() || total.checksum != *request.checksum() {
-                return Err(mismatch(total.count, total.checksum.as_ref()));
-            }
-            if total.count < task.min_batch_size {
-                return Err(ApiError::problem(
-                    DapProblemType::InvalidBatchSize,
-                    Some(&task.id),
-                    format!(
-                        "the batch holds {} reports, fewer than the minimum batch size {}",
-                        total.count, task.min_batch_size
-                    ),
-                ));
-            }
-            // Closed to new jobs from now on; reopened below if the share cannot be stored.
-            state.collected.insert(start, end);
-            Decision::Release(total)
-        }
-    };
-    let total = match decision {
-        Decision::Release(total) => total,
-        Decision::Repeat => {
-            let bytes = helper
-                .common
-                .store
-                .get(&key, MAX_COLLECTION_BYTES)
-                .await?
-                .with_context(|| format!("{key} is missing"))?;
-            let record: ShareRecord =
-                serde_json::from_slice(&bytes).map_err(anyhow::Error::from)?;
-            let checksum =
-                decode_hex32(&record.checksum).with_context(|| format!("{key}: checksum"))?;
-            if record.count != request.report_count() || checksum != request.checksum().as_ref() {
-                return Err(mismatch(record.count, &checksum));
-            }
-            let response = URL_SAFE_NO_PAD
-                .decode(&record.response)
-                .map_err(|_| anyhow::anyhow!("{key}: response is not base64url"))?;
-            return Ok(encoded_response(response, AggregateShareMsg::MEDIA_TYPE));
-        }
-    };
+    // Closed to new jobs from now on; reopened if the share cannot be stored.
+    state.collected.insert(start, end);
+    Ok(Decision::Release(total))
+}
+
+/// The share released before for this batch, if the leader's count and checksum still match.
+async fn repeat_share(
+    helper: &Helper,
+    task: &Task,
+    key: &str,
+    share_request: &AggregateShareReq<TimeInterval>,
+) -> Result<Response, ApiError> {
+    let record: ShareRecord = helper
+        .common
+        .store
+        .read_json(key, MAX_COLLECTION_BYTES, "a released share")
+        .await?;
+    let checksum = decode_hex32(&record.checksum).with_context(|| format!("{key}: checksum"))?;
+    if record.count != share_request.report_count() || checksum != share_request.checksum().as_ref()
+    {
+        return Err(mismatch(task, share_request, record.count, &checksum));
+    }
+    let response = URL_SAFE_NO_PAD
+        .decode(&record.response)
+        .map_err(|_| anyhow::anyhow!("{key}: response is not base64url"))?;
+    Ok(request::encoded(
+        StatusCode::OK,
+        response,
+        AggregateShareMsg::MEDIA_TYPE,
+    ))
+}
+
+/// Seals the batch's share to the collector and stores it (once) before answering; if it
+/// cannot be stored, the batch is reopened.
+async fn release_share(
+    helper: &Helper,
+    ht: &HelperTask,
+    key: &str,
+    share_request: &AggregateShareReq<TimeInterval>,
+    interval: &Interval,
+    total: batch::BatchTotal,
+) -> Result<Response, ApiError> {
+    let task = &ht.task;
     let released = async {
         let share = total.share.context("a non-empty batch without a share")?;
         let agg_param = ().get_encoded()?;
-        let aad = AggregateShareAad::new(task.id, agg_param, request.batch_selector().clone())
-            .get_encoded()?;
+        let aad =
+            AggregateShareAad::new(task.id, agg_param, share_request.batch_selector().clone())
+                .get_encoded()?;
         let info = draft::application_info(Label::AggregateShare, Role::Helper, Role::Collector);
         let sealed = draft::seal(
             &task.collector_hpke_config,
@@ -782,7 +766,7 @@ async fn aggregate_share_inner(
         match helper
             .common
             .store
-            .create(&key, serde_json::to_vec(&record)?)
+            .create(key, serde_json::to_vec(&record)?)
             .await?
         {
             Created::New => Ok(response),
@@ -793,9 +777,14 @@ async fn aggregate_share_inner(
     match released {
         Ok(response) => {
             helper.common.metrics.count("aggregate_shares_released", "");
-            Ok(encoded_response(response, AggregateShareMsg::MEDIA_TYPE))
+            Ok(request::encoded(
+                StatusCode::OK,
+                response,
+                AggregateShareMsg::MEDIA_TYPE,
+            ))
         }
         Err(e) => {
+            let (start, _) = bounds(interval);
             ht.state
                 .lock()
                 .expect("state lock")

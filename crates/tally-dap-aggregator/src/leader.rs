@@ -34,7 +34,7 @@
 //! - The store holds reports only as the clients sealed them, and sums; nothing is logged about
 //!   a report.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -44,7 +44,7 @@ use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, put};
+use axum::routing::put;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use prio::topology::ping_pong::{PingPongContinuedValue, PingPongTopology};
@@ -60,11 +60,11 @@ use tally_dap::draft::messages::{
 use tally_dap::draft::{self, Label};
 use tokio::sync::{Notify, mpsc, oneshot};
 
-use crate::auth;
 use crate::batch::{self, Shares, StoredSlot, bounds, interval_name, overlaps};
+use crate::common::{self, Common, unix_now};
 use crate::prep::{self, error_label};
 use crate::problem::ApiError;
-use crate::server::{self, Common, unix_now};
+use crate::request;
 use crate::store::{
     Created, MAX_COLLECTION_BYTES, MAX_JOB_BYTES, MAX_SEGMENT_BYTES, MAX_SMALL_BYTES,
     SEGMENT_TARGET_BYTES,
@@ -171,20 +171,8 @@ impl TaskState {
         self.pending.range(start..end).map(|(_, n)| n).sum()
     }
 
-    fn release_pending(&mut self, slot: u64) {
-        if let Some(n) = self.pending.get_mut(&slot) {
-            *n -= 1;
-            if *n == 0 {
-                self.pending.remove(&slot);
-            }
-        }
-    }
-
     fn is_collected(&self, time: u64) -> bool {
-        self.collected
-            .range(..=time)
-            .next_back()
-            .is_some_and(|(_, end)| time < *end)
+        batch::is_in_batch(&self.collected, time)
     }
 }
 
@@ -340,19 +328,11 @@ pub async fn start(common: Arc<Common>, options: LeaderOptions) -> anyhow::Resul
         task.state.lock().expect("state lock").jobs_in_flight += 1;
         tokio::spawn(run_job(Arc::clone(&leader), task, job_id, segments));
     }
-    for lt in leader.tasks.values() {
-        compact(&leader, lt).await?;
-    }
+    let task_ids = leader.tasks.keys().copied().collect();
+    common::start_compaction(&leader, task_ids, "job results", compact).await?;
     tokio::spawn(aggregation_loop(Arc::clone(&leader)));
     tokio::spawn(collection_loop(Arc::clone(&leader)));
-    tokio::spawn(compaction_loop(Arc::clone(&leader)));
-    let common = Arc::clone(&leader.common);
-    Ok(Router::new()
-        .route(
-            "/hpke_config",
-            get(server::hpke_config).with_state(Arc::clone(&common)),
-        )
-        .route("/metrics", get(server::metrics).with_state(common))
+    Ok(common::routes(Arc::clone(&leader.common))
         .route(
             "/tasks/{task_id}/reports",
             put(upload).layer(DefaultBodyLimit::max(MAX_REPORT_BYTES)),
@@ -373,73 +353,99 @@ type Plan = (AggregationJobId, Vec<Segment>);
 /// a result to send again, segments in no plan back into the queue, collections and batches.
 /// Compaction keeps what there is to read to the replay horizon.
 async fn recover(common: &Common, task: &Task) -> anyhow::Result<(TaskState, Vec<Plan>)> {
-    let store = &common.store;
     let mut state = TaskState::default();
     let now = unix_now();
+    let done_segments = recover_results(common, task, &mut state).await?;
+    let plans = recover_plans(common, task).await?;
+    let planned: HashSet<&str> = plans
+        .iter()
+        .flat_map(|(_, segments)| segments.iter().map(|s| s.name.as_str()))
+        .collect();
+    recover_segments(common, task, &mut state, &done_segments, &planned).await?;
+    recover_collections(common, task, &mut state).await?;
+    state
+        .seen
+        .retain(|_, s| s.time.saturating_add(task.report_expiry_age) >= now);
+    Ok((state, plans))
+}
+
+/// Every job result (`jobs/<j>.done`) into the sums and the known report IDs; the segments the
+/// results consumed.
+async fn recover_results(
+    common: &Common,
+    task: &Task,
+    state: &mut TaskState,
+) -> anyhow::Result<HashSet<String>> {
+    let store = &common.store;
     let jobs_dir = jobs_key(&task.id);
-    let names = store.list(&jobs_dir).await?;
-    let mut done_segments = std::collections::HashSet::new();
-    let mut planned = std::collections::HashSet::new();
+    let mut done_segments = HashSet::new();
+    for job in store.stems(&jobs_dir, ".done").await? {
+        let key = format!("{jobs_dir}/{job}.done");
+        let done: JobDone = store.read_json(&key, MAX_JOB_BYTES, "a job result").await?;
+        state
+            .aggregated
+            .merge(&Shares::from_stored(&task.vdaf, &done.slots)?);
+        for r in &done.reports {
+            let id = batch::report_id_from_text(&r.id).with_context(|| key.clone())?;
+            state.seen.insert(
+                id,
+                Seen {
+                    time: r.time,
+                    digest: r.digest,
+                    committed: true,
+                },
+            );
+        }
+        state.results.insert(job, result_end(task, &done));
+        done_segments.extend(done.segments);
+        common.metrics.count("recovered_job_results", "");
+    }
+    Ok(done_segments)
+}
+
+/// The plans without a result (`jobs/<j>.plan`): jobs to send again. A plan whose result was
+/// written is deleted.
+async fn recover_plans(common: &Common, task: &Task) -> anyhow::Result<Vec<Plan>> {
+    let store = &common.store;
+    let jobs_dir = jobs_key(&task.id);
+    let done = store.stems(&jobs_dir, ".done").await?;
     let mut plans = Vec::new();
-    for name in &names {
-        if let Some(job) = name.strip_suffix(".done") {
-            let bytes = store
-                .get(&format!("{jobs_dir}/{name}"), MAX_JOB_BYTES)
-                .await?
-                .context("a job result vanished")?;
-            let done: JobDone = serde_json::from_slice(&bytes)
-                .with_context(|| format!("{jobs_dir}/{name} is not a job result"))?;
-            state
-                .aggregated
-                .merge(&Shares::from_stored(&task.vdaf, &done.slots)?);
-            for r in &done.reports {
-                let id = decode_report_id(&r.id).with_context(|| format!("{jobs_dir}/{name}"))?;
-                state.seen.insert(
-                    id,
-                    Seen {
-                        time: r.time,
-                        digest: r.digest,
-                        committed: true,
-                    },
-                );
-            }
-            state
-                .results
-                .insert(job.to_owned(), result_end(task, &done));
-            done_segments.extend(done.segments);
-            common.metrics.count("recovered_job_results", "");
+    for job in store.stems(&jobs_dir, ".plan").await? {
+        let key = format!("{jobs_dir}/{job}.plan");
+        if done.contains(&job) {
+            store.delete(&key).await?;
+            continue;
         }
+        let plan: JobPlan = store.read_json(&key, MAX_JOB_BYTES, "a job plan").await?;
+        let job_id: AggregationJobId = job
+            .parse()
+            .map_err(|_| anyhow::anyhow!("{key}: not a job ID"))?;
+        let segments = plan
+            .segments
+            .into_iter()
+            .map(|name| Segment {
+                name,
+                reports: None,
+                len: 0,
+                bytes: 0,
+                written: std::time::Instant::now(),
+            })
+            .collect();
+        plans.push((job_id, segments));
     }
-    for name in &names {
-        if let Some(job) = name.strip_suffix(".plan") {
-            if names.contains(&format!("{job}.done")) {
-                store.delete(&format!("{jobs_dir}/{name}")).await?;
-                continue;
-            }
-            let bytes = store
-                .get(&format!("{jobs_dir}/{name}"), MAX_JOB_BYTES)
-                .await?
-                .context("a job plan vanished")?;
-            let plan: JobPlan = serde_json::from_slice(&bytes)
-                .with_context(|| format!("{jobs_dir}/{name} is not a job plan"))?;
-            let job_id: AggregationJobId = job
-                .parse()
-                .map_err(|_| anyhow::anyhow!("{jobs_dir}/{name}: not a job ID"))?;
-            let segments = plan
-                .segments
-                .iter()
-                .map(|s| Segment {
-                    name: s.clone(),
-                    reports: None,
-                    len: 0,
-                    bytes: 0,
-                    written: std::time::Instant::now(),
-                })
-                .collect();
-            planned.extend(plan.segments);
-            plans.push((job_id, segments));
-        }
-    }
+    Ok(plans)
+}
+
+/// Every segment (`reports/<n>`): its reports known and pending, and back into the queue unless
+/// a plan holds it; a segment a result consumed is deleted.
+async fn recover_segments(
+    common: &Common,
+    task: &Task,
+    state: &mut TaskState,
+    done_segments: &HashSet<String>,
+    planned: &HashSet<&str>,
+) -> anyhow::Result<()> {
+    let store = &common.store;
     let seg_dir = segments_key(&task.id);
     for name in store.list(&seg_dir).await? {
         let number: u64 = name.parse().unwrap_or(0);
@@ -470,7 +476,7 @@ async fn recover(common: &Common, task: &Task) -> anyhow::Result<(TaskState, Vec
                 .entry(task.slot(report.metadata().time()))
                 .or_insert(0) += 1;
         }
-        if !planned.contains(&name) {
+        if !planned.contains(name.as_str()) {
             state.queue.push_back(Segment {
                 name,
                 len: reports.len(),
@@ -480,32 +486,31 @@ async fn recover(common: &Common, task: &Task) -> anyhow::Result<(TaskState, Vec
             });
         }
     }
+    Ok(())
+}
+
+/// Collection jobs and consumed batches; a pending job whose batch was not written yet (a crash
+/// between the two) consumes it now.
+async fn recover_collections(
+    common: &Common,
+    task: &Task,
+    state: &mut TaskState,
+) -> anyhow::Result<()> {
+    let store = &common.store;
     let col_dir = format!("tasks/{}/collections", task.id);
-    for name in store.list(&col_dir).await? {
-        let Some(job) = name.strip_suffix(".json") else {
-            continue;
-        };
+    for job in store.stems(&col_dir, ".json").await? {
+        let key = format!("{col_dir}/{job}.json");
         let id: CollectionJobId = job
             .parse()
-            .map_err(|_| anyhow::anyhow!("{col_dir}/{name}: not a collection job ID"))?;
-        let bytes = store
-            .get(&format!("{col_dir}/{name}"), MAX_COLLECTION_BYTES)
-            .await?
-            .context("a collection record vanished")?;
-        let record: CollectionRecord = serde_json::from_slice(&bytes)
-            .with_context(|| format!("{col_dir}/{name} is not a collection record"))?;
+            .map_err(|_| anyhow::anyhow!("{key}: not a collection job ID"))?;
+        let record: CollectionRecord = store
+            .read_json(&key, MAX_COLLECTION_BYTES, "a collection record")
+            .await?;
         state.collections.insert(id, record);
     }
-    for name in store.list(&format!("tasks/{}/batches", task.id)).await? {
-        if let Some((start, duration)) = name.split_once('-')
-            && let (Ok(start), Ok(duration)) = (start.parse::<u64>(), duration.parse::<u64>())
-        {
-            state
-                .collected
-                .insert(start, start.saturating_add(duration));
-        }
-    }
-    // A job record whose batch was not written yet (a crash between the two): consume it now.
+    state.collected = store
+        .read_batches(&format!("tasks/{}/batches", task.id))
+        .await?;
     for (id, record) in &state.collections {
         if record.state == CollectionState::Pending {
             let interval = interval_of(record)?;
@@ -515,39 +520,24 @@ async fn recover(common: &Common, task: &Task) -> anyhow::Result<(TaskState, Vec
                 .insert(record.start, record.start.saturating_add(record.duration));
         }
     }
-    state
-        .seen
-        .retain(|_, s| s.time.saturating_add(task.report_expiry_age) >= now);
-    Ok((state, plans))
+    Ok(())
 }
 
 /// The end of the newest slot a job result holds a report of.
 fn result_end(task: &Task, done: &JobDone) -> u64 {
-    let newest = done.reports.iter().map(|r| r.time).max().unwrap_or(0);
-    let slot = newest - newest % task.time_precision;
-    slot.saturating_add(task.time_precision)
+    task.slot_end(done.reports.iter().map(|r| r.time).max().unwrap_or(0))
 }
-
-/// How often job results past the replay horizon are looked for (also once at start).
-const COMPACT_EVERY: Duration = Duration::from_secs(600);
 
 /// Deletes the job results whose every report is past the replay horizon, and forgets their
 /// sums and report IDs: such reports are refused anyway, and their batches can no longer be
 /// collected (see `Task::is_past_horizon`). A restart then reads only the horizon's results.
-async fn compact(leader: &Leader, lt: &LeaderTask) -> anyhow::Result<()> {
+async fn compact(leader: Arc<Leader>, id: TaskId) -> anyhow::Result<()> {
+    let lt = &leader.tasks[&id];
     let task = &lt.task;
     let now = unix_now();
     let old: Vec<String> = {
         let mut state = lt.state.lock().expect("state lock");
-        let old: Vec<String> = state
-            .results
-            .iter()
-            .filter(|(_, end)| task.is_past_horizon(**end, now))
-            .map(|(name, _)| name.clone())
-            .collect();
-        for name in &old {
-            state.results.remove(name);
-        }
+        let old = task.take_past_horizon(&mut state.results, now);
         state.aggregated.forget_before(task.first_slot_kept(now));
         let horizon = task.report_expiry_age;
         state
@@ -556,36 +546,11 @@ async fn compact(leader: &Leader, lt: &LeaderTask) -> anyhow::Result<()> {
         old
     };
     let jobs_dir = jobs_key(&task.id);
-    for name in &old {
-        leader
-            .common
-            .store
-            .delete(&format!("{jobs_dir}/{name}.done"))
-            .await?;
-        leader.common.metrics.count("job_results_deleted", "");
-    }
-    Ok(())
-}
-
-async fn compaction_loop(leader: Arc<Leader>) {
-    loop {
-        tokio::time::sleep(COMPACT_EVERY).await;
-        for lt in leader.tasks.values() {
-            if let Err(e) = compact(&leader, lt).await {
-                eprintln!(
-                    "tally-server: compacting the job results of task {}: {e:#}; retrying later",
-                    lt.task.id
-                );
-            }
-        }
-    }
-}
-
-fn decode_report_id(text: &str) -> anyhow::Result<ReportId> {
-    let bytes = URL_SAFE_NO_PAD
-        .decode(text)
-        .map_err(|_| anyhow::anyhow!("a report ID is not base64url"))?;
-    ReportId::try_from(bytes.as_slice()).map_err(|_| anyhow::anyhow!("a report ID is not 16 bytes"))
+    let keys = old
+        .iter()
+        .map(|name| format!("{jobs_dir}/{name}.done"))
+        .collect();
+    leader.common.delete_each(keys, "job_results_deleted").await
 }
 
 fn interval_of(record: &CollectionRecord) -> anyhow::Result<Interval> {
@@ -594,35 +559,6 @@ fn interval_of(record: &CollectionRecord) -> anyhow::Result<Interval> {
         DapDuration::from_seconds(record.duration),
     )
     .map_err(|e| anyhow::anyhow!("a stored interval is invalid: {e}"))
-}
-
-fn parse_task_id(text: &str) -> Result<TaskId, ApiError> {
-    text.parse().map_err(|_| {
-        ApiError::problem(
-            DapProblemType::InvalidMessage,
-            None,
-            "the path names no valid task ID",
-        )
-    })
-}
-
-fn check_media_type(
-    headers: &HeaderMap,
-    want: &str,
-    task: Option<&TaskId>,
-) -> Result<(), ApiError> {
-    let got = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if got != want {
-        return Err(ApiError::problem(
-            DapProblemType::InvalidMessage,
-            task,
-            format!("Content-Type must be {want}"),
-        ));
-    }
-    Ok(())
 }
 
 impl Leader {
@@ -648,16 +584,9 @@ async fn upload(
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
     let shared = Arc::clone(&leader);
-    let result =
-        server::detached(async move { upload_inner(&shared, &task_id, &headers, body).await })
-            .await;
-    match result {
-        Ok(outcome) => {
-            leader.common.metrics.count("uploads_accepted", outcome);
-            Ok(StatusCode::OK)
-        }
-        Err(e) => Err(leader.common.refused("uploads_refused", e)),
-    }
+    let work = async move { upload_inner(&shared, &task_id, &headers, body).await };
+    common::counted(&leader.common, "uploads_accepted", "uploads_refused", work).await?;
+    Ok(StatusCode::OK)
 }
 
 async fn upload_inner(
@@ -666,30 +595,49 @@ async fn upload_inner(
     headers: &HeaderMap,
     body: Bytes,
 ) -> Result<&'static str, ApiError> {
-    let task_id = parse_task_id(task_id)?;
+    let task_id: TaskId = request::path_id(task_id, None, "task ID")?;
     let lt = Arc::clone(leader.task(&task_id)?);
-    let task = &lt.task;
-    check_media_type(headers, Report::MEDIA_TYPE, Some(&task_id))?;
-    let report = Report::get_decoded(&body).map_err(|e| {
-        ApiError::problem(
-            DapProblemType::InvalidMessage,
-            Some(&task_id),
-            format!("the report does not decode: {e}"),
-        )
-    })?;
+    let report: Report =
+        request::decode_body(headers, &body, Report::MEDIA_TYPE, &task_id, "report")?;
+    check_report(leader, &lt.task, &report)?;
+    let metadata = report.metadata();
+    let id = *metadata.id();
+    let slot = lt.task.slot(metadata.time());
+    let time = metadata.time().as_seconds_since_epoch();
+    if let Some(outcome) = reserve(&lt, id, time, slot, digest64(&body))? {
+        return Ok(outcome);
+    }
+    match commit(leader, &lt, id, body).await {
+        Ok(()) => Ok("new"),
+        Err(e) => {
+            let mut state = lt.state.lock().expect("state lock");
+            state.seen.remove(&id);
+            batch::release_one(&mut state.pending, slot);
+            Err(ApiError::Internal(e))
+        }
+    }
+}
+
+/// `ReportRejected` with `detail`.
+fn rejected(task: &Task, detail: &str) -> ApiError {
+    ApiError::problem(DapProblemType::ReportRejected, Some(&task.id), detail)
+}
+
+/// What can be checked of a report without the state: its time within the window, its key
+/// still accepted, its public share decodable.
+fn check_report(leader: &Leader, task: &Task, report: &Report) -> Result<(), ApiError> {
     let now = unix_now();
     let metadata = report.metadata();
-    let rejected =
-        |detail: &str| ApiError::problem(DapProblemType::ReportRejected, Some(&task_id), detail);
     if task.is_too_early(metadata.time(), now) {
         return Err(ApiError::problem(
             DapProblemType::ReportTooEarly,
-            Some(&task_id),
+            Some(&task.id),
             "the report's time is further in the future than the tolerated clock skew",
         ));
     }
     if task.is_expired(metadata.time(), now) {
         return Err(rejected(
+            task,
             "the report is older than the task's report expiry age",
         ));
     }
@@ -697,71 +645,84 @@ async fn upload_inner(
     if leader.common.keys().accepted(config_id, now).is_none() {
         return Err(ApiError::problem(
             DapProblemType::OutdatedConfig,
-            Some(&task_id),
+            Some(&task.id),
             "the report is sealed to an HPKE config this leader no longer accepts; fetch /hpke_config again",
         ));
     }
     if prep::decode_public_share(&task.vdaf, report.public_share()).is_err() {
         return Err(ApiError::problem(
             DapProblemType::InvalidMessage,
-            Some(&task_id),
+            Some(&task.id),
             "the public share does not decode for this task's VDAF",
         ));
     }
-    let id = *metadata.id();
-    let time = metadata.time().as_seconds_since_epoch();
-    let slot = task.slot(metadata.time());
-    let digest = digest64(&body);
-    {
-        let mut state = lt.state.lock().expect("state lock");
-        if state.is_collected(time) {
-            return Err(rejected("the report's batch has been collected"));
-        }
-        match state.seen.get(&id) {
-            Some(seen) if seen.digest == digest && seen.committed => return Ok("duplicate"),
-            Some(seen) if seen.digest == digest => {
-                return Err(ApiError::Status(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "the same report is being stored; retry".into(),
-                ));
-            }
-            Some(_) => return Err(rejected("a report with this ID was received before")),
-            None => {}
-        }
-        state.seen.insert(
-            id,
-            Seen {
-                time,
-                digest,
-                committed: false,
-            },
-        );
-        *state.pending.entry(slot).or_insert(0) += 1;
+    Ok(())
+}
+
+/// Takes the report's ID under the state lock (and counts it pending), or tells what it is:
+/// `Some("duplicate")` for a client's retry of a stored report, an error for a replay, a
+/// report in a collected batch, or one whose store is in progress.
+fn reserve(
+    lt: &LeaderTask,
+    id: ReportId,
+    time: u64,
+    slot: u64,
+    digest: u64,
+) -> Result<Option<&'static str>, ApiError> {
+    let mut state = lt.state.lock().expect("state lock");
+    if state.is_collected(time) {
+        return Err(rejected(&lt.task, "the report's batch has been collected"));
     }
+    match state.seen.get(&id) {
+        Some(seen) if seen.digest == digest && seen.committed => return Ok(Some("duplicate")),
+        Some(seen) if seen.digest == digest => {
+            return Err(ApiError::Status(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the same report is being stored; retry".into(),
+            ));
+        }
+        Some(_) => {
+            return Err(rejected(
+                &lt.task,
+                "a report with this ID was received before",
+            ));
+        }
+        None => {}
+    }
+    state.seen.insert(
+        id,
+        Seen {
+            time,
+            digest,
+            committed: false,
+        },
+    );
+    *state.pending.entry(slot).or_insert(0) += 1;
+    Ok(None)
+}
+
+/// Hands the report to the group commit and waits until its segment is written.
+async fn commit(
+    leader: &Leader,
+    lt: &Arc<LeaderTask>,
+    id: ReportId,
+    bytes: Bytes,
+) -> anyhow::Result<()> {
     let (done, stored) = oneshot::channel();
     let sent = leader
         .writer
         .send(Upload {
-            task: Arc::clone(&lt),
+            task: Arc::clone(lt),
             id,
-            bytes: body,
+            bytes,
             done,
         })
         .await;
-    let result = match sent {
+    match sent {
         Ok(()) => stored
             .await
             .unwrap_or_else(|_| Err(anyhow::anyhow!("the writer stopped"))),
         Err(_) => Err(anyhow::anyhow!("the writer stopped")),
-    };
-    match result {
-        Ok(()) => Ok("new"),
-        Err(e) => {
-            let mut state = lt.state.lock().expect("state lock");
-            state.seen.remove(&id);
-            state.release_pending(slot);
-            Err(ApiError::Internal(e))
-        }
     }
 }
 
@@ -955,16 +916,39 @@ async fn try_job(
     job_id: AggregationJobId,
     segments: &[Segment],
 ) -> anyhow::Result<()> {
-    let store = &leader.common.store;
     let task = Arc::clone(&lt.task);
-    let jobs_dir = jobs_key(&task.id);
     let plan = JobPlan {
         segments: segments.iter().map(|s| s.name.clone()).collect(),
     };
+    let reports = write_plan(leader, &task, job_id, &plan, segments).await?;
+    let keys = leader.common.keys();
+    let now = unix_now();
+    let prep_task = Arc::clone(&task);
+    let prepared: Vec<Prepared> = tokio::task::spawn_blocking(move || {
+        reports
+            .iter()
+            .filter_map(|bytes| leader_prepare(&prep_task, &keys, now, bytes))
+            .collect()
+    })
+    .await?;
+    let outcomes = exchange_with_helper(leader, &task, job_id, &prepared).await?;
+    record_job(leader, lt, job_id, &plan, &prepared, &outcomes).await
+}
+
+/// Writes the job's plan (before anything is sent, so that a restart sends the same job) and
+/// reads its reports: from memory where the segments are cached, else from the store.
+async fn write_plan(
+    leader: &Leader,
+    task: &Task,
+    job_id: AggregationJobId,
+    plan: &JobPlan,
+    segments: &[Segment],
+) -> anyhow::Result<Vec<Bytes>> {
+    let store = &leader.common.store;
     store
         .create(
-            &format!("{jobs_dir}/{job_id}.plan"),
-            serde_json::to_vec(&plan)?,
+            &format!("{}/{job_id}.plan", jobs_key(&task.id)),
+            serde_json::to_vec(plan)?,
         )
         .await?;
     let mut reports = Vec::new();
@@ -981,100 +965,111 @@ async fn try_job(
             }
         }
     }
-    let keys = leader.common.keys();
-    let now = unix_now();
-    let prep_task = Arc::clone(&task);
-    let prepared: Vec<Prepared> = tokio::task::spawn_blocking(move || {
-        reports
-            .iter()
-            .filter_map(|bytes| leader_prepare(&prep_task, &keys, now, bytes))
-            .collect()
-    })
-    .await?;
+    Ok(reports)
+}
+
+/// Sends the reports the leader prepared to the helper as one aggregation job, and finishes
+/// each with the helper's answer: an output share, or DAP's prepare error. A report that failed
+/// at the leader keeps its error; with none left to send, the helper is not asked.
+async fn exchange_with_helper(
+    leader: &Leader,
+    task: &Task,
+    job_id: AggregationJobId,
+    prepared: &[Prepared],
+) -> anyhow::Result<Vec<Result<batch::OutputShare, PrepareError>>> {
     let inits: Vec<PrepareInit> = prepared
         .iter()
         .filter_map(|p| p.outcome.as_ref().ok().map(|o| o.init.clone()))
         .collect();
-    let mut outcomes: Vec<Result<batch::OutputShare, PrepareError>> =
-        Vec::with_capacity(prepared.len());
     if inits.is_empty() {
-        outcomes.extend(
-            prepared
-                .iter()
-                .map(|p| Err(*p.outcome.as_ref().err().expect("all failed"))),
-        );
-    } else {
-        let request = AggregationJobInitializeReq::<TimeInterval>::new(
-            ().get_encoded()?,
-            PartialBatchSelector::new_time_interval(),
-            inits,
-        )
-        .get_encoded()?;
-        let (helper_url, token) = task
-            .helper
-            .clone()
-            .context("a leader task without a helper")?;
-        let url = format!("{helper_url}tasks/{}/aggregation_jobs/{job_id}", task.id);
-        let agent = leader.agent.clone();
-        let response = tokio::task::spawn_blocking(move || {
-            send(
-                &agent,
-                "PUT",
-                &url,
-                &token,
-                AggregationJobInitializeReq::<TimeInterval>::MEDIA_TYPE,
-                &request,
-            )
-        })
-        .await??;
-        let response = match response {
-            HelperAnswer::Ok(body) => AggregationJobResp::get_decoded(&body)
-                .map_err(|e| anyhow::anyhow!("the helper's answer does not decode: {e}"))?,
-            HelperAnswer::Refused(status, problem) => {
-                anyhow::bail!("the helper refused the job: HTTP {status} {problem}")
-            }
-        };
-        let sent: Vec<&Prepared> = prepared.iter().filter(|p| p.outcome.is_ok()).collect();
-        anyhow::ensure!(
-            response.prepare_resps().len() == sent.len()
-                && response
-                    .prepare_resps()
-                    .iter()
-                    .zip(&sent)
-                    .all(|(r, p)| *r.report_id() == p.id),
-            "the helper answered for other reports than were sent"
-        );
-        let mut answers = response.prepare_resps().iter();
-        let vdaf = task.vdaf.clone();
-        for p in &prepared {
-            let outcome = match &p.outcome {
-                Err(e) => Err(*e),
-                Ok(prep) => {
-                    let answer = answers.next().expect("lengths checked");
-                    match answer.result() {
-                        PrepareStepResult::Continue { message } => {
-                            match vdaf.leader_continued(prep.state.clone(), &(), message) {
-                                Ok(PingPongContinuedValue::FinishedNoMessage { output_share }) => {
-                                    Ok(output_share)
-                                }
-                                // One-round Prio3 finishes here; anything else is the helper
-                                // misbehaving, and the report is not counted.
-                                Ok(PingPongContinuedValue::WithMessage { .. }) | Err(_) => {
-                                    Err(PrepareError::VdafPrepError)
-                                }
-                            }
-                        }
-                        PrepareStepResult::Finished => Err(PrepareError::VdafPrepError),
-                        PrepareStepResult::Reject(e) => Err(*e),
-                    }
-                }
-            };
-            outcomes.push(outcome);
-        }
+        return Ok(prepared
+            .iter()
+            .map(|p| Err(*p.outcome.as_ref().err().expect("all failed")))
+            .collect());
     }
+    let request = AggregationJobInitializeReq::<TimeInterval>::new(
+        ().get_encoded()?,
+        PartialBatchSelector::new_time_interval(),
+        inits,
+    )
+    .get_encoded()?;
+    let answer = ask_helper(
+        leader,
+        task,
+        "PUT",
+        &format!("aggregation_jobs/{job_id}"),
+        AggregationJobInitializeReq::<TimeInterval>::MEDIA_TYPE,
+        request,
+    )
+    .await?;
+    let response = match answer {
+        HelperAnswer::Ok(body) => AggregationJobResp::get_decoded(&body)
+            .map_err(|e| anyhow::anyhow!("the helper's answer does not decode: {e}"))?,
+        HelperAnswer::Refused(status, problem) => {
+            anyhow::bail!("the helper refused the job: HTTP {status} {problem}")
+        }
+    };
+    let sent: Vec<&Prepared> = prepared.iter().filter(|p| p.outcome.is_ok()).collect();
+    anyhow::ensure!(
+        response.prepare_resps().len() == sent.len()
+            && response
+                .prepare_resps()
+                .iter()
+                .zip(&sent)
+                .all(|(r, p)| *r.report_id() == p.id),
+        "the helper answered for other reports than were sent"
+    );
+    let mut answers = response.prepare_resps().iter();
+    Ok(prepared
+        .iter()
+        .map(|p| match &p.outcome {
+            Err(e) => Err(*e),
+            Ok(prep) => {
+                let answer = answers.next().expect("lengths checked");
+                leader_finish(&task.vdaf, prep, answer.result())
+            }
+        })
+        .collect())
+}
+
+/// The leader's last preparation step for one report, with the helper's answer for it.
+fn leader_finish(
+    vdaf: &draft::Vdaf,
+    prep: &LeaderPrep,
+    answer: &PrepareStepResult,
+) -> Result<batch::OutputShare, PrepareError> {
+    match answer {
+        PrepareStepResult::Continue { message } => {
+            match vdaf.leader_continued(prep.state.clone(), &(), message) {
+                Ok(PingPongContinuedValue::FinishedNoMessage { output_share }) => Ok(output_share),
+                // One-round Prio3 finishes here; anything else is the helper misbehaving, and
+                // the report is not counted.
+                Ok(PingPongContinuedValue::WithMessage { .. }) | Err(_) => {
+                    Err(PrepareError::VdafPrepError)
+                }
+            }
+        }
+        PrepareStepResult::Finished => Err(PrepareError::VdafPrepError),
+        PrepareStepResult::Reject(e) => Err(*e),
+    }
+}
+
+/// Records a job's result (`.done`, once), takes its sums in, and only then deletes its
+/// segments and plan.
+async fn record_job(
+    leader: &Leader,
+    lt: &LeaderTask,
+    job_id: AggregationJobId,
+    plan: &JobPlan,
+    prepared: &[Prepared],
+    outcomes: &[Result<batch::OutputShare, PrepareError>],
+) -> anyhow::Result<()> {
+    let store = &leader.common.store;
+    let task = &lt.task;
+    let jobs_dir = jobs_key(&task.id);
     let mut delta = Shares::default();
     let mut records = Vec::with_capacity(prepared.len());
-    for (p, outcome) in prepared.iter().zip(&outcomes) {
+    for (p, outcome) in prepared.iter().zip(outcomes) {
         let label = match outcome {
             Ok(output) => {
                 delta.add(p.slot, output, &p.id);
@@ -1083,7 +1078,7 @@ async fn try_job(
             Err(e) => error_label(*e),
         };
         records.push(JobReport {
-            id: URL_SAFE_NO_PAD.encode(p.id.as_ref()),
+            id: batch::report_id_text(&p.id),
             time: p.time,
             digest: p.digest,
             outcome: label.to_owned(),
@@ -1103,16 +1098,16 @@ async fn try_job(
     {
         let mut state = lt.state.lock().expect("state lock");
         state.aggregated.merge(&delta);
-        for p in &prepared {
-            state.release_pending(p.slot);
+        for p in prepared {
+            batch::release_one(&mut state.pending, p.slot);
         }
         state
             .results
-            .insert(job_id.to_string(), result_end(&task, &done));
+            .insert(job_id.to_string(), result_end(task, &done));
     }
     let metrics = &leader.common.metrics;
     metrics.count("aggregation_jobs", "");
-    for outcome in &outcomes {
+    for outcome in outcomes {
         match outcome {
             Ok(_) => metrics.count("reports_aggregated", ""),
             Err(e) => metrics.count("reports_rejected", error_label(*e)),
@@ -1184,6 +1179,25 @@ enum HelperAnswer {
     Refused(u16, String),
 }
 
+/// One request to the helper of `task`, at `tasks/{t}/{path}`, off the async threads.
+async fn ask_helper(
+    leader: &Leader,
+    task: &Task,
+    method: &'static str,
+    path: &str,
+    media_type: &'static str,
+    body: Vec<u8>,
+) -> anyhow::Result<HelperAnswer> {
+    let (helper_url, token) = task
+        .helper
+        .clone()
+        .context("a leader task without a helper")?;
+    let url = format!("{helper_url}tasks/{}/{path}", task.id);
+    let agent = leader.agent.clone();
+    tokio::task::spawn_blocking(move || send(&agent, method, &url, &token, media_type, &body))
+        .await?
+}
+
 /// One request to the helper. Transport errors and 5xx are errors (the caller retries); 4xx is
 /// an answer.
 fn send(
@@ -1226,28 +1240,6 @@ fn send(
 // ---------------------------------------------------------------------------------------------
 // Collection
 
-fn check_collector(lt: &LeaderTask, headers: &HeaderMap) -> Result<(), ApiError> {
-    if auth::is_authorized(headers, &lt.task.peer_token_sha256) {
-        Ok(())
-    } else {
-        Err(ApiError::problem(
-            DapProblemType::UnauthorizedRequest,
-            Some(&lt.task.id),
-            "the collector's token is missing or wrong",
-        ))
-    }
-}
-
-fn parse_collection_job(text: &str) -> Result<CollectionJobId, ApiError> {
-    text.parse().map_err(|_| {
-        ApiError::problem(
-            DapProblemType::InvalidMessage,
-            None,
-            "the path names no valid collection job ID",
-        )
-    })
-}
-
 fn collection_key(task: &TaskId, job: &CollectionJobId) -> String {
     format!("tasks/{task}/collections/{job}.json")
 }
@@ -1286,17 +1278,18 @@ async fn collection_put(
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
     let shared = Arc::clone(&leader);
-    let result = server::detached(async move {
-        collection_put_inner(&shared, &task_id, &job, &headers, &body).await
-    })
-    .await;
-    match result {
-        Ok(()) => {
-            leader.common.metrics.count("collection_jobs_created", "");
-            Ok(StatusCode::CREATED)
-        }
-        Err(e) => Err(leader.common.refused("collection_jobs_refused", e)),
-    }
+    let work = async move {
+        collection_put_inner(&shared, &task_id, &job, &headers, &body).await?;
+        Ok("")
+    };
+    common::counted(
+        &leader.common,
+        "collection_jobs_created",
+        "collection_jobs_refused",
+        work,
+    )
+    .await?;
+    Ok(StatusCode::CREATED)
 }
 
 async fn collection_put_inner(
@@ -1306,79 +1299,19 @@ async fn collection_put_inner(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<(), ApiError> {
-    let task_id = parse_task_id(task_id)?;
+    let task_id: TaskId = request::path_id(task_id, None, "task ID")?;
     let lt = leader.task(&task_id)?;
     let task = &lt.task;
-    check_collector(lt, headers)?;
-    let job_id = parse_collection_job(job)?;
-    check_media_type(
-        headers,
-        CollectionReq::<TimeInterval>::MEDIA_TYPE,
-        Some(&task_id),
-    )?;
-    let request = CollectionReq::<TimeInterval>::get_decoded(body).map_err(|e| {
-        ApiError::problem(
-            DapProblemType::InvalidMessage,
-            Some(&task_id),
-            format!("the collection request does not decode: {e}"),
-        )
-    })?;
-    if !batch::check_empty_agg_param(request.aggregation_parameter()) {
-        return Err(ApiError::problem(
-            DapProblemType::InvalidMessage,
-            Some(&task_id),
-            "Prio3 takes no aggregation parameter",
-        ));
-    }
-    let interval = *request.query().batch_interval();
-    if !task.is_valid_batch(&interval) {
-        return Err(ApiError::problem(
-            DapProblemType::BatchInvalid,
-            Some(&task_id),
-            "the interval must start and end on multiples of the time precision",
-        ));
-    }
+    request::check_peer(&lt.task, headers, "collector")?;
+    let job_id: CollectionJobId = request::path_id(job, None, "collection job ID")?;
+    let collection_request: CollectionReq<TimeInterval> =
+        request::decode_prio3_request(headers, body, &task_id, "collection request")?;
+    let interval = *collection_request.query().batch_interval();
+    request::check_batch(task, &interval)?;
     let request_digest = hex(&Sha256::digest(body));
     let (start, end) = bounds(&interval);
-    {
-        let state = lt.state.lock().expect("state lock");
-        if let Some(existing) = state.collections.get(&job_id) {
-            return if existing.request == request_digest {
-                Ok(())
-            } else {
-                Err(ApiError::Status(
-                    StatusCode::CONFLICT,
-                    "a collection job with this ID exists with another request".into(),
-                ))
-            };
-        }
-        for (s, e) in &state.collected {
-            if (*s, *e) == (start, end) {
-                return Err(ApiError::problem(
-                    DapProblemType::BatchQueriedTooManyTimes,
-                    Some(&task_id),
-                    "this batch has been collected; a batch is collected once",
-                ));
-            }
-            if overlaps((*s, *e), (start, end)) {
-                return Err(ApiError::problem(
-                    DapProblemType::BatchOverlap,
-                    Some(&task_id),
-                    "the interval overlaps a batch that has been collected",
-                ));
-            }
-        }
-        let reports = state.aggregated.count_in(start, end) + state.pending_in(start, end);
-        if reports < task.min_batch_size {
-            return Err(ApiError::problem(
-                DapProblemType::InvalidBatchSize,
-                Some(&task_id),
-                format!(
-                    "the batch holds {reports} reports, fewer than the minimum batch size {}; nothing was consumed",
-                    task.min_batch_size
-                ),
-            ));
-        }
+    if check_collectable(lt, &job_id, &request_digest, start, end)? {
+        return Ok(());
     }
     let record = CollectionRecord {
         start,
@@ -1397,11 +1330,7 @@ async fn collection_put_inner(
         .await?;
     if !claim_batch(&leader.common, task, &interval, &job_id).await? {
         leader.common.store.delete(&key).await?;
-        return Err(ApiError::problem(
-            DapProblemType::BatchQueriedTooManyTimes,
-            Some(&task_id),
-            "this batch has been collected; a batch is collected once",
-        ));
+        return Err(collected_once(task));
     }
     {
         let mut state = lt.state.lock().expect("state lock");
@@ -1412,6 +1341,64 @@ async fn collection_put_inner(
     Ok(())
 }
 
+/// `batchQueriedTooManyTimes`.
+fn collected_once(task: &Task) -> ApiError {
+    ApiError::problem(
+        DapProblemType::BatchQueriedTooManyTimes,
+        Some(&task.id),
+        "this batch has been collected; a batch is collected once",
+    )
+}
+
+/// Whether a new collection job may consume `[start, end)`, under the state lock: `true` if
+/// this very job exists already (a repeat, answered as created), `false` if it may; an error
+/// for another request under the job's ID, a batch collected or overlapping one, or fewer
+/// reports than the minimum batch size.
+fn check_collectable(
+    lt: &LeaderTask,
+    job_id: &CollectionJobId,
+    request_digest: &str,
+    start: u64,
+    end: u64,
+) -> Result<bool, ApiError> {
+    let task = &lt.task;
+    let state = lt.state.lock().expect("state lock");
+    if let Some(existing) = state.collections.get(job_id) {
+        return if existing.request == request_digest {
+            Ok(true)
+        } else {
+            Err(ApiError::Status(
+                StatusCode::CONFLICT,
+                "a collection job with this ID exists with another request".into(),
+            ))
+        };
+    }
+    for (s, e) in &state.collected {
+        if (*s, *e) == (start, end) {
+            return Err(collected_once(task));
+        }
+        if overlaps((*s, *e), (start, end)) {
+            return Err(ApiError::problem(
+                DapProblemType::BatchOverlap,
+                Some(&task.id),
+                "the interval overlaps a batch that has been collected",
+            ));
+        }
+    }
+    let reports = state.aggregated.count_in(start, end) + state.pending_in(start, end);
+    if reports < task.min_batch_size {
+        return Err(ApiError::problem(
+            DapProblemType::InvalidBatchSize,
+            Some(&task.id),
+            format!(
+                "the batch holds {reports} reports, fewer than the minimum batch size {}; nothing was consumed",
+                task.min_batch_size
+            ),
+        ));
+    }
+    Ok(false)
+}
+
 /// `POST /tasks/{t}/collection_jobs/{c}`: 202 while the job runs, 200 with the collection.
 async fn collection_post(
     State(leader): State<Arc<Leader>>,
@@ -1419,10 +1406,10 @@ async fn collection_post(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let result = (|| {
-        let task_id = parse_task_id(&task_id)?;
+        let task_id: TaskId = request::path_id(&task_id, None, "task ID")?;
         let lt = leader.task(&task_id)?;
-        check_collector(lt, &headers)?;
-        let job_id = parse_collection_job(&job)?;
+        request::check_peer(&lt.task, &headers, "collector")?;
+        let job_id: CollectionJobId = request::path_id(&job, None, "collection job ID")?;
         let state = lt.state.lock().expect("state lock");
         let record = state.collections.get(&job_id).ok_or_else(|| {
             ApiError::Status(StatusCode::NOT_FOUND, "no such collection job".into())
@@ -1473,12 +1460,12 @@ async fn collection_delete(
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
     let shared = Arc::clone(&leader);
-    let result = server::detached(async move {
+    let result = common::detached(async move {
         let leader = shared;
-        let task_id = parse_task_id(&task_id)?;
+        let task_id: TaskId = request::path_id(&task_id, None, "task ID")?;
         let lt = leader.task(&task_id)?;
-        check_collector(lt, &headers)?;
-        let job_id = parse_collection_job(&job)?;
+        request::check_peer(&lt.task, &headers, "collector")?;
+        let job_id: CollectionJobId = request::path_id(&job, None, "collection job ID")?;
         let record = {
             let mut state = lt.state.lock().expect("state lock");
             let record = state.collections.get_mut(&job_id).ok_or_else(|| {
@@ -1605,23 +1592,15 @@ async fn finish_collection(
         total.checksum,
     )
     .get_encoded()?;
-    let (helper_url, token) = task
-        .helper
-        .clone()
-        .context("a leader task without a helper")?;
-    let url = format!("{helper_url}tasks/{}/aggregate_shares", task.id);
-    let agent = leader.agent.clone();
-    let answer = tokio::task::spawn_blocking(move || {
-        send(
-            &agent,
-            "POST",
-            &url,
-            &token,
-            AggregateShareReq::<TimeInterval>::MEDIA_TYPE,
-            &request,
-        )
-    })
-    .await??;
+    let answer = ask_helper(
+        leader,
+        task,
+        "POST",
+        "aggregate_shares",
+        AggregateShareReq::<TimeInterval>::MEDIA_TYPE,
+        request,
+    )
+    .await?;
     let helper_share = match answer {
         HelperAnswer::Ok(body) => AggregateShareMsg::get_decoded(&body)
             .map_err(|e| anyhow::anyhow!("the helper's aggregate share does not decode: {e}"))?,

@@ -18,7 +18,9 @@
 //! This is a library: the `tally-server` binary runs it (`tally-server dap leader|helper|
 //! provision|…`, [`cli`]), so that a collector installs one package.
 //!
-//! Modules: [`cli`] (the commands), [`server`] (running one, what both serve), [`store`] (the
+//! Modules: [`cli`] (the commands), [`server`] (running one), [`common`] (what both roles
+//! share: state, clock, `GET /hpke_config` and `/metrics`), [`request`] (checking a request and
+//! answering one, alike for both roles), [`store`] (the
 //! aggregator's keys in `tally_service`'s store: local disk or S3, one process per store),
 //! [`task`], [`keys`] (HPKE keys and rotation), [`auth`], [`batch`] (sums by time slot),
 //! [`prep`] (opening a share), [`problem`] (DAP's error answers), [`metrics`], [`provision`]
@@ -29,6 +31,7 @@
 pub mod auth;
 pub mod batch;
 pub mod cli;
+pub mod common;
 pub mod helper;
 pub mod keys;
 pub mod leader;
@@ -36,6 +39,7 @@ pub mod metrics;
 pub mod prep;
 pub mod problem;
 pub mod provision;
+pub mod request;
 pub mod server;
 pub mod store;
 pub mod task;

@@ -56,22 +56,13 @@ impl Metrics {
     }
 }
 
-/// Parses [`Metrics::render`]'s text back (for tests and the benchmark): `name{reason="x"}` or
-/// `name` to value.
-pub fn parse(text: &str) -> BTreeMap<String, u64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| {
-            let (key, value) = l.rsplit_once(' ')?;
-            Some((key.to_owned(), value.parse().ok()?))
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tally_test_support::dap::parse_metrics as parse;
 
+    /// What tests and the benchmark read back (`tally_test_support::dap::metrics`) is what
+    /// an aggregator counted.
     #[test]
     fn counters_render_and_parse_back() {
         let m = Metrics::default();

@@ -5,8 +5,8 @@ use std::collections::HashSet;
 
 use prio::vdaf::Vdaf as _;
 use tally_dap::draft::messages::{
-    Decode, Encode, HpkeCiphertext, InputShareAad, ParameterizedDecode, PlaintextInputShare,
-    PrepareError, ReportMetadata, Role,
+    Decode, HpkeCiphertext, ParameterizedDecode, PlaintextInputShare, PrepareError, ReportMetadata,
+    Role,
 };
 use tally_dap::draft::{self, Label, Vdaf};
 
@@ -31,8 +31,7 @@ pub fn open_share(
     let keypair = keys
         .accepted(u8::from(*ciphertext.config_id()), now)
         .ok_or(PrepareError::HpkeUnknownConfigId)?;
-    let aad = InputShareAad::new(task.id, metadata.clone(), public_share.to_vec())
-        .get_encoded()
+    let aad = draft::input_share_aad(task.id, metadata, public_share)
         .map_err(|_| PrepareError::InvalidMessage)?;
     let info = draft::application_info(Label::InputShare, Role::Client, role);
     let plaintext = keypair

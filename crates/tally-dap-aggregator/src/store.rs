@@ -22,9 +22,12 @@
 //! waited on, writes durable when they return. An object that is not one (a link, a FIFO, one
 //! too big for its kind) where one is expected is an error that names it.
 
+use std::collections::BTreeMap;
+
 use anyhow::Context;
 use axum::body::Bytes;
 use object_store::path::Path;
+use serde::de::DeserializeOwned;
 use tally_service::store::Read;
 
 pub use tally_service::store::{Created, Durability};
@@ -116,6 +119,44 @@ impl Store {
     pub async fn list_dirs(&self, prefix: &str) -> anyhow::Result<Vec<String>> {
         let (_, dirs) = self.objects.list_dir(prefix).await?;
         Ok(names(dirs))
+    }
+
+    /// Reads `key` and decodes it as JSON; `what` names the kind of object ("a job record") in
+    /// the error when it is missing or is not one.
+    pub async fn read_json<T: DeserializeOwned>(
+        &self,
+        key: &str,
+        max_bytes: usize,
+        what: &str,
+    ) -> anyhow::Result<T> {
+        let bytes = self
+            .get(key, max_bytes)
+            .await?
+            .with_context(|| format!("{what} vanished: {key} is missing"))?;
+        serde_json::from_slice(&bytes).with_context(|| format!("{key} is not {what}"))
+    }
+
+    /// The names of the objects directly under `dir` that end in `suffix`, without it, sorted.
+    pub async fn stems(&self, dir: &str, suffix: &str) -> anyhow::Result<Vec<String>> {
+        let names = self.list(dir).await?;
+        Ok(names
+            .iter()
+            .filter_map(|name| name.strip_suffix(suffix).map(str::to_owned))
+            .collect())
+    }
+
+    /// The batches recorded under `dir` as objects named `<start>-<duration>` (consumed at the
+    /// leader, released at the helper): start → end. Other names are passed over.
+    pub async fn read_batches(&self, dir: &str) -> anyhow::Result<BTreeMap<u64, u64>> {
+        let mut batches = BTreeMap::new();
+        for name in self.list(dir).await? {
+            if let Some((start, duration)) = name.split_once('-')
+                && let (Ok(start), Ok(duration)) = (start.parse::<u64>(), duration.parse::<u64>())
+            {
+                batches.insert(start, start.saturating_add(duration));
+            }
+        }
+        Ok(batches)
     }
 
     /// Deletes `key`; a key that is already gone is not an error.

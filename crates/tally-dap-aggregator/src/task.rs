@@ -203,6 +203,30 @@ impl Task {
         slot_end.saturating_add(self.report_expiry_age) < now
     }
 
+    /// Takes out of `ends` (a record → the end of its newest slot) every record past the
+    /// horizon at `now`, and returns them: their sums and IDs are forgotten, their objects
+    /// deleted.
+    pub fn take_past_horizon<K: Ord + Clone>(
+        &self,
+        ends: &mut std::collections::BTreeMap<K, u64>,
+        now: u64,
+    ) -> Vec<K> {
+        let old: Vec<K> = ends
+            .iter()
+            .filter(|(_, end)| self.is_past_horizon(**end, now))
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in &old {
+            ends.remove(key);
+        }
+        old
+    }
+
+    /// The end of the slot that `time` (seconds since the epoch) falls in.
+    pub fn slot_end(&self, time: u64) -> u64 {
+        (time - time % self.time_precision).saturating_add(self.time_precision)
+    }
+
     /// The first slot start not past the horizon at `now` (see [`Task::is_past_horizon`]).
     pub fn first_slot_kept(&self, now: u64) -> u64 {
         now.saturating_sub(self.report_expiry_age)

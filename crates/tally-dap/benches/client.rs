@@ -47,12 +47,14 @@ fn main() {
         let (_, shares) = vdaf.shard(&measurement, &[0; 16]).unwrap();
         let leader_share = shares[0].get_encoded().unwrap();
         let info = draft::application_info(Label::InputShare, Role::Client, Role::Leader);
-        let size = builder
-            .build(&measurement, 0, &leader.config, &helper.config)
-            .unwrap()
-            .get_encoded()
-            .unwrap()
-            .len();
+        let encoded_report = || {
+            builder
+                .build(&measurement, 0, &leader.config, &helper.config)
+                .unwrap()
+                .get_encoded()
+                .unwrap()
+        };
+        let size = encoded_report().len();
         let (mut shard, mut seal, mut report, mut ratio) = (vec![], vec![], vec![], vec![]);
         for round in 0..rounds + rounds / 10 {
             let mut times = [0.0f64; 3];
@@ -72,13 +74,7 @@ fn main() {
                         );
                     }
                     _ => {
-                        black_box(
-                            builder
-                                .build(&measurement, 0, &leader.config, &helper.config)
-                                .unwrap()
-                                .get_encoded()
-                                .unwrap(),
-                        );
+                        black_box(encoded_report());
                     }
                 }
                 times[which] = start.elapsed().as_secs_f64() * 1e6;

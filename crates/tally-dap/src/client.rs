@@ -20,8 +20,8 @@ use serde::Deserialize;
 
 use crate::config::{AggregationConfig, AggregationConfigError};
 use crate::draft::messages::{
-    Encode, HpkeConfig, HpkeConfigList, InputShareAad, PlaintextInputShare, Report, ReportId,
-    ReportMetadata, Role, TaskId, Time,
+    Encode, HpkeConfig, HpkeConfigList, PlaintextInputShare, Report, ReportId, ReportMetadata,
+    Role, TaskId, Time,
 };
 use crate::draft::{self, Label, Vdaf, VdafParams};
 
@@ -104,8 +104,7 @@ impl ReportBuilder {
             .ok_or(BuildError::Time(time))?;
         let metadata = ReportMetadata::new(report_id, Time::from_seconds_since_epoch(rounded));
         let public_share = public_share.get_encoded()?;
-        let aad = InputShareAad::new(self.task_id, metadata.clone(), public_share.clone())
-            .get_encoded()?;
+        let aad = draft::input_share_aad(self.task_id, &metadata, &public_share)?;
         let mut sealed = Vec::with_capacity(2);
         for ((config, role), share) in [(leader, Role::Leader), (helper, Role::Helper)]
             .into_iter()
@@ -327,13 +326,8 @@ mod tests {
         assert_eq!(report.metadata().time().as_seconds_since_epoch(), 7_200);
         let encoded = report.get_encoded().unwrap();
         let report = Report::get_decoded(&encoded).unwrap();
-        let aad = InputShareAad::new(
-            task_id,
-            report.metadata().clone(),
-            report.public_share().to_vec(),
-        )
-        .get_encoded()
-        .unwrap();
+        let aad =
+            draft::input_share_aad(task_id, report.metadata(), report.public_share()).unwrap();
         let to_leader = draft::application_info(Label::InputShare, Role::Client, Role::Leader);
         let to_helper = draft::application_info(Label::InputShare, Role::Client, Role::Helper);
         let leader_plain = leader

@@ -15,8 +15,9 @@
 
 use janus_messages::{
     HpkeAeadId, HpkeCiphertext, HpkeConfig, HpkeConfigId, HpkeKdfId, HpkeKemId, HpkePublicKey,
-    Role, TaskId,
+    InputShareAad, ReportMetadata, Role, TaskId,
 };
+use prio::codec::{CodecError, Encode};
 use prio::vdaf::prio3::{Prio3, Prio3SumVec};
 
 /// The draft's wire types (`Report`, `HpkeConfigList`, `AggregationJobInitializeReq`, …) and
@@ -96,6 +97,16 @@ pub fn application_info(label: Label, sender: Role, recipient: Role) -> Vec<u8> 
     info.push(sender as u8);
     info.push(recipient as u8);
     info
+}
+
+/// The AAD a client binds each input share to: the task, the report's metadata and its public
+/// share, encoded.
+pub fn input_share_aad(
+    task_id: TaskId,
+    metadata: &ReportMetadata,
+    public_share: &[u8],
+) -> Result<Vec<u8>, CodecError> {
+    InputShareAad::new(task_id, metadata.clone(), public_share.to_vec()).get_encoded()
 }
 
 /// Why an HPKE operation failed.

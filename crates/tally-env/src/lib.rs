@@ -9,7 +9,7 @@
 //!
 //! `docs/environment.md` is generated from these tables ([`reference_markdown`]; a test keeps it
 //! in step). Code reads the environment only through [`var_os`] (or, on the hot path, the
-//! process's one copy of it, `tally_process::ProcessEnv`): `clippy.toml` forbids `std::env::var`
+//! process's one copy of it, `tally_home::env::ProcessEnv`): `clippy.toml` forbids `std::env::var`
 //! and its siblings everywhere else, so a variable cannot be read without being declared.
 //!
 //! Promises: no I/O but reading the environment; no dependencies.

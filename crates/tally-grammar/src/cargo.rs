@@ -3,10 +3,11 @@
 //! program or test harness being run, and is not cargo's).
 
 use crate::spec::{
-    FlagSpec, Stop, Token, Value, closed, flag_label, flag_labels, open, open_s, optional,
-    scan_gnu, switch, switch_s,
+    Dialect, FlagSpec, Stop, Value, closed, open, open_s, optional, push_flags,
+    push_sub_flag_vocabulary, push_sub_flags, push_toolchain_and_flag_vocabulary, scan, switch,
+    switch_s,
 };
-use crate::{Names, TOOLCHAIN_CHANNELS, toolchain_channel};
+use crate::{Names, count_toolchain};
 
 const COLORS: &[&str] = &["auto", "always", "never"];
 const EDITIONS: &[&str] = &["2015", "2018", "2021", "2024"];
@@ -319,22 +320,10 @@ fn tables_of(sub: &str) -> Option<&'static [&'static [FlagSpec]]> {
 }
 
 pub(crate) fn count(args: &[Option<&str>], names: &mut Names) {
-    let mut rest = args;
-    if let Some(Some(first)) = rest.first()
-        && first.starts_with('+')
-    {
-        names.push_parts(&["toolchain:", toolchain_channel(first)]);
-        rest = &rest[1..];
-    }
+    let rest = count_toolchain(args, names);
     let mut tokens = Vec::new();
-    let stop = scan_gnu(rest, GLOBAL, true, &mut tokens);
-    for token in &tokens {
-        match token {
-            Token::Flag { spec, value } => names.push_parts(&["flag:", &flag_label(spec, *value)]),
-            Token::Unknown => names.push("flag:other"),
-            Token::Positional => {}
-        }
-    }
+    let stop = scan(Dialect::Gnu, rest, GLOBAL, true, &mut tokens);
+    push_flags(&tokens, names);
     let Stop::Positional(at) = stop else { return };
     let sub = rest[at].and_then(canonical_subcommand);
     let Some(sub) = sub else {
@@ -356,16 +345,8 @@ fn count_sub_flags(
 ) {
     let merged = merged_table(sub, tables);
     let mut tokens = Vec::new();
-    let stop = scan_gnu(args, merged, false, &mut tokens);
-    for token in &tokens {
-        match token {
-            Token::Flag { spec, value } => {
-                names.push_parts(&[sub, "/flag:", &flag_label(spec, *value)])
-            }
-            Token::Unknown => names.push_parts(&[sub, "/flag:other"]),
-            Token::Positional => {}
-        }
-    }
+    let stop = scan(Dialect::Gnu, args, merged, false, &mut tokens);
+    push_sub_flags(sub, &tokens, names);
     if let Stop::DoubleDash(_) = stop {
         names.push_parts(&[sub, "/flag:--"]);
     }
@@ -398,24 +379,11 @@ fn merged_table(sub: &str, tables: &[&'static [FlagSpec]]) -> &'static [FlagSpec
 }
 
 pub(crate) fn vocabulary(names: &mut Names) {
-    for ch in TOOLCHAIN_CHANNELS {
-        names.push_parts(&["toolchain:", ch]);
-    }
-    for spec in GLOBAL {
-        for label in flag_labels(spec) {
-            names.push_parts(&["flag:", &label]);
-        }
-    }
-    names.push("flag:other");
+    push_toolchain_and_flag_vocabulary(GLOBAL, names);
     names.push("subcommand:other");
     for (sub, tables) in SUBCOMMANDS {
         names.push_parts(&["subcommand:", sub]);
-        for spec in merged_table(sub, tables) {
-            for label in flag_labels(spec) {
-                names.push_parts(&[sub, "/flag:", &label]);
-            }
-        }
-        names.push_parts(&[sub, "/flag:other"]);
+        push_sub_flag_vocabulary(sub, merged_table(sub, tables), names);
         names.push_parts(&[sub, "/flag:--"]);
     }
     for sub in THIRD_PARTY {

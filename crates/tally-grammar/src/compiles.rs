@@ -125,6 +125,23 @@ pub struct CompileSummary {
 }
 
 impl CompileSummary {
+    /// The summary of many sections, each as (week, program, version, counters): what
+    /// `tally show` and `tally view` sum over the weeks they show. See [`Self::add_section`].
+    pub fn of_sections<'a, W: std::fmt::Display>(
+        sections: impl IntoIterator<Item = (W, &'a str, &'a str, &'a BTreeMap<String, u64>)>,
+    ) -> CompileSummary {
+        let mut summary = CompileSummary::default();
+        for (week, program, version, counters) in sections {
+            summary.add_section(
+                &week.to_string(),
+                program,
+                version,
+                counters.iter().map(|(name, count)| (name.as_str(), *count)),
+            );
+        }
+        summary
+    }
+
     /// Adds one section of a report or counter file: `program`'s counters at `version` in the
     /// week `week`. Only `rustc`'s sections hold compile counters (the wrapper counts into the
     /// compiler's file, clippy's compiles included); any other program's is skipped.

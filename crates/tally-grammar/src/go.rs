@@ -4,7 +4,8 @@
 
 use crate::Names;
 use crate::spec::{
-    FlagSpec, Stop, Token, Value, closed, flag_label, flag_labels, open, optional, scan_go, switch,
+    Dialect, FlagSpec, Stop, Value, closed, open, optional, push_flag_vocabulary, push_flags,
+    push_sub_flag_vocabulary, push_sub_flags, scan, switch,
 };
 
 static BUILD: &[FlagSpec] = &[
@@ -316,16 +317,14 @@ pub(crate) fn count_go(args: &[Option<&str>], names: &mut Names) {
     }
     let mut tokens = Vec::new();
     // `go build pkg -x`: Go stops reading flags at the first package; so does the scan.
-    let stop = scan_go(rest, table, !command.flags_after_positionals, &mut tokens);
-    for token in &tokens {
-        match token {
-            Token::Flag { spec, value } => {
-                names.push_parts(&[sub, "/flag:", &flag_label(spec, *value)])
-            }
-            Token::Unknown => names.push_parts(&[sub, "/flag:other"]),
-            Token::Positional => {}
-        }
-    }
+    let stop = scan(
+        Dialect::Go,
+        rest,
+        table,
+        !command.flags_after_positionals,
+        &mut tokens,
+    );
+    push_sub_flags(sub, &tokens, names);
     if let Stop::DoubleDash(at) = stop {
         let marker = if rest[at] == Some("--") {
             "--"
@@ -353,14 +352,8 @@ static GOFMT: &[FlagSpec] = &[
 
 pub(crate) fn count_gofmt(args: &[Option<&str>], names: &mut Names) {
     let mut tokens = Vec::new();
-    let stop = scan_go(args, GOFMT, true, &mut tokens);
-    for token in &tokens {
-        match token {
-            Token::Flag { spec, value } => names.push_parts(&["flag:", &flag_label(spec, *value)]),
-            Token::Unknown => names.push("flag:other"),
-            Token::Positional => {}
-        }
-    }
+    let stop = scan(Dialect::Go, args, GOFMT, true, &mut tokens);
+    push_flags(&tokens, names);
     let files = match stop {
         Stop::Positional(_) => true,
         Stop::DoubleDash(at) => at + 1 < args.len(),
@@ -379,24 +372,14 @@ pub(crate) fn vocabulary_go(names: &mut Names) {
                 names.push_parts(&[sub, "/subcommand:", word]);
             }
         }
-        for spec in merged(command) {
-            for label in flag_labels(spec) {
-                names.push_parts(&[sub, "/flag:", &label]);
-            }
-        }
-        names.push_parts(&[sub, "/flag:other"]);
+        push_sub_flag_vocabulary(sub, merged(command), names);
         names.push_parts(&[sub, "/flag:--"]);
         names.push_parts(&[sub, "/flag:-args"]);
     }
 }
 
 pub(crate) fn vocabulary_gofmt(names: &mut Names) {
-    for spec in GOFMT {
-        for label in flag_labels(spec) {
-            names.push_parts(&["flag:", &label]);
-        }
-    }
-    names.push("flag:other");
+    push_flag_vocabulary(GOFMT, names);
     names.push("input:files");
     names.push("input:stdin");
 }

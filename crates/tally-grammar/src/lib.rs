@@ -245,6 +245,20 @@ pub(crate) fn toolchain_channel(arg: &str) -> &'static str {
     }
 }
 
+/// Counts a leading `+toolchain` argument, if there is one, and returns the arguments after it.
+pub(crate) fn count_toolchain<'a, 'b>(
+    args: &'b [Option<&'a str>],
+    names: &mut Names,
+) -> &'b [Option<&'a str>] {
+    match args.first() {
+        Some(Some(first)) if first.starts_with('+') => {
+            names.push_parts(&["toolchain:", toolchain_channel(first)]);
+            &args[1..]
+        }
+        _ => args,
+    }
+}
+
 pub(crate) const TOOLCHAIN_CHANNELS: &[&str] = &["stable", "beta", "nightly", "version", "other"];
 
 #[cfg(test)]

@@ -330,42 +330,47 @@ mod tests {
     #[test]
     fn diagnostics_are_named_from_the_vocabulary_only() {
         let name = |code: Option<&str>, level| diagnostic_name(code, level);
-        assert_eq!(
-            name(Some("E0308"), "error").as_deref(),
-            Some("rustc/error:E0308")
-        );
-        assert_eq!(
-            name(Some("E9999"), "error").as_deref(),
-            Some("rustc/error:other")
-        );
-        assert_eq!(
-            name(Some("unused_variables"), "warning").as_deref(),
-            Some("rustc/lint:unused_variables:warn")
-        );
-        assert_eq!(
-            name(Some("unused_variables"), "error").as_deref(),
-            Some("rustc/lint:unused_variables:deny")
-        );
-        assert_eq!(
-            name(Some("clippy::needless_return"), "warning").as_deref(),
-            Some("clippy/lint:needless_return:warn")
-        );
-        assert_eq!(
-            name(Some("clippy::qx_secret_lint"), "warning").as_deref(),
-            Some("clippy/lint:other:warn")
-        );
-        assert_eq!(
-            name(Some("rustdoc::broken_intra_doc_links"), "warning").as_deref(),
-            Some("rustc/lint:other:warn")
-        );
-        assert_eq!(
-            name(Some("my_tool::unused_variables"), "note").as_deref(),
-            Some("rustc/lint:other:other")
-        );
-        assert_eq!(
-            name(Some("/home/qx/secret.rs"), "warning").as_deref(),
-            Some("rustc/lint:other:warn")
-        );
+        for (code, level, want) in [
+            ("E0308", "error", "rustc/error:E0308"),
+            ("E9999", "error", "rustc/error:other"),
+            (
+                "unused_variables",
+                "warning",
+                "rustc/lint:unused_variables:warn",
+            ),
+            (
+                "unused_variables",
+                "error",
+                "rustc/lint:unused_variables:deny",
+            ),
+            (
+                "clippy::needless_return",
+                "warning",
+                "clippy/lint:needless_return:warn",
+            ),
+            (
+                "clippy::qx_secret_lint",
+                "warning",
+                "clippy/lint:other:warn",
+            ),
+            (
+                "rustdoc::broken_intra_doc_links",
+                "warning",
+                "rustc/lint:other:warn",
+            ),
+            (
+                "my_tool::unused_variables",
+                "note",
+                "rustc/lint:other:other",
+            ),
+            ("/home/qx/secret.rs", "warning", "rustc/lint:other:warn"),
+        ] {
+            assert_eq!(
+                name(Some(code), level).as_deref(),
+                Some(want),
+                "{code} at {level}"
+            );
+        }
         assert_eq!(name(None, "error"), None);
         let vocabulary = vocabulary();
         for (code, level) in [

@@ -338,8 +338,8 @@ const SHORT: &[(char, &str, Kind)] = &[
 ///   scripts included), and never for a build script's own process → [`RustcCaller::Cargo`].
 /// - `CARGO_CFG_TARGET_ARCH`: cargo sets `CARGO_CFG_*` only for build scripts, and a rustc a
 ///   build script runs (autocfg, rustc_version) inherits it → [`RustcCaller::BuildScript`].
-/// - `CARGO`: set by cargo for everything it runs, except its `-vV`/`--print` probes
-///   (cargo#16805) → [`RustcCaller::Cargo`].
+/// - `CARGO`: set by cargo for everything it runs, except the `-vV`/`--print` probes it makes
+///   of rustc before a build → [`RustcCaller::Cargo`].
 /// - Otherwise `fallback`: [`RustcCaller::Cargo`] in `RUSTC_WRAPPER` mode (only cargo and its
 ///   children call that), [`RustcCaller::Direct`] for the PATH shim.
 ///

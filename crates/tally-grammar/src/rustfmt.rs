@@ -2,10 +2,10 @@
 //! its `--` is handed to rustfmt, which counts it itself when it runs through its own shim.
 
 use crate::spec::{
-    FlagSpec, Stop, Token, closed, flag_label, flag_labels, open, open_s, scan_gnu, switch,
-    switch_s,
+    Dialect, FlagSpec, Stop, closed, open, open_s, push_flag_vocabulary, push_flags,
+    push_toolchain_and_flag_vocabulary, scan, switch, switch_s,
 };
-use crate::{Names, TOOLCHAIN_CHANNELS, toolchain_channel};
+use crate::{Names, count_toolchain};
 
 const EDITIONS: &[&str] = &["2015", "2018", "2021", "2024"];
 
@@ -42,30 +42,12 @@ static CARGO_FMT: &[FlagSpec] = &[
     switch_s("--help", 'h'),
 ];
 
-fn push_tokens(tokens: &[Token<'_>], names: &mut Names) -> bool {
-    let mut positional = false;
-    for token in tokens {
-        match token {
-            Token::Flag { spec, value } => names.push_parts(&["flag:", &flag_label(spec, *value)]),
-            Token::Unknown => names.push("flag:other"),
-            Token::Positional => positional = true,
-        }
-    }
-    positional
-}
-
 pub(crate) fn count_rustfmt(args: &[Option<&str>], names: &mut Names) {
-    let mut rest = args;
-    if let Some(Some(first)) = rest.first()
-        && first.starts_with('+')
-    {
-        names.push_parts(&["toolchain:", toolchain_channel(first)]);
-        rest = &rest[1..];
-    }
+    let rest = count_toolchain(args, names);
     let mut tokens = Vec::new();
-    let stop = scan_gnu(rest, RUSTFMT, false, &mut tokens);
+    let stop = scan(Dialect::Gnu, rest, RUSTFMT, false, &mut tokens);
     let files =
-        push_tokens(&tokens, names) || matches!(stop, Stop::DoubleDash(i) if i + 1 < rest.len());
+        push_flags(&tokens, names) || matches!(stop, Stop::DoubleDash(i) if i + 1 < rest.len());
     names.push(if files { "input:files" } else { "input:stdin" });
 }
 
@@ -76,33 +58,20 @@ pub(crate) fn count_cargo_fmt(args: &[Option<&str>], names: &mut Names) {
         rest = &rest[1..];
     }
     let mut tokens = Vec::new();
-    let stop = scan_gnu(rest, CARGO_FMT, false, &mut tokens);
-    push_tokens(&tokens, names);
+    let stop = scan(Dialect::Gnu, rest, CARGO_FMT, false, &mut tokens);
+    push_flags(&tokens, names);
     if let Stop::DoubleDash(_) = stop {
         names.push("flag:--");
     }
 }
 
 pub(crate) fn vocabulary_rustfmt(names: &mut Names) {
-    for ch in TOOLCHAIN_CHANNELS {
-        names.push_parts(&["toolchain:", ch]);
-    }
-    for spec in RUSTFMT {
-        for label in flag_labels(spec) {
-            names.push_parts(&["flag:", &label]);
-        }
-    }
-    names.push("flag:other");
+    push_toolchain_and_flag_vocabulary(RUSTFMT, names);
     names.push("input:files");
     names.push("input:stdin");
 }
 
 pub(crate) fn vocabulary_cargo_fmt(names: &mut Names) {
-    for spec in CARGO_FMT {
-        for label in flag_labels(spec) {
-            names.push_parts(&["flag:", &label]);
-        }
-    }
-    names.push("flag:other");
+    push_flag_vocabulary(CARGO_FMT, names);
     names.push("flag:--");
 }

@@ -338,6 +338,15 @@ impl Env {
         }
     }
 
+    /// [`Env::from_pairs`] from string pairs (`[("HOME", "/home/a")]`).
+    pub fn from_strs(pairs: &[(&str, &str)]) -> Env {
+        Env::from_pairs(
+            pairs
+                .iter()
+                .map(|(k, v)| (OsString::from(k), OsString::from(v))),
+        )
+    }
+
     /// The value of `name`, if set.
     pub fn get(&self, name: &str) -> Option<&OsStr> {
         self.vars.get(OsStr::new(name)).map(OsString::as_os_str)
@@ -421,14 +430,6 @@ pub fn now() -> std::time::SystemTime {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn env(pairs: &[(&str, &str)]) -> Env {
-        Env::from_pairs(
-            pairs
-                .iter()
-                .map(|(k, v)| (OsString::from(k), OsString::from(v))),
-        )
-    }
 
     #[test]
     fn snapshot_reads_like_getenv_and_keeps_only_registered_variables() {
@@ -560,40 +561,42 @@ mod tests {
     #[test]
     fn do_not_track_values() {
         for v in ["1", "true", "yes", "anything"] {
-            assert!(env(&[(DO_NOT_TRACK, v)]).forces_off(), "{v}");
+            assert!(Env::from_strs(&[(DO_NOT_TRACK, v)]).forces_off(), "{v}");
         }
         for v in ["", "0", "false", "FALSE", " 0 "] {
-            assert!(!env(&[(DO_NOT_TRACK, v)]).forces_off(), "{v:?}");
+            assert!(!Env::from_strs(&[(DO_NOT_TRACK, v)]).forces_off(), "{v:?}");
         }
-        assert!(env(&[(TALLY, "off")]).forces_off());
-        assert!(env(&[(TALLY, "OFF")]).forces_off());
-        assert!(!env(&[(TALLY, "on")]).forces_off());
-        assert!(env(&[(TALLY, "local")]).lowers_to_local());
+        assert!(Env::from_strs(&[(TALLY, "off")]).forces_off());
+        assert!(Env::from_strs(&[(TALLY, "OFF")]).forces_off());
+        assert!(!Env::from_strs(&[(TALLY, "on")]).forces_off());
+        assert!(Env::from_strs(&[(TALLY, "local")]).lowers_to_local());
     }
 
     #[test]
     fn clock_override_forms() {
         assert_eq!(
-            env(&[(TALLY_NOW, "2026-11-24")]).today().to_string(),
+            Env::from_strs(&[(TALLY_NOW, "2026-11-24")])
+                .today()
+                .to_string(),
             "2026-11-24"
         );
         assert_eq!(
-            env(&[(TALLY_NOW, "2026-11-24T23:30:00-02:00")])
+            Env::from_strs(&[(TALLY_NOW, "2026-11-24T23:30:00-02:00")])
                 .today()
                 .to_string(),
             "2026-11-25"
         );
-        let bad = env(&[(TALLY_NOW, "yesterday")]);
+        let bad = Env::from_strs(&[(TALLY_NOW, "yesterday")]);
         assert!(bad.clock_override().unwrap().is_err());
         assert_eq!(bad.today(), system_today());
     }
 
     #[test]
     fn ci_detection() {
-        assert!(env(&[(CI, "true")]).is_ci());
-        assert!(!env(&[(CI, "false")]).is_ci());
-        assert!(env(&[("GITHUB_ACTIONS", "true")]).is_ci());
-        assert!(!env(&[]).is_ci());
+        assert!(Env::from_strs(&[(CI, "true")]).is_ci());
+        assert!(!Env::from_strs(&[(CI, "false")]).is_ci());
+        assert!(Env::from_strs(&[("GITHUB_ACTIONS", "true")]).is_ci());
+        assert!(!Env::from_strs(&[]).is_ci());
     }
 
     #[test]

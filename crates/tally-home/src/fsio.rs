@@ -241,10 +241,29 @@ pub fn read_own_dir(dir: &Path) -> io::Result<Vec<fs::DirEntry>> {
     }
 }
 
+/// The paths of the entries of `dir` ([`read_own_dir`]) named `*<suffix>`, unsorted, without
+/// dotfiles (the hidden temporary names of writes in progress, [`temp_beside`]). Empty when
+/// `dir` cannot be read.
+pub fn visible_entries(dir: &Path, suffix: &str) -> Vec<PathBuf> {
+    let Ok(entries) = read_own_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .into_iter()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| !n.starts_with('.') && n.ends_with(suffix))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::time::{Duration, Instant};
+    use tally_test_support::home::write_old_foreign_file;
 
     fn fifo(path: &Path) {
         nix::unistd::mkfifo(
@@ -271,14 +290,8 @@ mod tests {
     fn nothing_planted_blocks_or_is_followed() {
         let dir = tempfile::tempdir().unwrap();
         let outside = dir.path().join("outside");
-        fs::write(&outside, "keep me").unwrap();
-        let old = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
-        File::options()
-            .write(true)
-            .open(&outside)
-            .unwrap()
-            .set_modified(old)
-            .unwrap();
+        let old = write_old_foreign_file(&outside);
+        let kept = fs::read(&outside).unwrap();
         let link = dir.path().join("link");
         std::os::unix::fs::symlink(&outside, &link).unwrap();
         let pipe = dir.path().join("pipe");
@@ -296,7 +309,7 @@ mod tests {
         assert_eq!(fs::read(&link).unwrap(), b"new");
         assert!(!fs::symlink_metadata(&link).unwrap().is_symlink());
         assert!(started.elapsed() < Duration::from_secs(5));
-        assert_eq!(fs::read(&outside).unwrap(), b"keep me");
+        assert_eq!(fs::read(&outside).unwrap(), kept);
         assert_eq!(fs::metadata(&outside).unwrap().modified().unwrap(), old);
     }
 

@@ -36,12 +36,10 @@ use std::fs::OpenOptions;
 use std::io;
 use std::path::{Path, PathBuf};
 
-pub use env::{Env, ProcessEnv};
+pub use env::Env;
 pub use fsio::read_small;
 pub use tally_protocol::Day;
-pub use tally_sys::{
-    CounterFile, FileId, FileMeta, ReadError, Snapshot, parse as parse_counter_file,
-};
+pub use tally_sys::{CounterFile, FileMeta, ReadError, Snapshot, parse as parse_counter_file};
 
 /// Errors of the data directory.
 #[derive(Debug, thiserror::Error)]

@@ -6,6 +6,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::*;
+use tally_sys::FileId;
 
 /// What a version is when it has no numeric core (and what a tool without one counts under).
 pub const UNKNOWN_VERSION: &str = "unknown";
@@ -210,23 +211,11 @@ impl Store {
         }
     }
 
-    /// Adds 1 to each of `names` in the current file (see [`Store::open_current`]). Corruption
-    /// that only shows while walking the file (a chain cycle, a pointer past the end) is handled
-    /// like corruption found at open: the file is quarantined, a fresh one started, and all the
-    /// names counted there. Returns whether a file was created.
+    /// Adds 1 to each of `names` in the current file (see [`Store::open_current`]) and hands the
+    /// file back still mapped (see [`Counted`]). Corruption that only shows while walking the
+    /// file (a chain cycle, a pointer past the end) is handled like corruption found at open:
+    /// the file is quarantined, a fresh one started, and all the names counted there.
     pub fn count_names(
-        &self,
-        program: &str,
-        version: &str,
-        today: Day,
-        names: &[&str],
-    ) -> Result<bool, Error> {
-        self.count_names_kept(program, version, today, names)
-            .map(|counted| counted.created_file)
-    }
-
-    /// [`Store::count_names`], handing back the file still mapped (see [`Counted`]).
-    pub fn count_names_kept(
         &self,
         program: &str,
         version: &str,
@@ -234,22 +223,20 @@ impl Store {
         names: &[&str],
     ) -> Result<Counted, Error> {
         let (file, created) = self.open_current(program, version, today)?;
-        let Err(e) = names.iter().try_for_each(|name| file.add(name, 1)) else {
-            return Ok(Counted {
-                created_file: created,
-                file,
-            });
+        let (file, created) = match names.iter().try_for_each(|name| file.add(name, 1)) {
+            Ok(()) => (file, created),
+            Err(e) if e.needs_quarantine() => {
+                let path = file.path().to_path_buf();
+                drop(file);
+                self.quarantine_if_same(&path, e.file_id(), &quarantine_reason(&e))?;
+                let (file, created) = self.open_current(program, version, today)?;
+                for name in names {
+                    file.add(name, 1)?;
+                }
+                (file, created)
+            }
+            Err(e) => return Err(e.into()),
         };
-        if !e.needs_quarantine() {
-            return Err(e.into());
-        }
-        let path = file.path().to_path_buf();
-        drop(file);
-        self.quarantine_if_same(&path, e.file_id(), &quarantine_reason(&e))?;
-        let (file, created) = self.open_current(program, version, today)?;
-        for name in names {
-            file.add(name, 1)?;
-        }
         Ok(Counted {
             created_file: created,
             file,
@@ -288,18 +275,7 @@ impl Store {
     /// included (reading them fails as an invalid file, so that they are moved aside like any
     /// corrupt one). A `counters/` that is not a real directory is not read through.
     pub(crate) fn counter_paths(&self) -> Vec<PathBuf> {
-        let Ok(entries) = fsio::read_own_dir(&self.home.counters_dir()) else {
-            return Vec::new();
-        };
-        entries
-            .into_iter()
-            .map(|e| e.path())
-            .filter(|p| {
-                p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| !n.starts_with('.') && n.ends_with(".count"))
-            })
-            .collect()
+        fsio::visible_entries(&self.home.counters_dir(), ".count")
     }
 
     /// Moves `path` into `quarantine/` (never overwriting an earlier quarantined file) and
@@ -452,7 +428,7 @@ impl Home {
     ) -> Result<Counted, Error> {
         let counted = self
             .counter_store()
-            .count_names_kept(program, version, today, names)?;
+            .count_names(program, version, today, names)?;
         if counted.created_file {
             // A new file means a new week (or a new program version): the one moment, at most
             // weekly per program, when the hot path pays for retention. This keeps the

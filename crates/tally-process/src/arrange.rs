@@ -30,7 +30,8 @@
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 
-use crate::identity::{FileId, file_stem, is_binary_name};
+use crate::identity::{file_stem, is_binary_name};
+use tally_sys::FileId;
 
 /// The environment variables this arrangement reads (cargo's, not tally's).
 #[derive(Debug, Default, Clone)]
@@ -43,11 +44,11 @@ pub struct CargoEnv {
 
 impl CargoEnv {
     pub fn from_process() -> CargoEnv {
-        CargoEnv::from_snapshot(&tally_home::ProcessEnv::capture())
+        CargoEnv::from_snapshot(&tally_home::env::ProcessEnv::capture())
     }
 
     /// The same, out of an environment already copied.
-    pub fn from_snapshot(env: &tally_home::ProcessEnv) -> CargoEnv {
+    pub fn from_snapshot(env: &tally_home::env::ProcessEnv) -> CargoEnv {
         CargoEnv {
             rustc_wrapper: env.get("RUSTC_WRAPPER").map(OsStr::to_os_string),
             cargo_build_rustc_wrapper: env.non_empty("CARGO_BUILD_RUSTC_WRAPPER"),
@@ -257,12 +258,18 @@ pub fn configured_wrapper(cwd: &Path, env: &CargoEnv) -> Option<OsString> {
 mod tests {
     use super::*;
 
+    /// An empty file standing for the installed `tally` binary, at `bin/tally` under `root`.
+    fn installed_tally(root: &Path) -> PathBuf {
+        let tally = root.join("bin/tally");
+        std::fs::create_dir_all(tally.parent().unwrap()).unwrap();
+        std::fs::write(&tally, "").unwrap();
+        tally
+    }
+
     #[test]
     fn follows_cargo_precedence() {
         let tmp = tempfile::tempdir().unwrap();
-        let tally = tmp.path().join("bin/tally");
-        std::fs::create_dir_all(tally.parent().unwrap()).unwrap();
-        std::fs::write(&tally, "").unwrap();
+        let tally = installed_tally(tmp.path());
         let project = tmp.path().join("ws/member");
         std::fs::create_dir_all(project.join(".cargo")).unwrap();
         std::fs::create_dir_all(tmp.path().join("ws/.cargo")).unwrap();
@@ -413,9 +420,7 @@ mod tests {
     #[test]
     fn each_user_wrapper_gets_a_path_of_its_own() {
         let tmp = tempfile::tempdir().unwrap();
-        let tally = tmp.path().join("bin/tally");
-        std::fs::create_dir_all(tally.parent().unwrap()).unwrap();
-        std::fs::write(&tally, "").unwrap();
+        let tally = installed_tally(tmp.path());
         let data = tmp.path().join("data");
         std::fs::create_dir(&data).unwrap();
         assert_eq!(wrapper_path(&tally, None, &data), tally);

@@ -8,7 +8,7 @@
 use std::ffi::{CStr, CString, OsStr, OsString};
 use std::path::Path;
 
-use crate::{CStringBlock, ProcessEnv};
+use tally_home::env::{CStringBlock, ProcessEnv, entry_has_name, split_entry};
 
 /// Environment changes for the `exec`.
 #[derive(Debug, Default)]
@@ -94,7 +94,7 @@ pub fn environment_with<'a>(
     // Each new entry's name, from the entry itself.
     let set_names: Vec<&[u8]> = set
         .iter()
-        .map(|e| crate::split_entry(e.to_bytes()).map_or(&[][..], |(k, _)| k.as_bytes()))
+        .map(|e| split_entry(e.to_bytes()).map_or(&[][..], |(k, _)| k.as_bytes()))
         .collect();
     let mut out = Vec::with_capacity(current.len() + set.len());
     // The new entries still to place, by index; each leaves this list where it is first
@@ -103,7 +103,7 @@ pub fn environment_with<'a>(
     // Each entry is matched against the few changed names directly (`NAME=` at its start)
     // rather than split at its `=` first: the environment has dozens of entries and the shim
     // builds this on every run.
-    let named = |entry: &[u8], name: &[u8]| crate::entry_has_name(entry, name);
+    let named = |entry: &[u8], name: &[u8]| entry_has_name(entry, name);
     for entry in current.as_cstrs_iter() {
         let entry = entry?;
         let bytes = entry.to_bytes();

@@ -1,5 +1,6 @@
-//! Which file is this binary, and where are tally's two binaries (`tally`, the CLI, and
-//! `tally-shim`, the hot path, installed side by side) under names that can be run.
+//! Which file is this binary, and what tally's two binaries (`tally`, the CLI, and
+//! `tally-shim`, the hot path, installed side by side) are called and run as (finding the other
+//! one on disk is [`crate::lookup`]'s).
 //!
 //! Shims are links (symbolic or hard) to one binary, so "is this candidate me?" is answered by
 //! file identity (device and inode), never by directory or file name.
@@ -7,8 +8,7 @@
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
-/// A file's identity (device and inode): the one type for it, shared with the counter files.
-pub use tally_sys::FileId;
+use tally_sys::FileId;
 
 /// The running binary, as the PATH search needs to recognise it among the candidates.
 ///
@@ -142,17 +142,6 @@ pub fn wrapper_exe() -> Option<PathBuf> {
         .find(|sibling| FileId::of_target(sibling) == Some(me))
 }
 
-/// The `tally` CLI, for what the hot path asks of it (`tally upload --background`): this binary
-/// when it is `tally`, else the `tally` installed beside it. `None` if there is none.
-pub fn cli_exe() -> Option<PathBuf> {
-    let exe = wrapper_exe()?;
-    if file_stem(&exe) == Some(CLI_BINARY) {
-        return Some(exe);
-    }
-    let cli = exe.with_file_name(CLI_BINARY);
-    crate::lookup::executable(&cli).map(|_| cli)
-}
-
 /// The identity of the file at `path` if it is one of tally's binaries: this one (`this`), or one
 /// reached through a symbolic link to a file named `tally` or `tally-shim` (a shim linked to the
 /// other binary of the install: cargo passes tally's `rustc` shim as the compiler when it finds
@@ -165,13 +154,6 @@ pub fn tally_file(path: &Path, this: Option<FileId>) -> Option<FileId> {
     }
     let target = std::fs::read_link(path).ok()?;
     is_binary_name(file_stem(&target)).then_some(id)
-}
-
-/// The hot-path binary installed beside `cli` (a path to `tally`), if it is there and
-/// executable.
-pub fn hot_binary_beside(cli: &Path) -> Option<PathBuf> {
-    let hot = cli.with_file_name(HOT_BINARY);
-    crate::lookup::executable(&hot).map(|_| hot)
 }
 
 /// The file stem of `path` with a trailing `.exe` removed, if it is UTF-8.

@@ -1,12 +1,13 @@
 //! Finding the real tool: the first executable of the tool's name on `PATH` that is not this
 //! binary (compared by file identity), exactly as a shell would have found it had tally's shims
-//! not been there.
+//! not been there; and tally's own binaries beside this one (the CLI, the hot-path binary).
 
-use crate::identity::{FileId, ThisBinary};
+use crate::identity::{CLI_BINARY, HOT_BINARY, ThisBinary, file_stem, wrapper_exe};
 use std::ffi::OsStr;
 use std::fs::Metadata;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use tally_sys::FileId;
 
 /// The real tool and what `stat` said about it (reused for the version cache key).
 #[derive(Debug)]
@@ -114,6 +115,24 @@ pub fn executable_entry(path: &Path) -> Option<(Metadata, bool)> {
         entry
     };
     (meta.is_file() && meta.permissions().mode() & 0o111 != 0).then_some((meta, symlink))
+}
+
+/// The `tally` CLI, for what the hot path asks of it (`tally upload --background`): this binary
+/// when it is `tally`, else the `tally` installed beside it. `None` if there is none.
+pub fn cli_exe() -> Option<PathBuf> {
+    let exe = wrapper_exe()?;
+    if file_stem(&exe) == Some(CLI_BINARY) {
+        return Some(exe);
+    }
+    let cli = exe.with_file_name(CLI_BINARY);
+    executable(&cli).map(|_| cli)
+}
+
+/// The hot-path binary installed beside `cli` (a path to `tally`), if it is there and
+/// executable.
+pub fn hot_binary_beside(cli: &Path) -> Option<PathBuf> {
+    let hot = cli.with_file_name(HOT_BINARY);
+    executable(&hot).map(|_| hot)
 }
 
 #[cfg(test)]

@@ -46,7 +46,7 @@ pub struct RustupEnv {
 
 impl RustupEnv {
     /// The variables out of an environment already copied.
-    pub fn from_snapshot(env: &tally_home::ProcessEnv) -> RustupEnv {
+    pub fn from_snapshot(env: &tally_home::env::ProcessEnv) -> RustupEnv {
         RustupEnv {
             rustup_toolchain: env.non_empty("RUSTUP_TOOLCHAIN"),
             rustup_home: env.non_empty("RUSTUP_HOME").map(PathBuf::from),

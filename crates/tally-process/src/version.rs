@@ -506,7 +506,7 @@ pub fn versioned_binary(
     real_meta: &Metadata,
     real_is_symlink: bool,
     args: &[OsString],
-    env: &tally_home::ProcessEnv,
+    env: &tally_home::env::ProcessEnv,
 ) -> Option<(PathBuf, Metadata)> {
     let is_rust = matches!(
         tool,
@@ -540,25 +540,34 @@ fn entries(dir: &Path) -> Vec<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tally_test_support::write_script;
 
     #[test]
     fn parses_real_outputs() {
-        assert_eq!(
-            parse_version(Tool::Cargo, "cargo 1.95.0 (f2d3ce0bd 2026-03-21)\n").as_deref(),
-            Some("1.95.0")
-        );
-        assert_eq!(
-            parse_version(Tool::Rustc, "rustc 1.97.0-nightly (abc 2026-05-01)").as_deref(),
-            Some("1.97.0-nightly")
-        );
-        assert_eq!(
-            parse_version(Tool::Rustfmt, "rustfmt 1.8.0-stable (5980761 2026-04-14)").as_deref(),
-            Some("1.8.0-stable")
-        );
-        assert_eq!(
-            parse_version(Tool::Go, "go version go1.19.8 linux/amd64\n").as_deref(),
-            Some("go1.19.8")
-        );
+        for (tool, output, want) in [
+            (
+                Tool::Cargo,
+                "cargo 1.95.0 (f2d3ce0bd 2026-03-21)\n",
+                "1.95.0",
+            ),
+            (
+                Tool::Rustc,
+                "rustc 1.97.0-nightly (abc 2026-05-01)",
+                "1.97.0-nightly",
+            ),
+            (
+                Tool::Rustfmt,
+                "rustfmt 1.8.0-stable (5980761 2026-04-14)",
+                "1.8.0-stable",
+            ),
+            (Tool::Go, "go version go1.19.8 linux/amd64\n", "go1.19.8"),
+        ] {
+            assert_eq!(
+                parse_version(tool, output).as_deref(),
+                Some(want),
+                "{output:?}"
+            );
+        }
         assert_eq!(parse_version(Tool::Rustc, "rustc /home/secret/path"), None);
         assert_eq!(parse_version(Tool::Rustc, ""), None);
     }
@@ -567,9 +576,7 @@ mod tests {
     fn caches_by_identity_and_never_stores_the_path() {
         let tmp = tempfile::tempdir().unwrap();
         let bin = tmp.path().join("secretdir-rustc");
-        std::fs::write(&bin, "#!/bin/sh\necho \"rustc 1.2.3 (x y)\"\n").unwrap();
-        std::fs::set_permissions(&bin, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .unwrap();
+        write_script(&bin, "echo \"rustc 1.2.3 (x y)\"\n");
         let home = Home::at(tmp.path().join("data"));
         let versions = home.versions_dir();
         let meta = std::fs::metadata(&bin).unwrap();
@@ -605,9 +612,7 @@ mod tests {
     fn a_hanging_or_failing_tool_is_unknown() {
         let tmp = tempfile::tempdir().unwrap();
         let bin = tmp.path().join("rustc");
-        std::fs::write(&bin, "#!/bin/sh\nexit 3\n").unwrap();
-        std::fs::set_permissions(&bin, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .unwrap();
+        write_script(&bin, "exit 3\n");
         let meta = std::fs::metadata(&bin).unwrap();
         let home = Home::at(tmp.path().join("v"));
         let versions = home.versions_dir();
@@ -628,16 +633,13 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let bin = tmp.path().join("rustc");
         let child_pid = tmp.path().join("child.pid");
-        std::fs::write(
+        write_script(
             &bin,
-            format!(
-                "#!/bin/sh\nsleep 120 &\necho $! > {0}.tmp; mv {0}.tmp {0}\nwait\n",
+            &format!(
+                "sleep 120 &\necho $! > {0}.tmp; mv {0}.tmp {0}\nwait\n",
                 child_pid.display()
             ),
-        )
-        .unwrap();
-        std::fs::set_permissions(&bin, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .unwrap();
+        );
         let started = Instant::now();
         assert!(matches!(
             run_with_timeout(&bin, &["--version"], Duration::from_millis(500)),
@@ -650,26 +652,13 @@ mod tests {
             .parse()
             .unwrap();
         // Killed, and reaped by whoever is its parent now: gone or a zombie within seconds.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let gone = std::fs::read_to_string(format!("/proc/{child}/stat"))
-                .map(|s| {
-                    s.rsplit(')')
-                        .next()
-                        .unwrap_or("")
-                        .trim_start()
-                        .starts_with('Z')
-                })
-                .unwrap_or(true);
-            if gone {
-                break;
+        tally_test_support::wait_for(Duration::from_secs(10), Duration::from_millis(20), || {
+            if tally_test_support::has_exited(child) {
+                Ok(())
+            } else {
+                Err(format!("the query's child {child} outlived it"))
             }
-            assert!(
-                Instant::now() < deadline,
-                "the query's child {child} outlived it"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        });
     }
 
     /// The answer is read while the query runs and when it exits: a process it left behind
@@ -678,13 +667,7 @@ mod tests {
     fn a_leftover_holding_stdout_does_not_hold_the_answer() {
         let tmp = tempfile::tempdir().unwrap();
         let bin = tmp.path().join("rustc");
-        std::fs::write(
-            &bin,
-            "#!/bin/sh\necho 'rustc 1.2.3 (x y)'\nsleep 30 &\nexit 0\n",
-        )
-        .unwrap();
-        std::fs::set_permissions(&bin, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .unwrap();
+        write_script(&bin, "echo 'rustc 1.2.3 (x y)'\nsleep 30 &\nexit 0\n");
         let started = Instant::now();
         let Ran::Succeeded(out) = run_with_timeout(&bin, &["--version"], QUERY_TIMEOUT) else {
             panic!("no answer");
@@ -737,23 +720,43 @@ mod tests {
 mod planted {
     use super::*;
     use std::time::{Duration, Instant};
+    use tally_test_support::write_script;
 
-    fn fake_tool(dir: &Path, output: &str) -> (PathBuf, Metadata) {
-        let bin = dir.join("rustc");
-        std::fs::write(&bin, format!("#!/bin/sh\necho '{output}'\n")).unwrap();
-        std::fs::set_permissions(&bin, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .unwrap();
-        let meta = std::fs::metadata(&bin).unwrap();
-        (bin, meta)
+    /// A rustc that prints `output` and an empty data directory, in a temporary directory.
+    struct FakeRustc {
+        tmp: tempfile::TempDir,
+        bin: PathBuf,
+        meta: Metadata,
+        home: Home,
+    }
+
+    impl FakeRustc {
+        fn new(output: &str) -> FakeRustc {
+            let tmp = tempfile::tempdir().unwrap();
+            let bin = tmp.path().join("rustc");
+            write_script(&bin, &format!("echo '{output}'\n"));
+            let meta = std::fs::metadata(&bin).unwrap();
+            let home = Home::at(tmp.path().join("data"));
+            FakeRustc {
+                tmp,
+                bin,
+                meta,
+                home,
+            }
+        }
+
+        /// The version the shims take it to have: from the cache, or by asking it.
+        fn version(&self) -> String {
+            version_of(Tool::Rustc, &self.bin, &self.meta, &self.home)
+        }
     }
 
     /// A custom build's suffix never reaches the cache: only the normalised version does.
     #[test]
     fn the_cache_keeps_only_the_normalised_version() {
-        let tmp = tempfile::tempdir().unwrap();
-        let (bin, meta) = fake_tool(tmp.path(), "rustc 1.96.0-alice_secret_token (x y)");
-        let home = Home::at(tmp.path().join("data"));
-        assert_eq!(version_of(Tool::Rustc, &bin, &meta, &home), "1.96.0");
+        let rustc = FakeRustc::new("rustc 1.96.0-alice_secret_token (x y)");
+        let home = &rustc.home;
+        assert_eq!(rustc.version(), "1.96.0");
         for entry in entries(&home.versions_dir()) {
             let text = std::fs::read_to_string(entry).unwrap();
             assert_eq!(text, "1.96.0\n");
@@ -761,7 +764,7 @@ mod planted {
         // An entry an older tally wrote raw is asked again and replaced.
         let entry = entries(&home.versions_dir()).remove(0);
         std::fs::write(&entry, "1.96.0-alice_secret_token\n").unwrap();
-        assert_eq!(version_of(Tool::Rustc, &bin, &meta, &home), "1.96.0");
+        assert_eq!(rustc.version(), "1.96.0");
         assert_eq!(std::fs::read_to_string(&entry).unwrap(), "1.96.0\n");
     }
 
@@ -769,21 +772,20 @@ mod planted {
     /// waited on: the tool is asked, and the entry (or directory) replaced by a real one.
     #[test]
     fn planted_entries_are_replaced_not_followed() {
-        let tmp = tempfile::tempdir().unwrap();
-        let (bin, meta) = fake_tool(tmp.path(), "rustc 1.2.3 (x y)");
-        let home = Home::at(tmp.path().join("data"));
-        assert_eq!(version_of(Tool::Rustc, &bin, &meta, &home), "1.2.3");
+        let rustc = FakeRustc::new("rustc 1.2.3 (x y)");
+        let (tmp, home) = (&rustc.tmp, &rustc.home);
+        assert_eq!(rustc.version(), "1.2.3");
         let entry = entries(&home.versions_dir()).remove(0);
         let started = Instant::now();
         std::fs::remove_file(&entry).unwrap();
         nix::unistd::mkfifo(&entry, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
-        assert_eq!(version_of(Tool::Rustc, &bin, &meta, &home), "1.2.3");
+        assert_eq!(rustc.version(), "1.2.3");
         assert!(std::fs::symlink_metadata(&entry).unwrap().is_file());
         let outside = tmp.path().join("outside");
         std::fs::write(&outside, "9.9.9\n").unwrap();
         std::fs::remove_file(&entry).unwrap();
         std::os::unix::fs::symlink(&outside, &entry).unwrap();
-        assert_eq!(version_of(Tool::Rustc, &bin, &meta, &home), "1.2.3");
+        assert_eq!(rustc.version(), "1.2.3");
         assert_eq!(std::fs::read_to_string(&outside).unwrap(), "9.9.9\n");
         // FIFOs at the lock files: not waited on, replaced by lock files.
         std::fs::remove_file(&entry).unwrap();
@@ -795,7 +797,7 @@ mod planted {
             )
             .unwrap();
         }
-        assert_eq!(version_of(Tool::Rustc, &bin, &meta, &home), "1.2.3");
+        assert_eq!(rustc.version(), "1.2.3");
         let queries = std::fs::symlink_metadata(home.versions_dir().join(QUERIES_LOCK)).unwrap();
         assert!(queries.is_file());
         // `versions/` itself a link to a directory holding a planted answer.
@@ -804,7 +806,7 @@ mod planted {
         std::fs::write(elsewhere.join(entry.file_name().unwrap()), "9.9.9\n").unwrap();
         std::fs::remove_dir_all(home.versions_dir()).unwrap();
         std::os::unix::fs::symlink(&elsewhere, home.versions_dir()).unwrap();
-        assert_eq!(version_of(Tool::Rustc, &bin, &meta, &home), "1.2.3");
+        assert_eq!(rustc.version(), "1.2.3");
         assert!(
             std::fs::symlink_metadata(home.versions_dir())
                 .unwrap()

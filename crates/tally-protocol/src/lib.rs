@@ -40,7 +40,7 @@ pub use config::{CounterConfig, ProgramConfig, UploadConfig};
 pub use day::Day;
 pub use program::{MAX_PROGRAM_NAME_LEN, is_program_name};
 #[cfg(feature = "wire")]
-pub use report::{ProgramReport, Report};
+pub use report::{ProgramReport, Report, SectionKey};
 
 /// Largest upload config body a client will download or verify (1 MiB).
 pub const MAX_CONFIG_BYTES: usize = 1024 * 1024;

@@ -77,6 +77,22 @@ pub struct ProgramReport {
     pub counters: BTreeMap<String, u64>,
 }
 
+/// What tells a report's sections apart: (program, version, os, arch), the order they are
+/// sorted in.
+pub type SectionKey = (String, String, String, String);
+
+impl From<(SectionKey, BTreeMap<String, u64>)> for ProgramReport {
+    fn from(((program, version, os, arch), counters): (SectionKey, BTreeMap<String, u64>)) -> Self {
+        ProgramReport {
+            program,
+            version,
+            os,
+            arch,
+            counters,
+        }
+    }
+}
+
 /// The `programs` list: refused when empty, when a program name breaks the rule
 /// ([`crate::is_program_name`]) or when two sections have the same key.
 fn sections<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ProgramReport>, D::Error> {

@@ -153,30 +153,29 @@ mod tests {
 
     #[test]
     fn canonical_versions_keep_only_the_number_and_channel() {
-        assert_eq!(canonical("1.95.0").as_deref(), Some("1.95.0"));
-        assert_eq!(canonical("go1.19.8").as_deref(), Some("1.19.8"));
-        assert_eq!(canonical("1.19").as_deref(), Some("1.19.0"));
-        assert_eq!(
-            canonical("1.96.0-nightly").as_deref(),
-            Some("1.96.0-nightly")
-        );
-        assert_eq!(canonical("1.96.0-beta.3").as_deref(), Some("1.96.0-beta.3"));
-        assert_eq!(
-            canonical("1.96.0-dev (/home/alice/rust abc123)").as_deref(),
-            Some("1.96.0-dev")
-        );
-        assert_eq!(canonical("1.96.0-alice-secret").as_deref(), Some("1.96.0"));
-        assert_eq!(canonical("1.96.0-beta.12345").as_deref(), Some("1.96.0"));
-        assert_eq!(
-            canonical("1.96.0-beta.07").as_deref(),
-            Some("1.96.0-beta.7")
-        );
-        assert_eq!(canonical("01.095.00").as_deref(), Some("1.95.0"));
-        assert_eq!(canonical("100.0.0"), None);
-        assert_eq!(canonical("1.1000.0"), None);
-        assert_eq!(canonical("99999.99999.99999"), None);
-        assert_eq!(canonical("devel go1.23-abc /tmp/x"), None);
-        assert_eq!(canonical("unknown"), None);
+        for (version, want) in [
+            ("1.95.0", "1.95.0"),
+            ("go1.19.8", "1.19.8"),
+            ("1.19", "1.19.0"),
+            ("1.96.0-nightly", "1.96.0-nightly"),
+            ("1.96.0-beta.3", "1.96.0-beta.3"),
+            ("1.96.0-dev (/home/alice/rust abc123)", "1.96.0-dev"),
+            ("1.96.0-alice-secret", "1.96.0"),
+            ("1.96.0-beta.12345", "1.96.0"),
+            ("1.96.0-beta.07", "1.96.0-beta.7"),
+            ("01.095.00", "1.95.0"),
+        ] {
+            assert_eq!(canonical(version).as_deref(), Some(want), "{version}");
+        }
+        for version in [
+            "100.0.0",
+            "1.1000.0",
+            "99999.99999.99999",
+            "devel go1.23-abc /tmp/x",
+            "unknown",
+        ] {
+            assert_eq!(canonical(version), None, "{version}");
+        }
     }
 
     #[cfg(feature = "wire")]

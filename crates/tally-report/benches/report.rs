@@ -12,11 +12,15 @@
 use std::path::Path;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use tally_config::Endpoint;
-use tally_config::signing::TestKeyPair;
 use tally_home::{Home, Mode, counter_file_name};
 use tally_protocol::Day;
 use tally_sys::{CounterFile, FileMeta};
+use tally_test_support::home::copy_dir;
+
+// The signed config set-up of this crate's tests.
+#[path = "../tests/report/support.rs"]
+mod support;
+use support::install_config;
 
 const FILES: usize = 1000;
 const PROGRAMS: [&str; 6] = ["cargo", "rustc", "rustfmt", "cargo-fmt", "go", "gofmt"];
@@ -51,35 +55,7 @@ fn populate(root: &Path) {
                 .unwrap();
         }
     }
-    let key = TestKeyPair::generate();
-    let endpoint = Endpoint::new(
-        "https://collector.example",
-        std::slice::from_ref(&key.public_base64),
-    )
-    .unwrap();
-    endpoint.save(&home.config_dir()).unwrap();
-    let sig = key.sign(CONFIG.as_bytes(), "bench");
-    tally_config::cache::accept_and_store(
-        &endpoint,
-        &home.config_dir(),
-        CONFIG.as_bytes(),
-        sig.as_bytes(),
-        "2026-11-17".parse().unwrap(),
-    )
-    .unwrap();
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
+    install_config(&home, CONFIG, "2026-11-17".parse().unwrap());
 }
 
 fn bench(c: &mut Criterion) {

@@ -13,8 +13,9 @@
 //!    the two copies' `x` identical; re-deciding on every run lets a config that arrives later
 //!    apply to a week that has already ended (with the same `x`).
 //!
-//! Counter files that are not valid counter files are quarantined (with the reason) and
-//! reported; a file that can't be read at all holds its week back until it can.
+//! The counter files are read by [`crate::weeks`], whose policy applies: files that are not
+//! valid counter files are quarantined (with the reason) and reported; a file that can't be
+//! read at all holds its week back until it can.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -22,12 +23,15 @@ use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 
 use tally_home::{Home, Mode, Snapshot, fsio};
-use tally_protocol::{Day, ProgramReport, Report};
+use tally_protocol::{Day, ProgramReport, Report, SectionKey};
 
 use crate::filter::{Withheld, upload_copy};
+/// Read through [`crate::weeks`], like every reader of the user's weeks.
+pub use crate::weeks::read_local;
+use crate::weeks::{self, SkipKind};
 
 /// The folders under `reports/`.
-pub const LOCAL: &str = "local";
+pub use crate::weeks::LOCAL;
 pub const PENDING: &str = "pending";
 pub const SENT: &str = "sent";
 pub const REFUSED: &str = "refused";
@@ -106,60 +110,19 @@ fn consume_ended_weeks(
 ) -> Result<BTreeMap<Day, Report>, BuildError> {
     // Reports written by this run, so that step B need not read them back.
     let mut just_built = BTreeMap::new();
-    let store = home.counter_store();
-    let mut weeks: BTreeMap<Day, Vec<(PathBuf, Snapshot)>> = BTreeMap::new();
-    let mut held_back: Vec<Day> = Vec::new();
-    for (path, read) in store.list() {
-        let snapshot = match read {
-            Ok(snapshot) => snapshot,
-            Err(e) if e.is_invalid_file() => {
-                quarantine(home, &path, &e.to_string(), summary);
-                continue;
-            }
-            Err(e) => {
-                // Can't read it now (permissions, I/O): keep its week back so that it isn't
-                // reported without this file's counts.
-                if let Some(week) = week_from_file_name(&path) {
-                    held_back.push(week);
-                }
-                summary.problems.push(format!(
-                    "{e}; its week is not reported until the file can be read (fix its \
-                     permissions, or delete it)"
-                ));
-                continue;
-            }
-        };
-        let days = (
-            snapshot.meta.week_start.parse::<Day>(),
-            snapshot.meta.week_end.parse::<Day>(),
-        );
-        let (Ok(start), Ok(end)) = days else {
-            let reason = format!(
-                "its header's week {:?}..{:?} is not a pair of YYYY-MM-DD days",
-                snapshot.meta.week_start, snapshot.meta.week_end
-            );
-            quarantine(home, &path, &reason, summary);
-            continue;
-        };
-        // A report holds only program names that follow the shared rule (the collector and
-        // `Report::parse` refuse any other): a file naming another kind of program is not one
-        // tally's writers made.
-        if !tally_protocol::is_program_name(&snapshot.meta.program) {
-            // The name itself stays out of the reason: it is whatever the file held.
-            let reason = "its header's program name is not 1 to 64 lowercase ASCII letters, \
-                          digits, `-` and `_` starting with a letter or digit";
-            quarantine(home, &path, reason, summary);
-            continue;
-        }
-        if end <= today {
-            weeks.entry(start).or_default().push((path, snapshot));
+    let (files, skipped) = weeks::counter_files(home, true);
+    let held_back = note_skipped(skipped, summary);
+    let mut ended: BTreeMap<Day, Vec<(PathBuf, Snapshot)>> = BTreeMap::new();
+    for file in files {
+        if file.end <= today && !held_back.contains(&file.week) {
+            ended
+                .entry(file.week)
+                .or_default()
+                .push((file.path, file.snapshot));
         }
     }
     let local_dir = home.reports_dir().join(LOCAL);
-    for (week, files) in weeks {
-        if held_back.contains(&week) {
-            continue;
-        }
+    for (week, files) in ended {
         let local_path = local_dir.join(format!("{week}.json"));
         let (paths, snapshots): (Vec<PathBuf>, Vec<Snapshot>) = files.into_iter().unzip();
         if fs::symlink_metadata(&local_path).is_err() {
@@ -187,47 +150,63 @@ fn consume_ended_weeks(
                 }
             }
         }
-        // The local report is on disk (fsynced): the counter files are now redundant.
-        for path in &paths {
-            if let Err(e) = fs::remove_file(path)
-                && e.kind() != io::ErrorKind::NotFound
-            {
-                summary.problems.push(format!(
-                    "cannot remove {} after reporting it: {e}; delete it by hand (its counts are \
-                     already in {})",
-                    path.display(),
-                    local_path.display()
-                ));
-            }
-        }
+        remove_reported(&paths, &local_path, summary);
     }
     Ok(just_built)
 }
 
-fn quarantine(home: &Home, path: &Path, reason: &str, summary: &mut BuildSummary) {
-    match home.counter_store().quarantine(path, reason) {
-        Ok(moved) => summary.quarantined.push((moved, reason.to_string())),
-        Err(e) => summary.problems.push(format!(
-            "{} is not a valid counter file ({reason}) and could not be quarantined: {e}; \
-             delete it by hand",
-            path.display()
-        )),
+/// Records the counter files the read skipped in `summary`; returns the weeks that are held
+/// back because one of their files can't be read now (so that they aren't reported without
+/// that file's counts).
+fn note_skipped(skipped: Vec<weeks::Skipped>, summary: &mut BuildSummary) -> Vec<Day> {
+    let mut held_back = Vec::new();
+    for skipped in skipped {
+        match (skipped.kind, skipped.quarantined_to) {
+            (_, Some(moved)) => summary.quarantined.push((moved, skipped.reason)),
+            (SkipKind::UnreadableCounterFile { week }, None) => {
+                held_back.extend(week);
+                summary.problems.push(format!(
+                    "{}; its week is not reported until the file can be read (fix its \
+                     permissions, or delete it)",
+                    skipped.reason
+                ));
+            }
+            (SkipKind::InvalidCounterFile { quarantine_failed }, None) => {
+                summary.problems.push(format!(
+                    "{} is not a valid counter file ({}) and could not be quarantined: {}; \
+                     delete it by hand",
+                    skipped.path.display(),
+                    skipped.reason,
+                    quarantine_failed.unwrap_or_default()
+                ));
+            }
+            (SkipKind::LocalReport, None) => {}
+        }
     }
+    held_back
 }
 
-/// `<program>@<version>-<os>-<arch>-<YYYY-MM-DD>.v1.count` → the week.
-fn week_from_file_name(path: &Path) -> Option<Day> {
-    let name = path.file_name()?.to_str()?;
-    let stem = name.strip_suffix(".count")?;
-    let stem = &stem[..stem.rfind('.')?];
-    stem.get(stem.len().checked_sub(10)?..)?.parse().ok()
+/// Removes the counter files of a week whose local report is on disk (fsynced): they are now
+/// redundant.
+fn remove_reported(paths: &[PathBuf], local_path: &Path, summary: &mut BuildSummary) {
+    for path in paths {
+        if let Err(e) = fs::remove_file(path)
+            && e.kind() != io::ErrorKind::NotFound
+        {
+            summary.problems.push(format!(
+                "cannot remove {} after reporting it: {e}; delete it by hand (its counts are \
+                 already in {})",
+                path.display(),
+                local_path.display()
+            ));
+        }
+    }
 }
 
 /// One report from a week's counter files: one section per (program, normalised version, os,
 /// arch), in that order, counts of files with the same key summed.
 pub fn merge(week: Day, x: f64, snapshots: impl IntoIterator<Item = Snapshot>) -> Report {
-    let mut sections: BTreeMap<(String, String, String, String), BTreeMap<String, u64>> =
-        BTreeMap::new();
+    let mut sections: BTreeMap<SectionKey, BTreeMap<String, u64>> = BTreeMap::new();
     for s in snapshots {
         // Files written by an older tally may hold a tool's raw version text; reports keep
         // only the normalised form, as new counter files do.
@@ -246,16 +225,7 @@ pub fn merge(week: Day, x: f64, snapshots: impl IntoIterator<Item = Snapshot>) -
             }
         }
     }
-    let programs = sections
-        .into_iter()
-        .map(|((program, version, os, arch), counters)| ProgramReport {
-            program,
-            version,
-            os,
-            arch,
-            counters,
-        })
-        .collect();
+    let programs = sections.into_iter().map(ProgramReport::from).collect();
     Report {
         week,
         x,
@@ -282,34 +252,6 @@ pub fn has_upload_copy(home: &Home, week: Day) -> bool {
     [PENDING, SENT, REFUSED].iter().any(|folder| {
         fs::symlink_metadata(home.reports_dir().join(folder).join(format!("{week}.json"))).is_ok()
     })
-}
-
-/// Largest local report read back (a week of 1,000 full counter files is about 1 MiB). Local
-/// copies are not bound by the upload limit: they hold everything.
-pub const MAX_LOCAL_REPORT_BYTES: u64 = 64 * 1024 * 1024;
-
-/// Reads a stored local report.
-pub fn read_local(home: &Home, week: Day) -> Result<Report, String> {
-    let path = home.reports_dir().join(LOCAL).join(format!("{week}.json"));
-    let invalid = |why: String| {
-        format!(
-            "{} is not a valid report ({why}); delete it to drop that week",
-            path.display()
-        )
-    };
-    let bytes = match fsio::read_capped(&path, MAX_LOCAL_REPORT_BYTES) {
-        Ok(Some(bytes)) => bytes,
-        Ok(None) => return Err(format!("cannot read {}: it does not exist", path.display())),
-        Err(e) => return Err(invalid(e.to_string())),
-    };
-    let report: Report = serde_json::from_slice(&bytes).map_err(|e| invalid(e.to_string()))?;
-    if !(report.x > 0.0 && report.x < 1.0) {
-        return Err(invalid(format!("x is {}, not in (0, 1)", report.x)));
-    }
-    if report.week != week {
-        return Err(invalid(format!("it holds week {}", report.week)));
-    }
-    Ok(report)
 }
 
 /// The verified config, or the reason there is none, for [`upload_copy`].

@@ -19,7 +19,7 @@ use std::fmt;
 
 use tally_home::Mode;
 use tally_protocol::{
-    Day, MAX_REPORT_AGE_DAYS, MAX_REPORT_BYTES, ProgramReport, Report, UploadConfig,
+    Day, MAX_REPORT_AGE_DAYS, MAX_REPORT_BYTES, ProgramReport, Report, SectionKey, UploadConfig,
 };
 
 /// Why a week's report is not sent. `Display` explains it to the user.
@@ -82,6 +82,28 @@ impl fmt::Display for Withheld {
     }
 }
 
+/// The gates a week's report passes before anything of it is sent, in order: the mode is on,
+/// consent was given before the week, the week is not too old, and there is a verified config
+/// (returned).
+pub(crate) fn may_send<'c>(
+    week: Day,
+    mode: Mode,
+    config: Result<&'c UploadConfig, &str>,
+    today: Day,
+) -> Result<&'c UploadConfig, Withheld> {
+    let Mode::On { since } = mode else {
+        return Err(Withheld::ModeNotOn(mode));
+    };
+    if since >= week {
+        return Err(Withheld::ConsentNotBeforeWeek { since, week });
+    }
+    let age_days = today.days_since(week);
+    if age_days > MAX_REPORT_AGE_DAYS {
+        return Err(Withheld::TooOld { week, age_days });
+    }
+    config.map_err(|reason| Withheld::NoConfig(reason.to_string()))
+}
+
 /// The upload copy of `local` (a week's full report), or why there is none.
 /// `config` is the verified config, or the reason there is none.
 pub fn upload_copy(
@@ -90,23 +112,7 @@ pub fn upload_copy(
     config: Result<&UploadConfig, &str>,
     today: Day,
 ) -> Result<Report, Withheld> {
-    let Mode::On { since } = mode else {
-        return Err(Withheld::ModeNotOn(mode));
-    };
-    if since >= local.week {
-        return Err(Withheld::ConsentNotBeforeWeek {
-            since,
-            week: local.week,
-        });
-    }
-    let age_days = today.days_since(local.week);
-    if age_days > MAX_REPORT_AGE_DAYS {
-        return Err(Withheld::TooOld {
-            week: local.week,
-            age_days,
-        });
-    }
-    let config = config.map_err(|reason| Withheld::NoConfig(reason.to_string()))?;
+    let config = may_send(local.week, mode, config, today)?;
     let x = local.x;
     if x > config.sample_rate {
         return Err(Withheld::SampledOut {
@@ -115,8 +121,7 @@ pub fn upload_copy(
         });
     }
     // Sections keyed by what is sent: two local versions with the same canonical form merge.
-    let mut sections: BTreeMap<(String, String, String, String), BTreeMap<String, u64>> =
-        BTreeMap::new();
+    let mut sections: BTreeMap<SectionKey, BTreeMap<String, u64>> = BTreeMap::new();
     for section in &local.programs {
         if !config.allows(
             &section.program,
@@ -155,13 +160,7 @@ pub fn upload_copy(
     let programs: Vec<ProgramReport> = sections
         .into_iter()
         .filter(|(_, counters)| !counters.is_empty())
-        .map(|((program, version, os, arch), counters)| ProgramReport {
-            program,
-            version,
-            os,
-            arch,
-            counters,
-        })
+        .map(ProgramReport::from)
         .collect();
     if programs.is_empty() {
         return Err(Withheld::NothingAllowed {

@@ -9,6 +9,8 @@
 //! - [`upload_copy`]: the pure upload decision (see [`filter`] for the rules, and the privacy
 //!   promise: nothing outside the config's vocabulary reaches an upload copy).
 //! - [`preview`]: the exact bytes the next upload would send, or why nothing would be sent.
+//! - [`read_weeks`]: every count tally holds, by week, for `tally show` and `tally view` (see
+//!   [`weeks`] for the one policy every reader of counter files and local reports follows).
 //!
 //! Each report has a random `x` in `(0, 1)`, drawn once when its week is built and shared by
 //! its local and upload copies: the report is sent only if `x <= sample_rate`, and a counter is
@@ -19,9 +21,11 @@
 pub mod build;
 pub mod filter;
 pub mod preview;
+pub mod weeks;
 
 pub use build::{
     BuildError, BuildSummary, BuiltWeek, build_due_reports, build_due_reports_with, fresh_x, merge,
 };
 pub use filter::{Withheld, upload_copy};
 pub use preview::{Preview, WeekPreview, preview};
+pub use weeks::{Holdings, Section, Skipped, Source, WeekCounts, read_weeks};

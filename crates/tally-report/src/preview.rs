@@ -7,13 +7,14 @@
 use std::fmt::Write as _;
 
 use tally_home::{Home, Mode};
-use tally_protocol::{Day, MAX_REPORT_AGE_DAYS, MAX_REPORT_BYTES, Report};
+use tally_protocol::{Day, MAX_REPORT_BYTES, Report};
 
 use crate::build::{
     BuildError, BuildSummary, LOCAL, PENDING, REFUSED, SENT, build_due_reports, config_for,
-    read_local, report_weeks,
+    report_weeks,
 };
-use crate::filter::{Withheld, upload_copy};
+use crate::filter::{Withheld, may_send, upload_copy};
+use crate::weeks::{counter_files, read_local};
 
 /// What the next upload would do, week by week.
 #[derive(Debug)]
@@ -128,11 +129,11 @@ pub fn preview(home: &Home, mode: Mode, today: Day) -> Result<Preview, BuildErro
         };
         previews.push(WeekPreview { week, outcome });
     }
-    let next_report_due = home
-        .counter_store()
-        .list()
+    // Read only: the build above has already quarantined what it had to.
+    let next_report_due = counter_files(home, false)
+        .0
         .into_iter()
-        .filter_map(|(_, r)| r.ok()?.meta.week_end.parse::<Day>().ok())
+        .map(|file| file.end)
         .filter(|end| *end > today)
         .min();
     Ok(Preview {
@@ -156,22 +157,6 @@ fn sendable(
             "the pending report is invalid ({e}); delete it from reports/pending/"
         ))
     })?;
-    let Mode::On { since } = mode else {
-        return Err(Withheld::ModeNotOn(mode));
-    };
-    if since >= report.week {
-        return Err(Withheld::ConsentNotBeforeWeek {
-            since,
-            week: report.week,
-        });
-    }
-    let age_days = today.days_since(report.week);
-    if age_days > MAX_REPORT_AGE_DAYS {
-        return Err(Withheld::TooOld {
-            week: report.week,
-            age_days,
-        });
-    }
-    config.map_err(|reason| Withheld::NoConfig(reason.to_string()))?;
+    may_send(report.week, mode, config, today)?;
     Ok(())
 }

@@ -35,12 +35,23 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::{Request, StatusCode};
 use hyper_util::rt::TokioIo;
-use tally_protocol::{Day, ProgramReport, Report};
+use tally_protocol::{Day, Report};
 
 #[derive(Parser)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+// The week and config version of the valid reports a command makes (a plain comment: a doc
+// comment here would become the help text of every subcommand that flattens it).
+#[derive(clap::Args, Clone, Copy)]
+struct Batch {
+    /// Week of every report (must be ended and recent for the server's clock).
+    #[arg(long)]
+    week: Day,
+    #[arg(long, default_value_t = 1)]
+    config_version: u64,
 }
 
 #[derive(Subcommand)]
@@ -49,11 +60,8 @@ enum Command {
         /// A server; give it several times to spread connections over replicas.
         #[arg(long, required = true)]
         addr: Vec<SocketAddr>,
-        /// Week of every report (must be ended and recent for the server's clock).
-        #[arg(long)]
-        week: Day,
-        #[arg(long, default_value_t = 1)]
-        config_version: u64,
+        #[command(flatten)]
+        batch: Batch,
         #[arg(long, default_value_t = 20_000)]
         valid: usize,
         #[arg(long, default_value_t = 2_000)]
@@ -82,10 +90,8 @@ enum Command {
         /// The replica written to, then (given again) the replica read from.
         #[arg(long, required = true)]
         addr: Vec<SocketAddr>,
-        #[arg(long)]
-        week: Day,
-        #[arg(long, default_value_t = 1)]
-        config_version: u64,
+        #[command(flatten)]
+        batch: Batch,
         #[arg(long, default_value_t = 10)]
         samples: usize,
     },
@@ -93,10 +99,8 @@ enum Command {
         /// A local store directory.
         #[arg(long)]
         store: PathBuf,
-        #[arg(long)]
-        week: Day,
-        #[arg(long, default_value_t = 1)]
-        config_version: u64,
+        #[command(flatten)]
+        batch: Batch,
         #[arg(long)]
         reports: usize,
         /// The generation to write into.
@@ -131,8 +135,7 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Run {
             addr,
-            week,
-            config_version,
+            batch,
             valid,
             invalid,
             concurrency,
@@ -142,8 +145,7 @@ fn main() -> anyhow::Result<()> {
             kill_after_ms,
         } => runtime.block_on(run(RunArgs {
             addr,
-            week,
-            config_version,
+            batch,
             valid,
             invalid,
             concurrency: concurrency.max(1),
@@ -158,31 +160,22 @@ fn main() -> anyhow::Result<()> {
         } => runtime.block_on(verify(addr, store, accepted)),
         Command::Visibility {
             addr,
-            week,
-            config_version,
+            batch,
             samples,
         } => {
             let [writer, reader, ..] = addr[..] else {
                 bail!("give --addr twice: the replica written to, then the one read from");
             };
-            runtime.block_on(visibility(writer, reader, week, config_version, samples))
+            runtime.block_on(visibility(writer, reader, batch, samples))
         }
         Command::Fill {
             store,
-            week,
-            config_version,
+            batch,
             reports,
             generation,
             seed,
             flat,
-        } => fill(
-            &store,
-            week,
-            config_version,
-            reports,
-            generation.filter(|_| !flat),
-            seed,
-        ),
+        } => fill(&store, batch, reports, generation.filter(|_| !flat), seed),
         Command::Stall {
             addr,
             clients,
@@ -201,8 +194,7 @@ fn main() -> anyhow::Result<()> {
 
 struct RunArgs {
     addr: Vec<SocketAddr>,
-    week: Day,
-    config_version: u64,
+    batch: Batch,
     valid: usize,
     invalid: usize,
     concurrency: usize,
@@ -218,36 +210,33 @@ struct Job {
     key: String,
 }
 
-fn valid_report(week: Day, config_version: u64, x: f64) -> Report {
-    let n = (x * 1000.0) as u64;
-    let mut counters = std::collections::BTreeMap::new();
-    counters.insert("cargo/invocations".to_string(), 1 + n % 50);
-    // Upload copies leave zero counts out, and the server refuses them.
-    if !n.is_multiple_of(7) {
-        counters.insert("cargo/subcommand:build".to_string(), n % 7);
-    }
-    if n.is_multiple_of(3) {
-        counters.insert("cargo/subcommand:test".to_string(), 1 + n % 5);
-    }
-    Report {
-        week,
-        x,
-        config_version: Some(config_version),
-        programs: vec![ProgramReport {
-            program: "cargo".into(),
-            version: if n.is_multiple_of(2) {
-                "1.95.0".into()
-            } else {
-                "1.96.0".into()
-            },
-            os: "linux".into(),
-            arch: if n.is_multiple_of(4) {
-                "aarch64".into()
-            } else {
-                "x86_64".into()
-            },
-            counters,
-        }],
+impl Batch {
+    /// A valid report of this batch, whose content follows from `x`.
+    fn report(self, x: f64) -> Report {
+        let n = (x * 1000.0) as u64;
+        let mut counters = vec![("cargo/invocations", 1 + n % 50)];
+        // Upload copies leave zero counts out, and the server refuses them.
+        if !n.is_multiple_of(7) {
+            counters.push(("cargo/subcommand:build", n % 7));
+        }
+        if n.is_multiple_of(3) {
+            counters.push(("cargo/subcommand:test", 1 + n % 5));
+        }
+        let version = if n.is_multiple_of(2) {
+            "1.95.0"
+        } else {
+            "1.96.0"
+        };
+        let mut cargo = tally_test_support::reports::section("cargo", version, &counters);
+        if n.is_multiple_of(4) {
+            cargo.arch = "aarch64".into();
+        }
+        Report {
+            week: self.week,
+            x,
+            config_version: Some(self.config_version),
+            programs: vec![cargo],
+        }
     }
 }
 
@@ -260,16 +249,16 @@ fn jobs(args: &RunArgs) -> Vec<Job> {
         if x <= 0.0 || !seen.insert(x.to_bits()) {
             continue;
         }
-        let body = valid_report(args.week, args.config_version, x).to_canonical_json();
+        let body = args.batch.report(x).to_canonical_json();
         jobs.push(Job {
             body: body.into(),
             valid: true,
-            key: format!("{} {}", args.week, tally_server::store::x_in_key(x)),
+            key: format!("{} {}", args.batch.week, tally_server::store::x_in_key(x)),
         });
     }
     for i in 0..args.invalid {
         let x = rng.f64().max(1e-9);
-        let mut report = valid_report(args.week, args.config_version, x);
+        let mut report = args.batch.report(x);
         let body: Vec<u8> = match i % 5 {
             0 => {
                 report.programs[0]
@@ -333,7 +322,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             next.clone(),
             stop.clone(),
             args.addr[i % args.addr.len()],
-            args.week,
+            args.batch.week,
         );
         workers.push(tokio::spawn(async move {
             worker(addr, week, &jobs, &next, &stop, deadline).await
@@ -499,13 +488,7 @@ async fn verify(addr: SocketAddr, store: PathBuf, accepted: PathBuf) -> anyhow::
         }
     }
     let stored = names.len();
-    let mut conn = connect(addr).await?;
-    let request = Request::get("/api/weeks")
-        .header(hyper::header::HOST, "127.0.0.1")
-        .body(Full::new(Bytes::new()))?;
-    let response = conn.send_request(request).await?;
-    let body = response.into_body().collect().await?.to_bytes();
-    let index: tally_protocol::aggregate::WeeksIndex = serde_json::from_slice(&body)?;
+    let index = weeks_index(addr).await?;
     let counted: u64 = index.weeks.iter().map(|w| w.reports).sum();
     println!(
         "accepted (2xx) {count}, missing from store {missing}, stored {stored}, counted by the server {counted}"
@@ -517,15 +500,20 @@ async fn verify(addr: SocketAddr, store: PathBuf, accepted: PathBuf) -> anyhow::
     Ok(())
 }
 
-/// How many reports `addr` publishes for the week of `week`.
-async fn published(addr: SocketAddr, week: Day) -> anyhow::Result<u64> {
+/// `GET /api/weeks` of `addr`: every week it publishes.
+async fn weeks_index(addr: SocketAddr) -> anyhow::Result<tally_protocol::aggregate::WeeksIndex> {
     let mut conn = connect(addr).await?;
     let request = Request::get("/api/weeks")
         .header(hyper::header::HOST, "127.0.0.1")
         .body(Full::new(Bytes::new()))?;
     let response = conn.send_request(request).await?;
     let body = response.into_body().collect().await?.to_bytes();
-    let index: tally_protocol::aggregate::WeeksIndex = serde_json::from_slice(&body)?;
+    Ok(serde_json::from_slice(&body)?)
+}
+
+/// How many reports `addr` publishes for the week of `week`.
+async fn published(addr: SocketAddr, week: Day) -> anyhow::Result<u64> {
+    let index = weeks_index(addr).await?;
     let monday = tally_protocol::aggregate::bucket_week(week);
     Ok(index
         .weeks
@@ -538,17 +526,17 @@ async fn published(addr: SocketAddr, week: Day) -> anyhow::Result<u64> {
 async fn visibility(
     writer: SocketAddr,
     reader: SocketAddr,
-    week: Day,
-    config_version: u64,
+    batch: Batch,
     samples: usize,
 ) -> anyhow::Result<()> {
+    let week = batch.week;
     const LIMIT: Duration = Duration::from_secs(120);
     let mut rng = fastrand::Rng::new();
     let mut waits = Vec::new();
     for _ in 0..samples {
         let before = published(reader, week).await?;
         let x = rng.f64().max(1e-9);
-        let body = valid_report(week, config_version, x).to_canonical_json();
+        let body = batch.report(x).to_canonical_json();
         let mut conn = connect(writer).await?;
         let request = Request::post(format!("/upload/{week}"))
             .header(hyper::header::HOST, "127.0.0.1")
@@ -584,12 +572,12 @@ async fn visibility(
 
 fn fill(
     store: &std::path::Path,
-    week: Day,
-    config_version: u64,
+    batch: Batch,
     reports: usize,
     generation: Option<u64>,
     seed: u64,
 ) -> anyhow::Result<()> {
+    let week = batch.week;
     let began = Instant::now();
     let threads = 4;
     let handles: Vec<_> = (0..threads)
@@ -600,7 +588,7 @@ fn fill(
                 let mut created_dirs = BTreeSet::new();
                 for _ in (t..reports).step_by(threads) {
                     let x = rng.f64().max(1e-9);
-                    let report = valid_report(week, config_version, x);
+                    let report = batch.report(x);
                     let key = tally_server::store::report_key(week, x, generation.unwrap_or(0));
                     let path = match generation {
                         Some(_) => store.join(key.as_ref()),

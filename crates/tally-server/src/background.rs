@@ -35,6 +35,7 @@ use tally_protocol::{Day, MAX_REPORT_AGE_DAYS};
 use crate::checkpoint::{self, Checkpoint, WeekState, id_of_key};
 use crate::clock::Clock;
 use crate::configs::Configs;
+use crate::merge::MergedWeek;
 use crate::store::{
     Created, MAX_CHECKPOINT_BYTES, Store, checkpoint_key, latest_key, merged_key, seal_key,
 };
@@ -144,14 +145,74 @@ impl Weeks {
         all.extend(mondays(merged_dirs));
         all.sort();
         all.dedup();
-        for monday in all {
-            let slot = self.slot(monday);
-            self.refresh_week(monday, &slot).await?;
-            if !raw.contains(&monday) {
+        for monday in &all {
+            let slot = self.slot(*monday);
+            self.refresh_week(*monday, &slot).await?;
+            if !raw.contains(monday) {
                 slot.raw_deleted.store(true, Ordering::Release);
             }
         }
+        // Weeks collected by private aggregation (here or by another server on the store):
+        // their merge, once stored, is the week. A week with plain reports or checkpoints is
+        // published from those.
+        let (records, _) = self.store.list_dir("dap/weeks").await?;
+        for monday in records.iter().filter_map(|key| {
+            key.filename()?
+                .strip_suffix(".json")?
+                .parse::<Day>()
+                .ok()
+                .filter(|monday| since.is_none_or(|since| *monday >= since))
+                .filter(|monday| !all.contains(monday))
+        }) {
+            if self.is_collected(monday) {
+                continue;
+            }
+            match crate::open_data::stored_merge(
+                &self.store,
+                &self.configs,
+                &merged_key(monday),
+                monday,
+            )
+            .await
+            {
+                Ok(Some(merged)) => self.publish_collected(merged),
+                // Its collection has not finished yet.
+                Ok(None) => {}
+                Err(why) => eprintln!(
+                    "tally-server: the collected week of {monday} is not published: {why}"
+                ),
+            }
+        }
         Ok(())
+    }
+
+    /// Publishes `merged`, a week collected by private aggregation, as the week's merge: it
+    /// becomes the week's checkpoint, in memory (stored as the merged copy,
+    /// `merged/<monday>.json`, by whoever collected it).
+    pub(crate) fn publish_collected(&self, merged: MergedWeek) {
+        let slot = self.slot(merged.week);
+        slot.state().adopt(Arc::new(Checkpoint {
+            covers: 1,
+            merged,
+            ids: Default::default(),
+        }));
+        slot.loaded.store(true, Ordering::Release);
+    }
+
+    /// Whether the week of `monday` is published from a collection ([`Weeks::publish_collected`]).
+    pub(crate) fn is_collected(&self, monday: Day) -> bool {
+        self.get(monday).is_some_and(|slot| {
+            let state = slot.state();
+            state.open_generation() > 0 && state.base().ids.is_empty() && state.pending() == 0
+        })
+    }
+
+    /// Whether this server holds plain reports of the week of `monday`.
+    pub(crate) fn has_plain_reports(&self, monday: Day) -> bool {
+        self.get(monday).is_some_and(|slot| {
+            let state = slot.state();
+            !state.base().ids.is_empty() || state.pending() > 0
+        })
     }
 
     /// Reads the week from the store unless this server has already.

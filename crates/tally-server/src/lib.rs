@@ -41,7 +41,9 @@
 //! wanted precision needs), [`charts_config`] (the chart config: what is collected and why, and
 //! the upload config generated from it), [`config_page`] (the public `/config` page and the
 //! [`config_page::Site`] the pages share), [`open_data`] (`/data/` downloads and `export`), [`import`] (reports written into a
-//! store directly: restores, and `tally demo`'s simulated weeks).
+//! store directly: restores, and `tally demo`'s simulated weeks), [`dap_week`] (a week
+//! collected by private aggregation: its collection job, recorded once, and its merge),
+//! [`dap_collect`] (the loop that collects every ended week in private-aggregation mode).
 
 #![forbid(unsafe_code)]
 
@@ -51,6 +53,8 @@ pub mod checkpoint;
 pub mod clock;
 pub mod config_page;
 pub mod configs;
+pub mod dap_collect;
+pub mod dap_week;
 pub mod dashboard;
 pub mod import;
 pub mod merge;

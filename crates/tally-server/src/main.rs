@@ -142,6 +142,20 @@ struct ServeArgs {
     /// aggregates are kept.
     #[arg(long, default_value_t = DEFAULT_RETENTION_WEEKS)]
     retention_weeks: u32,
+    /// Private aggregation: the collector's credential (`dap collector-keygen
+    /// --credential-out`). With it, and a config with an `aggregation` section, the server
+    /// collects every ended week from the leader and publishes the aggregate; without it, it
+    /// publishes only what another server on the store collected.
+    #[arg(long, value_name = "FILE")]
+    dap_credential: Option<PathBuf>,
+    /// Private aggregation: days after its Monday a week is collected (at least 7). The default
+    /// waits until the week is closed to uploads, so that no late report is refused.
+    #[arg(long, default_value_t = tally_server::dap_collect::DEFAULT_COLLECT_AFTER_DAYS)]
+    collect_after_days: u32,
+    /// Private aggregation: seconds between looks for weeks to collect (a week with fewer
+    /// reports than the minimum batch size is tried again then).
+    #[arg(long, default_value_t = tally_server::dap_collect::DEFAULT_COLLECT_EVERY_SECS)]
+    collect_every_secs: u64,
 }
 
 fn main() -> ExitCode {
@@ -265,8 +279,17 @@ fn keygen(
     Ok(())
 }
 
-fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let clock = Clock::from_env()?;
+/// The config to serve, as read and checked before the store is opened.
+struct SignedConfig {
+    public_key: minisign_verify::PublicKey,
+    json: Vec<u8>,
+    signature: Vec<u8>,
+    charts: Option<tally_server::charts_config::ChartsFile>,
+}
+
+/// Reads the public key, the config and its signature, and the chart config if one is given;
+/// checks that the config was generated from the chart config and is signed by the key.
+fn read_signed_config(args: &ServeArgs) -> anyhow::Result<SignedConfig> {
     let key_text = if Path::new(&args.key).exists() {
         std::fs::read_to_string(&args.key)
             .with_context(|| format!("cannot read the public key {}", args.key))?
@@ -305,6 +328,22 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         signing::verify_config(&json, signature_text, &public_key)
             .with_context(|| format!("refusing to serve {}", args.config.display()))?;
     }
+    Ok(SignedConfig {
+        public_key,
+        json,
+        signature,
+        charts,
+    })
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let clock = Clock::from_env()?;
+    let SignedConfig {
+        public_key,
+        json,
+        signature,
+        charts,
+    } = read_signed_config(&args)?;
     let options = Options {
         threshold: args.threshold,
         clock,
@@ -312,6 +351,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         retention_weeks: args.retention_weeks,
     };
     let limits = args.limits.limits();
+    let credential = args
+        .dap_credential
+        .as_deref()
+        .map(tally_server::dap_collect::read_credential)
+        .transpose()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -337,6 +381,28 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             Duration::from_millis(args.flush_ms.max(10)),
             Duration::from_secs(args.reconcile_secs.max(1)),
         );
+        let collecting = match &credential {
+            Some(credential) => tally_server::dap_collect::WeekCollector::new(
+                &state,
+                credential,
+                args.collect_after_days,
+                Duration::from_secs(args.collect_every_secs),
+            )?
+            .map(|collector| tokio::spawn(collector.run())),
+            None => None,
+        };
+        if let Some(section) = &state.served_config().aggregation {
+            if collecting.is_some() {
+                eprintln!(
+                    "tally-server: private aggregation: collecting each week {} days after its Monday from the leader {}",
+                    args.collect_after_days, section.leader
+                );
+            } else {
+                eprintln!(
+                    "tally-server: private aggregation: no --dap-credential, so this server collects no week (it publishes what another server on the store collected)"
+                );
+            }
+        }
         // The port only: the log never holds an IP address, so it can be checked for none.
         println!("tally-server: listening on port {port}");
         tally_server::serve::serve(
@@ -348,6 +414,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         )
         .await;
         background.abort();
+        if let Some(collecting) = collecting {
+            collecting.abort();
+        }
         // The last checkpoint saves the next start re-reading these reports; it is bounded, so
         // that a store that stopped answering cannot keep the server from stopping.
         match tokio::time::timeout(FINAL_CHECKPOINT_TIMEOUT, state.flush()).await {

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use tally_protocol::aggregate::{
     CounterAggregate, ProgramWeek, WeekSummary, bucket_week, wilson_interval,
 };
+use tally_protocol::config::layout::ProgramSums;
 use tally_protocol::{Day, Report};
 
 /// Normal quantile of the published 95% intervals.
@@ -62,6 +63,12 @@ pub struct MergedCounter {
     pub reports_with: u64,
     /// Sum over all reports (saturating).
     pub total: u64,
+    /// Reports in which the counter was measured, where that is not every report of the
+    /// program: a private aggregate's sampled counter (a rate below 1 measures it only in
+    /// reports whose `x` is at most the rate). Its share and interval are over these. A plain
+    /// merge never sets it, and its stored form has no such field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub of: Option<u64>,
 }
 
 impl MergedWeek {
@@ -71,6 +78,81 @@ impl MergedWeek {
             week: monday,
             reports: 0,
             programs: BTreeMap::new(),
+        }
+    }
+
+    /// The merge of a week collected by private aggregation: `reports`, the number the leader
+    /// aggregated, and `programs`, the batch's entry-wise sums read back through the layout
+    /// (`Layout::interpret`). The layout counts what a plain merge counts, per report: a
+    /// program's reports, its version buckets (`major.minor` or `other`, where a plain merge
+    /// has the versions themselves), OS and architecture, the reports each counter is above
+    /// zero in, and per version bucket the `by_version` counters. Buckets and counters seen in
+    /// no report are left out, as a plain merge never has them. A counter's `total` is its
+    /// clipped sum where the layout gives it `count_bits`, else 0; a sampled counter's share is
+    /// over the reports that measured it ([`MergedCounter::of`]).
+    pub fn from_aggregate(
+        monday: Day,
+        reports: u64,
+        programs: &BTreeMap<String, ProgramSums>,
+    ) -> MergedWeek {
+        let seen = |counts: &BTreeMap<String, u64>| -> BTreeMap<String, u64> {
+            counts
+                .iter()
+                .filter(|(_, n)| **n > 0)
+                .map(|(k, n)| (k.clone(), *n))
+                .collect()
+        };
+        let programs = programs
+            .iter()
+            .filter(|(_, p)| p.reports > 0)
+            .map(|(name, p)| {
+                let counters = p
+                    .counters
+                    .iter()
+                    .filter(|(_, c)| c.reports_with > 0)
+                    .map(|(counter, c)| {
+                        let merged = MergedCounter {
+                            reports_with: c.reports_with,
+                            total: c.total.unwrap_or(0),
+                            of: (c.of != p.reports).then_some(c.of),
+                        };
+                        (counter.clone(), merged)
+                    })
+                    .collect();
+                let by_version = p
+                    .by_version
+                    .iter()
+                    .map(|(bucket, counters)| {
+                        let present = counters
+                            .iter()
+                            .filter(|(_, n)| **n > 0)
+                            .map(|(counter, n)| {
+                                let merged = MergedCounter {
+                                    reports_with: *n,
+                                    ..MergedCounter::default()
+                                };
+                                (counter.clone(), merged)
+                            })
+                            .collect::<BTreeMap<_, _>>();
+                        (bucket.clone(), present)
+                    })
+                    .filter(|(_, counters)| !counters.is_empty())
+                    .collect();
+                let merged = MergedProgram {
+                    reports: p.reports,
+                    counters,
+                    versions: seen(&p.versions),
+                    os: seen(&p.os),
+                    arch: seen(&p.arch),
+                    by_version,
+                };
+                (name.clone(), merged)
+            })
+            .collect();
+        MergedWeek {
+            week: monday,
+            reports,
+            programs,
         }
     }
 
@@ -164,11 +246,12 @@ impl MergedWeek {
             .iter()
             .filter(|(_, c)| c.reports_with >= threshold.max(1))
             .map(|(name, c)| {
-                let (low, high) = wilson_interval(c.reports_with, n, Z_95);
+                let of = c.of.unwrap_or(n).max(1);
+                let (low, high) = wilson_interval(c.reports_with, of, Z_95);
                 CounterAggregate {
                     name: name.clone(),
                     reports_with: c.reports_with,
-                    share: c.reports_with as f64 / n as f64,
+                    share: c.reports_with as f64 / of as f64,
                     low,
                     high,
                     total: c.total,
@@ -255,24 +338,15 @@ struct ReportProgram<'a> {
 mod tests {
     use super::*;
     use tally_protocol::ProgramReport;
+    use tally_test_support::reports;
 
+    /// A cargo section of `version`.
     fn section(version: &str, counters: &[(&str, u64)]) -> ProgramReport {
-        ProgramReport {
-            program: "cargo".into(),
-            version: version.into(),
-            os: "linux".into(),
-            arch: "x86_64".into(),
-            counters: counters.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
-        }
+        reports::section("cargo", version, counters)
     }
 
     fn report(x: f64, programs: Vec<ProgramReport>) -> Report {
-        Report {
-            week: "2026-11-11".parse().unwrap(),
-            x,
-            config_version: Some(1),
-            programs,
-        }
+        reports::report("2026-11-11", x, programs)
     }
 
     #[test]
@@ -305,14 +379,16 @@ mod tests {
             cargo.counters["cargo/invocations"],
             MergedCounter {
                 reports_with: 1,
-                total: 3
+                total: 3,
+                of: None,
             }
         );
         assert_eq!(
             cargo.counters["cargo/subcommand:build"],
             MergedCounter {
                 reports_with: 1,
-                total: 3
+                total: 3,
+                of: None,
             }
         );
     }
@@ -408,5 +484,110 @@ mod tests {
         assert!(is_split_by_version("clippy/outcome:error"));
         assert!(!is_split_by_version("rustc/error:E0308"));
         assert!(!week.programs["rustc"].by_version["1.95.0"].contains_key("cargo/invocations"));
+    }
+
+    /// A week collected by private aggregation publishes what the plain merge of the same
+    /// reports publishes: programs, counters (shares, intervals, totals where the layout
+    /// carries counts), OS and architecture; versions by bucket; a sampled counter over the
+    /// reports that measured it.
+    #[test]
+    fn a_private_aggregate_publishes_as_the_plain_merge_does() {
+        use tally_protocol::config::layout::{CounterLayout, Layout, ProgramLayout};
+        let counter = |name: &str, rate: f64, count_bits: u8| CounterLayout {
+            name: name.into(),
+            rate,
+            count_bits,
+        };
+        let layout = Layout {
+            os: vec!["linux".into(), "macos".into()],
+            arch: vec!["x86_64".into(), "aarch64".into()],
+            programs: vec![ProgramLayout {
+                name: "cargo".into(),
+                versions: vec!["1.95".into()],
+                counters: vec![
+                    counter("cargo/invocations", 1.0, 8),
+                    counter("cargo/subcommand:build", 1.0, 0),
+                    counter("cargo/subcommand:test", 0.5, 0),
+                ],
+                by_version: vec!["cargo/subcommand:build".into()],
+            }],
+        };
+        layout.validate().unwrap();
+        let reports: Vec<Report> = (0..40u64)
+            .map(|i| {
+                let x = (i as f64 + 0.5) / 40.0;
+                let mut sections = vec![section(
+                    if i % 3 == 0 { "1.95.0" } else { "1.96.1" },
+                    &[
+                        ("cargo/invocations", 1 + i % 9),
+                        ("cargo/subcommand:build", i % 4),
+                        ("cargo/subcommand:test", i % 2),
+                    ],
+                )];
+                if i % 5 == 0 {
+                    sections[0].arch = "aarch64".into();
+                }
+                report(x, sections)
+            })
+            .collect();
+        let monday: Day = "2026-11-09".parse().unwrap();
+        let mut plain = MergedWeek::new(monday);
+        let mut sums = vec![0u128; layout.len()];
+        for r in &reports {
+            plain.add(r);
+            for (sum, entry) in sums.iter_mut().zip(layout.measurement(r)) {
+                *sum += entry;
+            }
+        }
+        let private = MergedWeek::from_aggregate(
+            monday,
+            reports.len() as u64,
+            &layout.interpret(&sums).unwrap(),
+        );
+        assert_eq!(private.summary(5), plain.summary(5));
+        let (p, q) = (
+            private.publish("cargo", 5).unwrap(),
+            plain.publish("cargo", 5).unwrap(),
+        );
+        assert_eq!((p.reports, &p.os, &p.arch), (q.reports, &q.os, &q.arch));
+        let by_name = |week: &ProgramWeek| -> BTreeMap<String, CounterAggregate> {
+            week.counters
+                .iter()
+                .map(|c| (c.name.clone(), c.clone()))
+                .collect()
+        };
+        let (pc, qc) = (by_name(&p), by_name(&q));
+        assert_eq!(pc["cargo/invocations"], qc["cargo/invocations"]);
+        let build = (&pc["cargo/subcommand:build"], &qc["cargo/subcommand:build"]);
+        assert_eq!(
+            (
+                build.0.reports_with,
+                build.0.share,
+                build.0.low,
+                build.0.high
+            ),
+            (
+                build.1.reports_with,
+                build.1.share,
+                build.1.low,
+                build.1.high
+            )
+        );
+        // Presence only in the layout: no total.
+        assert_eq!(build.0.total, 0);
+        // Sampled at 0.5: measured in the 20 reports with x <= 0.5, present in half of them.
+        let test = &pc["cargo/subcommand:test"];
+        assert_eq!((test.reports_with, test.share), (10, 0.5));
+        // Versions by bucket: 1.95.0 is "1.95", 1.96.1 is "other".
+        let plain_95: u64 = q
+            .versions
+            .iter()
+            .filter(|(v, _)| v.starts_with("1.95."))
+            .map(|(_, n)| n)
+            .sum();
+        assert_eq!(p.versions.get("1.95"), Some(&plain_95));
+        assert_eq!(p.versions.get("other"), Some(&(40 - plain_95)));
+        // The stored form of a plain merge is unchanged: no `of` anywhere.
+        assert!(!serde_json::to_string(&plain).unwrap().contains("\"of\""));
     }
 }

@@ -306,7 +306,7 @@ pub async fn merged_weeks(store: &Store, since: Day) -> anyhow::Result<StoredWee
 
 /// The merged copy of the week of `monday` at `key`: `Ok(None)` if there is none, `Err` with
 /// why it cannot be read.
-async fn stored_merge(
+pub(crate) async fn stored_merge(
     store: &Store,
     configs: &Configs,
     key: &Path,

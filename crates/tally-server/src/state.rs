@@ -10,7 +10,8 @@
 //! `checkpoint.rs`; [`AppState::flush`], [`AppState::reconcile`],
 //! [`AppState::apply_retention`] and [`AppState::spawn_background`] run that work.
 //!
-//! Promises: an upload answered `Ok` is in the store, in a generation that was not sealed when
+//! Promises: while the served config asks for private aggregation (its `aggregation` section),
+//! every plain upload is refused (409) unread; an upload answered `Ok` is in the store, in a generation that was not sealed when
 //! it was written (so in the next checkpoint), and in its week's merge exactly once; a refusal
 //! is a 4xx with a one-line reason and writes nothing; a 5xx means only that the store failed.
 //! Nothing under the threshold leaves through the publishing methods.
@@ -140,6 +141,11 @@ impl AppState {
         &self.0.store
     }
 
+    /// The config being served.
+    pub fn served_config(&self) -> Arc<UploadConfig> {
+        self.0.current.config.clone()
+    }
+
     /// The publication threshold.
     pub fn threshold(&self) -> u64 {
         self.0.options.threshold
@@ -194,6 +200,17 @@ impl AppState {
         url_week: &str,
         body: &[u8],
     ) -> Result<bool, (StatusCode, String)> {
+        if let Some(section) = &self.0.current.config.aggregation {
+            // A plain report would show the collector one installation's week in the clear,
+            // which is what the config's private aggregation promises its clients it never sees.
+            return Err((
+                StatusCode::CONFLICT,
+                format!(
+                    "this collector's config (version {}) asks for private aggregation: send the week as a DAP report to the leader {}, not as a plain report",
+                    self.0.current.config.version, section.leader
+                ),
+            ));
+        }
         let today = self.0.options.clock.today();
         let report = validate::parse_upload(url_week, body, today).map_err(bad_request)?;
         let version = report.config_version.unwrap_or_default();
@@ -366,4 +383,85 @@ fn storage_error(e: anyhow::Error) -> (StatusCode, String) {
         StatusCode::SERVICE_UNAVAILABLE,
         "the store is unavailable; retry later".to_string(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PLAIN_CONFIG: &str = include_str!("../../../config-schema/example-config.json");
+    const PRIVATE_CONFIG: &str =
+        include_str!("../../../config-schema/example-config-aggregation.json");
+    const REPORT: &str = include_str!("../../../config-schema/example-report.json");
+
+    /// A server on a fresh local store serving `config`, signed with a fresh key, on the day
+    /// after the example report's week ended.
+    async fn serving(config: &str) -> (tempfile::TempDir, AppState) {
+        let dir = tempfile::tempdir().unwrap();
+        let (public, secret) = (dir.path().join("key.pub"), dir.path().join("key.sec"));
+        signing::keygen(&public, &secret, None, false).unwrap();
+        let config_path = dir.path().join("config.json");
+        std::fs::write(&config_path, config).unwrap();
+        let signature =
+            std::fs::read(signing::sign_config(&config_path, &secret, None).unwrap()).unwrap();
+        let public_key =
+            signing::parse_public_key(&std::fs::read_to_string(&public).unwrap()).unwrap();
+        let store = Store::open(dir.path().join("store").to_str().unwrap()).unwrap();
+        let options = Options {
+            clock: Clock::Fixed("2026-11-24".parse().unwrap()),
+            ..Options::default()
+        };
+        let state = AppState::open(
+            store,
+            Bytes::from(config.to_owned()),
+            Bytes::from(signature),
+            &public_key,
+            options,
+        )
+        .await
+        .unwrap();
+        (dir, state)
+    }
+
+    #[tokio::test]
+    async fn plain_uploads_are_refused_while_the_config_asks_for_private_aggregation() {
+        let (_dir, plain) = serving(PLAIN_CONFIG).await;
+        assert_eq!(
+            plain.accept_upload("2026-11-16", REPORT.as_bytes()).await,
+            Ok(true)
+        );
+
+        let (dir, private) = serving(PRIVATE_CONFIG).await;
+        // The same report, made under the private config's version: valid but for the mode.
+        let report = REPORT.replace("\"config_version\": 1", "\"config_version\": 2");
+        let (status, reason) = private
+            .accept_upload("2026-11-16", report.as_bytes())
+            .await
+            .unwrap_err();
+        assert_eq!(status, StatusCode::CONFLICT);
+        assert!(
+            reason.contains("private aggregation") && reason.contains("https://"),
+            "{reason}"
+        );
+        // Nothing of it was written.
+        let reports = dir.path().join("store/reports");
+        assert!(
+            !reports.exists() || walk(&reports).is_empty(),
+            "{:?}",
+            walk(&reports)
+        );
+    }
+
+    fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                files.extend(walk(&path));
+            } else {
+                files.push(path);
+            }
+        }
+        files
+    }
 }

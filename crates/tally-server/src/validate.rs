@@ -185,7 +185,10 @@ pub fn check_merged(merged: &MergedWeek, configs: &[Arc<UploadConfig>]) -> Resul
             .versions
             .keys()
             .chain(program.by_version.keys())
-            .find(|v| !is_canonical(v) || !wanted.iter().any(|p| p.allows_version(v)))
+            .find(|v| {
+                let collected = is_canonical(v) && wanted.iter().any(|p| p.allows_version(v));
+                !collected && !is_layout_bucket(configs, name, v)
+            })
         {
             return Err(format!(
                 "version {} of {} is collected by no config served",
@@ -212,6 +215,21 @@ pub fn check_merged(merged: &MergedWeek, configs: &[Arc<UploadConfig>]) -> Resul
         }
     }
     Ok(())
+}
+
+/// Whether `version` is a version bucket of `program` in the measurement layout of some served
+/// config's private-aggregation section (a `major.minor` bucket it lists, or `other`): what a
+/// week collected by private aggregation names its versions by.
+fn is_layout_bucket(configs: &[Arc<UploadConfig>], program: &str, version: &str) -> bool {
+    configs
+        .iter()
+        .filter_map(|c| c.aggregation.as_ref())
+        .flat_map(|section| &section.layout.programs)
+        .filter(|p| p.name == program)
+        .any(|p| {
+            version == tally_protocol::config::layout::OTHER_VERSION
+                || p.versions.iter().any(|bucket| bucket == version)
+        })
 }
 
 /// Longest OS or architecture name (Rust's `std::env::consts::OS` and `ARCH` are far shorter).

@@ -16,7 +16,5 @@
 pub mod lease;
 pub mod serve;
 pub mod store;
-#[cfg(feature = "testing")]
-pub mod testing;
 
 pub use store::{Created, Durability, Read, Store};

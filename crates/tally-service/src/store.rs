@@ -503,11 +503,17 @@ mod tests {
         "2026-11-18".parse().unwrap()
     }
 
+    /// A local store in a fresh temporary directory (kept as long as the directory is).
+    fn local_store(durability: Durability) -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_with(dir.path().to_str().unwrap(), durability).unwrap();
+        (dir, store)
+    }
+
     #[tokio::test]
     async fn creates_once_at_either_durability() {
         for durability in [Durability::Disk, Durability::ProcessCrash] {
-            let dir = tempfile::tempdir().unwrap();
-            let store = Store::open_with(dir.path().to_str().unwrap(), durability).unwrap();
+            let (_dir, store) = local_store(durability);
             let key = Path::from("reports/2026-11-16/3/2026-11-18_0.25.json");
             let first = Bytes::from_static(b"first");
             assert_eq!(
@@ -541,8 +547,7 @@ mod tests {
     #[tokio::test]
     async fn local_objects_carry_their_day_not_the_upload_time() {
         use std::os::unix::fs::MetadataExt;
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path().to_str().unwrap()).unwrap();
+        let (dir, store) = local_store(Durability::Disk);
         let key = Path::from("reports/2026-11-16/0/2026-11-18_0.5.json");
         store
             .create(&key, Bytes::from_static(b"{}"), WEEK_DAY())
@@ -685,8 +690,7 @@ mod tests {
     /// On any store, an object is read only up to its kind's size.
     #[tokio::test]
     async fn oversized_objects_are_skipped_unread() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path().to_str().unwrap()).unwrap();
+        let (_dir, store) = local_store(Durability::Disk);
         let key = Path::from("merged/2026-11-16/latest");
         store
             .put(&key, Bytes::from(vec![b'1'; 33]), None)

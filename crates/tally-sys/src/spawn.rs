@@ -48,20 +48,20 @@ pub struct Spawn<'a> {
     pub parent_death_signal: Option<c_int>,
 }
 
+/// `strings` as the null-terminated array of pointers `execve` takes (before the `fork`: the
+/// child must not allocate).
+fn null_terminated(strings: &[&CStr]) -> Vec<*const c_char> {
+    strings
+        .iter()
+        .map(|s| s.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect()
+}
+
 /// Starts the child and returns its process ID once its `exec` succeeded.
 pub fn spawn(spec: &Spawn<'_>) -> io::Result<libc::pid_t> {
-    let argv: Vec<*const c_char> = spec
-        .argv
-        .iter()
-        .map(|a| a.as_ptr())
-        .chain(std::iter::once(std::ptr::null()))
-        .collect();
-    let envp: Vec<*const c_char> = spec
-        .envp
-        .iter()
-        .map(|e| e.as_ptr())
-        .chain(std::iter::once(std::ptr::null()))
-        .collect();
+    let argv = null_terminated(spec.argv);
+    let envp = null_terminated(spec.envp);
     let (error_read, error_write) = cloexec_pipe()?;
 
     // SAFETY: an all-zero `sigset_t` is a valid value to hand to `sigfillset`, which

@@ -140,6 +140,48 @@ pub fn image_file_size() -> Option<u64> {
     section_table_offset.checked_add(u64::from(entry_size) * u64::from(entries))
 }
 
+/// Defines a binary's entry point (invoked at the binary's root; kept here so that the one
+/// `unsafe` an entry point needs stays in this crate), calling `$run`
+/// (`fn(Vec<OsString>) -> i32`, returning the exit status) with the process's arguments: C's `main` on Linux with glibc or musl, Rust's
+/// `fn main` elsewhere and in test builds. The binary's root must also say
+/// `#![cfg_attr(all(target_os = "linux", any(target_env = "gnu", target_env = "musl"),
+/// not(test)), no_main)]`, an attribute no macro can place.
+#[macro_export]
+macro_rules! entry_point {
+    ($run:path) => {
+        /// C's `main`, called by the C library's start-up code (glibc's or musl's) with the
+        /// process's arguments.
+        #[cfg(all(
+            target_os = "linux",
+            any(target_env = "gnu", target_env = "musl"),
+            not(test)
+        ))]
+        // SAFETY: `main` is the one symbol of that name in the program (with `no_main`,
+        // neither std nor the C library defines it), and its signature is C's
+        // `int main(int, char **)`, which is how glibc's and musl's `__libc_start_main` call it.
+        #[allow(unsafe_code)]
+        #[unsafe(no_mangle)]
+        extern "C" fn main(
+            argc: std::ffi::c_int,
+            argv: *const *const std::ffi::c_char,
+        ) -> std::ffi::c_int {
+            // SAFETY: the C runtime passes `argc` pointers to NUL-terminated strings at
+            // `argv`, which nothing changes while they are copied.
+            $run(unsafe { $crate::startup::args_of_c_main(argc, argv) })
+        }
+
+        #[cfg(not(all(
+            target_os = "linux",
+            any(target_env = "gnu", target_env = "musl"),
+            not(test)
+        )))]
+        fn main() -> std::process::ExitCode {
+            let argv = std::env::args_os().collect();
+            std::process::ExitCode::from(u8::try_from($run(argv)).unwrap_or(1))
+        }
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

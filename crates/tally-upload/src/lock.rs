@@ -44,6 +44,7 @@ pub fn touch_token(data_dir: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tally_test_support::home::write_old_foreign_file;
 
     #[test]
     fn only_one_holder_at_a_time() {
@@ -63,14 +64,7 @@ mod tests {
         let mode = nix::sys::stat::Mode::from_bits_truncate(0o600);
         nix::unistd::mkfifo(&dir.path().join(LOCK_FILE), mode).unwrap();
         let outside = dir.path().join("outside");
-        std::fs::write(&outside, "x").unwrap();
-        let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1000);
-        File::options()
-            .write(true)
-            .open(&outside)
-            .unwrap()
-            .set_modified(old)
-            .unwrap();
+        let old = write_old_foreign_file(&outside);
         std::os::unix::fs::symlink(&outside, dir.path().join(TOKEN_FILE)).unwrap();
         let started = std::time::Instant::now();
         assert!(fsio::is_not_regular(&try_lock(dir.path()).unwrap_err()));

@@ -1,5 +1,6 @@
 //! The report folders the uploader works through: `reports/pending/` → `reports/sent/` (2xx) or
-//! `reports/refused/` (4xx, with a `.reason` beside the report).
+//! `reports/refused/` (4xx, with a `.reason` beside the report). A week sent as a private-
+//! aggregation report has a `.dap` note beside it in `reports/sent/`: the vector that was sent.
 //!
 //! Promises: a report is moved with `rename`, so it is always in exactly one folder; a report
 //! is never rewritten, so what was sent is byte for byte what the user could preview; a refused
@@ -102,10 +103,30 @@ pub fn file_away(
     if let Some(reason) = reason {
         let mut reason_name = name.to_os_string();
         reason_name.push(".reason");
-        write_atomic(&dir.join(reason_name), format!("{reason}\n").as_bytes())?;
+        fsio::write_atomic(&dir.join(reason_name), format!("{reason}\n").as_bytes())?;
     }
     fs::rename(&report.path, &target)?;
     Ok(target)
+}
+
+/// Writes `bytes` to `<week>.json<suffix>` in `folder` (creating it), beside where
+/// [`file_away`] puts the report.
+pub fn write_beside(
+    reports_dir: &Path,
+    report: &PendingReport,
+    folder: Folder,
+    suffix: &str,
+    bytes: &[u8],
+) -> io::Result<()> {
+    let dir = reports_dir.join(folder.name());
+    fsio::own_dir(reports_dir.parent().unwrap_or(reports_dir), &dir)?;
+    let mut name = report
+        .path
+        .file_name()
+        .ok_or_else(|| io::Error::other("report path has no name"))?
+        .to_os_string();
+    name.push(suffix);
+    fsio::write_atomic(&dir.join(name), bytes)
 }
 
 /// Removes a pending report that must never be sent (too old, or from before the consent date).
@@ -116,32 +137,31 @@ pub fn discard(report: &PendingReport) -> io::Result<()> {
     }
 }
 
-/// Writes `bytes` to `path` through a new temporary file and a rename, so readers see either
-/// the old content or the new, never half of it, and nothing already at either name is written
-/// through ([`fsio::write_atomic`]). The directory must exist.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    fsio::write_atomic(path, bytes)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const REPORT: &str = r#"{"week":"2026-11-16","x":0.25,"config_version":1,"programs":[{"program":"cargo","version":"1.95.0","os":"linux","arch":"x86_64","counters":{"cargo/invocations":1}}]}"#;
 
-    #[test]
-    fn lists_only_reports_oldest_first_and_files_them_away() {
+    /// A reports directory whose `pending/` holds these files (name, contents).
+    fn with_pending(files: &[(&str, &str)]) -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
         let pending_dir = dir.path().join("pending");
         fs::create_dir_all(&pending_dir).unwrap();
-        fs::write(pending_dir.join("2026-11-16.json"), REPORT).unwrap();
-        fs::write(
-            pending_dir.join("2026-11-09.json"),
-            REPORT.replace("11-16", "11-09"),
-        )
-        .unwrap();
-        fs::write(pending_dir.join("notes.txt"), "x").unwrap();
-        fs::write(pending_dir.join("2026-11-09.json.tmp1"), "x").unwrap();
+        for (name, contents) in files {
+            fs::write(pending_dir.join(name), contents).unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn lists_only_reports_oldest_first_and_files_them_away() {
+        let dir = with_pending(&[
+            ("2026-11-16.json", REPORT),
+            ("2026-11-09.json", &REPORT.replace("11-16", "11-09")),
+            ("notes.txt", "x"),
+            ("2026-11-09.json.tmp1", "x"),
+        ]);
         let reports = pending(dir.path()).unwrap();
         let weeks: Vec<String> = reports.iter().map(|r| r.week.to_string()).collect();
         assert_eq!(weeks, ["2026-11-09", "2026-11-16"]);
@@ -159,11 +179,10 @@ mod tests {
 
     #[test]
     fn a_misnamed_or_broken_report_is_not_sendable() {
-        let dir = tempfile::tempdir().unwrap();
-        let pending_dir = dir.path().join("pending");
-        fs::create_dir_all(&pending_dir).unwrap();
-        fs::write(pending_dir.join("2026-11-23.json"), REPORT).unwrap();
-        fs::write(pending_dir.join("2026-11-30.json"), "{not json").unwrap();
+        let dir = with_pending(&[
+            ("2026-11-23.json", REPORT),
+            ("2026-11-30.json", "{not json"),
+        ]);
         let reports = pending(dir.path()).unwrap();
         assert!(
             read_pending(&reports[0])

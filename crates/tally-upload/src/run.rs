@@ -6,14 +6,20 @@
 //! now, send each pending report (oldest first) and file it as sent, refused or still pending.
 //! Each pending report passes the same gates again right before it is sent (mode, consent
 //! before its week, age), because any of them may have changed since it was written.
+//!
+//! When the config that verifies now carries an `aggregation` section, a pending week is sent
+//! as a DAP report to the section's leader instead (`crate::dap`), and no plain report is
+//! sent; it is filed as sent, refused or still pending exactly as a plain report is.
 
 use std::path::Path;
 
 use tally_config::{Endpoint, FetchOptions};
 use tally_home::{Env, Home, Mode, env::is_truthy};
+use tally_protocol::config::aggregation::AggregationConfig;
 use tally_protocol::{Day, MAX_REPORT_AGE_DAYS};
 use tally_report::BuildSummary;
 
+use crate::dap::{self, DapSender};
 use crate::http::{self, PostOutcome};
 use crate::lock;
 use crate::outbox::{self, Folder, PendingReport};
@@ -38,6 +44,9 @@ pub struct Summary {
     pub nothing_sent_because: Option<String>,
     /// The collector's URL, in mode `on` with an endpoint set.
     pub endpoint: Option<String>,
+    /// The DAP leader's and helper's URLs, when the verified config asks for private
+    /// aggregation (then `would_send` holds each week's vector, not its report).
+    pub aggregators: Option<(String, String)>,
     /// The config's problem, if fetching or verifying it failed.
     pub config_problem: Option<String>,
     /// What building the due reports did.
@@ -186,9 +195,45 @@ fn build_and_send(
     progress: &mut dyn FnMut(&str),
 ) -> Result<(), RunError> {
     let today = env.today();
+    let (endpoint, refused_download) =
+        refresh_config(home, mode, today, options, summary, progress);
+    build_reports(home, mode, today, summary, progress)?;
+    let Some((since, endpoint, aggregation)) =
+        may_send(home, env, mode, endpoint, refused_download, summary)
+    else {
+        return Ok(());
+    };
+    summary.aggregators = aggregation
+        .as_ref()
+        .map(|a| (a.leader.clone(), a.helper.clone()));
+    send_pending(
+        home,
+        &endpoint,
+        aggregation.as_ref(),
+        since,
+        today,
+        sending_allowed,
+        summary,
+        progress,
+    )
+}
+
+/// In mode `on`, fetches the collector's config. Returns the endpoint, if one is set, and
+/// whether a config that arrived was refused.
+fn refresh_config(
+    home: &Home,
+    mode: Mode,
+    today: Day,
+    options: &Options,
+    summary: &mut Summary,
+    progress: &mut dyn FnMut(&str),
+) -> (Option<Endpoint>, bool) {
     let config_dir = home.config_dir();
+    if !matches!(mode, Mode::On { .. }) {
+        return (None, false);
+    }
     let mut refused_download = false;
-    let endpoint = if matches!(mode, Mode::On { .. }) {
+    let endpoint = {
         match Endpoint::load(&config_dir) {
             Ok(Some(endpoint)) => {
                 summary.endpoint = Some(endpoint.url.clone());
@@ -219,10 +264,19 @@ fn build_and_send(
                 None
             }
         }
-    } else {
-        None
     };
+    (endpoint, refused_download)
+}
 
+/// Builds the due reports, then applies retention (the daily run is also what keeps the data
+/// directory bounded).
+fn build_reports(
+    home: &Home,
+    mode: Mode,
+    today: Day,
+    summary: &mut Summary,
+    progress: &mut dyn FnMut(&str),
+) -> Result<(), RunError> {
     summary.build = tally_report::build_due_reports(home, mode, today)?;
     for built in &summary.build.built {
         progress(&format!(
@@ -231,7 +285,6 @@ fn build_and_send(
         ));
     }
 
-    // The daily run is also what keeps the data directory bounded.
     match tally_home::retention::sweep(home, today) {
         Ok(swept) => {
             let deleted = swept.deleted_counter_files.len()
@@ -252,7 +305,22 @@ fn build_and_send(
         }
         Err(err) => summary.build.problems.push(format!("retention: {err}")),
     }
+    Ok(())
+}
 
+/// Whether anything may be sent: mode `on` (its consent day returned), an endpoint, and a
+/// config that verifies now (its private-aggregation section returned, if it has one). If not,
+/// `summary` says why.
+fn may_send(
+    home: &Home,
+    env: &Env,
+    mode: Mode,
+    endpoint: Option<Endpoint>,
+    refused_download: bool,
+    summary: &mut Summary,
+) -> Option<(Day, Endpoint, Option<AggregationConfig>)> {
+    let today = env.today();
+    let config_dir = home.config_dir();
     let since = match mode {
         Mode::On { since } => since,
         other => {
@@ -267,32 +335,51 @@ fn build_and_send(
                 )
             };
             summary.nothing_sent_because = Some(why);
-            return Ok(());
+            return None;
         }
     };
     let Some(endpoint) = endpoint else {
         summary.nothing_sent_because = summary.config_problem.clone();
-        return Ok(());
+        return None;
     };
     if refused_download {
         let why = summary.config_problem.clone().unwrap_or_default();
         summary.nothing_sent_because = Some(format!("the collector's config was refused: {why}"));
-        return Ok(());
+        return None;
     }
     // Whatever the fetch said, only a config that verifies now lets anything leave.
-    if let Err(why) = tally_config::current_for(&endpoint, &config_dir, today) {
-        let why = summary
-            .config_problem
-            .clone()
-            .unwrap_or_else(|| why.to_string());
-        summary.nothing_sent_because = Some(format!("no verified upload config: {why}"));
-        return Ok(());
+    match tally_config::current_for(&endpoint, &config_dir, today) {
+        Ok(verified) => Some((since, endpoint, verified.config.aggregation)),
+        Err(why) => {
+            let why = summary
+                .config_problem
+                .clone()
+                .unwrap_or_else(|| why.to_string());
+            summary.nothing_sent_because = Some(format!("no verified upload config: {why}"));
+            None
+        }
     }
+}
 
+/// Sends (or, when sending is not allowed, lists) every pending report: each is filed as sent
+/// or refused, kept to retry, or dropped when it must never be sent. With `aggregation`, a
+/// report is sent as a DAP report to the section's leader, and never in the plain.
+#[allow(clippy::too_many_arguments)]
+fn send_pending(
+    home: &Home,
+    endpoint: &Endpoint,
+    aggregation: Option<&AggregationConfig>,
+    since: Day,
+    today: Day,
+    sending_allowed: bool,
+    summary: &mut Summary,
+    progress: &mut dyn FnMut(&str),
+) -> Result<(), RunError> {
     let reports_dir = home.reports_dir();
     let pending = outbox::pending(&reports_dir)
         .map_err(io_error("cannot list pending reports in", &reports_dir))?;
     let agent = http::agent();
+    let mut dap_sender = aggregation.map(DapSender::new);
     for report in pending {
         if let Some(why) = never_send(&report, since, today) {
             outbox::discard(&report).map_err(io_error(
@@ -303,8 +390,8 @@ fn build_and_send(
             summary.discarded.push((report.week, why));
             continue;
         }
-        let bytes = match outbox::read_pending(&report) {
-            Ok((bytes, _)) => bytes,
+        let (bytes, parsed) = match outbox::read_pending(&report) {
+            Ok(read) => read,
             Err(why) => {
                 // Not a report tally could ever send: set it aside rather than retry forever.
                 let reason = format!("not sent: {why}");
@@ -315,13 +402,40 @@ fn build_and_send(
             }
         };
         if !sending_allowed {
-            summary.would_send.push((report.week, bytes));
+            let shown = match aggregation {
+                Some(config) => dap::vector_json(config, &parsed),
+                None => bytes,
+            };
+            summary.would_send.push((report.week, shown));
             continue;
         }
-        let url = endpoint.upload_url(report.week);
-        progress(&format!("sending the week of {} to {url}", report.week));
-        match http::post_report(&agent, &url, &bytes) {
+        let outcome = match dap_sender.as_mut() {
+            Some(sender) => {
+                progress(&format!(
+                    "sending the week of {} as a private-aggregation report to {}",
+                    report.week,
+                    sender.describe()
+                ));
+                sender.send(&parsed)
+            }
+            None => {
+                let url = endpoint.upload_url(report.week);
+                progress(&format!("sending the week of {} to {url}", report.week));
+                http::post_report(&agent, &url, &bytes)
+            }
+        };
+        match outcome {
             PostOutcome::Accepted { status } => {
+                if let Some(config) = aggregation {
+                    outbox::write_beside(
+                        &reports_dir,
+                        &report,
+                        Folder::Sent,
+                        dap::SENT_NOTE_SUFFIX,
+                        &dap::vector_json(config, &parsed),
+                    )
+                    .map_err(io_error("cannot note the sent vector of", &report.path))?;
+                }
                 outbox::file_away(&reports_dir, &report, Folder::Sent, None)
                     .map_err(io_error("cannot file the sent report", &report.path))?;
                 progress(&format!(

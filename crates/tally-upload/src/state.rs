@@ -36,7 +36,7 @@ pub fn read_last(data_dir: &Path) -> Option<LastUpload> {
 pub fn write_last(data_dir: &Path, last: &LastUpload) -> std::io::Result<()> {
     let mut bytes = serde_json::to_vec_pretty(last).map_err(std::io::Error::other)?;
     bytes.push(b'\n');
-    crate::outbox::write_atomic(&data_dir.join(LAST_UPLOAD_FILE), &bytes)
+    tally_home::fsio::write_atomic(&data_dir.join(LAST_UPLOAD_FILE), &bytes)
 }
 
 #[cfg(test)]

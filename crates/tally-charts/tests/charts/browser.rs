@@ -6,10 +6,10 @@
 //!
 //! Skips (with a message) when Chromium is missing, unless `TALLY_REQUIRE_CHROMIUM=1`.
 
-use crate::support::fixtures::{self, cargo_weeks, day, section};
-use crate::support::webdriver::Browser;
+use crate::support::{self as fixtures, cargo_weeks, day, section};
 use serde_json::json;
 use tally_charts::{UserData, UserWeek, dashboard_index, program_page, user_view};
+use tally_test_support::webdriver::{Browser, chart_titled, series_names};
 
 /// The series drawn in each chart, as `{chart kind: [[series, points drawn], …]}` per chart.
 const SERIES_SCRIPT: &str = r#"
@@ -25,54 +25,44 @@ return Array.from(document.querySelectorAll('svg.chart')).map(svg => ({
 }));
 "#;
 
-const OVERFLOW_SCRIPT: &str =
-    "return document.documentElement.scrollWidth - document.documentElement.clientWidth;";
+/// A headless Chromium and a temporary directory for the pages it opens.
+struct Pages {
+    browser: Browser,
+    dir: tempfile::TempDir,
+}
 
-fn write_page(dir: &std::path::Path, name: &str, html: &str) -> String {
-    let path = dir.join(name);
-    std::fs::write(&path, html).expect("write page");
-    format!("file://{}", path.display())
+impl Pages {
+    /// `None` (with a message) when Chromium is missing (see [`Browser::start`]).
+    fn start(width: u32, height: u32) -> Option<Pages> {
+        let browser = Browser::start(width, height)?;
+        let dir = tempfile::tempdir().expect("tempdir");
+        Some(Pages { browser, dir })
+    }
+
+    /// Writes `html` as the page `name`; its `file://` URL.
+    fn write(&self, name: &str, html: &str) -> String {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, html).expect("write page");
+        format!("file://{}", path.display())
+    }
 }
 
 #[test]
 fn pages_render_in_headless_chromium() {
-    let Some(browser) = Browser::start(1280, 900) else {
+    let Some(pages) = Pages::start(1280, 900) else {
         return;
     };
-    let dir = tempfile::tempdir().expect("tempdir");
+    let browser = &pages.browser;
 
     // Program page: partitions, counters, splits, bands.
-    let url = write_page(
-        dir.path(),
-        "cargo.html",
-        &program_page("cargo", &cargo_weeks(), 5),
-    );
-    browser.goto(&url);
-    let problems = browser.console_problems();
-    assert!(
-        problems.is_empty(),
-        "console problems on the program page: {problems:?}"
-    );
+    let url = pages.write("cargo.html", &program_page("cargo", &cargo_weeks(), 5));
+    browser.goto_cleanly(&url);
     let charts = browser.eval(SERIES_SCRIPT, json!([]));
     let charts = charts.as_array().expect("charts");
-    let find = |title_start: &str| {
-        charts
-            .iter()
-            .find(|c| {
-                c["title"]
-                    .as_str()
-                    .is_some_and(|t| t.starts_with(title_start))
-            })
-            .unwrap_or_else(|| panic!("no chart titled {title_start}…: {charts:?}"))
-    };
+    let find = |title_start: &str| chart_titled(charts, title_start);
     let subcommands = find("cargo/subcommand:");
     assert_eq!(subcommands["kind"], "partition");
-    let names: Vec<&str> = subcommands["series"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["name"].as_str().unwrap())
-        .collect();
+    let names = series_names(subcommands);
     assert_eq!(
         names,
         [
@@ -104,21 +94,15 @@ fn pages_render_in_headless_chromium() {
     );
 
     // Phone width: no horizontal scrolling, charts shrink to fit.
-    browser.resize(390, 844);
-    browser.goto(&url);
     assert_eq!(
-        browser.eval(OVERFLOW_SCRIPT, json!([])),
-        json!(0),
+        browser.overflow_on_a_phone(&url),
+        0,
         "the program page fits 390 px"
     );
 
     // Index page.
     browser.resize(1280, 900);
-    let url = write_page(
-        dir.path(),
-        "index.html",
-        &dashboard_index(&fixtures::index()),
-    );
+    let url = pages.write("index.html", &dashboard_index(&fixtures::index()));
     browser.goto(&url);
     assert!(browser.console_problems().is_empty());
     let charts = browser.eval(SERIES_SCRIPT, json!([]));
@@ -155,7 +139,7 @@ fn pages_render_in_headless_chromium() {
             },
         ],
     };
-    let url = write_page(dir.path(), "view.html", &user_view(&data));
+    let url = pages.write("view.html", &user_view(&data));
     browser.goto(&url);
     assert!(browser.console_problems().is_empty());
     let bars = browser.eval(
@@ -170,11 +154,9 @@ fn pages_render_in_headless_chromium() {
             ["cargo/subcommand:build", 7]
         ])
     );
-    browser.resize(390, 844);
-    browser.goto(&url);
     assert_eq!(
-        browser.eval(OVERFLOW_SCRIPT, json!([])),
-        json!(0),
+        browser.overflow_on_a_phone(&url),
+        0,
         "the user view fits 390 px"
     );
 }
@@ -183,13 +165,13 @@ fn pages_render_in_headless_chromium() {
 /// that the console check itself works, so the "no console errors" assertions above can fail.
 #[test]
 fn console_check_sees_a_blocked_load() {
-    let Some(browser) = Browser::start(800, 600) else {
+    let Some(pages) = Pages::start(800, 600) else {
         return;
     };
-    let dir = tempfile::tempdir().expect("tempdir");
+    let browser = &pages.browser;
     let page = program_page("cargo", &cargo_weeks(), 5)
         .replace("</body>", "<img src=\"http://127.0.0.1:9/x.png\"></body>");
-    browser.goto(&write_page(dir.path(), "bad.html", &page));
+    browser.goto(&pages.write("bad.html", &page));
     let problems = browser.console_problems();
     assert!(
         problems
@@ -201,15 +183,13 @@ fn console_check_sees_a_blocked_load() {
 
 #[test]
 fn a_compiler_page_with_many_weeks_renders_in_headless_chromium() {
-    let Some(browser) = Browser::start(1280, 900) else {
+    let Some(pages) = Pages::start(1280, 900) else {
         return;
     };
-    let dir = tempfile::tempdir().expect("tempdir");
+    let browser = &pages.browser;
     let weeks = fixtures::rustc_weeks(30);
-    let url = write_page(dir.path(), "rustc.html", &program_page("rustc", &weeks, 5));
-    browser.goto(&url);
-    let problems = browser.console_problems();
-    assert!(problems.is_empty(), "console problems: {problems:?}");
+    let url = pages.write("rustc.html", &program_page("rustc", &weeks, 5));
+    browser.goto_cleanly(&url);
     let charts = browser.eval(SERIES_SCRIPT, json!([]));
     let charts = charts.as_array().expect("charts");
     let kinds: Vec<&str> = charts.iter().map(|c| c["kind"].as_str().unwrap()).collect();
@@ -252,11 +232,9 @@ fn a_compiler_page_with_many_weeks_renders_in_headless_chromium() {
         &std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("rustc-page.png"),
         1100,
     );
-    browser.resize(390, 844);
-    browser.goto(&url);
     assert_eq!(
-        browser.eval(OVERFLOW_SCRIPT, json!([])),
-        json!(0),
+        browser.overflow_on_a_phone(&url),
+        0,
         "the rustc page fits 390 px"
     );
 }

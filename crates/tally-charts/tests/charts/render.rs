@@ -2,7 +2,7 @@
 //! (hostile names included, and random ones by property test), and the chart SVG is pinned by
 //! snapshots.
 
-use crate::support::fixtures::{self, WEEKS, cargo_weeks, day, section};
+use crate::support::{self as fixtures, WEEKS, cargo_weeks, day, section};
 use proptest::prelude::*;
 use tally_charts::svg::{LineChart, Point, Scale, Series, line_chart};
 use tally_charts::{UserData, UserWeek, dashboard_index, program_page, user_view};

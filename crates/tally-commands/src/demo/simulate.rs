@@ -25,6 +25,27 @@ const RUST_RELEASES: [(&str, usize); 4] =
 const CRASHY: &str = "1.94.0";
 const GO_RELEASES: [(&str, usize); 3] = [("1.22.8", 0), ("1.23.4", 0), ("1.24.1", 6)];
 
+/// cargo's subcommands, with how likely a week has each and the most runs it has then.
+const CARGO_SUBCOMMANDS: [(&str, f64, u64); 8] = [
+    ("build", 0.85, 80),
+    ("check", 0.7, 120),
+    ("test", 0.6, 50),
+    ("run", 0.45, 40),
+    ("clippy", 0.3, 30),
+    ("fmt", 0.25, 20),
+    ("doc", 0.1, 5),
+    ("add", 0.15, 4),
+];
+/// go's subcommands, as [`CARGO_SUBCOMMANDS`].
+const GO_SUBCOMMANDS: [(&str, f64, u64); 6] = [
+    ("build", 0.9, 60),
+    ("test", 0.7, 40),
+    ("run", 0.4, 20),
+    ("vet", 0.3, 10),
+    ("mod", 0.5, 8),
+    ("fmt", 0.2, 10),
+];
+
 /// Error codes users hit, with how likely a week with errors has each.
 const ERRORS: [(&str, f64); 12] = [
     ("E0308", 0.55),
@@ -180,26 +201,10 @@ impl Installation<'_> {
         }
         if self.chance(0.35) {
             let version = self.release(&GO_RELEASES);
-            let mut counters = BTreeMap::new();
-            let mut total = 0;
-            for (sub, p, most) in [
-                ("build", 0.9, 60),
-                ("test", 0.7, 40),
-                ("run", 0.4, 20),
-                ("vet", 0.3, 10),
-                ("mod", 0.5, 8),
-                ("fmt", 0.2, 10),
-            ] {
-                if self.chance(p) {
-                    let n = self.rng.u64(1..most);
-                    total += n;
-                    counters.insert(format!("go/subcommand:{sub}"), n);
-                }
-            }
+            let mut counters = self.subcommand_counters("go", &GO_SUBCOMMANDS);
             if self.chance(0.25) {
                 counters.insert("go/test/flag:-race".to_owned(), self.rng.u64(1..5));
             }
-            counters.insert("go/invocations".to_owned(), total.max(1));
             sections.push(self.section("go", version, platform, counters));
             if self.chance(0.4) {
                 let n = self.rng.u64(1..10);
@@ -213,27 +218,29 @@ impl Installation<'_> {
         sections
     }
 
-    /// One installation-week of cargo and of the compiles it ran.
-    fn rust(&mut self, version: &str) -> (BTreeMap<String, u64>, BTreeMap<String, u64>) {
-        let mut cargo = BTreeMap::new();
+    /// `program`'s subcommands in one installation-week, each run with its chance and then
+    /// 1 to `most` times, and `<program>/invocations`, their sum (at least 1).
+    fn subcommand_counters(
+        &mut self,
+        program: &str,
+        subcommands: &[(&str, f64, u64)],
+    ) -> BTreeMap<String, u64> {
+        let mut counters = BTreeMap::new();
         let mut total = 0;
-        for (sub, p, most) in [
-            ("build", 0.85, 80),
-            ("check", 0.7, 120),
-            ("test", 0.6, 50),
-            ("run", 0.45, 40),
-            ("clippy", 0.3, 30),
-            ("fmt", 0.25, 20),
-            ("doc", 0.1, 5),
-            ("add", 0.15, 4),
-        ] {
+        for &(sub, p, most) in subcommands {
             if self.chance(p) {
                 let n = self.rng.u64(1..most);
                 total += n;
-                cargo.insert(format!("cargo/subcommand:{sub}"), n);
+                counters.insert(format!("{program}/subcommand:{sub}"), n);
             }
         }
-        cargo.insert("cargo/invocations".to_owned(), total.max(1));
+        counters.insert(format!("{program}/invocations"), total.max(1));
+        counters
+    }
+
+    /// One installation-week of cargo and of the compiles it ran.
+    fn rust(&mut self, version: &str) -> (BTreeMap<String, u64>, BTreeMap<String, u64>) {
+        let mut cargo = self.subcommand_counters("cargo", &CARGO_SUBCOMMANDS);
         for (flag, p) in [
             ("--release", 0.4),
             ("--locked", 0.12),

@@ -3,12 +3,13 @@
 //! directory, the loopback port, key ids and random numbers filtered out. Time moves only
 //! through `TALLY_NOW`.
 
-use crate::support::{Collector, Fixture, Server};
+use crate::support::{Collector, Fixture};
+use tally_test_support::collector::FakeCollector;
 
 const CONSENT: &str = "2026-11-04";
 
 /// Filters for everything that differs between runs.
-fn filters(fx: &Fixture, server: Option<&Server>) -> Vec<(String, String)> {
+fn filters(fx: &Fixture, server: Option<&FakeCollector>) -> Vec<(String, String)> {
     let mut filters = vec![
         (
             regex_escape(&fx.root().display().to_string()),
@@ -73,20 +74,14 @@ macro_rules! snapshot {
 /// local report by an upload run) and 2026-11-16 (in progress).
 fn counted() -> Fixture {
     let fx = Fixture::new();
-    fx.count(
-        "2026-11-10",
-        "cargo",
-        "1.95.0",
-        &[("cargo/invocations", 5), ("cargo/subcommand:build", 4)],
-    );
+    fx.count_cargo_builds("2026-11-10");
     fx.count(
         "2026-11-11",
         "rustc",
         "1.95.0",
         &[("rustc/invocations", 40), ("rustc/edition:2021", 40)],
     );
-    let run = fx.run("2026-11-17", &[], &["upload"]);
-    assert!(run.ok(), "{run:?}");
+    fx.run_ok("2026-11-17", &["upload"]);
     fx.count(
         "2026-11-17",
         "cargo",
@@ -130,11 +125,7 @@ fn show_prints_every_counter_per_week_and_program() {
     );
     let bad = fx.run("2026-11-18", &[], &["show", "--week", "last week"]);
     assert!(!bad.ok());
-    assert!(
-        bad.stderr.contains("give a day as YYYY-MM-DD"),
-        "{}",
-        bad.stderr
-    );
+    bad.assert_stderr_has("give a day as YYYY-MM-DD");
 }
 
 #[test]
@@ -145,10 +136,9 @@ fn show_skips_and_quarantines_a_corrupt_counter_file() {
         .counters_dir()
         .join("cargo@1.95.0-linux-x86_64-2026-11-16.v1.count.bad.count");
     std::fs::write(&corrupt, b"# not a counter file\x00\xff").unwrap();
-    let out = fx.run("2026-11-18", &[], &["show"]);
-    assert!(out.ok(), "{out:?}");
-    assert!(out.stderr.contains("tally: skipped"), "{}", out.stderr);
-    assert!(out.stderr.contains("it was moved to"), "{}", out.stderr);
+    let out = fx.run_ok("2026-11-18", &["show"]);
+    out.assert_stderr_has("tally: skipped");
+    out.assert_stderr_has("it was moved to");
     assert!(!corrupt.exists());
     assert!(
         out.stdout.contains("cargo/subcommand:test"),
@@ -163,36 +153,23 @@ fn show_skips_and_quarantines_a_corrupt_counter_file() {
     std::fs::write(&corrupt, b"garbage").unwrap();
     let off = fx.run("2026-11-18", &[("TALLY", "off")], &["show"]);
     assert!(off.ok());
-    assert!(off.stderr.contains("tally: skipped"), "{}", off.stderr);
+    off.assert_stderr_has("tally: skipped");
     assert!(corrupt.exists());
 }
 
 #[test]
 fn status_says_where_everything_stands() {
-    let server = Server::start();
+    let server = FakeCollector::start();
     let collector = Collector::new();
     let config = collector.config(7, "2027-01-01", 1.0, &[("cargo/invocations", 1.0)]);
-    server.set_config(&config, &collector.sign(&config));
+    collector.publish(&server, &config);
     let fx = counted();
     let before = fx.run("2026-11-17", &[], &["status"]);
     snapshot!(filters(&fx, None), "status_local", before.stdout);
 
-    let on = fx.run(
-        CONSENT,
-        &[],
-        &[
-            "on",
-            "--endpoint",
-            &server.url,
-            "--key",
-            &collector.key.public_base64,
-        ],
-    );
-    assert!(on.ok(), "{on:?}");
-    let upload = fx.run("2026-11-18", &[], &["upload"]);
-    assert!(upload.ok(), "{upload:?}");
-    let status = fx.run("2026-11-18", &[], &["status"]);
-    assert!(status.ok(), "{status:?}");
+    fx.turn_on(CONSENT, &server.url, &collector);
+    fx.run_ok("2026-11-18", &["upload"]);
+    let status = fx.run_ok("2026-11-18", &["status"]);
     snapshot!(filters(&fx, Some(&server)), "status_on", status.stdout);
 
     let json = fx.run("2026-11-18", &[], &["status", "--json"]);
@@ -204,14 +181,9 @@ fn status_says_where_everything_stands() {
     assert_eq!(parsed["this_week"]["counts"], 6);
     assert_eq!(parsed["last_upload"]["day"], "2026-11-18");
 
-    let config = fx.run("2026-11-18", &[], &["config"]);
-    assert!(config.ok(), "{config:?}");
-    assert!(
-        config.stdout.contains("Verified:  yes, signed by key"),
-        "{}",
-        config.stdout
-    );
-    assert!(config.stdout.contains("Version:   7"), "{}", config.stdout);
+    let config = fx.run_ok("2026-11-18", &["config"]);
+    config.assert_stdout_has("Verified:  yes, signed by key");
+    config.assert_stdout_has("Version:   7");
     assert!(
         config.stdout.contains("\"cargo/invocations\""),
         "the config itself is shown"
@@ -219,19 +191,9 @@ fn status_says_where_everything_stands() {
 
     // The environment lowering the mode is said plainly.
     let lowered = fx.run("2026-11-18", &[("TALLY", "local")], &["status"]);
-    assert!(
-        lowered
-            .stdout
-            .contains("but TALLY=local in this environment"),
-        "{}",
-        lowered.stdout
-    );
+    lowered.assert_stdout_has("but TALLY=local in this environment");
     let forced = fx.run("2026-11-18", &[("DO_NOT_TRACK", "1")], &["status"]);
-    assert!(
-        forced.stdout.contains("Mode:         off"),
-        "{}",
-        forced.stdout
-    );
+    forced.assert_stdout_has("Mode:         off");
 
     // A tampered cache is reported, not trusted.
     let cached = fx.home.config_dir().join("config.json");
@@ -242,13 +204,7 @@ fn status_says_where_everything_stands() {
     )
     .unwrap();
     let tampered = fx.run("2026-11-18", &[], &["status"]);
-    assert!(
-        tampered
-            .stdout
-            .contains("Config:       not usable, nothing is uploaded"),
-        "{}",
-        tampered.stdout
-    );
+    tampered.assert_stdout_has("Config:       not usable, nothing is uploaded");
 }
 
 #[test]
@@ -261,17 +217,13 @@ fn status_never_writes() {
     ]);
     let out = crate::support::run_in_process(&env, &["status"]);
     assert!(out.ok(), "{out:?}");
-    assert!(
-        out.stdout.contains("This week:    nothing counted yet"),
-        "{}",
-        out.stdout
-    );
+    out.assert_stdout_has("This week:    nothing counted yet");
     assert!(!root.exists(), "status created the data directory");
 }
 
 #[test]
 fn preview_shows_the_exact_bytes_or_why_nothing() {
-    let server = Server::start();
+    let server = FakeCollector::start();
     let collector = Collector::new();
     // Counters carry the chart they are collected for; preview names it.
     let config = collector
@@ -286,43 +238,24 @@ fn preview_shows_the_exact_bytes_or_why_nothing() {
             "\"rate\": 1.0, \"chart\": \"cargo-usage\"",
             1,
         );
-    server.set_config(&config, &collector.sign(&config));
+    collector.publish(&server, &config);
     let fx = Fixture::new();
     let local = fx.run("2026-11-10", &[], &["preview"]);
     snapshot!(filters(&fx, None), "preview_nothing_counted", local.stdout);
 
-    let on = fx.run(
-        CONSENT,
-        &[],
-        &[
-            "on",
-            "--endpoint",
-            &server.url,
-            "--key",
-            &collector.key.public_base64,
-        ],
-    );
-    assert!(on.ok(), "{on:?}");
+    fx.turn_on(CONSENT, &server.url, &collector);
     fx.count("2026-11-05", "cargo", "1.95.0", &[("cargo/invocations", 3)]);
-    fx.count(
-        "2026-11-10",
-        "cargo",
-        "1.95.0",
-        &[("cargo/invocations", 5), ("cargo/subcommand:build", 4)],
-    );
+    fx.count_cargo_builds("2026-11-10");
     // Fetch the config without anything being due yet.
-    let fetch = fx.run("2026-11-08", &[], &["upload"]);
-    assert!(fetch.ok(), "{fetch:?}");
+    fx.run_ok("2026-11-08", &["upload"]);
 
-    let preview = fx.run("2026-11-17", &[], &["preview"]);
-    assert!(preview.ok(), "{preview:?}");
+    let preview = fx.run_ok("2026-11-17", &["preview"]);
     snapshot!(filters(&fx, Some(&server)), "preview_on", preview.stdout);
     // The bytes shown are the bytes that will be sent.
     let pending =
         std::fs::read_to_string(fx.home.reports_dir().join("pending/2026-11-09.json")).unwrap();
     assert!(preview.stdout.contains(&pending));
-    let upload = fx.run("2026-11-17", &[], &["upload"]);
-    assert!(upload.ok(), "{upload:?}");
+    fx.run_ok("2026-11-17", &["upload"]);
     assert_eq!(server.uploads()[0].body, pending.as_bytes());
     assert!(server.uploads().len() == 1);
 
@@ -342,57 +275,22 @@ fn on_needs_a_collector_and_says_what_will_be_sent() {
     let collector = Collector::new();
     let missing = fx.run(CONSENT, &[], &["on"]);
     assert!(!missing.ok());
-    assert!(
-        missing
-            .stderr
-            .contains("tally on --endpoint https://tally.example.org --key RW"),
-        "{}",
-        missing.stderr
-    );
+    missing.assert_stderr_has("tally on --endpoint https://tally.example.org --key RW");
     let bad_key = fx.run(
         CONSENT,
         &[],
         &["on", "--endpoint", "https://c.example", "--key", "hunter2"],
     );
     assert!(!bad_key.ok());
-    assert!(
-        bad_key.stderr.contains("is not a minisign public key"),
-        "{}",
-        bad_key.stderr
-    );
-    let bad_url = fx.run(
-        CONSENT,
-        &[],
-        &[
-            "on",
-            "--endpoint",
-            "c.example",
-            "--key",
-            &collector.key.public_base64,
-        ],
-    );
-    assert!(
-        bad_url.stderr.contains("is not a collector URL"),
-        "{}",
-        bad_url.stderr
-    );
+    bad_key.assert_stderr_has("is not a minisign public key");
+    let bad_url = fx.on(CONSENT, &[], "c.example", &collector);
+    bad_url.assert_stderr_has("is not a collector URL");
     assert!(
         !fx.root().join("mode").exists(),
         "a failed `on` changes nothing"
     );
 
-    let on = fx.run(
-        CONSENT,
-        &[],
-        &[
-            "on",
-            "--endpoint",
-            "https://c.example/",
-            "--key",
-            &collector.key.public_base64,
-        ],
-    );
-    assert!(on.ok(), "{on:?}");
+    let on = fx.turn_on(CONSENT, "https://c.example/", &collector);
     snapshot!(filters(&fx, None), "on", on.stdout);
     assert_eq!(
         std::fs::read_to_string(fx.root().join("mode")).unwrap(),
@@ -401,48 +299,20 @@ fn on_needs_a_collector_and_says_what_will_be_sent() {
 
     // Again later, same collector: the first consent date stands.
     let again = fx.run("2026-11-20", &[], &["on"]);
-    assert!(
-        again.stdout.contains("tally is on (since 2026-11-04)"),
-        "{}",
-        again.stdout
-    );
+    again.assert_stdout_has("tally is on (since 2026-11-04)");
     assert_eq!(
         std::fs::read_to_string(fx.root().join("mode")).unwrap(),
         "on 2026-11-04\n"
     );
     // Another collector is new consent.
-    let other = fx.run(
-        "2026-11-20",
-        &[],
-        &[
-            "on",
-            "--endpoint",
-            "https://d.example",
-            "--key",
-            &collector.key.public_base64,
-        ],
-    );
+    let other = fx.on("2026-11-20", &[], "https://d.example", &collector);
     assert!(other.ok(), "{other:?}");
     assert_eq!(
         std::fs::read_to_string(fx.root().join("mode")).unwrap(),
         "on 2026-11-20\n"
     );
-    let insecure = fx.run(
-        "2026-11-20",
-        &[],
-        &[
-            "on",
-            "--endpoint",
-            "http://d.example",
-            "--key",
-            &collector.key.public_base64,
-        ],
-    );
-    assert!(
-        insecure.stderr.contains("unencrypted"),
-        "{}",
-        insecure.stderr
-    );
+    let insecure = fx.on("2026-11-20", &[], "http://d.example", &collector);
+    insecure.assert_stderr_has("unencrypted");
 }
 
 #[test]
@@ -451,32 +321,14 @@ fn modes_are_refused_or_skipped_when_the_environment_forces_off() {
     let collector = Collector::new();
     let before = fx.all_files();
     for (name, value) in [("DO_NOT_TRACK", "1"), ("TALLY", "off")] {
-        let on = fx.run(
-            CONSENT,
-            &[(name, value)],
-            &[
-                "on",
-                "--endpoint",
-                "https://c.example",
-                "--key",
-                &collector.key.public_base64,
-            ],
-        );
+        let on = fx.on(CONSENT, &[(name, value)], "https://c.example", &collector);
         assert!(!on.ok());
-        assert!(
-            on.stderr.contains("run the command again without them"),
-            "{}",
-            on.stderr
-        );
+        on.assert_stderr_has("run the command again without them");
         let local = fx.run(CONSENT, &[(name, value)], &["local"]);
         assert!(!local.ok());
         let off = fx.run(CONSENT, &[(name, value)], &["off"]);
         assert!(off.ok());
-        assert!(
-            off.stdout.contains("already off in this environment"),
-            "{}",
-            off.stdout
-        );
+        off.assert_stdout_has("already off in this environment");
     }
     assert_eq!(fx.all_files(), before);
 
@@ -513,24 +365,15 @@ fn clean_asks_and_removes_only_tally_files() {
 
     let refused = fx.run("2026-11-18", &[], &["clean"]);
     assert!(!refused.ok());
-    assert!(
-        refused.stderr.contains("run `tally clean --yes`"),
-        "{}",
-        refused.stderr
-    );
+    refused.assert_stderr_has("run `tally clean --yes`");
     assert!(fx.home.counters_dir().exists());
 
     let off = fx.run("2026-11-18", &[], &["off"]);
     assert!(off.ok());
-    let clean = fx.run("2026-11-18", &[], &["clean", "--yes"]);
-    assert!(clean.ok(), "{clean:?}");
-    assert!(clean.stdout.contains("tally stays off"), "{}", clean.stdout);
-    assert!(
-        clean.stdout.contains(
-            "Kept 2 entries that tally did not make: my-notes.txt, reports/local/keep.txt."
-        ),
-        "{}",
-        clean.stdout
+    let clean = fx.run_ok("2026-11-18", &["clean", "--yes"]);
+    clean.assert_stdout_has("tally stays off");
+    clean.assert_stdout_has(
+        "Kept 2 entries that tally did not make: my-notes.txt, reports/local/keep.txt.",
     );
     let mut files = fx.all_files();
     files.sort();
@@ -546,11 +389,7 @@ fn clean_asks_and_removes_only_tally_files() {
     let local = fx.run("2026-11-18", &[], &["local"]);
     assert!(local.ok());
     let clean = fx.run("2026-11-18", &[], &["clean", "-y"]);
-    assert!(
-        clean.stdout.contains("back to the default mode, local"),
-        "{}",
-        clean.stdout
-    );
+    clean.assert_stdout_has("back to the default mode, local");
     let mut files = fx.all_files();
     files.sort();
     assert_eq!(files, ["my-notes.txt", "reports/local/keep.txt"]);
@@ -573,79 +412,30 @@ fn config_verify_checks_any_file() {
     std::fs::write(&sig, collector.sign(&config)).unwrap();
     let (file_arg, sig_arg) = (file.to_str().unwrap(), sig.to_str().unwrap());
 
-    let ok = fx.run(
-        CONSENT,
-        &[],
-        &[
-            "config",
-            "verify",
-            file_arg,
-            sig_arg,
-            "--key",
-            &collector.key.public_base64,
-        ],
-    );
+    let verify_with_key = |key: &str| {
+        let args = ["config", "verify", file_arg, sig_arg, "--key", key];
+        fx.run(CONSENT, &[], &args)
+    };
+    let ok = verify_with_key(&collector.key.public_base64);
     assert!(ok.ok(), "{ok:?}");
-    assert!(
-        ok.stdout
-            .contains("the signature verifies and the config is valid"),
-        "{}",
-        ok.stdout
-    );
-    assert!(
-        ok.stdout.contains("Program:   cargo >=1.0.0 (2 counters)"),
-        "{}",
-        ok.stdout
-    );
+    ok.assert_stdout_has("the signature verifies and the config is valid");
+    ok.assert_stdout_has("Program:   cargo >=1.0.0 (2 counters)");
 
     let none_pinned = fx.run(CONSENT, &[], &["config", "verify", file_arg, sig_arg]);
     assert!(!none_pinned.ok());
-    assert!(
-        none_pinned.stderr.contains("give a key with --key KEY"),
-        "{}",
-        none_pinned.stderr
-    );
+    none_pinned.assert_stderr_has("give a key with --key KEY");
 
     let other = Collector::new();
-    let wrong_key = fx.run(
-        CONSENT,
-        &[],
-        &[
-            "config",
-            "verify",
-            file_arg,
-            sig_arg,
-            "--key",
-            &other.key.public_base64,
-        ],
-    );
+    let wrong_key = verify_with_key(&other.key.public_base64);
     assert!(!wrong_key.ok());
-    assert!(
-        wrong_key.stderr.contains("which is not pinned"),
-        "{}",
-        wrong_key.stderr
-    );
+    wrong_key.assert_stderr_has("which is not pinned");
 
     std::fs::write(&file, config.replacen("0.5", "0.6", 1)).unwrap();
-    let on = fx.run(
-        CONSENT,
-        &[],
-        &[
-            "on",
-            "--endpoint",
-            "https://c.example",
-            "--key",
-            &collector.key.public_base64,
-        ],
-    );
+    let on = fx.on(CONSENT, &[], "https://c.example", &collector);
     assert!(on.ok());
     let tampered = fx.run(CONSENT, &[], &["config", "verify", file_arg, sig_arg]);
     assert!(!tampered.ok());
-    assert!(
-        tampered.stderr.contains("does not match the config"),
-        "{}",
-        tampered.stderr
-    );
+    tampered.assert_stderr_has("does not match the config");
 
     let expired = fx.run("2027-01-02", &[], &["config", "verify", file_arg, sig_arg]);
     assert!(!expired.ok());
@@ -655,27 +445,12 @@ fn config_verify_checks_any_file() {
         &[],
         &["config", "verify", "/nonexistent/c.json", sig_arg],
     );
-    assert!(
-        missing
-            .stderr
-            .contains("cannot open /nonexistent/c.json; check the path"),
-        "{}",
-        missing.stderr
-    );
+    missing.assert_stderr_has("cannot open /nonexistent/c.json; check the path");
 
     let show = fx.run(CONSENT, &[], &["config"]);
     assert!(show.ok());
-    assert!(
-        show.stdout.contains("Endpoint:  https://c.example"),
-        "{}",
-        show.stdout
-    );
-    assert!(
-        show.stdout
-            .contains("Verified:  no: no config has been fetched"),
-        "{}",
-        show.stdout
-    );
+    show.assert_stdout_has("Endpoint:  https://c.example");
+    show.assert_stdout_has("Verified:  no: no config has been fetched");
 }
 
 #[test]
@@ -693,45 +468,31 @@ fn help_lists_the_environment_and_usage_errors_exit_2() {
     }
     let usage = fx.run(CONSENT, &[], &["show", "--json", "--csv"]);
     assert_eq!(usage.code, std::process::ExitCode::from(2));
-    assert!(
-        usage.stderr.contains("cannot be used with"),
-        "{}",
-        usage.stderr
-    );
+    usage.assert_stderr_has("cannot be used with");
     let unknown = fx.run(CONSENT, &[], &["frobnicate"]);
     assert_eq!(unknown.code, std::process::ExitCode::from(2));
 }
 
 /// Runs the real CLI on a pseudo-terminal (util-linux `script`), typing `input`.
 fn on_a_terminal(fx: &Fixture, args: &str, input: &str) -> Option<String> {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
+    use std::process::Command;
     if Command::new("script").arg("--version").output().is_err() {
         eprintln!("skipped: util-linux `script` is needed to give the CLI a terminal");
         return None;
     }
-    let mut child = Command::new("script")
-        .args([
-            "-qec",
-            &format!("{} {args}", crate::support::cli_exe().display()),
-            "/dev/null",
-        ])
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("TALLY_DIR", fx.root())
-        .env("TALLY_NOW", CONSENT)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = tally_test_support::command::run_with_input(
+        Command::new("script")
+            .args([
+                "-qec",
+                &format!("{} {args}", crate::support::cli_exe().display()),
+                "/dev/null",
+            ])
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("TALLY_DIR", fx.root())
+            .env("TALLY_NOW", CONSENT),
+        input.as_bytes(),
+    );
     assert!(out.status.success(), "{out:?}");
     Some(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -825,11 +586,7 @@ fn plain_http_to_another_machine_needs_allow_http() {
         &["on", "--endpoint", "http://c.example", "--key", &key],
     );
     assert!(!refused.ok());
-    assert!(
-        refused.stderr.contains("--allow-http"),
-        "{}",
-        refused.stderr
-    );
+    refused.assert_stderr_has("--allow-http");
     assert_eq!(fx.home.stored_mode().unwrap(), tally_home::Mode::Local);
     let forced = fx.run(
         CONSENT,
@@ -845,8 +602,7 @@ fn plain_http_to_another_machine_needs_allow_http() {
     );
     assert!(forced.ok(), "{forced:?}");
     // Kept for the same URL without the flag.
-    let again = fx.run(CONSENT, &[], &["on"]);
-    assert!(again.ok(), "{again:?}");
+    fx.run_ok(CONSENT, &["on"]);
     let local = fx.run(
         CONSENT,
         &[],

@@ -16,9 +16,6 @@
 //! `TALLY_REQUIRE_CHROMIUM=1`; the Go checks skip when `go` is missing unless
 //! `TALLY_REQUIRE_GO=1`; the rest always runs (it needs cargo, which runs the test).
 
-#[path = "../../../tally-charts/tests/support/webdriver.rs"]
-mod webdriver;
-
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -33,7 +30,7 @@ use tally_commands::demo::{
 };
 use tally_protocol::Report;
 use tally_protocol::aggregate::{ProgramWeek, WeeksIndex};
-use webdriver::{Browser, repo_root};
+use tally_test_support::webdriver::{self, Browser, repo_root};
 
 /// The whole demo (builds included) must print its dashboard line within this time.
 const DEMO_TIMEOUT: Duration = Duration::from_secs(600);
@@ -47,7 +44,7 @@ fn profile_dir() -> PathBuf {
         .to_path_buf()
 }
 
-fn build_binaries() -> (PathBuf, PathBuf) {
+pub(crate) fn build_binaries() -> (PathBuf, PathBuf) {
     let dir = profile_dir();
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let root = repo_root(env!("CARGO_MANIFEST_DIR"));
@@ -79,8 +76,14 @@ fn build_binaries() -> (PathBuf, PathBuf) {
     (dir.join("tally"), dir.join("tally-server"))
 }
 
-/// Reads lines from `child`'s stdout on a thread, so waits can be bounded.
-fn line_reader(child: &mut Child) -> mpsc::Receiver<String> {
+/// Starts `cmd` (`what` names it) with its stdout piped to a thread that hands over its
+/// lines, so that waits for them can be bounded; stderr goes to the test's.
+fn spawn_with_lines(cmd: &mut Command, what: &str) -> (Child, mpsc::Receiver<String>) {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {what}: {e}"));
     let stdout = child.stdout.take().expect("piped stdout");
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -91,10 +94,20 @@ fn line_reader(child: &mut Child) -> mpsc::Receiver<String> {
             }
         }
     });
-    rx
+    (child, rx)
 }
 
-fn get_json<T: serde::de::DeserializeOwned>(url: &str) -> T {
+/// The reports (`.json`) in `dir`.
+pub(crate) fn reports_in(dir: &Path) -> Vec<Report> {
+    std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .map(|p| Report::parse(&std::fs::read(&p).unwrap()).unwrap())
+        .collect()
+}
+
+pub(crate) fn get_json<T: serde::de::DeserializeOwned>(url: &str) -> T {
     ureq::get(url)
         .call()
         .unwrap_or_else(|e| panic!("GET {url}: {e}"))
@@ -108,9 +121,9 @@ fn has_go() -> bool {
         .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("go").is_file()))
 }
 
-struct RunningDemo {
-    child: Child,
-    stdin: Option<ChildStdin>,
+pub(crate) struct RunningDemo {
+    pub(crate) child: Child,
+    pub(crate) stdin: Option<ChildStdin>,
 }
 
 impl Drop for RunningDemo {
@@ -128,23 +141,32 @@ impl Drop for RunningDemo {
     }
 }
 
-#[test]
-fn demo_publishes_exactly_the_invocations_made() {
-    let (tally, server) = build_binaries();
-    assert!(server.is_file(), "tally-server was built next to tally");
+/// `tally demo --no-browser ARGS`, running until it printed its dashboard line.
+pub(crate) struct StartedDemo {
+    pub(crate) demo: RunningDemo,
+    /// The dashboard's base URL, without the trailing `/`.
+    pub(crate) dashboard: String,
+    /// The demo's tally home.
+    pub(crate) home: PathBuf,
+    /// What it printed before the dashboard line.
+    pub(crate) output: Vec<String>,
+    /// The rest of its output, kept open so that the demo never writes to a closed pipe.
+    pub(crate) _lines: mpsc::Receiver<String>,
+}
 
-    let mut child = Command::new(&tally)
-        .args(["demo", "--no-browser"])
-        .env_remove("TALLY_DIR")
-        .env_remove("TALLY_NOW")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start tally demo");
-    let lines = line_reader(&mut child);
+/// Starts `tally demo --no-browser ARGS` with `tally` and waits for its dashboard line.
+pub(crate) fn start_demo(tally: &Path, args: &[&str]) -> StartedDemo {
+    let (mut child, lines) = spawn_with_lines(
+        Command::new(tally)
+            .args(["demo", "--no-browser"])
+            .args(args)
+            .env_remove("TALLY_DIR")
+            .env_remove("TALLY_NOW")
+            .stdin(Stdio::piped()),
+        "tally demo",
+    );
     let stdin = child.stdin.take();
-    let mut demo = RunningDemo { child, stdin };
+    let demo = RunningDemo { child, stdin };
 
     let mut output = Vec::new();
     let mut home = None;
@@ -164,7 +186,41 @@ fn demo_publishes_exactly_the_invocations_made() {
         }
         output.push(line);
     };
-    let home = home.expect("the demo printed its tally home");
+    StartedDemo {
+        demo,
+        dashboard,
+        home: home.expect("the demo printed its tally home"),
+        output,
+        _lines: lines,
+    }
+}
+
+/// Closes the demo's stdin and waits (30 s at most) for it to stop; its exit status.
+pub(crate) fn stop_demo(demo: &mut RunningDemo) -> std::process::ExitStatus {
+    drop(demo.stdin.take());
+    (0..300)
+        .find_map(|_| {
+            let status = demo.child.try_wait().ok().flatten();
+            if status.is_none() {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            status
+        })
+        .expect("tally demo stopped within 30 s of stdin closing")
+}
+
+#[test]
+fn demo_publishes_exactly_the_invocations_made() {
+    let (tally, server) = build_binaries();
+    assert!(server.is_file(), "tally-server was built next to tally");
+
+    let StartedDemo {
+        mut demo,
+        dashboard,
+        home,
+        output,
+        _lines,
+    } = start_demo(&tally, &[]);
     let demo_root = home
         .parent()
         .expect("home is inside the demo dir")
@@ -181,11 +237,7 @@ fn demo_publishes_exactly_the_invocations_made() {
     assert_eq!(index.weeks.len(), SIMULATED_WEEKS, "{index:?}");
 
     // The real report, as uploaded, is among the week's stored reports, once.
-    let sent_dir = home.join("reports/sent");
-    let sent: Vec<Report> = std::fs::read_dir(&sent_dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", sent_dir.display()))
-        .map(|e| Report::parse(&std::fs::read(e.unwrap().path()).unwrap()).unwrap())
-        .collect();
+    let sent = reports_in(&home.join("reports/sent"));
     assert_eq!(sent.len(), 1, "one ended week was sent");
     let real = &sent[0];
     // The installation's own week starts on its weekday: the real report is in the calendar
@@ -310,11 +362,7 @@ fn demo_publishes_exactly_the_invocations_made() {
 
     // Every count the user's local report holds was sent (the demo's config asks for every
     // counter at rate 1).
-    let local_dir = home.join("reports/local");
-    let local: Vec<Report> = std::fs::read_dir(&local_dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", local_dir.display()))
-        .map(|e| serde_json::from_slice(&std::fs::read(e.unwrap().path()).unwrap()).unwrap())
-        .collect();
+    let local = reports_in(&home.join("reports/local"));
     assert_eq!(local.len(), 1, "one ended week");
     for section in &local[0].programs {
         for (name, count) in &section.counters {
@@ -351,16 +399,7 @@ fn demo_publishes_exactly_the_invocations_made() {
     }
 
     // Closing stdin stops the demo, which stops the server and removes its directory.
-    drop(demo.stdin.take());
-    let status = (0..300)
-        .find_map(|_| {
-            let status = demo.child.try_wait().ok().flatten();
-            if status.is_none() {
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            status
-        })
-        .expect("tally demo stopped within 30 s of stdin closing");
+    let status = stop_demo(&mut demo);
     assert!(status.success(), "{status}");
     assert!(
         !demo_root.exists(),
@@ -394,14 +433,9 @@ fn browser_checks(dashboard: &str, tally: &Path, home: &Path) {
     let Some(browser) = Browser::start(1280, 900) else {
         return;
     };
-    let shots = webdriver::screenshot_dir();
+    let shots = webdriver::screenshot_dir(env!("CARGO_TARGET_TMPDIR"));
 
-    browser.goto(&format!("{dashboard}/"));
-    let problems = browser.console_problems();
-    assert!(
-        problems.is_empty(),
-        "console problems on the dashboard: {problems:?}"
-    );
+    browser.goto_cleanly(&format!("{dashboard}/"));
     let charts = browser.eval(SERIES_SCRIPT, json!([]));
     assert_eq!(charts[0]["kind"], "reports", "{charts}");
     let series = charts[0]["series"].as_array().expect("series");
@@ -412,12 +446,7 @@ fn browser_checks(dashboard: &str, tally: &Path, home: &Path) {
     browser.screenshot(&shots.join("demo-dashboard.png"), 1100);
 
     browser.resize(1280, 900);
-    browser.goto(&format!("{dashboard}/programs/cargo"));
-    let problems = browser.console_problems();
-    assert!(
-        problems.is_empty(),
-        "console problems on the cargo page: {problems:?}"
-    );
+    browser.goto_cleanly(&format!("{dashboard}/programs/cargo"));
     let charts = browser.eval(SERIES_SCRIPT, json!([]));
     let subcommands = charts
         .as_array()
@@ -442,12 +471,7 @@ fn browser_checks(dashboard: &str, tally: &Path, home: &Path) {
     browser.screenshot(&shots.join("demo-cargo.png"), 1100);
 
     // rustc: how compiles fare, with the simulated release that crashes more.
-    browser.goto(&format!("{dashboard}/programs/rustc"));
-    let problems = browser.console_problems();
-    assert!(
-        problems.is_empty(),
-        "console problems on the rustc page: {problems:?}"
-    );
+    browser.goto_cleanly(&format!("{dashboard}/programs/rustc"));
     let charts = browser.eval(SERIES_SCRIPT, json!([]));
     let kinds: Vec<&str> = charts
         .as_array()
@@ -462,33 +486,24 @@ fn browser_checks(dashboard: &str, tally: &Path, home: &Path) {
 
     // What is collected and why, and the open data.
     for (path, shot) in [("/config", "demo-config.png"), ("/data/", "demo-data.png")] {
-        browser.goto(&format!("{dashboard}{path}"));
-        let problems = browser.console_problems();
-        assert!(
-            problems.is_empty(),
-            "console problems on {path}: {problems:?}"
-        );
+        browser.goto_cleanly(&format!("{dashboard}{path}"));
         browser.screenshot(&shots.join(shot), 1100);
-        browser.resize(390, 844);
-        browser.goto(&format!("{dashboard}{path}"));
-        let overflow = browser.eval(
-            "return document.documentElement.scrollWidth - document.documentElement.clientWidth;",
-            json!([]),
+        assert_eq!(
+            browser.overflow_on_a_phone(&format!("{dashboard}{path}")),
+            0,
+            "{path} fits a 390 px screen"
         );
-        assert_eq!(overflow, json!(0), "{path} fits a 390 px screen");
         browser.resize(1280, 900);
     }
 
     // `tally view` on the demo's home, served on loopback.
-    let mut view = Command::new(tally)
-        .args(["view", "--addr", "127.0.0.1:0"])
-        .env("TALLY_DIR", home)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start tally view");
-    let lines = line_reader(&mut view);
+    let (mut view, lines) = spawn_with_lines(
+        Command::new(tally)
+            .args(["view", "--addr", "127.0.0.1:0"])
+            .env("TALLY_DIR", home)
+            .stdin(Stdio::null()),
+        "tally view",
+    );
     let first = lines
         .recv_timeout(Duration::from_secs(30))
         .expect("tally view printed its address");

@@ -5,7 +5,9 @@
 #![allow(clippy::disallowed_methods)] // tests read the harness's environment
 
 mod commands;
+mod dap;
 mod demo_e2e;
+mod demo_private;
 mod privacy;
 mod support;
 mod upload;

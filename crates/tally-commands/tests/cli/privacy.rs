@@ -3,8 +3,9 @@
 //! collector's config asks for leave the machine, and no secret reaches any file the upload
 //! run writes (`reports/pending`, `reports/sent`, `upload.last.json`) or the wire.
 
-use crate::support::{Collector, Fixture, Server};
+use crate::support::{Collector, Fixture};
 use proptest::prelude::*;
+use tally_test_support::collector::FakeCollector;
 
 fn secret() -> impl Strategy<Value = String> {
     // Secret-looking values, paths and tokens; long enough never to occur by chance.
@@ -23,12 +24,12 @@ proptest! {
         secrets in proptest::collection::vec(secret(), 1..4),
         counts in proptest::collection::vec(1u64..1000, 4),
     ) {
-        let server = Server::start();
+        let server = FakeCollector::start();
         let collector = Collector::new();
         let config = collector.config(1, "2027-01-01", 1.0, &[("cargo/invocations", 1.0), ("cargo/build/flag:{--release,other}", 1.0)]);
-        server.set_config(&config, &collector.sign(&config));
+        collector.publish(&server, &config);
         let fx = Fixture::new();
-        let on = fx.run("2026-11-04", &[], &["on", "--endpoint", &server.url, "--key", &collector.key.public_base64]);
+        let on = fx.on("2026-11-04", &[], &server.url, &collector);
         prop_assert!(on.ok());
         let mut counters: Vec<(String, u64)> = vec![
             ("cargo/invocations".into(), counts[0]),

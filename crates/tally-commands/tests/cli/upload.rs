@@ -7,8 +7,9 @@
 
 use std::process::{Command, Stdio};
 
-use crate::support::{Collector, Fixture, Server, cli_exe};
+use crate::support::{Collector, Fixture, cli_exe};
 use tally_protocol::Report;
+use tally_test_support::collector::{FakeCollector, silent_collector, unreachable_url};
 
 const CONSENT: &str = "2026-11-04";
 const BEFORE_CONSENT_DAY: &str = "2026-11-05";
@@ -19,27 +20,25 @@ const SENDABLE_WEEK: &str = "2026-11-09";
 /// A data directory in mode `on` (consent on [`CONSENT`]) pointed at `server`, which serves a
 /// config signed by `collector` that wants `counters` at `sample_rate`; and counts in the week
 /// before consent and the week after.
+/// A collector serving a config that wants [`wanted`] at `sample_rate`, and a data directory
+/// [`consented`] to it.
+fn consented_to_wanted(sample_rate: f64) -> (FakeCollector, Collector, Fixture) {
+    let server = FakeCollector::start();
+    let collector = Collector::new();
+    let fx = consented(&server, &collector, sample_rate, &wanted());
+    (server, collector, fx)
+}
+
 fn consented(
-    server: &Server,
+    server: &FakeCollector,
     collector: &Collector,
     sample_rate: f64,
     counters: &[(&str, f64)],
 ) -> Fixture {
     let fx = Fixture::new();
     let config = collector.config(1, "2027-01-01", sample_rate, counters);
-    server.set_config(&config, &collector.sign(&config));
-    let on = fx.run(
-        CONSENT,
-        &[],
-        &[
-            "on",
-            "--endpoint",
-            &server.url,
-            "--key",
-            &collector.key.public_base64,
-        ],
-    );
-    assert!(on.ok(), "{on:?}");
+    collector.publish(server, &config);
+    fx.turn_on(CONSENT, &server.url, collector);
     fx.count(
         BEFORE_CONSENT_DAY,
         "cargo",
@@ -88,9 +87,7 @@ fn run_process(
 
 #[test]
 fn on_sends_only_weeks_after_consent_and_only_wanted_counters() {
-    let server = Server::start();
-    let collector = Collector::new();
-    let fx = consented(&server, &collector, 1.0, &wanted());
+    let (server, _, fx) = consented_to_wanted(1.0);
 
     let out = run_process(&fx, UPLOAD_DAY, &[], &["upload"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -122,13 +119,9 @@ fn on_sends_only_weeks_after_consent_and_only_wanted_counters() {
 
     // Filed as sent, byte for byte what went out; both weeks kept locally in full.
     assert_eq!(fx.reports("sent"), [format!("{SENDABLE_WEEK}.json")]);
-    let sent = std::fs::read(
-        fx.home
-            .reports_dir()
-            .join("sent")
-            .join(format!("{SENDABLE_WEEK}.json")),
-    )
-    .unwrap();
+    let sent = fx
+        .report_text("sent", &format!("{SENDABLE_WEEK}.json"))
+        .into_bytes();
     assert_eq!(sent, uploads[0].body);
     assert!(fx.reports("pending").is_empty());
     assert_eq!(fx.reports("local"), ["2026-11-02.json", "2026-11-09.json"]);
@@ -136,29 +129,20 @@ fn on_sends_only_weeks_after_consent_and_only_wanted_counters() {
     // The daily gate was touched and the run recorded for `tally status`.
     assert!(fx.root().join("upload.token").exists());
     let status = fx.run(UPLOAD_DAY, &[], &["status"]);
-    assert!(
-        status.stdout.contains("Last upload:  2026-11-17: 1 sent"),
-        "{}",
-        status.stdout
-    );
+    status.assert_stdout_has("Last upload:  2026-11-17: 1 sent");
 
     // Nothing is sent twice.
-    let again = fx.run("2026-11-18", &[], &["upload"]);
-    assert!(again.ok(), "{again:?}");
+    fx.run_ok("2026-11-18", &["upload"]);
     assert_eq!(server.uploads().len(), 1);
 }
 
 #[test]
 fn mode_local_sends_nothing_and_fetches_nothing() {
-    let server = Server::start();
-    let collector = Collector::new();
-    let fx = consented(&server, &collector, 1.0, &wanted());
-    let local = fx.run(UPLOAD_DAY, &[], &["local"]);
-    assert!(local.ok(), "{local:?}");
+    let (server, collector, fx) = consented_to_wanted(1.0);
+    fx.run_ok(UPLOAD_DAY, &["local"]);
 
-    let out = fx.run(UPLOAD_DAY, &[], &["upload"]);
-    assert!(out.ok(), "{out:?}");
-    assert!(out.stdout.contains("the mode is local"), "{}", out.stdout);
+    let out = fx.run_ok(UPLOAD_DAY, &["upload"]);
+    out.assert_stdout_has("the mode is local");
     assert!(server.requests().is_empty(), "{:?}", server.requests());
     assert!(fx.reports("pending").is_empty());
     assert_eq!(
@@ -170,13 +154,13 @@ fn mode_local_sends_nothing_and_fetches_nothing() {
     // TALLY=local lowers a stored `on` the same way.
     let fx = consented(&server, &collector, 1.0, &wanted());
     let out = fx.run(UPLOAD_DAY, &[("TALLY", "local")], &["upload"]);
-    assert!(out.stdout.contains("TALLY=local"), "{}", out.stdout);
+    out.assert_stdout_has("TALLY=local");
     assert!(server.requests().is_empty(), "{:?}", server.requests());
 }
 
 #[test]
 fn counters_are_kept_only_when_x_is_at_most_their_rate() {
-    let server = Server::start();
+    let server = FakeCollector::start();
     let collector = Collector::new();
     let fx = consented(
         &server,
@@ -188,8 +172,7 @@ fn counters_are_kept_only_when_x_is_at_most_their_rate() {
             ("cargo/build/flag:--release", 0.5),
         ],
     );
-    let out = fx.run(UPLOAD_DAY, &[], &["upload"]);
-    assert!(out.ok(), "{out:?}");
+    fx.run_ok(UPLOAD_DAY, &["upload"]);
     let uploads = server.uploads();
     assert_eq!(uploads.len(), 1);
     let report = Report::parse(&uploads[0].body).unwrap();
@@ -210,30 +193,20 @@ fn counters_are_kept_only_when_x_is_at_most_their_rate() {
 
 #[test]
 fn a_report_whose_x_exceeds_the_sample_rate_is_not_sent() {
-    let server = Server::start();
-    let collector = Collector::new();
-    let fx = consented(&server, &collector, 0.0, &wanted());
-    let out = fx.run(UPLOAD_DAY, &[], &["upload"]);
-    assert!(out.ok(), "{out:?}");
-    assert!(out.stdout.contains("sampled out"), "{}", out.stdout);
+    let (server, _, fx) = consented_to_wanted(0.0);
+    let out = fx.run_ok(UPLOAD_DAY, &["upload"]);
+    out.assert_stdout_has("sampled out");
     assert!(server.uploads().is_empty());
     assert!(fx.reports("pending").is_empty());
 }
 
 #[test]
 fn a_refusal_is_kept_with_its_reason_and_never_retried() {
-    let server = Server::start();
-    let collector = Collector::new();
-    let fx = consented(&server, &collector, 1.0, &wanted());
+    let (server, _, fx) = consented_to_wanted(1.0);
     server.answer_uploads_with(400, "unknown counter\nin report");
 
-    let out = fx.run(UPLOAD_DAY, &[], &["upload"]);
-    assert!(out.ok(), "{out:?}");
-    assert!(
-        out.stderr.contains("refused by the collector, not retried"),
-        "{}",
-        out.stderr
-    );
+    let out = fx.run_ok(UPLOAD_DAY, &["upload"]);
+    out.assert_stderr_has("refused by the collector, not retried");
     assert_eq!(
         fx.reports("refused"),
         [
@@ -241,18 +214,11 @@ fn a_refusal_is_kept_with_its_reason_and_never_retried() {
             format!("{SENDABLE_WEEK}.json.reason")
         ]
     );
-    let reason = std::fs::read_to_string(
-        fx.home
-            .reports_dir()
-            .join("refused")
-            .join(format!("{SENDABLE_WEEK}.json.reason")),
-    )
-    .unwrap();
+    let reason = fx.report_text("refused", &format!("{SENDABLE_WEEK}.json.reason"));
     assert_eq!(reason, "HTTP 400: unknown counter in report\n");
 
     for day in ["2026-11-18", "2026-11-19"] {
-        let again = fx.run(day, &[], &["upload"]);
-        assert!(again.ok(), "{again:?}");
+        fx.run_ok(day, &["upload"]);
     }
     assert_eq!(
         server.uploads().len(),
@@ -264,29 +230,17 @@ fn a_refusal_is_kept_with_its_reason_and_never_retried() {
 
 #[test]
 fn a_server_error_keeps_the_report_for_a_later_run() {
-    let server = Server::start();
-    let collector = Collector::new();
-    let fx = consented(&server, &collector, 1.0, &wanted());
+    let (server, collector, fx) = consented_to_wanted(1.0);
     server.answer_uploads_with(503, "busy");
 
     let out = fx.run(UPLOAD_DAY, &[], &["upload"]);
     assert!(!out.ok(), "a failed delivery is a failed command: {out:?}");
-    assert!(
-        out.stderr
-            .contains("tried again on a later run: HTTP 503: busy"),
-        "{}",
-        out.stderr
-    );
+    out.assert_stderr_has("tried again on a later run: HTTP 503: busy");
     assert_eq!(fx.reports("pending"), [format!("{SENDABLE_WEEK}.json")]);
     let status = fx.run(UPLOAD_DAY, &[], &["status"]);
-    assert!(
-        status.stdout.contains("1 kept for a later try"),
-        "{}",
-        status.stdout
-    );
+    status.assert_stdout_has("1 kept for a later try");
 
-    let later = fx.run("2026-11-18", &[], &["upload"]);
-    assert!(later.ok(), "{later:?}");
+    fx.run_ok("2026-11-18", &["upload"]);
     let uploads = server.uploads();
     assert_eq!(uploads.len(), 2);
     assert_eq!(
@@ -297,112 +251,74 @@ fn a_server_error_keeps_the_report_for_a_later_run() {
 
     // No network at all is the same: kept.
     let fx = consented(&server, &collector, 1.0, &wanted());
-    let dead = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        format!("http://{}", listener.local_addr().unwrap())
-    };
-    let repoint = fx.run(
-        CONSENT,
-        &[],
-        &[
-            "on",
-            "--endpoint",
-            &dead,
-            "--key",
-            &collector.key.public_base64,
-        ],
-    );
-    assert!(repoint.ok(), "{repoint:?}");
+    fx.turn_on(CONSENT, &unreachable_url(), &collector);
     let out = fx.run(UPLOAD_DAY, &[], &["upload"]);
     assert!(!out.ok());
     // Without a reachable collector there is no config, so nothing was even built for upload.
     assert!(fx.reports("sent").is_empty());
 }
 
-#[test]
-fn a_tampered_config_sends_nothing() {
-    let server = Server::start();
-    let collector = Collector::new();
-    let fx = consented(&server, &collector, 1.0, &wanted());
-    let config = collector.config(2, "2027-01-01", 1.0, &wanted());
-    let signature = collector.sign(&config);
-    server.set_config(&config.replacen("1.0", "0.9", 1), &signature);
+/// Publishes on `server` version `version` of the config that wants [`wanted`] from every
+/// client, expiring on `expires`, signed by `signer`.
+fn publish_wanted(server: &FakeCollector, signer: &Collector, version: u64, expires: &str) {
+    signer.publish(server, &signer.config(version, expires, 1.0, &wanted()));
+}
 
+/// Runs `tally upload` on [`UPLOAD_DAY`] with the config `server` now publishes: it fails, says
+/// `why`, and sends nothing.
+fn assert_config_refused(server: &FakeCollector, fx: &Fixture, why: &str) {
     let out = fx.run(UPLOAD_DAY, &[], &["upload"]);
     assert!(!out.ok(), "{out:?}");
-    assert!(
-        out.stdout.contains("does not match the config"),
-        "{}",
-        out.stdout
-    );
-    assert!(server.uploads().is_empty());
+    out.assert_stdout_has(why);
+    assert!(server.uploads().is_empty(), "{:?}", server.uploads());
+}
+
+#[test]
+fn a_tampered_config_sends_nothing() {
+    let (server, collector, fx) = consented_to_wanted(1.0);
+    let config = collector.config(2, "2027-01-01", 1.0, &wanted());
+    let signature = collector.sign(&config);
+    server.publish(config.replacen("1.0", "0.9", 1), &signature);
+
+    assert_config_refused(&server, &fx, "does not match the config");
     assert!(fx.reports("pending").is_empty());
     let status = fx.run(UPLOAD_DAY, &[], &["status"]);
-    assert!(
-        status.stdout.contains("Config:       not usable"),
-        "{}",
-        status.stdout
-    );
-    assert!(
-        status
-            .stdout
-            .contains("Last upload:  2026-11-17: nothing sent: the collector's config was refused"),
-        "{}",
-        status.stdout
+    status.assert_stdout_has("Config:       not usable");
+    status.assert_stdout_has(
+        "Last upload:  2026-11-17: nothing sent: the collector's config was refused",
     );
 }
 
 #[test]
 fn a_config_signed_by_another_key_sends_nothing() {
-    let server = Server::start();
-    let collector = Collector::new();
-    let fx = consented(&server, &collector, 1.0, &wanted());
+    let (server, _, fx) = consented_to_wanted(1.0);
     let impostor = Collector::new();
-    let config = impostor.config(2, "2027-01-01", 1.0, &wanted());
-    server.set_config(&config, &impostor.sign(&config));
-    let out = fx.run(UPLOAD_DAY, &[], &["upload"]);
-    assert!(out.stdout.contains("not pinned"), "{}", out.stdout);
-    assert!(server.uploads().is_empty());
+    publish_wanted(&server, &impostor, 2, "2027-01-01");
+    assert_config_refused(&server, &fx, "not pinned");
 }
 
 #[test]
 fn an_expired_config_sends_nothing() {
-    let server = Server::start();
-    let collector = Collector::new();
-    let fx = consented(&server, &collector, 1.0, &wanted());
-    let config = collector.config(1, "2026-11-16", 1.0, &wanted());
-    server.set_config(&config, &collector.sign(&config));
-    let out = fx.run(UPLOAD_DAY, &[], &["upload"]);
-    assert!(!out.ok(), "{out:?}");
-    assert!(out.stdout.contains("expired"), "{}", out.stdout);
-    assert!(server.uploads().is_empty());
+    let (server, collector, fx) = consented_to_wanted(1.0);
+    publish_wanted(&server, &collector, 1, "2026-11-16");
+    assert_config_refused(&server, &fx, "expired");
 }
 
 #[test]
 fn a_rolled_back_config_sends_nothing() {
-    let server = Server::start();
-    let collector = Collector::new();
-    let fx = consented(&server, &collector, 1.0, &wanted());
-    let v5 = collector.config(5, "2027-01-01", 1.0, &wanted());
-    server.set_config(&v5, &collector.sign(&v5));
+    let (server, collector, fx) = consented_to_wanted(1.0);
+    publish_wanted(&server, &collector, 5, "2027-01-01");
     // An upload run during the week fetches and accepts version 5 (nothing is due yet).
-    let early = fx.run("2026-11-12", &[], &["upload"]);
-    assert!(early.ok(), "{early:?}");
+    fx.run_ok("2026-11-12", &["upload"]);
     assert!(server.uploads().is_empty());
 
-    let v3 = collector.config(3, "2027-01-01", 1.0, &wanted());
-    server.set_config(&v3, &collector.sign(&v3));
-    let out = fx.run(UPLOAD_DAY, &[], &["upload"]);
-    assert!(!out.ok(), "{out:?}");
-    assert!(out.stdout.contains("lower than"), "{}", out.stdout);
-    assert!(server.uploads().is_empty(), "{:?}", server.uploads());
+    publish_wanted(&server, &collector, 3, "2027-01-01");
+    assert_config_refused(&server, &fx, "lower than");
 }
 
 #[test]
 fn do_not_track_sends_nothing_and_writes_nothing() {
-    let server = Server::start();
-    let collector = Collector::new();
-    let fx = consented(&server, &collector, 1.0, &wanted());
+    let (server, _, fx) = consented_to_wanted(1.0);
     let before = fx.all_files();
     let requests_before = server.requests().len();
     for (name, value) in [("DO_NOT_TRACK", "1"), ("TALLY", "off")] {
@@ -424,19 +340,11 @@ fn do_not_track_sends_nothing_and_writes_nothing() {
 
 #[test]
 fn debug_upload_prints_the_report_and_sends_nothing() {
-    let server = Server::start();
-    let collector = Collector::new();
-    let fx = consented(&server, &collector, 1.0, &wanted());
+    let (server, _, fx) = consented_to_wanted(1.0);
     let out = fx.run(UPLOAD_DAY, &[("TALLY_DEBUG_UPLOAD", "1")], &["upload"]);
     assert!(out.ok(), "{out:?}");
     assert!(server.uploads().is_empty());
-    let pending = std::fs::read_to_string(
-        fx.home
-            .reports_dir()
-            .join("pending")
-            .join(format!("{SENDABLE_WEEK}.json")),
-    )
-    .unwrap();
+    let pending = fx.report_text("pending", &format!("{SENDABLE_WEEK}.json"));
     assert!(
         out.stdout.contains(&format!(
             "TALLY_DEBUG_UPLOAD is set: would send these {} bytes to {}/upload/{SENDABLE_WEEK}, and sent nothing:\n{pending}",
@@ -450,25 +358,19 @@ fn debug_upload_prints_the_report_and_sends_nothing() {
 
     // --dry-run is the same from the command line.
     let dry = fx.run(UPLOAD_DAY, &[], &["upload", "--dry-run"]);
-    assert!(dry.stdout.contains("dry run: would send"), "{}", dry.stdout);
+    dry.assert_stdout_has("dry run: would send");
     assert!(server.uploads().is_empty());
     assert_eq!(fx.reports("pending").len(), 1);
 }
 
 #[test]
 fn two_uploaders_never_send_the_same_report() {
-    let server = Server::start();
-    let collector = Collector::new();
-    let fx = consented(&server, &collector, 1.0, &wanted());
+    let (server, _, fx) = consented_to_wanted(1.0);
     let held = tally_upload::lock::try_lock(fx.root())
         .unwrap()
         .expect("lock is free");
     let out = fx.run(UPLOAD_DAY, &[], &["upload"]);
-    assert!(
-        out.stdout.contains("another tally upload is running"),
-        "{}",
-        out.stdout
-    );
+    out.assert_stdout_has("another tally upload is running");
     assert!(server.uploads().is_empty());
     drop(held);
 
@@ -495,9 +397,7 @@ fn two_uploaders_never_send_the_same_report() {
 
 #[test]
 fn the_background_run_is_quiet_and_uploads() {
-    let server = Server::start();
-    let collector = Collector::new();
-    let fx = consented(&server, &collector, 1.0, &wanted());
+    let (server, _, fx) = consented_to_wanted(1.0);
     let out = run_process(&fx, UPLOAD_DAY, &[], &["upload", "--background"]);
     assert!(out.status.success());
     assert!(out.stdout.is_empty() && out.stderr.is_empty(), "{out:?}");
@@ -507,9 +407,7 @@ fn the_background_run_is_quiet_and_uploads() {
 
 #[test]
 fn reports_older_than_three_weeks_are_never_sent() {
-    let server = Server::start();
-    let collector = Collector::new();
-    let fx = consented(&server, &collector, 1.0, &wanted());
+    let (server, _, fx) = consented_to_wanted(1.0);
     server.answer_uploads_with(503, "down");
     let out = fx.run(UPLOAD_DAY, &[], &["upload"]);
     assert!(!out.ok());
@@ -523,26 +421,17 @@ fn reports_older_than_three_weeks_are_never_sent() {
 
 #[test]
 fn withdrawing_consent_deletes_waiting_reports() {
-    let server = Server::start();
-    let collector = Collector::new();
-    let fx = consented(&server, &collector, 1.0, &wanted());
-    let dry = fx.run(UPLOAD_DAY, &[], &["upload", "--dry-run"]);
-    assert!(dry.ok(), "{dry:?}");
+    let (server, _, fx) = consented_to_wanted(1.0);
+    fx.run_ok(UPLOAD_DAY, &["upload", "--dry-run"]);
     assert_eq!(fx.reports("pending").len(), 1);
     let off = fx.run(UPLOAD_DAY, &[], &["off"]);
-    assert!(off.stdout.contains("Deleted 1 report(s)"), "{}", off.stdout);
+    off.assert_stdout_has("Deleted 1 report(s)");
     assert!(fx.reports("pending").is_empty());
 
     // Turning on again is new consent: the old week stays unsent.
-    let on = fx.run(UPLOAD_DAY, &[], &["on"]);
-    assert!(on.ok(), "{on:?}");
-    assert!(
-        on.stdout.contains("for weeks that begin after 2026-11-17"),
-        "{}",
-        on.stdout
-    );
-    let out = fx.run("2026-11-18", &[], &["upload"]);
-    assert!(out.ok(), "{out:?}");
+    let on = fx.run_ok(UPLOAD_DAY, &["on"]);
+    on.assert_stdout_has("for weeks that begin after 2026-11-17");
+    fx.run_ok("2026-11-18", &["upload"]);
     assert!(server.uploads().is_empty());
 }
 
@@ -561,22 +450,10 @@ fn the_background_run_leaves_the_callers_session_first() {
         return;
     }
     // A collector that accepts connections and never answers keeps the run busy.
-    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", silent.local_addr().unwrap());
+    let (_silent, url) = silent_collector();
     let collector = Collector::new();
     let fx = Fixture::new();
-    let on = fx.run(
-        CONSENT,
-        &[],
-        &[
-            "on",
-            "--endpoint",
-            &url,
-            "--key",
-            &collector.key.public_base64,
-        ],
-    );
-    assert!(on.ok(), "{on:?}");
+    fx.turn_on(CONSENT, &url, &collector);
     let mut child = Command::new(cli_exe())
         .args(["upload", "--background"])
         .env_clear()
@@ -610,19 +487,12 @@ fn the_background_run_leaves_the_callers_session_first() {
 fn the_upload_run_deletes_weeks_past_retention() {
     let fx = Fixture::new();
     fx.count("2026-09-01", "cargo", "1.95.0", &[("cargo/invocations", 1)]);
-    let old = fx.run("2026-09-08", &[], &["upload"]);
-    assert!(old.ok(), "{old:?}");
+    fx.run_ok("2026-09-08", &["upload"]);
     assert_eq!(fx.reports("local"), ["2026-08-31.json"]);
     fx.count("2026-11-10", "cargo", "1.95.0", &[("cargo/invocations", 2)]);
 
     // Eight weeks after its end, the old week goes; the recent one stays.
-    let out = fx.run(UPLOAD_DAY, &[], &["upload"]);
-    assert!(out.ok(), "{out:?}");
-    assert!(
-        out.stderr
-            .contains("deleted 1 file(s) of weeks older than 8 weeks"),
-        "{}",
-        out.stderr
-    );
+    let out = fx.run_ok(UPLOAD_DAY, &["upload"]);
+    out.assert_stderr_has("deleted 1 file(s) of weeks older than 8 weeks");
     assert_eq!(fx.reports("local"), ["2026-11-09.json"]);
 }

@@ -4,60 +4,26 @@
 //! Skipped with a message when `minisign` is not installed, unless `TALLY_REQUIRE_MINISIGN=1`.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use crate::common::{config_body, day};
+use crate::support::{config_body, day};
 use tally_config::{PinnedKey, Ratchet, VerifyError, verify_config};
+use tally_test_support::command::assert_success;
+use tally_test_support::signing::{KeyPair, Minisign};
 
-fn minisign() -> Option<PathBuf> {
-    match which_minisign() {
-        Some(path) => Some(path),
-        None if std::env::var_os("TALLY_REQUIRE_MINISIGN").is_some_and(|v| v == "1") => {
-            panic!(
-                "TALLY_REQUIRE_MINISIGN=1 but no `minisign` on PATH; install it (apt install minisign)"
-            )
-        }
-        None => {
-            eprintln!(
-                "skipping: `minisign` is not on PATH (set TALLY_REQUIRE_MINISIGN=1 to fail instead)"
-            );
-            None
-        }
-    }
-}
-
-fn which_minisign() -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join("minisign"))
-            .find(|p| p.is_file())
-    })
-}
-
-struct CliKey {
+/// A key pair made by `minisign -G`, in a directory of its own.
+struct CliKey<'a> {
     dir: PathBuf,
-    bin: PathBuf,
+    minisign: &'a Minisign,
 }
 
-impl CliKey {
+impl CliKey<'_> {
     /// `minisign -G -W`: a key pair without a password, in `dir`.
-    fn generate(bin: &Path, dir: &Path) -> CliKey {
+    fn generate<'a>(minisign: &'a Minisign, dir: &Path) -> CliKey<'a> {
         std::fs::create_dir_all(dir).unwrap();
-        let status = Command::new(bin)
-            .args(["-G", "-W", "-p"])
-            .arg(dir.join("key.pub"))
-            .arg("-s")
-            .arg(dir.join("key.sec"))
-            .output()
-            .unwrap();
-        assert!(
-            status.status.success(),
-            "{}",
-            String::from_utf8_lossy(&status.stderr)
-        );
+        minisign.generate(&dir.join("key.pub"), &dir.join("key.sec"));
         CliKey {
             dir: dir.to_path_buf(),
-            bin: bin.to_path_buf(),
+            minisign,
         }
     }
 
@@ -73,33 +39,21 @@ impl CliKey {
     fn sign(&self, body: &[u8], extra: &[&str]) -> Vec<u8> {
         let file = self.dir.join("config.json");
         std::fs::write(&file, body).unwrap();
-        let sig = self.dir.join("config.json.minisig");
-        let out = Command::new(&self.bin)
-            .args(["-S", "-s"])
-            .arg(self.dir.join("key.sec"))
-            .arg("-m")
-            .arg(&file)
-            .arg("-x")
-            .arg(&sig)
-            .args(["-t", "tally config from the minisign CLI"])
-            .args(extra)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        std::fs::read(sig).unwrap()
+        let mut flags = vec!["-t", "tally config from the minisign CLI"];
+        flags.extend(extra);
+        self.minisign.sign(&self.dir.join("key.sec"), &file, &flags);
+        std::fs::read(self.dir.join("config.json.minisig")).unwrap()
     }
 }
 
 #[test]
 fn configs_signed_by_the_minisign_cli() {
-    let Some(bin) = minisign() else { return };
+    let Some(minisign) = Minisign::find() else {
+        return;
+    };
     let tmp = tempfile::tempdir().unwrap();
-    let key = CliKey::generate(&bin, &tmp.path().join("collector"));
-    let other = CliKey::generate(&bin, &tmp.path().join("other"));
+    let key = CliKey::generate(&minisign, &tmp.path().join("collector"));
+    let other = CliKey::generate(&minisign, &tmp.path().join("other"));
     let keys = [key.pinned()];
     let today = day("2026-11-24");
 
@@ -181,23 +135,20 @@ fn configs_signed_by_the_minisign_cli() {
 
 #[test]
 fn the_cli_verifies_what_our_test_signer_signs() {
-    let Some(bin) = minisign() else { return };
+    let Some(minisign) = Minisign::find() else {
+        return;
+    };
     let tmp = tempfile::tempdir().unwrap();
-    let key = crate::common::Key::generate();
+    let key = KeyPair::generate();
     let body = config_body(1, "2027-01-31");
     std::fs::write(tmp.path().join("config.json"), &body).unwrap();
-    std::fs::write(tmp.path().join("config.json.minisig"), key.sign(&body)).unwrap();
-    let out = Command::new(bin)
-        .arg("-V")
-        .arg("-P")
-        .arg(&key.public)
-        .arg("-m")
-        .arg(tmp.path().join("config.json"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    std::fs::write(tmp.path().join("config.json.minisig"), key.signature(&body)).unwrap();
+    let out = minisign.run(&[
+        "-V".as_ref(),
+        "-P".as_ref(),
+        key.public_base64.as_ref(),
+        "-m".as_ref(),
+        tmp.path().join("config.json").as_os_str(),
+    ]);
+    assert_success("minisign -V -P", &out);
 }

@@ -4,28 +4,13 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::Command;
+
+use tally_test_support::command::cargo_tree_packages;
 
 /// The packages (`name`) in the normal dependency tree of tally-counter, itself included.
 fn tree(features: &[&str]) -> BTreeSet<String> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let out = Command::new(cargo)
-        .args(["tree", "--locked", "-e", "normal", "-p", "tally-counter"])
-        .args(["--prefix", "none", "--format", "{p}"])
-        .args(features)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("cargo tree runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|line| line.split_whitespace().next())
-        .map(str::to_string)
-        .collect()
+    let args = [&["-e", "normal", "-p", "tally-counter"], features].concat();
+    cargo_tree_packages(&args, Path::new(env!("CARGO_MANIFEST_DIR")))
 }
 
 #[test]

@@ -14,10 +14,11 @@ mod processes;
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
 use clap::{Arg, ArgAction};
 use tally_counter::{Counter, Histogram, Program};
+use tally_test_support::home::TempHome;
 
 /// The variable that tells [`worker`] what to do.
 pub const ROLE: &str = "TALLY_COUNTER_TEST_ROLE";
@@ -25,25 +26,26 @@ pub const ROLE: &str = "TALLY_COUNTER_TEST_ROLE";
 /// The program the workers count for.
 pub const PROGRAM: Program = Program::new("counter-probe", "2.4.0");
 
-/// A data directory for one test (`TALLY_DIR`), made or not.
+/// A data directory for one test (`TALLY_DIR`), made or not, and a `HOME` beside it.
 pub struct World {
-    _tmp: tempfile::TempDir,
+    home: TempHome,
     pub data: PathBuf,
 }
 
 impl World {
     /// A world whose data directory exists (tally installed, mode `local` by default).
     pub fn installed() -> World {
-        let world = World::absent();
-        std::fs::create_dir(&world.data).unwrap();
-        world
+        World::in_home(TempHome::installed())
     }
 
     /// A world without a data directory (tally not installed).
     pub fn absent() -> World {
-        let tmp = tempfile::tempdir().unwrap();
-        let data = tmp.path().join("tally");
-        World { _tmp: tmp, data }
+        World::in_home(TempHome::absent())
+    }
+
+    fn in_home(home: TempHome) -> World {
+        let data = home.data.clone();
+        World { home, data }
     }
 
     /// This binary as a worker with `role`, an environment of only `PATH`, `HOME` (a directory
@@ -55,7 +57,7 @@ impl World {
             .args(["--nocapture", "--test-threads=1", "--quiet"])
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", self._tmp.path())
+            .env("HOME", &self.home.home)
             .env("TALLY_DIR", &self.data)
             .env(ROLE, role)
             .stdin(Stdio::null());
@@ -67,15 +69,7 @@ impl World {
 
     /// Every counter in the data directory, per program, summed over files.
     pub fn counters(&self) -> BTreeMap<String, BTreeMap<String, u64>> {
-        let mut all: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
-        for (path, snapshot) in tally_home::Home::at(&self.data).counter_store().list() {
-            let snapshot = snapshot.unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-            let program = all.entry(snapshot.meta.program.clone()).or_default();
-            for (name, count) in snapshot.counters {
-                *program.entry(name).or_default() += count;
-            }
-        }
-        all
+        tally_test_support::home::counters_by_program(&self.data)
     }
 
     /// Every file under the data directory, with its bytes (nothing when there is none).
@@ -101,18 +95,7 @@ impl World {
     }
 }
 
-/// Runs `cmd` and asserts it succeeded.
-pub fn ok(cmd: &mut Command) -> Output {
-    let out = cmd.output().expect("run the worker");
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {:?}\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
+pub use tally_test_support::command::ok;
 
 static INVOCATIONS: Counter = tally_counter::counter!("counter-probe/invocations");
 static TIME: Histogram = tally_counter::histogram!("counter-probe/time");

@@ -116,7 +116,8 @@ fn each_corrupt_file_is_quarantined_with_a_reason_and_a_fresh_file_started() {
         let created = home
             .counter_store()
             .count_names("rustc", "1.91.0", today(), &names)
-            .unwrap();
+            .unwrap()
+            .created_file;
         assert!(created, "{what}");
         let quarantined = home.quarantine_dir().join(path.file_name().unwrap());
         // Kept: byte for byte when the damage showed at open; when it only showed while
@@ -219,9 +220,7 @@ fn a_file_whose_header_disagrees_with_its_name_is_never_counted_into_or_shown() 
             "{field}: {err}"
         );
 
-        store
-            .count_names("rustc", "1.91.0", today(), &["rustc/invocations"])
-            .unwrap();
+        count_one_invocation(&store);
         let moved = home.quarantine_dir().join(rustc.file_name().unwrap());
         assert_eq!(
             std::fs::read(&moved).unwrap(),
@@ -555,11 +554,7 @@ fn fifos_in_the_data_directory_never_block() {
     let path = current_path(&home);
     mkfifo(&path);
     let store = home.counter_store();
-    assert!(
-        store
-            .count_names("rustc", "1.91.0", today(), &["rustc/invocations"])
-            .unwrap()
-    );
+    assert!(count_one_invocation(&store), "a fresh file was started");
     let snapshot = tally_sys::read_file(&path).unwrap();
     assert_eq!(snapshot.counters["rustc/invocations"], 1);
     let quarantined: Vec<String> = std::fs::read_dir(home.quarantine_dir())
@@ -605,14 +600,7 @@ fn links_in_counters_are_moved_aside_never_followed() {
     drop(file);
     // And a file outside the data directory, with an old time.
     let outside = tmp.path().join("passwd");
-    std::fs::write(&outside, "root:x:0:0::/root:/bin/sh\n").unwrap();
-    let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
-    std::fs::File::options()
-        .write(true)
-        .open(&outside)
-        .unwrap()
-        .set_modified(old)
-        .unwrap();
+    let old = tally_test_support::home::write_old_foreign_file(&outside);
     let other_bytes = std::fs::read(&other).unwrap();
     let other_time = modified(&other);
 
@@ -622,11 +610,7 @@ fn links_in_counters_are_moved_aside_never_followed() {
         .join("rustc@0-linux-x86_64-2026-01-01.v1.count");
     std::os::unix::fs::symlink(&outside, &outside_link).unwrap();
 
-    assert!(
-        store
-            .count_names("rustc", "1.91.0", today(), &["rustc/invocations"])
-            .unwrap()
-    );
+    assert!(count_one_invocation(&store), "a fresh file was started");
     assert_eq!(
         std::fs::read(&other).unwrap(),
         other_bytes,
@@ -672,11 +656,7 @@ fn a_linked_counters_directory_is_moved_aside() {
     std::fs::create_dir(&elsewhere).unwrap();
     std::os::unix::fs::symlink(&elsewhere, home.counters_dir()).unwrap();
     let store = home.counter_store();
-    assert!(
-        store
-            .count_names("rustc", "1.91.0", today(), &["rustc/invocations"])
-            .unwrap()
-    );
+    assert!(count_one_invocation(&store), "a fresh file was started");
     assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
     assert!(
         std::fs::symlink_metadata(home.counters_dir())
@@ -689,4 +669,12 @@ fn a_linked_counters_directory_is_moved_aside() {
             .unwrap()
             .is_symlink()
     );
+}
+
+/// Counts one `rustc/invocations` in the current 1.91.0 file; whether that created the file.
+fn count_one_invocation(store: &Store) -> bool {
+    store
+        .count_names("rustc", "1.91.0", today(), &["rustc/invocations"])
+        .unwrap()
+        .created_file
 }

@@ -39,8 +39,8 @@ use super::layout::Layout;
 /// (draft-ietf-ppm-dap-09) with VDAF-08's Prio3, as Divvi Up's Janus 0.7 speaks it.
 pub const PROTOCOL: &str = "dap-09";
 
-/// Largest vector a task may have: 100,000 one-bit entries make a report of about 1.7 MB.
-pub const MAX_LENGTH: u32 = 100_000;
+/// Largest vector a task may have (defined with the layout, which is bound by it too).
+pub use super::layout::MAX_LENGTH;
 
 /// The private-aggregation section of the upload config.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -38,10 +38,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::aggregation::MAX_LENGTH;
 use super::expand_pattern;
 use crate::{ProgramConfig, Report, is_program_name};
 use serde::{Deserialize, Serialize};
+
+/// Largest vector a task may have: 100,000 one-bit entries make a report of about 1.7 MB.
+pub const MAX_LENGTH: u32 = 100_000;
 
 /// The name of the version bucket that takes every version not listed.
 pub const OTHER_VERSION: &str = "other";

@@ -2,8 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use tally_config::Endpoint;
-use tally_config::signing::TestKeyPair;
+use crate::support::install_config;
 use tally_home::{Home, Mode, counter_file_name};
 use tally_protocol::{Day, Report};
 use tally_report::{BuildError, Withheld, build_due_reports, build_due_reports_with, preview};
@@ -61,26 +60,6 @@ const CONFIG: &str = r#"{
   ]
 }"#;
 
-/// Pins a fresh key, and stores `config` signed by it as the verified cached config.
-fn install_config(home: &Home, config: &str, today: Day) {
-    let key = TestKeyPair::generate();
-    let endpoint = Endpoint::new(
-        "https://collector.example",
-        std::slice::from_ref(&key.public_base64),
-    )
-    .unwrap();
-    endpoint.save(&home.config_dir()).unwrap();
-    let sig = key.sign(config.as_bytes(), "test");
-    tally_config::cache::accept_and_store(
-        &endpoint,
-        &home.config_dir(),
-        config.as_bytes(),
-        sig.as_bytes(),
-        today,
-    )
-    .unwrap();
-}
-
 fn read_report(path: &Path) -> Report {
     Report::parse(&std::fs::read(path).unwrap()).unwrap()
 }
@@ -120,12 +99,19 @@ fn typical_week(home: &Home) -> Vec<PathBuf> {
     ]
 }
 
-#[test]
-fn an_ended_week_becomes_a_local_report_and_a_filtered_upload_copy() {
-    let (_d, home) = setup();
-    let today = day("2026-11-17");
+/// A home holding [`typical_week`] (its files returned) and the collector's [`CONFIG`],
+/// installed on `today`.
+fn configured_typical_week(today: Day) -> (tempfile::TempDir, Home, Vec<PathBuf>) {
+    let (dir, home) = setup();
     let files = typical_week(&home);
     install_config(&home, CONFIG, today);
+    (dir, home, files)
+}
+
+#[test]
+fn an_ended_week_becomes_a_local_report_and_a_filtered_upload_copy() {
+    let today = day("2026-11-17");
+    let (_d, home, files) = configured_typical_week(today);
 
     let summary =
         build_due_reports_with(&home, on_since("2026-11-01"), today, &mut || 0.2).unwrap();
@@ -147,15 +133,11 @@ fn an_ended_week_becomes_a_local_report_and_a_filtered_upload_copy() {
     assert_eq!(upload.x, 0.2, "both copies share x");
     assert_eq!(upload.config_version, Some(9));
     assert_eq!(upload.programs.len(), 1, "rustc is not in the config");
-    let counters: Vec<_> = upload.programs[0]
-        .counters
-        .iter()
-        .map(|(k, v)| (k.as_str(), *v))
-        .collect();
     // x = 0.2 <= 0.25: both configured counters; `run` is not named by the config.
+    let wanted = [("cargo/invocations", 12), ("cargo/subcommand:build", 9)];
     assert_eq!(
-        counters,
-        [("cargo/invocations", 12), ("cargo/subcommand:build", 9)]
+        upload.programs[0].counters,
+        wanted.map(|(name, n)| (name.to_string(), n)).into()
     );
     // Exactly the canonical bytes are on disk (what preview shows, what is sent).
     assert_eq!(
@@ -187,10 +169,8 @@ fn consent_must_predate_the_week() {
         ("2026-11-09", false),
         ("2026-11-12", false),
     ] {
-        let (_d, home) = setup();
         let today = day("2026-11-17");
-        typical_week(&home);
-        install_config(&home, CONFIG, today);
+        let (_d, home, _) = configured_typical_week(today);
         let summary = build_due_reports_with(&home, on_since(since), today, &mut || 0.1).unwrap();
         assert_eq!(
             pending_path(&home, WEEK).exists(),
@@ -222,10 +202,8 @@ fn sampling_x_against_the_sample_rate_and_each_counter_rate() {
         (0.7, None),
     ];
     for (x, expected) in cases {
-        let (_d, home) = setup();
         let today = day("2026-11-17");
-        typical_week(&home);
-        install_config(&home, CONFIG, today);
+        let (_d, home, _) = configured_typical_week(today);
         let summary =
             build_due_reports_with(&home, on_since("2026-11-01"), today, &mut || x).unwrap();
         match expected {
@@ -258,10 +236,8 @@ fn sampling_x_against_the_sample_rate_and_each_counter_rate() {
 
 #[test]
 fn local_and_off_modes_send_nothing_and_off_writes_nothing() {
-    let (_d, home) = setup();
     let today = day("2026-11-17");
-    let files = typical_week(&home);
-    install_config(&home, CONFIG, today);
+    let (_d, home, files) = configured_typical_week(today);
     let summary = build_due_reports(&home, Mode::Off, today).unwrap();
     assert!(summary.built.is_empty());
     assert!(files.iter().all(|f| f.exists()));
@@ -332,10 +308,8 @@ fn without_a_config_nothing_is_queued_until_one_verifies_then_with_the_same_x() 
 
 #[test]
 fn a_tampered_cached_config_queues_nothing() {
-    let (_d, home) = setup();
     let today = day("2026-11-17");
-    typical_week(&home);
-    install_config(&home, CONFIG, today);
+    let (_d, home, _) = configured_typical_week(today);
     let cached = home.config_dir().join("config.json");
     let text = std::fs::read_to_string(&cached)
         .unwrap()
@@ -525,10 +499,8 @@ fn preview_shows_the_exact_bytes_or_why_not() {
 
 #[test]
 fn preview_names_the_sampling_numbers() {
-    let (_d, home) = setup();
     let today = day("2026-11-17");
-    typical_week(&home);
-    install_config(&home, CONFIG, today);
+    let (_d, home, _) = configured_typical_week(today);
     build_due_reports_with(&home, on_since("2026-11-01"), today, &mut || 0.9).unwrap();
     let p = preview(&home, on_since("2026-11-01"), today).unwrap();
     let text = p.explain();

@@ -17,7 +17,7 @@ use tally_dap::draft::{self, HpkeKeypair, Label};
 use tally_dap_aggregator::task::TaskFile;
 
 use crate::collect;
-use crate::harness::{self, Deployment, Options, deploy, interval, now, raw};
+use crate::support::{self, Deployment, Options, deploy, deploy_min_batch, interval, now, raw};
 
 /// A report built by hand, as a misbehaving client would: `tamper` may change the leader's
 /// encoded input share before it is sealed.
@@ -69,15 +69,12 @@ fn two_in_a_one_bit_slot(payload: &mut [u8]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_uploads_are_refused_counted_and_harmless() {
-    let d = deploy(Options {
-        min_batch_size: 3,
-        ..Options::default()
-    });
+    let d = deploy_min_batch(3);
     let precision = d.config.time_precision;
     let len = d.config.layout.len();
-    let slot = (now() - 2 * precision) / precision * precision;
+    let slot = d.slot_ago(2);
     let (leader_config, helper_config) = d.hpke_configs();
-    let honest: Vec<Vec<u128>> = harness::random_measurements(4, len);
+    let honest: Vec<Vec<u128>> = support::random_measurements(4, len);
     let mut first = None;
     for m in &honest {
         let report = d.report(m, slot + 5);
@@ -283,7 +280,7 @@ async fn bad_uploads_are_refused_counted_and_harmless() {
     // Nothing else affected: the honest reports, each once.
     let collection = collect(&d, interval(slot, precision, 1)).await.unwrap();
     assert_eq!(collection.report_count(), 4);
-    assert_eq!(collection.aggregate_result(), &harness::sum(&honest));
+    assert_eq!(collection.aggregate_result(), &support::sum(&honest));
 }
 
 #[test]
@@ -292,7 +289,7 @@ fn bad_collection_requests_are_refused_with_dap_problems() {
     let precision = d.config.time_precision;
     let task = d.task_id();
     let token = d.credential.token.clone();
-    let slot = (now() - 2 * precision) / precision * precision;
+    let slot = d.slot_ago(2);
     let request = |start: u64, duration: u64| {
         CollectionReq::<TimeInterval>::new(
             Query::new_time_interval(
@@ -408,7 +405,7 @@ pub(crate) struct AsLeader {
 }
 
 pub(crate) async fn as_leader(d: &Deployment) -> AsLeader {
-    let store = crate::harness::open_store(&d.leader);
+    let store = crate::support::open_store(&d.leader);
     let file: TaskFile = serde_json::from_slice(
         &store
             .get(&format!("tasks/{}/task.json", d.task_id()), 1 << 20)
@@ -531,15 +528,12 @@ fn problem(body: &[u8]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_helper_refuses_bad_jobs_and_replays_and_answers_a_repeat_from_its_record() {
-    let d = deploy(Options {
-        min_batch_size: 2,
-        ..Options::default()
-    });
+    let d = deploy_min_batch(2);
     let leader = as_leader(&d).await;
     let token = leader.token();
     let precision = d.config.time_precision;
     let len = d.config.layout.len();
-    let slot = (now() - 2 * precision) / precision * precision;
+    let slot = d.slot_ago(2);
     let a = d.report(&vec![1; len], slot);
     let b = d.report(&vec![0; len], slot);
 

@@ -4,7 +4,6 @@
 //! take a report built from it; a change to the charts' layout is refused until a new task is
 //! provisioned.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -12,7 +11,8 @@ use std::time::Duration;
 use tally_dap::client::UploadOutcome;
 use tally_protocol::UploadConfig;
 
-use crate::harness::{Aggregator, BIN, free_port, now, run};
+use crate::support::{Aggregator, BIN, free_port, now, run};
+use tally_test_support::command::spawn_listening;
 
 const EXAMPLE: &str = include_str!("../../../../config-schema/example-charts-aggregation.toml");
 
@@ -25,26 +25,22 @@ fn refused(args: &[&str]) -> String {
 
 /// Whether `tally-server serve` starts on this config and chart file (then it is stopped).
 fn serves(dir: &Path, charts: &Path) -> Result<(), String> {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--addr", "127.0.0.1:0", "--store"])
-        .arg(dir.join("collector"))
-        .arg("--config")
-        .arg(dir.join("config.json"))
-        .arg("--key")
-        .arg(dir.join("tally-server.pub"))
-        .arg("--charts")
-        .arg(charts)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let started = spawn_listening(
+        Command::new(BIN)
+            .args(["serve", "--addr", "127.0.0.1:0", "--store"])
+            .arg(dir.join("collector"))
+            .arg("--config")
+            .arg(dir.join("config.json"))
+            .arg("--key")
+            .arg(dir.join("tally-server.pub"))
+            .arg("--charts")
+            .arg(charts)
+            .stderr(Stdio::piped()),
+    );
+    let mut child = started.child;
     let _ = child.kill();
     let out = child.wait_with_output().unwrap();
-    if line.starts_with("tally-server: listening on port") {
+    if started.port.is_some() {
         Ok(())
     } else {
         Err(String::from_utf8_lossy(&out.stderr).into_owned())
@@ -69,14 +65,9 @@ fn a_chart_config_provisions_generates_and_serves_private_aggregation() {
     std::fs::write(p("charts.toml"), &charts).unwrap();
 
     // Before provisioning, `config generate` says what to do.
-    let said = refused(&[
-        "config",
-        "generate",
-        &s("charts.toml"),
-        "--first",
-        "--expected-reports",
-        "50000",
-    ]);
+    let generate_first = ["config", "generate", &s("charts.toml"), "--first"];
+    let generate_first = [&generate_first[..], &["--expected-reports", "50000"]].concat();
+    let said = refused(&generate_first);
     assert!(said.contains("dap provision --charts"), "{said}");
 
     run(&[
@@ -111,16 +102,7 @@ fn a_chart_config_provisions_generates_and_serves_private_aggregation() {
         "-s",
         &s("tally-server.key"),
     ]);
-    run(&[
-        "config",
-        "generate",
-        &s("charts.toml"),
-        "--first",
-        "--expected-reports",
-        "50000",
-        "-o",
-        &s("config.json"),
-    ]);
+    run(&[&generate_first[..], &["-o", &s("config.json")]].concat());
     let config = UploadConfig::parse(&std::fs::read(p("config.json")).unwrap()).unwrap();
     let section = config
         .aggregation

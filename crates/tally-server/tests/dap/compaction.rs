@@ -7,7 +7,7 @@ use tally_dap::draft::messages::{
 };
 
 use crate::bad_input::{as_leader, put_job};
-use crate::harness::{Aggregator, Options, deploy, now};
+use crate::support::{Aggregator, Options, deploy, now};
 
 const DAY: u64 = 86_400;
 

@@ -9,9 +9,7 @@ use tally_dap::client::UploadOutcome;
 use tally_dap::draft::messages::Encode;
 
 use crate::collect;
-use crate::harness::{
-    Deployment, Options, deploy, interval, layout, now, random_measurements, sum,
-};
+use crate::support::{Deployment, Options, deploy, interval, layout, random_measurements, sum};
 
 fn options() -> Options {
     Options {
@@ -25,6 +23,62 @@ fn options() -> Options {
             "1".into(),
         ],
         ..Options::default()
+    }
+}
+
+/// Uploads in the background, into one time slot two precisions ago.
+struct Uploads {
+    slot: u64,
+    measurements: Vec<Vec<u128>>,
+    /// How many the leader has accepted so far.
+    accepted: Arc<AtomicUsize>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+/// Every upload answered.
+struct Uploaded {
+    slot: u64,
+    measurements: Vec<Vec<u128>>,
+}
+
+impl Uploads {
+    /// Waits until every upload is answered.
+    fn finish(self) -> Uploaded {
+        self.thread.join().unwrap();
+        Uploaded {
+            slot: self.slot,
+            measurements: self.measurements,
+        }
+    }
+}
+
+impl Uploaded {
+    /// Collects the slot's batch: every measurement uploaded counted once, none twice.
+    async fn assert_each_collected_once(&self, d: &Deployment) {
+        let precision = d.config.time_precision;
+        let collection = collect(d, interval(self.slot, precision, 1))
+            .await
+            .unwrap_or_else(|e| panic!("{e}{}", d.logs()));
+        assert_eq!(collection.report_count(), self.measurements.len() as u64);
+        assert_eq!(collection.aggregate_result(), &sum(&self.measurements));
+    }
+}
+
+/// Starts uploading `count` random measurements in the background ([`upload_all`]).
+fn start_uploading(d: &Deployment, count: usize) -> Uploads {
+    let slot = d.slot_ago(2);
+    let measurements = random_measurements(count, d.config.layout.len());
+    let reports: Vec<Vec<u8>> = measurements
+        .iter()
+        .map(|m| d.report(m, slot).get_encoded().unwrap())
+        .collect();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let thread = upload_all(d, reports, Arc::clone(&accepted));
+    Uploads {
+        slot,
+        measurements,
+        accepted,
+        thread,
     }
 }
 
@@ -74,33 +128,29 @@ fn upload_all(
 }
 
 fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    tally_test_support::wait_for(Duration::from_secs(120), Duration::from_millis(10), || {
+        if done() {
+            Ok(())
+        } else {
+            Err(format!("timed out waiting for {what}"))
+        }
+    });
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_leader_mid_upload_and_mid_aggregation_loses_and_doubles_nothing() {
     let mut d = deploy(options());
-    let precision = d.config.time_precision;
-    let slot = (now() - 2 * precision) / precision * precision;
-    let measurements = random_measurements(150, d.config.layout.len());
-    let reports: Vec<Vec<u8>> = measurements
-        .iter()
-        .map(|m| d.report(m, slot).get_encoded().unwrap())
-        .collect();
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let uploader = upload_all(&d, reports, Arc::clone(&accepted));
+    let uploads = start_uploading(&d, 150);
 
     let mut recovered = 0;
-    wait_for("50 uploads", || accepted.load(Ordering::SeqCst) >= 50);
+    wait_for("50 uploads", || {
+        uploads.accepted.load(Ordering::SeqCst) >= 50
+    });
     d.leader.kill9();
     std::thread::sleep(Duration::from_millis(300));
     d.leader.start();
     recovered += d.leader.metric("recovered_reports", "");
-    uploader.join().unwrap();
+    let uploads = uploads.finish();
     // Every upload answered; aggregation is under way. Kill again, twice.
     for _ in 0..2 {
         std::thread::sleep(Duration::from_millis(150));
@@ -113,25 +163,13 @@ async fn killing_the_leader_mid_upload_and_mid_aggregation_loses_and_doubles_not
         "no kill hit unaggregated reports; the test proves nothing"
     );
 
-    let collection = collect(&d, interval(slot, precision, 1))
-        .await
-        .unwrap_or_else(|e| panic!("{e}{}", d.logs()));
-    assert_eq!(collection.report_count(), 150);
-    assert_eq!(collection.aggregate_result(), &sum(&measurements));
+    uploads.assert_each_collected_once(&d).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_helper_mid_aggregation_loses_and_doubles_nothing() {
     let mut d = deploy(options());
-    let precision = d.config.time_precision;
-    let slot = (now() - 2 * precision) / precision * precision;
-    let measurements = random_measurements(120, d.config.layout.len());
-    let reports: Vec<Vec<u8>> = measurements
-        .iter()
-        .map(|m| d.report(m, slot).get_encoded().unwrap())
-        .collect();
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let uploader = upload_all(&d, reports, Arc::clone(&accepted));
+    let uploads = start_uploading(&d, 120);
     let mut kills = 0;
     for _ in 0..3 {
         wait_for("the helper to be busy", || {
@@ -143,25 +181,20 @@ async fn killing_the_helper_mid_aggregation_loses_and_doubles_nothing() {
         std::thread::sleep(Duration::from_millis(300));
         d.helper.start();
     }
-    uploader.join().unwrap();
-    let collection = collect(&d, interval(slot, precision, 1))
-        .await
-        .unwrap_or_else(|e| panic!("{e}{}", d.logs()));
+    let uploads = uploads.finish();
     assert_eq!(kills, 3);
     assert!(
         d.leader.metric("aggregation_job_retries", "") > 0,
         "the leader never found the helper gone mid-job; the test proves nothing"
     );
-    assert_eq!(collection.report_count(), 120);
-    assert_eq!(collection.aggregate_result(), &sum(&measurements));
+    uploads.assert_each_collected_once(&d).await;
 }
 
 #[test]
 fn replays_are_refused_after_a_restart_too() {
     let mut d = deploy(Options::default());
-    let precision = d.config.time_precision;
     let len = d.config.layout.len();
-    let slot = (now() - 2 * precision) / precision * precision;
+    let slot = d.slot_ago(2);
     let aggregated = d.report(&vec![1; len], slot);
     let waiting = d.report(&vec![1; len], slot);
     let others = [d.report(&vec![0; len], slot), d.report(&vec![0; len], slot)];

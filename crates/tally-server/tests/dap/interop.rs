@@ -6,8 +6,8 @@ use std::time::Duration;
 use tally_dap::client::UploadOutcome;
 use tally_dap::draft::messages::{HpkeConfigList, Time};
 
-use crate::harness::{self, Options, deploy, interval, now, random_measurements, sum};
-use crate::{collect, problem_of};
+use crate::support::{self, Options, deploy, interval, random_measurements, sum};
+use crate::{assert_collection_refused, collect};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn janus_client_and_tally_client_upload_janus_collector_collects_the_exact_sum() {
@@ -15,24 +15,15 @@ async fn janus_client_and_tally_client_upload_janus_collector_collects_the_exact
     let precision = d.config.time_precision;
     let len = d.config.layout.len();
     // Two past slots: the upstream client's reports in the first, tally's in the second.
-    let slot_a = (now() - 3 * precision) / precision * precision;
+    let slot_a = d.slot_ago(3);
     let slot_b = slot_a + precision;
     let measurements = random_measurements(8, len);
 
-    let (media_type, list) = harness::config_list(&d.leader.url());
+    let (media_type, list) = support::config_list(&d.leader.url());
     assert_eq!(media_type, HpkeConfigList::MEDIA_TYPE);
     assert_eq!(list.hpke_configs().len(), 1);
 
-    let janus = janus_client::Client::builder(
-        d.task_id(),
-        url::Url::parse(&d.config.leader).unwrap(),
-        url::Url::parse(&d.config.helper).unwrap(),
-        tally_dap::draft::messages::Duration::from_seconds(precision),
-        tally_dap::draft::vdaf(&d.config.vdaf).unwrap(),
-    )
-    .build()
-    .await
-    .unwrap();
+    let janus = d.janus_client().await;
     for m in &measurements {
         janus
             .upload_with_time(m, Time::from_seconds_since_epoch(slot_a + 17))
@@ -75,14 +66,7 @@ async fn janus_client_and_tally_client_upload_janus_collector_collects_the_exact
         }
     }
     d.wait_aggregated(24);
-    let ours = tally_dap::collector::Collector::new(
-        &d.config.leader,
-        d.task_id(),
-        d.credential.token.clone(),
-        d.credential.keypair().unwrap(),
-        tally_dap::draft::vdaf(&d.config.vdaf).unwrap(),
-        Duration::from_secs(10),
-    );
+    let ours = d.our_collector();
     let collected = tokio::task::spawn_blocking(move || {
         ours.collect(
             interval(slot_c, precision, 1),
@@ -98,12 +82,10 @@ async fn janus_client_and_tally_client_upload_janus_collector_collects_the_exact
     assert_eq!(collected.interval, interval(slot_c, precision, 1));
 
     // The batch is spent: the same interval again, with a new collection job, is refused.
-    let again = collect(&d, interval(slot_a, precision, 1))
-        .await
-        .unwrap_err();
-    assert_eq!(
-        problem_of(&again).as_deref(),
-        Some("batchQueriedTooManyTimes"),
-        "{again}"
-    );
+    assert_collection_refused(
+        &d,
+        interval(slot_a, precision, 1),
+        "batchQueriedTooManyTimes",
+    )
+    .await;
 }

@@ -6,17 +6,14 @@ use std::time::{Duration, Instant};
 use tally_dap::draft::messages::Encode;
 
 use crate::collect;
-use crate::harness::{Options, config_list, deploy, interval, now};
+use crate::support::{config_list, deploy_min_batch, interval, now};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rotated_key_is_accepted_for_its_grace_period_then_refused() {
-    let d = deploy(Options {
-        min_batch_size: 2,
-        ..Options::default()
-    });
+    let d = deploy_min_batch(2);
     let precision = d.config.time_precision;
     let len = d.config.layout.len();
-    let slot = (now() - 2 * precision) / precision * precision;
+    let slot = d.slot_ago(2);
     let (old_leader, helper) = d.hpke_configs();
     let builder = tally_dap::client::ReportBuilder::from_config(&d.config).unwrap();
     let sealed_to_old = |m: &[u128]| {
@@ -31,7 +28,7 @@ async fn a_rotated_key_is_accepted_for_its_grace_period_then_refused() {
     let late = sealed_to_old(&vec![1; len]);
 
     // Rotate while the leader runs, with a grace period of a few seconds.
-    let store = crate::harness::open_store(&d.leader);
+    let store = crate::support::open_store(&d.leader);
     let grace = 4;
     let new_id = tally_dap_aggregator::keys::rotate(&store, now(), grace)
         .await

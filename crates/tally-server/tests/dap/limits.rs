@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use tally_dap::draft::messages::Report;
 
-use crate::harness::{Options, deploy};
+use crate::support::{Options, deploy};
+use tally_test_support::raw_http;
 
 #[test]
 fn aggregators_bound_connections_headers_and_bodies() {
@@ -43,9 +44,7 @@ fn aggregators_bound_connections_headers_and_bodies() {
         );
         trickle.write_all(head.as_bytes()).unwrap();
         let began = Instant::now();
-        let mut answer = Vec::new();
-        let _ = trickle.read_to_end(&mut answer);
-        let answer = String::from_utf8_lossy(&answer);
+        let answer = raw_http::read_answer(&mut trickle);
         assert!(
             answer.starts_with("HTTP/1.1 408"),
             "{}: {answer}",
@@ -72,20 +71,14 @@ fn aggregators_bound_connections_headers_and_bodies() {
         let idle: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(addr).unwrap()).collect();
         std::thread::sleep(Duration::from_millis(400));
         let began = Instant::now();
-        let mut probe = TcpStream::connect(addr).unwrap();
-        probe
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
-        probe
-            .write_all(b"GET /hpke_config HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            .unwrap();
-        let mut answer = Vec::new();
-        let _ = probe.read_to_end(&mut answer);
+        let answer = raw_http::exchange(
+            addr,
+            b"GET /hpke_config HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        );
         assert!(
-            String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 200"),
-            "{}: {}",
-            aggregator.role,
-            String::from_utf8_lossy(&answer)
+            answer.starts_with("HTTP/1.1 200"),
+            "{}: {answer}",
+            aggregator.role
         );
         assert!(began.elapsed() < Duration::from_secs(3));
         drop(idle);

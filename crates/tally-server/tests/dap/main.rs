@@ -7,25 +7,27 @@
 //!   what is refused, key rotation, kill -9;
 //! - `store`: one process per store, local and S3; `compaction`: the replay horizon;
 //!   `limits`: the shared listener's bounds; `charts`: from a chart config to a served config;
-//! - `harness`: the deployment (provisioning, processes, raw requests).
+//!   `collect`: `serve` collecting each ended week itself and publishing the aggregate;
+//! - `support`: the deployment (provisioning, processes, raw requests).
 
 mod bad_input;
 mod charts;
+mod collect;
 mod compaction;
 mod crash;
-mod harness;
 mod interop;
 mod keys;
 mod limits;
 mod privacy;
 mod store;
+mod support;
 
 use std::time::Duration;
 
 use janus_collector::{Collection, Collector, ExponentialBackoff, PrivateCollectorCredential};
 use tally_dap::draft::messages::{Interval, Query, TimeInterval};
 
-use harness::Deployment;
+use support::Deployment;
 
 fn fast_backoff() -> ExponentialBackoff {
     ExponentialBackoff {
@@ -72,4 +74,10 @@ pub fn problem_of(e: &janus_collector::Error) -> Option<String> {
             .map(|p| p.type_uri().rsplit(':').next().unwrap().to_owned()),
         _ => None,
     }
+}
+
+/// Asserts that the leader refuses to collect `interval`, with the DAP problem type `problem`.
+pub async fn assert_collection_refused(d: &Deployment, interval: Interval, problem: &str) {
+    let refused = collect(d, interval).await.unwrap_err();
+    assert_eq!(problem_of(&refused).as_deref(), Some(problem), "{refused}");
 }

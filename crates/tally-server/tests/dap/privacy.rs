@@ -8,8 +8,8 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use tally_dap::client::UploadOutcome;
 use tally_dap::draft::messages::Time;
 
-use crate::harness::{Deployment, Options, deploy, interval, layout, now, sum};
-use crate::{collect, problem_of};
+use crate::support::{Deployment, Options, deploy, deploy_min_batch, interval, layout, now, sum};
+use crate::{assert_collection_refused, collect};
 
 /// Every way a 0/1 vector could sit in a file in the clear: as the VDAF encodes it (16-byte
 /// little-endian field elements), packed into bits (either order), as digits or a JSON array,
@@ -72,7 +72,7 @@ async fn no_store_or_log_holds_a_measurement_or_the_aggregate_in_the_clear() {
     });
     let precision = d.config.time_precision;
     let len = d.config.layout.len();
-    let slot = (now() - 2 * precision) / precision * precision;
+    let slot = d.slot_ago(2);
     // The marker: a random pattern no file has by chance, sent by every client.
     let marker: Vec<u128> = (0..len)
         .map(|_| u128::from(rand::random::<bool>()))
@@ -95,16 +95,7 @@ async fn no_store_or_log_holds_a_measurement_or_the_aggregate_in_the_clear() {
             tally_dap::client::upload(&agent, &d.config.leader, &d.task_id(), &report).unwrap();
         assert_eq!(outcome, UploadOutcome::Accepted);
     }
-    let janus = janus_client::Client::builder(
-        d.task_id(),
-        url::Url::parse(&d.config.leader).unwrap(),
-        url::Url::parse(&d.config.helper).unwrap(),
-        tally_dap::draft::messages::Duration::from_seconds(precision),
-        tally_dap::draft::vdaf(&d.config.vdaf).unwrap(),
-    )
-    .build()
-    .await
-    .unwrap();
+    let janus = d.janus_client().await;
     for _ in 0..4 {
         janus
             .upload_with_time(&marker, Time::from_seconds_since_epoch(slot))
@@ -123,13 +114,10 @@ async fn no_store_or_log_holds_a_measurement_or_the_aggregate_in_the_clear() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_small_batch_is_refused_unspent_and_a_batch_is_collected_once() {
-    let d = deploy(Options {
-        min_batch_size: 5,
-        ..Options::default()
-    });
+    let d = deploy_min_batch(5);
     let precision = d.config.time_precision;
     let len = d.config.layout.len();
-    let slot = (now() - 5 * precision) / precision * precision;
+    let slot = d.slot_ago(5);
     let one: Vec<u128> = vec![1; len];
     let agent = tally_dap::client::agent(Duration::from_secs(10));
     let upload = |n: usize, at: u64| {
@@ -143,14 +131,7 @@ async fn a_small_batch_is_refused_unspent_and_a_batch_is_collected_once() {
     };
     upload(3, slot);
     d.wait_aggregated(3);
-    let ours = tally_dap::collector::Collector::new(
-        &d.config.leader,
-        d.task_id(),
-        d.credential.token.clone(),
-        d.credential.keypair().unwrap(),
-        tally_dap::draft::vdaf(&d.config.vdaf).unwrap(),
-        Duration::from_secs(10),
-    );
+    let ours = d.our_collector();
     match ours.start(&rand::random(), interval(slot, precision, 1)) {
         Err(tally_dap::collector::CollectError::Refused {
             status: 400,
@@ -161,12 +142,7 @@ async fn a_small_batch_is_refused_unspent_and_a_batch_is_collected_once() {
         }
         other => panic!("{other:?}"),
     }
-    let small = collect(&d, interval(slot, precision, 1)).await.unwrap_err();
-    assert_eq!(
-        problem_of(&small).as_deref(),
-        Some("invalidBatchSize"),
-        "{small}"
-    );
+    assert_collection_refused(&d, interval(slot, precision, 1), "invalidBatchSize").await;
     assert_eq!(d.helper.metric("aggregate_shares_released", ""), 0);
 
     // Refusing did not spend the batch: with enough reports it is collected.
@@ -177,20 +153,8 @@ async fn a_small_batch_is_refused_unspent_and_a_batch_is_collected_once() {
     assert_eq!(collection.aggregate_result(), &vec![5; len]);
 
     // Once only: the same batch again, an overlapping one, and uploads into it are refused.
-    let again = collect(&d, interval(slot, precision, 1)).await.unwrap_err();
-    assert_eq!(
-        problem_of(&again).as_deref(),
-        Some("batchQueriedTooManyTimes"),
-        "{again}"
-    );
-    let wider = collect(&d, interval(slot - precision, precision, 2))
-        .await
-        .unwrap_err();
-    assert_eq!(
-        problem_of(&wider).as_deref(),
-        Some("batchOverlap"),
-        "{wider}"
-    );
+    assert_collection_refused(&d, interval(slot, precision, 1), "batchQueriedTooManyTimes").await;
+    assert_collection_refused(&d, interval(slot - precision, precision, 2), "batchOverlap").await;
     let late = d.report(&one, slot);
     match tally_dap::client::upload(&agent, &d.config.leader, &d.task_id(), &late).unwrap() {
         UploadOutcome::Refused {

@@ -8,7 +8,7 @@ use tally_dap::client::UploadOutcome;
 use tally_dap::draft::messages::Encode;
 
 use crate::collect;
-use crate::harness::{Deployment, Options, deploy, interval, now, random_measurements, sum};
+use crate::support::{Deployment, Options, deploy, interval, now, random_measurements, sum};
 
 /// A second process on either store is refused at once, naming the first; the store can
 /// still be administered (`rotate-key` needs no lease); after a kill -9 the next process
@@ -31,7 +31,7 @@ fn a_second_process_on_one_local_store_is_refused() {
         );
         assert!(began.elapsed() < Duration::from_secs(5));
     }
-    crate::harness::run_with(&["dap", "rotate-key", "--store", &d.leader.store], &[]);
+    crate::support::run_with(&["dap", "rotate-key", "--store", &d.leader.store], &[]);
     d.leader.kill9();
     let began = Instant::now();
     d.leader.start();
@@ -57,7 +57,7 @@ fn upload(d: &Deployment, measurements: &[Vec<u128>], time: u64) {
 /// lapse, then takes it over); a second leader beside a live one is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leader_and_helper_on_s3_count_every_report_once() {
-    let Some((_moto, endpoint)) = tally_service::testing::start_moto() else {
+    let Some((_moto, endpoint)) = tally_test_support::moto::start_moto() else {
         return;
     };
     let lease = vec!["--lease-secs".to_owned(), "2".to_owned()];
@@ -69,7 +69,7 @@ async fn leader_and_helper_on_s3_count_every_report_once() {
     });
     assert!(d.leader.store.starts_with("s3://"));
     let precision = d.config.time_precision;
-    let slot = (now() - 2 * precision) / precision * precision;
+    let slot = d.slot_ago(2);
     let measurements = random_measurements(24, d.config.layout.len());
     upload(&d, &measurements[..12], slot + 5);
     d.wait_aggregated(12);
@@ -114,7 +114,7 @@ async fn leader_and_helper_on_s3_count_every_report_once() {
     let listing = agent
         .get(&format!(
             "{endpoint}/{}?list-type=2&prefix=dap/",
-            tally_service::testing::BUCKET
+            tally_test_support::moto::BUCKET
         ))
         .call()
         .unwrap()

@@ -1,14 +1,20 @@
 //! The HTTP surface through `app()`, without a socket (tower's `oneshot`).
 
-use crate::common::*;
+use crate::support::*;
 use axum::http::StatusCode;
 use tally_protocol::aggregate::{ProgramWeek, WeeksIndex};
 
-#[tokio::test]
-async fn serves_the_signed_config_byte_for_byte() {
+/// A collector's server with `threshold` on a fresh store (kept while the directory lives).
+async fn serving(threshold: u64) -> (Collector, tempfile::TempDir, tally_server::AppState) {
     let collector = Collector::new();
     let store = tempfile::tempdir().unwrap();
-    let state = collector.state(store.path(), 5).await.unwrap();
+    let state = collector.state(store.path(), threshold).await.unwrap();
+    (collector, store, state)
+}
+
+#[tokio::test]
+async fn serves_the_signed_config_byte_for_byte() {
+    let (collector, store, state) = serving(5).await;
     let (json, sig) = collector.config_bytes();
     assert_eq!(
         call(&state, "GET", "/config.json", vec![]).await,
@@ -68,9 +74,7 @@ async fn refuses_to_serve_a_config_signed_by_another_key() {
 
 #[tokio::test]
 async fn stores_a_valid_report_once() {
-    let collector = Collector::new();
-    let store = tempfile::tempdir().unwrap();
-    let state = collector.state(store.path(), 1).await.unwrap();
+    let (_collector, store, state) = serving(1).await;
     let r = report(0.25, "1.95.0", &[("cargo/invocations", 3)]);
     assert_eq!(
         upload(&state, &r).await,
@@ -99,53 +103,32 @@ async fn stores_a_valid_report_once() {
 
 #[tokio::test]
 async fn refuses_invalid_uploads_and_stores_nothing() {
-    let collector = Collector::new();
-    let store = tempfile::tempdir().unwrap();
-    let state = collector.state(store.path(), 1).await.unwrap();
+    let (_collector, store, state) = serving(1).await;
     let good = report(0.5, "1.95.0", &[("cargo/invocations", 1)]);
     let good_text = String::from_utf8(body(&good)).unwrap();
     let mut unknown_version = good.clone();
     unknown_version.config_version = Some(7);
-    let cases: Vec<(String, Vec<u8>, &str)> = vec![
-        (
-            WEEK.into(),
-            good_text
-                .replace("cargo/invocations", "cargo/secret-flag")
-                .into_bytes(),
-            "counter",
-        ),
-        (
-            WEEK.into(),
-            good_text.replace("linux", "plan9").into_bytes(),
-            "not collected",
-        ),
-        (
-            WEEK.into(),
-            good_text.replace("\"cargo\"", "\"ghc\"").into_bytes(),
-            "program",
-        ),
-        (
-            WEEK.into(),
-            good_text.replace("1.95.0", "0.9.0").into_bytes(),
-            "not collected",
-        ),
-        (
-            WEEK.into(),
-            good_text.replace("0.5", "1.0").into_bytes(),
-            "not in (0, 1)",
-        ),
-        (
-            WEEK.into(),
-            good_text.replace(": 1\n", ": -1\n").into_bytes(),
-            "not a valid report",
-        ),
+    // The good report with one piece of its text replaced, and what the refusal names.
+    let edits = [
+        ("cargo/invocations", "cargo/secret-flag", "counter"),
+        ("linux", "plan9", "not collected"),
+        ("\"cargo\"", "\"ghc\"", "program"),
+        ("1.95.0", "0.9.0", "not collected"),
+        ("0.5", "1.0", "not in (0, 1)"),
+        (": 1\n", ": -1\n", "not a valid report"),
+    ];
+    let mut cases: Vec<(String, Vec<u8>, &str)> = edits
+        .iter()
+        .map(|&(from, to, want)| (WEEK.into(), good_text.replace(from, to).into_bytes(), want))
+        .collect();
+    cases.extend([
         (WEEK.into(), body(&unknown_version), "never served"),
         ("2026-11-17".into(), body(&good), "does not match"),
         ("not-a-day".into(), body(&good), "not a YYYY-MM-DD"),
         (WEEK.into(), b"{".to_vec(), "not a valid report"),
         (WEEK.into(), vec![b' '; 100 * 1024 + 1], "byte limit"),
         (WEEK.into(), vec![0xff, 0xfe, 0x00], "not a valid report"),
-    ];
+    ]);
     for (week, bytes, want) in cases {
         let (status, reply) = call(&state, "POST", &format!("/upload/{week}"), bytes).await;
         let reply = String::from_utf8(reply).unwrap();
@@ -174,9 +157,7 @@ async fn refuses_invalid_uploads_and_stores_nothing() {
 /// published weeks: with none, it says "Publication threshold 0: everything is shown".
 #[tokio::test]
 async fn a_program_page_with_nothing_published_states_the_real_threshold() {
-    let collector = Collector::new();
-    let store = tempfile::tempdir().unwrap();
-    let state = collector.state(store.path(), 5).await.unwrap();
+    let (_collector, _store, state) = serving(5).await;
     let r = report(0.5, "1.95.0", &[("cargo/invocations", 1)]);
     assert_eq!(upload(&state, &r).await.0, StatusCode::OK);
     for program in ["cargo", "nothing-here"] {
@@ -190,9 +171,7 @@ async fn a_program_page_with_nothing_published_states_the_real_threshold() {
 
 #[tokio::test]
 async fn withholds_everything_under_the_threshold_from_every_public_output() {
-    let collector = Collector::new();
-    let store = tempfile::tempdir().unwrap();
-    let state = collector.state(store.path(), 5).await.unwrap();
+    let (_collector, _store, state) = serving(5).await;
     // Four reports: nothing about the week may be published.
     for i in 0..4 {
         let r = report(
@@ -261,9 +240,7 @@ async fn withholds_everything_under_the_threshold_from_every_public_output() {
 
 #[tokio::test]
 async fn merged_results_survive_a_restart_and_are_rebuilt_when_stale() {
-    let collector = Collector::new();
-    let store = tempfile::tempdir().unwrap();
-    let state = collector.state(store.path(), 1).await.unwrap();
+    let (collector, store, state) = serving(1).await;
     for i in 0..6 {
         let r = report(0.1 + i as f64 / 10.0, "1.95.0", &[("cargo/invocations", 2)]);
         assert_eq!(upload(&state, &r).await.0, StatusCode::OK);
@@ -296,9 +273,7 @@ async fn merged_results_survive_a_restart_and_are_rebuilt_when_stale() {
 
 #[tokio::test]
 async fn keeps_every_config_version_and_refuses_rollbacks() {
-    let collector = Collector::new();
-    let store = tempfile::tempdir().unwrap();
-    let state = collector.state(store.path(), 1).await.unwrap();
+    let (collector, store, state) = serving(1).await;
     drop(state);
     // Version 2 drops go; a report filtered by version 1 is still judged by version 1.
     let v2 = EXAMPLE_CONFIG.replacen("\"version\": 1", "\"version\": 2", 1);
@@ -351,9 +326,7 @@ async fn refuses_reports_above_the_sample_rate() {
 
 #[tokio::test]
 async fn a_report_spanning_programs_is_one_report() {
-    let collector = Collector::new();
-    let store = tempfile::tempdir().unwrap();
-    let state = collector.state(store.path(), 1).await.unwrap();
+    let (_collector, _store, state) = serving(1).await;
     let mut r = report(0.4, "1.95.0", &[("cargo/invocations", 1)]);
     r.programs.push(tally_protocol::ProgramReport {
         program: "rustc".into(),
@@ -389,9 +362,7 @@ fn body_with_x(x_text: &str) -> Vec<u8> {
 /// sent digits denote; equal numbers written differently are one report.
 #[tokio::test]
 async fn stores_each_report_under_exactly_the_x_it_sent() {
-    let collector = Collector::new();
-    let store = tempfile::tempdir().unwrap();
-    let state = collector.state(store.path(), 1).await.unwrap();
+    let (_collector, store, state) = serving(1).await;
     let key_name = |x: f64| {
         let key = tally_server::store::report_key(WEEK.parse().unwrap(), x, 0);
         assert!(key.as_ref().len() <= tally_server::store::MAX_REPORT_KEY_LEN);
@@ -471,9 +442,7 @@ async fn stores_each_report_under_exactly_the_x_it_sent() {
 /// and change no aggregate.
 #[tokio::test]
 async fn refuses_reports_that_would_pollute_the_aggregates() {
-    let collector = Collector::new();
-    let store = tempfile::tempdir().unwrap();
-    let state = collector.state(store.path(), 1).await.unwrap();
+    let (_collector, store, state) = serving(1).await;
     let good = String::from_utf8(body(&report(
         0.5,
         "1.95.0",

@@ -7,7 +7,7 @@ use tally_server::clock::Clock;
 use tally_server::store::Store;
 use tally_server::{AppState, Options};
 
-use crate::common::*;
+use crate::support::*;
 
 fn monday() -> Day {
     WEEK.parse().unwrap()

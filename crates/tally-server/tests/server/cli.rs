@@ -2,119 +2,119 @@
 //! `minisign` CLI, a SIGKILL crash in the middle of concurrent uploads, and two servers sharing
 //! one store.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::common::*;
-
-const BIN: &str = env!("CARGO_BIN_EXE_tally-server");
+use crate::support::*;
+use tally_test_support::command::{assert_success, run, spawn_listening};
+use tally_test_support::signing::Minisign;
 
 fn tally_server(args: &[&str]) -> std::process::Output {
-    Command::new(BIN)
-        .args(args)
-        .env_remove(tally_server::signing::PASSWORD_ENV)
-        .output()
-        .unwrap()
+    tally_server_with_password(None, args)
 }
 
-/// `minisign`, or `None` (with a message) when it is not installed.
-fn minisign() -> Option<&'static str> {
-    if Command::new("minisign").arg("-v").output().is_ok() {
-        Some("minisign")
-    } else {
-        println!("skipping: the minisign CLI is not installed");
-        None
-    }
+/// `tally-server` with the key password in its environment, or none.
+fn tally_server_with_password(password: Option<&str>, args: &[&str]) -> std::process::Output {
+    let mut command = Command::new(BIN);
+    command.args(args);
+    match password {
+        Some(password) => command.env(tally_server::signing::PASSWORD_ENV, password),
+        None => command.env_remove(tally_server::signing::PASSWORD_ENV),
+    };
+    command.output().unwrap()
+}
+
+/// `tally-server keygen` of a key pair at `public` and `secret`, with these flags first.
+fn keygen(flags: &[&str], public: &Path, secret: &Path) -> std::process::Output {
+    keygen_with_password(None, flags, public, secret)
+}
+
+/// [`keygen`] with the key password in the environment, or none.
+fn keygen_with_password(
+    password: Option<&str>,
+    flags: &[&str],
+    public: &Path,
+    secret: &Path,
+) -> std::process::Output {
+    let (public, secret) = (public.to_str().unwrap(), secret.to_str().unwrap());
+    let args = [&["keygen"], flags, &["-p", public, "-s", secret]].concat();
+    tally_server_with_password(password, &args)
+}
+
+/// `tally-server sign` of `config` with the unencrypted key `secret`.
+fn sign(config: &Path, secret: &Path) -> std::process::Output {
+    sign_with_password(None, config, secret)
+}
+
+/// [`sign`] with the key password in the environment, or none.
+fn sign_with_password(
+    password: Option<&str>,
+    config: &Path,
+    secret: &Path,
+) -> std::process::Output {
+    let (config, secret) = (config.to_str().unwrap(), secret.to_str().unwrap());
+    tally_server_with_password(password, &["sign", config, "-s", secret])
 }
 
 #[test]
 fn keygen_refuses_to_guess_about_passwords_and_overwrites() {
     let dir = tempfile::tempdir().unwrap();
     let (p, s) = (dir.path().join("k.pub"), dir.path().join("k.key"));
-    let out = tally_server(&[
-        "keygen",
-        "-p",
-        p.to_str().unwrap(),
-        "-s",
-        s.to_str().unwrap(),
-    ]);
+    let out = keygen(&[], &p, &s);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--no-password"));
-    let out = tally_server(&[
-        "keygen",
-        "--no-password",
-        "-p",
-        p.to_str().unwrap(),
-        "-s",
-        s.to_str().unwrap(),
-    ]);
+    let out = keygen(&["--no-password"], &p, &s);
     assert!(out.status.success(), "{out:?}");
-    let out = tally_server(&[
-        "keygen",
-        "--no-password",
-        "-p",
-        p.to_str().unwrap(),
-        "-s",
-        s.to_str().unwrap(),
-    ]);
+    let out = keygen(&["--no-password"], &p, &s);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--force"));
 }
 
+/// The client (tally-config) verifies `signature` of the example config by the key in the
+/// public key file `public`.
+fn assert_the_client_verifies(public: &Path, signature: &str) {
+    let pinned =
+        tally_config::keys::PinnedKey::parse(&std::fs::read_to_string(public).unwrap()).unwrap();
+    tally_config::verify::verify_config(
+        EXAMPLE_CONFIG.as_bytes(),
+        signature.as_bytes(),
+        &[pinned],
+        today(),
+    )
+    .unwrap();
+}
+
 #[test]
 fn minisign_cli_verifies_what_tally_server_signs_and_the_other_way_round() {
-    let Some(minisign) = minisign() else { return };
+    let Some(minisign) = Minisign::find() else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config.json");
     std::fs::write(&config, EXAMPLE_CONFIG).unwrap();
 
     for password in [None, Some("correct horse")] {
         let (p, s) = (dir.path().join("ts.pub"), dir.path().join("ts.key"));
-        let mut keygen = Command::new(BIN);
-        keygen.args([
-            "keygen",
-            "--force",
-            "-p",
-            p.to_str().unwrap(),
-            "-s",
-            s.to_str().unwrap(),
-        ]);
-        let mut sign = Command::new(BIN);
-        sign.args(["sign", config.to_str().unwrap(), "-s", s.to_str().unwrap()]);
-        match password {
-            Some(pw) => {
-                keygen.env(tally_server::signing::PASSWORD_ENV, pw);
-                sign.env(tally_server::signing::PASSWORD_ENV, pw);
-            }
-            None => {
-                keygen
-                    .arg("--no-password")
-                    .env_remove(tally_server::signing::PASSWORD_ENV);
-                sign.env_remove(tally_server::signing::PASSWORD_ENV);
-            }
-        }
-        assert!(keygen.output().unwrap().status.success());
-        let signed = sign.output().unwrap();
+        let flags: &[&str] = match password {
+            Some(_) => &["--force"],
+            None => &["--force", "--no-password"],
+        };
+        assert!(
+            keygen_with_password(password, flags, &p, &s)
+                .status
+                .success()
+        );
+        let signed = sign_with_password(password, &config, &s);
         assert!(signed.status.success(), "{signed:?}");
         // Debian's minisign verifies tally-server's prehashed signature.
-        let verify = Command::new(minisign)
-            .args([
-                "-V",
-                "-p",
-                p.to_str().unwrap(),
-                "-m",
-                config.to_str().unwrap(),
-            ])
-            .output()
-            .unwrap();
-        assert!(verify.status.success(), "minisign -V: {verify:?}");
+        assert_success("minisign -V", &minisign.verify(&p, &config));
         // And the CLI can sign with tally-server's key (unencrypted, or with the password).
         let cli_sig = dir.path().join("cli.minisig");
-        let mut cli = Command::new(minisign)
+        let mut cli = Command::new(&minisign.binary)
             .args([
                 "-S",
                 "-s",
@@ -145,99 +145,36 @@ fn minisign_cli_verifies_what_tally_server_signs_and_the_other_way_round() {
         let pk =
             tally_server::signing::parse_public_key(&std::fs::read_to_string(&p).unwrap()).unwrap();
         tally_server::signing::verify_config(EXAMPLE_CONFIG.as_bytes(), &sig_text, &pk).unwrap();
-        let pinned =
-            tally_config::keys::PinnedKey::parse(&std::fs::read_to_string(&p).unwrap()).unwrap();
-        tally_config::verify::verify_config(
-            EXAMPLE_CONFIG.as_bytes(),
-            sig_text.as_bytes(),
-            &[pinned],
-            today(),
-        )
-        .unwrap();
+        assert_the_client_verifies(&p, &sig_text);
     }
 
     // A key made by the CLI (`-W`: no password) signs a config the client verifies.
     let (p, s) = (dir.path().join("cli.pub"), dir.path().join("cli.key"));
-    let out = Command::new(minisign)
-        .args([
-            "-G",
-            "-W",
-            "-f",
-            "-p",
-            p.to_str().unwrap(),
-            "-s",
-            s.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let out = Command::new(minisign)
-        .args([
-            "-S",
-            "-s",
-            s.to_str().unwrap(),
-            "-m",
-            config.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
+    minisign.generate(&p, &s);
+    minisign.sign(&s, &config, &[]);
     let sig_text = std::fs::read_to_string(dir.path().join("config.json.minisig")).unwrap();
-    let pinned =
-        tally_config::keys::PinnedKey::parse(&std::fs::read_to_string(&p).unwrap()).unwrap();
-    tally_config::verify::verify_config(
-        EXAMPLE_CONFIG.as_bytes(),
-        sig_text.as_bytes(),
-        &[pinned],
-        today(),
-    )
-    .unwrap();
+    assert_the_client_verifies(&p, &sig_text);
     // tally-server signs with the CLI's key too.
-    let out = tally_server(&["sign", config.to_str().unwrap(), "-s", s.to_str().unwrap()]);
-    assert!(out.status.success(), "{out:?}");
-    let out = Command::new(minisign)
-        .args([
-            "-V",
-            "-p",
-            p.to_str().unwrap(),
-            "-m",
-            config.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
+    assert_success("tally-server sign", &sign(&config, &s));
+    assert_success("minisign -V", &minisign.verify(&p, &config));
 }
 
 #[test]
 fn sign_refuses_an_invalid_config_and_a_locked_key_without_password() {
     let dir = tempfile::tempdir().unwrap();
     let (p, s) = (dir.path().join("k.pub"), dir.path().join("k.key"));
-    let out = Command::new(BIN)
-        .args([
-            "keygen",
-            "-p",
-            p.to_str().unwrap(),
-            "-s",
-            s.to_str().unwrap(),
-        ])
-        .env(tally_server::signing::PASSWORD_ENV, "pw")
-        .output()
-        .unwrap();
+    let out = keygen_with_password(Some("pw"), &[], &p, &s);
     assert!(out.status.success());
     let config = dir.path().join("config.json");
     std::fs::write(&config, EXAMPLE_CONFIG).unwrap();
-    let out = tally_server(&["sign", config.to_str().unwrap(), "-s", s.to_str().unwrap()]);
+    let out = sign(&config, &s);
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr).contains(tally_server::signing::PASSWORD_ENV),
         "{out:?}"
     );
     std::fs::write(&config, b"{\"version\": 1}").unwrap();
-    let out = Command::new(BIN)
-        .args(["sign", config.to_str().unwrap(), "-s", s.to_str().unwrap()])
-        .env(tally_server::signing::PASSWORD_ENV, "pw")
-        .output()
-        .unwrap();
+    let out = sign_with_password(Some("pw"), &config, &s);
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("not a valid upload config"),
@@ -280,42 +217,15 @@ fn spawn_server(collector: &Collector, store: &Path, key: &Path) -> Server {
 
 /// [`spawn_server`] with more `serve` arguments.
 fn spawn_server_with(collector: &Collector, store: &Path, key: &Path, extra: &[&str]) -> Server {
-    let mut child = Command::new(BIN)
-        .args([
-            "serve",
-            "--addr",
-            "127.0.0.1:0",
-            "--store",
-            store.to_str().unwrap(),
-            "--config",
-            collector.config.to_str().unwrap(),
-            "--key",
-            key.to_str().unwrap(),
-            "--threshold",
-            "1",
-            "--flush-ms",
-            "50",
-        ])
-        .args(extra)
-        .env("TALLY_NOW", TODAY)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let output = Arc::new(Mutex::new(String::new()));
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut first = String::new();
-    stdout.read_line(&mut first).unwrap();
-    output.lock().unwrap().push_str(&first);
-    let Some(port) = first
-        .trim()
-        .strip_prefix("tally-server: listening on port ")
-    else {
-        let mut err = String::new();
-        let _ = child.stderr.take().unwrap().read_to_string(&mut err);
-        panic!("server did not start: {first:?} {err}");
-    };
-    let port = port.parse().unwrap();
+    let mut started = spawn_listening(
+        serve_command(collector, store.to_str().unwrap(), key)
+            .args(["--threshold", "1", "--flush-ms", "50"])
+            .args(extra)
+            .stderr(Stdio::piped()),
+    );
+    let port = started.port();
+    let (mut child, stdout) = (started.child, started.stdout);
+    let output = Arc::new(Mutex::new(started.first_line));
     for (stream, sink) in [
         (Box::new(stdout) as Box<dyn Read + Send>, output.clone()),
         (Box::new(child.stderr.take().unwrap()), output.clone()),
@@ -338,17 +248,12 @@ fn serve_refuses_a_mis_signed_config_with_a_clear_error() {
     let collector = Collector::new();
     let other = Collector::new();
     let store = tempfile::tempdir().unwrap();
-    let out = tally_server(&[
-        "serve",
-        "--addr",
-        "127.0.0.1:0",
-        "--store",
+    let out = run(serve_command(
+        &collector,
         store.path().to_str().unwrap(),
-        "--config",
-        collector.config.to_str().unwrap(),
-        "--key",
-        other.public_key.to_str().unwrap(),
-    ]);
+        &other.public_key,
+    )
+    .env_remove(tally_server::signing::PASSWORD_ENV));
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -443,13 +348,7 @@ fn every_2xx_report_survives_sigkill_and_is_counted_once() {
     // Restart: every report answered 2xx is counted, none twice (at most every distinct report
     // stored: one written just before the kill and never answered may be left out).
     let restarted = spawn_server(&collector, store.path(), &collector.public_key);
-    let index: tally_protocol::aggregate::WeeksIndex = agent
-        .get(&format!("http://127.0.0.1:{}/api/weeks", restarted.port))
-        .call()
-        .unwrap()
-        .body_mut()
-        .read_json()
-        .unwrap();
+    let index = weeks_index(&agent, restarted.port);
     assert_eq!(index.weeks.len(), 1);
     let counted = index.weeks[0].reports;
     assert!(
@@ -474,14 +373,7 @@ fn every_2xx_report_survives_sigkill_and_is_counted_once() {
         !logs.contains("127.0.0.1"),
         "the server logged an address: {logs}"
     );
-    for file in files_under(store.path()) {
-        let text = String::from_utf8_lossy(&std::fs::read(&file).unwrap()).into_owned();
-        assert!(
-            !text.contains("127.0.0.1"),
-            "{} holds an address",
-            file.display()
-        );
-    }
+    assert_no_client_address_stored(store.path());
 }
 
 /// Two servers on one store, uploads to both at once (some reports to both): every report is
@@ -595,17 +487,10 @@ fn serve_refuses_legacy_tampered_and_foreign_signatures() {
     let collector = Collector::new();
     let store = tempfile::tempdir().unwrap();
     let serve = |config: &Path, key: &Path| {
-        tally_server(&[
-            "serve",
-            "--addr",
-            "127.0.0.1:0",
-            "--store",
-            store.path().to_str().unwrap(),
-            "--config",
-            config.to_str().unwrap(),
-            "--key",
-            key.to_str().unwrap(),
-        ])
+        run(
+            serve_config_command(config, store.path().to_str().unwrap(), key)
+                .env_remove(tally_server::signing::PASSWORD_ENV),
+        )
     };
     let refused = |out: std::process::Output, why: &str| {
         assert!(!out.status.success(), "{why}: served");
@@ -631,20 +516,12 @@ fn serve_refuses_legacy_tampered_and_foreign_signatures() {
     let other = Collector::new();
     refused(serve(&other.config, &collector.public_key), "another key");
     // Legacy format, from Debian's minisign with tally-server's own (unencrypted) key.
-    let Some(minisign) = minisign() else {
+    let Some(minisign) = Minisign::find() else {
         return;
     };
     let legacy = collector.dir.path().join("legacy.json");
     std::fs::copy(&collector.config, &legacy).unwrap();
-    let out = Command::new(minisign)
-        .args(["-S", "-l", "-s"])
-        .arg(&collector.secret_key)
-        .arg("-m")
-        .arg(&legacy)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "minisign -S -l: {out:?}");
+    minisign.sign(&collector.secret_key, &legacy, &["-l"]);
     refused(serve(&legacy, &collector.public_key), "legacy signature");
 }
 
@@ -703,19 +580,10 @@ fn dap_commands_have_help_man_pages_and_completions() {
         let path = dir.path().join(format!("{page}.1"));
         let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{page}: {e}"));
         if Command::new("groff").arg("-v").output().is_ok() {
-            let mut groff = Command::new("groff")
-                .args(["-man", "-Tutf8", "-ww", "-z"])
-                .stdin(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap();
-            groff
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(text.as_bytes())
-                .unwrap();
-            let out = groff.wait_with_output().unwrap();
+            let out = tally_test_support::command::run_with_input(
+                Command::new("groff").args(["-man", "-Tutf8", "-ww", "-z"]),
+                text.as_bytes(),
+            );
             assert!(
                 out.status.success() && out.stderr.is_empty(),
                 "{page}: {out:?}"

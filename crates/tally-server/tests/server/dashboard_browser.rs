@@ -8,20 +8,20 @@
 //!
 //! Skips (with a message) when Chromium is missing, unless `TALLY_REQUIRE_CHROMIUM=1`.
 
-#[path = "../../../tally-charts/tests/support/webdriver.rs"]
-mod webdriver;
-
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::SystemTime;
 
-use crate::common::{Collector, TODAY};
+use crate::support::{Collector, serve_command};
 use serde_json::json;
+use tally_protocol::Report;
 use tally_protocol::aggregate::ProgramWeek;
-use tally_protocol::{ProgramReport, Report};
-use webdriver::{
-    BLESS_SCREENSHOTS, Browser, blessing_screenshots, committed_screenshot_dir, screenshot_dir,
+use tally_test_support::command::Reaped;
+use tally_test_support::command::spawn_listening;
+use tally_test_support::reports;
+use tally_test_support::webdriver::{
+    BLESS_SCREENSHOTS, Browser, blessing_screenshots, chart_titled, committed_screenshot_dir,
+    screenshot_dir, series_names,
 };
 
 /// Report weeks (installation week starts) and how many reports each gets. 2026-11-05 (a
@@ -45,89 +45,45 @@ fn snapshot(dir: &Path) -> Vec<Option<(Vec<u8>, SystemTime)>> {
         .collect()
 }
 
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_server(collector: &Collector, store: &std::path::Path) -> (Server, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tally-server"))
-        .arg("serve")
-        .args([
-            "--addr",
-            "127.0.0.1:0",
-            "--threshold",
-            &THRESHOLD.to_string(),
-            "--flush-ms",
-            "50",
-        ])
-        .arg("--store")
-        .arg(store)
-        .arg("--config")
-        .arg(&collector.config)
-        .arg("--key")
-        .arg(&collector.public_key)
-        .env("TALLY_NOW", TODAY)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start tally-server");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let port = line
-        .trim()
-        .rsplit(' ')
-        .next()
-        .unwrap()
-        .parse::<u16>()
-        .unwrap_or_else(|_| panic!("{line:?}"));
-    (Server(child), format!("http://127.0.0.1:{port}"))
+fn start_server(collector: &Collector, store: &std::path::Path) -> (Reaped, String) {
+    let mut started = spawn_listening(
+        serve_command(collector, store.to_str().unwrap(), &collector.public_key)
+            .args(["--threshold", &THRESHOLD.to_string(), "--flush-ms", "50"])
+            .stdin(Stdio::null())
+            .stderr(Stdio::inherit()),
+    );
+    let port = started.port();
+    let child = started.drain_stdout();
+    (Reaped(child), format!("http://127.0.0.1:{port}"))
 }
 
 /// The `i`th report of a week: every report counts invocations and builds; some test, some
 /// build with --release; the first three use --locked (withheld).
 fn seeded_report(week: &str, i: u64) -> Report {
     let mut counters = vec![
-        ("cargo/invocations".to_owned(), 3 + i % 5),
-        ("cargo/subcommand:build".to_owned(), 1 + i % 3),
+        ("cargo/invocations", 3 + i % 5),
+        ("cargo/subcommand:build", 1 + i % 3),
     ];
     if i.is_multiple_of(2) {
-        counters.push(("cargo/subcommand:test".to_owned(), 2));
+        counters.push(("cargo/subcommand:test", 2));
     }
     if i % 3 != 1 {
-        counters.push(("cargo/build/flag:--release".to_owned(), 1));
+        counters.push(("cargo/build/flag:--release", 1));
     }
     if i < 3 {
-        counters.push((WITHHELD.to_owned(), 1));
+        counters.push((WITHHELD, 1));
     }
-    Report {
-        week: week.parse().unwrap(),
-        // Distinct x per report (the server keys reports by week and x).
-        x: (i as f64 + 0.5) / 100.0,
-        config_version: Some(1),
-        programs: vec![ProgramReport {
-            program: "cargo".into(),
-            version: if i.is_multiple_of(4) {
-                "1.94.0".into()
-            } else {
-                "1.95.0".into()
-            },
-            os: "linux".into(),
-            arch: if i.is_multiple_of(5) {
-                "aarch64".into()
-            } else {
-                "x86_64".into()
-            },
-            counters: counters.into_iter().collect(),
-        }],
+    let version = if i.is_multiple_of(4) {
+        "1.94.0"
+    } else {
+        "1.95.0"
+    };
+    let mut cargo = reports::section("cargo", version, &counters);
+    if i.is_multiple_of(5) {
+        cargo.arch = "aarch64".into();
     }
+    // Distinct x per report (the server keys reports by week and x).
+    reports::report(week, (i as f64 + 0.5) / 100.0, vec![cargo])
 }
 
 const SERIES_SCRIPT: &str = r#"
@@ -162,14 +118,15 @@ fn dashboard_shows_the_published_aggregates_in_chromium() {
             );
         }
     }
-    let (shots, blessing) = (screenshot_dir(), blessing_screenshots());
+    let (shots, blessing) = (
+        screenshot_dir(env!("CARGO_TARGET_TMPDIR")),
+        blessing_screenshots(),
+    );
     let committed_before = snapshot(&committed_screenshot_dir());
     let started = SystemTime::now();
 
     // Index.
-    browser.goto(&format!("{base}/"));
-    let problems = browser.console_problems();
-    assert!(problems.is_empty(), "console problems on /: {problems:?}");
+    browser.goto_cleanly(&format!("{base}/"));
     let charts = browser.eval(SERIES_SCRIPT, json!([]));
     let all = &charts[0]["series"][0];
     assert_eq!(all["name"], "all reports");
@@ -178,22 +135,15 @@ fn dashboard_shows_the_published_aggregates_in_chromium() {
         json!([["2026-11-02", 9], ["2026-11-09", 14], ["2026-11-16", 21]])
     );
     browser.screenshot(&shots.join("dashboard.png"), 1000);
-    browser.resize(390, 844);
-    browser.goto(&format!("{base}/"));
-    let overflow = browser.eval(
-        "return document.documentElement.scrollWidth - document.documentElement.clientWidth;",
-        json!([]),
+    assert_eq!(
+        browser.overflow_on_a_phone(&format!("{base}/")),
+        0,
+        "the index fits a 390 px screen"
     );
-    assert_eq!(overflow, json!(0), "the index fits a 390 px screen");
 
     // The cargo page: the chart values are the API's values.
     browser.resize(1280, 900);
-    browser.goto(&format!("{base}/programs/cargo"));
-    let problems = browser.console_problems();
-    assert!(
-        problems.is_empty(),
-        "console problems on /programs/cargo: {problems:?}"
-    );
+    browser.goto_cleanly(&format!("{base}/programs/cargo"));
     let html = browser.eval("return document.documentElement.outerHTML;", json!([]));
     assert!(
         !html.as_str().unwrap().contains("--locked"),
@@ -201,28 +151,13 @@ fn dashboard_shows_the_published_aggregates_in_chromium() {
     );
     let charts = browser.eval(SERIES_SCRIPT, json!([]));
     let charts = charts.as_array().unwrap();
-    let chart = |title: &str| {
-        charts
-            .iter()
-            .find(|c| c["title"].as_str().is_some_and(|t| t.starts_with(title)))
-            .unwrap_or_else(|| panic!("no chart {title}: {charts:?}"))
-    };
+    let chart = |title: &str| chart_titled(charts, title);
     let subcommands = chart("cargo/subcommand:");
     assert_eq!(subcommands["kind"], "partition");
-    let names: Vec<&str> = subcommands["series"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["name"].as_str().unwrap())
-        .collect();
+    let names = series_names(subcommands);
     assert_eq!(names, ["cargo/subcommand:build", "cargo/subcommand:test"]);
     let flags = chart("cargo/build/flag:");
-    let names: Vec<&str> = flags["series"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["name"].as_str().unwrap())
-        .collect();
+    let names = series_names(flags);
     assert_eq!(
         names,
         ["cargo/build/flag:--release"],
@@ -281,24 +216,17 @@ fn dashboard_shows_the_published_aggregates_in_chromium() {
     browser.screenshot(&shots.join("dashboard-cargo.png"), 1000);
 
     // Phone width: nothing scrolls sideways.
-    browser.resize(390, 844);
-    browser.goto(&format!("{base}/programs/cargo"));
-    let overflow = browser.eval(
-        "return document.documentElement.scrollWidth - document.documentElement.clientWidth;",
-        json!([]),
+    assert_eq!(
+        browser.overflow_on_a_phone(&format!("{base}/programs/cargo")),
+        0,
+        "the cargo page fits a 390 px screen"
     );
-    assert_eq!(overflow, json!(0), "the cargo page fits a 390 px screen");
 
     // What is collected, and the open data: they load cleanly, fit a phone, and hold what the
     // API publishes (nothing withheld; every published week linked).
     for path in ["/config", "/data/"] {
         browser.resize(1280, 900);
-        browser.goto(&format!("{base}{path}"));
-        let problems = browser.console_problems();
-        assert!(
-            problems.is_empty(),
-            "console problems on {path}: {problems:?}"
-        );
+        browser.goto_cleanly(&format!("{base}{path}"));
         let html = browser.eval("return document.documentElement.outerHTML;", json!([]));
         let html = html.as_str().unwrap();
         if path == "/data/" {
@@ -323,13 +251,11 @@ fn dashboard_shows_the_published_aggregates_in_chromium() {
                 .sum();
             assert_eq!(listed, json!(names));
         }
-        browser.resize(390, 844);
-        browser.goto(&format!("{base}{path}"));
-        let overflow = browser.eval(
-            "return document.documentElement.scrollWidth - document.documentElement.clientWidth;",
-            json!([]),
+        assert_eq!(
+            browser.overflow_on_a_phone(&format!("{base}{path}")),
+            0,
+            "{path} fits a 390 px screen"
         );
-        assert_eq!(overflow, json!(0), "{path} fits a 390 px screen");
     }
 
     // An unknown program is a 404 page, not an error in the browser.

@@ -1,7 +1,7 @@
 //! Property tests of the upload parser and validator: no panic on any bytes, nothing outside
 //! the config is ever accepted, and a refused report leaves no trace in the store.
 
-use crate::common::*;
+use crate::support::*;
 use axum::http::StatusCode;
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;

@@ -4,13 +4,13 @@
 //! that was not generated from the chart file is refused.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
-use crate::common::TODAY;
+use crate::support::TODAY;
 use tally_protocol::UploadConfig;
 use tally_server::charts_config::ChartsFile;
+use tally_test_support::command::{Reaped, spawn_listening};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tally-server");
 
@@ -37,40 +37,26 @@ fn ok(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
-struct Serving(Child, u16);
-
-impl Drop for Serving {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// `serve` with `extra` arguments; `Err(stderr)` if it does not start.
-fn serve(store: &Path, config: &Path, key: &Path, extra: &[&str]) -> Result<Serving, String> {
-    let mut child = Command::new(BIN)
-        .arg("serve")
-        .args(["--addr", "127.0.0.1:0", "--threshold", "5"])
-        .arg("--store")
-        .arg(store)
-        .arg("--config")
-        .arg(config)
-        .arg("--key")
-        .arg(key)
-        .args(extra)
-        .env("TALLY_NOW", TODAY)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    match line.trim().strip_prefix("tally-server: listening on port ") {
-        Some(port) => Ok(Serving(child, port.parse().unwrap())),
+/// `serve` with `extra` arguments, and its port; `Err(stderr)` if it does not start.
+fn serve(store: &Path, config: &Path, key: &Path, extra: &[&str]) -> Result<(Reaped, u16), String> {
+    let started = spawn_listening(
+        Command::new(BIN)
+            .arg("serve")
+            .args(["--addr", "127.0.0.1:0", "--threshold", "5"])
+            .arg("--store")
+            .arg(store)
+            .arg("--config")
+            .arg(config)
+            .arg("--key")
+            .arg(key)
+            .args(extra)
+            .env("TALLY_NOW", TODAY)
+            .stderr(Stdio::piped()),
+    );
+    match started.port {
+        Some(port) => Ok((Reaped(started.child), port)),
         None => {
-            let output = child.wait_with_output().unwrap();
+            let output = started.child.wait_with_output().unwrap();
             Err(String::from_utf8_lossy(&output.stderr).into_owned())
         }
     }

@@ -1,5 +1,5 @@
 //! The integration tests of `tally-server`, one binary (as ripgrep's `tests/`): one link step
-//! for all of them, and the fixtures of `common` compiled once.
+//! for all of them, and the fixtures of `support` compiled once.
 //!
 //! - `app`: the HTTP surface through `app()`, without a socket;
 //! - `socket`: the app on a real loopback socket through `serve::serve`;
@@ -12,14 +12,13 @@
 //! - `governance`: `config generate`, `serve --charts` and the `/config` page;
 //! - `open_data`: `/data/`, its files, a chart recomputed from them, and `export`;
 //! - `planted`: FIFOs, sockets, links, stray files and refused reports planted in the store;
-//! - `common`: the shared fixtures.
+//! - `support`: the shared fixtures.
 
 #![allow(clippy::disallowed_methods)] // tests read the harness's environment
 
 mod app;
 mod checkpoints;
 mod cli;
-mod common;
 mod dashboard_browser;
 mod fuzz;
 mod governance;
@@ -28,3 +27,4 @@ mod planted;
 mod replicas;
 mod s3;
 mod socket;
+mod support;

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::process::Command;
 
-use crate::common::*;
+use crate::support::*;
 use axum::http::StatusCode;
 use tally_protocol::aggregate::ProgramWeek;
 use tally_server::open_data::WeekData;
@@ -172,27 +172,14 @@ async fn the_files_hold_exactly_the_published_aggregates() {
     state.flush().await.unwrap();
     let out = tempfile::tempdir().unwrap();
     for format in ["csv", "json"] {
-        let run = Command::new(env!("CARGO_BIN_EXE_tally-server"))
-            .args([
-                "export",
-                "--since",
-                "2026-11-18",
-                "--threshold",
-                "5",
-                "--format",
-                format,
-            ])
-            .arg("--store")
-            .arg(store.path())
-            .arg("--out")
-            .arg(out.path())
-            .env("TALLY_NOW", TODAY)
-            .output()
-            .unwrap();
-        assert!(
-            run.status.success(),
-            "{}",
-            String::from_utf8_lossy(&run.stderr)
+        tally_test_support::command::ok(
+            Command::new(BIN)
+                .args(["export", "--since", "2026-11-18", "--threshold", "5"])
+                .args(["--format", format, "--store"])
+                .arg(store.path())
+                .arg("--out")
+                .arg(out.path())
+                .env("TALLY_NOW", TODAY),
         );
         let served = call(&state, "GET", &format!("/data/{MONDAY}.{format}"), vec![])
             .await

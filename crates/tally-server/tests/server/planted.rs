@@ -16,9 +16,7 @@ use axum::http::StatusCode;
 use tally_protocol::Report;
 use tally_protocol::aggregate::WeeksIndex;
 
-use crate::common::*;
-
-const BIN: &str = env!("CARGO_BIN_EXE_tally-server");
+use crate::support::*;
 
 /// Longest wait for anything: a start, an answer, a stop, a command.
 const DEADLINE: Duration = Duration::from_secs(15);
@@ -39,7 +37,7 @@ impl Served {
     /// Starts the server on `store` (threshold 1, checkpoints every 50 ms); `Err` with its
     /// output if it does not listen within [`DEADLINE`].
     fn start(collector: &Collector, store: &Path, extra: &[&str]) -> Result<Served, String> {
-        Served::spawn(serve_command(collector, store.to_str().unwrap()).args(extra))
+        Served::spawn(serve_flushing(collector, store.to_str().unwrap()).args(extra))
     }
 
     /// Runs `command` (a `tally-server serve`); `Err` with its output if it does not listen
@@ -98,33 +96,31 @@ impl Served {
         self.log.lock().unwrap().clone()
     }
 
+    /// `GET path`: its status and body.
     fn get(&self, path: &str) -> (u16, String) {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(DEADLINE))
-            .build()
-            .into();
-        let mut response = agent
-            .get(&format!("http://127.0.0.1:{}{path}", self.port))
-            .call()
-            .unwrap_or_else(|e| panic!("GET {path}: {e}; the server wrote: {}", self.log()));
-        let status = response.status().as_u16();
-        (status, response.body_mut().read_to_string().unwrap())
+        self.answer(
+            &format!("GET {path}"),
+            agent()
+                .get(&format!("http://127.0.0.1:{}{path}", self.port))
+                .call(),
+        )
     }
 
+    /// Uploads `report` (its week in the path): the status and body of the answer.
     fn upload(&self, report: &Report) -> (u16, String) {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(DEADLINE))
-            .build()
-            .into();
-        let mut response = agent
-            .post(&format!(
-                "http://127.0.0.1:{}/upload/{}",
-                self.port, report.week
-            ))
-            .send(&body(report)[..])
-            .unwrap_or_else(|e| panic!("upload: {e}; the server wrote: {}", self.log()));
+        let url = format!("http://127.0.0.1:{}/upload/{}", self.port, report.week);
+        self.answer("upload", agent().post(&url).send(&body(report)[..]))
+    }
+
+    /// The status and body of `response`; a request that got no answer fails the test,
+    /// naming `what` and what the server wrote.
+    fn answer(
+        &self,
+        what: &str,
+        response: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> (u16, String) {
+        let mut response =
+            response.unwrap_or_else(|e| panic!("{what}: {e}; the server wrote: {}", self.log()));
         let status = response.status().as_u16();
         (status, response.body_mut().read_to_string().unwrap())
     }
@@ -172,16 +168,9 @@ impl Drop for Served {
 }
 
 /// `tally-server serve` on `store` (threshold 1, checkpoints every 50 ms, `TALLY_NOW`).
-fn serve_command(collector: &Collector, store: &str) -> Command {
-    let mut command = Command::new(BIN);
-    command
-        .args(["serve", "--addr", "127.0.0.1:0", "--threshold", "1"])
-        .args(["--flush-ms", "50", "--store", store])
-        .arg("--config")
-        .arg(&collector.config)
-        .arg("--key")
-        .arg(&collector.public_key)
-        .env("TALLY_NOW", TODAY);
+fn serve_flushing(collector: &Collector, store: &str) -> Command {
+    let mut command = serve_command(collector, store, &collector.public_key);
+    command.args(["--threshold", "1", "--flush-ms", "50"]);
     command
 }
 
@@ -269,7 +258,33 @@ struct Planted {
     /// What the log says when SIGTERM's last checkpoint cannot be written (the server then
     /// stops with a failure), or `None` when it can.
     last_checkpoint_fails: Option<&'static str>,
-    plant: fn(store: &Path, outside: &Path),
+    /// Puts it at `at` (the store's `path`), with `outside` a directory beside the store.
+    plant: fn(at: &Path, outside: &Path),
+}
+
+impl Planted {
+    /// Something planted at `path` that leaves all 5 reports of the [`populated`] store counted
+    /// and the last checkpoint written.
+    fn new(
+        what: &'static str,
+        path: &'static str,
+        says: &'static str,
+        plant: fn(at: &Path, outside: &Path),
+    ) -> Planted {
+        Planted {
+            what,
+            path,
+            says,
+            counted: 5,
+            last_checkpoint_fails: None,
+            plant,
+        }
+    }
+
+    /// A FIFO at `path`, in the place of a file (see [`Planted::new`]).
+    fn fifo(what: &'static str, path: &'static str) -> Planted {
+        Planted::new(what, path, "FIFO", |at, _| mkfifo(at))
+    }
 }
 
 /// Every planted case: the server listens within the deadline, counts what it should, names
@@ -279,106 +294,71 @@ struct Planted {
 #[test]
 fn nothing_planted_in_the_store_blocks_start_up_or_is_followed() {
     let cases = [
+        Planted::fifo(
+            "a FIFO at a report's name in the open generation",
+            "reports/2026-11-16/1/2026-11-18_0.9.json",
+        ),
+        Planted::fifo("a FIFO at the latest hint", "merged/2026-11-16/latest"),
         Planted {
-            what: "a FIFO at a report's name in the open generation",
-            path: "reports/2026-11-16/1/2026-11-18_0.9.json",
-            says: "FIFO",
-            counted: 5,
-            last_checkpoint_fails: None,
-            plant: |store, _| mkfifo(&store.join("reports/2026-11-16/1/2026-11-18_0.9.json")),
-        },
-        Planted {
-            what: "a FIFO at the latest hint",
-            path: "merged/2026-11-16/latest",
-            says: "FIFO",
-            counted: 5,
-            last_checkpoint_fails: None,
-            plant: |store, _| mkfifo(&store.join("merged/2026-11-16/latest")),
-        },
-        Planted {
-            what: "a FIFO at the checkpoint",
-            path: "merged/2026-11-16/1.json",
-            says: "FIFO",
-            // Rebuilt from the raw reports of both generations.
-            counted: 5,
-            // The checkpoint SIGTERM makes is the one the FIFO holds the place of.
+            // Rebuilt from the raw reports of both generations: still 5 counted. The checkpoint
+            // SIGTERM makes is the one the FIFO holds the place of.
             last_checkpoint_fails: Some(
                 "cannot write merged/2026-11-16/1.json: merged/2026-11-16/1.json is a FIFO",
             ),
-            plant: |store, _| mkfifo(&store.join("merged/2026-11-16/1.json")),
+            ..Planted::fifo("a FIFO at the checkpoint", "merged/2026-11-16/1.json")
         },
+        Planted::fifo("a FIFO at the served config's record", "configs/1.json"),
         Planted {
-            what: "a FIFO at the served config's record",
-            path: "configs/1.json",
-            says: "FIFO",
-            counted: 5,
-            last_checkpoint_fails: None,
-            plant: |store, _| mkfifo(&store.join("configs/1.json")),
-        },
-        Planted {
-            what: "a FIFO where the open generation's directory belongs",
-            path: "reports/2026-11-16/1",
-            says: "FIFO",
             // The checkpoint's 3; the 2 of the open generation went with its directory.
             counted: 3,
-            last_checkpoint_fails: None,
-            plant: |store, outside| {
-                let generation = store.join("reports/2026-11-16/1");
-                std::fs::rename(&generation, outside.join("generation-1")).unwrap();
-                mkfifo(&generation);
-            },
+            ..Planted::new(
+                "a FIFO where the open generation's directory belongs",
+                "reports/2026-11-16/1",
+                "FIFO",
+                |at, outside| {
+                    std::fs::rename(at, outside.join("generation-1")).unwrap();
+                    mkfifo(at);
+                },
+            )
         },
-        Planted {
-            what: "a socket at a report's name",
-            path: "reports/2026-11-16/1/2026-11-18_0.8.json",
-            says: "socket",
-            counted: 5,
-            last_checkpoint_fails: None,
-            plant: |store, _| {
-                let path = store.join("reports/2026-11-16/1/2026-11-18_0.8.json");
-                drop(std::os::unix::net::UnixListener::bind(path).unwrap());
-            },
-        },
-        Planted {
-            what: "a link at a report's name, to a valid report outside the store",
-            path: "reports/2026-11-16/1/2026-11-18_0.7.json",
-            says: "symbolic link",
-            counted: 5,
-            last_checkpoint_fails: None,
-            plant: |store, outside| {
+        Planted::new(
+            "a socket at a report's name",
+            "reports/2026-11-16/1/2026-11-18_0.8.json",
+            "socket",
+            |at, _| drop(std::os::unix::net::UnixListener::bind(at).unwrap()),
+        ),
+        Planted::new(
+            "a link at a report's name, to a valid report outside the store",
+            "reports/2026-11-16/1/2026-11-18_0.7.json",
+            "symbolic link",
+            |at, outside| {
                 let target = outside.join("2026-11-18_0.7.json");
                 write_report(&target, "2026-11-18", 0.7);
-                std::os::unix::fs::symlink(
-                    target,
-                    store.join("reports/2026-11-16/1/2026-11-18_0.7.json"),
-                )
-                .unwrap();
+                std::os::unix::fs::symlink(target, at).unwrap();
             },
-        },
-        Planted {
-            what: "a link where a week's directory belongs, to a directory of reports outside",
-            path: "reports/2026-11-09",
-            says: "symbolic link",
-            counted: 5,
-            last_checkpoint_fails: None,
-            plant: |store, outside| {
+        ),
+        Planted::new(
+            "a link where a week's directory belongs, to a directory of reports outside",
+            "reports/2026-11-09",
+            "symbolic link",
+            |at, outside| {
                 let week = outside.join("week");
                 write_report(&week.join("0/2026-11-10_0.5.json"), "2026-11-10", 0.5);
-                std::os::unix::fs::symlink(week, store.join("reports/2026-11-09")).unwrap();
+                std::os::unix::fs::symlink(week, at).unwrap();
             },
-        },
+        ),
         Planted {
-            what: "a plain file where the week's directory belongs",
-            path: "reports/2026-11-16",
-            says: "not a directory",
             // From the checkpoint; the raw reports went with the directory.
             counted: 3,
-            last_checkpoint_fails: None,
-            plant: |store, outside| {
-                let week = store.join("reports/2026-11-16");
-                std::fs::rename(&week, outside.join("moved")).unwrap();
-                std::fs::write(&week, "a plain file\n").unwrap();
-            },
+            ..Planted::new(
+                "a plain file where the week's directory belongs",
+                "reports/2026-11-16",
+                "not a directory",
+                |at, outside| {
+                    std::fs::rename(at, outside.join("moved")).unwrap();
+                    std::fs::write(at, "a plain file\n").unwrap();
+                },
+            )
         },
     ];
     let collector = Collector::new();
@@ -387,7 +367,7 @@ fn nothing_planted_in_the_store_blocks_start_up_or_is_followed() {
         let store = tempfile::tempdir().unwrap();
         let outside = tempfile::tempdir().unwrap();
         populated(&collector, store.path());
-        (case.plant)(store.path(), outside.path());
+        (case.plant)(&store.path().join(case.path), outside.path());
         let served = match Served::start(&collector, store.path(), &[]) {
             Ok(served) => served,
             Err(why) => {
@@ -535,12 +515,31 @@ fn export_skips_and_names_unreadable_weeks_and_exports_the_rest() {
     )
     .unwrap();
     mkfifo(&store.path().join("merged/2026-11-09.json"));
+    export_skipping(
+        &mut Command::new(BIN),
+        store.path().to_str().unwrap(),
+        "json",
+        &[
+            ("2026-11-02", "merged/2026-11-02.json", "does not parse"),
+            ("2026-11-09", "merged/2026-11-09.json", "FIFO"),
+        ],
+    );
+}
+
+/// Runs `command` as `export --since 2026-11-02 --threshold 1 --format <format> --store
+/// <store>` into a fresh directory and checks that it fails, writes the week of [`MONDAY`]
+/// alone, and names each skipped `(week, file, reason)` on one line of its stderr.
+fn export_skipping(
+    command: &mut Command,
+    store: &str,
+    format: &str,
+    skipped: &[(&str, &str, &str)],
+) {
     let out_dir = tempfile::tempdir().unwrap();
     let out = run_within_deadline(
-        Command::new(BIN)
+        command
             .args(["export", "--since", "2026-11-02", "--threshold", "1"])
-            .args(["--format", "json", "--store"])
-            .arg(store.path())
+            .args(["--format", format, "--store", store])
             .arg("--out")
             .arg(out_dir.path())
             .env("TALLY_NOW", TODAY),
@@ -552,11 +551,8 @@ fn export_skips_and_names_unreadable_weeks_and_exports_the_rest() {
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(written, ["2026-11-16.json"], "{err}");
-    for (week, file, says) in [
-        ("2026-11-02", "merged/2026-11-02.json", "does not parse"),
-        ("2026-11-09", "merged/2026-11-09.json", "FIFO"),
-    ] {
+    assert_eq!(written, [format!("{MONDAY}.{format}")], "{err}");
+    for (week, file, says) in skipped {
         assert!(
             err.lines()
                 .any(|l| l.contains(week) && l.contains(file) && l.contains(says)),
@@ -760,29 +756,56 @@ fn import_applies_the_checks_of_upload() {
     });
 }
 
-/// `command` pointed at the moto server at `endpoint`.
-fn on_moto<'a>(command: &'a mut Command, endpoint: &str) -> &'a mut Command {
-    command
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ENDPOINT_URL", endpoint)
-        .env_remove("AWS_ENDPOINT")
+/// The `s3://` store at `prefix` of the test bucket, on a moto server of its own.
+struct MotoStore {
+    _moto: crate::s3::Reaped,
+    endpoint: String,
+    prefix: &'static str,
+    /// `s3://<bucket>/<prefix>`, as `--store` takes it.
+    url: String,
 }
 
-/// Writes `bytes` at `key` of the test bucket, as anyone with write access to it could.
-fn put_object(endpoint: &str, key: &str, bytes: &[u8]) {
-    use object_store::ObjectStore;
-    let bucket = object_store::aws::AmazonS3Builder::new()
-        .with_bucket_name(crate::s3::BUCKET)
-        .with_endpoint(endpoint)
-        .with_allow_http(true)
-        .with_region("us-east-1")
-        .with_access_key_id("testing")
-        .with_secret_access_key("testing")
-        .build()
-        .unwrap();
-    block_on(bucket.put(&object_store::path::Path::from(key), bytes.to_vec().into())).unwrap();
+impl MotoStore {
+    /// `None` (the test then passes without running, as every S3 test does) where moto is not
+    /// installed.
+    fn start(prefix: &'static str) -> Option<MotoStore> {
+        let (moto, endpoint) = crate::s3::start_moto()?;
+        Some(MotoStore {
+            _moto: moto,
+            endpoint,
+            prefix,
+            url: format!("s3://{}/{prefix}", crate::s3::BUCKET),
+        })
+    }
+
+    /// `command` pointed at this moto server.
+    fn on<'a>(&self, command: &'a mut Command) -> &'a mut Command {
+        command
+            .envs(tally_test_support::moto::moto_env(&self.endpoint))
+            .env_remove("AWS_ENDPOINT")
+    }
+
+    /// A `tally-server serve` on this store (see [`serve_flushing`]).
+    fn serve(&self, collector: &Collector) -> Served {
+        Served::spawn(self.on(&mut serve_flushing(collector, &self.url))).unwrap()
+    }
+
+    /// Writes `bytes` at `key` below the store's prefix, as anyone with write access to the
+    /// bucket could.
+    fn put(&self, key: &str, bytes: &[u8]) {
+        use object_store::ObjectStore;
+        let bucket = object_store::aws::AmazonS3Builder::new()
+            .with_bucket_name(crate::s3::BUCKET)
+            .with_endpoint(&self.endpoint)
+            .with_allow_http(true)
+            .with_region("us-east-1")
+            .with_access_key_id("testing")
+            .with_secret_access_key("testing")
+            .build()
+            .unwrap();
+        let key = object_store::path::Path::from(format!("{}/{key}", self.prefix));
+        block_on(bucket.put(&key, bytes.to_vec().into())).unwrap();
+    }
 }
 
 /// On S3 (moto) there are no FIFOs or links, but the same checks apply to what there is:
@@ -792,13 +815,11 @@ fn put_object(endpoint: &str, key: &str, bytes: &[u8]) {
 /// counted and published, and every object read whole whatever its size.
 #[test]
 fn objects_planted_on_s3_are_checked_and_bounded() {
-    let Some((_moto, endpoint)) = crate::s3::start_moto() else {
+    let Some(store) = MotoStore::start("collector/planted") else {
         return;
     };
     let collector = Collector::new();
-    let prefix = "collector/planted";
-    let store = format!("s3://{}/{prefix}", crate::s3::BUCKET);
-    let served = Served::spawn(on_moto(&mut serve_command(&collector, &store), &endpoint)).unwrap();
+    let served = store.serve(&collector);
     for x in [0.1, 0.2] {
         let r = report(x, "1.95.0", &[("cargo/invocations", 1)]);
         assert_eq!(served.upload(&r).0, 200);
@@ -808,11 +829,7 @@ fn objects_planted_on_s3_are_checked_and_bounded() {
     let mut secret = report(0.31, "1.95.0", &[("cargo/invocations", 1)]);
     secret.programs[0].program = "zqsecret-prog".into();
     let key = tally_server::store::report_key(secret.week, secret.x, 0);
-    put_object(
-        &endpoint,
-        &format!("{prefix}/{key}"),
-        &secret.to_canonical_json(),
-    );
+    store.put(key.as_ref(), &secret.to_canonical_json());
     // A valid report, padded past the size any stored report has.
     let mut padded = report(0.36, "1.95.0", &[("cargo/invocations", 1)]).to_canonical_json();
     padded.extend(std::iter::repeat_n(
@@ -820,15 +837,11 @@ fn objects_planted_on_s3_are_checked_and_bounded() {
         tally_server::store::MAX_STORED_REPORT_BYTES,
     ));
     let padded_key = tally_server::store::report_key(WEEK.parse().unwrap(), 0.36, 0);
-    put_object(&endpoint, &format!("{prefix}/{padded_key}"), &padded);
+    store.put(padded_key.as_ref(), &padded);
     let latest = vec![b'1'; 1024 * 1024];
-    put_object(
-        &endpoint,
-        &format!("{prefix}/merged/{MONDAY}/latest"),
-        &latest,
-    );
+    store.put(&format!("merged/{MONDAY}/latest"), &latest);
 
-    let served = Served::spawn(on_moto(&mut serve_command(&collector, &store), &endpoint)).unwrap();
+    let served = store.serve(&collector);
     assert_eq!(served.weeks(), [(MONDAY.to_string(), 2)]);
     let mut published = String::new();
     for path in [
@@ -862,13 +875,11 @@ fn objects_planted_on_s3_are_checked_and_bounded() {
 /// it.
 #[test]
 fn export_from_s3_skips_and_names_a_corrupt_week() {
-    let Some((_moto, endpoint)) = crate::s3::start_moto() else {
+    let Some(store) = MotoStore::start("collector/export") else {
         return;
     };
     let collector = Collector::new();
-    let prefix = "collector/export";
-    let store = format!("s3://{}/{prefix}", crate::s3::BUCKET);
-    let served = Served::spawn(on_moto(&mut serve_command(&collector, &store), &endpoint)).unwrap();
+    let served = store.serve(&collector);
     for week in ["2026-11-04", "2026-11-17"] {
         let mut r = report(0.5, "1.95.0", &[("cargo/invocations", 1)]);
         r.week = week.parse().unwrap();
@@ -876,33 +887,12 @@ fn export_from_s3_skips_and_names_a_corrupt_week() {
     }
     // SIGTERM: the last checkpoint and the merged copies are written.
     assert!(served.stop().unwrap().success());
-    put_object(
-        &endpoint,
-        &format!("{prefix}/merged/2026-11-02.json"),
-        b"{\"week\": tru",
-    );
-    let out_dir = tempfile::tempdir().unwrap();
-    let out = run_within_deadline(
-        on_moto(&mut Command::new(BIN), &endpoint)
-            .args(["export", "--since", "2026-11-02", "--threshold", "1"])
-            .args(["--format", "csv", "--store", &store])
-            .arg("--out")
-            .arg(out_dir.path())
-            .env("TALLY_NOW", TODAY),
-    )
-    .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{err}");
-    let written: Vec<String> = std::fs::read_dir(out_dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    assert_eq!(written, ["2026-11-16.csv"], "{err}");
-    assert!(
-        err.lines().any(|l| l.contains("2026-11-02")
-            && l.contains("merged/2026-11-02.json")
-            && l.contains("does not parse")),
-        "{err}"
+    store.put("merged/2026-11-02.json", b"{\"week\": tru");
+    export_skipping(
+        store.on(&mut Command::new(BIN)),
+        &store.url,
+        "csv",
+        &[("2026-11-02", "merged/2026-11-02.json", "does not parse")],
     );
 }
 

@@ -5,18 +5,17 @@
 //! three, counts each report exactly once: the published report count and the counter total
 //! are both exact (a report counted twice would add to the total).
 
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use tally_protocol::aggregate::ProgramWeek;
 
-use crate::common::*;
 use crate::s3::{BUCKET, Reaped, start_moto};
-
-const BIN: &str = env!("CARGO_BIN_EXE_tally-server");
+use crate::support::*;
+use tally_test_support::command::spawn_listening;
+use tally_test_support::moto::moto_env;
 
 /// One replica: its process and port.
 struct Replica {
@@ -27,7 +26,7 @@ struct Replica {
 
 /// Starts `tally-server serve` on `store` with `env`, re-reading the store every second and
 /// checkpointing every 200 ms.
-fn replica(collector: &Collector, store: &str, env: &[(&str, &str)]) -> Replica {
+fn replica(collector: &Collector, store: &str, env: &[(&str, String)]) -> Replica {
     replica_with(collector, store, env, TODAY, &[])
 }
 
@@ -35,22 +34,13 @@ fn replica(collector: &Collector, store: &str, env: &[(&str, &str)]) -> Replica 
 fn replica_with(
     collector: &Collector,
     store: &str,
-    env: &[(&str, &str)],
+    env: &[(&str, String)],
     now: &str,
     extra: &[&str],
 ) -> Replica {
-    let mut command = Command::new(BIN);
+    let mut command = serve_command(collector, store, &collector.public_key);
     command
         .args([
-            "serve",
-            "--addr",
-            "127.0.0.1:0",
-            "--store",
-            store,
-            "--config",
-            collector.config.to_str().unwrap(),
-            "--key",
-            collector.public_key.to_str().unwrap(),
             "--threshold",
             "1",
             "--flush-ms",
@@ -61,38 +51,16 @@ fn replica_with(
         .args(extra)
         .env("TALLY_NOW", now)
         .env_remove("AWS_ENDPOINT")
-        .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
     for (name, value) in env {
         command.env(name, value);
     }
-    let mut child = command.spawn().unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut first = String::new();
-    stdout.read_line(&mut first).unwrap();
-    let port = first
-        .trim()
-        .strip_prefix("tally-server: listening on port ")
-        .unwrap_or_else(|| panic!("the replica did not start: {first:?}"))
-        .parse()
-        .unwrap();
-    // Keep reading, so that the replica never writes to a closed pipe.
-    std::thread::spawn(move || {
-        let mut rest = String::new();
-        let _ = stdout.read_to_string(&mut rest);
-    });
+    let mut started = spawn_listening(&mut command);
+    let port = started.port();
     Replica {
-        _process: Reaped(child),
+        _process: Reaped(started.drain_stdout()),
         port,
     }
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(10)))
-        .build()
-        .into()
 }
 
 /// (reports, total of `cargo/invocations`) published by the replica on `port`.
@@ -125,7 +93,7 @@ fn numbered(i: u64) -> tally_protocol::Report {
 }
 
 /// The scenario, on the store `store` (with `env` for every replica), with `reports` reports.
-fn three_replicas_count_every_report_once(store: &str, env: &[(&str, &str)], reports: u64) {
+fn three_replicas_count_every_report_once(store: &str, env: &[(&str, String)], reports: u64) {
     let collector = Collector::new();
     let replicas: Vec<Replica> = (0..3).map(|_| replica(&collector, store, env)).collect();
     let ports = Arc::new(RwLock::new(
@@ -238,12 +206,7 @@ fn three_replicas_on_s3_count_every_report_once() {
     let Some((_moto, endpoint)) = start_moto() else {
         return;
     };
-    let env = [
-        ("AWS_ACCESS_KEY_ID", "testing"),
-        ("AWS_SECRET_ACCESS_KEY", "testing"),
-        ("AWS_REGION", "us-east-1"),
-        ("AWS_ENDPOINT_URL", endpoint.as_str()),
-    ];
+    let env = moto_env(&endpoint);
     three_replicas_count_every_report_once(&format!("s3://{BUCKET}/replicas"), &env, 300);
 }
 
@@ -255,12 +218,7 @@ fn retention_deletes_raw_reports_on_s3_and_keeps_the_aggregates() {
     let Some((_moto, endpoint)) = start_moto() else {
         return;
     };
-    let env = [
-        ("AWS_ACCESS_KEY_ID", "testing"),
-        ("AWS_SECRET_ACCESS_KEY", "testing"),
-        ("AWS_REGION", "us-east-1"),
-        ("AWS_ENDPOINT_URL", endpoint.as_str()),
-    ];
+    let env = moto_env(&endpoint);
     let store = format!("s3://{BUCKET}/retention");
     let collector = Collector::new();
     let agent = agent();

@@ -3,51 +3,26 @@
 //! Skips with a message when moto is not installed, unless `TALLY_REQUIRE_S3=1` (CI), where a
 //! missing moto is a failure.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
-use crate::common::*;
+use crate::support::*;
 
-const BIN: &str = env!("CARGO_BIN_EXE_tally-server");
-pub(crate) use tally_service::testing::{BUCKET, Reaped, start_moto};
+pub(crate) use tally_test_support::command::Reaped;
+use tally_test_support::command::spawn_listening;
+pub(crate) use tally_test_support::moto::{BUCKET, moto_env, start_moto};
 
 fn serve_on_s3(collector: &Collector, endpoint: &str) -> (Reaped, u16) {
-    let mut child = Command::new(BIN)
-        .args([
-            "serve",
-            "--addr",
-            "127.0.0.1:0",
-            "--store",
-            &format!("s3://{BUCKET}/collector/one"),
-            "--config",
-            collector.config.to_str().unwrap(),
-            "--key",
-            collector.public_key.to_str().unwrap(),
-            "--threshold",
-            "2",
-        ])
-        .env("TALLY_NOW", TODAY)
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ENDPOINT_URL", endpoint)
-        .env_remove("AWS_ENDPOINT")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let port = line
-        .trim()
-        .strip_prefix("tally-server: listening on port ")
-        .expect("server started")
-        .parse()
-        .unwrap();
-    (Reaped(child), port)
+    let store = format!("s3://{BUCKET}/collector/one");
+    let mut started = spawn_listening(
+        serve_command(collector, &store, &collector.public_key)
+            .args(["--threshold", "2"])
+            .envs(moto_env(endpoint))
+            .env_remove("AWS_ENDPOINT")
+            .stderr(Stdio::inherit()),
+    );
+    let port = started.port();
+    (Reaped(started.child), port)
 }
 
 #[test]
@@ -71,32 +46,18 @@ fn stores_counts_and_survives_restarts_on_s3() {
 
     for i in 0..3 {
         let r = report(0.2 + i as f64 / 10.0, "1.95.0", &[("cargo/invocations", 2)]);
-        let mut response = agent
-            .post(&format!("{base}/upload/{WEEK}"))
-            .send(&body(&r)[..])
-            .unwrap();
-        assert_eq!(response.status(), 200);
-        assert_eq!(response.body_mut().read_to_string().unwrap(), "stored\n");
+        assert_eq!(
+            post_upload(&agent, &base, &body(&r)),
+            (200, "stored\n".to_string())
+        );
     }
     let again = report(0.2, "1.95.0", &[("cargo/invocations", 2)]);
-    let mut response = agent
-        .post(&format!("{base}/upload/{WEEK}"))
-        .send(&body(&again)[..])
-        .unwrap();
-    assert_eq!(response.status(), 200);
     assert_eq!(
-        response.body_mut().read_to_string().unwrap(),
-        "already stored\n"
+        post_upload(&agent, &base, &body(&again)),
+        (200, "already stored\n".to_string())
     );
     let bad = report(0.7, "1.95.0", &[("cargo/not-collected", 2)]);
-    assert_eq!(
-        agent
-            .post(&format!("{base}/upload/{WEEK}"))
-            .send(&body(&bad)[..])
-            .unwrap()
-            .status(),
-        400
-    );
+    assert_eq!(post_upload(&agent, &base, &body(&bad)).0, 400);
 
     // The objects are in the bucket under the prefix.
     let listing = agent
@@ -120,13 +81,7 @@ fn stores_counts_and_survives_restarts_on_s3() {
     drop(server); // SIGKILL: the merged aggregate may not be written; the restart rebuilds it.
 
     let (_server, port) = serve_on_s3(&collector, &endpoint);
-    let index: tally_protocol::aggregate::WeeksIndex = agent
-        .get(&format!("http://127.0.0.1:{port}/api/weeks"))
-        .call()
-        .unwrap()
-        .body_mut()
-        .read_json()
-        .unwrap();
+    let index = weeks_index(&agent, port);
     assert_eq!(index.weeks.len(), 1);
     assert_eq!(index.weeks[0].reports, 3);
     assert_eq!(index.weeks[0].programs["cargo"], 3);

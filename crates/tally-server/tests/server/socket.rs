@@ -5,8 +5,10 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use crate::common::*;
-use tally_server::serve::{Limits, serve};
+use crate::support::*;
+use tally_server::serve::Limits;
+use tally_test_support::background::{background_runtime, serve_router_on};
+use tally_test_support::raw_http;
 
 /// Starts the server on 127.0.0.1 in a background runtime; returns its address.
 fn start(
@@ -15,15 +17,11 @@ fn start(
     limits: Limits,
     body_timeout: Duration,
 ) -> (SocketAddr, tokio::runtime::Runtime) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = background_runtime();
     let (json, sig) = collector.config_bytes();
     let key = collector.public_key();
     let store = store.to_path_buf();
-    let addr = runtime.block_on(async move {
+    let app = runtime.block_on(async move {
         let options = tally_server::Options {
             threshold: 1,
             clock: tally_server::clock::Clock::Fixed(today()),
@@ -34,26 +32,10 @@ fn start(
         let state = tally_server::AppState::open(store, json, sig, &key, options)
             .await
             .unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(serve(
-            listener,
-            tally_server::app(state),
-            limits,
-            std::future::pending(),
-            Duration::ZERO,
-        ));
-        addr
+        tally_server::app(state)
     });
+    let addr = serve_router_on(&runtime, app, limits);
     (addr, runtime)
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(10)))
-        .build()
-        .into()
 }
 
 #[test]
@@ -69,23 +51,15 @@ fn uploads_over_loopback_and_the_client_fetches_the_config() {
     let base = format!("http://{addr}");
     let agent = agent();
     let r = report(0.42, "1.95.0", &[("cargo/invocations", 5)]);
-    let mut response = agent
-        .post(&format!("{base}/upload/{WEEK}"))
-        .send(&body(&r)[..])
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    assert_eq!(response.body_mut().read_to_string().unwrap(), "stored\n");
-    let mut refused = agent
-        .post(&format!("{base}/upload/{WEEK}"))
-        .send(&b"{}"[..])
-        .unwrap();
-    assert_eq!(refused.status(), 400);
+    assert_eq!(
+        post_upload(&agent, &base, &body(&r)),
+        (200, "stored\n".to_string())
+    );
+    let (status, refused) = post_upload(&agent, &base, b"{}");
+    assert_eq!(status, 400);
     assert!(
-        refused
-            .body_mut()
-            .read_to_string()
-            .unwrap()
-            .starts_with("report is not a valid report")
+        refused.starts_with("report is not a valid report"),
+        "{refused}"
     );
 
     // The real client (tally-config) fetches and verifies the served config.
@@ -98,14 +72,7 @@ fn uploads_over_loopback_and_the_client_fetches_the_config() {
     assert_eq!(verified.config.version, 1);
 
     // The store never holds the client's address.
-    for file in files_under(store.path()) {
-        let bytes = std::fs::read(&file).unwrap();
-        assert!(
-            !String::from_utf8_lossy(&bytes).contains("127.0.0.1"),
-            "{} holds a client address",
-            file.display()
-        );
-    }
+    assert_no_client_address_stored(store.path());
 }
 
 #[test]
@@ -155,9 +122,7 @@ fn cuts_off_clients_that_trickle_headers_or_bodies() {
         )
         .unwrap();
     let began = Instant::now();
-    let mut answer = Vec::new();
-    let _ = stalled.read_to_end(&mut answer);
-    let answer = String::from_utf8_lossy(&answer);
+    let answer = raw_http::read_answer(&mut stalled);
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(began.elapsed() < Duration::from_secs(3));
     assert!(stored_reports(store.path()).is_empty());
@@ -166,20 +131,7 @@ fn cuts_off_clients_that_trickle_headers_or_bodies() {
 /// Sends `request` on a new connection and returns the answer's status code (0 if the server
 /// closed the connection without one).
 fn status_of(addr: SocketAddr, request: &[u8]) -> u16 {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    // The server may answer and close before all of an oversized request is written.
-    let _ = stream.write_all(request);
-    let mut answer = Vec::new();
-    let _ = stream.read_to_end(&mut answer);
-    let answer = String::from_utf8_lossy(&answer);
-    answer
-        .strip_prefix("HTTP/1.1 ")
-        .and_then(|rest| rest.get(..3))
-        .and_then(|code| code.parse().ok())
-        .unwrap_or(0)
+    raw_http::status(&raw_http::exchange(addr, request))
 }
 
 /// HTTP-level tricks (the audit's 31): path traversal in the week, encoded slashes, non-dates,

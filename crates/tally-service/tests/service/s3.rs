@@ -5,8 +5,35 @@ use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use object_store::path::Path;
+use tally_service::Store;
 use tally_service::store::{Created, Read};
-use tally_service::testing::{moto_store, start_moto};
+use tally_test_support::moto::{BUCKET, start_moto};
+
+/// The store `s3://BUCKET/prefix` on the moto server at `endpoint`, set up in this process.
+fn moto_store(endpoint: &str, prefix: &str) -> Store {
+    let builder = object_store::aws::AmazonS3Builder::new()
+        .with_access_key_id("testing")
+        .with_secret_access_key("testing")
+        .with_region("us-east-1")
+        .with_endpoint(endpoint);
+    Store::on_s3(&format!("s3://{BUCKET}/{prefix}"), builder).expect("a store on moto")
+}
+
+/// Creates `key` holding `bytes`, undated (as the aggregators write): whether it was new.
+async fn create_undated(store: &Store, key: &Path, bytes: &'static [u8]) -> Created {
+    store
+        .create(key, Bytes::from_static(bytes), None)
+        .await
+        .unwrap()
+}
+
+/// Writes `bytes` at `key`, undated, whatever is there.
+async fn put_undated(store: &Store, key: &str, bytes: &'static [u8]) {
+    store
+        .put(&Path::from(key), Bytes::from_static(bytes), None)
+        .await
+        .unwrap();
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn objects_are_created_once_read_bounded_listed_and_deleted_on_s3() {
@@ -15,18 +42,9 @@ async fn objects_are_created_once_read_bounded_listed_and_deleted_on_s3() {
     };
     let store = moto_store(&endpoint, "objects");
     let key = Path::from("tasks/t/jobs/a.done");
+    assert_eq!(create_undated(&store, &key, b"one").await, Created::New);
     assert_eq!(
-        store
-            .create(&key, Bytes::from_static(b"one"), None)
-            .await
-            .unwrap(),
-        Created::New
-    );
-    assert_eq!(
-        store
-            .create(&key, Bytes::from_static(b"two"), None)
-            .await
-            .unwrap(),
+        create_undated(&store, &key, b"two").await,
         Created::AlreadyThere
     );
     assert_eq!(
@@ -36,14 +54,7 @@ async fn objects_are_created_once_read_bounded_listed_and_deleted_on_s3() {
     assert!(
         matches!(store.read(&key, 2).await.unwrap(), Read::Skipped(why) if why.contains("3 bytes, more than the 2"))
     );
-    store
-        .put(
-            &Path::from("tasks/t/jobs/b.plan"),
-            Bytes::from_static(b"p"),
-            None,
-        )
-        .await
-        .unwrap();
+    put_undated(&store, "tasks/t/jobs/b.plan", b"p").await;
     let (objects, dirs) = store.list_dir("tasks/t/jobs").await.unwrap();
     assert_eq!(
         objects,
@@ -106,14 +117,12 @@ async fn one_process_per_store_on_s3() {
     assert!(began.elapsed() < ttl / 2, "{:?}", began.elapsed());
 
     // Someone overwrites the lease (a process that took it over while this one was paused).
-    store
-        .put(
-            &Path::from("lease"),
-            Bytes::from_static(b"{\"token\":\"x\",\"holder\":\"h\",\"ttl_secs\":1}"),
-            None,
-        )
-        .await
-        .unwrap();
+    put_undated(
+        &store,
+        "lease",
+        b"{\"token\":\"x\",\"holder\":\"h\",\"ttl_secs\":1}",
+    )
+    .await;
     let why = tokio::time::timeout(ttl * 2, fourth.lost())
         .await
         .expect("the holder never noticed it lost its lease");

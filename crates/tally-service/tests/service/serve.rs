@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::Bytes;
 use axum::routing::{get, post};
-use tally_service::serve::{Limits, serve, with_body_deadline};
+use tally_service::serve::{Limits, with_body_deadline};
+use tally_test_support::background::serve_router;
+use tally_test_support::raw_http;
 
 /// A role's app in miniature: a health probe, a response worth pipelining, and an endpoint
 /// that takes a body (read whole, within `body_timeout`, by `with_body_deadline`).
@@ -23,24 +25,7 @@ fn app(body_timeout: Duration) -> Router {
 
 /// Starts `serve` on 127.0.0.1 in a background runtime; returns its address.
 fn start(limits: Limits, body_timeout: Duration) -> (SocketAddr, tokio::runtime::Runtime) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let addr = runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(serve(
-            listener,
-            app(body_timeout),
-            limits,
-            std::future::pending(),
-            Duration::ZERO,
-        ));
-        addr
-    });
-    (addr, runtime)
+    serve_router(app(body_timeout), limits)
 }
 
 /// Every slot busy with a request being handled: a further client waits in the backlog until
@@ -107,14 +92,8 @@ fn bounds_concurrent_connections() {
 
 /// `GET /healthz` on a new connection; the whole answer, or what arrived within `timeout`.
 fn probe(addr: SocketAddr, timeout: Duration) -> String {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(timeout)).unwrap();
-    stream
-        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut answer = Vec::new();
-    let _ = stream.read_to_end(&mut answer);
-    String::from_utf8_lossy(&answer).into_owned()
+    let request = b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    raw_http::exchange_within(addr, request, timeout)
 }
 
 /// A client that pipelines `GET /config.json` and never reads an answer, writing until its
@@ -135,17 +114,23 @@ fn stalled_pipeliner(addr: SocketAddr, patience: Duration) -> (TcpStream, usize)
     (stream, sent / REQUEST.len())
 }
 
+/// Eight connection slots and every timeout (header, write, stall) a minute: far longer than
+/// any test here, so only the one a test shortens can act.
+fn patient_limits() -> Limits {
+    Limits {
+        max_connections: 8,
+        header_timeout: Duration::from_secs(60),
+        write_timeout: Duration::from_secs(60),
+        stall_timeout: Duration::from_secs(60),
+    }
+}
+
 /// Clients that pipeline requests and never read the answers, more of them
 /// than there are connection slots, do not keep a health probe out, even with write and stall
 /// timeouts far longer than the test: the accept loop sheds stalled connections.
 #[test]
 fn stalled_readers_do_not_keep_health_probes_out() {
-    let limits = Limits {
-        max_connections: 8,
-        header_timeout: Duration::from_secs(60),
-        write_timeout: Duration::from_secs(60),
-        stall_timeout: Duration::from_secs(60),
-    };
+    let limits = patient_limits();
     let (addr, _runtime) = start(limits, Duration::from_secs(5));
     let clients: Vec<_> = (0..12)
         .map(|_| std::thread::spawn(move || stalled_pipeliner(addr, Duration::from_millis(500))))
@@ -180,10 +165,8 @@ fn stalled_readers_do_not_keep_health_probes_out() {
 #[test]
 fn a_response_nobody_reads_is_abandoned_after_the_write_timeout() {
     let limits = Limits {
-        max_connections: 8,
-        header_timeout: Duration::from_secs(60),
         write_timeout: Duration::from_millis(500),
-        stall_timeout: Duration::from_secs(60),
+        ..patient_limits()
     };
     let (addr, _runtime) = start(limits, Duration::from_secs(5));
     let (mut stream, requests) = stalled_pipeliner(addr, Duration::from_millis(300));
@@ -222,10 +205,8 @@ fn a_response_nobody_reads_is_abandoned_after_the_write_timeout() {
 #[test]
 fn a_connection_that_moves_nothing_is_closed_after_the_stall_timeout() {
     let limits = Limits {
-        max_connections: 8,
-        header_timeout: Duration::from_secs(60),
-        write_timeout: Duration::from_secs(60),
         stall_timeout: Duration::from_millis(500),
+        ..patient_limits()
     };
     let (addr, _runtime) = start(limits, Duration::from_secs(60));
     let silent = TcpStream::connect(addr).unwrap();
@@ -267,33 +248,20 @@ fn bodies_arrive_within_the_deadline_or_are_refused() {
         .write_all(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 500\r\n\r\nab")
         .unwrap();
     let began = Instant::now();
-    let mut answer = Vec::new();
-    let _ = stalled.read_to_end(&mut answer);
-    let answer = String::from_utf8_lossy(&answer);
+    let answer = raw_http::read_answer(&mut stalled);
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(began.elapsed() < Duration::from_secs(3));
 
-    let mut big = TcpStream::connect(addr).unwrap();
-    big.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    big.write_all(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\n\r\n{")
-        .unwrap();
-    let mut answer = Vec::new();
-    let _ = big.read_to_end(&mut answer);
-    assert!(
-        String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 413"),
-        "{}",
-        String::from_utf8_lossy(&answer)
+    let answer = raw_http::exchange(
+        addr,
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\n\r\n{",
     );
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
 
-    let mut whole = TcpStream::connect(addr).unwrap();
-    whole
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    whole
-        .write_all(b"POST /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 5\r\n\r\nhello")
-        .unwrap();
-    let mut answer = String::new();
-    whole.read_to_string(&mut answer).unwrap();
+    let answer = raw_http::exchange(
+        addr,
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 5\r\n\r\nhello",
+    );
     assert!(
         answer.starts_with("HTTP/1.1 200") && answer.ends_with("hello"),
         "{answer}"

@@ -13,12 +13,18 @@ fn meta() -> FileMeta {
     }
 }
 
-#[test]
-fn counts_round_trip_through_the_parser() {
+/// A counter file for [`meta`], just made, at `name` in a new temporary directory.
+fn new_file(name: &str) -> (tempfile::TempDir, std::path::PathBuf, CounterFile) {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("f.count");
+    let path = dir.path().join(name);
     let (file, created) = CounterFile::open_or_create(&path, &meta()).unwrap();
     assert!(created);
+    (dir, path, file)
+}
+
+#[test]
+fn counts_round_trip_through_the_parser() {
+    let (_dir, path, file) = new_file("f.count");
     file.add("rustc/edition:2021", 1).unwrap();
     file.add("rustc/edition:2021", 2).unwrap();
     file.add("rustc/opt-level:3", 5).unwrap();
@@ -35,9 +41,7 @@ fn counts_round_trip_through_the_parser() {
 
 #[test]
 fn grows_to_the_counter_cap_then_drops() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("f.count");
-    let (file, _) = CounterFile::open_or_create(&path, &meta()).unwrap();
+    let (_dir, path, file) = new_file("f.count");
     for i in 0..MAX_COUNTERS + 10 {
         file.add(&format!("counter-{i}"), 1).unwrap();
     }
@@ -120,9 +124,7 @@ fn counting_does_not_update_the_access_time() {
 #[test]
 fn links_and_fifos_are_corrupt_files_never_followed_or_waited_on() {
     use std::time::{Duration, Instant};
-    let dir = tempfile::tempdir().unwrap();
-    let real = dir.path().join("real.count");
-    let (file, _) = CounterFile::open_or_create(&real, &meta()).unwrap();
+    let (dir, real, file) = new_file("real.count");
     file.add("rustc/invocations", 1).unwrap();
     drop(file);
     let before = std::fs::read(&real).unwrap();
@@ -163,9 +165,7 @@ fn links_and_fifos_are_corrupt_files_never_followed_or_waited_on() {
 
 #[test]
 fn a_file_truncated_by_another_program_is_no_longer_whole() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("f.count");
-    let (file, _) = CounterFile::open_or_create(&path, &meta()).unwrap();
+    let (_dir, path, file) = new_file("f.count");
     file.add("rustc/edition:2021", 1).unwrap();
     assert!(file.still_whole());
     // Growing is fine: only a file shorter than what this process relied on is refused.

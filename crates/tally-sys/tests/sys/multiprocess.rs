@@ -44,6 +44,22 @@ impl Drop for Workers {
     }
 }
 
+impl Workers {
+    /// [`PROCESSES`] workers in `role` on the counter file `path`, each told to go once all
+    /// are running, so they race from the start.
+    fn started(role: &str, path: &Path) -> Workers {
+        let mut workers = Workers(
+            (0..PROCESSES)
+                .map(|i| spawn_worker(role, path, i))
+                .collect(),
+        );
+        for child in &mut workers.0 {
+            child.stdin.take().unwrap().write_all(b"g").unwrap();
+        }
+        workers
+    }
+}
+
 fn spawn_worker(role: &str, path: &Path, index: usize) -> Child {
     Command::new(std::env::current_exe().unwrap())
         .arg("--exact")
@@ -112,14 +128,7 @@ fn worker() {
 fn sixteen_processes_exact_totals() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("hammer.v1.count");
-    let mut workers = Workers(
-        (0..PROCESSES)
-            .map(|i| spawn_worker("hammer", &path, i))
-            .collect(),
-    );
-    for child in &mut workers.0 {
-        child.stdin.take().unwrap().write_all(b"g").unwrap();
-    }
+    let mut workers = Workers::started("hammer", &path);
     for child in &mut workers.0 {
         let status = child.wait().unwrap();
         assert!(status.success(), "worker failed: {status}");
@@ -170,14 +179,7 @@ fn assert_not_backwards(before: &Snapshot, after: &Snapshot) {
 fn sigkill_mid_run_leaves_a_parsable_file_and_no_count_goes_backwards() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("killed.v1.count");
-    let mut workers = Workers(
-        (0..PROCESSES)
-            .map(|i| spawn_worker("forever", &path, i))
-            .collect(),
-    );
-    for child in &mut workers.0 {
-        child.stdin.take().unwrap().write_all(b"g").unwrap();
-    }
+    let mut workers = Workers::started("forever", &path);
     for child in &mut workers.0 {
         // The test harness prints its own lines first; ours is "ready".
         let reader = BufReader::new(child.stdout.as_mut().unwrap());

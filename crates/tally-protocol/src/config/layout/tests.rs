@@ -230,18 +230,12 @@ fn a_program_config_becomes_a_program_layout() {
         &["rustc/outcome:ice".into(), "not/there".into()],
     );
     assert_eq!(layout.by_version, ["rustc/outcome:ice"]);
-    let lint = layout
-        .counters
-        .iter()
-        .find(|c| c.name == "rustc/lint:dead_code:warn")
-        .unwrap();
-    assert_eq!((lint.rate, lint.count_bits), (0.5, 0));
-    let ice = layout
-        .counters
-        .iter()
-        .find(|c| c.name == "rustc/outcome:ice")
-        .unwrap();
-    assert_eq!((ice.rate, ice.count_bits), (1.0, 8));
+    let rate_and_bits = |name: &str| {
+        let counter = layout.counters.iter().find(|c| c.name == name).unwrap();
+        (counter.rate, counter.count_bits)
+    };
+    assert_eq!(rate_and_bits("rustc/lint:dead_code:warn"), (0.5, 0));
+    assert_eq!(rate_and_bits("rustc/outcome:ice"), (1.0, 8));
     let expanded: usize = rustc
         .counters
         .iter()
