@@ -69,9 +69,16 @@ pub enum DapCommand {
 pub struct ServeArgs {
     /// The aggregator's store: a directory (created 0700 if missing) or s3://bucket/prefix
     /// (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT_URL from the
-    /// environment). One process per store: a second one is refused.
+    /// environment). One process serves a store: a second one is refused, or waits with
+    /// --standby.
     #[arg(long)]
     pub store: String,
+    /// Stand by instead of refusing when another process serves the store: wait, without
+    /// listening or writing, until that process stops (on S3: until its lease is released or
+    /// has gone --lease-secs unrenewed), then take over and serve. Run replicas this way behind
+    /// a load balancer that checks the port.
+    #[arg(long)]
+    pub standby: bool,
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8440")]
     pub listen: SocketAddr,
@@ -85,9 +92,9 @@ pub struct ServeArgs {
     /// Seconds between re-reads of the HPKE keys (a rotation needs no restart).
     #[arg(long, default_value_t = 60)]
     pub key_reload_secs: u64,
-    /// S3 store only: seconds the store's lease lasts unrenewed. A restart after a crash waits
-    /// this long for the dead process's lease to lapse; a process paused longer loses it and
-    /// stops.
+    /// S3 store only: seconds the store's lease lasts unrenewed. A restart (or a standby) after
+    /// a crash waits this long for the dead process's lease to lapse; a process paused longer
+    /// loses it and stops.
     #[arg(long, default_value_t = 30.0)]
     pub lease_secs: f64,
     #[command(flatten)]
@@ -200,6 +207,7 @@ fn serve_options(role: AggregatorRole, args: ServeArgs, leader: LeaderOptions) -
         limits: args.limits.limits(),
         body_timeout: args.limits.body_timeout(),
         lease_ttl: tally_service::serve::seconds(args.lease_secs),
+        standby: args.standby,
         leader,
     }
 }

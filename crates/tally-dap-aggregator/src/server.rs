@@ -1,5 +1,6 @@
-//! Running an aggregator as an HTTP service: take the store's lease (one process per store),
-//! load its keys and tasks, start the role ([`crate::leader`] or [`crate::helper`]), bind,
+//! Running an aggregator as an HTTP service: take the store's lease (one process serves a
+//! store; a standby waits for the lease, neither listening nor writing, and takes over when the
+//! serving process stops), load its keys and tasks, start the role ([`crate::leader`] or [`crate::helper`]), bind,
 //! write the bound address, serve through `tally_service::serve` (bounded connections, header,
 //! body, write and stall timeouts) until SIGTERM or SIGINT, or until the lease is lost.
 
@@ -38,6 +39,8 @@ pub struct ServeOptions {
     /// How long an S3 lease lasts unrenewed (a local store's lease is a lock, released when the
     /// process ends).
     pub lease_ttl: Duration,
+    /// Wait for the store's lease instead of refusing to start while another process holds it.
+    pub standby: bool,
     pub leader: leader::LeaderOptions,
 }
 
@@ -52,10 +55,25 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         options.role,
         std::process::id()
     );
-    let lease = store
-        .service()
-        .lease(LEASE_KEY, &holder, options.lease_ttl)
-        .await?;
+    // Handled from the start: SIGTERM ends a standby's wait, and one that arrives while the
+    // store is recovered stops the server as soon as it serves.
+    let mut shutdown = Box::pin(tally_service::serve::shutdown_signal()?);
+    let lease = if options.standby {
+        // Recovery reads the store only once the lease is held: what the previous process
+        // wrote up to its end is then all there is.
+        tokio::select! {
+            lease = store.service().wait_for_lease(LEASE_KEY, &holder, options.lease_ttl) => lease?,
+            () = &mut shutdown => {
+                eprintln!("tally-server: dap {} stopped while standing by", options.role);
+                return Ok(());
+            }
+        }
+    } else {
+        store
+            .service()
+            .lease(LEASE_KEY, &holder, options.lease_ttl)
+            .await?
+    };
     let keys = keys::load_or_init(&store, unix_now()).await?;
     let tasks = load_tasks(&store, options.role).await?;
     let common = Arc::new(Common {
@@ -96,7 +114,6 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         common.tasks.len(),
         bound.port()
     );
-    let shutdown = tally_service::serve::shutdown_signal()?;
     let lost = tokio::select! {
         () = tally_service::serve::serve(listener, app, options.limits, shutdown, Duration::from_secs(5)) => None,
         why = lease.lost() => Some(why),

@@ -252,6 +252,7 @@ mod tests {
                 limits: Default::default(),
                 body_timeout: Duration::from_secs(10),
                 lease_ttl: Duration::from_secs(30),
+                standby: false,
                 leader: Default::default(),
             }));
             while !address_file.exists() {

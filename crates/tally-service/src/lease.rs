@@ -1,7 +1,8 @@
-//! One process per store: a lease on the store, taken when a process starts and held while it
-//! runs, for a role that keeps state in memory between its writes (the DAP leader and helper:
-//! the report IDs they have seen, their running sums). A second process on the same store is
-//! refused with an error that says who holds it.
+//! One process serves a store: a lease on the store, taken when a process starts and held
+//! while it runs, for a role that keeps state in memory between its writes (the DAP leader and
+//! helper: the report IDs they have seen, their running sums). A second process on the same store is
+//! refused with an error that says who holds it ([`Store::lease`]), or, as a standby replica,
+//! waits until the lease is free or has lapsed and then takes it ([`Store::wait_for_lease`]).
 //!
 //! - **Local disk**: an exclusive `flock` on the object `key` (a regular file, opened without
 //!   following a link or waiting on a FIFO). The kernel releases it when its process ends,
@@ -16,7 +17,8 @@
 //!   the lease (it was paused longer than `ttl` and another process took over), and so has one
 //!   that could not rewrite it for `2 ttl / 3`: [`Lease::lost`] completes and the process must
 //!   stop. Between losing the lease and noticing, the two may both write: the lease makes
-//!   running two processes on one store an error that is caught, not a supported way to run.
+//!   running two serving processes on one store an error that is caught, not a supported way
+//!   to run. A standby writes nothing to the store until it holds the lease.
 
 use std::fs::File;
 use std::io::{Read as _, Seek, Write};
@@ -35,6 +37,18 @@ use crate::store::Store;
 
 /// Largest lease object read (its holder's description).
 const MAX_LEASE_BYTES: usize = 4096;
+
+/// How often a standby on the local disk tries the lock again.
+const LOCAL_STANDBY_POLL: Duration = Duration::from_millis(200);
+
+/// What taking a lease does when another process holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WhenHeld {
+    /// Fail at once (on S3: once the holder is seen renewing it), naming the holder.
+    Refuse,
+    /// Wait until it is released or has lapsed, then take it: a standby replica.
+    Wait,
+}
 
 /// What a lease object holds.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -136,17 +150,63 @@ impl Store {
     /// another lease object is found (see the module docs); the lease is then renewed in the
     /// background every `ttl / 3`.
     pub async fn lease(&self, key: &str, holder: &str, ttl: Duration) -> anyhow::Result<Lease> {
-        let key = Path::from(key);
-        if let Some(root) = &self.local_root {
-            let (root, key, holder) = (root.clone(), key.clone(), holder.to_owned());
-            return tokio::task::spawn_blocking(move || lease_local(&root, &key, &holder))
-                .await
-                .context("a task taking the store's lease failed")?;
-        }
-        self.lease_s3(key, holder, ttl).await
+        self.take(key, holder, ttl, WhenHeld::Refuse).await
     }
 
-    async fn lease_s3(&self, key: Path, holder: &str, ttl: Duration) -> anyhow::Result<Lease> {
+    /// Like [`Store::lease`], but while another process holds the lease this waits instead of
+    /// refusing (a standby replica), for as long as it takes: on the local disk until the
+    /// holder's lock is released (its process ended), on S3 until the lease object is deleted
+    /// or has gone `ttl` unrenewed. Errors other than "held" (a FIFO planted at `key`, a store
+    /// that cannot be reached) still end the wait.
+    pub async fn wait_for_lease(
+        &self,
+        key: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> anyhow::Result<Lease> {
+        self.take(key, holder, ttl, WhenHeld::Wait).await
+    }
+
+    async fn take(
+        &self,
+        key: &str,
+        holder: &str,
+        ttl: Duration,
+        when_held: WhenHeld,
+    ) -> anyhow::Result<Lease> {
+        let key = Path::from(key);
+        if let Some(root) = &self.local_root {
+            let mut told = false;
+            loop {
+                let (root, key, holder) = (root.clone(), key.clone(), holder.to_owned());
+                let taken = tokio::task::spawn_blocking(move || lease_local(&root, &key, &holder))
+                    .await
+                    .context("a task taking the store's lease failed")??;
+                match (taken, when_held) {
+                    (Ok(lease), _) => return Ok(lease),
+                    (Err(held), WhenHeld::Refuse) => bail!("{held}"),
+                    (Err(held), WhenHeld::Wait) => {
+                        if !told {
+                            eprintln!("tally-server: standing by: {held}");
+                            told = true;
+                        }
+                        // A lock cannot be waited on and cancelled at once from a blocking
+                        // thread; polling lets SIGTERM end the wait.
+                        tokio::time::sleep(LOCAL_STANDBY_POLL).await;
+                    }
+                }
+            }
+        }
+        self.lease_s3(key, holder, ttl, when_held).await
+    }
+
+    async fn lease_s3(
+        &self,
+        key: Path,
+        holder: &str,
+        ttl: Duration,
+        when_held: WhenHeld,
+    ) -> anyhow::Result<Lease> {
         let ttl = ttl.max(Duration::from_millis(300));
         let mine = Holder {
             token: format!("{:032x}", fastrand::u128(..)),
@@ -155,7 +215,7 @@ impl Store {
             renewal: 0,
         };
         let body = Bytes::from(serde_json::to_vec(&mine)?);
-        let etag = self.take_s3(&key, &body, ttl).await?;
+        let etag = self.take_s3(&key, &body, ttl, when_held).await?;
         let (tell, lost) = watch::channel(None);
         let renewer = AbortOnDrop(tokio::spawn(renew_s3(
             self.clone(),
@@ -178,7 +238,13 @@ impl Store {
     }
 
     /// Writes the lease object, watching an existing one first; the new object's ETag.
-    async fn take_s3(&self, key: &Path, body: &Bytes, ttl: Duration) -> anyhow::Result<String> {
+    async fn take_s3(
+        &self,
+        key: &Path,
+        body: &Bytes,
+        ttl: Duration,
+        when_held: WhenHeld,
+    ) -> anyhow::Result<String> {
         let poll = (ttl / 10).clamp(Duration::from_millis(50), Duration::from_secs(1));
         let mut watched: Option<(String, Instant, Holder)> = None;
         loop {
@@ -206,11 +272,20 @@ impl Store {
                                 );
                                 Ok(new)
                             }
+                            None if when_held == WhenHeld::Wait => {
+                                // Another standby was quicker: watch its lease from now on.
+                                watched = None;
+                                continue;
+                            }
                             None => bail!(
                                 "{self} is in use: another process took over its lease {key} just now; run one process per store"
                             ),
                         };
                     }
+                }
+                Some(_) if when_held == WhenHeld::Wait => {
+                    // Renewed: its holder is alive. Watch the new object for `ttl` again.
+                    watched = Some((etag, Instant::now(), holder));
                 }
                 Some(_) => bail!(
                     "{self} is in use by another process ({}), which renews its lease {key} every {} s: \
@@ -218,6 +293,13 @@ impl Store {
                     holder.holder,
                     (holder.ttl_secs / 3).max(1)
                 ),
+                None if when_held == WhenHeld::Wait => {
+                    eprintln!(
+                        "tally-server: standing by: {self} is served by {}, which renews its lease {key}; taking it over once it is released or has gone {ttl:?} unrenewed",
+                        holder.holder
+                    );
+                    watched = Some((etag, Instant::now(), holder));
+                }
                 None => {
                     eprintln!(
                         "tally-server: {self} holds a lease {key} of {}; waiting up to {:?} to see whether it is renewed (then this start is refused) or has lapsed (then it is taken over)",
@@ -347,8 +429,13 @@ async fn renew_s3(
     }
 }
 
-/// The local lease: an exclusive `flock` on `root/key`, holding `holder`'s description.
-fn lease_local(root: &std::path::Path, key: &Path, holder: &str) -> anyhow::Result<Lease> {
+/// The local lease: an exclusive `flock` on `root/key`, holding `holder`'s description; or,
+/// when another process holds the lock, why it cannot be taken (naming that process).
+fn lease_local(
+    root: &std::path::Path,
+    key: &Path,
+    holder: &str,
+) -> anyhow::Result<Result<Lease, String>> {
     if let Some(why) = crate::store::local::not_through_directories(root, key)? {
         bail!("cannot take the lease {key}: {why}");
     }
@@ -384,11 +471,11 @@ fn lease_local(root: &std::path::Path, key: &Path, holder: &str) -> anyhow::Resu
             let who = serde_json::from_str::<Holder>(&text)
                 .map(|h| h.holder)
                 .unwrap_or_else(|_| "another process".into());
-            bail!(
+            return Ok(Err(format!(
                 "{} is in use by {who} (it holds {}): one process per store; stop that one first, or give this one its own store",
                 root.display(),
                 path.display()
-            );
+            )));
         }
         Err((_, errno)) => {
             return Err(anyhow::Error::new(errno))
@@ -406,11 +493,11 @@ fn lease_local(root: &std::path::Path, key: &Path, holder: &str) -> anyhow::Resu
         .and_then(|()| lock.write_all(&description))
         .with_context(|| format!("cannot write {}", path.display()))?;
     let (never, lost) = watch::channel(None);
-    Ok(Lease {
+    Ok(Ok(Lease {
         held: Held::Local(lock),
         lost,
         _never: Some(never),
-    })
+    }))
 }
 
 #[cfg(test)]
@@ -441,6 +528,44 @@ mod tests {
             .lease("lease", "the second", Duration::from_secs(1))
             .await
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_local_standby_waits_until_the_holder_is_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().to_str().unwrap()).unwrap();
+        let first = store
+            .lease("lease", "the first, pid 1", Duration::from_secs(1))
+            .await
+            .unwrap();
+        let other = Store::open(dir.path().to_str().unwrap()).unwrap();
+        let mut standby = tokio::spawn(async move {
+            other
+                .wait_for_lease("lease", "the standby", Duration::from_secs(1))
+                .await
+        });
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(!standby.is_finished(), "the standby took a held lock");
+        // The holder's process ends (the kernel closes its lock file).
+        drop(first);
+        let taken = tokio::time::timeout(Duration::from_secs(5), &mut standby)
+            .await
+            .expect("the standby did not take the released lock")
+            .unwrap()
+            .unwrap();
+        let text = std::fs::read_to_string(dir.path().join("lease")).unwrap();
+        assert!(text.contains("the standby"), "{text}");
+        // Other errors end the wait: a FIFO where the lease should be.
+        nix::unistd::mkfifo(&dir.path().join("fifo"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let e = tokio::time::timeout(
+            Duration::from_secs(5),
+            store.wait_for_lease("fifo", "x", Duration::from_secs(1)),
+        )
+        .await
+        .expect("a standby waited on a FIFO")
+        .unwrap_err();
+        assert!(format!("{e:#}").contains("is a FIFO"), "{e:#}");
+        taken.release().await.unwrap();
     }
 
     #[tokio::test]

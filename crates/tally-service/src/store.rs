@@ -26,7 +26,7 @@
 //! store. A store opened with [`Store::open_private`] (the aggregators': HPKE keys and task
 //! secrets) has its directory made `0700`, so that nobody else can read anything in it.
 //!
-//! One process per store, where a role needs it: [`crate::lease`].
+//! One process serving a store, replicas standing by, where a role needs it: [`crate::lease`].
 
 use std::collections::HashMap;
 use std::path::{Path as FsPath, PathBuf};

@@ -1,6 +1,7 @@
-//! The aggregators on the collector's storage layer: one process per store (a second one is
-//! refused, on the local disk and on S3), and leader and helper on S3 (moto) counting every
-//! report once across a kill -9.
+//! The aggregators on the collector's storage layer: one process serves a store (a second one
+//! is refused, on the local disk and on S3, or stands by with `--standby` and takes over when
+//! the first stops), and leader and helper on S3 (moto) counting every report once across a
+//! kill -9.
 
 use std::time::{Duration, Instant};
 
@@ -42,6 +43,69 @@ fn a_second_process_on_one_local_store_is_refused() {
     assert_eq!(d.put_report(&report.get_encoded().unwrap()), (200, None));
 }
 
+/// A standby of each aggregator (`--standby`, same store, same port) waits without listening
+/// while the serving process runs; when that one is killed, the standby takes over at once
+/// (the kernel released the lock), and every report, uploaded before and after each takeover,
+/// is counted exactly once. A standby stopped with SIGTERM while it waits exits cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_takes_over_a_killed_aggregator_and_every_report_counts_once() {
+    let mut d = deploy(Options::default());
+    let precision = d.config.time_precision;
+    let slot = d.slot_ago(2);
+    let measurements = random_measurements(30, d.config.layout.len());
+    let mut leader_standby = d.leader.start_standby();
+    let mut helper_standby = d.helper.start_standby();
+    upload(&d, &measurements[..10], slot + 5);
+    d.wait_aggregated(10);
+    tally_test_support::wait_for(Duration::from_secs(10), Duration::from_millis(50), || {
+        if d.logs().matches("standing by").count() == 2 {
+            Ok(())
+        } else {
+            Err(format!(
+                "the standbys did not say they stand by: {}",
+                d.logs()
+            ))
+        }
+    });
+    assert!(leader_standby.is_standing_by() && helper_standby.is_standing_by());
+
+    // The helper dies; its standby serves the next jobs, and the leader's too.
+    d.helper.kill9();
+    d.helper.adopt(helper_standby);
+    upload(&d, &measurements[10..20], slot + 5);
+    d.wait_aggregated(20);
+    assert!(leader_standby.is_standing_by());
+
+    d.leader.kill9();
+    let began = Instant::now();
+    d.leader.adopt(leader_standby);
+    assert!(
+        began.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        began.elapsed()
+    );
+    upload(&d, &measurements[20..], slot + 5);
+    d.wait_aggregated(10);
+
+    let collection = collect(&d, interval(slot, precision, 1))
+        .await
+        .unwrap_or_else(|e| panic!("{e}{}", d.logs()));
+    assert_eq!(collection.report_count(), 30);
+    assert_eq!(collection.aggregate_result(), &sum(&measurements));
+
+    // A standby beside the new leader stops cleanly on SIGTERM, having written nothing.
+    let mut idle = d.leader.start_standby();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(idle.is_standing_by());
+    let status = idle.stop();
+    assert!(status.success(), "{status}{}", d.logs());
+    assert!(
+        d.logs().contains("stopped while standing by"),
+        "{}",
+        d.logs()
+    );
+}
+
 fn upload(d: &Deployment, measurements: &[Vec<u128>], time: u64) {
     let agent = tally_dap::client::agent(Duration::from_secs(10));
     for m in measurements {
@@ -53,7 +117,7 @@ fn upload(d: &Deployment, measurements: &[Vec<u128>], time: u64) {
 }
 
 /// Leader and helper on S3 (moto): the unmodified collector gets the exact sum; a kill -9 of
-/// the leader loses and doubles nothing (its restart waits for the dead process's lease to
+/// the leader loses and doubles nothing (its standby waits for the dead process's lease to
 /// lapse, then takes it over); a second leader beside a live one is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leader_and_helper_on_s3_count_every_report_once() {
@@ -71,6 +135,7 @@ async fn leader_and_helper_on_s3_count_every_report_once() {
     let precision = d.config.time_precision;
     let slot = d.slot_ago(2);
     let measurements = random_measurements(24, d.config.layout.len());
+    let mut standby = d.leader.start_standby();
     upload(&d, &measurements[..12], slot + 5);
     d.wait_aggregated(12);
 
@@ -88,12 +153,16 @@ async fn leader_and_helper_on_s3_count_every_report_once() {
         began.elapsed()
     );
 
-    // kill -9: the lease object stays; the restart takes it over once it has lapsed.
+    // The standby waited through all of that (many renewals), without listening.
+    assert!(standby.is_standing_by());
+    // kill -9: the lease object stays; the standby takes it over once it has lapsed.
     d.leader.kill9();
     let began = Instant::now();
-    d.leader.start();
+    d.leader.adopt(standby);
+    // The lease went unrenewed for its 2 s since the standby saw its last renewal, which came
+    // at most a renewal period (2/3 s) before the kill.
     assert!(
-        began.elapsed() >= Duration::from_secs(2),
+        began.elapsed() >= Duration::from_secs_f64(4.0 / 3.0),
         "{:?}",
         began.elapsed()
     );

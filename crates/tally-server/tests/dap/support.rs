@@ -78,6 +78,45 @@ impl Aggregator {
         dap::wait_until_listening(child, self.role, &address_file, &self.log);
     }
 
+    /// Starts a standby of this aggregator (`--standby`: the same store and port, its standard
+    /// error appended to the same log). It waits for the store's lease without listening;
+    /// [`Aggregator::adopt`] makes it this aggregator's process once it has taken over.
+    pub fn start_standby(&self) -> Standby {
+        let address_file = self.log.with_extension("standby.address");
+        let _ = std::fs::remove_file(&address_file);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = dap::aggregator_command(
+            Path::new(BIN),
+            self.role,
+            &self.store,
+            self.port,
+            &address_file,
+        )
+        .args(["--key-reload-secs", "1", "--standby"])
+        .args(&self.extra)
+        .envs(self.env.iter().map(|(k, v)| (k, v)))
+        .stderr(log)
+        .spawn()
+        .unwrap();
+        Standby {
+            child: Some(child),
+            address_file,
+        }
+    }
+
+    /// Waits until `standby` listens (it took the store's lease over), and makes it this
+    /// aggregator's process.
+    pub fn adopt(&mut self, mut standby: Standby) {
+        assert!(self.child.is_none(), "{} still running", self.role);
+        let mut child = standby.child.take().expect("running");
+        dap::wait_until_listening(&mut child, self.role, &standby.address_file, &self.log);
+        self.child = Some(child);
+    }
+
     /// SIGKILL, then reap.
     pub fn kill9(&mut self) {
         let mut child = self.child.take().expect("running");
@@ -149,6 +188,37 @@ impl Aggregator {
             format!("tally_dap_{name}{{reason=\"{reason}\"}}")
         };
         self.metrics().get(&key).copied().unwrap_or(0)
+    }
+}
+
+/// A standby aggregator process (`--standby`), killed when dropped unless adopted.
+pub struct Standby {
+    child: Option<Child>,
+    address_file: PathBuf,
+}
+
+impl Standby {
+    /// Running, and not listening: it has not taken over.
+    pub fn is_standing_by(&mut self) -> bool {
+        let child = self.child.as_mut().expect("not adopted");
+        child.try_wait().unwrap().is_none() && !self.address_file.exists()
+    }
+
+    /// SIGTERM, then wait for the process to stop on its own; its exit status.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("not adopted");
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        child.wait().unwrap()
+    }
+}
+
+impl Drop for Standby {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 

@@ -128,3 +128,51 @@ async fn one_process_per_store_on_s3() {
         .expect("the holder never noticed it lost its lease");
     assert!(why.contains("another process took over"), "{why}");
 }
+
+/// A standby replica waits while the holder renews its lease (for many times its `ttl`), takes
+/// it over once the holder stops renewing (killed), and of two standbys only one gets it; the
+/// other waits on, and takes it when the winner releases it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_on_s3_waits_out_a_renewed_lease_and_takes_a_lapsed_one() {
+    let Some((_moto, endpoint)) = start_moto() else {
+        return;
+    };
+    let ttl = Duration::from_millis(1500);
+    let store = moto_store(&endpoint, "standby");
+    let first = store.lease("lease", "the first, pid 1", ttl).await.unwrap();
+    let standby = |name: &'static str| {
+        let store = store.clone();
+        tokio::spawn(async move { store.wait_for_lease("lease", name, ttl).await })
+    };
+    let (mut a, mut b) = (standby("standby a"), standby("standby b"));
+    tokio::time::sleep(ttl * 3).await;
+    assert!(
+        !a.is_finished() && !b.is_finished(),
+        "a standby took a lease that was being renewed"
+    );
+
+    // Killed: the renewal stops, the object stays.
+    drop(first);
+    let began = Instant::now();
+    let (winner, mut other) = tokio::select! {
+        won = &mut a => (won, b),
+        won = &mut b => (won, a),
+    };
+    let winner = winner.unwrap().unwrap();
+    // `ttl` unrenewed since the standby saw the last renewal, which came at most a renewal
+    // period (`ttl / 3`) before the kill.
+    assert!(
+        began.elapsed() >= ttl * 2 / 3,
+        "took over after {:?}",
+        began.elapsed()
+    );
+    tokio::time::sleep(ttl * 3).await;
+    assert!(!other.is_finished(), "two standbys hold one lease");
+    winner.release().await.unwrap();
+    let last = tokio::time::timeout(ttl * 2, &mut other)
+        .await
+        .expect("the other standby did not take the released lease")
+        .unwrap()
+        .unwrap();
+    last.release().await.unwrap();
+}
