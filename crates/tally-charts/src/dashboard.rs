@@ -360,7 +360,8 @@ fn histogram_charts(group: &str, names: &BTreeSet<&str>, weeks: &PageWeeks<'_>) 
                         .counters
                         .iter()
                         .find(|c| c.name == *name)
-                        .map_or(0, |c| c.total)
+                        .and_then(|c| c.total)
+                        .unwrap_or(0)
                 })
                 .collect(),
         )],
@@ -544,8 +545,9 @@ fn crashes_by_version(group: &str, latest: &ProgramWeek) -> String {
                     value: c.share,
                     band: Some((c.low, c.high)),
                     detail: format!(
-                        "in {} of {of} reports of this version, {} crashes",
-                        c.reports_with, c.total
+                        "in {} of {of} reports of this version, {}",
+                        c.reports_with,
+                        events(c, "crashes")
                     ),
                 },
             ))
@@ -576,7 +578,7 @@ fn outcome_mix(group: &str, names: &BTreeSet<&str>, latest: &ProgramWeek) -> Str
         .iter()
         .filter(|c| names.contains(c.name.as_str()))
         .collect();
-    let all: u64 = counters.iter().map(|c| c.total).sum();
+    let all: u64 = counters.iter().filter_map(|c| c.total).sum();
     let rows = counters
         .iter()
         .map(|c| IntervalRow {
@@ -587,10 +589,13 @@ fn outcome_mix(group: &str, names: &BTreeSet<&str>, latest: &ProgramWeek) -> Str
             value: if all == 0 {
                 0.0
             } else {
-                c.total as f64 / all as f64
+                c.total.unwrap_or(0) as f64 / all as f64
             },
             band: None,
-            detail: format!("{} of {all} compiles", c.total),
+            detail: match c.total {
+                Some(total) => format!("{total} of {all} compiles"),
+                None => "compiles not measured".to_owned(),
+            },
         })
         .collect();
     interval_bars(&IntervalBars {
@@ -615,13 +620,14 @@ fn event_share_series(group: &str, name: &str, weeks: &[&ProgramWeek]) -> Series
                 .counters
                 .iter()
                 .filter(|c| c.name.starts_with(&prefix))
-                .map(|c| c.total)
+                .filter_map(|c| c.total)
                 .sum();
             let counter = week.counters.iter().find(|c| c.name == name)?;
+            let total = counter.total?;
             (all > 0).then(|| Point {
-                value: counter.total as f64 / all as f64,
+                value: total as f64 / all as f64,
                 band: None,
-                detail: format!("{} of {all} events", counter.total),
+                detail: format!("{total} of {all} events"),
             })
         })
         .collect();
@@ -664,9 +670,19 @@ fn share_point(c: &CounterAggregate, reports: u64) -> Point {
         value: c.share,
         band: Some((c.low, c.high)),
         detail: format!(
-            "in {} of {reports} reports, {} events",
-            c.reports_with, c.total
+            "in {} of {reports} reports, {}",
+            c.reports_with,
+            events(c, "events")
         ),
+    }
+}
+
+/// A tooltip's count of `unit` for counter `c`: its total, or that the total was not measured
+/// (a presence-only counter of a week collected by private aggregation).
+fn events(c: &CounterAggregate, unit: &str) -> String {
+    match c.total {
+        Some(total) => format!("{total} {unit}"),
+        None => format!("{unit} not measured"),
     }
 }
 

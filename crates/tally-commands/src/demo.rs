@@ -577,7 +577,8 @@ impl Demo {
                 .counters
                 .iter()
                 .find(|c| c.name == format!("{program}/invocations"))
-                .map_or(0, |c| c.total);
+                .and_then(|c| c.total)
+                .unwrap_or(0);
             let _ = writeln!(
                 summary,
                 "   {program}: {invocations} invocations, {} counters  →  {base}/programs/{program}",

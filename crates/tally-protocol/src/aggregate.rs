@@ -67,8 +67,12 @@ pub struct CounterAggregate {
     /// Wilson score 95% interval of `share`.
     pub low: f64,
     pub high: f64,
-    /// Sum of the counter over all reports (events, not reports: not a proportion).
-    pub total: u64,
+    /// Sum of the counter over all reports (events, not reports: not a proportion); `null`
+    /// where it was not measured: a week collected by private aggregation measures some
+    /// counters as presence only (`docs/private-aggregation.md`), and so has their shares and
+    /// no totals. A plain week always has it.
+    #[serde(default)]
+    pub total: Option<u64>,
 }
 
 /// Wilson score interval for `successes` out of `n` at normal quantile `z` (1.96 for 95%).

@@ -66,6 +66,9 @@ pub(crate) struct WeekSlot {
     loaded: AtomicBool,
     /// Set once retention has deleted the week's raw reports (or found them deleted).
     raw_deleted: AtomicBool,
+    /// Set once the week is published from a private-aggregation collection
+    /// ([`Weeks::publish_collected`]): its merge came from the aggregators, not from reports.
+    collected: AtomicBool,
 }
 
 impl WeekSlot {
@@ -104,6 +107,7 @@ impl Weeks {
                     work: tokio::sync::Mutex::new(()),
                     loaded: AtomicBool::new(false),
                     raw_deleted: AtomicBool::new(false),
+                    collected: AtomicBool::new(false),
                 })
             })
             .clone()
@@ -197,14 +201,13 @@ impl Weeks {
             ids: Default::default(),
         }));
         slot.loaded.store(true, Ordering::Release);
+        slot.collected.store(true, Ordering::Release);
     }
 
     /// Whether the week of `monday` is published from a collection ([`Weeks::publish_collected`]).
     pub(crate) fn is_collected(&self, monday: Day) -> bool {
-        self.get(monday).is_some_and(|slot| {
-            let state = slot.state();
-            state.open_generation() > 0 && state.base().ids.is_empty() && state.pending() == 0
-        })
+        self.get(monday)
+            .is_some_and(|slot| slot.collected.load(Ordering::Acquire))
     }
 
     /// Whether this server holds plain reports of the week of `monday`.

@@ -21,14 +21,16 @@
 //!   start as the same job).
 //! - **The leader unreachable does not stop serving**: the log says so and the pass is retried
 //!   with a backoff that doubles from [`MIN_BACKOFF`] up to the pass interval.
-//! - A refusal the leader will repeat (the batch spent by another job, a job that failed, the
-//!   token refused) is logged once and the week left unpublished until a restart.
+//! - A refusal the leader will likely repeat (the batch spent by another job, a job that
+//!   failed, the token refused) leaves the week unpublished; it is logged, and the week asked
+//!   for again only after [`REFUSED_RETRY`] (or at a restart), in case an operator mended the
+//!   cause at the leader.
 //! - A week for which the collector holds plain reports (sent before its config asked for
 //!   private aggregation) is published from them and not collected.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use axum::body::Bytes;
@@ -56,6 +58,9 @@ pub const DEFAULT_COLLECT_EVERY_SECS: u64 = 600;
 
 /// First wait after the leader did not answer; it doubles on each failure after.
 pub const MIN_BACKOFF: Duration = Duration::from_secs(1);
+
+/// How long a week the leader refused is left alone before it is asked for again.
+pub const REFUSED_RETRY: Duration = Duration::from_secs(24 * 3600);
 
 /// Wait between polls of a collection the aggregators are working on (the leader's
 /// `Retry-After`).
@@ -169,10 +174,10 @@ impl WeekCollector {
 
     /// Runs forever: a pass, then the wait its outcome calls for.
     pub async fn run(self) {
-        let mut given_up = BTreeSet::new();
+        let mut left_alone = BTreeMap::new();
         let mut backoff: Option<Duration> = None;
         loop {
-            let wait = match self.pass(&mut given_up).await {
+            let wait = match self.pass(&mut left_alone).await {
                 Pass::Idle => {
                     backoff = None;
                     self.every
@@ -192,20 +197,24 @@ impl WeekCollector {
         }
     }
 
-    /// One look at every week due: collects what it can.
-    async fn pass(&self, given_up: &mut BTreeSet<Day>) -> Pass {
+    /// One look at every week due: collects what it can. `left_alone` holds the weeks not to
+    /// ask for before an instant (`None`: never, as long as this server runs).
+    async fn pass(&self, left_alone: &mut BTreeMap<Day, Option<Instant>>) -> Pass {
         let weeks = &self.state.0.weeks;
         let today = self.state.0.options.clock.today();
         let mut outcome = Pass::Idle;
         for monday in due(today, self.after_days) {
-            if given_up.contains(&monday) || weeks.is_collected(monday) {
+            let waiting = left_alone
+                .get(&monday)
+                .is_some_and(|until| until.is_none_or(|until| Instant::now() < until));
+            if waiting || weeks.is_collected(monday) {
                 continue;
             }
             if weeks.has_plain_reports(monday) {
                 eprintln!(
                     "tally-server: the week of {monday} holds plain reports (sent before the config asked for private aggregation): it is published from them and not collected"
                 );
-                given_up.insert(monday);
+                left_alone.insert(monday, None);
                 continue;
             }
             let week = match dap_week::week_job(self.state.store(), monday).await {
@@ -268,9 +277,10 @@ impl WeekCollector {
                 }
                 Err(StepError::Refused(e)) => {
                     eprintln!(
-                        "tally-server: the leader refused to collect the week of {monday}, which stays unpublished (a restart tries again): {e}"
+                        "tally-server: the leader refused to collect the week of {monday}, which stays unpublished; asking again in {}h (or at a restart): {e}",
+                        REFUSED_RETRY.as_secs() / 3600
                     );
-                    given_up.insert(monday);
+                    left_alone.insert(monday, Some(Instant::now() + REFUSED_RETRY));
                 }
             }
         }

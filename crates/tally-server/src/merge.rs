@@ -61,14 +61,27 @@ pub fn is_split_by_version(counter: &str) -> bool {
 pub struct MergedCounter {
     /// Reports in which the counter summed above zero.
     pub reports_with: u64,
-    /// Sum over all reports (saturating).
-    pub total: u64,
+    /// Sum over all reports (saturating); `None` where it was not measured (a private
+    /// aggregate's presence-only counter). A plain merge always has it, so its stored form is
+    /// unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total: Option<u64>,
     /// Reports in which the counter was measured, where that is not every report of the
     /// program: a private aggregate's sampled counter (a rate below 1 measures it only in
     /// reports whose `x` is at most the rate). Its share and interval are over these. A plain
     /// merge never sets it, and its stored form has no such field.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub of: Option<u64>,
+}
+
+impl MergedCounter {
+    /// Counts one plain report's value of the counter.
+    fn add(&mut self, count: u64) {
+        if count > 0 {
+            self.reports_with += 1;
+        }
+        self.total = Some(self.total.unwrap_or(0).saturating_add(count));
+    }
 }
 
 impl MergedWeek {
@@ -88,8 +101,8 @@ impl MergedWeek {
     /// has the versions themselves), OS and architecture, the reports each counter is above
     /// zero in, and per version bucket the `by_version` counters. Buckets and counters seen in
     /// no report are left out, as a plain merge never has them. A counter's `total` is its
-    /// clipped sum where the layout gives it `count_bits`, else 0; a sampled counter's share is
-    /// over the reports that measured it ([`MergedCounter::of`]).
+    /// clipped sum where the layout gives it `count_bits`, else not measured (`None`); a
+    /// sampled counter's share is over the reports that measured it ([`MergedCounter::of`]).
     pub fn from_aggregate(
         monday: Day,
         reports: u64,
@@ -113,7 +126,7 @@ impl MergedWeek {
                     .map(|(counter, c)| {
                         let merged = MergedCounter {
                             reports_with: c.reports_with,
-                            total: c.total.unwrap_or(0),
+                            total: c.total,
                             of: (c.of != p.reports).then_some(c.of),
                         };
                         (counter.clone(), merged)
@@ -195,20 +208,19 @@ impl MergedWeek {
                 }
             }
             for (name, count) in seen.counters {
-                let counter = merged.counters.entry(name.to_string()).or_default();
-                if count > 0 {
-                    counter.reports_with += 1;
-                }
-                counter.total = counter.total.saturating_add(count);
+                merged
+                    .counters
+                    .entry(name.to_string())
+                    .or_default()
+                    .add(count);
             }
             for (version, counters) in seen.by_version {
                 let merged_version = merged.by_version.entry(version.to_string()).or_default();
                 for (name, count) in counters {
-                    let counter = merged_version.entry(name.to_string()).or_default();
-                    if count > 0 {
-                        counter.reports_with += 1;
-                    }
-                    counter.total = counter.total.saturating_add(count);
+                    merged_version
+                        .entry(name.to_string())
+                        .or_default()
+                        .add(count);
                 }
             }
         }
@@ -379,7 +391,7 @@ mod tests {
             cargo.counters["cargo/invocations"],
             MergedCounter {
                 reports_with: 1,
-                total: 3,
+                total: Some(3),
                 of: None,
             }
         );
@@ -387,7 +399,7 @@ mod tests {
             cargo.counters["cargo/subcommand:build"],
             MergedCounter {
                 reports_with: 1,
-                total: 3,
+                total: Some(3),
                 of: None,
             }
         );
@@ -442,7 +454,7 @@ mod tests {
         assert!(week.summary(6).is_none());
         assert_eq!(week.summary(5).unwrap().programs["cargo"], 5);
         let inv = &published.counters[0];
-        assert_eq!((inv.reports_with, inv.total, inv.share), (5, 5, 1.0));
+        assert_eq!((inv.reports_with, inv.total, inv.share), (5, Some(5), 1.0));
         assert!(inv.low < 1.0 && inv.high == 1.0);
     }
 
@@ -573,8 +585,9 @@ mod tests {
                 build.1.high
             )
         );
-        // Presence only in the layout: no total.
-        assert_eq!(build.0.total, 0);
+        // Presence only in the layout: not measured, where the plain merge has a sum.
+        assert_eq!(build.0.total, None);
+        assert!(build.1.total.is_some());
         // Sampled at 0.5: measured in the 20 reports with x <= 0.5, present in half of them.
         let test = &pc["cargo/subcommand:test"];
         assert_eq!((test.reports_with, test.share), (10, 0.5));

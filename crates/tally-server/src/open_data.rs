@@ -231,7 +231,11 @@ fn push_share(record: &mut Vec<String>, counter: &CounterAggregate) {
         counter.share.to_string(),
         counter.low.to_string(),
         counter.high.to_string(),
-        counter.total.to_string(),
+        // Empty where the total was not measured (a presence-only counter of a private
+        // aggregate): a 0 would be a count nobody made.
+        counter
+            .total
+            .map_or_else(String::new, |total| total.to_string()),
     ]);
 }
 

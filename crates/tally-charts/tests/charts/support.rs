@@ -26,7 +26,7 @@ pub fn counter(name: &str, reports_with: u64, reports: u64, total: u64) -> Count
         share: reports_with as f64 / reports as f64,
         low,
         high,
-        total,
+        total: Some(total),
     }
 }
 

@@ -56,7 +56,8 @@ fn counted(state: &AppState) -> (u64, u64) {
             week.counters
                 .iter()
                 .find(|c| c.name == "cargo/invocations")
-                .map_or(0, |c| c.total),
+                .and_then(|c| c.total)
+                .unwrap_or(0),
         ),
         None => (0, 0),
     }

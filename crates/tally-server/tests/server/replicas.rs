@@ -79,7 +79,8 @@ fn counted(agent: &ureq::Agent, port: u16) -> (u64, u64) {
         .counters
         .iter()
         .find(|c| c.name == "cargo/invocations")
-        .map_or(0, |c| c.total);
+        .and_then(|c| c.total)
+        .unwrap_or(0);
     (week.reports, total)
 }
 
