@@ -504,8 +504,9 @@ fn lease_local(
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn a_second_local_lease_is_refused_until_the_first_is_released() {
+    /// A local store whose lease `lease` is held by "the first, pid 1", and the same store
+    /// opened again (as by another process).
+    async fn held() -> (tempfile::TempDir, Store, Lease, Store) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path().to_str().unwrap()).unwrap();
         let first = store
@@ -513,6 +514,12 @@ mod tests {
             .await
             .unwrap();
         let other = Store::open(dir.path().to_str().unwrap()).unwrap();
+        (dir, store, first, other)
+    }
+
+    #[tokio::test]
+    async fn a_second_local_lease_is_refused_until_the_first_is_released() {
+        let (_dir, _store, first, other) = held().await;
         let refused = other
             .lease("lease", "the second", Duration::from_secs(1))
             .await
@@ -532,13 +539,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_local_standby_waits_until_the_holder_is_gone() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path().to_str().unwrap()).unwrap();
-        let first = store
-            .lease("lease", "the first, pid 1", Duration::from_secs(1))
-            .await
-            .unwrap();
-        let other = Store::open(dir.path().to_str().unwrap()).unwrap();
+        let (dir, store, first, other) = held().await;
         let mut standby = tokio::spawn(async move {
             other
                 .wait_for_lease("lease", "the standby", Duration::from_secs(1))

@@ -3,10 +3,11 @@
 //! the first stops), and leader and helper on S3 (moto) counting every report once across a
 //! kill -9.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use tally_dap::client::UploadOutcome;
-use tally_dap::draft::messages::Encode;
+use tally_dap::draft::messages::{Encode, Interval};
 
 use crate::collect;
 use crate::support::{Deployment, Options, deploy, interval, now, random_measurements, sum};
@@ -87,13 +88,9 @@ async fn a_standby_takes_over_a_killed_aggregator_and_every_report_counts_once()
     upload(&d, &measurements[20..], slot + 5);
     d.wait_aggregated(10);
 
-    let collection = collect(&d, interval(slot, precision, 1))
-        .await
-        .unwrap_or_else(|e| panic!("{e}{}", d.logs()));
-    assert_eq!(collection.report_count(), 30);
-    assert_eq!(collection.aggregate_result(), &sum(&measurements));
+    collects_exactly(&d, interval(slot, precision, 1), &measurements).await;
 
-    // A standby beside the new leader stops cleanly on SIGTERM, having written nothing.
+    // A standby beside the new leader stops cleanly on SIGTERM; the lease stays the leader's.
     let mut idle = d.leader.start_standby();
     std::thread::sleep(Duration::from_millis(500));
     assert!(idle.is_standing_by());
@@ -104,6 +101,20 @@ async fn a_standby_takes_over_a_killed_aggregator_and_every_report_counts_once()
         "{}",
         d.logs()
     );
+    let lease = std::fs::read_to_string(Path::new(&d.leader.store).join("lease")).unwrap();
+    assert!(
+        lease.contains(&format!("leader, pid {}", d.leader.pid())),
+        "{lease}"
+    );
+}
+
+/// The unmodified collector collects `interval`: exactly `measurements`, each once.
+async fn collects_exactly(d: &Deployment, interval: Interval, measurements: &[Vec<u128>]) {
+    let collection = collect(d, interval)
+        .await
+        .unwrap_or_else(|e| panic!("{e}{}", d.logs()));
+    assert_eq!(collection.report_count(), measurements.len() as u64);
+    assert_eq!(collection.aggregate_result(), &sum(measurements));
 }
 
 fn upload(d: &Deployment, measurements: &[Vec<u128>], time: u64) {
@@ -169,11 +180,7 @@ async fn leader_and_helper_on_s3_count_every_report_once() {
     upload(&d, &measurements[12..], slot + 5);
     d.wait_aggregated(12);
 
-    let collection = collect(&d, interval(slot, precision, 1))
-        .await
-        .unwrap_or_else(|e| panic!("{e}{}", d.logs()));
-    assert_eq!(collection.report_count(), 24);
-    assert_eq!(collection.aggregate_result(), &sum(&measurements));
+    collects_exactly(&d, interval(slot, precision, 1), &measurements).await;
 
     // Everything is in the bucket, under each aggregator's prefix.
     let agent: ureq::Agent = ureq::Agent::config_builder()

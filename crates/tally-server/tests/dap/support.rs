@@ -55,27 +55,34 @@ impl Aggregator {
     pub fn start(&mut self) {
         assert!(self.child.is_none(), "{} already running", self.role);
         let address_file = self.log.with_extension("address");
-        let _ = std::fs::remove_file(&address_file);
+        let child = self.spawn(&address_file, &[]);
+        let child = self.child.insert(child);
+        dap::wait_until_listening(child, self.role, &address_file, &self.log);
+    }
+
+    /// Spawns a process of this aggregator with `args` beyond its own, writing its address to
+    /// `address_file` (removed first) and its standard error to the end of the log.
+    fn spawn(&self, address_file: &Path, args: &[&str]) -> Child {
+        let _ = std::fs::remove_file(address_file);
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.log)
             .unwrap();
-        let child = dap::aggregator_command(
+        dap::aggregator_command(
             Path::new(BIN),
             self.role,
             &self.store,
             self.port,
-            &address_file,
+            address_file,
         )
         .args(["--key-reload-secs", "1"])
+        .args(args)
         .args(&self.extra)
         .envs(self.env.iter().map(|(k, v)| (k, v)))
         .stderr(log)
         .spawn()
-        .unwrap();
-        let child = self.child.insert(child);
-        dap::wait_until_listening(child, self.role, &address_file, &self.log);
+        .unwrap()
     }
 
     /// Starts a standby of this aggregator (`--standby`: the same store and port, its standard
@@ -83,27 +90,8 @@ impl Aggregator {
     /// [`Aggregator::adopt`] makes it this aggregator's process once it has taken over.
     pub fn start_standby(&self) -> Standby {
         let address_file = self.log.with_extension("standby.address");
-        let _ = std::fs::remove_file(&address_file);
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .unwrap();
-        let child = dap::aggregator_command(
-            Path::new(BIN),
-            self.role,
-            &self.store,
-            self.port,
-            &address_file,
-        )
-        .args(["--key-reload-secs", "1", "--standby"])
-        .args(&self.extra)
-        .envs(self.env.iter().map(|(k, v)| (k, v)))
-        .stderr(log)
-        .spawn()
-        .unwrap();
         Standby {
-            child: Some(child),
+            child: Some(self.spawn(&address_file, &["--standby"])),
             address_file,
         }
     }
