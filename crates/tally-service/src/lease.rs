@@ -178,16 +178,32 @@ impl Store {
         if let Some(root) = &self.local_root {
             let mut told = false;
             loop {
-                let (root, key, holder) = (root.clone(), key.clone(), holder.to_owned());
-                let taken = tokio::task::spawn_blocking(move || lease_local(&root, &key, &holder))
-                    .await
-                    .context("a task taking the store's lease failed")??;
+                let (dir, object, holder) = (root.clone(), key.clone(), holder.to_owned());
+                let taken =
+                    tokio::task::spawn_blocking(move || lease_local(&dir, &object, &holder))
+                        .await
+                        .context("a task taking the store's lease failed")??;
                 match (taken, when_held) {
-                    (Ok(lease), _) => return Ok(lease),
-                    (Err(held), WhenHeld::Refuse) => bail!("{held}"),
-                    (Err(held), WhenHeld::Wait) => {
+                    (Ok(lease), _) => {
+                        if told {
+                            eprintln!(
+                                "tally-server: took over {}: the process that served it stopped",
+                                root.display()
+                            );
+                        }
+                        return Ok(lease);
+                    }
+                    (Err(who), WhenHeld::Refuse) => bail!(
+                        "{} is in use by {who} (it holds {}): one process per store; stop that one first, or give this one its own store",
+                        root.display(),
+                        root.join(key.as_ref()).display()
+                    ),
+                    (Err(who), WhenHeld::Wait) => {
                         if !told {
-                            eprintln!("tally-server: standing by: {held}");
+                            eprintln!(
+                                "tally-server: standing by: {} is served by {who}; taking over when it stops",
+                                root.display()
+                            );
                             told = true;
                         }
                         // A lock cannot be waited on and cancelled at once from a blocking
@@ -430,7 +446,7 @@ async fn renew_s3(
 }
 
 /// The local lease: an exclusive `flock` on `root/key`, holding `holder`'s description; or,
-/// when another process holds the lock, why it cannot be taken (naming that process).
+/// when another process holds the lock, that process's description.
 fn lease_local(
     root: &std::path::Path,
     key: &Path,
@@ -471,11 +487,7 @@ fn lease_local(
             let who = serde_json::from_str::<Holder>(&text)
                 .map(|h| h.holder)
                 .unwrap_or_else(|_| "another process".into());
-            return Ok(Err(format!(
-                "{} is in use by {who} (it holds {}): one process per store; stop that one first, or give this one its own store",
-                root.display(),
-                path.display()
-            )));
+            return Ok(Err(who));
         }
         Err((_, errno)) => {
             return Err(anyhow::Error::new(errno))
