@@ -1,8 +1,9 @@
 //! Running an aggregator as an HTTP service: take the store's lease (one process serves a
 //! store; a standby waits for the lease, neither listening nor writing, and takes over when the
-//! serving process stops), load its keys and tasks, start the role ([`crate::leader`] or [`crate::helper`]), bind,
-//! write the bound address, serve through `tally_service::serve` (bounded connections, header,
-//! body, write and stall timeouts) until SIGTERM or SIGINT, or until the lease is lost.
+//! serving process stops), load its keys and tasks, start the role ([`crate::leader`] or
+//! [`crate::helper`]), bind, write the bound address, serve through `tally_service::serve`
+//! (bounded connections, header, body, write and stall timeouts) until SIGTERM or SIGINT, or
+//! until the lease is lost.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
