@@ -10,8 +10,13 @@
 //! with the HPKE opening of each share. The ratio of the aggregators' CPU time per report to
 //! that cost is what DAP's protocol, HTTP and storage add.
 //!
+//! With `--takeovers N`, it then times a standby replica's takeover N times per role: a
+//! `--standby` process started beside the serving one, which is killed -9; the time from the
+//! kill until the standby listens (it took the store's lease and read the store, which holds
+//! the run's job records).
+//!
 //! `bench/dap/run.sh` builds and runs it; usage:
-//! `dap_throughput --server PATH [--reports N] [--entries N] [--connections N]`
+//! `dap_throughput --server PATH [--reports N] [--entries N] [--connections N] [--takeovers N]`
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -35,6 +40,7 @@ struct Args {
     reports: usize,
     entries: usize,
     connections: usize,
+    takeovers: usize,
 }
 
 fn args() -> Args {
@@ -43,6 +49,7 @@ fn args() -> Args {
         reports: 20_000,
         entries: 1_000,
         connections: 32,
+        takeovers: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -52,6 +59,7 @@ fn args() -> Args {
             "--reports" => args.reports = value.parse().unwrap(),
             "--entries" => args.entries = value.parse().unwrap(),
             "--connections" => args.connections = value.parse().unwrap(),
+            "--takeovers" => args.takeovers = value.parse().unwrap(),
             other => panic!("unknown flag {other}"),
         }
     }
@@ -63,13 +71,34 @@ fn args() -> Args {
 }
 
 fn start(bin: &Path, role: &str, store: &Path, port: u16, log: &Path) -> Reaped {
-    let address = store.with_extension("address");
-    let mut child = dap::aggregator_command(bin, role, store.to_str().unwrap(), port, &address)
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .unwrap();
+    let (mut child, address) = spawn(bin, role, store, port, log, &[]);
     dap::wait_until_listening(&mut child, role, &address, log);
     Reaped(child)
+}
+
+/// Spawns an aggregator with `args` beyond the usual, its standard error appended to `log`;
+/// the child and the file it writes its address to once it listens.
+fn spawn(
+    bin: &Path,
+    role: &str,
+    store: &Path,
+    port: u16,
+    log: &Path,
+    args: &[&str],
+) -> (std::process::Child, PathBuf) {
+    let address = store.with_extension("address");
+    let _ = std::fs::remove_file(&address);
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    let child = dap::aggregator_command(bin, role, store.to_str().unwrap(), port, &address)
+        .args(args)
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    (child, address)
 }
 
 /// User + system CPU seconds of a process so far.
@@ -91,6 +120,10 @@ fn main() {
     print_results(&args, report_bytes, build_time, &throughput, &prio);
     assert_eq!(throughput.rejected, 0);
     assert_eq!(throughput.aggregated, args.reports as u64);
+    let mut deployment = deployment;
+    if args.takeovers > 0 {
+        measure_takeovers(&args, &mut deployment);
+    }
     let Deployment {
         dir,
         leader,
@@ -108,6 +141,8 @@ struct Deployment {
     task_id: TaskId,
     leader: Reaped,
     helper: Reaped,
+    /// The leader's and the helper's ports.
+    ports: (u16, u16),
 }
 
 impl Deployment {
@@ -154,7 +189,72 @@ fn deploy(args: &Args) -> Deployment {
         task_id,
         leader,
         helper,
+        ports: (task.leader_port, task.helper_port),
     }
+}
+
+/// `--takeovers` times per role: a standby beside the serving process, the serving process
+/// killed -9, and the time until the standby listens on its port; printed as the median and
+/// the range.
+fn measure_takeovers(args: &Args, deployment: &mut Deployment) {
+    for role in ["helper", "leader"] {
+        let mut times = Vec::new();
+        for _ in 0..args.takeovers {
+            let (store, log) = (
+                deployment.path(role),
+                deployment.path(&format!("{role}.log")),
+            );
+            let port = if role == "leader" {
+                deployment.ports.0
+            } else {
+                deployment.ports.1
+            };
+            let said = std::fs::read_to_string(&log).unwrap().len();
+            let (mut standby, address) =
+                spawn(&args.server, role, &store, port, &log, &["--standby"]);
+            // Standing by once it says so.
+            while !std::fs::read_to_string(&log).unwrap()[said..].contains("standing by") {
+                assert!(standby.try_wait().unwrap().is_none(), "the standby exited");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let serving = if role == "leader" {
+                &mut deployment.leader
+            } else {
+                &mut deployment.helper
+            };
+            let killed = Instant::now();
+            serving.0.kill().unwrap();
+            serving.0.wait().unwrap();
+            dap::wait_until_listening(&mut standby, role, &address, &log);
+            times.push(killed.elapsed());
+            *serving = Reaped(standby);
+        }
+        times.sort();
+        println!(
+            "takeover by a standby, {role}: median {:.0} ms (from {:.0} to {:.0} ms, {} kills), the store holding {} job records",
+            times[times.len() / 2].as_secs_f64() * 1e3,
+            times[0].as_secs_f64() * 1e3,
+            times[times.len() - 1].as_secs_f64() * 1e3,
+            times.len(),
+            job_records(&deployment.path(role)),
+        );
+    }
+}
+
+/// Job records in an aggregator's store (`tasks/<t>/jobs/` or `agg_jobs/`).
+fn job_records(store: &Path) -> usize {
+    let Ok(tasks) = std::fs::read_dir(store.join("tasks")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .flat_map(|task| {
+            ["jobs", "agg_jobs"]
+                .into_iter()
+                .filter_map(move |dir| std::fs::read_dir(task.path().join(dir)).ok())
+        })
+        .map(|entries| entries.count())
+        .sum()
 }
 
 /// A vector of exactly `entries`: one program's 4 fixed entries, then counters.
