@@ -433,3 +433,34 @@ fn a_collector_killed_mid_collection_polls_the_same_job_after_its_restart() {
         restarted.log_text()
     );
 }
+
+/// A refusal the leader would repeat (here the collector's token is wrong): logged once, the
+/// week left unpublished and not asked for again at the next passes (only a day later, or at a
+/// restart), and the server serves on. A restart with the right credential publishes the week.
+#[test]
+fn a_refused_week_is_left_alone_until_a_restart_asks_again() {
+    let (d, monday, next_monday) = with_reports_aggregated(6);
+    let right = std::fs::read(&d.credential_path).unwrap();
+    let mut wrong: serde_json::Value = serde_json::from_slice(&right).unwrap();
+    wrong["token"] = "not-the-collectors-token".into();
+    std::fs::write(&d.credential_path, serde_json::to_vec(&wrong).unwrap()).unwrap();
+
+    // A pass every second.
+    let mut collector = Collector::start(&d, next_monday, true);
+    let refused = format!("the leader refused to collect the week of {monday}");
+    collector.wait_log(&refused, 1);
+    std::thread::sleep(Duration::from_secs(4));
+    let log = collector.log_text();
+    assert_eq!(log.matches(&refused).count(), 1, "{log}");
+    assert!(log.contains("asking again in 24h"), "{log}");
+    assert_eq!(collector.get("/healthz").0, 200);
+    assert!(collector.weeks().weeks.is_empty());
+    assert!(leader_collection_jobs(&d).is_empty());
+    collector.kill9();
+
+    std::fs::write(&d.credential_path, &right).unwrap();
+    let restarted = Collector::start(&d, next_monday, true);
+    let weeks = restarted.wait_published(monday);
+    assert_eq!(weeks.weeks[0].reports, 6, "{}", restarted.log_text());
+    assert_eq!(leader_collection_jobs(&d).len(), 1);
+}
