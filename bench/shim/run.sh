@@ -76,17 +76,15 @@ unset TALLY DO_NOT_TRACK RUSTC_WRAPPER
 # hands over to the same binary `direct` runs.
 export PATH=$scratch/shims:$toolchain_bin:$PATH
 # The first run asks rustc for its version off the hot path: a detached helper fills the version
-# cache and writes that run's count. The C floor below opens the files it wrote, so wait for them.
-"$scratch/shims/rustc" --version >/dev/null
-wait_for_counts() {
-    for _ in $(seq 100); do
-        compgen -G "$TALLY_DIR/counters/*.count" >/dev/null && return
-        sleep 0.1
-    done
-    echo "run.sh: no counter file in $TALLY_DIR/counters after 10 s" >&2
-    exit 1
+# cache and writes that run's count, holding `versions/pending.lock` shared until it has
+# (tally_process::version). The C floor below opens the files it wrote: take the lock
+# exclusively first, as the tests' `settle` does.
+settle() {
+    flock --exclusive --timeout 10 "$TALLY_DIR/versions/pending.lock" true ||
+        { echo "run.sh: the first run's count was not written within 10 s" >&2; exit 1; }
 }
-wait_for_counts
+"$scratch/shims/rustc" --version >/dev/null
+settle
 # The C floor in front of the real rustc too (bench/shim/count-floor.c, see below).
 mkdir -p "$scratch/c-floor-rustc"
 gcc -O2 -static -DREAL_TOOL="\"$real_rustc\"" -DSHIM="\"$scratch/shims/rustc\"" \
@@ -133,6 +131,7 @@ printf 'int main(void) { return 0; }\n' >"$scratch/noop.c"
 gcc -O2 -static -o "$scratch/noop/rustc" "$scratch/noop.c"
 gcc -O2 -static -DREAL_TOOL="\"$scratch/noop/rustc\"" -o "$scratch/c-noop/rustc" bench/shim/execv.c
 PATH=$scratch/shims:$scratch/noop:$PATH "$scratch/shims/rustc" --version
+settle
 # The floor: a C program making the shim's system calls on the files that run just used.
 mkdir -p "$scratch/c-floor"
 gcc -O2 -static -DREAL_TOOL="\"$scratch/noop/rustc\"" -DSHIM="\"$scratch/shims/rustc\"" \
